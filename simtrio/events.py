@@ -1,0 +1,122 @@
+"""Events a managed session hands to its driver.
+
+Each class is a small frozen value, so drivers can ``match`` on them::
+
+    match await session.next_event():
+        case events.ReadyForContinue():
+            await session.send_continue(simtrio.Continue())
+        case events.Slot(slot):
+            ...
+        case events.Completed(summary, agent_stats):
+            ...
+
+They are deliberately separate from the wire responses: the wire says how the server spoke, the
+events say what the driver must react to (duplicates removed, replies consumed, sub-sessions
+demultiplexed).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, TypeAlias
+
+import attrs
+
+if TYPE_CHECKING:
+    from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
+    from simtrio.wire.types import (
+        AgentStatsReport,
+        BacktestError,
+        BacktestStatus,
+        DiscoveryBatchEvent,
+        PausedEvent,
+        SessionSummary,
+    )
+
+__all__ = [
+    "AccountDiff",
+    "Completed",
+    "DiscoveryBatch",
+    "ErrorEvent",
+    "Event",
+    "Paused",
+    "ReadyForContinue",
+    "Slot",
+    "Status",
+    "Transaction",
+]
+
+
+@attrs.frozen
+class ReadyForContinue:
+    """The session waits for ``send_continue`` or ``send_continue_to``."""
+
+
+@attrs.frozen
+class Slot:
+    """A slot was executed."""
+
+    slot: int
+
+
+@attrs.frozen
+class Status:
+    """The session entered a new phase; ``status`` is a ``BacktestStatus`` (possibly unknown)."""
+
+    status: BacktestStatus
+
+
+@attrs.frozen
+class Paused:
+    """A ``continue_to`` target was reached; the session is ready again."""
+
+    event: PausedEvent
+
+
+@attrs.frozen
+class DiscoveryBatch:
+    """A batch matching the registered discovery filters is about to run."""
+
+    event: DiscoveryBatchEvent
+
+
+@attrs.frozen
+class ErrorEvent:
+    """A non-fatal error reported by the server; the session goes on."""
+
+    error: BacktestError
+
+
+@attrs.frozen
+class Completed:
+    """The range is done. Always the last event; drained notifications precede it."""
+
+    summary: SessionSummary | None = None
+    agent_stats: list[AgentStatsReport] | None = None
+
+
+@attrs.frozen
+class Transaction:
+    """A data-plane transaction notification."""
+
+    notification: TransactionNotification
+
+
+@attrs.frozen
+class AccountDiff:
+    """A data-plane account diff; ``notification.context.slot`` is its slot."""
+
+    notification: AccountDiffNotification
+
+
+Event: TypeAlias = (
+    ReadyForContinue
+    | Slot
+    | Status
+    | Paused
+    | DiscoveryBatch
+    | ErrorEvent
+    | Completed
+    | Transaction
+    | AccountDiff
+)
+"""Anything ``next_event()`` can return."""

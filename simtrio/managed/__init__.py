@@ -1,0 +1,1 @@
+"""Managed sessions: reconnecting control and data planes built on the sans-IO core."""

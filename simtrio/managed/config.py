@@ -1,0 +1,131 @@
+"""Settings and small value types shared by managed sessions and subscriptions.
+
+Kept free of trio so the sans-IO core and its tests can build a configuration without an event
+loop; the trio shells read these values, the core never sees a clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import ssl
+from typing import Final
+
+import attrs
+
+from simtrio.core.backoff import BackoffPolicy
+from simtrio.errors import InvalidParams
+
+__all__ = [
+    "DEFAULT_RECONNECT_MAX_TOTAL",
+    "ConnectionStatus",
+    "ManagedConfig",
+    "SessionInfo",
+]
+
+DEFAULT_RECONNECT_MAX_TOTAL: Final = 900.0
+"""Outage budget when the session has no ``disconnect_timeout_secs`` (protocol §8.1)."""
+
+_MIB: Final = 1024 * 1024
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise InvalidParams(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+def _optional_positive(
+    inst: object, attribute: attrs.Attribute[float | None], value: float | None
+) -> None:
+    if value is not None:
+        _positive(inst, attribute, value)  # type: ignore[arg-type]
+
+
+def _positive_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidParams(f"{attribute.name} must be an int >= 1, got {value!r}")
+
+
+def _non_negative_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParams(f"{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _backoff(_inst: object, attribute: attrs.Attribute[BackoffPolicy], value: object) -> None:
+    if not isinstance(value, BackoffPolicy):
+        raise InvalidParams(f"{attribute.name} must be a BackoffPolicy, got {value!r}")
+
+
+def _ssl_context(
+    _inst: object, attribute: attrs.Attribute[ssl.SSLContext | None], value: object
+) -> None:
+    if value is not None and not isinstance(value, ssl.SSLContext):
+        raise InvalidParams(f"{attribute.name} must be an ssl.SSLContext or None")
+
+
+def _seed(_inst: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InvalidParams(f"{attribute.name} must be an int or None, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class ManagedConfig:
+    """Timeouts, limits and reconnect policy of managed sessions and subscriptions.
+
+    Durations are seconds. ``reconnect_max_total`` None means "the session's
+    ``disconnect_timeout_secs``, or 900 s when that is unset or 0" (see :meth:`max_total_for`).
+    ``rng_seed`` makes backoff jitter reproducible; ``ssl_context`` overrides the default TLS
+    setup for ``wss://`` URLs.
+    """
+
+    connect_timeout: float = attrs.field(default=30.0, validator=_positive)
+    handshake_timeout: float = attrs.field(default=60.0, validator=_positive)
+    create_response_timeout: float = attrs.field(default=900.0, validator=_positive)
+    keepalive_interval: float = attrs.field(default=15.0, validator=_positive)
+    keepalive_miss_deadline: float = attrs.field(default=45.0, validator=_positive)
+    completion_drain_timeout: float = attrs.field(default=60.0, validator=_positive)
+    graceful_close_timeout: float = attrs.field(default=5.0, validator=_positive)
+    max_message_size: int = attrs.field(default=64 * _MIB, validator=_positive_int)
+    reconnect_max_total: float | None = attrs.field(default=None, validator=_optional_positive)
+    event_buffer: int = attrs.field(default=1024, validator=_positive_int)
+    backoff: BackoffPolicy = attrs.field(factory=BackoffPolicy, validator=_backoff)
+    continue_channel_capacity: int = attrs.field(default=256, validator=_positive_int)
+    coordinator_fast_attempts: int = attrs.field(default=3, validator=_non_negative_int)
+    ssl_context: ssl.SSLContext | None = attrs.field(
+        default=None, eq=False, repr=False, validator=_ssl_context
+    )
+    rng_seed: int | None = attrs.field(default=None, validator=_seed)
+
+    def max_total_for(self, disconnect_timeout_secs: int | None) -> float:
+        """The outage budget for a session created with this ``disconnect_timeout_secs``."""
+        if self.reconnect_max_total is not None:
+            return float(self.reconnect_max_total)
+        if disconnect_timeout_secs is not None and disconnect_timeout_secs > 0:
+            return float(disconnect_timeout_secs)
+        return DEFAULT_RECONNECT_MAX_TOTAL
+
+    def make_rng(self) -> random.Random:
+        """A jitter source: seeded when ``rng_seed`` is set, else from system entropy."""
+        return random.Random(self.rng_seed)
+
+
+class ConnectionStatus(enum.Enum):
+    """State of a managed connection (protocol §8.5)."""
+
+    DOWN = "down"
+    """Initial, and after an orderly end."""
+    UP = "up"
+    """Handshake complete."""
+    RECONNECTING = "reconnecting"
+    """A connection was lost or an attempt failed; waiting or retrying."""
+    FAILED = "failed"
+    """Gave up; final."""
+
+
+@attrs.frozen
+class SessionInfo:
+    """Identity of a managed (sub-)session; ``rpc_endpoint`` is absolute."""
+
+    session_id: str
+    rpc_endpoint: str
+    task_id: str | None = None

@@ -1,0 +1,19 @@
+"""simtrio's own WebSocket client transport: a sans-IO engine and a thin trio shell.
+
+The reader loop belongs to the caller (no background task), messages come in batches of one
+socket read, and every failure maps onto :mod:`simtrio.errors`.
+"""
+
+from __future__ import annotations
+
+from simtrio.transport.connection import WebSocketConnection, connect, open_connection
+from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
+from simtrio.transport.http import http_get
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "WebSocketConnection",
+    "connect",
+    "http_get",
+    "open_connection",
+]

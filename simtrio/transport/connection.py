@@ -1,0 +1,426 @@
+"""The trio shell around :class:`~simtrio.transport.engine.ClientEngine`.
+
+There is no background task: whoever calls :meth:`WebSocketConnection.receive_batch` is the
+reader, and each call hands over every message decoded from one ``receive_some``. Sends may come
+from other tasks (a keepalive, for one) and are serialised by a FIFO lock. Keepalive, timeouts
+and reconnects live above this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections import deque
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final, TypeVar
+
+import trio
+
+from simtrio.errors import ConnectError, ConnectionClosed, InvalidParams, ProtocolError, excerpt
+from simtrio.transport.engine import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    Accepted,
+    Binary,
+    ClientEngine,
+    Closed,
+    Endpoint,
+    Event,
+    Rejected,
+    Text,
+    parse_url,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable, Sequence
+
+__all__ = ["WebSocketConnection", "connect", "open_connection", "open_stream"]
+
+logger = logging.getLogger(__name__)
+
+RECEIVE_SIZE: Final = 256 * 1024
+"""Bytes asked of one ``receive_some``: also the slack of the inbound size limit."""
+
+_STREAM_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
+_FATAL_STATUSES: Final = frozenset({401, 403})
+_P = TypeVar("_P", str, bytes)
+
+
+# --- opening ----------------------------------------------------------------------------------
+
+
+async def open_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:
+    """TCP, plus TLS for a secure endpoint; failures become ``ConnectError``."""
+    where = endpoint.display
+    try:
+        tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+    if not endpoint.secure:
+        return tcp
+    context = ssl_context if ssl_context is not None else ssl.create_default_context()
+    tls = trio.SSLStream(tcp, context, server_hostname=endpoint.host, https_compatible=True)
+    try:
+        await tls.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(tls)
+        cause = exc.__cause__
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            raise ConnectError(
+                f"TLS certificate verification failed for {where}: {cause.verify_message}",
+                fatal=True,
+            ) from exc
+        raise ConnectError(f"TLS handshake with {where} failed: {cause or exc}") from exc
+    except BaseException:
+        await trio.aclose_forcefully(tls)
+        raise
+    return tls
+
+
+async def connect(
+    url: str,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    connect_timeout: float,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ssl_context: ssl.SSLContext | None = None,
+) -> WebSocketConnection:
+    """Open a WebSocket connection; the caller must :meth:`~WebSocketConnection.aclose` it.
+
+    TCP, TLS and the upgrade together are bounded by ``connect_timeout``. Every failure is a
+    :class:`ConnectError`; ``fatal`` marks those a retry cannot fix (HTTP 401/403, certificate
+    verification, an unusable URL or header).
+    """
+    try:
+        endpoint = parse_url(url, plain="ws", secure="wss")
+        engine = ClientEngine(
+            endpoint.host_header,
+            endpoint.target,
+            extra_headers=headers,
+            max_message_size=max_message_size,
+        )
+        request = engine.initiate()
+    except InvalidParams as exc:
+        raise ConnectError(f"cannot connect: {exc}", fatal=True) from None
+    where = endpoint.display
+    try:
+        with trio.fail_after(connect_timeout):
+            stream = await open_stream(endpoint, ssl_context)
+            try:
+                return await _upgrade(stream, engine, request, where, headers)
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+    except trio.TooSlowError:
+        raise ConnectError(f"timed out after {connect_timeout:g} s connecting to {where}") from None
+
+
+async def _upgrade(
+    stream: trio.abc.Stream,
+    engine: ClientEngine,
+    request: bytes,
+    where: str,
+    headers: Sequence[tuple[str, str]],
+) -> WebSocketConnection:
+    try:
+        await stream.send_all(request)
+        while True:
+            events = engine.receive(await stream.receive_some(RECEIVE_SIZE))
+            for i, event in enumerate(events):
+                if isinstance(event, Accepted):
+                    conn = WebSocketConnection(stream, engine, where, events[i + 1 :])
+                    outbound = engine.data_to_send()
+                    if outbound:
+                        await stream.send_all(outbound)
+                    return conn
+                if isinstance(event, Rejected):
+                    raise _rejection(event, where, headers)
+                if isinstance(event, Closed):
+                    raise ConnectError(f"connection to {where} closed during the upgrade")
+    except _STREAM_ERRORS as exc:
+        raise ConnectError(f"connection to {where} failed during the upgrade: {exc}") from exc
+    except ProtocolError as exc:
+        raise ConnectError(f"invalid upgrade response from {where}: {exc}") from exc
+
+
+def _rejection(event: Rejected, where: str, headers: Sequence[tuple[str, str]]) -> ConnectError:
+    body = event.body
+    for _, value in headers:
+        if value:  # a server echoing our key back must not put it into the message
+            body = body.replace(value.encode("ascii", "replace"), b"<redacted>")
+    message = f"upgrade to {where} rejected with HTTP {event.status}"
+    if body.strip():
+        message += f": {excerpt(body.strip())}"
+    return ConnectError(message, status=event.status, fatal=event.status in _FATAL_STATUSES)
+
+
+@asynccontextmanager
+async def open_connection(
+    url: str,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    connect_timeout: float,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ssl_context: ssl.SSLContext | None = None,
+) -> AsyncGenerator[WebSocketConnection]:
+    """:func:`connect`, closing the connection (gracefully if possible) on exit."""
+    conn = await connect(
+        url,
+        headers=headers,
+        connect_timeout=connect_timeout,
+        max_message_size=max_message_size,
+        ssl_context=ssl_context,
+    )
+    try:
+        yield conn
+    finally:
+        await conn.aclose()
+
+
+# --- the connection ---------------------------------------------------------------------------
+
+
+class WebSocketConnection:
+    """An open client WebSocket connection (see the module docstring for the task model)."""
+
+    __slots__ = (
+        "_close_code",
+        "_closed",
+        "_ended",
+        "_engine",
+        "_last_received",
+        "_queue",
+        "_receiving",
+        "_send_broken",
+        "_send_lock",
+        "_stream",
+        "_stream_closed",
+        "_where",
+        "_why",
+    )
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        engine: ClientEngine,
+        where: str,
+        pending: Sequence[Event] = (),
+    ) -> None:
+        self._stream = stream
+        self._engine = engine
+        self._where = where
+        self._send_lock = trio.StrictFIFOLock()
+        self._queue: deque[str | bytes] = deque()
+        self._closed = False
+        self._why = ""
+        self._close_code: int | None = None
+        self._ended = trio.Event()  # nothing more will be read: peer closed, lost, failed
+        self._receiving = False
+        self._send_broken = False
+        self._stream_closed = False
+        self._last_received = trio.current_time()
+        if pending:
+            self._queue.extend(self._absorb(pending))
+
+    def __repr__(self) -> str:
+        state = f"closed ({self._why})" if self._closed else "open"
+        return f"<WebSocketConnection {self._where} {state}>"
+
+    @property
+    def closed(self) -> bool:
+        """No more messages will be received (buffered ones may still be returned)."""
+        return self._closed
+
+    @property
+    def close_code(self) -> int | None:
+        """The peer's close code, once it sent a Close frame."""
+        return self._close_code
+
+    @property
+    def last_received(self) -> float:
+        """``trio.current_time()`` of the last inbound bytes (any frame, Pongs included)."""
+        return self._last_received
+
+    # -- receiving --
+
+    async def receive_batch(self) -> list[str | bytes]:
+        """Every message decoded from one read (at least one).
+
+        Raises ``ConnectionClosed`` once the connection is over, after every message that
+        arrived before the end was returned; ``ProtocolError`` for malformed or oversize input.
+        """
+        if self._queue:
+            out = list(self._queue)
+            self._queue.clear()
+            return out
+        while True:
+            if self._closed:
+                raise ConnectionClosed(f"connection to {self._where} {self._why}")
+            self._receiving = True
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            except _STREAM_ERRORS as exc:
+                self._mark_closed("was lost")
+                self._ended.set()
+                raise ConnectionClosed(f"connection to {self._where} {self._why}") from exc
+            finally:
+                self._receiving = False
+            if data:
+                self._last_received = trio.current_time()
+            try:
+                events = self._engine.receive(data)
+            except ProtocolError:
+                self._mark_closed("failed (protocol error)")
+                self._ended.set()
+                raise
+            out = self._absorb(events)
+            if self._engine.has_outbound:
+                try:
+                    await self._flush()
+                except BaseException:
+                    self._queue.extend(out)  # never drop a decoded message
+                    raise
+            if out:
+                return out
+
+    async def receive(self) -> str | bytes:
+        """One message; a thin layer over :meth:`receive_batch`."""
+        if not self._queue:
+            self._queue.extend(await self.receive_batch())
+        return self._queue.popleft()
+
+    def _absorb(self, events: Sequence[Event]) -> list[str | bytes]:
+        out: list[str | bytes] = []
+        for event in events:
+            if isinstance(event, Text | Binary):
+                out.append(event.data)
+            elif isinstance(event, Closed):
+                self._close_code = event.code
+                if event.code is None:
+                    self._mark_closed("was closed by the peer without a Close frame")
+                else:
+                    self._mark_closed(f"was closed by the peer (code {event.code})")
+                self._ended.set()
+        return out
+
+    def _mark_closed(self, why: str) -> None:
+        if not self._closed:
+            self._closed = True
+            self._why = why
+
+    # -- sending --
+
+    async def _flush(self) -> None:
+        """Write the engine's own output (Pongs, the Close reply), ignoring a dead socket."""
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            data = self._engine.data_to_send()
+            if data and not self._send_broken:
+                await self._send_all(data)
+        except ConnectionClosed:
+            pass
+        finally:
+            lock.release()
+
+    async def _send_all(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except _STREAM_ERRORS as exc:
+            self._send_broken = True
+            self._mark_closed("was lost")
+            raise ConnectionClosed(f"connection to {self._where} {self._why}") from exc
+        except BaseException:
+            # Cancelled part-way through a frame: nothing more may be written on this stream.
+            self._send_broken = True
+            self._mark_closed("was abandoned during a send")
+            raise
+
+    async def _send_frame(self, encode: Callable[[_P], bytes], payload: _P) -> None:
+        lock = self._send_lock
+        try:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            await lock.acquire()
+        try:
+            if self._closed or self._send_broken:
+                raise ConnectionClosed(f"connection to {self._where} {self._why}")
+            data = encode(payload)
+            pending = self._engine.data_to_send()
+            await self._send_all(pending + data if pending else data)
+        finally:
+            lock.release()
+
+    async def send_text(self, text: str) -> None:
+        """Send one Text message; ``ConnectionClosed`` if the connection is gone."""
+        await self._send_frame(self._engine.send_text, text)
+
+    async def send_binary(self, data: bytes) -> None:
+        """Send one Binary message; ``ConnectionClosed`` if the connection is gone."""
+        await self._send_frame(self._engine.send_binary, data)
+
+    async def ping(self, payload: bytes = b"") -> None:
+        """Send a Ping; its Pong shows up only as a newer :attr:`last_received`."""
+        await self._send_frame(self._engine.ping, payload)
+
+    # -- closing --
+
+    async def aclose(
+        self,
+        timeout: float = 5.0,  # noqa: ASYNC109 - it bounds only the close handshake
+        *,
+        code: int = 1000,
+        reason: str = "",
+    ) -> None:
+        """Close handshake bounded by ``timeout``, then drop the socket. Idempotent, quiet."""
+        if self._stream_closed:
+            return
+        try:
+            if not self._send_broken:
+                with trio.move_on_after(timeout):
+                    await self._close_handshake(code, reason)
+        finally:
+            await self._close_stream("was closed locally")
+
+    async def abort(self) -> None:
+        """Drop the socket at once, without a Close frame (for a connection declared lost)."""
+        await self._close_stream("was aborted")
+
+    async def _close_handshake(self, code: int, reason: str) -> None:
+        engine = self._engine
+        was_closed = self._closed
+        self._mark_closed("was closed locally")
+        lock = self._send_lock
+        await lock.acquire()
+        try:
+            data = engine.data_to_send() + engine.close(code, reason)
+            if data and not self._send_broken:
+                await self._send_all(data)
+        except ConnectionClosed:
+            return
+        finally:
+            lock.release()
+        if was_closed or engine.finished:
+            return
+        if self._receiving:  # the reader task will see the peer's Close
+            await self._ended.wait()
+            return
+        self._receiving = True
+        try:
+            while not engine.finished:
+                events = engine.receive(await self._stream.receive_some(RECEIVE_SIZE))
+                self._absorb(events)  # messages arriving now are dropped: we are closing
+        except (*_STREAM_ERRORS, ProtocolError):
+            pass
+        finally:
+            self._receiving = False
+
+    async def _close_stream(self, why: str) -> None:
+        self._mark_closed(why)
+        self._ended.set()
+        if self._stream_closed:
+            return
+        self._stream_closed = True
+        await trio.aclose_forcefully(self._stream)

@@ -1,0 +1,95 @@
+"""A minimal HTTP/1.1 GET over trio (h11), for the management endpoints."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Final
+
+import h11
+import trio
+
+from simtrio.errors import ConnectError, InvalidParams
+from simtrio.transport.connection import open_stream
+from simtrio.transport.engine import encode_headers, parse_url
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Sequence
+
+    from simtrio.transport.engine import Endpoint
+
+__all__ = ["DEFAULT_MAX_BODY", "http_get"]
+
+DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
+_RECEIVE_SIZE: Final = 64 * 1024
+_RESERVED: Final = frozenset({"host", "connection", "content-length", "transfer-encoding"})
+
+
+async def http_get(
+    url: str,
+    *,
+    headers: Sequence[tuple[str, str]] = (),
+    timeout: float,  # noqa: ASYNC109 - one bound for the whole exchange
+    ssl_context: ssl.SSLContext | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> tuple[int, bytes]:
+    """GET ``url`` and return ``(status, body)`` whatever the status.
+
+    Everything that prevents a complete response (bad URL, connect/TLS failure, timeout,
+    malformed or oversize response) raises ``ConnectError``; ``fatal`` as for WebSockets.
+    """
+    try:
+        endpoint = parse_url(url, plain="http", secure="https")
+        extra = encode_headers(headers, reserved=_RESERVED)
+    except InvalidParams as exc:
+        raise ConnectError(f"cannot GET: {exc}", fatal=True) from None
+    where = endpoint.display
+    try:
+        with trio.fail_after(timeout):
+            stream = await open_stream(endpoint, ssl_context)
+            try:
+                return await _exchange(stream, endpoint, extra, max_body)
+            finally:
+                await trio.aclose_forcefully(stream)
+    except trio.TooSlowError:
+        raise ConnectError(f"GET {where} timed out after {timeout:g} s") from None
+    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise ConnectError(f"GET {where} failed: {exc or type(exc).__name__}") from exc
+    except h11.RemoteProtocolError as exc:
+        raise ConnectError(f"GET {where}: invalid HTTP response: {exc}") from exc
+
+
+async def _exchange(
+    stream: trio.abc.Stream,
+    endpoint: Endpoint,
+    extra: list[tuple[bytes, bytes]],
+    max_body: int,
+) -> tuple[int, bytes]:
+    conn = h11.Connection(h11.CLIENT)
+    request = h11.Request(
+        method="GET",
+        target=endpoint.target,
+        headers=[
+            (b"Host", endpoint.host_header.encode("idna")),
+            (b"Connection", b"close"),
+            *extra,
+        ],
+    )
+    await stream.send_all((conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+    status = 0
+    body = bytearray()
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            conn.receive_data(bytes(await stream.receive_some(_RECEIVE_SIZE)))
+        elif isinstance(event, h11.Response):
+            status = event.status_code
+        elif isinstance(event, h11.Data):
+            if len(body) + len(event.data) > max_body:
+                raise ConnectError(
+                    f"GET {endpoint.display}: response body exceeds {max_body} bytes"
+                )
+            body += event.data
+        elif isinstance(event, h11.EndOfMessage):
+            return status, bytes(body)
+        elif isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
+            raise ConnectError(f"GET {endpoint.display}: connection closed before a response")

@@ -1,0 +1,682 @@
+"""The control-plane protocol as plain data.
+
+Every class mirrors one message or payload of the wire protocol. They hold decoded values only:
+spelling, tagging and tolerance live in :mod:`simtrio.wire.codec`, so these classes stay free of
+JSON details and can be built by hand in tests and by the reference server alike.
+
+Payload structs double as request variants: ``ContinueParams`` *is* the ``continue`` request,
+``CreateBacktestSessionRequest`` *is* ``createBacktestSession``, and so on, which is how the
+wire's newtype variants behave.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+
+__all__ = [
+    "AccountData",
+    "AdvanceSlotFailed",
+    "AgentStatsReport",
+    "AttachBacktestSession",
+    "AttachParallelControlSessionV2",
+    "AvailableRange",
+    "BacktestError",
+    "BacktestRequest",
+    "BacktestResponse",
+    "BacktestStatus",
+    "BundleNotFound",
+    "ClerkError",
+    "CloseBacktestSession",
+    "CloseSessionRequestV1",
+    "Completed",
+    "ContinueParams",
+    "ContinueSessionRequestV1",
+    "ContinueToParams",
+    "ContinueToSessionRequestV1",
+    "CreateBacktestSessionRequest",
+    "DiscoveryBatch",
+    "DiscoveryBatchEvent",
+    "DiscoveryFilter",
+    "EncodedBinary",
+    "Error",
+    "FinalizeSlotFailed",
+    "InitializingSysvarsFailed",
+    "Internal",
+    "InvalidAccountEncoding",
+    "InvalidAccountOwner",
+    "InvalidAccountPubkey",
+    "InvalidBlockhashFormat",
+    "InvalidRequest",
+    "InvalidTransactionEncoding",
+    "InvalidTransactionFormat",
+    "JsonValue",
+    "NoMoreBlocks",
+    "NoProducedBlocksInRange",
+    "ParallelSessionAttachedV2",
+    "Paused",
+    "PausedEvent",
+    "ProgramExecuted",
+    "ReadyForContinue",
+    "ResumeAttachedSession",
+    "SessionAttached",
+    "SessionCreated",
+    "SessionEvent",
+    "SessionEventV1",
+    "SessionEventV2",
+    "SessionNameTaken",
+    "SessionNotFound",
+    "SessionOwnerMismatch",
+    "SessionOwnershipBusy",
+    "SessionSummary",
+    "SessionsCreated",
+    "SessionsCreatedV2",
+    "SimulationError",
+    "SlotNotification",
+    "Status",
+    "Success",
+    "UnknownBacktestError",
+    "UnknownDiscoveryFilter",
+    "UnknownRequest",
+    "UnknownResponse",
+    "UnknownSessionEvent",
+    "kind_key",
+]
+
+JsonValue: TypeAlias = Any
+"""Raw JSON as orjson produces it (dict, list, str, int, float, bool or None)."""
+
+
+def kind_key(text: str) -> str:
+    """Normalise a tag for kind matching: ``AdvanceSlotFailed`` == ``advance_slot_failed``."""
+    return text.replace("_", "").replace("-", "").lower()
+
+
+# --------------------------------------------------------------------------------------------
+# Shared payloads
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class EncodedBinary:
+    """Binary data as text; ``base64`` is the only encoding in use, others are kept as given."""
+
+    data: str
+    encoding: str = "base64"
+
+
+@attrs.frozen
+class AccountData:
+    """An account state, as sent in ``modifyAccountStates``."""
+
+    data: EncodedBinary
+    executable: bool
+    lamports: int
+    owner: str
+    space: int
+
+
+@attrs.frozen
+class ProgramExecuted:
+    """Discovery filter: batches in which this program executes."""
+
+    program_id: str
+
+
+@attrs.frozen
+class UnknownDiscoveryFilter:
+    """A discovery filter simtrio does not know; re-encodes verbatim."""
+
+    raw: JsonValue
+
+
+DiscoveryFilter: TypeAlias = ProgramExecuted | UnknownDiscoveryFilter
+
+
+class BacktestStatus(enum.StrEnum):
+    """Phase of a session. Unknown values become preserved pseudo-members, never errors."""
+
+    PREPARING_BUNDLE = "preparingBundle"
+    BUNDLE_READY = "bundleReady"
+    STARTING_RUNTIME = "startingRuntime"
+    PROGRAM_ACCOUNTS_LOADED = "programAccountsLoaded"
+    DECODED_TRANSACTIONS = "decodedTransactions"
+    APPLIED_ACCOUNT_MODIFICATIONS = "appliedAccountModifications"
+    READY_TO_EXECUTE_USER_TRANSACTIONS = "readyToExecuteUserTransactions"
+    EXECUTED_USER_TRANSACTIONS = "executedUserTransactions"
+    EXECUTING_BLOCK_TRANSACTIONS = "executingBlockTransactions"
+    EXECUTED_BLOCK_TRANSACTIONS = "executedBlockTransactions"
+
+    @classmethod
+    def _missing_(cls, value: object) -> BacktestStatus | None:
+        if not isinstance(value, str):
+            return None
+        key = kind_key(value)
+        for member in cls:
+            if kind_key(member.value) == key:
+                return member
+        pseudo = str.__new__(cls, value)
+        pseudo._name_ = value
+        pseudo._value_ = value
+        return pseudo
+
+    @property
+    def is_known(self) -> bool:
+        """False for a value this version of simtrio does not know."""
+        return self._name_ in type(self).__members__
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class SessionSummary:
+    """Outcome counters of a finished session; missing counters are 0."""
+
+    correct_simulation: int = 0
+    incorrect_simulation: int = 0
+    execution_errors: int = 0
+    balance_diff: int = 0
+    log_diff: int = 0
+
+    def has_deviations(self) -> bool:
+        """True when anything other than ``correct_simulation`` is non-zero."""
+        return bool(
+            self.incorrect_simulation or self.execution_errors or self.balance_diff or self.log_diff
+        )
+
+    def total_transactions(self) -> int:
+        return self.correct_simulation + self.incorrect_simulation
+
+
+@attrs.frozen
+class AgentStatsReport:
+    """Per-agent counters reported with ``completed``."""
+
+    name: str
+    slots_processed: int = 0
+    opportunities_found: int = 0
+    opportunities_skipped: int = 0
+    no_routes: int = 0
+    txs_produced: int = 0
+    expected_gain_by_mint: dict[str, int] = attrs.field(factory=dict[str, int])
+    txs_submitted: int = 0
+    txs_failed: int = 0
+    txs_simulation_rejected: int = 0
+    txs_simulation_failed: int = 0
+
+
+@attrs.frozen
+class PausedEvent:
+    """Where a ``continueTo`` stopped; ``batch_index`` None means the block boundary."""
+
+    slot: int
+    batch_index: int | None = None
+
+
+@attrs.frozen
+class DiscoveryBatchEvent:
+    """A batch that matches registered discovery filters, announced before it runs."""
+
+    slot: int
+    batch_index: int | None
+    matched: list[DiscoveryFilter] = attrs.field(factory=list[DiscoveryFilter])
+    transactions: list[EncodedBinary] = attrs.field(factory=list[EncodedBinary])
+
+
+@attrs.frozen
+class AvailableRange:
+    """One snapshot bundle a server can replay (``GET /available-ranges``)."""
+
+    bundle_start_slot: int
+    snapshot_slot: int | None = None
+    snapshot_slot_utc: str | None = None
+    bundle_start_slot_utc: str | None = None
+    max_bundle_end_slot: int | None = None
+    max_bundle_end_slot_utc: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Errors reported by the server (data, not exceptions)
+# --------------------------------------------------------------------------------------------
+
+_TERMINAL_KINDS = frozenset(
+    kind_key(k)
+    for k in ("SessionNotFound", "SessionOwnerMismatch", "SessionOwnershipBusy", "Internal")
+)
+
+
+@attrs.frozen
+class BacktestError:
+    """Base of every server-reported error. ``kind`` names the variant; ``raw`` keeps the JSON."""
+
+    KIND: ClassVar[str] = "Unknown"
+    raw: JsonValue = attrs.field(default=None, eq=False, kw_only=True, repr=False)
+
+    @property
+    def kind(self) -> str:
+        return self.KIND
+
+    @property
+    def is_terminal(self) -> bool:
+        """Terminal errors end a session for good; it depends on the kind name alone."""
+        return kind_key(self.kind) in _TERMINAL_KINDS
+
+    def __str__(self) -> str:
+        fields = [
+            f"{a.name}={getattr(self, a.name)!r}"
+            for a in attrs.fields(type(self))
+            if a.name not in ("raw", "tag")
+        ]
+        return f"{self.kind}({', '.join(fields)})" if fields else self.kind
+
+
+@attrs.frozen
+class InvalidTransactionEncoding(BacktestError):
+    KIND: ClassVar[str] = "InvalidTransactionEncoding"
+    index: int
+    error: str
+
+
+@attrs.frozen
+class InvalidTransactionFormat(BacktestError):
+    KIND: ClassVar[str] = "InvalidTransactionFormat"
+    index: int
+    error: str
+
+
+@attrs.frozen
+class InvalidAccountEncoding(BacktestError):
+    KIND: ClassVar[str] = "InvalidAccountEncoding"
+    address: str
+    encoding: str
+    error: str
+
+
+@attrs.frozen
+class InvalidAccountOwner(BacktestError):
+    KIND: ClassVar[str] = "InvalidAccountOwner"
+    address: str
+    error: str
+
+
+@attrs.frozen
+class InvalidAccountPubkey(BacktestError):
+    KIND: ClassVar[str] = "InvalidAccountPubkey"
+    address: str
+    error: str
+
+
+@attrs.frozen
+class NoMoreBlocks(BacktestError):
+    KIND: ClassVar[str] = "NoMoreBlocks"
+
+
+@attrs.frozen
+class AdvanceSlotFailed(BacktestError):
+    KIND: ClassVar[str] = "AdvanceSlotFailed"
+    slot: int
+    error: str
+
+
+@attrs.frozen
+class InvalidRequest(BacktestError):
+    KIND: ClassVar[str] = "InvalidRequest"
+    error: str
+
+
+@attrs.frozen
+class Internal(BacktestError):
+    KIND: ClassVar[str] = "Internal"
+    error: str
+
+
+@attrs.frozen
+class InvalidBlockhashFormat(BacktestError):
+    KIND: ClassVar[str] = "InvalidBlockhashFormat"
+    slot: int
+    error: str
+
+
+@attrs.frozen
+class InitializingSysvarsFailed(BacktestError):
+    KIND: ClassVar[str] = "InitializingSysvarsFailed"
+    slot: int
+    error: str
+
+
+@attrs.frozen
+class ClerkError(BacktestError):
+    KIND: ClassVar[str] = "ClerkError"
+    error: str
+
+
+@attrs.frozen
+class SimulationError(BacktestError):
+    KIND: ClassVar[str] = "SimulationError"
+    error: str
+
+
+@attrs.frozen
+class SessionNotFound(BacktestError):
+    KIND: ClassVar[str] = "SessionNotFound"
+    session_id: str
+
+
+@attrs.frozen
+class SessionOwnerMismatch(BacktestError):
+    KIND: ClassVar[str] = "SessionOwnerMismatch"
+
+
+@attrs.frozen
+class SessionOwnershipBusy(BacktestError):
+    KIND: ClassVar[str] = "SessionOwnershipBusy"
+    reason: str
+
+
+@attrs.frozen
+class BundleNotFound(BacktestError):
+    KIND: ClassVar[str] = "BundleNotFound"
+    start_slot: int
+    end_slot: int
+
+
+@attrs.frozen
+class FinalizeSlotFailed(BacktestError):
+    KIND: ClassVar[str] = "FinalizeSlotFailed"
+    slot: int
+    error: str
+
+
+@attrs.frozen
+class NoProducedBlocksInRange(BacktestError):
+    KIND: ClassVar[str] = "NoProducedBlocksInRange"
+    start_slot: int
+    end_slot: int
+
+
+@attrs.frozen
+class SessionNameTaken(BacktestError):
+    KIND: ClassVar[str] = "SessionNameTaken"
+    session_name: str
+
+
+@attrs.frozen
+class UnknownBacktestError(BacktestError):
+    """An error kind simtrio does not know, or a known tag whose fields could not be read.
+
+    ``kind`` is the tag as received (``"Unknown"`` when there is none), so a recognised terminal
+    tag with unreadable fields is still terminal.
+    """
+
+    tag: str = "Unknown"
+
+    @property
+    def kind(self) -> str:
+        return self.tag
+
+
+# --------------------------------------------------------------------------------------------
+# Requests (client -> server)
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class CreateBacktestSessionRequest:
+    """``createBacktestSession``: every key is always sent, in this order."""
+
+    start_slot: int
+    end_slot: int
+    signer_filter: list[str] = attrs.field(factory=list[str])
+    send_summary: bool = False
+    capacity_wait_timeout_secs: int | None = None
+    disconnect_timeout_secs: int | None = None
+    extra_compute_units: int | None = None
+    agents: list[dict[str, JsonValue]] = attrs.field(factory=list[dict[str, JsonValue]])
+    discoveries: list[DiscoveryFilter] = attrs.field(factory=list[DiscoveryFilter])
+    parallel: bool = False
+
+
+@attrs.frozen
+class ContinueParams:
+    """``continue``: run ``advance_count`` slots, then wait again."""
+
+    advance_count: int
+    transactions: list[str] = attrs.field(factory=list[str])
+    modify_account_states: Mapping[str, AccountData] = attrs.field(factory=dict[str, AccountData])
+
+
+@attrs.frozen
+class ContinueToParams:
+    """``continueTo``: run up to, not including, batch ``batch_index`` of ``slot``."""
+
+    slot: int
+    batch_index: int | None = None
+
+
+@attrs.frozen
+class ContinueSessionRequestV1:
+    """``continueSessionV1``: a continue routed to one sub-session of a parallel run."""
+
+    session_id: str
+    request: ContinueParams
+
+
+@attrs.frozen
+class ContinueToSessionRequestV1:
+    """``continueToSessionV1``: a continueTo routed to one sub-session."""
+
+    session_id: str
+    request: ContinueToParams
+
+
+@attrs.frozen
+class CloseSessionRequestV1:
+    """``closeSessionV1``: end one sub-session."""
+
+    session_id: str
+
+
+@attrs.frozen
+class CloseBacktestSession:
+    """``closeBacktestSession``: end the session; the server answers ``success``."""
+
+
+@attrs.frozen
+class AttachBacktestSession:
+    """``attachBacktestSession``: take over a session; ``last_sequence`` None replays all."""
+
+    session_id: str
+    last_sequence: int | None = None
+
+
+@attrs.frozen
+class ResumeAttachedSession:
+    """``resumeAttachedSession``: sent once the data plane is rebuilt after an attach."""
+
+
+@attrs.frozen
+class AttachParallelControlSessionV2:
+    """``attachParallelControlSessionV2`` with the cursor of every sub-session that has one."""
+
+    control_session_id: str
+    last_sequences: Mapping[str, int] = attrs.field(factory=dict[str, int])
+
+
+@attrs.frozen
+class UnknownRequest:
+    """A request the decoder (server side) could not read; ``reason`` says why."""
+
+    method: str | None
+    params: JsonValue
+    reason: str = "unknown method"
+
+
+BacktestRequest: TypeAlias = (
+    CreateBacktestSessionRequest
+    | ContinueParams
+    | ContinueToParams
+    | ContinueSessionRequestV1
+    | ContinueToSessionRequestV1
+    | CloseBacktestSession
+    | CloseSessionRequestV1
+    | AttachBacktestSession
+    | ResumeAttachedSession
+    | AttachParallelControlSessionV2
+)
+
+# --------------------------------------------------------------------------------------------
+# Responses (server -> client) and session events
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SessionCreated:
+    session_id: str
+    rpc_endpoint: str
+    task_id: str | None = None
+
+
+@attrs.frozen
+class SessionAttached:
+    session_id: str
+    rpc_endpoint: str
+    task_id: str | None = None
+
+
+@attrs.frozen
+class SessionsCreated:
+    """Legacy terminal reply of a parallel create (decode only)."""
+
+    session_ids: list[str]
+
+
+@attrs.frozen
+class SessionsCreatedV2:
+    """Terminal reply of a parallel create; arrays are parallel to ``session_ids``."""
+
+    control_session_id: str
+    session_ids: list[str]
+    task_ids: list[str | None] = attrs.field(factory=list[str | None])
+    start_slots: list[int] = attrs.field(factory=list[int])
+    end_slots: list[int] = attrs.field(factory=list[int])
+
+
+@attrs.frozen
+class ParallelSessionAttachedV2:
+    control_session_id: str
+    session_ids: list[str]
+    task_ids: list[str | None] = attrs.field(factory=list[str | None])
+
+
+@attrs.frozen
+class ReadyForContinue:
+    """The session waits for ``continue`` or ``continueTo``."""
+
+
+@attrs.frozen
+class SlotNotification:
+    slot: int
+
+
+@attrs.frozen
+class Paused:
+    """Stopped at a ``continueTo`` target; ready again."""
+
+    event: PausedEvent
+
+
+@attrs.frozen
+class DiscoveryBatch:
+    event: DiscoveryBatchEvent
+
+
+@attrs.frozen
+class Error:
+    error: BacktestError
+
+
+@attrs.frozen
+class Success:
+    """Reply to ``closeBacktestSession`` and ``resumeAttachedSession``."""
+
+
+@attrs.frozen
+class Completed:
+    """End of the range; ``summary`` is None unless ``sendSummary`` was requested."""
+
+    summary: SessionSummary | None = None
+    agent_stats: list[AgentStatsReport] | None = None
+
+
+@attrs.frozen
+class Status:
+    status: BacktestStatus
+
+
+@attrs.frozen
+class UnknownSessionEvent:
+    """A session event of a kind (or shape) simtrio does not know, kept as raw JSON."""
+
+    raw: JsonValue
+
+
+SessionEvent: TypeAlias = (
+    ReadyForContinue
+    | SlotNotification
+    | Paused
+    | DiscoveryBatch
+    | Error
+    | Success
+    | Completed
+    | Status
+    | UnknownSessionEvent
+)
+
+
+@attrs.frozen
+class SessionEventV1:
+    """Legacy multiplexed event without a sequence number (decode only)."""
+
+    session_id: str
+    event: SessionEvent
+
+
+@attrs.frozen
+class SessionEventV2:
+    """One sub-session's event on a multiplexed parallel connection, numbered per session."""
+
+    session_id: str
+    seq_id: int
+    event: SessionEvent
+
+
+@attrs.frozen
+class UnknownResponse:
+    """A response with an unknown method, or whose params do not fit its method."""
+
+    method: str
+    params: JsonValue = None
+
+
+BacktestResponse: TypeAlias = (
+    SessionCreated
+    | SessionAttached
+    | SessionsCreated
+    | SessionsCreatedV2
+    | ParallelSessionAttachedV2
+    | ReadyForContinue
+    | SlotNotification
+    | Paused
+    | DiscoveryBatch
+    | Error
+    | Success
+    | Completed
+    | Status
+    | SessionEventV1
+    | SessionEventV2
+    | UnknownResponse
+)
