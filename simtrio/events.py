@@ -17,20 +17,21 @@ demultiplexed).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TypeAlias
 
 import attrs
 
-if TYPE_CHECKING:
-    from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
-    from simtrio.wire.types import (
-        AgentStatsReport,
-        BacktestError,
-        BacktestStatus,
-        DiscoveryBatchEvent,
-        PausedEvent,
-        SessionSummary,
-    )
+# Imported at runtime (not only for type checking) so ``typing.get_type_hints`` and
+# ``attrs.resolve_types`` work on the events, e.g. for structuring them from recordings.
+from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
+from simtrio.wire.types import (
+    AgentStatsReport,
+    BacktestError,
+    BacktestStatus,
+    DiscoveryBatchEvent,
+    PausedEvent,
+    SessionSummary,
+)
 
 __all__ = [
     "AccountDiff",

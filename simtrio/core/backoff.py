@@ -7,7 +7,7 @@ every schedule can be tested without a clock and replayed from a seeded ``random
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -37,12 +37,12 @@ def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float
         raise InvalidParams(f"{attribute.name} must be >= 0, got {value!r}")
 
 
-def _jitter_mode(_inst: object, attribute: attrs.Attribute[str], value: str) -> None:
+def _jitter_mode(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value not in ("full", "none"):
         raise InvalidParams(f"{attribute.name} must be 'full' or 'none', got {value!r}")
 
 
-def _retries(_inst: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
+def _retries(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is None:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -72,9 +72,12 @@ class BackoffPolicy:
             return min(self.max, self.initial)
         # Decide in log space first: multiplier**attempt overflows a float long before an
         # int attempt counter could.
-        if attempt * math.log(self.multiplier) >= math.log(self.max / self.initial):
+        if attempt * math.log(self.multiplier) >= math.log(self.max) - math.log(self.initial):
             return self.max
-        return min(self.max, self.initial * self.multiplier**attempt)
+        try:
+            return min(self.max, self.initial * self.multiplier**attempt)
+        except OverflowError:  # rounding right at the boundary
+            return self.max
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt`` (0 for the first retry)."""

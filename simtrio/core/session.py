@@ -307,7 +307,7 @@ class Fail:
     (whose ``.error`` is the terminal ``BacktestError``).
     """
 
-    error: ManagedSessionError = attrs.field(eq=False)
+    error: ManagedSessionError
 
 
 @attrs.frozen
@@ -560,7 +560,9 @@ class ManagedSessionCore:
                 _log_dropped(response, "while running")
                 return _NOTHING
 
-    def _feed_completed(self, seq: int | None, response: wire.BacktestResponse) -> Sequence[Decision]:
+    def _feed_completed(
+        self, seq: int | None, response: wire.BacktestResponse
+    ) -> Sequence[Decision]:
         if _is_success(response):
             return self._success(seq)
         if isinstance(response, wire.Error):

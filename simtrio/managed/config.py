@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import random
 import ssl
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -29,41 +29,37 @@ DEFAULT_RECONNECT_MAX_TOTAL: Final = 900.0
 _MIB: Final = 1024 * 1024
 
 
-def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise InvalidParams(f"{attribute.name} must be a number > 0, got {value!r}")
 
 
-def _optional_positive(
-    inst: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
+def _optional_positive(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None:
-        _positive(inst, attribute, value)  # type: ignore[arg-type]
+        _positive(inst, attribute, value)
 
 
-def _positive_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _positive_int(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidParams(f"{attribute.name} must be an int >= 1, got {value!r}")
 
 
-def _non_negative_int(_inst: object, attribute: attrs.Attribute[int], value: int) -> None:
+def _non_negative_int(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise InvalidParams(f"{attribute.name} must be an int >= 0, got {value!r}")
 
 
-def _backoff(_inst: object, attribute: attrs.Attribute[BackoffPolicy], value: object) -> None:
+def _backoff(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not isinstance(value, BackoffPolicy):
         raise InvalidParams(f"{attribute.name} must be a BackoffPolicy, got {value!r}")
 
 
-def _ssl_context(
-    _inst: object, attribute: attrs.Attribute[ssl.SSLContext | None], value: object
-) -> None:
+def _ssl_context(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and not isinstance(value, ssl.SSLContext):
         raise InvalidParams(f"{attribute.name} must be an ssl.SSLContext or None")
 
 
-def _seed(_inst: object, attribute: attrs.Attribute[int | None], value: object) -> None:
+def _seed(_inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise InvalidParams(f"{attribute.name} must be an int or None, got {value!r}")
 

@@ -185,6 +185,7 @@ class WebSocketConnection:
     __slots__ = (
         "_close_code",
         "_closed",
+        "_closer_reading",
         "_ended",
         "_engine",
         "_last_received",
@@ -214,7 +215,8 @@ class WebSocketConnection:
         self._why = ""
         self._close_code: int | None = None
         self._ended = trio.Event()  # nothing more will be read: peer closed, lost, failed
-        self._receiving = False
+        self._receiving = False  # a receive_batch call is in receive_some
+        self._closer_reading = False  # aclose is reading, waiting for the peer's Close
         self._send_broken = False
         self._stream_closed = False
         self._last_received = trio.current_time()
@@ -227,7 +229,11 @@ class WebSocketConnection:
 
     @property
     def closed(self) -> bool:
-        """No more messages will be received (buffered ones may still be returned)."""
+        """Closing or closed: sends fail.
+
+        Receiving may still return messages that arrived before the end (and, during
+        :meth:`aclose`, those the peer sent before it saw our Close).
+        """
         return self._closed
 
     @property
@@ -246,15 +252,19 @@ class WebSocketConnection:
         """Every message decoded from one read (at least one).
 
         Raises ``ConnectionClosed`` once the connection is over, after every message that
-        arrived before the end was returned; ``ProtocolError`` for malformed or oversize input.
+        arrived before the end was returned; ``ProtocolError`` for malformed or oversize input
+        (the connection is then unusable, and messages of that same read are not returned).
         """
         if self._queue:
             out = list(self._queue)
             self._queue.clear()
             return out
         while True:
-            if self._closed:
+            if self._ended.is_set():
                 raise ConnectionClosed(f"connection to {self._where} {self._why}")
+            if self._closer_reading:  # aclose owns the stream until the close handshake ends
+                await self._ended.wait()
+                continue
             self._receiving = True
             try:
                 data = await self._stream.receive_some(RECEIVE_SIZE)
@@ -407,7 +417,7 @@ class WebSocketConnection:
         if self._receiving:  # the reader task will see the peer's Close
             await self._ended.wait()
             return
-        self._receiving = True
+        self._closer_reading = True
         try:
             while not engine.finished:
                 events = engine.receive(await self._stream.receive_some(RECEIVE_SIZE))
@@ -415,7 +425,7 @@ class WebSocketConnection:
         except (*_STREAM_ERRORS, ProtocolError):
             pass
         finally:
-            self._receiving = False
+            self._closer_reading = False
 
     async def _close_stream(self, why: str) -> None:
         self._mark_closed(why)

@@ -7,9 +7,12 @@ smaller value than a 44-character one that sorts before it as text, so ordering 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from simtrio.errors import InvalidParams
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = [
     "ADDRESS_LEN",

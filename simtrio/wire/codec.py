@@ -1,4 +1,4 @@
-"""Control-plane JSON codec (protocol §2–§5), shared by the clients and the reference server.
+"""Control-plane JSON codec (protocol §2 to §5), shared by the clients and the reference server.
 
 Encoding is canonical: one exact text per message (§2.5). Decoding is tolerant in precisely the
 documented ways (both field spellings, kind matching, alternate tagging forms) and strict about
@@ -14,9 +14,9 @@ class from :data:`SPELLINGS`, which is the single place where wire spellings liv
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import NoneType, UnionType
-from typing import Any, Final, TypeAlias, Union, get_args, get_origin
+from typing import Any, Final, TypeAlias, TypeGuard, Union, cast, get_args, get_origin
 
 import attrs
 import cattrs
@@ -307,7 +307,7 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
 }
 
 # Decoders look a field up under these alternates too (snake_case first, then camelCase; §2.2).
-_SEQ_ID_KEYS: Final = (SEQ_ID_KEY, "seq_id")
+_SEQ_ID_ALT: Final = "seq_id"
 # Tolerated error shapes (§5.2): where a tag may sit, and where its fields may be nested.
 _ERROR_TAG_KEYS: Final = ("kind", "type", "code", "method")
 _ERROR_PAYLOAD_KEYS: Final = ("params", "content", "data")
@@ -321,6 +321,7 @@ _U32_MAX: Final = 2**32 - 1
 _U64_MAX: Final = 2**64 - 1
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1
+_UINT_NAMES: Final = {_U16_MAX: "u16", _U32_MAX: "u32", _U64_MAX: "u64"}
 
 _UNSIGNED_BOUNDS: Final[Mapping[tuple[type, str], int]] = {
     (CreateBacktestSessionRequest, "capacity_wait_timeout_secs"): _U16_MAX,
@@ -350,6 +351,9 @@ _MISSING: Final[Any] = object()
 _REQUIRED: Final[Any] = object()
 
 _Hook: TypeAlias = Callable[[Any, Any], Any]
+"""A structure hook: ``(json_value, type) -> value``."""
+_UHook: TypeAlias = Callable[[Any], Any]
+"""An unstructure hook: ``value -> json_value``."""
 
 _conv: Final = cattrs.Converter(detailed_validation=False)
 """The one converter; every hook on it is strict, so nothing is coerced."""
@@ -361,10 +365,12 @@ _conv: Final = cattrs.Converter(detailed_validation=False)
 
 
 def _unsigned_hook(limit: int) -> _Hook:
+    expected = f"expected a {_UINT_NAMES[limit]}"
+
     def hook(value: Any, _: Any) -> int:
         if type(value) is int and 0 <= value <= limit:
             return value
-        raise _Mismatch(f"expected an unsigned integer <= {limit}, got {type(value).__name__}")
+        raise _Mismatch(f"{expected}, got {type(value).__name__}")
 
     return hook
 
@@ -394,16 +400,32 @@ def _s_raw(value: Any, _: Any) -> Any:
     return value
 
 
+_STATUS_BY_TEXT: Final[Mapping[str, BacktestStatus]] = {m.value: m for m in BacktestStatus}
+
+
 def _s_status(value: Any, _: Any) -> BacktestStatus:
     if type(value) is str:
-        return BacktestStatus(value)
+        return _STATUS_BY_TEXT.get(value) or BacktestStatus(value)
     raise _Mismatch(f"expected a status string, got {type(value).__name__}")
 
 
 def _s_i64_map(value: Any, _: Any) -> dict[str, int]:
-    if type(value) is not dict:
+    obj: dict[str, Any] = value
+    if type(obj) is not dict:
         raise _Mismatch("expected an object")
-    return {k: _s_i64(v, None) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+    return {k: _s_i64(v, None) for k, v in obj.items()}
+
+
+_FIELD_DECODERS: Final[Mapping[tuple[type, str], _Hook]] = {
+    (AgentStatsReport, "expected_gain_by_mint"): _s_i64_map,
+}
+"""Fields whose type alone does not say how to read them (the only signed integers)."""
+
+
+def _as_object(value: Any) -> dict[str, Any] | None:
+    """``value`` if it is a JSON object (as orjson builds them), else None."""
+    obj: dict[str, Any] = value
+    return obj if type(obj) is dict else None
 
 
 def _optional_inner(tp: Any) -> Any:
@@ -443,9 +465,10 @@ def _s_list_factory(tp: Any) -> _Hook:
     item = _conv.get_structure_hook(item_tp)
 
     def hook(value: Any, _: Any) -> list[Any]:
-        if type(value) is not list:
+        items: list[Any] = value
+        if type(items) is not list:
             raise _Mismatch(f"expected an array, got {type(value).__name__}")
-        return [item(v, item_tp) for v in value]  # pyright: ignore[reportUnknownVariableType]
+        return [item(v, item_tp) for v in items]
 
     return hook
 
@@ -455,9 +478,10 @@ def _s_map_factory(tp: Any) -> _Hook:
     item = _conv.get_structure_hook(item_tp)
 
     def hook(value: Any, _: Any) -> dict[str, Any]:
-        if type(value) is not dict:
+        obj: dict[str, Any] = value
+        if type(obj) is not dict:
             raise _Mismatch(f"expected an object, got {type(value).__name__}")
-        return {k: item(v, item_tp) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+        return {k: item(v, item_tp) for k, v in obj.items()}
 
     return hook
 
@@ -475,13 +499,11 @@ def _camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def _decode_keys(cls: type, attr: str) -> tuple[str, ...]:
-    """Keys a decoder tries for one attribute: snake_case, camelCase, and the emitted key."""
-    keys = [attr, _camel(attr)]
+def _decode_keys(cls: type, attr: str) -> tuple[str, tuple[str, ...]]:
+    """The emitted key (for messages) and the keys a decoder tries: snake_case, then camelCase."""
     fields = SPELLINGS.get(cls, (None, None))[1]
-    if fields and attr in fields:
-        keys.append(fields[attr])
-    return tuple(dict.fromkeys(keys))
+    emitted = fields[attr] if fields and attr in fields else attr
+    return emitted, tuple(dict.fromkeys((attr, _camel(attr), emitted)))
 
 
 def _resolved_fields(cls: type) -> tuple[attrs.Attribute[Any], ...]:
@@ -494,15 +516,15 @@ _FieldReader: TypeAlias = Callable[[dict[str, Any]], dict[str, Any]]
 
 def _fields_reader(cls: type) -> _FieldReader:
     """Build, once, the function that reads an object's fields into constructor kwargs."""
-    specs: list[tuple[str, tuple[str, ...], _Hook, Any, Any]] = []
+    specs: list[tuple[str, str, tuple[str, ...], _Hook, Any, Any]] = []
     for field in _resolved_fields(cls):
         bound = _UNSIGNED_BOUNDS.get((cls, field.name))
         if bound is not None:
             hook = _unsigned_hook(bound)
             if _is_optional(field.type):
                 hook = _optional_wrap(hook)
-        elif (cls, field.name) == (AgentStatsReport, "expected_gain_by_mint"):
-            hook = _s_i64_map
+        elif (cls, field.name) in _FIELD_DECODERS:
+            hook = _FIELD_DECODERS[cls, field.name]
         else:
             hook = _conv.get_structure_hook(field.type)
         if (cls, field.name) in _DECODE_DEFAULTS:
@@ -511,12 +533,13 @@ def _fields_reader(cls: type) -> _FieldReader:
             default = _REQUIRED
         else:
             default = _MISSING  # let the class apply its own default
-        specs.append((field.name, _decode_keys(cls, field.name), hook, field.type, default))
+        label, keys = _decode_keys(cls, field.name)
+        specs.append((field.name, label, keys, hook, field.type, default))
     frozen_specs = tuple(specs)
 
     def read(obj: dict[str, Any]) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
-        for name, keys, hook, tp, default in frozen_specs:
+        for name, label, keys, hook, tp, default in frozen_specs:
             value = _MISSING
             for key in keys:
                 value = obj.get(key, _MISSING)
@@ -524,14 +547,14 @@ def _fields_reader(cls: type) -> _FieldReader:
                     break
             if value is _MISSING:
                 if default is _REQUIRED:
-                    raise _Mismatch(f"missing {keys[-1]}")
+                    raise _Mismatch(f"missing {label}")
                 if default is not _MISSING:
                     kwargs[name] = default
                 continue
             try:
                 kwargs[name] = hook(value, tp)
             except _Mismatch as exc:
-                raise _Mismatch(f"{keys[-1]}: {exc}") from None
+                raise _Mismatch(f"{label}: {exc}") from None
         return kwargs
 
     return read
@@ -548,18 +571,20 @@ def _s_attrs_factory(cls: type) -> _Hook:
     read = _fields_reader(cls)
 
     def hook(value: Any, _: Any) -> Any:
-        if type(value) is not dict:
+        obj: dict[str, Any] = value
+        if type(obj) is not dict:
             raise _Mismatch(f"expected an object, got {type(value).__name__}")
-        return cls(**read(value))  # pyright: ignore[reportUnknownArgumentType]
+        return cls(**read(obj))
 
     return hook
 
 
 def _s_filter(value: Any, _: Any) -> DiscoveryFilter:
     """§4.5: ``{"ProgramExecuted": id}`` with kind matching; anything else is kept raw."""
-    if type(value) is dict and len(value) == 1:  # pyright: ignore[reportUnknownArgumentType]
-        ((tag, program_id),) = value.items()  # pyright: ignore[reportUnknownVariableType]
-        if kind_key(tag) == _PROGRAM_EXECUTED_KEY and type(program_id) is str:  # pyright: ignore[reportUnknownArgumentType]
+    obj: dict[str, Any] = value
+    if type(obj) is dict and len(obj) == 1:
+        ((tag, program_id),) = obj.items()
+        if kind_key(tag) == _PROGRAM_EXECUTED_KEY and type(program_id) is str:
             return ProgramExecuted(program_id)
     return UnknownDiscoveryFilter(value)
 
@@ -607,10 +632,12 @@ def _type_error(expected: str, value: object) -> InvalidParams:
 
 
 def _unsigned_out(limit: int) -> _Hook:
+    expected = f"expected a {_UINT_NAMES[limit]}"
+
     def hook(value: Any, _: Any) -> int:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= limit:
             return int(value)
-        raise InvalidParams(f"expected an unsigned integer <= {limit}, got {value!r:.40}")
+        raise InvalidParams(f"{expected}, got {value!r:.40}")
 
     return hook
 
@@ -638,17 +665,13 @@ def _u_bool(value: Any, _: Any) -> bool:
     raise _type_error("a boolean", value)
 
 
-def _u_raw(value: Any, _: Any) -> Any:
-    return value
-
-
 def _u_status(value: Any, _: Any) -> str:
     if isinstance(value, BacktestStatus):
         return value.value
     return _u_str(value, None)
 
 
-def _u_optional_factory(tp: Any) -> _Hook:
+def _u_optional_factory(tp: Any) -> _UHook:
     inner_tp = _optional_inner(tp)
     inner = _conv.get_unstructure_hook(inner_tp)
 
@@ -658,26 +681,23 @@ def _u_optional_factory(tp: Any) -> _Hook:
     return hook
 
 
-def _u_list_factory(tp: Any) -> _Hook:
+def _u_list_factory(tp: Any) -> _UHook:
     (item_tp,) = get_args(tp)
     item = _conv.get_unstructure_hook(item_tp)
 
     def hook(value: Any, _: Any = None) -> list[Any]:
-        if not isinstance(value, list | tuple):
-            raise _type_error("a list", value)
-        return [item(v) for v in value]  # pyright: ignore[reportUnknownVariableType]
+        return [item(v) for v in _sequence(value, "a list")]
 
     return hook
 
 
-def _u_map_factory(tp: Any) -> _Hook:
+def _u_map_factory(tp: Any) -> _UHook:
     _, item_tp = get_args(tp)
     item = _conv.get_unstructure_hook(item_tp)
 
     def hook(value: Any, _: Any = None) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
-            raise _type_error("a mapping", value)
-        return {_u_str(k, None): item(v) for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
+        mapping = _mapping(value, "a mapping")
+        return {_u_str(k, None): item(v) for k, v in mapping.items()}
 
     return hook
 
@@ -686,13 +706,31 @@ def _u_signers(value: Any, _: Any = None) -> list[str]:
     return sort_addresses(value)
 
 
+def _is_mapping(value: object) -> TypeGuard[Mapping[Any, Any]]:
+    return isinstance(value, Mapping)
+
+
+def _is_sequence(value: object) -> TypeGuard[Sequence[Any]]:
+    return isinstance(value, list | tuple)
+
+
+def _mapping(value: object, expected: str) -> Mapping[Any, Any]:
+    if not _is_mapping(value):
+        raise _type_error(expected, value)
+    return value
+
+
+def _sequence(value: object, expected: str) -> Sequence[Any]:
+    if not _is_sequence(value):
+        raise _type_error(expected, value)
+    return value
+
+
 def _u_account_states(value: Any, _: Any = None) -> dict[str, Any]:
-    if not isinstance(value, Mapping):
-        raise _type_error("a mapping of address to AccountData", value)
+    states = _mapping(value, "a mapping of address to AccountData")
+    # Distinct 32-byte addresses have distinct values, so the sort never compares accounts.
+    items = sorted((address_value(k), k, v) for k, v in states.items())
     account = _conv.get_unstructure_hook(AccountData)
-    items = sorted(((address_value(k), k, v) for k, v in value.items()), key=lambda t: t[0])  # pyright: ignore[reportUnknownArgumentType, reportUnknownVariableType]
-    if len({t[0] for t in items}) != len(items):
-        raise InvalidParams("modifyAccountStates has duplicate addresses")
     return {k: account(v) for _, k, v in items}
 
 
@@ -705,31 +743,23 @@ def _address_order(key: str) -> tuple[int, int, str]:
 
 
 def _u_gain_by_mint(value: Any, _: Any = None) -> dict[str, int]:
-    if not isinstance(value, Mapping):
-        raise _type_error("a mapping of mint to integer", value)
-    keys = sorted((_u_str(k, None) for k in value), key=_address_order)  # pyright: ignore[reportUnknownVariableType]
-    return {k: _u_i64(value[k], None) for k in keys}
+    gains = _mapping(value, "a mapping of mint to integer")
+    keys = sorted((_u_str(k, None) for k in gains), key=_address_order)
+    return {k: _u_i64(gains[k], None) for k in keys}
 
 
 def _u_cursors(value: Any, _: Any = None) -> dict[str, int]:
-    if not isinstance(value, Mapping):
-        raise _type_error("a mapping of session id to sequence", value)
-    keys = sorted(_u_str(k, None) for k in value)  # pyright: ignore[reportUnknownVariableType]
-    return {k: _u_u64(value[k], None) for k in keys}
+    cursors = _mapping(value, "a mapping of session id to sequence")
+    keys = sorted(_u_str(k, None) for k in cursors)
+    return {k: _u_u64(cursors[k], None) for k in keys}
 
 
 def _u_agents(value: Any, _: Any = None) -> list[dict[str, Any]]:
-    if not isinstance(value, list | tuple):
-        raise _type_error("a list of agent objects", value)
-    out: list[dict[str, Any]] = []
-    for agent in value:  # pyright: ignore[reportUnknownVariableType]
-        if not isinstance(agent, Mapping):
-            raise _type_error("an agent object", agent)
-        out.append(dict(agent))  # pyright: ignore[reportUnknownArgumentType]
-    return out
+    agents = _sequence(value, "a list of agent objects")
+    return [dict(_mapping(agent, "an agent object")) for agent in agents]
 
 
-def _bounded_out(limit: int, *, optional: bool) -> Callable[[Any], Any]:
+def _bounded_out(limit: int, *, optional: bool) -> _UHook:
     unsigned = _unsigned_out(limit)
 
     def hook(value: Any) -> Any:
@@ -738,7 +768,7 @@ def _bounded_out(limit: int, *, optional: bool) -> Callable[[Any], Any]:
     return hook
 
 
-_FIELD_ENCODERS: Final[Mapping[tuple[type, str], Callable[[Any], Any]]] = {
+_FIELD_ENCODERS: Final[Mapping[tuple[type, str], _UHook]] = {
     (CreateBacktestSessionRequest, "signer_filter"): _u_signers,
     (CreateBacktestSessionRequest, "agents"): _u_agents,
     (ContinueParams, "modify_account_states"): _u_account_states,
@@ -756,9 +786,9 @@ def _fields_writer(cls: type) -> _FieldWriter:
     if fields is None:
         raise TypeError(f"{cls.__name__} is a newtype variant, not a struct")
     types_by_name = {f.name: f.type for f in _resolved_fields(cls)}
-    specs: list[tuple[str, str, Callable[[Any], Any]]] = []
+    specs: list[tuple[str, str, _UHook]] = []
     for name, key in fields.items():
-        hook: Callable[[Any], Any]
+        hook: _UHook
         custom = _FIELD_ENCODERS.get((cls, name))
         bound = _UNSIGNED_BOUNDS.get((cls, name))
         if custom is not None:
@@ -784,7 +814,7 @@ def _fields_writer(cls: type) -> _FieldWriter:
     return write
 
 
-def _u_attrs_factory(cls: type) -> Callable[[Any], Any]:
+def _u_attrs_factory(cls: type) -> _UHook:
     return _fields_writer(cls)
 
 
@@ -801,7 +831,7 @@ def _u_event(value: Any) -> JsonValue:
     return _encode_event(value)
 
 
-def _fail_unstructure(tp: Any) -> Callable[[Any], Any]:
+def _fail_unstructure(tp: Any) -> _UHook:
     raise TypeError(f"simtrio codec has no unstructure hook for {tp!r}")
 
 
@@ -836,19 +866,19 @@ def _dumps(value: Any) -> str:
 
 def _loads_object(text: str | bytes) -> dict[str, Any]:
     try:
-        obj = orjson.loads(text)
+        obj: dict[str, Any] = orjson.loads(text)
     except orjson.JSONDecodeError:
         raise ProtocolError("not valid JSON", data=_excerpt_source(text)) from None
     if type(obj) is not dict:
         raise ProtocolError("not a JSON object", data=_excerpt_source(text))
-    return obj  # pyright: ignore[reportUnknownVariableType]
+    return obj
 
 
 def _excerpt_source(text: object) -> str | bytes | None:
     if isinstance(text, str | bytes):
         return text
     if isinstance(text, bytearray | memoryview):
-        return bytes(text[:200])
+        return bytes(cast("bytes", text)[:200])
     return None
 
 
@@ -856,27 +886,8 @@ def _excerpt_source(text: object) -> str | bytes | None:
 # Errors (§5)
 # ============================================================================================
 
-_ERROR_CLASSES: Final[tuple[type[BacktestError], ...]] = (
-    InvalidTransactionEncoding,
-    InvalidTransactionFormat,
-    InvalidAccountEncoding,
-    InvalidAccountOwner,
-    InvalidAccountPubkey,
-    NoMoreBlocks,
-    AdvanceSlotFailed,
-    InvalidRequest,
-    Internal,
-    InvalidBlockhashFormat,
-    InitializingSysvarsFailed,
-    ClerkError,
-    SimulationError,
-    SessionNotFound,
-    SessionOwnerMismatch,
-    SessionOwnershipBusy,
-    BundleNotFound,
-    FinalizeSlotFailed,
-    NoProducedBlocksInRange,
-    SessionNameTaken,
+_ERROR_CLASSES: Final[tuple[type[BacktestError], ...]] = tuple(
+    cls for cls in SPELLINGS if issubclass(cls, BacktestError)
 )
 
 
@@ -893,7 +904,8 @@ class _ErrorKind:
 
 def _error_kind(cls: type[BacktestError]) -> _ErrorKind:
     tag = SPELLINGS[cls][0]
-    assert tag is not None
+    if tag is None:
+        raise TypeError(f"{cls.__name__} has no tag")
     fields = _resolved_fields(cls)
     single = None
     if len(fields) == 1:
@@ -921,8 +933,9 @@ def _error_from(tag: str, payload: Any, raw: JsonValue) -> BacktestError:
     if kind.unit:
         return kind.cls(raw=raw)
     try:
-        if type(payload) is dict:
-            return kind.cls(**kind.read(payload), raw=raw)  # pyright: ignore[reportUnknownArgumentType]
+        fields = _as_object(payload)
+        if fields is not None:
+            return kind.cls(**kind.read(fields), raw=raw)
         if kind.single is not None:
             name, hook, tp = kind.single
             return kind.cls(**{name: hook(payload, tp)}, raw=raw)
@@ -939,22 +952,24 @@ def decode_backtest_error(value: JsonValue) -> BacktestError:
     """
     if type(value) is str:
         return _error_from(value, None, value)
-    if type(value) is dict:
-        for tag_key in _ERROR_TAG_KEYS:
-            tag = value.get(tag_key)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-            if type(tag) is str:
-                payload: Any = value
-                for payload_key in _ERROR_PAYLOAD_KEYS:
-                    if payload_key in value:
-                        nested = value[payload_key]  # pyright: ignore[reportUnknownVariableType]
-                        if type(nested) is dict or len(value) == 2:  # pyright: ignore[reportUnknownArgumentType]
-                            payload = nested
-                        break
-                return _error_from(tag, payload, value)
-        if len(value) == 1:  # pyright: ignore[reportUnknownArgumentType]
-            ((tag, payload),) = value.items()  # pyright: ignore[reportUnknownVariableType]
-            return _error_from(tag, payload, value)  # pyright: ignore[reportUnknownArgumentType]
-    return UnknownBacktestError(raw=value)
+    obj = _as_object(value)
+    if obj is None:
+        return UnknownBacktestError(raw=value)
+    for tag_key in _ERROR_TAG_KEYS:
+        tag = obj.get(tag_key)
+        if type(tag) is str:
+            payload: Any = obj
+            for payload_key in _ERROR_PAYLOAD_KEYS:
+                if payload_key in obj:
+                    nested: Any = obj[payload_key]
+                    if _as_object(nested) is not None or len(obj) == 2:
+                        payload = nested
+                    break
+            return _error_from(tag, payload, obj)
+    if len(obj) == 1:
+        ((tag, payload),) = obj.items()
+        return _error_from(tag, payload, obj)
+    return UnknownBacktestError(raw=obj)
 
 
 def encode_backtest_error(err: BacktestError) -> JsonValue:
@@ -976,7 +991,7 @@ def encode_backtest_error(err: BacktestError) -> JsonValue:
 # Session events (§4.1)
 # ============================================================================================
 
-_PayloadDecoder: TypeAlias = Callable[[Any], Any]
+_PayloadDecoder: TypeAlias = _UHook
 
 
 def _unit_decoder(instance: object) -> _PayloadDecoder:
@@ -995,7 +1010,19 @@ def _d_slot(payload: Any) -> SlotNotification:
 _s_paused_event: Final = _conv.get_structure_hook(PausedEvent)
 _s_discovery_event: Final = _conv.get_structure_hook(DiscoveryBatchEvent)
 _s_completed: Final = _conv.get_structure_hook(Completed)
-_s_status_resp: Final = _conv.get_structure_hook(Status)
+
+
+def _d_status(payload: Any) -> Status:
+    """Hot path: a hand-written reader for ``{"status": …}``."""
+    obj: dict[str, Any] = payload
+    if type(obj) is dict:
+        value = obj.get(_STATUS_KEY)
+        if type(value) is str:
+            return Status(_STATUS_BY_TEXT.get(value) or BacktestStatus(value))
+    raise _Mismatch("status: expected an object with a status string")
+
+
+_STATUS_KEY: Final = _key(Status, "status")
 
 _READY: Final = ReadyForContinue()
 _SUCCESS: Final = Success()
@@ -1008,7 +1035,7 @@ _EVENT_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
     "error": lambda p: Error(decode_backtest_error(p)),
     "success": _unit_decoder(_SUCCESS),
     "completed": lambda p: _s_completed(p, Completed),
-    "status": lambda p: _s_status_resp(p, Status),
+    "status": _d_status,
 }
 _EVENT_DECODERS_BY_KIND: Final[Mapping[str, _PayloadDecoder]] = {
     kind_key(tag): dec for tag, dec in _EVENT_DECODERS.items()
@@ -1020,19 +1047,22 @@ _EVENT_CLASSES: Final[frozenset[type]] = frozenset(
 
 def _decode_event(raw: JsonValue) -> SessionEvent:
     """Adjacent, external or unknown (§4.1); never raises."""
-    if type(raw) is dict:
-        tag = raw.get(METHOD_KEY)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    obj: dict[str, Any] = raw
+    tag: Any
+    payload: Any
+    if type(obj) is dict:
+        tag = obj.get(METHOD_KEY)
         if type(tag) is str:
-            payload = raw.get(PARAMS_KEY)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
-        elif len(raw) == 1:  # pyright: ignore[reportUnknownArgumentType]
-            ((tag, payload),) = raw.items()  # pyright: ignore[reportUnknownVariableType]
+            payload = obj.get(PARAMS_KEY)
+        elif len(obj) == 1:
+            ((tag, payload),) = obj.items()
         else:
             return UnknownSessionEvent(raw)
     elif type(raw) is str:
         tag, payload = raw, None
     else:
         return UnknownSessionEvent(raw)
-    decoder = _EVENT_DECODERS.get(tag) or _EVENT_DECODERS_BY_KIND.get(kind_key(tag))  # pyright: ignore[reportUnknownArgumentType]
+    decoder = _EVENT_DECODERS.get(tag) or _EVENT_DECODERS_BY_KIND.get(kind_key(tag))
     if decoder is None:
         return UnknownSessionEvent(raw)
     try:
@@ -1059,21 +1089,27 @@ def _encode_event(event: Any) -> JsonValue:
 # ============================================================================================
 
 
+_EV2_SESSION_ID, _EV2_SESSION_ID_ALT = _decode_keys(SessionEventV2, "session_id")[1]
+_EV2_SEQ_ID, _EV2_SEQ_ID_ALT = _decode_keys(SessionEventV2, "seq_id")[1]
+(_EV2_EVENT,) = _decode_keys(SessionEventV2, "event")[1]
+
+
 def _d_session_event_v2(params: Any) -> SessionEventV2:
     """Hot path: hand-written to stay lean; same tolerance as the generic readers."""
-    if type(params) is not dict:
+    obj: dict[str, Any] = params
+    if type(obj) is not dict:
         raise _Mismatch("expected an object")
-    session_id = params.get("session_id", _MISSING)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    session_id = obj.get(_EV2_SESSION_ID, _MISSING)
     if session_id is _MISSING:
-        session_id = params.get("sessionId", _MISSING)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        session_id = obj.get(_EV2_SESSION_ID_ALT, _MISSING)
     if type(session_id) is not str:
         raise _Mismatch("session_id: expected a string")
-    seq_id = params.get("seq_id", _MISSING)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    seq_id = obj.get(_EV2_SEQ_ID, _MISSING)
     if seq_id is _MISSING:
-        seq_id = params.get("seqId", _MISSING)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+        seq_id = obj.get(_EV2_SEQ_ID_ALT, _MISSING)
     if type(seq_id) is not int or not 0 <= seq_id <= _U64_MAX:
         raise _Mismatch("seq_id: expected an unsigned integer")
-    event = params.get("event", _MISSING)  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    event = obj.get(_EV2_EVENT, _MISSING)
     if event is _MISSING:
         raise _Mismatch("missing event")
     return SessionEventV2(session_id, seq_id, _decode_event(event))
@@ -1113,12 +1149,12 @@ _RESPONSE_CLASSES: Final[frozenset[type]] = frozenset(
 )
 
 
-def _newtype_value_hook(cls: type) -> Callable[[Any], Any]:
+def _newtype_value_hook(cls: type) -> _UHook:
     (field,) = _resolved_fields(cls)
     return _conv.get_unstructure_hook(field.type)
 
 
-_NEWTYPE_WRITERS: Final[Mapping[type, tuple[str, Callable[[Any], Any]]]] = {
+_NEWTYPE_WRITERS: Final[Mapping[type, tuple[str, _UHook]]] = {
     cls: (attrs.fields(cls)[0].name, _newtype_value_hook(cls))
     for cls in (SlotNotification, Paused, DiscoveryBatch, Error)
 }
@@ -1154,13 +1190,18 @@ def decode_frame(text: str | bytes) -> tuple[int | None, BacktestResponse]:
         ProtocolError: the frame is not JSON, not an object, has no string ``method``, or
             carries a ``seqId`` that is not an unsigned integer.
     """
-    obj = _loads_object(text)
+    try:
+        obj: dict[str, Any] = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("not valid JSON", data=_excerpt_source(text)) from None
+    if type(obj) is not dict:
+        raise ProtocolError("not a JSON object", data=_excerpt_source(text))
     method = obj.get(METHOD_KEY)
     if type(method) is not str:
         raise ProtocolError("frame has no string 'method'", data=_excerpt_source(text))
     seq_id = obj.get(SEQ_ID_KEY, _MISSING)
     if seq_id is _MISSING:
-        seq_id = obj.get(_SEQ_ID_KEYS[1])
+        seq_id = obj.get(_SEQ_ID_ALT)
     if seq_id is not None and (type(seq_id) is not int or not 0 <= seq_id <= _U64_MAX):
         raise ProtocolError("frame has an invalid 'seqId'", data=_excerpt_source(text))
     params = obj.get(PARAMS_KEY)
@@ -1223,9 +1264,7 @@ def _request_decoder(cls: type) -> _PayloadDecoder:
 
 
 _REQUEST_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
-    tag: _request_decoder(cls)
-    for cls in _REQUEST_CLASSES
-    if (tag := SPELLINGS[cls][0]) is not None
+    tag: _request_decoder(cls) for cls in _REQUEST_CLASSES if (tag := SPELLINGS[cls][0]) is not None
 }
 
 
@@ -1284,12 +1323,15 @@ def decode_available_ranges(body: bytes | str) -> list[AvailableRange]:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise ProtocolError("available ranges: not valid JSON", data=_excerpt_source(body)) from None
-    if type(value) is not list:
+        raise ProtocolError(
+            "available ranges: not valid JSON", data=_excerpt_source(body)
+        ) from None
+    entries: list[Any] = value
+    if type(entries) is not list:
         raise ProtocolError("available ranges: not a JSON array", data=_excerpt_source(body))
     ranges: list[AvailableRange] = []
     reasons: list[str] = []
-    for entry in value:  # pyright: ignore[reportUnknownVariableType]
+    for entry in entries:
         try:
             ranges.append(_s_available_range(entry, AvailableRange))
         except _Mismatch as exc:
@@ -1320,10 +1362,13 @@ def _check_tables() -> None:
             raise TypeError(f"{cls.__name__}: tag differs from KIND")
 
 
+def _build_hooks() -> None:
+    """Build every hook now, so the first frame does not pay for it."""
+    for cls, (_tag, fields) in SPELLINGS.items():
+        if fields:
+            _conv.get_structure_hook(cls)
+            _conv.get_unstructure_hook(cls)
+
+
 _check_tables()
-# Build every hook now, so the first frame does not pay for it.
-for _cls in SPELLINGS:
-    if SPELLINGS[_cls][1]:
-        _conv.get_structure_hook(_cls)
-        _conv.get_unstructure_hook(_cls)
-del _cls
+_build_hooks()

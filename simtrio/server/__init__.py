@@ -1,0 +1,179 @@
+"""The embedded reference server: a deterministic stand-in for the backtest service.
+
+It speaks the control plane, the per-session data plane and the small HTTP surface of the
+protocol (§12), over one port, with a synthetic chain and optional fault injection, so that
+tests and local runs need no external service::
+
+    async with simtrio.server.serve(seed=7) as server:
+        ...  # connect to server.url + "/backtest"
+
+It shares :mod:`simtrio.wire` with the clients, and nothing else.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from simtrio.server.config import ServerConfig
+from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
+from simtrio.server.http import handle_tcp
+from simtrio.server.state import ServerState
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Mapping
+
+__all__ = [
+    "FaultKind",
+    "FaultPlan",
+    "Faults",
+    "Plane",
+    "ReferenceServer",
+    "ServerConfig",
+    "SessionSnapshot",
+    "random_fault_plan",
+    "run_server",
+    "serve",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class SessionSnapshot:
+    """A read-only view of one live session, for tests."""
+
+    session_id: str
+    control_session_id: str | None
+    """The parallel group, for a sub-session."""
+    start_slot: int
+    end_slot: int
+    slot: int
+    attached: bool
+    running: bool
+    completed: bool
+    numbered: bool
+    last_sequence: int
+    subscriptions: int
+
+
+class ReferenceServer:
+    """Handle on a running server (yielded by :func:`serve`)."""
+
+    def __init__(self, state: ServerState, host: str, port: int) -> None:
+        self._state = state
+        self.host = host
+        self.port = port
+        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        self.url = f"ws://{authority}"
+        """WebSocket base URL; the control plane is at ``url + "/backtest"``."""
+        self.control_url = f"{self.url}/backtest"
+        self.http_url = f"http://{authority}"
+
+    def __repr__(self) -> str:
+        return f"<ReferenceServer {self.url}>"
+
+    @property
+    def config(self) -> ServerConfig:
+        return self._state.config
+
+    @property
+    def draining(self) -> bool:
+        """While True, ``/ready`` answers 503 and creates are refused (attaches still work)."""
+        return self._state.draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._state.draining = value
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._state.faults
+
+    def set_faults(self, plan: FaultPlan) -> None:
+        """Replace the fault plan; it applies to connections accepted from now on."""
+        self._state.faults = plan
+
+    def restart(self) -> None:
+        """Drop every open connection at once (no Close frames); sessions are kept."""
+        self._state.restart()
+
+    def connection_count(self, plane: Plane | str) -> int:
+        """WebSocket upgrades that reached ``plane`` so far (faulted and refused ones included)."""
+        return self._state.connection_count(Plane(plane))
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._state.conns)
+
+    @property
+    def sessions(self) -> Mapping[str, SessionSnapshot]:
+        """Live sessions (single and sub-sessions) by id, as snapshots."""
+        out: dict[str, SessionSnapshot] = {}
+        for session_id, session in self._state.sessions.items():
+            out[session_id] = SessionSnapshot(
+                session_id=session_id,
+                control_session_id=session.group.id if session.group is not None else None,
+                start_slot=session.start_slot,
+                end_slot=session.end_slot,
+                slot=session.slot,
+                attached=session.owner is not None,
+                running=session.running,
+                completed=session.completed,
+                numbered=session.numbered,
+                last_sequence=session.log.last_seq,
+                subscriptions=len(session.data.subs),
+            )
+        return out
+
+    @property
+    def parallel_sessions(self) -> Mapping[str, tuple[str, ...]]:
+        """Live parallel groups: control session id -> sub-session ids."""
+        return {gid: tuple(s.id for s in g.subs) for gid, g in self._state.groups.items()}
+
+
+async def run_server(
+    config: ServerConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    task_status: trio.TaskStatus[ReferenceServer] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`."""
+    config = config or ServerConfig()
+    async with trio.open_nursery() as nursery:
+        state = ServerState(config, nursery)
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound_port: int = listeners[0].socket.getsockname()[1]
+        server = ReferenceServer(state, host, bound_port)
+        handler = functools.partial(handle_tcp, state)
+        await nursery.start(trio.serve_listeners, handler, listeners)
+        logger.info("reference server listening on %s", server.url)
+        task_status.started(server)
+
+
+@asynccontextmanager
+async def serve(
+    config: ServerConfig | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    **overrides: Any,
+) -> AsyncGenerator[ReferenceServer, None]:
+    """Run a server for the duration of the block; ``overrides`` replace config fields.
+
+    The server is listening when the block starts; leaving the block closes every connection
+    and stops every session task.
+    """
+    config = attrs.evolve(config or ServerConfig(), **overrides)
+    async with trio.open_nursery() as nursery:
+        server: ReferenceServer = await nursery.start(run_server, config, host, port)
+        try:
+            yield server
+        finally:
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,369 @@
+"""The deterministic synthetic chain the reference server replays (protocol §12.3).
+
+Everything here is a pure function of ``(ChainConfig, slot)``: no clock, no randomness, no
+state. Values are drawn from BLAKE2b digests of the seed, the slot and a label, so the same
+inputs give byte-identical transactions, diffs and notifications on every run and every
+platform, whatever the timing of the connections that carry them.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import functools
+import hashlib
+from typing import Final
+
+import attrs
+
+from simtrio.wire.base58 import b58decode, b58encode, is_address
+from simtrio.wire.types import JsonValue
+
+__all__ = [
+    "DEFAULT_BLOCK_TIME_ORIGIN",
+    "DEFAULT_PROGRAM_IDS",
+    "AccountDiff",
+    "ChainConfig",
+    "SyntheticTransaction",
+    "account_diffs",
+    "batch_transactions",
+    "block_time",
+    "fee_payers",
+    "program_accounts",
+    "serialize_transaction",
+    "slot_transactions",
+    "transaction_payload",
+    "utc_of",
+]
+
+DEFAULT_PROGRAM_IDS: Final[tuple[str, ...]] = (
+    "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",
+    "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
+    "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr",
+    "JUP6LkbZbjS1jKKwapdHNy74zcZ3tLUZoi5QNyVTaV4",
+)
+"""Real program ids, so payloads look like the ones a live server sends."""
+
+DEFAULT_BLOCK_TIME_ORIGIN: Final = 1_767_605_600
+"""Unix time of slot 0: slot 4000 then falls on 2026-01-05T10:00:00Z, as in the spec examples."""
+
+_FEE: Final = 5_000
+_PAYER_BALANCE: Final = 1_000_000_000
+_PROGRAM_BALANCE: Final = 1_141_440
+_CU_LIMIT: Final = 200_000
+_DIGEST_PERSON: Final = b"simtrio-chain"
+
+
+def _is_rate(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{attribute.name} must be within [0, 1], got {value!r}")
+
+
+def _is_program_list(
+    _inst: object, attribute: attrs.Attribute[tuple[str, ...]], value: object
+) -> None:
+    if not isinstance(value, tuple) or not value:
+        raise ValueError(f"{attribute.name} must be a non-empty tuple of addresses")
+    items: tuple[object, ...] = value  # pyright: ignore[reportUnknownVariableType]
+    for item in items:
+        if not is_address(item):
+            raise ValueError(f"{attribute.name}: not a base58 address: {item!r}")
+    if len(set(items)) != len(items):
+        raise ValueError(f"{attribute.name} must not repeat an address")
+
+
+@attrs.frozen
+class ChainConfig:
+    """The inputs of the synthetic chain; hashable, so per-slot results can be cached."""
+
+    seed: int = 0
+    program_ids: tuple[str, ...] = attrs.field(
+        default=DEFAULT_PROGRAM_IDS, validator=_is_program_list
+    )
+    max_transactions_per_slot: int = attrs.field(default=4, validator=attrs.validators.ge(0))
+    batches_per_slot: int = attrs.field(default=4, validator=attrs.validators.ge(1))
+    accounts_per_program: int = attrs.field(default=8, validator=attrs.validators.ge(0))
+    failure_rate: float = attrs.field(default=0.1, validator=_is_rate)
+    mismatch_rate: float = attrs.field(default=0.0, validator=_is_rate)
+    block_time_origin: int = DEFAULT_BLOCK_TIME_ORIGIN
+    fee_payer_count: int = attrs.field(default=16, validator=attrs.validators.ge(1))
+
+
+@attrs.frozen
+class SyntheticTransaction:
+    """One historical transaction of a slot."""
+
+    slot: int
+    index: int
+    batch_index: int
+    signature: str
+    fee_payer: str
+    program_ids: tuple[str, ...]
+    accounts: tuple[str, ...]
+    """One touched account per involved program, parallel to ``program_ids``."""
+    success: bool
+    mismatch: bool
+    """Whether replaying it deviates from history (counted in the summary)."""
+    compute_units: int
+    log_messages: tuple[str, ...]
+    signature_bytes: bytes = attrs.field(repr=False)
+
+
+@attrs.frozen
+class AccountDiff:
+    """An account change made by one transaction; ``pre``/``post`` in the ``AccountData`` shape."""
+
+    slot: int
+    account: str
+    owner: str
+    signature: str
+    pre: JsonValue
+    post: JsonValue
+
+
+def _digest(cfg: ChainConfig, *parts: object, size: int = 64) -> bytes:
+    message = "|".join([str(cfg.seed), *(str(p) for p in parts)]).encode("utf-8")
+    return hashlib.blake2b(message, digest_size=size, person=_DIGEST_PERSON).digest()
+
+
+def _draw(cfg: ChainConfig, *parts: object) -> int:
+    """A 64-bit unsigned draw."""
+    return int.from_bytes(_digest(cfg, *parts, size=8), "big")
+
+
+def _chance(cfg: ChainConfig, rate: float, *parts: object) -> bool:
+    if rate <= 0.0:
+        return False
+    return _draw(cfg, *parts) / 2**64 < rate
+
+
+@functools.lru_cache(maxsize=64)
+def fee_payers(cfg: ChainConfig) -> tuple[str, ...]:
+    """The fixed pool fee payers are drawn from (``signerFilter`` matches against these)."""
+    return tuple(b58encode(_digest(cfg, "payer", k, size=32)) for k in range(cfg.fee_payer_count))
+
+
+@functools.lru_cache(maxsize=256)
+def program_accounts(cfg: ChainConfig, program_id: str) -> tuple[str, ...]:
+    """The accounts owned by ``program_id``: the ones its account diffs are about."""
+    return tuple(
+        b58encode(_digest(cfg, "account", program_id, k, size=32))
+        for k in range(cfg.accounts_per_program)
+    )
+
+
+def block_time(cfg: ChainConfig, slot: int) -> int:
+    """Origin + 0.4 s per slot, in whole seconds."""
+    return cfg.block_time_origin + (slot * 2) // 5
+
+
+def utc_of(cfg: ChainConfig, slot: int) -> str:
+    """The block time of ``slot`` as ``YYYY-MM-DDTHH:MM:SSZ``."""
+    moment = datetime.datetime.fromtimestamp(block_time(cfg, slot), tz=datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _blockhash(cfg: ChainConfig, slot: int) -> str:
+    return b58encode(_digest(cfg, "blockhash", slot, size=32))
+
+
+@functools.lru_cache(maxsize=4096)
+def slot_transactions(cfg: ChainConfig, slot: int) -> tuple[SyntheticTransaction, ...]:
+    """The historical transactions of ``slot`` in execution order (before any signer filter).
+
+    A slot holds between 1 and ``max_transactions_per_slot`` transactions (none when that is
+    0), split into ``batches_per_slot`` contiguous batches.
+    """
+    limit = cfg.max_transactions_per_slot
+    if limit == 0:
+        return ()
+    count = 1 + _draw(cfg, "count", slot) % limit
+    payers = fee_payers(cfg)
+    programs = cfg.program_ids
+    out: list[SyntheticTransaction] = []
+    for index in range(count):
+        sig = _digest(cfg, "signature", slot, index)
+        primary = _draw(cfg, "primary", slot, index) % len(programs)
+        involved = tuple(
+            p
+            for k, p in enumerate(programs)
+            if k == primary or _draw(cfg, "involves", slot, index, p) % 3 == 0
+        )
+        pools = [program_accounts(cfg, p) for p in involved]
+        accounts = tuple(
+            pool[_draw(cfg, "touch", slot, index, p) % len(pool)]
+            for p, pool in zip(involved, pools, strict=True)
+            if pool
+        )
+        success = not _chance(cfg, cfg.failure_rate, "fails", slot, index)
+        mismatch = _chance(cfg, cfg.mismatch_rate, "mismatch", slot, index)
+        units = 1_000 + _draw(cfg, "units", slot, index) % 50_000
+        out.append(
+            SyntheticTransaction(
+                slot=slot,
+                index=index,
+                batch_index=index * cfg.batches_per_slot // count,
+                signature=b58encode(sig),
+                fee_payer=payers[_draw(cfg, "payer", slot, index) % len(payers)],
+                program_ids=involved,
+                accounts=accounts,
+                success=success,
+                mismatch=mismatch,
+                compute_units=units,
+                log_messages=_logs(involved, success, units),
+                signature_bytes=sig,
+            )
+        )
+    return tuple(out)
+
+
+def batch_transactions(
+    cfg: ChainConfig, slot: int, batch_index: int
+) -> tuple[SyntheticTransaction, ...]:
+    """The transactions of one batch of ``slot``."""
+    return tuple(tx for tx in slot_transactions(cfg, slot) if tx.batch_index == batch_index)
+
+
+def _logs(programs: tuple[str, ...], success: bool, units: int) -> tuple[str, ...]:
+    lines: list[str] = []
+    share = units // len(programs)
+    for k, program in enumerate(programs):
+        lines.append(f"Program {program} invoke [1]")
+        lines.append(f"Program {program} consumed {share} of {_CU_LIMIT} compute units")
+        if not success and k == len(programs) - 1:
+            lines.append(f"Program {program} failed: custom program error: 0x1")
+            break
+        lines.append(f"Program {program} success")
+    return tuple(lines)
+
+
+def _account_space(cfg: ChainConfig, account: str) -> int:
+    return 8 * (1 + _draw(cfg, "space", account) % 4)
+
+
+def _account_state(cfg: ChainConfig, account: str, owner: str, *parts: object) -> JsonValue:
+    space = _account_space(cfg, account)
+    data = _digest(cfg, "data", account, *parts)[:space]
+    return {
+        "data": {"data": base64.b64encode(data).decode("ascii"), "encoding": "base64"},
+        "executable": False,
+        "lamports": (128 + space) * 6_960,
+        "owner": owner,
+        "space": space,
+    }
+
+
+@functools.lru_cache(maxsize=4096)
+def account_diffs(cfg: ChainConfig, tx: SyntheticTransaction) -> tuple[AccountDiff, ...]:
+    """The account diffs of a transaction; a failed transaction changes nothing.
+
+    Now and then an account is created (``pre`` null) or closed (``post`` null), so consumers
+    see both shapes.
+    """
+    if not tx.success:
+        return ()
+    out: list[AccountDiff] = []
+    owners = [p for p in tx.program_ids if program_accounts(cfg, p)]
+    for account, owner in zip(tx.accounts, owners, strict=True):
+        shape = _draw(cfg, "shape", tx.slot, tx.index, account) % 32
+        pre = None if shape == 0 else _account_state(cfg, account, owner, tx.slot, tx.index, "pre")
+        post = (
+            None if shape == 1 else _account_state(cfg, account, owner, tx.slot, tx.index, "post")
+        )
+        out.append(AccountDiff(tx.slot, account, owner, tx.signature, pre, post))
+    return tuple(out)
+
+
+def _account_keys(tx: SyntheticTransaction) -> list[str]:
+    keys = [tx.fee_payer]
+    for account in tx.accounts:
+        if account not in keys:
+            keys.append(account)
+    for program in tx.program_ids:
+        if program not in keys:
+            keys.append(program)
+    return keys
+
+
+def _instruction_data(cfg: ChainConfig, tx: SyntheticTransaction, k: int) -> bytes:
+    return _digest(cfg, "ix", tx.slot, tx.index, k, size=12)
+
+
+def transaction_payload(cfg: ChainConfig, tx: SyntheticTransaction) -> JsonValue:
+    """A ``getTransaction``-shaped object for a transaction notification (protocol §9.4)."""
+    keys = _account_keys(tx)
+    pools = {p: program_accounts(cfg, p) for p in tx.program_ids}
+    owned = iter(tx.accounts)
+    instructions: list[JsonValue] = []
+    for k, program in enumerate(tx.program_ids):
+        accounts = [keys.index(next(owned))] if pools[program] else []
+        instructions.append(
+            {
+                "programIdIndex": keys.index(program),
+                "accounts": accounts,
+                "data": b58encode(_instruction_data(cfg, tx, k)),
+            }
+        )
+    pre_balances = [_PAYER_BALANCE] + [
+        _PROGRAM_BALANCE if key in tx.program_ids else (128 + _account_space(cfg, key)) * 6_960
+        for key in keys[1:]
+    ]
+    post_balances = [pre_balances[0] - _FEE, *pre_balances[1:]]
+    err: JsonValue = (
+        None if tx.success else {"InstructionError": [len(instructions) - 1, {"Custom": 1}]}
+    )
+    return {
+        "slot": tx.slot,
+        "transaction": {
+            "signatures": [tx.signature],
+            "message": {
+                "accountKeys": keys,
+                "recentBlockhash": _blockhash(cfg, tx.slot),
+                "instructions": instructions,
+            },
+        },
+        "meta": {
+            "err": err,
+            "fee": _FEE,
+            "preBalances": pre_balances,
+            "postBalances": post_balances,
+            "logMessages": list(tx.log_messages),
+            "computeUnitsConsumed": tx.compute_units,
+        },
+        "blockTime": block_time(cfg, tx.slot),
+        "version": "legacy",
+    }
+
+
+def _short_vec(length: int) -> bytes:
+    """Solana's compact-u16 length prefix."""
+    out = bytearray()
+    while True:
+        byte = length & 0x7F
+        length >>= 7
+        if length:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def serialize_transaction(cfg: ChainConfig, tx: SyntheticTransaction) -> bytes:
+    """The transaction in the legacy wire layout (what discovery events carry, base64-encoded)."""
+    keys = _account_keys(tx)
+    readonly_programs = sum(1 for key in keys if key in tx.program_ids)
+    message = bytearray([1, 0, readonly_programs])
+    message += _short_vec(len(keys))
+    for key in keys:
+        message += b58decode(key).rjust(32, b"\x00")
+    message += b58decode(_blockhash(cfg, tx.slot)).rjust(32, b"\x00")
+    message += _short_vec(len(tx.program_ids))
+    pools = {p: program_accounts(cfg, p) for p in tx.program_ids}
+    owned = iter(tx.accounts)
+    for k, program in enumerate(tx.program_ids):
+        message.append(keys.index(program))
+        indices = [keys.index(next(owned))] if pools[program] else []
+        message += _short_vec(len(indices)) + bytes(indices)
+        data = _instruction_data(cfg, tx, k)
+        message += _short_vec(len(data)) + data
+    return _short_vec(1) + tx.signature_bytes + bytes(message)

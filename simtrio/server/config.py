@@ -1,0 +1,126 @@
+"""Configuration of the reference server."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import attrs
+
+from simtrio.server.chain import DEFAULT_BLOCK_TIME_ORIGIN, DEFAULT_PROGRAM_IDS, ChainConfig, utc_of
+from simtrio.server.faults import FaultPlan
+from simtrio.wire.compression import MAX_MESSAGE_SIZE
+from simtrio.wire.types import AvailableRange
+
+__all__ = ["MAX_DISCONNECT_TIMEOUT_SECS", "ServerConfig"]
+
+MAX_DISCONNECT_TIMEOUT_SECS: Final = 900
+"""The server caps ``disconnectTimeoutSecs`` here (protocol §3.1)."""
+
+_ge0 = attrs.validators.ge(0)
+_ge1 = attrs.validators.ge(1)
+
+
+def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+@attrs.frozen
+class ServerConfig:
+    """Everything the reference server can be told; ``attrs.evolve`` it to change a field.
+
+    Attributes:
+        api_key: required ``X-API-Key`` on control upgrades; None accepts any (or no) key.
+        seed: the chain number: every synthetic value and every randomised fault is drawn
+            from it.
+        program_ids: programs the synthetic transactions involve.
+        max_transactions_per_slot: each slot has 1..this many transactions (0: none).
+        batches_per_slot: contiguous batches a slot is split into (``continueTo`` targets).
+        accounts_per_program: accounts each program owns (subjects of account diffs).
+        failure_rate: share of historical transactions that fail.
+        mismatch_rate: share of transactions whose replay deviates (summary counters).
+        block_time_origin: Unix time of slot 0.
+        bundle_size: slots per snapshot bundle; parallel creates split at its multiples.
+        window_start: first slot of the chain window served by ``/available-ranges``.
+        window_end: last slot of the chain window.
+        strict_ranges: apply the bundle rules of protocol §1.5 to creates.
+        max_parallel_sessions: most sub-sessions one parallel create may produce.
+        retained_responses: numbered responses kept per session for attach replay.
+        retained_slots: slots of data-plane events kept per session for ``replayFromSlot``.
+        control_backlog: unsent responses a step may run ahead of an attached, live control
+            connection before it waits for the connection (back-pressure).
+        message_queue_size: inbound WebSocket messages buffered per connection.
+        max_message_size: largest inbound WebSocket message accepted.
+        slot_delay: seconds each executed slot takes (0: as fast as the clients read).
+        close_timeout: bound on a server-initiated WebSocket close handshake.
+        faults: injected faults (protocol §12.9).
+        draining: start in draining mode (``/ready`` answers 503, creates are refused).
+    """
+
+    api_key: str | None = attrs.field(default=None, repr=False)
+    seed: int = 0
+    program_ids: tuple[str, ...] = DEFAULT_PROGRAM_IDS
+    max_transactions_per_slot: int = attrs.field(default=4, validator=_ge0)
+    batches_per_slot: int = attrs.field(default=4, validator=_ge1)
+    accounts_per_program: int = attrs.field(default=8, validator=_ge0)
+    failure_rate: float = 0.1
+    mismatch_rate: float = 0.0
+    block_time_origin: int = DEFAULT_BLOCK_TIME_ORIGIN
+    bundle_size: int = attrs.field(default=100, validator=_ge1)
+    window_start: int = attrs.field(default=0, validator=_ge0)
+    window_end: int = attrs.field(default=99_999, validator=_ge0)
+    strict_ranges: bool = False
+    max_parallel_sessions: int = attrs.field(default=1_024, validator=_ge1)
+    retained_responses: int = attrs.field(default=10_000, validator=_ge1)
+    retained_slots: int = attrs.field(default=100, validator=_ge1)
+    control_backlog: int = attrs.field(default=1_024, validator=_ge1)
+    message_queue_size: int = attrs.field(default=16, validator=_ge1)
+    max_message_size: int = attrs.field(default=MAX_MESSAGE_SIZE, validator=_ge1)
+    slot_delay: float = attrs.field(default=0.0, validator=_non_negative)
+    close_timeout: float = attrs.field(default=1.0, validator=_non_negative)
+    faults: FaultPlan = attrs.field(factory=FaultPlan)
+    draining: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.window_end < self.window_start:
+            raise ValueError("window_end must not be below window_start")
+        self.chain  # noqa: B018 - validates the chain fields now, not on first use
+
+    @property
+    def chain(self) -> ChainConfig:
+        """The synthetic-chain part of the configuration (built anew on each access)."""
+        return ChainConfig(
+            seed=self.seed,
+            program_ids=self.program_ids,
+            max_transactions_per_slot=self.max_transactions_per_slot,
+            batches_per_slot=self.batches_per_slot,
+            accounts_per_program=self.accounts_per_program,
+            failure_rate=self.failure_rate,
+            mismatch_rate=self.mismatch_rate,
+            block_time_origin=self.block_time_origin,
+        )
+
+    def bundle_start(self, slot: int) -> int:
+        """Start of the bundle that contains ``slot``."""
+        return slot - slot % self.bundle_size
+
+    def available_ranges(self) -> list[AvailableRange]:
+        """Bundles of ``bundle_size`` slots covering the chain window (protocol §12.8)."""
+        chain = self.chain
+        ranges: list[AvailableRange] = []
+        start = self.bundle_start(self.window_start)
+        while start <= self.window_end:
+            end = min(start + self.bundle_size - 1, self.window_end)
+            snapshot = max(start - 1, 0)
+            ranges.append(
+                AvailableRange(
+                    bundle_start_slot=start,
+                    snapshot_slot=snapshot,
+                    snapshot_slot_utc=utc_of(chain, snapshot),
+                    bundle_start_slot_utc=utc_of(chain, start),
+                    max_bundle_end_slot=end,
+                    max_bundle_end_slot_utc=utc_of(chain, end),
+                )
+            )
+            start += self.bundle_size
+        return ranges

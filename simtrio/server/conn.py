@@ -1,0 +1,264 @@
+"""One accepted WebSocket connection: the stream it runs on, its sends and its faults.
+
+The server owns every TCP stream and closes it itself: trio-websocket is handed a wrapper
+(:class:`ServerStream`) that first replays the HTTP request head the router already read, and
+that can be stalled (both directions) or torn down abruptly for fault injection. All outbound
+messages go through :meth:`Conn.send_text` / :meth:`Conn.send_compressed`, which is where the
+message-count triggers of a :class:`~simtrio.server.faults.Faults` fire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from typing import TYPE_CHECKING, Final
+
+import trio
+import trio_websocket
+
+from simtrio.wire.compression import ZstdStreamEncoder
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from simtrio.server.faults import Faults, Plane
+
+__all__ = ["Conn", "ConnectionGone", "ServerStream"]
+
+logger = logging.getLogger(__name__)
+
+MALFORMED_MESSAGE: Final = '{"method":"readyForContinue"'
+"""What ``malformed_at`` sends: truncated JSON."""
+
+CORRUPT_MESSAGE: Final = b"\x00\x01not zstd"
+"""What ``corrupt_compressed_at`` sends instead of the real Binary message."""
+
+_PAD_METHOD: Final = "simtrioPadding"
+
+
+class ConnectionGone(Exception):
+    """The connection is closed or broken; the handler using it should wind down."""
+
+
+class ServerStream(trio.abc.Stream):
+    """A server-owned TCP stream that replays already-read bytes and can be stalled.
+
+    While stalled, both ``receive_some`` and ``send_all`` wait, so trio-websocket neither reads
+    requests nor answers Pings, yet the TCP connection stays open.
+    """
+
+    def __init__(self, inner: trio.SocketStream, prefix: bytes) -> None:
+        self._inner = inner
+        self._prefix = prefix
+        self._gate: trio.Event | None = None
+        self._aborted = False
+
+    @property
+    def stalled(self) -> bool:
+        return self._gate is not None
+
+    def stall(self) -> None:
+        if self._gate is None:
+            self._gate = trio.Event()
+
+    def unstall(self) -> None:
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            gate.set()
+
+    async def wait_open(self) -> None:
+        """Wait while the stream is stalled."""
+        while self._gate is not None:
+            await self._gate.wait()
+
+    def abort(self) -> None:
+        """Close the socket now: no Close frame, whatever is in flight is lost."""
+        if not self._aborted:
+            self._aborted = True
+            self._inner.socket.close()
+        self.unstall()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            data, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return data
+        await self.wait_open()
+        data = await self._inner.receive_some(max_bytes)
+        # Bytes that arrive while stalled are held back until the stall ends.
+        await self.wait_open()
+        return data
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.wait_open()
+        await self._inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._inner.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        self._aborted = True
+        self.unstall()
+        await self._inner.aclose()
+
+
+class Conn:
+    """An accepted WebSocket connection of one plane, with its faults applied."""
+
+    def __init__(
+        self,
+        *,
+        plane: Plane,
+        index: int,
+        stream: ServerStream,
+        ws: trio_websocket.WebSocketConnection,
+        faults: Faults,
+        max_message_size: int,
+        close_timeout: float,
+        nursery: trio.Nursery,
+    ) -> None:
+        self.plane = plane
+        self.index = index
+        self.faults = faults
+        self.sent = 0
+        self.binary_sent = 0
+        self.cancel_scope = trio.CancelScope()
+        self._stream = stream
+        self._ws = ws
+        self._max_message_size = max_message_size
+        self._close_timeout = close_timeout
+        self._nursery = nursery
+        self._lock = trio.StrictFIFOLock()
+        self._encoder: ZstdStreamEncoder | None = None
+        self._gone = False
+        self.watchers: list[Callable[[], None]] = []
+        """Called when the connection stalls, resumes or goes (sessions re-check back-pressure)."""
+        self.pending_close: tuple[int, str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Conn {self.plane}#{self.index}>"
+
+    @property
+    def stalled(self) -> bool:
+        """True while a stall fault holds the connection."""
+        return self._stream.stalled
+
+    @property
+    def gone(self) -> bool:
+        return self._gone
+
+    def start(self) -> None:
+        """Apply the triggers that fire before any message (``drop_after=0``, ``stall_after=0``)."""
+        self._after_send(0)
+
+    async def receive(self) -> str | bytes:
+        """The next inbound message; ``ConnectionGone`` once the peer is gone."""
+        try:
+            message = await self._ws.get_message()
+        except trio_websocket.ConnectionClosed:
+            self._gone = True
+            raise ConnectionGone from None
+        await self._stream.wait_open()
+        return message
+
+    async def send_text(self, text: str) -> None:
+        """Send one Text message (control responses, acks, uncompressed notifications)."""
+        await self._send(text, compressed=False)
+
+    async def send_compressed(self, text: str) -> None:
+        """Send one message through the connection's zstd stream, as a Binary message."""
+        await self._send(text, compressed=True)
+
+    async def _send(self, text: str, *, compressed: bool) -> None:
+        if self._gone:
+            raise ConnectionGone
+        async with self._lock:
+            number = self.sent + 1
+            faults = self.faults
+            try:
+                if faults.delay:
+                    await trio.sleep(faults.delay)
+                if faults.malformed_at == number:
+                    await self._ws.send_message(MALFORMED_MESSAGE)
+                if faults.oversize_at == number:
+                    await self._send_oversize(compressed)
+                payload: str | bytes = text
+                if compressed:
+                    data = self._encode(text)
+                    self.binary_sent += 1
+                    if faults.corrupt_compressed_at == self.binary_sent:
+                        data = CORRUPT_MESSAGE
+                    payload = data
+                await self._ws.send_message(payload)
+            except (
+                trio_websocket.ConnectionClosed,
+                trio.BrokenResourceError,
+                trio.ClosedResourceError,
+            ):
+                self._gone = True
+                raise ConnectionGone from None
+            self.sent = number
+            self._after_send(number)
+
+    def _encode(self, text: str) -> bytes:
+        if self._encoder is None:
+            self._encoder = ZstdStreamEncoder()
+        return self._encoder.encode(text)
+
+    async def _send_oversize(self, compressed: bool) -> None:
+        size = self.faults.oversize_bytes or self._max_message_size + 1
+        head = '{"jsonrpc":"2.0","method":"' + _PAD_METHOD + '","params":{"pad":"'
+        tail = '"}}'
+        pad = "a" * max(0, size - len(head) - len(tail))
+        text = head + pad + tail
+        logger.info("%r: sending an oversize message of %d bytes (fault)", self, len(text))
+        if compressed:
+            await self._ws.send_message(self._encode(text))
+        else:
+            await self._ws.send_message(text)
+
+    def _after_send(self, number: int) -> None:
+        faults = self.faults
+        if faults.drop_after == number:
+            logger.info("%r: dropping the connection after %d messages (fault)", self, number)
+            self.abort()
+        elif faults.stall_after == number:
+            logger.info("%r: stalling after %d messages (fault)", self, number)
+            self._stream.stall()
+            self._notify_stall()
+            if faults.stall_for is not None and not math.isinf(faults.stall_for):
+                self._nursery.start_soon(self._unstall_later, faults.stall_for)
+
+    async def _unstall_later(self, seconds: float) -> None:
+        await trio.sleep(seconds)
+        self._stream.unstall()
+        self._notify_stall()
+
+    def _notify_stall(self) -> None:
+        for watcher in self.watchers:
+            watcher()
+
+    def request_close(self, reason: str, code: int = 1000) -> None:
+        """Stop serving now and close with a Close frame (used when a session is taken over)."""
+        self._gone = True
+        self.pending_close = (code, reason)
+        self.cancel_scope.cancel()
+        self._notify_stall()
+
+    def abort(self) -> None:
+        """Drop the TCP connection at once (no Close frame) and stop the handler."""
+        self._gone = True
+        self._stream.abort()
+        self.cancel_scope.cancel()
+        self._notify_stall()
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close with a Close frame, waiting a bounded time for the echo; then drop TCP."""
+        self._gone = True
+        with trio.move_on_after(self._close_timeout) as scope:
+            scope.shield = True
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await self._ws.aclose(code, reason)
+        self._stream.abort()

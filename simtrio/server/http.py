@@ -1,0 +1,314 @@
+"""The single TCP listener: plain HTTP routes, then WebSocket upgrades (protocol §12.1).
+
+Each connection's request head is read and parsed here (with h11) before any WebSocket logic
+runs, because trio-websocket only speaks the upgrade. Plain requests are answered and the
+connection closed. Upgrades are routed, checked and handed to trio-websocket on a
+:class:`~simtrio.server.conn.ServerStream` that replays the bytes already read. The server owns
+the TCP stream throughout and always closes it itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import http
+import logging
+from typing import TYPE_CHECKING, Final, cast
+
+import h11
+import orjson
+import trio
+import trio_websocket
+
+from simtrio.server.conn import Conn, ServerStream
+from simtrio.server.control import ControlHandler
+from simtrio.server.data import DataHandler
+from simtrio.server.faults import Plane
+from simtrio.wire.codec import encode_available_ranges
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from simtrio.server.state import ServerState
+    from simtrio.wire.types import JsonValue
+
+__all__ = ["handle_tcp"]
+
+logger = logging.getLogger(__name__)
+
+CONTROL_PATH: Final = "/backtest"
+_SESSION_PREFIX: Final = "/backtest/"
+MAX_HEAD_BYTES: Final = 64 * 1024
+MAX_BODY_BYTES: Final = 1024 * 1024
+_HANDSHAKE_TIMEOUT: Final = 30.0
+_RECEIVE_BYTES: Final = 64 * 1024
+
+
+class _Request:
+    """The parts of a request head the router needs."""
+
+    def __init__(self, event: h11.Request) -> None:
+        self.method = event.method.decode("ascii", "replace")
+        target = event.target.decode("ascii", "replace")
+        self.path = target.split("?", 1)[0]
+        self.headers: dict[str, str] = {}
+        for name, value in event.headers:
+            key = name.decode("ascii", "replace").lower()
+            text = value.decode("latin-1")
+            self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
+
+    @property
+    def is_upgrade(self) -> bool:
+        return self.method == "GET" and "websocket" in self.headers.get("upgrade", "").lower()
+
+
+def _response(status: int, body: bytes = b"", content_type: str = "text/plain") -> bytes:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\n"
+        f"content-type: {content_type}\r\n"
+        f"content-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+async def _reply(
+    stream: trio.SocketStream, status: int, body: bytes = b"", content_type: str = "text/plain"
+) -> None:
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        await stream.send_all(_response(status, body, content_type))
+
+
+async def _read_head(
+    stream: trio.SocketStream, parser: h11.Connection, raw: bytearray
+) -> h11.Request | None:
+    """Read until the request head is complete; None if the peer gave up or sent garbage."""
+    while True:
+        try:
+            event = parser.next_event()
+        except h11.RemoteProtocolError:
+            await _reply(stream, 400, b"bad request")
+            return None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(_RECEIVE_BYTES)
+            if not data:
+                return None
+            raw += data
+            parser.receive_data(data)
+            continue
+        if isinstance(event, h11.Request):
+            return event
+        return None
+
+
+async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes | None:
+    body = bytearray()
+    while True:
+        try:
+            event = parser.next_event()
+        except h11.RemoteProtocolError:
+            return None
+        if event is h11.NEED_DATA:
+            data = await stream.receive_some(_RECEIVE_BYTES)
+            if not data:
+                return None
+            parser.receive_data(data)
+            continue
+        if isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY_BYTES:
+                return None
+            continue
+        if isinstance(event, h11.EndOfMessage):
+            return bytes(body)
+        return None
+
+
+async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
+    """Serve one TCP connection: one plain HTTP request, or one WebSocket."""
+    try:
+        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+        raw = bytearray()
+        try:
+            event = await _read_head(stream, parser, raw)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if event is None:
+            return
+        request = _Request(event)
+        if request.is_upgrade:
+            await _upgrade(state, stream, request, bytes(raw))
+        else:
+            await _plain(state, stream, parser, request)
+    except Exception:
+        logger.exception("connection handler failed")
+    finally:
+        await stream.aclose()
+
+
+# -- plain HTTP -------------------------------------------------------------------------------
+
+
+async def _plain(
+    state: ServerState, stream: trio.SocketStream, parser: h11.Connection, request: _Request
+) -> None:
+    path, method = request.path, request.method
+    if method == "GET" and path == "/health":
+        await _reply(stream, 200, b"ok")
+    elif method == "GET" and path == "/ready":
+        if state.draining:
+            await _reply(stream, 503, b"draining")
+        else:
+            await _reply(stream, 200, b"ready")
+    elif method == "GET" and path == "/available-ranges":
+        ranges = encode_available_ranges(state.config.available_ranges()).encode("utf-8")
+        await _reply(stream, 200, ranges, "application/json")
+    elif method == "POST" and path.startswith(_SESSION_PREFIX):
+        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+        if session is None:
+            await _reply(stream, 404, b"unknown session")
+            return
+        try:
+            body = await _read_body(stream, parser)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return
+        if body is None:
+            await _reply(stream, 400, b"bad request body")
+            return
+        reply = _rpc_reply(body, session.slot)
+        await _reply(stream, 200, reply, "application/json")
+    else:
+        await _reply(stream, 404, b"not found")
+
+
+def _rpc_reply(body: bytes, slot: int) -> bytes:
+    """Per-session HTTP JSON-RPC: ``getHealth`` and ``getSlot``; every other method is -32601."""
+    try:
+        parsed: JsonValue = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return orjson.dumps(_rpc_error(None, -32700, "parse error"))
+    if isinstance(parsed, list):
+        items: list[JsonValue] = parsed  # pyright: ignore[reportUnknownVariableType]
+        return orjson.dumps([_rpc_one(item, slot) for item in items])
+    return orjson.dumps(_rpc_one(parsed, slot))
+
+
+def _rpc_one(request: JsonValue, slot: int) -> JsonValue:
+    if not isinstance(request, dict):
+        return _rpc_error(None, -32600, "invalid request")
+    fields = cast("dict[str, JsonValue]", request)
+    request_id = fields.get("id")
+    method = fields.get("method")
+    if method == "getHealth":
+        return {"jsonrpc": "2.0", "id": request_id, "result": "ok"}
+    if method == "getSlot":
+        return {"jsonrpc": "2.0", "id": request_id, "result": slot}
+    return _rpc_error(request_id, -32601, "method not found")
+
+
+def _rpc_error(request_id: JsonValue, code: int, message: str) -> JsonValue:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+# -- WebSocket --------------------------------------------------------------------------------
+
+
+async def _upgrade(
+    state: ServerState, stream: trio.SocketStream, request: _Request, raw: bytes
+) -> None:
+    headers = request.headers
+    if "sec-websocket-key" not in headers or headers.get("sec-websocket-version") != "13":
+        await _reply(stream, 400, b"bad WebSocket upgrade")
+        return
+    path = request.path
+    if path == CONTROL_PATH:
+        expected = state.config.api_key
+        if expected is not None:
+            given = headers.get("x-api-key", "")
+            if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
+                logger.info("control upgrade refused: missing or wrong API key")
+                await _reply(stream, 401, b"unauthorized")
+                return
+        plane = Plane.CONTROL
+        session = None
+    elif path.startswith(_SESSION_PREFIX):
+        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+        if session is None:
+            await _reply(stream, 404, b"unknown session")
+            return
+        plane = Plane.DATA
+    else:
+        await _reply(stream, 404, b"not found")
+        return
+    index = state.next_connection_index(plane)
+    faults = state.faults.for_connection(plane, index)
+    if faults.reject_upgrade is not None:
+        logger.info("%s upgrade #%d refused with %d (fault)", plane, index, faults.reject_upgrade)
+        await _reply(stream, faults.reject_upgrade, b"upgrade refused")
+        return
+
+    if session is None:
+
+        async def serve(conn: Conn) -> None:
+            await ControlHandler(state, conn).run()
+    else:
+        bound = session
+
+        async def serve(conn: Conn) -> None:
+            await DataHandler(state, conn, bound).run()
+
+    await _run_websocket(state, stream, raw, plane, index, serve)
+
+
+async def _run_websocket(
+    state: ServerState,
+    stream: trio.SocketStream,
+    raw: bytes,
+    plane: Plane,
+    index: int,
+    serve: Callable[[Conn], Awaitable[None]],
+) -> None:
+    config = state.config
+    server_stream = ServerStream(stream, raw)
+    async with trio.open_nursery() as nursery:
+        try:
+            with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                ws_request = await trio_websocket.wrap_server_stream(
+                    nursery,
+                    server_stream,
+                    message_queue_size=config.message_queue_size,
+                    max_message_size=config.max_message_size,
+                )
+                ws = await ws_request.accept()
+        except (trio.TooSlowError, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            server_stream.abort()
+            nursery.cancel_scope.cancel()
+            return
+        conn = Conn(
+            plane=plane,
+            index=index,
+            stream=server_stream,
+            ws=ws,
+            faults=state.faults.for_connection(plane, index),
+            max_message_size=config.max_message_size,
+            close_timeout=config.close_timeout,
+            nursery=nursery,
+        )
+        state.conns.add(conn)
+        logger.debug("%r open", conn)
+        try:
+            with conn.cancel_scope:
+                conn.start()
+                await serve(conn)
+        finally:
+            state.conns.discard(conn)
+            if conn.pending_close is not None:
+                code, reason = conn.pending_close
+                await conn.close(code, reason)
+            server_stream.abort()
+            nursery.cancel_scope.cancel()
+            logger.debug("%r closed", conn)

@@ -1,0 +1,701 @@
+"""Server-side sessions: what a backtest session is, independent of any connection.
+
+A session owns two append-only logs. The *response log* holds its control-plane responses,
+numbered from 1; a control connection streams from it with a cursor, so an attach is just a
+new cursor (replay = entries above ``last_sequence``) and nothing is ever pushed at a socket.
+The *data log* holds the data-plane events of the last ``retained_slots`` slots, bucketed by
+(kind, program), and data connections stream from it the same way.
+
+Steps run as tasks in the server's nursery, so a session keeps executing when its control
+connection goes away. Memory stays bounded by back-pressure: before each slot a step waits
+while a live, attached reader (control or data) lags too far behind.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Literal, TypeAlias
+
+import attrs
+import trio
+
+from simtrio.server import chain
+from simtrio.wire.base58 import is_address
+from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
+from simtrio.wire.types import (
+    AccountData,
+    AgentStatsReport,
+    BacktestError,
+    BacktestStatus,
+    Completed,
+    ContinueParams,
+    ContinueToParams,
+    CreateBacktestSessionRequest,
+    DiscoveryBatch,
+    DiscoveryBatchEvent,
+    DiscoveryFilter,
+    EncodedBinary,
+    Error,
+    Internal,
+    InvalidAccountEncoding,
+    InvalidAccountOwner,
+    InvalidAccountPubkey,
+    InvalidRequest,
+    InvalidTransactionEncoding,
+    JsonValue,
+    NoMoreBlocks,
+    Paused,
+    PausedEvent,
+    ProgramExecuted,
+    ReadyForContinue,
+    SessionSummary,
+    SlotNotification,
+    Status,
+    Success,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from simtrio.server.conn import Conn
+    from simtrio.server.state import ServerState
+
+__all__ = [
+    "DataEvent",
+    "DataLog",
+    "Emitted",
+    "Ownership",
+    "ParallelGroup",
+    "ResponseLog",
+    "Session",
+    "Signal",
+    "Subscription",
+]
+
+logger = logging.getLogger(__name__)
+
+Emitted: TypeAlias = (
+    ReadyForContinue
+    | SlotNotification
+    | Paused
+    | DiscoveryBatch
+    | Error
+    | Success
+    | Completed
+    | Status
+)
+"""What a session emits: valid both as a top-level response and as a session event."""
+
+DataKind: TypeAlias = Literal["account", "transaction"]
+BucketKey: TypeAlias = tuple[DataKind, str]
+Notification: TypeAlias = AccountDiffNotification | TransactionNotification
+Position: TypeAlias = tuple[int, int]
+"""(slot, batch index): the next batch a session will execute."""
+
+
+class Signal:
+    """Wakes every task waiting on it; take ``event`` before checking state, then wait on it."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+
+    def notify(self) -> None:
+        self.event.set()
+        self.event = trio.Event()
+
+
+class ResponseLog:
+    """A session's numbered responses, the newest ``cap`` of them retained."""
+
+    def __init__(self, cap: int) -> None:
+        self._entries: deque[tuple[int, Emitted]] = deque(maxlen=cap)
+        self.last_seq = 0
+        self.signal = Signal()
+
+    def append(self, response: Emitted) -> int:
+        self.last_seq += 1
+        self._entries.append((self.last_seq, response))
+        self.signal.notify()
+        return self.last_seq
+
+    def after(self, seq: int) -> tuple[int, Emitted] | None:
+        """The first retained entry numbered above ``seq``."""
+        if not self._entries:
+            return None
+        index = max(seq + 1 - self._entries[0][0], 0)
+        return self._entries[index] if index < len(self._entries) else None
+
+    def between(self, after: int, upto: int) -> list[tuple[int, Emitted]]:
+        """Retained entries numbered in ``(after, upto]``."""
+        return [entry for entry in self._entries if after < entry[0] <= upto]
+
+
+@attrs.frozen
+class DataEvent:
+    """One data-plane event; ``index`` orders events across buckets (execution order)."""
+
+    index: int
+    slot: int
+    message: Notification
+
+
+class _Bucket:
+    __slots__ = ("base", "entries")
+
+    def __init__(self) -> None:
+        self.base = 0
+        self.entries: deque[DataEvent] = deque()
+
+    @property
+    def end(self) -> int:
+        return self.base + len(self.entries)
+
+    def get(self, position: int) -> DataEvent | None:
+        offset = position - self.base
+        return self.entries[offset] if 0 <= offset < len(self.entries) else None
+
+    def first_at_or_after(self, slot: int) -> int:
+        for offset, event in enumerate(self.entries):
+            if event.slot >= slot:
+                return self.base + offset
+        return self.end
+
+
+class Subscription:
+    """One data-plane subscription: a cursor into one bucket of a session's data log."""
+
+    __slots__ = ("complete", "conn", "id", "key", "position")
+
+    def __init__(self, sub_id: int, key: BucketKey, position: int, conn: Conn) -> None:
+        self.id = sub_id
+        self.key = key
+        self.position = position
+        self.conn = conn
+        self.complete = False
+
+    def peek(self, log: DataLog) -> DataEvent | None:
+        """The next event owed, skipping anything trimmed meanwhile."""
+        bucket = log.bucket(self.key)
+        self.position = max(self.position, bucket.base)
+        return bucket.get(self.position)
+
+    @property
+    def live(self) -> bool:
+        """Counts for back-pressure and retention (a stalled connection does not)."""
+        return not self.complete and not self.conn.stalled and not self.conn.gone
+
+
+class DataLog:
+    """A session's data-plane events, bucketed by (kind, program id)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[BucketKey, _Bucket] = {}
+        self._next_index = 0
+        self.subs: set[Subscription] = set()
+        self.signal = Signal()
+
+    def bucket(self, key: BucketKey) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+        return bucket
+
+    def append(self, key: BucketKey, slot: int, message: Notification) -> None:
+        self.bucket(key).entries.append(DataEvent(self._next_index, slot, message))
+        self._next_index += 1
+
+    def start_position(self, key: BucketKey, from_slot: int) -> int:
+        """Where a subscription starting at ``from_slot`` begins (oldest retained if older)."""
+        return self.bucket(key).first_at_or_after(from_slot)
+
+    def end_position(self, key: BucketKey) -> int:
+        return self.bucket(key).end
+
+    def trim(self, min_slot: int) -> None:
+        """Drop events of slots below ``min_slot`` that no live subscription still needs."""
+        floors: dict[BucketKey, int] = {}
+        for sub in self.subs:
+            if sub.live:
+                floors[sub.key] = min(floors.get(sub.key, sub.position), sub.position)
+        for key, bucket in self._buckets.items():
+            floor = floors.get(key, bucket.end)
+            entries = bucket.entries
+            while entries and entries[0].slot < min_slot and bucket.base < floor:
+                entries.popleft()
+                bucket.base += 1
+
+    def lagging(self, min_slot: int) -> bool:
+        """True while a live subscription still owes events of a slot below ``min_slot``."""
+        for sub in self.subs:
+            if sub.live:
+                event = sub.peek(self)
+                if event is not None and event.slot < min_slot:
+                    return True
+        return False
+
+
+class Ownership:
+    """Which control connection streams a session (or parallel group), and its disconnect timer.
+
+    When the owner goes away the session waits ``timeout`` seconds for an attach; with 0 it
+    is removed at once. The timer is a ``trio.sleep`` in the server's nursery, so it follows
+    a mock clock.
+    """
+
+    def __init__(self, state: ServerState, timeout: int, remove: Callable[[], None]) -> None:
+        self._state = state
+        self.timeout = timeout
+        self._remove = remove
+        self.owner: Conn | None = None
+        self._generation = 0
+        self.on_change: list[Callable[[], None]] = []
+
+    def take(self, conn: Conn) -> Conn | None:
+        """Make ``conn`` the owner; returns the previous owner, if any."""
+        previous, self.owner = self.owner, conn
+        self._generation += 1
+        self._changed()
+        return previous if previous is not conn else None
+
+    def detach(self, conn: Conn) -> None:
+        """``conn`` went away: start the disconnect timer (or remove now)."""
+        if self.owner is not conn:
+            return
+        self.owner = None
+        self._generation += 1
+        self._changed()
+        if self.timeout <= 0:
+            self._remove()
+        else:
+            self._state.nursery.start_soon(self._expire, self._generation)
+
+    async def _expire(self, generation: int) -> None:
+        await trio.sleep(self.timeout)
+        if self.owner is None and generation == self._generation:
+            logger.info("disconnect timeout expired; removing the session")
+            self._remove()
+
+    def _changed(self) -> None:
+        for callback in self.on_change:
+            callback()
+
+
+def _position_after(position: Position, batches: int) -> Position:
+    slot, batch = position
+    return (slot, batch + 1) if batch + 1 < batches else (slot + 1, 0)
+
+
+def _agent_name(agent: dict[str, JsonValue], index: int) -> str:
+    name = agent.get("name")
+    return name if isinstance(name, str) else f"agent-{index}"
+
+
+class Session:
+    """One backtest session: a single session, or one sub-session of a parallel group."""
+
+    def __init__(
+        self,
+        state: ServerState,
+        *,
+        session_id: str,
+        request: CreateBacktestSessionRequest,
+        start_slot: int,
+        end_slot: int,
+        numbered: bool,
+        timeout: int = 0,
+        group: ParallelGroup | None = None,
+    ) -> None:
+        config = state.config
+        self._state = state
+        self._chain = state.chain
+        self._config = config
+        self.id = session_id
+        self.rpc_endpoint = f"/backtest/{session_id}"
+        self.start_slot = start_slot
+        self.end_slot = end_slot
+        self.numbered = numbered
+        self.group = group
+        self.ownership = group.ownership if group else Ownership(state, timeout, self.remove)
+        self.send_summary = request.send_summary
+        self.agents = list(request.agents)
+        self.signer_filter = frozenset(request.signer_filter)
+        self.discoveries = _unique_filters(request.discoveries)
+        self.log = ResponseLog(config.retained_responses)
+        self.data = DataLog()
+        self.progress = Signal()
+        self.slot = start_slot
+        self.batch = 0
+        self.completed = False
+        self.closed = False
+        self.removed = False
+        self.running = False
+        self.owner_written = 0
+        self.ready_seq: int | None = None
+        self.ready_event: ReadyForContinue | Paused | None = None
+        self.announced: Position | None = None
+        self.executed_slots = 0
+        self.correct = 0
+        self.incorrect = 0
+        self.balance_diff = 0
+        self.log_diff = 0
+        self.overrides: dict[str, AccountData] = {}
+        self._step_scope: trio.CancelScope | None = None
+        self.ownership.on_change.append(self.notify_progress)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.id} slot={self.slot}>"
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def owner(self) -> Conn | None:
+        return self.ownership.owner
+
+    @property
+    def ended(self) -> bool:
+        """No more slots will run: completed, closed or removed."""
+        return self.completed or self.closed or self.removed
+
+    @property
+    def gone(self) -> bool:
+        """Closed or removed: its data-plane connections close once drained."""
+        return self.closed or self.removed
+
+    @property
+    def position(self) -> Position:
+        return (self.slot, self.batch)
+
+    def notify_progress(self) -> None:
+        self.progress.notify()
+
+    def note_written(self, seq: int) -> None:
+        """The owner's connection has sent everything up to ``seq``."""
+        self.owner_written = seq
+        self.progress.notify()
+
+    def emit(self, response: Emitted) -> int:
+        return self.log.append(response)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Emit the opening events: two statuses, the start slot, readiness."""
+        self.emit(Status(BacktestStatus.PREPARING_BUNDLE))
+        self.emit(Status(BacktestStatus.BUNDLE_READY))
+        self.emit(SlotNotification(self.start_slot))
+        self._become_ready(ReadyForContinue())
+
+    def close(self) -> None:
+        """``closeBacktestSession`` / ``closeSessionV1``: answer ``success`` and end."""
+        self._cancel_step()
+        self.closed = True
+        self._clear_ready()
+        self.emit(Success())
+        self.data.signal.notify()
+        self._state.forget_session(self)
+
+    def remove(self) -> None:
+        """Drop the session for good (disconnect timeout, or its parallel group went away)."""
+        if self.removed:
+            return
+        self.removed = True
+        self._cancel_step()
+        self._clear_ready()
+        self.data.signal.notify()
+        self.log.signal.notify()
+        self._state.forget_session(self)
+
+    def _cancel_step(self) -> None:
+        if self._step_scope is not None:
+            self._step_scope.cancel()
+        self.running = False
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request_continue(self, params: ContinueParams) -> None:
+        if self._refuse_step():
+            return
+        problem = self._validate(params)
+        if problem is not None:
+            self.emit(Error(problem))
+            return
+        for address, account in params.modify_account_states.items():
+            self.overrides[address] = account
+        # User transactions count as executed transactions of the current slot.
+        self.correct += len(params.transactions)
+        self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
+        self._spawn(self._run_count, params.advance_count)
+
+    def request_continue_to(self, params: ContinueToParams) -> None:
+        if self._refuse_step():
+            return
+        batches = self._chain.batches_per_slot
+        if params.batch_index is None or params.batch_index >= batches:
+            target = (params.slot + 1, 0)
+        else:
+            target = (params.slot, params.batch_index)
+        if params.slot > self.end_slot:
+            self.emit(Error(InvalidRequest(f"continueTo slot {params.slot} is past the end slot")))
+            return
+        if target < self.position:
+            self.emit(Error(InvalidRequest("continueTo target is behind the current position")))
+            return
+        self._spawn(self._run_to, target, params)
+
+    def _refuse_step(self) -> bool:
+        if self.ended:
+            self.emit(Error(NoMoreBlocks()))
+            return True
+        if self.running:
+            self.emit(Error(InvalidRequest("a step is still running")))
+            return True
+        return False
+
+    def _validate(self, params: ContinueParams) -> BacktestError | None:
+        for index, text in enumerate(params.transactions):
+            try:
+                base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                return InvalidTransactionEncoding(index, f"invalid base64: {exc}")
+        for address, account in params.modify_account_states.items():
+            if not is_address(address):
+                return InvalidAccountPubkey(address, "not a 32-byte base58 address")
+            if not is_address(account.owner):
+                return InvalidAccountOwner(address, "owner is not a 32-byte base58 address")
+            if account.data.encoding == "base64":
+                try:
+                    base64.b64decode(account.data.data, validate=True)
+                except (binascii.Error, ValueError) as exc:
+                    return InvalidAccountEncoding(address, "base64", f"invalid base64: {exc}")
+        return None
+
+    # -- execution ---------------------------------------------------------------------------
+
+    def _spawn(self, body: Callable[..., object], *args: object) -> None:
+        self.running = True
+        self._clear_ready()
+        self._state.nursery.start_soon(self._step, body, args)
+
+    async def _step(self, body: Callable[..., object], args: tuple[object, ...]) -> None:
+        with trio.CancelScope() as scope:
+            self._step_scope = scope
+            try:
+                await body(*args)  # type: ignore[misc]
+            except Exception:
+                logger.exception("step of session %s failed", self.id)
+                self.emit(Error(Internal("the server failed while executing a step")))
+            finally:
+                if self._step_scope is scope:
+                    self._step_scope = None
+                    self.running = False
+
+    async def _run_count(self, count: int) -> None:
+        for _ in range(count):
+            await self._pace()
+            if self._finish_slot():
+                return
+        self.running = False
+        self._become_ready(ReadyForContinue())
+
+    async def _run_to(self, target: Position, params: ContinueToParams) -> None:
+        while self.position < target:
+            await self._pace()
+            if self.slot < target[0]:
+                if self._finish_slot():
+                    return
+            else:
+                for batch in range(self.batch, target[1]):
+                    self._execute_batch(self.slot, batch)
+                self.batch = target[1]
+        self.running = False
+        self._become_ready(Paused(PausedEvent(params.slot, params.batch_index)))
+
+    async def _pace(self) -> None:
+        """One slot's worth of time, then wait until every live reader has caught up."""
+        if self._config.slot_delay > 0:
+            await trio.sleep(self._config.slot_delay)
+        else:
+            await trio.lowlevel.checkpoint()
+        min_slot = self.slot - self._config.retained_slots + 1
+        while self._control_lagging() or self.data.lagging(min_slot):
+            await self.progress.event.wait()
+
+    def _control_lagging(self) -> bool:
+        owner = self.owner
+        if owner is None or owner.stalled or owner.gone:
+            return False
+        return self.log.last_seq - self.owner_written > self._config.control_backlog
+
+    def _finish_slot(self) -> bool:
+        """Run the rest of the current slot; True when that completed the session."""
+        slot = self.slot
+        for batch in range(self.batch, self._chain.batches_per_slot):
+            self._execute_batch(slot, batch)
+        self.executed_slots += 1
+        self.data.trim(slot - self._config.retained_slots + 1)
+        if slot >= self.end_slot:
+            self._complete()
+            return True
+        self.slot = slot + 1
+        self.batch = 0
+        self.emit(SlotNotification(self.slot))
+        return False
+
+    def _execute_batch(self, slot: int, batch: int) -> None:
+        cfg = self._chain
+        for tx in chain.batch_transactions(cfg, slot, batch):
+            if tx.fee_payer in self.signer_filter:
+                continue
+            if tx.mismatch:
+                self.incorrect += 1
+                if tx.index % 2:
+                    self.balance_diff += 1
+                else:
+                    self.log_diff += 1
+            else:
+                self.correct += 1
+            payload = chain.transaction_payload(cfg, tx)
+            for program in tx.program_ids:
+                note = TransactionNotification(0, slot, payload)
+                self.data.append(("transaction", program), slot, note)
+            for diff in chain.account_diffs(cfg, tx):
+                pre = diff.pre
+                override = self.overrides.pop(diff.account, None)
+                if override is not None:
+                    pre = _account_json(override)
+                diff_note = AccountDiffNotification(
+                    0, slot, diff.account, diff.signature, pre, diff.post
+                )
+                self.data.append(("account", diff.owner), slot, diff_note)
+        self.data.signal.notify()
+
+    def _complete(self) -> None:
+        self.completed = True
+        self.running = False
+        summary = (
+            SessionSummary(
+                correct_simulation=self.correct,
+                incorrect_simulation=self.incorrect,
+                balance_diff=self.balance_diff,
+                log_diff=self.log_diff,
+            )
+            if self.send_summary
+            else None
+        )
+        agent_stats: list[AgentStatsReport] | None = None
+        if self.agents and self.group is None:
+            agent_stats = [
+                AgentStatsReport(_agent_name(agent, k), slots_processed=self.executed_slots)
+                for k, agent in enumerate(self.agents)
+            ]
+        self.emit(Completed(summary, agent_stats))
+        self.data.signal.notify()
+
+    # -- readiness and discoveries -----------------------------------------------------------
+
+    def _become_ready(self, event: ReadyForContinue | Paused) -> None:
+        self.ready_seq = self.emit(event)
+        self.ready_event = event
+        self._announce_discovery()
+
+    def _clear_ready(self) -> None:
+        self.ready_seq = None
+        self.ready_event = None
+
+    def resend_readiness(self, cursor: int | None) -> bool:
+        """§6.8: re-announce readiness the attaching client has already seen but not answered."""
+        event, seq = self.ready_event, self.ready_seq
+        if event is None or seq is None or cursor is None or seq > cursor:
+            return False
+        if self.running or self.ended:
+            return False
+        self.ready_seq = self.emit(event)
+        return True
+
+    def _announce_discovery(self) -> None:
+        programs = {f.program_id for f in self.discoveries if isinstance(f, ProgramExecuted)} & set(
+            self._chain.program_ids
+        )
+        if not programs:
+            return
+        start = self.position
+        if self.announced is not None and self.announced >= start:
+            start = _position_after(self.announced, self._chain.batches_per_slot)
+        slot, first_batch = start
+        cfg = self._chain
+        while slot <= self.end_slot:
+            for batch in range(first_batch, cfg.batches_per_slot):
+                txs = [
+                    tx
+                    for tx in chain.batch_transactions(cfg, slot, batch)
+                    if tx.fee_payer not in self.signer_filter
+                ]
+                involved = {p for tx in txs for p in tx.program_ids}
+                matched: list[DiscoveryFilter] = [
+                    f
+                    for f in self.discoveries
+                    if isinstance(f, ProgramExecuted) and f.program_id in involved
+                ]
+                if matched:
+                    encoded = [
+                        EncodedBinary(
+                            base64.b64encode(chain.serialize_transaction(cfg, tx)).decode("ascii")
+                        )
+                        for tx in txs
+                    ]
+                    self.emit(DiscoveryBatch(DiscoveryBatchEvent(slot, batch, matched, encoded)))
+                    self.announced = (slot, batch)
+                    return
+            slot += 1
+            first_batch = 0
+
+
+def _unique_filters(filters: Iterable[DiscoveryFilter]) -> list[DiscoveryFilter]:
+    out: list[DiscoveryFilter] = []
+    for f in filters:
+        if f not in out:
+            out.append(f)
+    return out
+
+
+def _account_json(account: AccountData) -> JsonValue:
+    return {
+        "data": {"data": account.data.data, "encoding": account.data.encoding},
+        "executable": account.executable,
+        "lamports": account.lamports,
+        "owner": account.owner,
+        "space": account.space,
+    }
+
+
+class ParallelGroup:
+    """The sub-sessions of one parallel create, streamed over one control connection."""
+
+    def __init__(self, state: ServerState, group_id: str, timeout: int) -> None:
+        self.id = group_id
+        self._state = state
+        self.subs: list[Session] = []
+        self.ownership = Ownership(state, timeout, self.remove)
+        self.removed = False
+
+    def __repr__(self) -> str:
+        return f"<ParallelGroup {self.id} subs={len(self.subs)}>"
+
+    def sub(self, session_id: str) -> Session | None:
+        for session in self.subs:
+            if session.id == session_id:
+                return session
+        return None
+
+    def remove(self) -> None:
+        if self.removed:
+            return
+        self.removed = True
+        for session in self.subs:
+            session.remove()
+        self._state.forget_group(self)

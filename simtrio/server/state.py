@@ -1,0 +1,84 @@
+"""Server-wide state: the session registry, live connections and counters."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import TYPE_CHECKING
+
+from simtrio.server.faults import FaultPlan, Plane
+
+if TYPE_CHECKING:
+    import trio
+
+    from simtrio.server.chain import ChainConfig
+    from simtrio.server.config import ServerConfig
+    from simtrio.server.conn import Conn
+    from simtrio.server.session import ParallelGroup, Session
+
+__all__ = ["ServerState"]
+
+logger = logging.getLogger(__name__)
+
+
+class ServerState:
+    """Shared by every connection handler and session of one running server.
+
+    Sessions live here, not in connections, so they outlive the connection that created them.
+    ``nursery`` runs session steps and disconnect timers.
+    """
+
+    def __init__(self, config: ServerConfig, nursery: trio.Nursery) -> None:
+        self.config = config
+        self.chain: ChainConfig = config.chain
+        self.nursery = nursery
+        self.faults: FaultPlan = config.faults
+        self.draining = config.draining
+        self.sessions: dict[str, Session] = {}
+        """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
+        self.groups: dict[str, ParallelGroup] = {}
+        self.conns: set[Conn] = set()
+        self._ids = 0
+        self._conn_counts: dict[Plane, int] = {Plane.CONTROL: 0, Plane.DATA: 0}
+
+    def new_id(self, prefix: str) -> str:
+        """``<prefix>_<hex>``, derived from the chain number and a per-server counter."""
+        self._ids += 1
+        digest = hashlib.blake2b(
+            f"{self.config.seed}|{prefix}|{self._ids}".encode(), digest_size=8
+        ).hexdigest()
+        return f"{prefix}_{digest}"
+
+    def next_connection_index(self, plane: Plane) -> int:
+        self._conn_counts[plane] += 1
+        return self._conn_counts[plane]
+
+    def connection_count(self, plane: Plane) -> int:
+        """Upgrades that reached ``plane`` so far (the last index handed out)."""
+        return self._conn_counts[plane]
+
+    def add_session(self, session: Session) -> None:
+        self.sessions[session.id] = session
+
+    def add_group(self, group: ParallelGroup) -> None:
+        self.groups[group.id] = group
+
+    def forget_session(self, session: Session) -> None:
+        if self.sessions.get(session.id) is session:
+            del self.sessions[session.id]
+            logger.debug("session %s is gone", session.id)
+
+    def forget_group(self, group: ParallelGroup) -> None:
+        if self.groups.get(group.id) is group:
+            del self.groups[group.id]
+
+    def single(self, session_id: str) -> Session | None:
+        session = self.sessions.get(session_id)
+        return session if session is not None and session.group is None else None
+
+    def restart(self) -> None:
+        """Drop every connection at once, keeping sessions (as a redeploy would)."""
+        conns = list(self.conns)
+        logger.info("restart: dropping %d connections", len(conns))
+        for conn in conns:
+            conn.abort()

@@ -1,0 +1,314 @@
+"""Backoff formula (protocol §8.3) and reconnect bookkeeping (§8.4)."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import attrs
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simtrio.core.backoff import MIN_JITTERED_DELAY, BackoffPolicy, ReconnectState
+from simtrio.errors import InvalidParams
+
+policies = st.builds(
+    BackoffPolicy,
+    initial=st.floats(min_value=1e-4, max_value=100.0),
+    max=st.floats(min_value=1e-4, max_value=1e4),
+    multiplier=st.floats(min_value=1.0, max_value=100.0),
+    jitter=st.sampled_from(["full", "none"]),
+)
+attempts = st.integers(min_value=0, max_value=10**12)
+
+
+def test_defaults() -> None:
+    policy = BackoffPolicy()
+    assert attrs.astuple(policy) == (0.25, 30.0, 2.0, "full", None, 30.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"initial": 0},
+        {"initial": -1.0},
+        {"initial": math.nan},
+        {"max": 0},
+        {"multiplier": 0.5},
+        {"jitter": "half"},
+        {"max_retries": -1},
+        {"max_retries": 1.5},
+        {"max_retries": True},
+        {"reset_after": -0.1},
+    ],
+)
+def test_invalid_policy(kwargs: dict[str, object]) -> None:
+    with pytest.raises(InvalidParams):
+        BackoffPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+def test_ceilings_grow_and_cap() -> None:
+    policy = BackoffPolicy(jitter="none")
+    rng = random.Random(0)
+    assert [policy.delay(n, rng) for n in range(10)] == [
+        0.25,
+        0.5,
+        1.0,
+        2.0,
+        4.0,
+        8.0,
+        16.0,
+        30.0,
+        30.0,
+        30.0,
+    ]
+
+
+@pytest.mark.parametrize("attempt", [1_000, 10**6, 10**100])
+def test_huge_attempts_do_not_overflow(attempt: int) -> None:
+    assert BackoffPolicy().ceiling(attempt) == 30.0
+    assert BackoffPolicy(multiplier=1e300, max=1e308).ceiling(attempt) == 1e308
+
+
+def test_negative_attempt_is_first_retry() -> None:
+    assert BackoffPolicy(jitter="none").delay(-3, random.Random()) == 0.25
+
+
+def test_multiplier_one_is_constant() -> None:
+    policy = BackoffPolicy(initial=2.0, multiplier=1.0, jitter="none")
+    assert {policy.delay(n, random.Random()) for n in (0, 1, 50, 10**9)} == {2.0}
+
+
+def test_max_below_initial_caps_first_retry() -> None:
+    assert BackoffPolicy(initial=5.0, max=1.0, jitter="none").ceiling(0) == 1.0
+
+
+def test_full_jitter_is_seeded_and_floored() -> None:
+    policy = BackoffPolicy()
+    first = [policy.delay(n, random.Random(42)) for n in range(5)]
+    again = [policy.delay(n, random.Random(42)) for n in range(5)]
+    assert first == again
+    tiny = BackoffPolicy(initial=0.001)
+    assert all(tiny.delay(0, random.Random(s)) == MIN_JITTERED_DELAY for s in range(20))
+
+
+@given(policies, attempts, attempts)
+def test_ceilings_are_monotone_and_bounded(policy: BackoffPolicy, a: int, b: int) -> None:
+    low, high = sorted((a, b))
+    assert policy.ceiling(low) <= policy.ceiling(high) <= policy.max
+    assert policy.ceiling(0) <= policy.initial
+
+
+@given(policies, attempts, st.integers(min_value=0, max_value=2**32))
+def test_delay_bounds(policy: BackoffPolicy, attempt: int, seed: int) -> None:
+    delay = policy.delay(attempt, random.Random(seed))
+    ceiling = policy.ceiling(attempt)
+    if policy.jitter == "none":
+        assert delay == ceiling
+    else:
+        assert MIN_JITTERED_DELAY <= delay <= max(ceiling, MIN_JITTERED_DELAY)
+
+
+@given(policies, st.integers(min_value=0, max_value=60))
+def test_ceiling_matches_formula(policy: BackoffPolicy, attempt: int) -> None:
+    try:
+        expected = min(policy.max, policy.initial * policy.multiplier**attempt)
+    except OverflowError:
+        expected = policy.max
+    assert math.isclose(policy.ceiling(attempt), expected, rel_tol=1e-9)
+
+
+# -- ReconnectState --------------------------------------------------------------------------
+
+NONE = BackoffPolicy(jitter="none")
+RNG = random.Random(0)
+
+
+def test_first_retry_after_loss_waits_at_most_initial() -> None:
+    state = ReconnectState(BackoffPolicy())
+    state.attempt_started(0.0)
+    state.connection_up(0.0)
+    state.connection_lost(5.0)
+    for seed in range(50):
+        fresh = ReconnectState(BackoffPolicy())
+        fresh.connection_up(0.0)
+        fresh.connection_lost(1.0)
+        delay = fresh.next_delay(1.0, random.Random(seed))
+        assert delay is not None
+        assert delay <= 0.25
+
+
+def test_failed_attempts_grow_the_delay() -> None:
+    state = ReconnectState(NONE)
+    state.attempt_started(0.0)
+    now = 0.0
+    delays: list[float] = []
+    for _ in range(6):
+        state.attempt_failed(now)
+        delay = state.next_delay(now, RNG)
+        assert delay is not None
+        delays.append(delay)
+        now += delay
+        state.attempt_started(now)
+    assert delays == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
+    assert state.attempt == 6
+
+
+def test_stable_connection_resets_the_exponent() -> None:
+    state = ReconnectState(NONE)
+    for _ in range(3):
+        state.attempt_failed(0.0)
+        state.next_delay(0.0, RNG)
+    state.connection_up(10.0)
+    state.connection_lost(40.0)  # up for exactly reset_after
+    assert state.attempt == 0
+    assert state.next_delay(40.0, RNG) == 0.25
+
+
+def test_short_uptime_keeps_backing_off() -> None:
+    """A flapping peer backs off like a refusing one."""
+    state = ReconnectState(NONE)
+    now = 0.0
+    delays: list[float] = []
+    for _ in range(4):
+        state.connection_up(now)
+        now += 1.0
+        state.connection_lost(now)
+        delay = state.next_delay(now, RNG)
+        assert delay is not None
+        delays.append(delay)
+        now += delay
+    assert delays == [0.25, 0.5, 1.0, 2.0]
+
+
+def test_outage_budget_from_loss() -> None:
+    state = ReconnectState(NONE, max_total=10.0)
+    state.connection_up(0.0)
+    state.connection_lost(100.0)
+    assert state.deadline() == 110.0
+    assert state.remaining(104.0) == 6.0
+    now = 100.0
+    while (delay := state.next_delay(now, RNG)) is not None:
+        assert now + delay <= 110.0
+        now += delay
+        state.attempt_started(now)
+        state.attempt_failed(now)
+    assert now == 110.0  # the last delay was clipped to end exactly at the deadline
+    assert state.gave_up
+    assert state.next_delay(now, RNG) is None
+
+
+def test_outage_budget_of_component_never_up_counts_from_first_attempt() -> None:
+    state = ReconnectState(NONE, max_total=5.0)
+    state.attempt_started(1.0)
+    state.attempt_started(3.0)  # later attempts do not move the start
+    state.attempt_failed(4.0)
+    assert state.outage_start == 1.0
+    assert state.next_delay(6.5, RNG) is None
+
+
+def test_attempt_failed_without_start_opens_the_outage() -> None:
+    state = ReconnectState(NONE, max_total=5.0)
+    state.attempt_failed(2.0)
+    assert state.outage_start == 2.0
+    assert state.next_delay(6.0, RNG) == 0.25
+    assert state.next_delay(7.5, RNG) is None
+
+
+def test_up_ends_the_outage() -> None:
+    state = ReconnectState(NONE, max_total=5.0)
+    state.attempt_started(0.0)
+    state.attempt_failed(4.0)
+    state.connection_up(4.5)
+    assert state.is_up
+    assert state.deadline() is None
+    assert state.remaining(100.0) is None
+    state.connection_lost(100.0)
+    assert state.next_delay(100.0, RNG) is not None
+
+
+def test_max_retries_counts_retries_per_outage() -> None:
+    state = ReconnectState(BackoffPolicy(jitter="none", max_retries=2))
+    state.connection_up(0.0)
+    state.connection_lost(1.0)
+    assert state.next_delay(1.0, RNG) is not None
+    state.attempt_failed(2.0)
+    assert state.next_delay(2.0, RNG) is not None
+    state.attempt_failed(3.0)
+    assert state.next_delay(3.0, RNG) is None
+    assert state.gave_up
+
+
+def test_up_refills_the_retry_budget() -> None:
+    state = ReconnectState(BackoffPolicy(jitter="none", max_retries=1))
+    state.attempt_failed(0.0)
+    assert state.next_delay(0.0, RNG) is not None
+    state.connection_up(1.0)
+    state.connection_lost(2.0)
+    assert state.next_delay(2.0, RNG) is not None
+    state.attempt_failed(3.0)
+    assert state.next_delay(3.0, RNG) is None
+
+
+def test_zero_retries_gives_up_at_once() -> None:
+    state = ReconnectState(BackoffPolicy(max_retries=0))
+    state.connection_up(0.0)
+    state.connection_lost(1.0)
+    assert state.next_delay(1.0, RNG) is None
+
+
+def test_loss_reported_as_failure_and_vice_versa() -> None:
+    state = ReconnectState(NONE)
+    state.connection_up(0.0)
+    state.attempt_failed(50.0)  # treated as the loss of the UP connection
+    assert not state.is_up
+    assert state.outage_start == 50.0
+    assert state.attempt == 0  # it was stable
+    state.connection_lost(51.0)  # not UP: a failed attempt, the outage keeps its start
+    assert state.outage_start == 50.0
+
+
+def test_next_delay_while_up_is_a_bug() -> None:
+    state = ReconnectState(NONE)
+    state.connection_up(0.0)
+    with pytest.raises(RuntimeError):
+        state.next_delay(1.0, RNG)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan])
+def test_invalid_max_total(bad: float) -> None:
+    with pytest.raises(InvalidParams):
+        ReconnectState(NONE, max_total=bad)
+
+
+@given(
+    st.lists(st.sampled_from(["fail", "up", "lost", "delay"]), max_size=60),
+    st.floats(min_value=0.5, max_value=50.0),
+)
+def test_delays_never_exceed_policy_or_budget(script: list[str], max_total: float) -> None:
+    policy = BackoffPolicy()
+    state = ReconnectState(policy, max_total=max_total)
+    rng = random.Random(1)
+    now = 0.0
+    state.attempt_started(now)
+    for step in script:
+        now += 0.1
+        if step == "fail":
+            state.attempt_failed(now)
+        elif step == "up":
+            state.connection_up(now)
+        elif step == "lost":
+            state.connection_lost(now)
+        elif not state.is_up:
+            delay = state.next_delay(now, rng)
+            if delay is None:
+                assert state.gave_up
+                start = state.outage_start
+                assert start is not None
+                assert now - start >= max_total
+                return
+            assert 0 <= delay <= policy.max
+            deadline = state.deadline()
+            assert deadline is not None
+            assert now + delay <= deadline + 1e-9
