@@ -10,16 +10,12 @@ delivered before ``Completed`` (or before a stalled-drain failure).
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from simtrio.errors import ControlClosed, ManagedSessionError
-from simtrio.events import Completed
-
-if TYPE_CHECKING:
-    from simtrio.events import Event
+from simtrio.events import Completed, Event
 
 __all__ = ["EventStream", "EventIterator"]
 
@@ -28,8 +24,6 @@ __all__ = ["EventStream", "EventIterator"]
 class _Failure:
     error: ManagedSessionError
     after_data: bool
-
-
 
 
 class EventStream:

@@ -171,9 +171,22 @@ async def serve(
     and stops every session task.
     """
     config = attrs.evolve(config or ServerConfig(), **overrides)
-    async with trio.open_nursery() as nursery:
-        server: ReferenceServer = await nursery.start(run_server, config, host, port)
+    try:
+        async with trio.open_nursery() as nursery:
+            server: ReferenceServer = await nursery.start(run_server, config, host, port)
+            try:
+                yield server
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The server's own tasks never raise, so a lone exception came from the block:
+        # hand it back as it was raised rather than wrapped in a group.
+        if len(group.exceptions) != 1:
+            raise
+        error = group.exceptions[0]
+        context = error.__context__
         try:
-            yield server
+            raise error
         finally:
-            nursery.cancel_scope.cancel()
+            error.__context__ = context
+            del error, context

@@ -16,7 +16,7 @@ from typing import Final
 
 import attrs
 
-from simtrio.wire.base58 import b58decode, b58encode, is_address
+from simtrio.wire.base58 import b58decode, is_address
 from simtrio.wire.types import JsonValue
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "ChainConfig",
     "SyntheticTransaction",
     "account_diffs",
+    "b58encode",
     "batch_transactions",
     "block_time",
     "fee_payers",
@@ -107,6 +108,8 @@ class SyntheticTransaction:
     compute_units: int
     log_messages: tuple[str, ...]
     signature_bytes: bytes = attrs.field(repr=False)
+    random_bytes: bytes = attrs.field(repr=False, eq=False)
+    """Derived bytes the transaction's other draws are sliced from."""
 
 
 @attrs.frozen
@@ -121,9 +124,39 @@ class AccountDiff:
     post: JsonValue
 
 
+_B58_ALPHABET: Final = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_PAIRS: Final = tuple(a + b for a in _B58_ALPHABET for b in _B58_ALPHABET)
+_B58_CHUNK: Final = 58**10
+
+
+def b58encode(data: bytes) -> str:
+    """Base58 like :func:`simtrio.wire.base58.b58encode`, in fewer big-integer steps.
+
+    The chain encodes several values per transaction, so this is on the hot path: the value
+    is split into chunks of ten digits, and each chunk into digit pairs from a table.
+    """
+    stripped = data.lstrip(b"\x00")
+    value = int.from_bytes(stripped, "big")
+    parts: list[str] = []
+    pairs = _B58_PAIRS
+    while value:
+        value, chunk = divmod(value, _B58_CHUNK)
+        for _ in range(5):
+            chunk, pair = divmod(chunk, 3364)
+            parts.append(pairs[pair])
+    return "1" * (len(data) - len(stripped)) + "".join(reversed(parts)).lstrip("1")
+
+
 def _digest(cfg: ChainConfig, *parts: object, size: int = 64) -> bytes:
     message = "|".join([str(cfg.seed), *(str(p) for p in parts)]).encode("utf-8")
     return hashlib.blake2b(message, digest_size=size, person=_DIGEST_PERSON).digest()
+
+
+def _random_bytes(cfg: ChainConfig, size: int, *parts: object) -> bytes:
+    """``size`` derived bytes: one digest per 64 bytes, so a draw costs one hash, not many."""
+    if size <= 64:
+        return _digest(cfg, *parts)
+    return b"".join(_digest(cfg, *parts, block) for block in range((size + 63) // 64))[:size]
 
 
 def _draw(cfg: ChainConfig, *parts: object) -> int:
@@ -131,10 +164,13 @@ def _draw(cfg: ChainConfig, *parts: object) -> int:
     return int.from_bytes(_digest(cfg, *parts, size=8), "big")
 
 
-def _chance(cfg: ChainConfig, rate: float, *parts: object) -> bool:
-    if rate <= 0.0:
-        return False
-    return _draw(cfg, *parts) / 2**64 < rate
+def _u(data: bytes, offset: int, size: int) -> int:
+    return int.from_bytes(data[offset : offset + size], "big")
+
+
+def _below(data: bytes, offset: int, rate: float) -> bool:
+    """True with probability ``rate``, from eight bytes at ``offset``."""
+    return rate > 0.0 and _u(data, offset, 8) / 2**64 < rate
 
 
 @functools.lru_cache(maxsize=64)
@@ -163,8 +199,17 @@ def utc_of(cfg: ChainConfig, slot: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=1024)
 def _blockhash(cfg: ChainConfig, slot: int) -> str:
     return b58encode(_digest(cfg, "blockhash", slot, size=32))
+
+
+# Layout of a transaction's random bytes: fixed fields, then four bytes per configured
+# program (involved?, touched account (2), diff shape), then 12 instruction-data bytes per
+# configured program.
+_R_COUNT_FIELDS = 28
+_R_PRIMARY, _R_PAYER, _R_FAILS, _R_MISMATCH, _R_UNITS = 0, 4, 8, 16, 24
+_IX_DATA_LEN = 12
 
 
 @functools.lru_cache(maxsize=4096)
@@ -180,48 +225,58 @@ def slot_transactions(cfg: ChainConfig, slot: int) -> tuple[SyntheticTransaction
     count = 1 + _draw(cfg, "count", slot) % limit
     payers = fee_payers(cfg)
     programs = cfg.program_ids
+    per_program = _R_COUNT_FIELDS + 4 * len(programs)
+    size = per_program + _IX_DATA_LEN * len(programs)
     out: list[SyntheticTransaction] = []
     for index in range(count):
         sig = _digest(cfg, "signature", slot, index)
-        primary = _draw(cfg, "primary", slot, index) % len(programs)
-        involved = tuple(
-            p
-            for k, p in enumerate(programs)
-            if k == primary or _draw(cfg, "involves", slot, index, p) % 3 == 0
-        )
-        pools = [program_accounts(cfg, p) for p in involved]
-        accounts = tuple(
-            pool[_draw(cfg, "touch", slot, index, p) % len(pool)]
-            for p, pool in zip(involved, pools, strict=True)
-            if pool
-        )
-        success = not _chance(cfg, cfg.failure_rate, "fails", slot, index)
-        mismatch = _chance(cfg, cfg.mismatch_rate, "mismatch", slot, index)
-        units = 1_000 + _draw(cfg, "units", slot, index) % 50_000
+        rnd = _random_bytes(cfg, size, "tx", slot, index)
+        primary = _u(rnd, _R_PRIMARY, 4) % len(programs)
+        involved: list[str] = []
+        accounts: list[str] = []
+        for k, program in enumerate(programs):
+            at = _R_COUNT_FIELDS + 4 * k
+            if k == primary or rnd[at] % 3 == 0:
+                involved.append(program)
+                pool = program_accounts(cfg, program)
+                if pool:
+                    accounts.append(pool[_u(rnd, at + 1, 2) % len(pool)])
+        success = not _below(rnd, _R_FAILS, cfg.failure_rate)
+        units = 1_000 + _u(rnd, _R_UNITS, 4) % 50_000
         out.append(
             SyntheticTransaction(
                 slot=slot,
                 index=index,
                 batch_index=index * cfg.batches_per_slot // count,
                 signature=b58encode(sig),
-                fee_payer=payers[_draw(cfg, "payer", slot, index) % len(payers)],
-                program_ids=involved,
-                accounts=accounts,
+                fee_payer=payers[_u(rnd, _R_PAYER, 4) % len(payers)],
+                program_ids=tuple(involved),
+                accounts=tuple(accounts),
                 success=success,
-                mismatch=mismatch,
+                mismatch=_below(rnd, _R_MISMATCH, cfg.mismatch_rate),
                 compute_units=units,
-                log_messages=_logs(involved, success, units),
+                log_messages=_logs(tuple(involved), success, units),
                 signature_bytes=sig,
+                random_bytes=rnd,
             )
         )
     return tuple(out)
+
+
+@functools.lru_cache(maxsize=4096)
+def _slot_batches(cfg: ChainConfig, slot: int) -> tuple[tuple[SyntheticTransaction, ...], ...]:
+    batches: list[list[SyntheticTransaction]] = [[] for _ in range(cfg.batches_per_slot)]
+    for tx in slot_transactions(cfg, slot):
+        batches[tx.batch_index].append(tx)
+    return tuple(tuple(batch) for batch in batches)
 
 
 def batch_transactions(
     cfg: ChainConfig, slot: int, batch_index: int
 ) -> tuple[SyntheticTransaction, ...]:
     """The transactions of one batch of ``slot``."""
-    return tuple(tx for tx in slot_transactions(cfg, slot) if tx.batch_index == batch_index)
+    batches = _slot_batches(cfg, slot)
+    return batches[batch_index] if 0 <= batch_index < len(batches) else ()
 
 
 def _logs(programs: tuple[str, ...], success: bool, units: int) -> tuple[str, ...]:
@@ -237,6 +292,7 @@ def _logs(programs: tuple[str, ...], success: bool, units: int) -> tuple[str, ..
     return tuple(lines)
 
 
+@functools.lru_cache(maxsize=65536)
 def _account_space(cfg: ChainConfig, account: str) -> int:
     return 8 * (1 + _draw(cfg, "space", account) % 4)
 
@@ -253,7 +309,10 @@ def _account_state(cfg: ChainConfig, account: str, owner: str, *parts: object) -
     }
 
 
-@functools.lru_cache(maxsize=4096)
+def _program_slot(cfg: ChainConfig, program: str) -> int:
+    return cfg.program_ids.index(program)
+
+
 def account_diffs(cfg: ChainConfig, tx: SyntheticTransaction) -> tuple[AccountDiff, ...]:
     """The account diffs of a transaction; a failed transaction changes nothing.
 
@@ -265,7 +324,7 @@ def account_diffs(cfg: ChainConfig, tx: SyntheticTransaction) -> tuple[AccountDi
     out: list[AccountDiff] = []
     owners = [p for p in tx.program_ids if program_accounts(cfg, p)]
     for account, owner in zip(tx.accounts, owners, strict=True):
-        shape = _draw(cfg, "shape", tx.slot, tx.index, account) % 32
+        shape = tx.random_bytes[_R_COUNT_FIELDS + 4 * _program_slot(cfg, owner) + 3] % 32
         pre = None if shape == 0 else _account_state(cfg, account, owner, tx.slot, tx.index, "pre")
         post = (
             None if shape == 1 else _account_state(cfg, account, owner, tx.slot, tx.index, "post")
@@ -286,7 +345,8 @@ def _account_keys(tx: SyntheticTransaction) -> list[str]:
 
 
 def _instruction_data(cfg: ChainConfig, tx: SyntheticTransaction, k: int) -> bytes:
-    return _digest(cfg, "ix", tx.slot, tx.index, k, size=12)
+    at = _R_COUNT_FIELDS + 4 * len(cfg.program_ids) + _IX_DATA_LEN * k
+    return tx.random_bytes[at : at + _IX_DATA_LEN]
 
 
 def transaction_payload(cfg: ChainConfig, tx: SyntheticTransaction) -> JsonValue:

@@ -111,12 +111,12 @@ class ServerConfig:
         start = self.bundle_start(self.window_start)
         while start <= self.window_end:
             end = min(start + self.bundle_size - 1, self.window_end)
-            snapshot = max(start - 1, 0)
+            snapshot = start - 1 if start > 0 else None
             ranges.append(
                 AvailableRange(
                     bundle_start_slot=start,
                     snapshot_slot=snapshot,
-                    snapshot_slot_utc=utc_of(chain, snapshot),
+                    snapshot_slot_utc=utc_of(chain, snapshot) if snapshot is not None else None,
                     bundle_start_slot_utc=utc_of(chain, start),
                     max_bundle_end_slot=end,
                     max_bundle_end_slot_utc=utc_of(chain, end),

@@ -282,6 +282,7 @@ class ControlHandler:
                 session.note_written(seq)
         else:
             upto = session.log.last_seq
+        session.note_written(max(session.owner_written, upto))
         logger.info("attached session %s (cursor %s)", session.id, cursor)
         await self._send(SessionAttached(session.id, session.rpc_endpoint, None))
         self._start_streamer(session, upto)
@@ -310,6 +311,7 @@ class ControlHandler:
             for seq, event in sub.log.between(cursors.get(sub.id, 0), upto[sub.id]):
                 await self._send(SessionEventV2(sub.id, seq, event))
                 sub.note_written(seq)
+            sub.note_written(max(sub.owner_written, upto[sub.id]))
         logger.info("attached parallel session %s", group.id)
         await self._send(
             ParallelSessionAttachedV2(

@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Final
 
-import attrs
 import trio
 
 from simtrio.server.conn import ConnectionGone
@@ -148,8 +147,7 @@ class DataHandler:
                     event = sub.peek(data)
                     assert event is not None
                     sub.position = position + 1
-                    message = attrs.evolve(event.message, subscription=sub.id)
-                    await self._send(encode_rpc(message))
+                    await self._send(event.notification.text_for(sub.id))
                     session.notify_progress()
                     continue
                 if session.ended:

@@ -282,6 +282,7 @@ async def _run_websocket(
                     server_stream,
                     message_queue_size=config.message_queue_size,
                     max_message_size=config.max_message_size,
+                    receive_buffer_size=_RECEIVE_BYTES,
                 )
                 ws = await ws_request.accept()
         except (trio.TooSlowError, trio_websocket.ConnectionClosed, trio.BrokenResourceError):

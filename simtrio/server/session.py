@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import attrs
 import trio
 
 from simtrio.server import chain
 from simtrio.wire.base58 import is_address
-from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
+from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
 from simtrio.wire.types import (
     AccountData,
     AgentStatsReport,
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DataEvent",
     "DataLog",
+    "LazyNotification",
     "Emitted",
     "Ownership",
     "ParallelGroup",
@@ -92,8 +94,15 @@ Emitted: TypeAlias = (
 DataKind: TypeAlias = Literal["account", "transaction"]
 BucketKey: TypeAlias = tuple[DataKind, str]
 Notification: TypeAlias = AccountDiffNotification | TransactionNotification
+_DISCOVERY_SCAN_SLOTS = 10_000
+"""How far ahead one discovery announcement looks for a matching batch."""
+
 Position: TypeAlias = tuple[int, int]
 """(slot, batch index): the next batch a session will execute."""
+
+
+class _StepAborted(Exception):
+    """The session was closed or removed while a step was between slots."""
 
 
 class Signal:
@@ -135,13 +144,43 @@ class ResponseLog:
         return [entry for entry in self._entries if after < entry[0] <= upto]
 
 
+_SUBSCRIPTION_SLOT: Final = '"params":{"subscription":0,'
+
+
+class LazyNotification:
+    """A notification built and encoded on first use, then shared.
+
+    Most events are never sent (nobody subscribed to that program), so payloads are not
+    built at execution time. The text is encoded once with subscription 0 and the id is
+    patched in per subscription; one transaction's events for several programs share it.
+    """
+
+    __slots__ = ("_build", "_text")
+
+    def __init__(self, build: Callable[[], Notification]) -> None:
+        self._build: Callable[[], Notification] | None = build
+        self._text: str | None = None
+
+    def text_for(self, subscription: int) -> str:
+        text = self._text
+        if text is None:
+            assert self._build is not None
+            text = self._text = encode_rpc(self._build())
+            self._build = None
+        if subscription == 0:
+            return text
+        return text.replace(
+            _SUBSCRIPTION_SLOT, '"params":{"subscription":' + str(subscription) + ",", 1
+        )
+
+
 @attrs.frozen
 class DataEvent:
     """One data-plane event; ``index`` orders events across buckets (execution order)."""
 
     index: int
     slot: int
-    message: Notification
+    notification: LazyNotification
 
 
 class _Bucket:
@@ -205,8 +244,8 @@ class DataLog:
             bucket = self._buckets[key] = _Bucket()
         return bucket
 
-    def append(self, key: BucketKey, slot: int, message: Notification) -> None:
-        self.bucket(key).entries.append(DataEvent(self._next_index, slot, message))
+    def append(self, key: BucketKey, slot: int, notification: LazyNotification) -> None:
+        self.bucket(key).entries.append(DataEvent(self._next_index, slot, notification))
         self._next_index += 1
 
     def start_position(self, key: BucketKey, from_slot: int) -> int:
@@ -486,6 +525,8 @@ class Session:
             self._step_scope = scope
             try:
                 await body(*args)  # type: ignore[misc]
+            except _StepAborted:
+                pass
             except Exception:
                 logger.exception("step of session %s failed", self.id)
                 self.emit(Error(Internal("the server failed while executing a step")))
@@ -516,14 +557,20 @@ class Session:
         self._become_ready(Paused(PausedEvent(params.slot, params.batch_index)))
 
     async def _pace(self) -> None:
-        """One slot's worth of time, then wait until every live reader has caught up."""
+        """One slot's worth of time, then wait until every live reader has caught up.
+
+        A task woken just as the session is closed may resume once more before its
+        cancellation lands, so the session state is re-checked after every wait.
+        """
         if self._config.slot_delay > 0:
             await trio.sleep(self._config.slot_delay)
         else:
             await trio.lowlevel.checkpoint()
         min_slot = self.slot - self._config.retained_slots + 1
-        while self._control_lagging() or self.data.lagging(min_slot):
+        while not self.gone and (self._control_lagging() or self.data.lagging(min_slot)):
             await self.progress.event.wait()
+        if self.gone:
+            raise _StepAborted
 
     def _control_lagging(self) -> bool:
         owner = self.owner
@@ -559,19 +606,18 @@ class Session:
                     self.log_diff += 1
             else:
                 self.correct += 1
-            payload = chain.transaction_payload(cfg, tx)
+            shared = LazyNotification(functools.partial(_transaction_note, cfg, tx))
             for program in tx.program_ids:
-                note = TransactionNotification(0, slot, payload)
-                self.data.append(("transaction", program), slot, note)
-            for diff in chain.account_diffs(cfg, tx):
-                pre = diff.pre
-                override = self.overrides.pop(diff.account, None)
-                if override is not None:
-                    pre = _account_json(override)
-                diff_note = AccountDiffNotification(
-                    0, slot, diff.account, diff.signature, pre, diff.post
-                )
-                self.data.append(("account", diff.owner), slot, diff_note)
+                self.data.append(("transaction", program), slot, shared)
+            if not tx.success:
+                continue
+            for owner in tx.program_ids:
+                account = _touched_account(cfg, tx, owner)
+                if account is None:
+                    continue
+                override = self.overrides.pop(account, None)
+                build = functools.partial(_diff_note, cfg, tx, account, override)
+                self.data.append(("account", owner), slot, LazyNotification(build))
         self.data.signal.notify()
 
     def _complete(self) -> None:
@@ -628,7 +674,9 @@ class Session:
             start = _position_after(self.announced, self._chain.batches_per_slot)
         slot, first_batch = start
         cfg = self._chain
-        while slot <= self.end_slot:
+        # Bounded per announcement; a later readiness resumes the scan from further on.
+        last = min(self.end_slot, start[0] + _DISCOVERY_SCAN_SLOTS - 1)
+        while slot <= last:
             for batch in range(first_batch, cfg.batches_per_slot):
                 txs = [
                     tx
@@ -653,6 +701,34 @@ class Session:
                     return
             slot += 1
             first_batch = 0
+
+
+def _transaction_note(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> Notification:
+    return TransactionNotification(0, tx.slot, chain.transaction_payload(cfg, tx))
+
+
+def _touched_account(
+    cfg: chain.ChainConfig, tx: chain.SyntheticTransaction, owner: str
+) -> str | None:
+    """The account of ``owner`` that ``tx`` changes (the chain touches one per program)."""
+    pool = chain.program_accounts(cfg, owner)
+    for account in tx.accounts:
+        if account in pool:
+            return account
+    return None
+
+
+def _diff_note(
+    cfg: chain.ChainConfig,
+    tx: chain.SyntheticTransaction,
+    account: str,
+    override: AccountData | None,
+) -> Notification:
+    for diff in chain.account_diffs(cfg, tx):
+        if diff.account == account:
+            pre = _account_json(override) if override is not None else diff.pre
+            return AccountDiffNotification(0, tx.slot, account, diff.signature, pre, diff.post)
+    raise AssertionError("the chain has no diff for a touched account")
 
 
 def _unique_filters(filters: Iterable[DiscoveryFilter]) -> list[DiscoveryFilter]:

@@ -340,6 +340,27 @@ class _WsprotoReader:
         self._on_control(closed)
 
 
+def _unparsed_frame_bytes(ws: WSConnection) -> bytes | None:
+    """What came after the 101 response, for a reader other than wsproto's.
+
+    wsproto hands those bytes to its frame parser as soon as it accepts the upgrade and parses
+    them only when asked for events, so right after the accept they all sit unparsed in its
+    buffer. That buffer is private: if it is not laid out as expected, this returns None and the
+    engine keeps wsproto's reader for the connection.
+    """
+    connection = ws.connection
+    if connection is None:
+        return None
+    try:
+        decoder = connection._proto._frame_decoder  # pyright: ignore[reportPrivateUsage]
+        buffer = decoder.buffer
+        if decoder.header is not None or buffer.bytes_used:
+            return None
+        return bytes(buffer.buffer)
+    except AttributeError:
+        return None
+
+
 # --- the engine -------------------------------------------------------------------------------
 
 
@@ -371,6 +392,7 @@ class ClientEngine:
         "_reject_status",
         "_target",
         "_ws",
+        "_wsproto_reader",
     )
 
     def __init__(
@@ -380,6 +402,7 @@ class ClientEngine:
         *,
         extra_headers: Sequence[tuple[str, str]] = (),
         max_message_size: int,
+        wsproto_reader: bool = False,
     ) -> None:
         if max_message_size <= 0:
             raise InvalidParams("max_message_size must be positive")
@@ -393,6 +416,7 @@ class ClientEngine:
         self._reader: FrameReader | None = None
         self._reject_status = 0
         self._reject_body = bytearray()
+        self._wsproto_reader = wsproto_reader
 
     def __repr__(self) -> str:
         return f"<ClientEngine {self._host}{self._target} {self._phase.value}>"
@@ -479,11 +503,20 @@ class ClientEngine:
 
     def _accepted(self, out: list[Event]) -> list[Event]:
         self._phase = _Phase.OPEN
-        reader = _WsprotoReader(self._ws, self._max, self._control)
-        self._reader = reader
         out.append(Accepted())
+        trailing = None if self._wsproto_reader else _unparsed_frame_bytes(self._ws)
         try:
-            reader.collect(out)  # frames that came with the 101 response
+            if trailing is None:
+                reader = _WsprotoReader(self._ws, self._max, self._control)
+                self._reader = reader
+                reader.collect(out)  # frames that came with the 101 response
+            else:
+                from simtrio.transport.frames import FrameDecoder  # (engine <-> frames cycle)
+
+                decoder = FrameDecoder(self._max, self._control)
+                self._reader = decoder
+                if trailing:
+                    decoder.feed_into(trailing, out)
         except _Failure as exc:
             raise self._fail(str(exc), exc.code) from None
         return out
@@ -509,7 +542,9 @@ class ClientEngine:
                 self._outbound += self._ws.send(Pong(payload=event.payload))
         elif isinstance(event, Closed):
             self._phase = _Phase.DONE
-            if event.code is not None and state in (
+            if event.code is None and state is not ConnectionState.CLOSED:
+                self._ws.receive_data(None)  # keeps wsproto's send side in step after EOF
+            elif event.code is not None and state in (
                 ConnectionState.OPEN,
                 ConnectionState.REMOTE_CLOSING,
             ):

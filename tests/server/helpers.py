@@ -45,7 +45,10 @@ def cont_to(slot: int, batch: int | None) -> str:
 
 def attach(session_id: str, last: int | None) -> str:
     return orjson.dumps(
-        {"method": "attachBacktestSession", "params": {"session_id": session_id, "last_sequence": last}}
+        {
+            "method": "attachBacktestSession",
+            "params": {"session_id": session_id, "last_sequence": last},
+        }
     ).decode()
 
 
@@ -148,7 +151,9 @@ class WsClient:
                 return out
         raise AssertionError("predicate never matched")
 
-    async def expect_closed(self, timeout: float = RECEIVE_TIMEOUT) -> trio_websocket.CloseReason | None:
+    async def expect_closed(
+        self, timeout: float = RECEIVE_TIMEOUT
+    ) -> trio_websocket.CloseReason | None:
         """Wait for the connection to end; fails if a message arrives first."""
         try:
             message = await self.recv(timeout)
@@ -223,7 +228,9 @@ async def http(
     return await http_raw(server, request)
 
 
-async def upgrade_status(server: ReferenceServer, path: str, headers: dict[str, str] | None = None) -> int:
+async def upgrade_status(
+    server: ReferenceServer, path: str, headers: dict[str, str] | None = None
+) -> int:
     """Attempt a WebSocket upgrade over raw HTTP and return the status code."""
     all_headers = {
         "Upgrade": "websocket",
@@ -286,5 +293,5 @@ async def open_session(client: WsClient, create_frame: str) -> str:
 async def wait_until(predicate: Any, timeout: float = RECEIVE_TIMEOUT) -> None:
     """Poll server-side state (via the handle) until ``predicate()`` holds."""
     with trio.fail_after(timeout):
-        while not predicate():
+        while not predicate():  # noqa: ASYNC110 - server state has no event to wait on
             await trio.sleep(0.001)

@@ -21,7 +21,9 @@ def _dump_slot(cfg: ChainConfig, slot: int) -> bytes:
     for tx in chain.slot_transactions(cfg, slot):
         parts.append(orjson.dumps(chain.transaction_payload(cfg, tx)))
         for diff in chain.account_diffs(cfg, tx):
-            parts.append(orjson.dumps([diff.account, diff.owner, diff.signature, diff.pre, diff.post]))
+            parts.append(
+                orjson.dumps([diff.account, diff.owner, diff.signature, diff.pre, diff.post])
+            )
         parts.append(chain.serialize_transaction(cfg, tx))
     return b"|".join(parts)
 
@@ -29,7 +31,6 @@ def _dump_slot(cfg: ChainConfig, slot: int) -> bytes:
 def test_same_inputs_give_identical_bytes() -> None:
     first = b"".join(_dump_slot(ChainConfig(seed=5), s) for s in range(4000, 4050))
     chain.slot_transactions.cache_clear()
-    chain.account_diffs.cache_clear()
     second = b"".join(_dump_slot(ChainConfig(seed=5), s) for s in range(4000, 4050))
     assert first == second
     assert first != b"".join(_dump_slot(ChainConfig(seed=6), s) for s in range(4000, 4050))
@@ -97,6 +98,22 @@ def test_serialized_transaction_carries_the_signature() -> None:
     assert raw[65] == 1  # one required signature
 
 
+def test_fast_base58_matches_the_wire_encoder() -> None:
+    import random
+
+    from simtrio.wire.base58 import b58encode
+
+    rng = random.Random(5)
+    samples = [b"", b"\x00", b"\x00\x00\x01", bytes(32), b"\xff" * 64]
+    samples += [bytes(rng.randrange(256) for _ in range(rng.randrange(70))) for _ in range(500)]
+    samples += [
+        b"\x00" * rng.randrange(4) + bytes(rng.randrange(1, 256) for _ in range(32))
+        for _ in range(50)
+    ]
+    for data in samples:
+        assert chain.b58encode(data) == b58encode(data)
+
+
 def test_block_time_and_utc() -> None:
     cfg = ChainConfig()
     assert chain.block_time(cfg, 4000) == 1_767_607_200
@@ -128,12 +145,12 @@ def test_available_ranges_cover_the_window() -> None:
     config = ServerConfig(window_start=50, window_end=299, bundle_size=100)
     ranges = config.available_ranges()
     assert [(r.bundle_start_slot, r.max_bundle_end_slot, r.snapshot_slot) for r in ranges] == [
-        (0, 99, 0),
+        (0, 99, None),
         (100, 199, 99),
         (200, 299, 199),
     ]
     text = encode_available_ranges(ranges)
-    assert text.startswith('[{"snapshotSlot":0,"snapshotSlotUtc":"')
+    assert text.startswith('[{"snapshotSlot":null,"snapshotSlotUtc":null,"bundleStartSlot":0,')
     assert decode_available_ranges(text) == ranges
 
 

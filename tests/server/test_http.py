@@ -49,7 +49,13 @@ async def test_available_ranges_in_camel_case() -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/"), ("GET", "/nope"), ("POST", "/health"), ("GET", "/backtest"), ("GET", "/backtest/x")],
+    [
+        ("GET", "/"),
+        ("GET", "/nope"),
+        ("POST", "/health"),
+        ("GET", "/backtest"),
+        ("GET", "/backtest/x"),
+    ],
 )
 async def test_anything_else_is_404(method: str, path: str) -> None:
     with trio.fail_after(5):
@@ -79,12 +85,16 @@ async def test_session_rpc_over_http() -> None:
                 "id": 2,
                 "result": 4000,
             }
-            assert await call(b'{"jsonrpc":"2.0","id":3,"method":"getAccountInfo","params":[]}') == {
+            assert await call(
+                b'{"jsonrpc":"2.0","id":3,"method":"getAccountInfo","params":[]}'
+            ) == {
                 "jsonrpc": "2.0",
                 "id": 3,
                 "error": {"code": -32601, "message": "method not found"},
             }
-            batch = await call(b'[{"jsonrpc":"2.0","id":4,"method":"getSlot"},{"id":5,"method":"x"}]')
+            batch = await call(
+                b'[{"jsonrpc":"2.0","id":4,"method":"getSlot"},{"id":5,"method":"x"}]'
+            )
             assert isinstance(batch, list)
             assert [item["id"] for item in batch] == [4, 5]
             parse_error = await call(b"{not json")
@@ -117,7 +127,11 @@ async def _rejected_by_trio_websocket(server: ReferenceServer, key: str) -> int 
     try:
         async with trio.open_nursery() as nursery:
             await trio_websocket.wrap_client_stream(
-                nursery, stream, "127.0.0.1", "/backtest", extra_headers=[(b"X-API-Key", key.encode())]
+                nursery,
+                stream,
+                "127.0.0.1",
+                "/backtest",
+                extra_headers=[(b"X-API-Key", key.encode())],
             )
     except* trio_websocket.ConnectionRejected as group:
         rejected = group.exceptions[0]
@@ -154,3 +168,9 @@ async def test_garbage_request_gets_400() -> None:
         async with serve() as server:
             status, _, _ = await http_raw(server, b"NOT HTTP AT ALL\r\n\r\n")
             assert status == 400
+
+
+async def test_errors_in_the_block_are_not_wrapped() -> None:
+    with pytest.raises(KeyError, match="boom"):
+        async with serve():
+            raise KeyError("boom")

@@ -1,0 +1,1 @@
+"""The ``simtrio`` command line: run, serve, inspect and compare backtests."""

@@ -1,0 +1,390 @@
+"""The engine behind ``simtrio run``: drive a backtest, fill the tallies, feed the sinks.
+
+Parallel by default: one driver task per sub-session, each answering ``ReadyForContinue`` with
+``Continue(step)`` until ``Completed``. A sub-session that fails is recorded in its tally and
+its siblings go on. Nothing here prints; :func:`execute_run` returns a :class:`RunReport`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
+
+import attrs
+import trio
+
+from simtrio import events
+from simtrio.cli.common import Interrupt, Target, simtrio_error_of
+from simtrio.cli.progress import ProgressBar
+from simtrio.cli.report import RunReport, SessionTally, tx_facts
+from simtrio.errors import SimtrioError
+from simtrio.managed.config import ManagedConfig
+from simtrio.params import Continue, CreateSession
+from simtrio.wire import types
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from simtrio.cli.ndjson import NdjsonWriter
+    from simtrio.managed.config import SessionInfo
+    from simtrio.managed.parallel import ParallelSubSession
+    from simtrio.recording.recorder import Recorder
+    from simtrio.server import ServerConfig
+
+__all__ = ["DEFAULT_DISCONNECT_TIMEOUT", "RunOptions", "execute_run"]
+
+DEFAULT_DISCONNECT_TIMEOUT = 60
+"""Seconds the server keeps a detached session: long enough for managed re-attaches."""
+
+
+@attrs.frozen(kw_only=True)
+class RunOptions:
+    """A validated ``simtrio run`` command line."""
+
+    target: Target
+    start_slot: int
+    end_slot: int
+    parallel: bool = True
+    subscribe: tuple[str, ...] = ()
+    program_ids: tuple[str, ...] = ()
+    step: int = 1
+    disconnect_timeout: int = DEFAULT_DISCONNECT_TIMEOUT
+    reconnect_max_total: float | None = None
+    json: bool = False
+    record: Path | None = None
+    output: Path | None = None
+    seed: int = 0
+    slot_delay: float = 0.0
+
+    def create(self) -> CreateSession:
+        return CreateSession(
+            self.start_slot,
+            end_slot=self.end_slot,
+            send_summary=True,
+            parallel=self.parallel,
+            disconnect_timeout_secs=self.disconnect_timeout,
+        )
+
+    def managed_config(self) -> ManagedConfig:
+        return ManagedConfig(reconnect_max_total=self.reconnect_max_total)
+
+
+class RunFailed(SimtrioError):
+    """Raised inside a recorder's block so the recording ends with outcome ``error``."""
+
+
+class RunInterrupted(SimtrioError):
+    """As :class:`RunFailed`, for a run stopped by Ctrl-C."""
+
+
+class _Driven(Protocol):
+    """What a driver needs of a managed session or a parallel sub-session."""
+
+    @property
+    def session_info(self) -> SessionInfo: ...
+
+    def subscribe_transactions(self, program_ids: Sequence[str]) -> None: ...
+
+    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None: ...
+
+    def events(self) -> AsyncIterator[events.Event]: ...
+
+    async def send_continue(self, cont: Continue) -> None: ...
+
+
+class _Sinks:
+    """Where events go besides the tallies: the NDJSON file and the run store."""
+
+    def __init__(self, ndjson: NdjsonWriter | None) -> None:
+        self.ndjson = ndjson
+        self.recorder: Recorder | None = None
+
+    async def control(self, session_id: str, event: events.Event) -> None:
+        if self.recorder is not None and not isinstance(
+            event, events.Transaction | events.AccountDiff
+        ):
+            await self.recorder.record_control(session_id, event)
+
+    async def sent(self, session_id: str, request: types.BacktestRequest) -> None:
+        if self.recorder is not None:
+            await self.recorder.record_sent(session_id, request)
+
+    async def transaction(
+        self, session_id: str, event: events.Transaction, tally: SessionTally
+    ) -> None:
+        if self.recorder is not None:
+            await self.recorder.record_notification(session_id, event)
+        payload = event.notification.transaction
+        facts = tx_facts(payload)
+        if tally.on_transaction(facts) and self.ndjson is not None:
+            self.ndjson.transaction(session_id, event.notification.slot, facts, payload)
+
+    async def account_diff(
+        self, session_id: str, event: events.AccountDiff, tally: SessionTally
+    ) -> None:
+        if self.recorder is not None:
+            await self.recorder.record_notification(session_id, event)
+        n = event.notification
+        if tally.on_account_diff(n.account, n.signature, n.slot) and self.ndjson is not None:
+            self.ndjson.account_diff(session_id, n)
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+async def _drive(
+    session: _Driven,
+    tally: SessionTally,
+    cont: Continue,
+    request: types.BacktestRequest,
+    sinks: _Sinks,
+) -> None:
+    """Answer readiness with ``cont`` until ``Completed``; a failure ends up in ``tally``."""
+    session_id = tally.session_id
+    try:
+        async for event in session.events():
+            await sinks.control(session_id, event)
+            match event:
+                case events.ReadyForContinue() | events.Paused():
+                    await sinks.sent(session_id, request)
+                    await session.send_continue(cont)
+                case events.Slot(slot=slot):
+                    tally.on_slot(slot)
+                case events.Transaction():
+                    await sinks.transaction(session_id, event, tally)
+                case events.AccountDiff():
+                    await sinks.account_diff(session_id, event, tally)
+                case events.ErrorEvent(error=error):
+                    tally.on_error(str(error))
+                case events.Completed(summary=summary):
+                    tally.complete(summary, trio.current_time())
+                case _:
+                    pass
+    except SimtrioError as exc:
+        tally.fail(describe(exc), trio.current_time())
+        return
+    if not tally.completed:
+        tally.fail("the event stream ended before the session completed", trio.current_time())
+
+
+def _subscribe(session: _Driven, opts: RunOptions, program_ids: Sequence[str]) -> None:
+    if "transactions" in opts.subscribe:
+        session.subscribe_transactions(program_ids)
+    if "account-diffs" in opts.subscribe:
+        session.subscribe_account_diffs(program_ids)
+
+
+@attrs.frozen
+class _Run:
+    url: str
+    opts: RunOptions
+    program_ids: Sequence[str]
+    report: RunReport
+    sinks: _Sinks
+    interrupt: Interrupt
+
+
+async def _run_parallel(run: _Run) -> None:
+    from simtrio.managed.parallel import open_parallel_session
+
+    cont = Continue(run.opts.step)
+    params = cont.to_params()
+    config = run.opts.managed_config()
+    async with open_parallel_session(
+        run.url, run.opts.target.api_key, run.opts.create(), config=config
+    ) as parallel:
+        subs = parallel.take_sub_sessions()
+        now = trio.current_time()
+        pairs = [
+            (sub, SessionTally(sub.session_info.session_id, sub.range[0], sub.range[1], now))
+            for sub in subs
+        ]
+        run.report.sessions.extend(t for _, t in pairs)
+        if run.sinks.recorder is not None:
+            await _record_parallel_handshake(run.sinks.recorder, parallel.control_session_id, subs)
+        for sub, _ in pairs:
+            _subscribe(sub, run.opts, run.program_ids)
+        with run.interrupt.soft_scope():
+            async with trio.open_nursery() as nursery:
+                for sub, tally in pairs:
+                    request = types.ContinueSessionRequestV1(tally.session_id, params)
+                    nursery.start_soon(_drive, sub, tally, cont, request, run.sinks)
+
+
+async def _record_parallel_handshake(
+    recorder: Recorder, control_session_id: str, subs: Sequence[ParallelSubSession]
+) -> None:
+    """The create's replies as the server sent them (the driver only sees the outcome)."""
+    infos: list[SessionInfo] = [sub.session_info for sub in subs]
+    for info in infos:
+        created = types.SessionCreated(info.session_id, info.rpc_endpoint, info.task_id)
+        await recorder.record_control(None, created)
+    done = types.SessionsCreatedV2(
+        control_session_id=control_session_id,
+        session_ids=[info.session_id for info in infos],
+        task_ids=[info.task_id for info in infos],
+        start_slots=[sub.range[0] for sub in subs],
+        end_slots=[sub.range[1] for sub in subs],
+    )
+    await recorder.record_control(None, done)
+
+
+async def _run_single(run: _Run) -> None:
+    from simtrio.managed.session import open_managed_session
+
+    create = run.opts.create()
+    cont = Continue(run.opts.step)
+    config = run.opts.managed_config()
+    async with open_managed_session(
+        run.url, run.opts.target.api_key, create, config=config
+    ) as session:
+        info = session.session_info
+        tally = SessionTally(
+            info.session_id, create.start_slot, create.end_slot, trio.current_time()
+        )
+        run.report.sessions.append(tally)
+        if run.sinks.recorder is not None:
+            created = types.SessionCreated(info.session_id, info.rpc_endpoint, info.task_id)
+            await run.sinks.recorder.record_control(None, created)
+        _subscribe(session, run.opts, run.program_ids)
+        with run.interrupt.soft_scope():
+            await _drive(session, tally, cont, cont.to_params(), run.sinks)
+
+
+async def _run_recorded(run: _Run, db: Path) -> None:
+    from simtrio.recording.recorder import open_recorder
+
+    create = run.opts.create()
+    async with open_recorder(
+        db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
+    ) as recorder:
+        run.sinks.recorder = recorder
+        run.report.run_id = recorder.run_id
+        try:
+            await recorder.record_sent(None, create.to_request())
+            await (_run_parallel if run.opts.parallel else _run_single)(run)
+        finally:
+            run.sinks.recorder = None
+        # End the recording with an outcome that says how the run went.
+        if run.interrupt.requested:
+            raise RunInterrupted("interrupted")
+        if run.report.failed:
+            raise RunFailed("one or more sessions failed")
+
+
+def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[str, Any]:
+    create = opts.create()
+    return {
+        "start_slot": create.start_slot,
+        "end_slot": create.end_slot,
+        "parallel": create.parallel,
+        "send_summary": create.send_summary,
+        "disconnect_timeout_secs": create.disconnect_timeout_secs,
+        "url": url,
+        "embedded": opts.target.embedded,
+        "seed": opts.seed if opts.target.embedded else None,
+        "subscriptions": list(opts.subscribe),
+        "program_ids": list(program_ids) if opts.subscribe else [],
+        "step": opts.step,
+        "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+    }
+
+
+async def _run_at(run: _Run) -> None:
+    ndjson = run.sinks.ndjson
+    if ndjson is not None:
+        ndjson.metadata(**_metadata(run.opts, run.url, run.program_ids))
+        ndjson.flush()
+    try:
+        if run.opts.record is not None:
+            await _run_recorded(run, run.opts.record)
+        elif run.opts.parallel:
+            await _run_parallel(run)
+        else:
+            await _run_single(run)
+    except (SimtrioError, BaseExceptionGroup) as exc:
+        error = simtrio_error_of(exc)
+        if error is None:
+            raise
+        if isinstance(error, RunFailed | RunInterrupted):
+            return
+        run.report.error = describe(error)
+        for tally in run.report.sessions:
+            tally.fail(run.report.error, trio.current_time())
+
+
+async def _run_target(
+    opts: RunOptions,
+    report: RunReport,
+    sinks: _Sinks,
+    interrupt: Interrupt,
+    server_config: ServerConfig | None,
+    notice: TextIO | None,
+) -> None:
+    if opts.target.url is not None:
+        report.url = opts.target.url
+        await _run_at(_Run(opts.target.url, opts, opts.program_ids, report, sinks, interrupt))
+        return
+    from simtrio.server import ServerConfig, serve
+
+    config = server_config or ServerConfig(
+        seed=opts.seed, slot_delay=opts.slot_delay, api_key=opts.target.api_key or None
+    )
+    async with serve(config) as server:
+        report.url = server.control_url
+        if notice is not None:
+            notice.write(f"simtrio: embedded reference server at {server.control_url}\n")
+            notice.flush()
+        program_ids = opts.program_ids or server.config.program_ids
+        await _run_at(_Run(server.control_url, opts, program_ids, report, sinks, interrupt))
+
+
+async def execute_run(
+    opts: RunOptions,
+    *,
+    interrupt: Interrupt | None = None,
+    ndjson: NdjsonWriter | None = None,
+    progress: TextIO | None = None,
+    server_config: ServerConfig | None = None,
+    notice: TextIO | None = None,
+) -> RunReport:
+    """Run the backtest ``opts`` describes; a failed run is reported, not raised.
+
+    ``server_config`` configures the embedded server (tests inject faults through it);
+    ``progress`` is the stream to draw the progress display on, if any; ``notice`` gets a line
+    naming the embedded server's URL.
+    """
+    interrupt = interrupt or Interrupt()
+    create = opts.create()
+    report = RunReport(
+        url=opts.target.url or "",
+        parallel=opts.parallel,
+        start_slot=create.start_slot,
+        end_slot=create.end_slot,
+        started_at=trio.current_time(),
+        subscriptions=opts.subscribe,
+    )
+    sinks = _Sinks(ndjson)
+    with interrupt.hard:
+        async with trio.open_nursery() as nursery:
+            if progress is not None:
+                total = create.end_slot - create.start_slot + 1
+                bar = ProgressBar(progress, lambda: report.sessions, total)
+                nursery.start_soon(bar.run, report.started_at)
+            try:
+                await _run_target(opts, report, sinks, interrupt, server_config, notice)
+            finally:
+                nursery.cancel_scope.cancel()
+    now = trio.current_time()
+    report.finished_at = now
+    report.interrupted = interrupt.requested
+    for tally in report.sessions:
+        tally.interrupt(now)
+    if ndjson is not None:
+        ndjson.summary(report.to_json(now))
+        ndjson.flush()
+    return report

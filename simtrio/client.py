@@ -1,0 +1,578 @@
+"""The plain client: one WebSocket connection per session, explicit steps, no reconnects.
+
+:class:`BacktestClient` holds configuration only; every ``create_session``,
+``attach_session`` and ``create_sessions`` opens its own control connection. A
+:class:`BacktestSession` is a thin trio shell over the sans-IO bookkeeping of
+:mod:`simtrio.core.session`: it owns the reading (whole batches of one socket read, kept raw
+until a method processes them) and the deadlines, and lets the core decide what each response
+means (protocol §6.1, §6.2, §6.4).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from contextlib import asynccontextmanager, contextmanager
+from typing import TYPE_CHECKING, Final, TypeAlias
+
+import trio
+
+from simtrio.core.session import ContinueResult, ReadinessTracker, ReadyOutcome, StepAccumulator
+from simtrio.errors import (
+    ConnectError,
+    ConnectionClosed,
+    InvalidParams,
+    ProtocolError,
+    RemoteError,
+    RequestTimeout,
+    excerpt,
+)
+from simtrio.params import Continue, CreateSession, as_continue_params, as_create_request
+from simtrio.transport.connection import connect
+from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
+from simtrio.transport.http import http_get
+from simtrio.wire import types as wire
+from simtrio.wire.codec import decode_available_ranges, decode_frame, encode
+from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import AsyncGenerator, Generator
+
+    from simtrio.transport.connection import WebSocketConnection
+
+__all__ = [
+    "GRACEFUL_CLOSE_TIMEOUT",
+    "BacktestClient",
+    "BacktestSession",
+    "ContinueResult",
+    "ReadyOutcome",
+]
+
+logger = logging.getLogger(__name__)
+
+GRACEFUL_CLOSE_TIMEOUT: Final = 5.0
+"""Default bound on waiting for the close reply, and on the WebSocket close handshake."""
+
+API_KEY_HEADER: Final = "X-API-Key"
+
+_BODY_EXCERPT: Final = 200
+_FATAL_HTTP: Final = frozenset({401, 403})
+
+_Frame: TypeAlias = tuple[int | None, wire.BacktestResponse]
+_Pending: TypeAlias = str | bytes | _Frame
+"""A raw message not decoded yet, or a frame decoded during a handshake but not processed."""
+
+OnResponse: TypeAlias = Callable[[wire.BacktestResponse], object]
+
+
+def _decode(message: str | bytes) -> _Frame | None:
+    """Decode one control message; None for a Binary message that is not UTF-8 (ignored)."""
+    if isinstance(message, bytes):
+        try:
+            message = message.decode("utf-8")
+        except UnicodeDecodeError:
+            logger.warning(
+                "ignoring a Binary control message that is not UTF-8 (%d bytes)", len(message)
+            )
+            return None
+    return decode_frame(message)
+
+
+@contextmanager
+def _deadline(limit: float | None, what: str) -> Generator[None]:
+    """``trio.fail_after`` that surfaces as :class:`RequestTimeout`; ``None`` means no limit."""
+    if limit is None:
+        yield
+        return
+    try:
+        with trio.fail_after(limit):
+            yield
+    except trio.TooSlowError:
+        raise RequestTimeout(f"{what} timed out after {limit:g} s") from None
+
+
+def _redact(body: bytes, key: str) -> bytes:
+    if key:
+        body = body.replace(key.encode("ascii", "replace"), b"<redacted>")
+    return body
+
+
+class BacktestSession:
+    """One backtest session on one control connection (yielded by the client's context managers).
+
+    Responses are read only by the methods below; ``last_sequence`` and the readiness flag move
+    only when a method has processed a response, never when it merely arrived.
+    """
+
+    __slots__ = (
+        "_close_done",
+        "_conn",
+        "_last_sequence",
+        "_pending",
+        "_readiness",
+        "_request_timeout",
+        "_rpc_endpoint",
+        "_session_id",
+    )
+
+    def __init__(self, conn: WebSocketConnection, request_timeout: float | None) -> None:
+        self._conn = conn
+        self._request_timeout = request_timeout
+        self._pending: deque[_Pending] = deque()
+        self._readiness = ReadinessTracker()
+        self._last_sequence: int | None = None
+        self._close_done = False
+        self._session_id: str | None = None
+        self._rpc_endpoint: str | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn.closed else "open"
+        return (
+            f"<BacktestSession {self._session_id} {state} "
+            f"ready={self.is_ready_for_continue} last_sequence={self._last_sequence}>"
+        )
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def session_id(self) -> str | None:
+        """The session id from ``sessionCreated`` / ``sessionAttached``."""
+        return self._session_id
+
+    @property
+    def rpc_endpoint(self) -> str | None:
+        """The session's RPC endpoint exactly as the server sent it (often relative)."""
+        return self._rpc_endpoint
+
+    @property
+    def last_sequence(self) -> int | None:
+        """Highest ``seqId`` among the responses processed so far; None until one was."""
+        return self._last_sequence
+
+    @property
+    def is_ready_for_continue(self) -> bool:
+        """Whether the processed responses say the server waits for a continue."""
+        return self._readiness.ready
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def _next_frame(self) -> _Frame:
+        """The next unprocessed frame: buffered ones first, then the socket."""
+        pending = self._pending
+        while True:
+            if not pending:
+                pending.extend(await self._conn.receive_batch())
+            item = pending.popleft()
+            if isinstance(item, tuple):
+                return item
+            frame = _decode(item)
+            if frame is not None:
+                return frame
+
+    def _process(self, frame: _Frame) -> wire.BacktestResponse:
+        seq, response = frame
+        if seq is not None and (self._last_sequence is None or seq > self._last_sequence):
+            self._last_sequence = seq
+        self._readiness.observe(response)
+        return response
+
+    async def _next(self) -> wire.BacktestResponse:
+        return self._process(await self._next_frame())
+
+    def _limit(self, timeout: float | None) -> float | None:
+        return timeout if timeout is not None else self._request_timeout
+
+    async def _handshake(
+        self, request: str, reply: type[wire.SessionCreated | wire.SessionAttached]
+    ) -> None:
+        """Send the create/attach request and wait for its reply, keeping everything else.
+
+        Frames that arrive first are kept, unprocessed, for later reads, so they count toward
+        ``last_sequence`` and readiness only when read. A frame that cannot be decoded is kept
+        raw, so its ``ProtocolError`` surfaces when it is read. For an attach, a numbered
+        ``error`` is replayed history, not the reply.
+        """
+        await self._conn.send_text(request)
+        kept: list[_Pending] = []
+        pending = self._pending
+        while True:
+            if not pending:
+                pending.extend(await self._conn.receive_batch())
+            item = pending.popleft()
+            assert not isinstance(item, tuple)
+            try:
+                frame = _decode(item)
+            except ProtocolError:
+                kept.append(item)
+                continue
+            if frame is None:
+                continue
+            seq, response = frame
+            if isinstance(response, reply):
+                self._session_id = response.session_id
+                self._rpc_endpoint = response.rpc_endpoint
+                pending.extendleft(reversed(kept))
+                return
+            if isinstance(response, wire.Error) and (seq is None or reply is wire.SessionCreated):
+                raise RemoteError(response.error)
+            kept.append(frame)
+
+    # -- waiting helpers ------------------------------------------------------------------------
+
+    async def _wait_ready(self, on_response: OnResponse | None = None) -> ReadyOutcome:
+        outcome = self._readiness.outcome
+        while outcome is None:
+            response = await self._next()
+            if on_response is not None:
+                on_response(response)
+            outcome = self._readiness.outcome
+            if outcome is not None:
+                break
+            if isinstance(response, wire.Error):
+                raise RemoteError(response.error)
+            _skipped(response, "waiting for readiness")
+        return outcome
+
+    async def ensure_ready(self, timeout: float | None = None) -> ReadyOutcome:  # noqa: ASYNC109
+        """Return at once when ready, else read until a readiness event or ``completed``.
+
+        Other responses are skipped (``discoveryBatch`` included). Raises ``RemoteError`` on an
+        ``error``, ``RequestTimeout``, ``ConnectionClosed``.
+        """
+        with _deadline(self._limit(timeout), "ensure_ready"):
+            return await self._wait_ready()
+
+    async def advance(
+        self,
+        cont: Continue | wire.ContinueParams,
+        timeout: float | None = None,  # noqa: ASYNC109
+        on_response: OnResponse | None = None,
+    ) -> ContinueResult:
+        """Send a continue and collect until ready again after ``advance_count`` slots.
+
+        Ends at ``completed`` too. If the session is not known to be ready, the responses up
+        to the next readiness event are read first (and passed to ``on_response``, but not
+        counted), so a readiness event already in flight is not mistaken for this step's end.
+        """
+        params = as_continue_params(cont)
+        with _deadline(self._limit(timeout), "advance"):
+            return await self._step(params, StepAccumulator(params.advance_count), on_response)
+
+    async def continue_until_ready(
+        self,
+        cont: Continue | wire.ContinueParams,
+        timeout: float | None = None,  # noqa: ASYNC109
+        on_response: OnResponse | None = None,
+    ) -> ContinueResult:
+        """Send a continue and collect until the first readiness event or ``completed``."""
+        params = as_continue_params(cont)
+        with _deadline(self._limit(timeout), "continue_until_ready"):
+            return await self._step(params, StepAccumulator(), on_response)
+
+    async def _step(
+        self,
+        params: wire.ContinueParams,
+        accumulator: StepAccumulator,
+        on_response: OnResponse | None,
+    ) -> ContinueResult:
+        if self._readiness.outcome is None:
+            await self._wait_ready(on_response)
+        await self._send_text(encode(params), continues=True)
+        while True:
+            response = await self._next()
+            if on_response is not None:
+                on_response(response)
+            if accumulator.feed(response):
+                return accumulator.result()
+
+    async def wait_for_status(
+        self,
+        status: wire.BacktestStatus | str,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> None:
+        """Read until a ``status`` response with that value (compared as wire text) arrives.
+
+        Everything else is skipped; ``completed`` does not end the wait (bound it with
+        ``timeout``). Raises ``RemoteError`` on an ``error``.
+        """
+        with _deadline(self._limit(timeout), f"waiting for status {excerpt(str(status))!r}"):
+            while True:
+                response = await self._next()
+                if isinstance(response, wire.Status) and response.status == status:
+                    return
+                if isinstance(response, wire.Error):
+                    raise RemoteError(response.error)
+                _skipped(response, "waiting for a status")
+
+    # -- raw access -----------------------------------------------------------------------------
+
+    async def send(self, request: wire.BacktestRequest | Continue) -> None:
+        """Send any request as is (a ``Continue`` is converted); the reply is not awaited.
+
+        A ``continue`` or ``continueTo`` sent here spends readiness like one sent by
+        ``advance``.
+        """
+        if isinstance(request, Continue):
+            request = request.to_params()
+        await self._send_text(
+            encode(request),
+            continues=isinstance(request, wire.ContinueParams | wire.ContinueToParams),
+        )
+
+    async def next_response(self, timeout: float | None = None) -> wire.BacktestResponse:  # noqa: ASYNC109
+        """The next response, buffered ones first; ``UnknownResponse`` included."""
+        with _deadline(self._limit(timeout), "next_response"):
+            return await self._next()
+
+    async def _send_text(self, text: str, *, continues: bool) -> None:
+        if continues:
+            # Even a partly written continue may have reached the server.
+            self._readiness.continue_sent()
+        await self._conn.send_text(text)
+
+    # -- closing --------------------------------------------------------------------------------
+
+    async def close(self, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Close the session on the server, then the WebSocket.
+
+        Waits for ``success`` (or ``completed``) at most ``timeout`` (default
+        ``request_timeout``, else :data:`GRACEFUL_CLOSE_TIMEOUT`), ignoring other responses;
+        no reply in time, or the connection ending after the request was written, is logged,
+        not raised. An ``error`` reply raises ``RemoteError`` once the socket is released.
+        ``ConnectionClosed`` if the request could not be written at all. Repeated calls do
+        nothing.
+        """
+        if self._close_done:
+            return
+        limit = timeout if timeout is not None else self._request_timeout
+        if limit is None:
+            limit = GRACEFUL_CLOSE_TIMEOUT
+        error: wire.BacktestError | None = None
+        try:
+            await self._send_text(encode(wire.CloseBacktestSession()), continues=False)
+            with trio.move_on_after(limit) as scope:
+                error = await self._await_close_reply()
+            if scope.cancelled_caught:
+                logger.warning(
+                    "no reply to closeBacktestSession for %s within %g s", self.session_id, limit
+                )
+        finally:
+            self._close_done = True
+            await self._conn.aclose(GRACEFUL_CLOSE_TIMEOUT)
+        if error is not None:
+            raise RemoteError(error)
+
+    async def _await_close_reply(self) -> wire.BacktestError | None:
+        while True:
+            try:
+                response = await self._next()
+            except ProtocolError as exc:
+                logger.warning("ignoring an unreadable frame while closing: %s", exc)
+                continue
+            except ConnectionClosed:
+                logger.warning("connection ended before closeBacktestSession was answered")
+                return None
+            if isinstance(response, wire.Success | wire.Completed):
+                return None
+            if isinstance(response, wire.Error):
+                return response.error
+            _skipped(response, "waiting for the close reply")
+
+
+def _skipped(response: wire.BacktestResponse, when: str) -> None:
+    if isinstance(response, wire.UnknownResponse):
+        logger.debug("skipping unknown response %r while %s", excerpt(response.method), when)
+    elif logger.isEnabledFor(logging.DEBUG):
+        logger.debug("skipping %s while %s", type(response).__name__, when)
+
+
+class BacktestClient:
+    """Configuration for reaching one backtest server; constructing it does no I/O.
+
+    Args:
+        url: control URL, normalised as protocol §1.1 says (see :attr:`url`).
+        api_key: sent as ``X-API-Key`` on every control upgrade (empty when not given).
+        connect_timeout: bound on TCP, TLS and the upgrade together.
+        request_timeout: default bound of every waiting call; None means no limit.
+        ssl_context: for ``wss://``; the system default when None.
+        max_message_size: largest inbound WebSocket message accepted.
+    """
+
+    __slots__ = (
+        "_api_key",
+        "_connect_timeout",
+        "_max_message_size",
+        "_request_timeout",
+        "_ssl_context",
+        "_url",
+    )
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str = "",
+        *,
+        connect_timeout: float = 10.0,
+        request_timeout: float | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    ) -> None:
+        self._url = normalize_control_url(url)
+        self._api_key = api_key
+        self._connect_timeout = connect_timeout
+        self._request_timeout = request_timeout
+        self._ssl_context = ssl_context
+        self._max_message_size = max_message_size
+
+    def __repr__(self) -> str:
+        key = "<set>" if self._api_key else "<none>"
+        return f"BacktestClient({self._url!r}, api_key={key})"
+
+    @property
+    def url(self) -> str:
+        """The normalised control URL."""
+        return self._url
+
+    @property
+    def connect_timeout(self) -> float:
+        return self._connect_timeout
+
+    @property
+    def request_timeout(self) -> float | None:
+        return self._request_timeout
+
+    # -- sessions -------------------------------------------------------------------------------
+
+    async def _connect(self) -> WebSocketConnection:
+        if not self._url.startswith(("ws://", "wss://")):
+            raise ConnectError(
+                f"cannot connect to {excerpt(self._url)!r}: the control URL must be ws:// or wss://",
+                fatal=True,
+            )
+        return await connect(
+            self._url,
+            headers=[(API_KEY_HEADER, self._api_key)],
+            connect_timeout=self._connect_timeout,
+            max_message_size=self._max_message_size,
+            ssl_context=self._ssl_context,
+        )
+
+    @asynccontextmanager
+    async def create_session(
+        self, create: CreateSession | wire.CreateBacktestSessionRequest
+    ) -> AsyncGenerator[BacktestSession]:
+        """Create a session on a new connection; leaving the block closes the WebSocket only.
+
+        Waits for ``sessionCreated`` at most ``request_timeout``; whatever else arrives first
+        is kept for the session's reads. Raises ``ConnectError``, ``RemoteError`` (an
+        ``error`` before ``sessionCreated``), ``RequestTimeout``, ``ConnectionClosed``;
+        ``InvalidParams`` for a parallel create (use :meth:`create_sessions`).
+        """
+        request = as_create_request(create)
+        if request.parallel:
+            raise InvalidParams(
+                "create_session cannot make a parallel session; use create_sessions"
+            )
+        text = encode(request)
+        conn = await self._connect()
+        try:
+            session = BacktestSession(conn, self._request_timeout)
+            with _deadline(self._request_timeout, "createBacktestSession"):
+                await session._handshake(text, wire.SessionCreated)  # pyright: ignore[reportPrivateUsage]
+            yield session
+        finally:
+            await conn.aclose(GRACEFUL_CLOSE_TIMEOUT)
+
+    @asynccontextmanager
+    async def attach_session(
+        self, session_id: str, last_sequence: int | None = None
+    ) -> AsyncGenerator[BacktestSession]:
+        """Attach to an existing session on a new connection.
+
+        Numbered frames replayed before ``sessionAttached`` are kept for the session's reads
+        and count toward ``last_sequence`` only when read (it starts at None whatever
+        ``last_sequence`` was asked for). ``resumeAttachedSession`` is not sent: send it with
+        :meth:`BacktestSession.send` once any data-plane subscriptions are back. An unnumbered
+        ``error`` raises ``RemoteError``.
+        """
+        text = encode(wire.AttachBacktestSession(session_id, last_sequence))
+        conn = await self._connect()
+        try:
+            session = BacktestSession(conn, self._request_timeout)
+            with _deadline(self._request_timeout, "attachBacktestSession"):
+                await session._handshake(text, wire.SessionAttached)  # pyright: ignore[reportPrivateUsage]
+            yield session
+        finally:
+            await conn.aclose(GRACEFUL_CLOSE_TIMEOUT)
+
+    async def create_sessions(
+        self,
+        create: CreateSession | wire.CreateBacktestSessionRequest,
+        on_session_created: Callable[[str], object] | None = None,
+    ) -> list[str]:
+        """One-shot create (protocol §6.4); returns the session ids and closes the socket.
+
+        ``on_session_created`` gets each streamed ``sessionCreated`` id in arrival order. The
+        result is the terminal ``sessionsCreated``/``sessionsCreatedV2`` list when it is not
+        empty, else the streamed ids; without ``parallel`` the first ``sessionCreated`` ends
+        it. Raises ``RemoteError`` on an ``error``; waits at most ``request_timeout``.
+        """
+        request = as_create_request(create)
+        text = encode(request)
+        conn = await self._connect()
+        try:
+            with _deadline(self._request_timeout, "createBacktestSession"):
+                await conn.send_text(text)
+                streamed: list[str] = []
+                while True:
+                    for message in await conn.receive_batch():
+                        frame = _decode(message)
+                        if frame is None:
+                            continue
+                        response = frame[1]
+                        if isinstance(response, wire.SessionCreated):
+                            streamed.append(response.session_id)
+                            if on_session_created is not None:
+                                on_session_created(response.session_id)
+                            if not request.parallel:
+                                return streamed
+                        elif isinstance(response, wire.SessionsCreated | wire.SessionsCreatedV2):
+                            return list(response.session_ids) or streamed
+                        elif isinstance(response, wire.Error):
+                            raise RemoteError(response.error)
+                        else:
+                            _skipped(response, "creating sessions")
+        finally:
+            await conn.aclose(GRACEFUL_CLOSE_TIMEOUT)
+
+    # -- management -----------------------------------------------------------------------------
+
+    async def available_ranges(self) -> list[wire.AvailableRange]:
+        """GET ``<http base>/available-ranges`` (with ``X-API-Key`` when a key is configured).
+
+        Bounded by ``request_timeout``, else ``connect_timeout``. Raises ``ConnectError``
+        (carrying the URL, and the status and a body excerpt for a non-2xx reply),
+        ``ProtocolError`` for a body that is not a JSON array.
+        """
+        if not self._url.startswith(("ws://", "wss://")):
+            raise ConnectError(
+                f"cannot reach {excerpt(self._url)!r}: the control URL must be ws:// or wss://",
+                fatal=True,
+            )
+        url = http_base_from_ws_url(self._url) + "/available-ranges"
+        headers = [(API_KEY_HEADER, self._api_key)] if self._api_key else []
+        limit = (
+            self._request_timeout if self._request_timeout is not None else self._connect_timeout
+        )
+        status, body = await http_get(
+            url, headers=headers, timeout=limit, ssl_context=self._ssl_context
+        )
+        if not 200 <= status < 300:
+            message = f"GET {url} returned HTTP {status}"
+            text = _redact(body, self._api_key).strip()
+            if text:
+                message += f": {excerpt(text, _BODY_EXCERPT)}"
+            raise ConnectError(message, status=status, fatal=status in _FATAL_HTTP)
+        return decode_available_ranges(body)

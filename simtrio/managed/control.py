@@ -1,0 +1,745 @@
+"""The trio pieces both managed control loops (single and parallel) are made of.
+
+A control loop owns one control connection at a time. This module runs that connection's life
+-- connect with backoff, keepalive, the frame pump, the continue writer, the close on the way
+out -- and asks the subclass (which drives a sans-IO core) what every frame means. Nothing
+here decides anything about the protocol beyond "this connection is lost".
+
+Task model, per connection: a nursery whose body is the frame pump (run by the control task
+itself, so it can report ``started``), plus a keepalive task, a close watcher and, once the
+connection is UP, the continue writer. A loss cancels that nursery; the loop backs off and
+reconnects. Errors never travel as exceptions between these tasks: each one records what
+happened on the :class:`ConnectionRun` and cancels it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final, TypeAlias, cast
+
+import trio
+
+from simtrio.core.backoff import ReconnectState
+from simtrio.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ContinueSendFailed,
+    ControlClosed,
+    ControlFailed,
+    CreateFailed,
+    InvalidParams,
+    ManagedSessionError,
+    ProtocolError,
+    SimtrioError,
+)
+from simtrio.events import Completed
+from simtrio.managed.config import ConnectionStatus
+from simtrio.managed.status import StatusCell
+from simtrio.managed.streams import EventStream
+from simtrio.transport.connection import connect
+from simtrio.wire.codec import decode_frame
+from simtrio.wire.urls import normalize_control_url
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator, Sequence
+
+    from simtrio.events import Event
+    from simtrio.managed.config import ManagedConfig, SessionInfo
+    from simtrio.managed.coordinator import ReconnectCoordinator
+    from simtrio.managed.subscriptions import SessionSubscriptions
+    from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.types import BacktestResponse
+
+__all__ = [
+    "API_KEY_HEADER",
+    "ConnectionRun",
+    "ContinueItem",
+    "ControlLoop",
+    "EventSink",
+    "EventIterator",
+    "Frame",
+    "decode_batch",
+    "unwrap_groups",
+]
+
+logger = logging.getLogger(__name__)
+
+API_KEY_HEADER: Final = "X-API-Key"
+
+_MIN_CONNECT_TIMEOUT: Final = 0.05
+"""Floor of a connect timeout cut short by the outage budget, so the last try is a real one."""
+
+_SHUTDOWN_SLACK: Final = 1.0
+"""Margin on top of the two close bounds while a session waits for its control task to end."""
+
+Frame: TypeAlias = tuple[int | None, "BacktestResponse"]
+"""A decoded control frame: its ``seqId`` (None when unnumbered) and its response."""
+
+ContinueItem: TypeAlias = tuple[str | None, str]
+"""A queued continue: the sub-session id (None for a single session) and the encoded request."""
+
+_UP: Final = ConnectionStatus.UP
+_FAILED: Final = ConnectionStatus.FAILED
+
+
+def decode_batch(messages: Sequence[str | bytes]) -> tuple[list[Frame], ProtocolError | None]:
+    """Decode every message of one read, stopping at the first malformed one (protocol §2.4).
+
+    A Binary message that is valid UTF-8 is decoded like Text; one that is not is skipped with a
+    warning (§1.7). The frames before a malformed one are returned together with its error, so
+    the caller can process them before it drops the connection.
+    """
+    frames: list[Frame] = []
+    append = frames.append
+    for message in messages:
+        try:
+            append(decode_frame(message))
+        except ProtocolError as exc:
+            if isinstance(message, bytes) and not _is_utf8(message):
+                logger.warning("ignoring a Binary control message that is not UTF-8")
+                continue
+            return frames, exc
+    return frames, None
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@contextmanager
+def unwrap_groups() -> Generator[None]:
+    """Let a lone exception out of a nursery instead of an ``ExceptionGroup`` around it.
+
+    A group that holds exactly one exception (at any depth), or exactly one simtrio error next
+    to nothing but cancellations, is replaced by that exception, its own context kept.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaf = _single_leaf(group)
+        if leaf is None:
+            raise
+        context = leaf.__context__
+        try:
+            raise leaf
+        finally:
+            leaf.__context__ = context
+            del leaf, group
+
+
+def _single_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    leaves = list(_leaves(group))
+    if len(leaves) == 1:
+        return leaves[0]
+    errors = [leaf for leaf in leaves if isinstance(leaf, SimtrioError)]
+    if len(errors) == 1 and all(
+        leaf is errors[0] or isinstance(leaf, trio.Cancelled) for leaf in leaves
+    ):
+        return errors[0]
+    return None
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", exc)
+        for inner in group.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+# --------------------------------------------------------------------------------------------
+# One (sub-)session's driver-facing side
+# --------------------------------------------------------------------------------------------
+
+
+class EventSink:
+    """The driver-facing side of one (sub-)session: its event stream and its subscriptions.
+
+    Subscriptions are created on the first ``subscribe_*`` call, in the (sub-)session's own
+    nursery, so a session that never subscribes pays nothing for the data plane.
+    """
+
+    __slots__ = (
+        "_closed",
+        "_config",
+        "_coordinator",
+        "_drain_timeout",
+        "_reported",
+        "_start_slot",
+        "_subscriptions",
+        "info",
+        "nursery",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        config: ManagedConfig,
+        *,
+        start_slot: int | None,
+        coordinator: ReconnectCoordinator | None = None,
+    ) -> None:
+        self.stream = EventStream(config.event_buffer)
+        self.info: SessionInfo | None = None
+        self.nursery: trio.Nursery | None = None
+        self._config = config
+        self._start_slot = start_slot
+        self._coordinator = coordinator
+        self._subscriptions: SessionSubscriptions | None = None
+        self._drain_timeout: float | None = None
+        self._reported: list[BaseException] = []
+        self._closed = False
+
+    # -- subscriptions ----------------------------------------------------------------------
+
+    def _subs(self) -> SessionSubscriptions:
+        if self._closed:
+            raise ControlClosed("the session is closed; it takes no new subscriptions")
+        subs = self._subscriptions
+        if subs is None:
+            if self.nursery is None or self.info is None:
+                raise ControlClosed("the session is not running")
+            from simtrio.managed.subscriptions import SessionSubscriptions
+
+            subs = SessionSubscriptions(
+                rpc_endpoint=self.info.rpc_endpoint,
+                start_slot=self._start_slot,
+                stream=self.stream,
+                config=self._config,
+                coordinator=self._coordinator,
+                nursery=self.nursery,
+            )
+            if self._drain_timeout is not None:
+                subs.set_completion_drain_timeout(self._drain_timeout)
+            self._subscriptions = subs
+        return subs
+
+    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
+        self._subs().subscribe_account_diffs(program_ids)
+
+    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
+        self._subs().subscribe_transactions(program_ids)
+
+    def set_completion_drain_timeout(self, seconds: float) -> None:
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)  # pyright: ignore[reportUnnecessaryIsInstance]
+            or not seconds > 0
+        ):
+            raise InvalidParams(f"completion drain timeout must be > 0, got {seconds!r}")
+        self._drain_timeout = float(seconds)
+        if self._subscriptions is not None:
+            self._subscriptions.set_completion_drain_timeout(float(seconds))
+
+    async def wait_subscriptions_up(self) -> None:
+        """Until every subscription is UP or finished; ``ContinueSendFailed`` if one FAILED."""
+        if self._subscriptions is not None:
+            await self._subscriptions.wait_all_up()
+
+    def stop_subscriptions(self) -> None:
+        if self._subscriptions is not None:
+            self._subscriptions.stop()
+
+    def close(self) -> None:
+        """Stop the subscriptions and take no new ones (the stream stays readable)."""
+        self._closed = True
+        self.stop_subscriptions()
+
+    # -- events -----------------------------------------------------------------------------
+
+    def deliver(self, event: Event) -> None:
+        """Hand a control event to the driver; ``Completed`` waits for the drain first."""
+        if type(event) is Completed:
+            self.complete(event)
+        else:
+            self.stream.put_control(event)
+
+    def complete(self, event: Completed) -> None:
+        subs = self._subscriptions
+        if subs is None or self._closed:
+            self.stream.put_control(event)
+        else:
+            subs.complete_after_drain(event)
+
+    def fail(self, error: ManagedSessionError) -> None:
+        """The control plane gave up: the driver's next read raises ``error``."""
+        self.stream.put_failure(error)
+        self.stop_subscriptions()
+
+    async def next_event(self) -> Event:
+        try:
+            return await self.stream.next_event()
+        except ManagedSessionError as exc:
+            if not isinstance(exc, ControlClosed):
+                self._reported.append(exc)
+            raise
+
+    def was_reported(self, error: BaseException) -> bool:
+        """Whether :meth:`next_event` has raised ``error`` to the driver."""
+        return any(e is error for e in self._reported)
+
+    def end(self) -> None:
+        """The (sub-)session's block is left: reads raise ``ControlClosed`` from now on."""
+        self._closed = True
+        self.stream.close()
+
+
+class EventIterator:
+    """``async for`` over a (sub-)session's events: ends after ``Completed``; failures raise."""
+
+    __slots__ = ("_sink",)
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    def __aiter__(self) -> EventIterator:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._sink.next_event()
+        except ControlClosed:
+            raise StopAsyncIteration from None
+
+
+# --------------------------------------------------------------------------------------------
+# One connection
+# --------------------------------------------------------------------------------------------
+
+
+class ConnectionRun:
+    """What happened to one control connection; the first outcome recorded wins.
+
+    ``loss`` (reconnect), ``failure`` (stop for good) and ``closing`` (an orderly end) each
+    cancel the connection's nursery.
+    """
+
+    __slots__ = (
+        "close_done",
+        "closing",
+        "conn",
+        "failure",
+        "handshake_done",
+        "loss",
+        "nursery",
+        "up",
+    )
+
+    def __init__(self, conn: WebSocketConnection) -> None:
+        self.conn = conn
+        self.nursery: trio.Nursery | None = None
+        self.loss: str | None = None
+        self.failure: ManagedSessionError | None = None
+        self.closing = False
+        self.handshake_done = False
+        self.up = False
+        self.close_done = False
+
+    @property
+    def stopped(self) -> bool:
+        """Lost or failed: frames still arriving on it are no longer processed."""
+        return self.loss is not None or self.failure is not None
+
+    @property
+    def over(self) -> bool:
+        return self.closing or self.stopped
+
+    def lose(self, reason: str) -> None:
+        if not self.over:
+            self.loss = reason
+            logger.info("control connection lost: %s", reason)
+        self._cancel()
+
+    def fail(self, error: ManagedSessionError) -> None:
+        if not self.stopped:
+            self.failure = error
+        self._cancel()
+
+    def close(self) -> None:
+        if not self.over:
+            self.closing = True
+        self._cancel()
+
+    def _cancel(self) -> None:
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
+
+class _GiveUp(Exception):
+    """Internal: no further connection attempt (budget spent, or a fatal connect error)."""
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+class ControlLoop(abc.ABC):
+    """The reconnecting control loop; subclasses drive their sans-IO core through the hooks.
+
+    ``run`` is the control task (``await nursery.start(loop.run)``): it reports started once
+    the create handshake succeeded and raises ``CreateFailed`` if it cannot. Later give-ups
+    are stored in :attr:`failure` and reach the drivers through their event streams.
+    """
+
+    def __init__(
+        self, url: str, api_key: str, config: ManagedConfig, *, max_total: float | None
+    ) -> None:
+        self.url = normalize_control_url(url)
+        self.config = config
+        self.status = StatusCell()
+        self.failure: ManagedSessionError | None = None
+        self.finished = False
+        self.done = trio.Event()
+        self._headers = ((API_KEY_HEADER, api_key),)
+        self._state = ReconnectState(config.backoff, max_total)
+        self._rng = config.make_rng()
+        self._last_connect_error: str | None = None
+        self._continue_tx, self._continue_rx = trio.open_memory_channel[ContinueItem](
+            config.continue_channel_capacity
+        )
+        self._unsent: ContinueItem | None = None
+        self._close_requested = False
+        self._close_event = trio.Event()
+        self._run_scope: trio.CancelScope | None = None
+        self._active: ConnectionRun | None = None
+        self._task_status: trio.TaskStatus[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url} {self.status.value.name}>"
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def _wants_reconnect(self) -> bool: ...
+
+    @property
+    @abc.abstractmethod
+    def _creating(self) -> bool: ...
+
+    @abc.abstractmethod
+    def _opening_request(self) -> str:
+        """The encoded first request of a new connection (create or attach)."""
+
+    @abc.abstractmethod
+    def _frame_timeout(self) -> float | None:
+        """Longest silence allowed right now (a handshake is pending), or None."""
+
+    @abc.abstractmethod
+    def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
+        """Feed decoded frames to the core and carry out its decisions (never blocks)."""
+
+    @abc.abstractmethod
+    def _connection_lost(self) -> None:
+        """Tell the core the connection ended."""
+
+    @abc.abstractmethod
+    def _core_give_up(self) -> None: ...
+
+    @abc.abstractmethod
+    def _on_failed(self, error: ManagedSessionError) -> None:
+        """Route a final failure to the drivers."""
+
+    @abc.abstractmethod
+    def _check_sendable(self, session_id: str | None) -> None:
+        """Raise ``ContinueSendFailed`` if a continue for this session can never be written."""
+
+    @abc.abstractmethod
+    def _continue_written(self, item: ContinueItem) -> None: ...
+
+    async def _before_close(self, run: ConnectionRun) -> None:  # noqa: B027
+        """Anything to say before the WebSocket close of an orderly end (default: nothing)."""
+
+    # -- used by subclasses -----------------------------------------------------------------
+
+    def _started(self) -> None:
+        """The create succeeded: let ``nursery.start`` return."""
+        task_status, self._task_status = self._task_status, None
+        if task_status is not None:
+            task_status.started()
+
+    def _up(self, run: ConnectionRun) -> None:
+        """The connection is UP: reset the outage, publish the status, start writing."""
+        run.up = True
+        self._state.connection_up(trio.current_time())
+        self.status.set(_UP)
+        assert run.nursery is not None
+        run.nursery.start_soon(self._writer, run)
+
+    def _fail(self, run: ConnectionRun | None, error: ManagedSessionError) -> None:
+        """Stop for good; a ``CreateFailed`` is raised by :meth:`run`, others reach drivers."""
+        if run is not None:
+            run.fail(error)
+        if isinstance(error, CreateFailed):
+            return
+        if self.failure is None:
+            self.failure = error
+            logger.warning("managed control plane failed: %s", error)
+            self.status.set(_FAILED, error)
+            self._on_failed(error)
+
+    # -- public -----------------------------------------------------------------------------
+
+    def request_close(self) -> None:
+        """End the loop in order: close the current connection (gracefully), no reconnects."""
+        self._close_requested = True
+        self._close_event.set()
+        if self._active is None and self._run_scope is not None:
+            self._run_scope.cancel()
+
+    async def wait_closed(self) -> None:
+        """Request the close and wait (shielded, bounded) until the control task has ended."""
+        self.request_close()
+        bound = 2 * self.config.graceful_close_timeout + _SHUTDOWN_SLACK
+        with trio.CancelScope(shield=True), trio.move_on_after(bound):
+            await self.done.wait()
+
+    async def queue_continue(self, sink: EventSink, session_id: str | None, text: str) -> None:
+        """Wait until the control connection and the session's subscriptions are UP, then queue."""
+        self._check_sendable(session_id)
+        await self._wait_up()
+        await sink.wait_subscriptions_up()
+        self._check_sendable(session_id)
+        try:
+            await self._continue_tx.send((session_id, text))
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise ContinueSendFailed("the control task has ended") from None
+
+    async def _wait_up(self) -> None:
+        def settled(value: ConnectionStatus) -> bool:
+            return value is _UP or value is _FAILED or self.finished
+
+        status = await self.status.wait_until(settled)
+        if status is not _UP or self.finished:
+            raise ContinueSendFailed(self._ended_message())
+
+    def _ended_message(self) -> str:
+        if self.failure is not None:
+            return f"the control plane failed: {self.failure}"
+        return "the control task has ended"
+
+    # -- the control task -------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._task_status = task_status
+        try:
+            with trio.CancelScope() as scope:
+                self._run_scope = scope
+                if not self._close_requested:
+                    await self._loop()
+        finally:
+            self._run_scope = None
+            self._continue_rx.close()
+            self.finished = True
+            self.status.set(ConnectionStatus.DOWN)
+            self.done.set()
+
+    async def _loop(self) -> None:
+        retry = False
+        while self._wants_reconnect and not self._close_requested:
+            message = ""
+            conn: WebSocketConnection | None = None
+            try:
+                conn = await self._connect(retry=retry)
+            except _GiveUp as exc:
+                message = str(exc)
+            if conn is None:
+                creating = self._creating
+                self._core_give_up()
+                if creating:
+                    raise CreateFailed(message)
+                self._fail(None, ControlFailed(message))
+                return
+            retry = True
+            run = ConnectionRun(conn)
+            self._active = run
+            try:
+                await self._serve(run)
+            finally:
+                self._active = None
+                with trio.CancelScope(shield=True):
+                    await self._finish(run)
+            if run.failure is not None:
+                if isinstance(run.failure, CreateFailed):
+                    raise run.failure
+                return
+            if run.loss is None:
+                return
+            self._connection_lost()
+            now = trio.current_time()
+            if run.up:
+                self._state.connection_lost(now)
+            else:
+                self._state.attempt_failed(now)
+            self._last_connect_error = run.loss
+            self.status.set(ConnectionStatus.RECONNECTING)
+
+    async def _connect(self, *, retry: bool) -> WebSocketConnection:
+        """One connection, retried with backoff; ``_GiveUp`` when no attempt is left."""
+        state = self._state
+        config = self.config
+        while True:
+            if retry:
+                delay = state.next_delay(trio.current_time(), self._rng)
+                if delay is None:
+                    raise _GiveUp(self._budget_message())
+                logger.debug("next control connection attempt in %.3f s", delay)
+                await trio.sleep(delay)
+            retry = True
+            now = trio.current_time()
+            state.attempt_started(now)
+            timeout = config.connect_timeout
+            remaining = state.remaining(now)
+            if remaining is not None:
+                timeout = max(min(timeout, remaining), _MIN_CONNECT_TIMEOUT)
+            try:
+                return await connect(
+                    self.url,
+                    headers=self._headers,
+                    connect_timeout=timeout,
+                    max_message_size=config.max_message_size,
+                    ssl_context=config.ssl_context,
+                )
+            except ConnectError as exc:
+                if exc.fatal:
+                    raise _GiveUp(str(exc)) from None
+                logger.info("control connection attempt failed: %s", exc)
+                self._last_connect_error = str(exc)
+                state.attempt_failed(trio.current_time())
+                self.status.set(ConnectionStatus.RECONNECTING)
+
+    def _budget_message(self) -> str:
+        budget = self._state.max_total
+        if self._state.gave_up and self.config.backoff.max_retries is not None:
+            head = f"gave up after {self.config.backoff.max_retries} failed reconnect attempts"
+        elif budget is not None:
+            head = f"no usable control connection within {budget:g} s"
+        else:
+            head = "gave up reconnecting"
+        last = self._last_connect_error
+        return f"{head} (last error: {last})" if last else head
+
+    async def _serve(self, run: ConnectionRun) -> None:
+        async with trio.open_nursery() as nursery:
+            run.nursery = nursery
+            nursery.start_soon(self._keepalive, run)
+            nursery.start_soon(self._watch_close, run)
+            try:
+                await run.conn.send_text(self._opening_request())
+            except ConnectionClosed as exc:
+                run.lose(str(exc))
+            else:
+                await self._pump(run)
+            nursery.cancel_scope.cancel()
+
+    async def _pump(self, run: ConnectionRun) -> None:
+        conn = run.conn
+        while not run.over:
+            timeout = self._frame_timeout()
+            messages: list[str | bytes] = []
+            try:
+                if timeout is None:
+                    messages = await conn.receive_batch()
+                else:
+                    with trio.move_on_after(timeout) as scope:
+                        messages = await conn.receive_batch()
+                    if scope.cancelled_caught:
+                        run.lose(f"no reply within {timeout:g} s")
+                        return
+            except ConnectionClosed as exc:
+                run.lose(str(exc))
+                return
+            except ProtocolError as exc:
+                run.lose(f"protocol error: {exc}")
+                return
+            frames, error = decode_batch(messages)
+            if frames:
+                self._handle(run, frames)
+            if error is not None:
+                run.lose(f"protocol error: {error}")
+
+    async def _keepalive(self, run: ConnectionRun) -> None:
+        """Ping every interval (the first at once); a silent peer is a lost connection."""
+        conn = run.conn
+        interval = self.config.keepalive_interval
+        deadline = self.config.keepalive_miss_deadline
+        while True:
+            silent = trio.current_time() - conn.last_received
+            if silent >= deadline:
+                run.lose(f"nothing received for {silent:g} s (keepalive)")
+                return
+            with trio.move_on_after(deadline) as scope:
+                try:
+                    await conn.ping()
+                except ConnectionClosed as exc:
+                    run.lose(str(exc))
+                    return
+            if scope.cancelled_caught:
+                run.lose("a keepalive Ping could not be sent")
+                return
+            await trio.sleep(interval)
+
+    async def _watch_close(self, run: ConnectionRun) -> None:
+        await self._close_event.wait()
+        run.close()
+
+    async def _writer(self, run: ConnectionRun) -> None:
+        """Write queued continues while the connection is UP (protocol §6.8).
+
+        A continue is held back until a connection can take it; once its write has begun it
+        counts as written, even when the write fails part-way, and is never sent again.
+        """
+        conn = run.conn
+        rx = self._continue_rx
+        while True:
+            item = self._unsent
+            if item is None:
+                try:
+                    item = await rx.receive()
+                except (trio.EndOfChannel, trio.ClosedResourceError):
+                    return
+                self._unsent = item
+            if conn.closed:
+                return  # the pump reports the loss; the item waits for the next connection
+            self._unsent = None
+            try:
+                await conn.send_text(item[1])
+            except ConnectionClosed as exc:
+                run.lose(str(exc))
+                return
+            finally:
+                self._continue_written(item)
+
+    async def _finish(self, run: ConnectionRun) -> None:
+        """Close a connection that ended: at once when lost or failed, else in order (bounded)."""
+        conn = run.conn
+        if run.stopped:
+            await conn.abort()
+            return
+        try:
+            await self._before_close(run)
+        finally:
+            await conn.aclose(self.config.graceful_close_timeout)
+
+    async def _read_until(self, run: ConnectionRun, seconds: float) -> None:
+        """Keep processing frames (outside the pump) until ``run.close_done`` or the bound."""
+        conn = run.conn
+        with trio.move_on_after(seconds):
+            while not run.close_done and not run.stopped:
+                try:
+                    messages = await conn.receive_batch()
+                except (ConnectionClosed, ProtocolError):
+                    return
+                frames, error = decode_batch(messages)
+                if frames:
+                    self._handle(run, frames)
+                if error is not None:
+                    return

@@ -1,0 +1,83 @@
+"""Reconnect coordination across the sibling sub-sessions of one parallel session (§9.8).
+
+When a server restarts, every sub-session loses its data-plane connections at once. Letting all
+of them hammer the server with retries would slow every one down, so after a few ungated
+attempts a connection *parks*: it waits until no sibling connection is streaming, then takes
+the single reconnect slot, connects and subscribes, and counts as streaming from then on. The
+coordinator itself never gives up; parked connections bound their wait by their own outage
+budget.
+"""
+
+from __future__ import annotations
+
+import trio
+
+__all__ = ["ReconnectCoordinator"]
+
+
+class ReconnectCoordinator:
+    """Shared by the data-plane connections of sibling sub-sessions.
+
+    A connection that came up calls :meth:`stream_started` and, once it is gone (lost,
+    finished, cancelled), :meth:`stream_stopped`. A connection past its ungated attempts calls
+    :meth:`acquire_slot` before connecting and :meth:`release_slot` once it is streaming or its
+    attempt failed.
+    """
+
+    __slots__ = ("_lot", "_parked", "_slot_taken", "_streaming")
+
+    def __init__(self) -> None:
+        self._streaming = 0
+        self._parked = 0
+        self._slot_taken = False
+        self._lot = trio.lowlevel.ParkingLot()
+
+    def __repr__(self) -> str:
+        return (
+            f"<ReconnectCoordinator streaming={self._streaming} parked={self._parked}"
+            f" slot={'taken' if self._slot_taken else 'free'}>"
+        )
+
+    @property
+    def streaming(self) -> int:
+        """Connections currently streaming."""
+        return self._streaming
+
+    @property
+    def parked(self) -> int:
+        """Connections waiting for the reconnect slot."""
+        return self._parked
+
+    @property
+    def slot_taken(self) -> bool:
+        return self._slot_taken
+
+    async def acquire_slot(self) -> None:
+        """Park until no connection is streaming and the slot is free, then take the slot.
+
+        Cancellation (the caller's outage deadline, a stop) leaves the slot untouched.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        self._parked += 1
+        try:
+            while self._streaming or self._slot_taken:
+                await self._lot.park()
+        finally:
+            self._parked -= 1
+        self._slot_taken = True
+
+    def release_slot(self) -> None:
+        """Give the slot back (after the connection is streaming, or after a failed attempt)."""
+        if self._slot_taken:
+            self._slot_taken = False
+            self._lot.unpark_all()
+
+    def stream_started(self) -> None:
+        self._streaming += 1
+
+    def stream_stopped(self) -> None:
+        if self._streaming <= 0:
+            raise RuntimeError("stream_stopped() without a matching stream_started()")
+        self._streaming -= 1
+        if not self._streaming:
+            self._lot.unpark_all()

@@ -1,0 +1,295 @@
+"""``open_parallel_session``: many sub-sessions multiplexed over one control connection (§6.5).
+
+The control task drives :class:`~simtrio.core.demux.ParallelDemux`, which turns each read's
+frames into routing decisions; this module hands every routed event to its sub-session's own
+stream (unbounded for control events, so a slow driver never stalls the shared socket) and
+writes the continues of all sub-sessions from one shared queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from simtrio.core.demux import AllCompleted, ParallelAttached, ParallelCreated, ParallelDemux
+from simtrio.core.session import Fail, Phase, Retry
+from simtrio.errors import ContinueSendFailed, ManagedSessionError
+from simtrio.events import Completed
+from simtrio.managed.config import ManagedConfig, SessionInfo
+from simtrio.managed.control import (
+    ConnectionRun,
+    ContinueItem,
+    ControlLoop,
+    EventIterator,
+    EventSink,
+    Frame,
+    unwrap_groups,
+)
+from simtrio.managed.coordinator import ReconnectCoordinator
+from simtrio.params import as_continue_params, as_create_request
+from simtrio.wire.codec import encode
+from simtrio.wire.types import (
+    ContinueSessionRequestV1,
+    ContinueToParams,
+    ContinueToSessionRequestV1,
+    CreateBacktestSessionRequest,
+)
+from simtrio.wire.urls import http_base_from_ws_url, resolve_rpc_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Sequence
+
+    from simtrio.events import Event
+    from simtrio.managed.config import ConnectionStatus
+    from simtrio.params import Continue, CreateSession
+    from simtrio.wire.types import ContinueParams
+
+__all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
+
+logger = logging.getLogger(__name__)
+
+
+class _ParallelControl(ControlLoop):
+    """The control loop of one parallel session and all its sub-sessions."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        request: CreateBacktestSessionRequest,
+        config: ManagedConfig,
+    ) -> None:
+        super().__init__(
+            url, api_key, config, max_total=config.max_total_for(request.disconnect_timeout_secs)
+        )
+        self.demux = ParallelDemux(request)
+        self.coordinator = ReconnectCoordinator()
+        self.subs: dict[str, ParallelSubSession] = {}
+        self.ordered: list[ParallelSubSession] = []
+
+    @property
+    def _wants_reconnect(self) -> bool:
+        return self.demux.wants_reconnect
+
+    @property
+    def _creating(self) -> bool:
+        return self.demux.creating
+
+    def _opening_request(self) -> str:
+        return encode(self.demux.connection_opened())
+
+    def _frame_timeout(self) -> float | None:
+        phase = self.demux.phase
+        if phase is Phase.CREATING:
+            return self.config.create_response_timeout
+        if phase is Phase.ATTACHING:
+            return self.config.handshake_timeout
+        return None
+
+    def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
+        subs = self.subs
+        for item in self.demux.feed_batch([response for _, response in frames]):
+            if type(item) is tuple:
+                session_id, event = item
+                sink = subs[session_id].sink
+                if type(event) is Completed:
+                    sink.complete(event)
+                else:
+                    sink.stream.put_control(event)
+            elif isinstance(item, ParallelCreated):
+                self._created(run, item)
+            elif isinstance(item, ParallelAttached):
+                run.handshake_done = True
+                self._up(run)
+            elif isinstance(item, AllCompleted):
+                logger.info("every sub-session completed; closing the control connection")
+                run.close()
+            elif isinstance(item, Retry):
+                run.lose(item.reason)
+            elif isinstance(item, Fail):
+                self._fail(run, item.error)
+
+    def _created(self, run: ConnectionRun, created: ParallelCreated) -> None:
+        base = http_base_from_ws_url(self.url)
+        for spec in created.sub_sessions:
+            sink = EventSink(self.config, start_slot=spec.start_slot, coordinator=self.coordinator)
+            sink.info = SessionInfo(
+                spec.session_id, resolve_rpc_url(base, spec.rpc_endpoint), spec.task_id
+            )
+            sub = ParallelSubSession(self, sink, spec.range)
+            self.subs[spec.session_id] = sub
+            self.ordered.append(sub)
+        run.handshake_done = True
+        self._up(run)
+        self._started()
+
+    def _connection_lost(self) -> None:
+        self.demux.connection_lost()
+
+    def _core_give_up(self) -> None:
+        self.demux.give_up()
+
+    def _on_failed(self, error: ManagedSessionError) -> None:
+        for sub in self.ordered:
+            sub.sink.fail(error)
+
+    def _check_sendable(self, session_id: str | None) -> None:
+        assert session_id is not None
+        if self.demux.is_completed(session_id):
+            raise ContinueSendFailed(f"sub-session {session_id} has completed")
+        if self.failure is not None or self.finished:
+            raise ContinueSendFailed(self._ended_message())
+
+    def _continue_written(self, item: ContinueItem) -> None:
+        session_id = item[0]
+        assert session_id is not None
+        self.demux.continue_written(session_id)
+
+
+class ParallelSubSession:
+    """One sub-session of a parallel run: its own events, subscriptions and continues.
+
+    ``range`` is ``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it.
+    """
+
+    __slots__ = ("_control", "range", "sink")
+
+    def __init__(
+        self, control: _ParallelControl, sink: EventSink, slot_range: tuple[int, int]
+    ) -> None:
+        self._control = control
+        self.sink = sink
+        self.range = slot_range
+
+    def __repr__(self) -> str:
+        return f"<ParallelSubSession {self.session_info.session_id} {self.range}>"
+
+    @property
+    def session_info(self) -> SessionInfo:
+        info = self.sink.info
+        assert info is not None
+        return info
+
+    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
+        """Stream account diffs of these programs into this sub-session's events."""
+        self.sink.subscribe_account_diffs(program_ids)
+
+    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
+        """Stream transactions of these programs into this sub-session's events."""
+        self.sink.subscribe_transactions(program_ids)
+
+    def set_completion_drain_timeout(self, seconds: float) -> None:
+        self.sink.set_completion_drain_timeout(seconds)
+
+    async def next_event(self) -> Event:
+        """The next event; ``ControlClosed`` after ``Completed``, ``ControlFailed`` on failure."""
+        return await self.sink.next_event()
+
+    def events(self) -> EventIterator:
+        return EventIterator(self.sink)
+
+    async def send_continue(self, cont: Continue | ContinueParams) -> None:
+        """Queue a ``continueSessionV1`` on the shared control connection."""
+        session_id = self.session_info.session_id
+        text = encode(ContinueSessionRequestV1(session_id, as_continue_params(cont)))
+        await self._control.queue_continue(self.sink, session_id, text)
+
+    async def send_continue_to(self, slot: int, batch_index: int | None = None) -> None:
+        """Queue a ``continueToSessionV1`` on the shared control connection."""
+        session_id = self.session_info.session_id
+        text = encode(ContinueToSessionRequestV1(session_id, ContinueToParams(slot, batch_index)))
+        await self._control.queue_continue(self.sink, session_id, text)
+
+    async def aclose(self) -> None:
+        """Stop this sub-session's subscriptions (its siblings and the control plane go on)."""
+        self.sink.close()
+        await trio.lowlevel.checkpoint()
+
+
+class ParallelSession:
+    """Handle of a parallel run (api.md §4); obtained from :func:`open_parallel_session`."""
+
+    __slots__ = ("_control", "_taken")
+
+    def __init__(self, control: _ParallelControl) -> None:
+        self._control = control
+        self._taken = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<ParallelSession {self._control.demux.control_session_id} "
+            f"{len(self._control.ordered)} sub-sessions {self._control.status.value.name}>"
+        )
+
+    @property
+    def control_session_id(self) -> str:
+        control_id = self._control.demux.control_session_id
+        assert control_id is not None
+        return control_id
+
+    @property
+    def connection_status(self) -> ConnectionStatus:
+        """Status of the shared control connection."""
+        return self._control.status.value
+
+    def take_sub_sessions(self) -> list[ParallelSubSession]:
+        """The sub-sessions in ``sessionsCreatedV2`` order; only the first call gets them."""
+        if self._taken:
+            return []
+        self._taken = True
+        return list(self._control.ordered)
+
+
+async def _host(sink: EventSink, *, task_status: trio.TaskStatus[None]) -> None:
+    """Own a sub-session's nursery (its subscriptions run there) until cancelled."""
+    async with trio.open_nursery() as nursery:
+        sink.nursery = nursery
+        task_status.started()
+        await trio.sleep_forever()
+
+
+@asynccontextmanager
+async def open_parallel_session(
+    url: str,
+    api_key: str,
+    create: CreateSession | CreateBacktestSessionRequest,
+    *,
+    config: ManagedConfig | None = None,
+) -> AsyncGenerator[ParallelSession]:
+    """Create a parallel session; entering returns once ``sessionsCreatedV2`` arrived.
+
+    Leaving closes the control connection (bounded by ``graceful_close_timeout``), closes no
+    session on the server, and cancels and joins every sub-session's tasks.
+
+    Raises:
+        InvalidParams: ``create`` is not usable.
+        CreateFailed: the create could not complete (including a server too old to report
+            per-sub-session ranges).
+        ControlFailed: on leaving, if the control plane failed and no sub-session's
+            ``next_event`` raised it.
+    """
+    config = ManagedConfig() if config is None else config
+    request = as_create_request(create)
+    if not request.parallel:
+        request = attrs.evolve(request, parallel=True)
+    control = _ParallelControl(url, api_key, request, config)
+    session = ParallelSession(control)
+    with unwrap_groups():
+        async with trio.open_nursery() as nursery:
+            await nursery.start(control.run)
+            try:
+                for sub in control.ordered:
+                    await nursery.start(_host, sub.sink)
+                yield session
+            finally:
+                await control.wait_closed()
+                for sub in control.ordered:
+                    sub.sink.end()
+                nursery.cancel_scope.cancel()
+    failure = control.failure
+    if failure is not None and not any(sub.sink.was_reported(failure) for sub in control.ordered):
+        raise failure

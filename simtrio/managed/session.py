@@ -1,0 +1,283 @@
+"""``open_managed_session``: one backtest session that survives connection losses (§6.3).
+
+The control task drives :class:`~simtrio.core.session.ManagedSessionCore`, which decides what
+every frame means (dedup by sequence number, readiness holding, handshake replies); this module
+only carries the decisions out: events into the session's stream, UP after a handshake, the
+resume after an attach, the close on the way out.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+from simtrio.core.session import (
+    CloseDone,
+    Deliver,
+    Fail,
+    HandshakeDone,
+    ManagedSessionCore,
+    Phase,
+    Retry,
+)
+from simtrio.errors import (
+    ConnectionClosed,
+    ContinueSendFailed,
+    InvalidParams,
+    ManagedSessionError,
+)
+from simtrio.managed.config import ManagedConfig, SessionInfo
+from simtrio.managed.control import (
+    ConnectionRun,
+    ContinueItem,
+    ControlLoop,
+    EventIterator,
+    EventSink,
+    Frame,
+    unwrap_groups,
+)
+from simtrio.params import as_continue_params, as_create_request
+from simtrio.wire.codec import encode
+from simtrio.wire.types import (
+    CloseBacktestSession,
+    ContinueToParams,
+    CreateBacktestSessionRequest,
+    ResumeAttachedSession,
+)
+from simtrio.wire.urls import http_base_from_ws_url, resolve_rpc_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Sequence
+
+    from simtrio.events import Event
+    from simtrio.managed.config import ConnectionStatus
+    from simtrio.params import Continue, CreateSession
+    from simtrio.wire.types import ContinueParams
+
+__all__ = ["ManagedSession", "open_managed_session"]
+
+logger = logging.getLogger(__name__)
+
+_RESUME: Final = encode(ResumeAttachedSession())
+_CLOSE: Final = encode(CloseBacktestSession())
+
+
+class _SingleControl(ControlLoop):
+    """The control loop of one managed session."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        request: CreateBacktestSessionRequest,
+        config: ManagedConfig,
+        sink: EventSink,
+    ) -> None:
+        super().__init__(
+            url, api_key, config, max_total=config.max_total_for(request.disconnect_timeout_secs)
+        )
+        self.core = ManagedSessionCore(request)
+        self.sink = sink
+
+    @property
+    def _wants_reconnect(self) -> bool:
+        return self.core.wants_reconnect
+
+    @property
+    def _creating(self) -> bool:
+        return self.core.creating
+
+    def _opening_request(self) -> str:
+        return encode(self.core.connection_opened())
+
+    def _frame_timeout(self) -> float | None:
+        phase = self.core.phase
+        if phase is Phase.CREATING:
+            return self.config.create_response_timeout
+        if phase is Phase.ATTACHING:
+            return self.config.handshake_timeout
+        return None
+
+    def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
+        feed = self.core.feed
+        deliver = self.sink.deliver
+        for seq, response in frames:
+            for decision in feed(seq, response):
+                if type(decision) is Deliver:
+                    deliver(decision.event)
+                elif isinstance(decision, HandshakeDone):
+                    self._handshake_done(run, decision)
+                elif isinstance(decision, CloseDone):
+                    run.close_done = True
+                elif isinstance(decision, Retry):
+                    run.lose(decision.reason)
+                elif isinstance(decision, Fail):
+                    self._fail(run, decision.error)
+            if run.stopped:
+                return
+
+    def _handshake_done(self, run: ConnectionRun, done: HandshakeDone) -> None:
+        run.handshake_done = True
+        if done.attached:
+            assert run.nursery is not None
+            run.nursery.start_soon(self._resume, run)
+            return
+        base = http_base_from_ws_url(self.url)
+        self.sink.info = SessionInfo(
+            done.session_id, resolve_rpc_url(base, done.rpc_endpoint), done.task_id
+        )
+        self._up(run)
+        self._started()
+
+    async def _resume(self, run: ConnectionRun) -> None:
+        """After an attach: subscriptions UP (or failed), then resume, then UP (§6.3)."""
+        try:
+            await self.sink.wait_subscriptions_up()
+        except ManagedSessionError as exc:
+            logger.info("resuming although a subscription failed: %s", exc)
+        if run.over:
+            return
+        self.core.resume_sent()
+        try:
+            await run.conn.send_text(_RESUME)
+        except ConnectionClosed as exc:
+            run.lose(str(exc))
+            return
+        self._up(run)
+
+    def _connection_lost(self) -> None:
+        self.core.connection_lost()
+
+    def _core_give_up(self) -> None:
+        self.core.give_up()
+
+    def _on_failed(self, error: ManagedSessionError) -> None:
+        self.sink.fail(error)
+
+    def _check_sendable(self, session_id: str | None) -> None:
+        phase = self.core.phase
+        if phase is Phase.COMPLETED:
+            raise ContinueSendFailed("the session has completed")
+        if phase is Phase.FAILED or self.finished:
+            raise ContinueSendFailed(self._ended_message())
+
+    def _continue_written(self, item: ContinueItem) -> None:
+        self.core.continue_written()
+
+    async def _before_close(self, run: ConnectionRun) -> None:
+        """``closeBacktestSession`` on a connection that holds the session, reply bounded."""
+        if not run.handshake_done:
+            return
+        self.core.close_sent()
+        try:
+            await run.conn.send_text(_CLOSE)
+        except ConnectionClosed as exc:
+            logger.debug("closeBacktestSession not sent: %s", exc)
+            return
+        await self._read_until(run, self.config.graceful_close_timeout)
+        if not run.close_done:
+            logger.warning(
+                "no reply to closeBacktestSession within %g s", self.config.graceful_close_timeout
+            )
+
+
+class ManagedSession:
+    """A backtest session whose control connection reconnects on its own (api.md §4).
+
+    Obtained from :func:`open_managed_session`; valid inside its ``async with`` block.
+    """
+
+    __slots__ = ("_control", "_sink")
+
+    def __init__(self, control: _SingleControl, sink: EventSink) -> None:
+        self._control = control
+        self._sink = sink
+
+    def __repr__(self) -> str:
+        info = self._sink.info
+        name = info.session_id if info is not None else "(creating)"
+        return f"<ManagedSession {name} {self._control.status.value.name}>"
+
+    @property
+    def session_info(self) -> SessionInfo:
+        """Session id, absolute RPC endpoint and task id, as the create reported them."""
+        info = self._sink.info
+        assert info is not None, "the session exists once the block is entered"
+        return info
+
+    @property
+    def connection_status(self) -> ConnectionStatus:
+        return self._control.status.value
+
+    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
+        """Stream account diffs of these programs into this session's events (returns at once)."""
+        self._sink.subscribe_account_diffs(program_ids)
+
+    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
+        """Stream transactions of these programs into this session's events (returns at once)."""
+        self._sink.subscribe_transactions(program_ids)
+
+    def set_completion_drain_timeout(self, seconds: float) -> None:
+        """Idle bound of the subscription drain that precedes ``Completed``."""
+        self._sink.set_completion_drain_timeout(seconds)
+
+    async def next_event(self) -> Event:
+        """The next event; ``ControlClosed`` after ``Completed``, ``ControlFailed`` on failure."""
+        return await self._sink.next_event()
+
+    def events(self) -> EventIterator:
+        """``async for`` over the events; ends after ``Completed``."""
+        return EventIterator(self._sink)
+
+    async def send_continue(self, cont: Continue | ContinueParams) -> None:
+        """Queue a ``continue`` once the control connection and every subscription are UP."""
+        text = encode(as_continue_params(cont))
+        await self._control.queue_continue(self._sink, None, text)
+
+    async def send_continue_to(self, slot: int, batch_index: int | None = None) -> None:
+        """Queue a ``continueTo`` (run up to, not including, that batch) like ``send_continue``."""
+        text = encode(ContinueToParams(slot, batch_index))
+        await self._control.queue_continue(self._sink, None, text)
+
+
+@asynccontextmanager
+async def open_managed_session(
+    url: str,
+    api_key: str,
+    create: CreateSession | CreateBacktestSessionRequest,
+    *,
+    config: ManagedConfig | None = None,
+) -> AsyncGenerator[ManagedSession]:
+    """Create a session and keep its control plane connected until the block is left.
+
+    Entering returns once ``sessionCreated`` arrived. Leaving closes the session on the server
+    (if a connection is up), bounded by ``graceful_close_timeout`` twice.
+
+    Raises:
+        InvalidParams: ``create`` is not usable (or asks for a parallel session).
+        CreateFailed: the create could not complete.
+        ControlFailed: on leaving, if the control plane failed and no ``next_event`` raised it.
+    """
+    config = ManagedConfig() if config is None else config
+    request = as_create_request(create)
+    if request.parallel:
+        raise InvalidParams("a parallel create needs open_parallel_session")
+    sink = EventSink(config, start_slot=request.start_slot)
+    control = _SingleControl(url, api_key, request, config, sink)
+    session = ManagedSession(control, sink)
+    with unwrap_groups():
+        async with trio.open_nursery() as nursery:
+            sink.nursery = nursery
+            await nursery.start(control.run)
+            try:
+                yield session
+            finally:
+                await control.wait_closed()
+                sink.end()
+                nursery.cancel_scope.cancel()
+    failure = control.failure
+    if failure is not None and not sink.was_reported(failure):
+        raise failure

@@ -1,0 +1,890 @@
+"""Data-plane subscriptions (protocol §9, §10): reconnecting managers, per session and standalone.
+
+A :class:`SubscriptionManager` owns one data-plane connection at a time and carries one
+subscription per program id on it. It subscribes them one after another, decodes the zstd
+stream, hands notifications to a bounded consumer (a slow consumer back-pressures the socket
+because the manager simply stops reading), remembers the slot of the last delivered
+notification, and after a loss reconnects and re-subscribes with ``replayFromSlot`` at that
+cursor. It ends when every subscription has delivered its terminal marker, or gives up after
+protocol §8.4.
+
+:class:`SessionSubscriptions` groups the managers of one (sub-)session and runs the completion
+drain; :func:`open_account_diff_subscription` / :func:`open_transaction_subscription` are the
+standalone entry points.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Final, Generic, Literal, NoReturn, TypeVar
+
+import attrs
+import trio
+
+from simtrio.core.backoff import ReconnectState
+from simtrio.core.drain import STALLED_MESSAGE, DrainTracker
+from simtrio.errors import (
+    ConnectError,
+    ConnectionClosed,
+    ContinueSendFailed,
+    InvalidParams,
+    ProtocolError,
+    SubscriptionFailed,
+    excerpt,
+)
+from simtrio.events import AccountDiff, Transaction
+from simtrio.managed.config import ConnectionStatus, ManagedConfig
+from simtrio.managed.status import StatusCell
+from simtrio.transport.connection import connect
+from simtrio.wire.compression import ZstdStreamDecoder
+from simtrio.wire.rpc import (
+    ACCOUNT_DIFF_SUBSCRIBE,
+    TRANSACTION_SUBSCRIBE,
+    AccountDiffNotification,
+    RpcMessage,
+    Subscribe,
+    SubscribeAck,
+    SubscribeError,
+    SubscriptionComplete,
+    TransactionNotification,
+    UnknownRpcMessage,
+    decode_rpc,
+)
+from simtrio.wire.urls import http_to_ws_url
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Sequence
+
+    from simtrio.events import Completed
+    from simtrio.managed.coordinator import ReconnectCoordinator
+    from simtrio.managed.streams import EventStream
+    from simtrio.transport.connection import WebSocketConnection
+
+__all__ = [
+    "ACCOUNT_DIFFS",
+    "TRANSACTIONS",
+    "DataSubscription",
+    "SessionSubscriptions",
+    "SubscriptionKind",
+    "SubscriptionManager",
+    "SubscriptionObserver",
+    "open_account_diff_subscription",
+    "open_transaction_subscription",
+]
+
+logger = logging.getLogger(__name__)
+
+E = TypeVar("E", bound=AccountDiff | Transaction)
+
+_Notification = AccountDiffNotification | TransactionNotification
+
+
+# --------------------------------------------------------------------------------------------
+# Kinds
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class SubscriptionKind(Generic[E]):
+    """What a manager subscribes to and how a notification becomes a driver event."""
+
+    label: str
+    method: str
+    wrap: Callable[[_Notification], E | None]
+
+
+def _wrap_account_diff(notification: _Notification) -> AccountDiff | None:
+    if isinstance(notification, AccountDiffNotification):
+        return AccountDiff(notification)
+    return None
+
+
+def _wrap_transaction(notification: _Notification) -> Transaction | None:
+    if isinstance(notification, TransactionNotification):
+        return Transaction(notification)
+    return None
+
+
+ACCOUNT_DIFFS: Final = SubscriptionKind[AccountDiff](
+    "account-diff", ACCOUNT_DIFF_SUBSCRIBE, _wrap_account_diff
+)
+TRANSACTIONS: Final = SubscriptionKind[Transaction](
+    "transaction", TRANSACTION_SUBSCRIBE, _wrap_transaction
+)
+
+
+def _check_program_ids(program_ids: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(program_ids, str):
+        raise InvalidParams("program_ids must be a sequence of program ids, not a single str")
+    ids = tuple(program_ids)
+    if not ids:
+        raise InvalidParams("program_ids must not be empty")
+    for program_id in ids:
+        if not isinstance(program_id, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+            raise InvalidParams(f"program ids must be str, got {type(program_id).__name__}")
+    return ids
+
+
+# --------------------------------------------------------------------------------------------
+# The manager
+# --------------------------------------------------------------------------------------------
+
+
+class SubscriptionObserver:
+    """What a manager reports to its owner; the base ignores everything (standalone use)."""
+
+    def delivery_started(self) -> None:
+        """A notification is being handed to the consumer (this may block)."""
+
+    def delivery_finished(self) -> None:
+        """The consumer took the notification (or the hand-over was abandoned)."""
+
+    def terminal(self, index: int) -> None:
+        """Subscription ``index`` (position in ``program_ids``) delivered its terminal."""
+
+    def finished(self) -> None:
+        """Every subscription delivered its terminal; nothing more will be delivered."""
+
+    def changed(self) -> None:
+        """The status changed."""
+
+
+class _Sub:
+    __slots__ = ("complete", "index", "program_id")
+
+    def __init__(self, index: int, program_id: str) -> None:
+        self.index = index
+        self.program_id = program_id
+        self.complete = False
+
+
+class _Lost(Exception):
+    """Internal: the current connection has to be replaced (the message says why)."""
+
+
+class _ConsumerGone(Exception):
+    """Internal: the standalone consumer closed its receive channel."""
+
+
+@attrs.frozen
+class _Outcome:
+    kind: Literal["finished", "stopped", "failed"]
+    came_up: bool = False
+    reason: str = ""
+    fatal: bool = False
+
+
+class _Link:
+    """One connection attempt: its socket, decoder, unread messages and fate."""
+
+    __slots__ = (
+        "by_sub",
+        "conn",
+        "decoder",
+        "delivering",
+        "lost",
+        "pending",
+        "resumed_at",
+        "scope",
+        "slot_held",
+        "streaming",
+    )
+
+    def __init__(self) -> None:
+        self.conn: WebSocketConnection | None = None
+        self.decoder: ZstdStreamDecoder | None = None
+        self.pending: deque[str | bytes] = deque()
+        self.by_sub: dict[int, _Sub] = {}
+        self.scope: trio.CancelScope | None = None
+        self.lost: str | None = None
+        self.delivering = False
+        self.resumed_at = -math.inf
+        self.slot_held = False
+        self.streaming = False
+
+    def lose(self, reason: str) -> None:
+        if self.lost is None:
+            self.lost = reason
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class SubscriptionManager(Generic[E]):
+    """One reconnecting data-plane connection carrying one subscription per program id.
+
+    ``deliver`` is awaited for every notification, in order; it should block while the
+    consumer is behind (a bounded channel) so that the socket is back-pressured. A session-bound
+    manager passes its session's ``start_slot``: a re-subscription with nothing delivered yet
+    then replays from there instead of from "now".
+    """
+
+    def __init__(
+        self,
+        *,
+        rpc_endpoint: str,
+        kind: SubscriptionKind[E],
+        program_ids: Sequence[str],
+        config: ManagedConfig,
+        deliver: Callable[[E], Awaitable[None]],
+        start_slot: int | None = None,
+        max_total: float | None = None,
+        coordinator: ReconnectCoordinator | None = None,
+        observer: SubscriptionObserver | None = None,
+    ) -> None:
+        self._rpc_endpoint = rpc_endpoint
+        self._kind = kind
+        self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
+        self._config = config
+        self._deliver = deliver
+        self._start_slot = start_slot
+        self._max_total = max_total if max_total is not None else config.max_total_for(None)
+        self._coordinator = coordinator
+        self._observer = observer if observer is not None else SubscriptionObserver()
+        self.status = StatusCell()
+        self.cursor: int | None = None
+        """Slot of the last delivered notification."""
+        self.finished = False
+        self.failure: SubscriptionFailed | None = None
+        self.connections = 0
+        """Connection attempts made so far (for diagnostics and tests)."""
+
+    def __repr__(self) -> str:
+        return (
+            f"<SubscriptionManager {self._kind.label} x{len(self._subs)}"
+            f" {self.status.value.name} cursor={self.cursor}>"
+        )
+
+    @property
+    def kind(self) -> SubscriptionKind[E]:
+        return self._kind
+
+    @property
+    def program_ids(self) -> tuple[str, ...]:
+        return tuple(sub.program_id for sub in self._subs)
+
+    @property
+    def incomplete(self) -> tuple[int, ...]:
+        """Indexes of the subscriptions still waiting for their terminal."""
+        return tuple(sub.index for sub in self._subs if not sub.complete)
+
+    # -- the reconnect loop -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until every subscription delivered its terminal, or the consumer went away.
+
+        Raises:
+            SubscriptionFailed: the manager gave up (protocol §8.4); status is ``FAILED``.
+        """
+        try:
+            ws_url = http_to_ws_url(self._rpc_endpoint)
+        except InvalidParams as exc:
+            self._give_up(str(exc))
+        try:
+            await self._reconnect_loop(ws_url)
+        finally:
+            # Cancelled or finished: nothing is connected any more (FAILED stays FAILED).
+            self._set(ConnectionStatus.DOWN)
+
+    async def _reconnect_loop(self, ws_url: str) -> None:
+        state = ReconnectState(self._config.backoff, self._max_total)
+        rng = self._config.make_rng()
+        failures = 0  # consecutive failed attempts since the last UP
+        while True:
+            state.attempt_started(trio.current_time())
+            gated = (
+                self._coordinator is not None and failures >= self._config.coordinator_fast_attempts
+            )
+            outcome = await self._attempt(ws_url, state, gated=gated)
+            if outcome.kind != "failed":
+                return
+            now = trio.current_time()
+            if outcome.came_up:
+                state.connection_lost(now)
+                failures = 0
+            else:
+                state.attempt_failed(now)
+                failures += 1
+            if outcome.fatal:
+                self._give_up(outcome.reason)
+            delay = state.next_delay(now, rng)
+            if delay is None:
+                self._give_up(f"stopped reconnecting; last error: {outcome.reason}")
+            self._set(ConnectionStatus.RECONNECTING)
+            logger.warning(
+                "%s subscription: %s; retrying in %.3f s", self._kind.label, outcome.reason, delay
+            )
+            await trio.sleep(delay)
+
+    def _give_up(self, reason: str) -> NoReturn:
+        error = SubscriptionFailed(f"{self._kind.label} subscription gave up: {reason}")
+        self.failure = error
+        logger.error("%s", error)
+        self._set(ConnectionStatus.FAILED, error)
+        raise error
+
+    def _set(self, status: ConnectionStatus, failure: BaseException | None = None) -> None:
+        if self.status.value is not status:
+            self.status.set(status, failure)
+            self._observer.changed()
+
+    async def _attempt(self, ws_url: str, state: ReconnectState, *, gated: bool) -> _Outcome:
+        """One connection: park if gated, connect, subscribe, stream until it ends."""
+        replay = self.connections > 0
+        self.connections += 1
+        deadline = state.deadline()
+        deadline = math.inf if deadline is None else deadline
+        coordinator = self._coordinator
+        config = self._config
+        link = _Link()
+        try:
+            with trio.move_on_at(deadline):
+                if gated and coordinator is not None:
+                    await coordinator.acquire_slot()
+                    link.slot_held = True
+                link.conn = await connect(
+                    ws_url,
+                    connect_timeout=config.connect_timeout,
+                    max_message_size=config.max_message_size,
+                    ssl_context=config.ssl_context,
+                )
+            if link.conn is None:
+                return _Outcome("failed", reason="reconnect budget spent before connecting")
+            link.decoder = ZstdStreamDecoder(config.max_message_size)
+            return await self._serve(link, state, deadline, replay=replay)
+        except ConnectError as exc:
+            return _Outcome("failed", reason=str(exc), fatal=exc.fatal)
+        finally:
+            if link.slot_held and coordinator is not None:
+                coordinator.release_slot()
+            if link.conn is not None:
+                await link.conn.abort()
+            if link.streaming and coordinator is not None:
+                coordinator.stream_stopped()
+
+    async def _serve(
+        self, link: _Link, state: ReconnectState, deadline: float, *, replay: bool
+    ) -> _Outcome:
+        conn = link.conn
+        assert conn is not None
+        came_up = False
+        consumer_gone = False
+        async with trio.open_nursery() as nursery:
+            link.scope = nursery.cancel_scope
+            nursery.start_soon(self._keepalive, link)
+            held: list[RpcMessage] = []
+            try:
+                with trio.move_on_at(deadline) as budget:
+                    held = await self._handshake(link, replay=replay)
+                if budget.cancelled_caught:
+                    raise _Lost("reconnect budget spent during the subscribe handshake")
+                came_up = True
+                self._up(link, state)
+                for message in held:
+                    await self._handle(link, message)
+                while self.incomplete:
+                    await self._handle(link, await self._next(link, None))
+            except (ConnectionClosed, ProtocolError, _Lost) as exc:
+                link.lose(str(exc))
+            except _ConsumerGone:
+                consumer_gone = True
+            nursery.cancel_scope.cancel()
+        if consumer_gone:
+            return _Outcome("stopped")
+        if link.lost is not None:
+            return _Outcome("failed", came_up=came_up, reason=link.lost)
+        # Every terminal is in: the consumer learns it now, the socket closes afterwards.
+        self.finished = True
+        self._set(ConnectionStatus.DOWN)
+        self._observer.finished()
+        with trio.CancelScope(shield=True):  # an orderly Close even while the owner winds down
+            await conn.aclose(self._config.graceful_close_timeout)
+        return _Outcome("finished", came_up=True)
+
+    def _up(self, link: _Link, state: ReconnectState) -> None:
+        state.connection_up(trio.current_time())
+        coordinator = self._coordinator
+        if coordinator is not None:
+            coordinator.stream_started()
+            link.streaming = True
+            if link.slot_held:
+                link.slot_held = False
+                coordinator.release_slot()
+        self._set(ConnectionStatus.UP)
+
+    async def _keepalive(self, link: _Link) -> None:
+        """Ping every interval (the first at once); silence past the deadline is a loss.
+
+        While the reader is blocked on the consumer it reads nothing, Pongs included, so that
+        time does not count as silence.
+        """
+        conn = link.conn
+        assert conn is not None
+        interval = self._config.keepalive_interval
+        miss_deadline = self._config.keepalive_miss_deadline
+        while True:
+            if not link.delivering:
+                quiet = trio.current_time() - max(conn.last_received, link.resumed_at)
+                if quiet >= miss_deadline:
+                    link.lose(f"missed keepalive: nothing received for {quiet:g} s")
+                    return
+            try:
+                await conn.ping()
+            except ConnectionClosed as exc:
+                link.lose(f"keepalive ping failed: {exc}")
+                return
+            await trio.sleep(interval)
+
+    # -- subscribing ---------------------------------------------------------------------------
+
+    def _replay_slot(self, replay: bool) -> int | None:
+        if not replay:
+            return None
+        return self.cursor if self.cursor is not None else self._start_slot
+
+    async def _handshake(self, link: _Link, *, replay: bool) -> list[RpcMessage]:
+        """Subscribe every incomplete subscription in turn; return what arrived meanwhile."""
+        conn = link.conn
+        assert conn is not None
+        replay_slot = self._replay_slot(replay)
+        held: list[RpcMessage] = []
+        request_id = 0
+        for sub in self._subs:
+            if sub.complete:
+                continue
+            request_id += 1
+            request = Subscribe(self._kind.method, request_id, sub.program_id, replay_slot)
+            await conn.send_text(request.encode())
+            while True:
+                message = await self._next(link, self._config.handshake_timeout)
+                if isinstance(message, SubscribeAck) and message.id == request_id:
+                    link.by_sub[message.subscription] = sub
+                    break
+                if isinstance(message, SubscribeError) and message.id in (request_id, None):
+                    raise _Lost(
+                        f"subscribe to {excerpt(sub.program_id)} rejected with JSON-RPC error"
+                        f" {message.code}: {excerpt(message.message)}"
+                    )
+                if isinstance(message, _Notification | SubscriptionComplete):
+                    held.append(message)
+                else:
+                    self._drop(message)
+        return held
+
+    async def _next(self, link: _Link, silence: float | None) -> RpcMessage:
+        """The next message, decompressed and decoded (``silence`` bounds a quiet socket)."""
+        conn = link.conn
+        decoder = link.decoder
+        assert conn is not None
+        assert decoder is not None
+        while not link.pending:
+            if silence is None:
+                link.pending.extend(await conn.receive_batch())
+                continue
+            with trio.move_on_at(conn.last_received + silence):
+                link.pending.extend(await conn.receive_batch())
+                continue
+            if trio.current_time() >= conn.last_received + silence:
+                raise _Lost(f"no subscribe reply within {silence:g} s")
+        raw = link.pending.popleft()
+        return decode_rpc(decoder.decode(raw) if isinstance(raw, bytes) else raw)
+
+    # -- delivering ----------------------------------------------------------------------------
+
+    async def _handle(self, link: _Link, message: RpcMessage) -> None:
+        if isinstance(message, AccountDiffNotification | TransactionNotification):
+            sub = link.by_sub.get(message.subscription)
+            if sub is None or sub.complete:
+                logger.debug("dropping notification for subscription %d", message.subscription)
+                return
+            event = self._kind.wrap(message)
+            if event is None:
+                logger.warning(
+                    "dropping a %s on a %s subscription",
+                    type(message).__name__,
+                    self._kind.label,
+                )
+                return
+            await self._hand_over(link, event)
+            self.cursor = message.slot
+        elif isinstance(message, SubscriptionComplete):
+            sub = link.by_sub.get(message.subscription)
+            if sub is None:
+                logger.debug("dropping terminal of unknown subscription %d", message.subscription)
+            elif not sub.complete:
+                sub.complete = True
+                self._observer.terminal(sub.index)
+        else:
+            self._drop(message)
+
+    async def _hand_over(self, link: _Link, event: E) -> None:
+        link.delivering = True
+        self._observer.delivery_started()
+        try:
+            await self._deliver(event)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            raise _ConsumerGone from None
+        finally:
+            link.delivering = False
+            link.resumed_at = trio.current_time()
+            self._observer.delivery_finished()
+
+    def _drop(self, message: RpcMessage) -> None:
+        if isinstance(message, UnknownRpcMessage):
+            method = message.raw.get("method")
+            name = excerpt(method) if isinstance(method, str) else "-"
+            logger.info("dropping unknown data-plane message (method %s)", name)
+        else:
+            logger.info("dropping unexpected data-plane message %s", type(message).__name__)
+
+
+# --------------------------------------------------------------------------------------------
+# Session-bound subscriptions
+# --------------------------------------------------------------------------------------------
+
+
+class _Entry:
+    __slots__ = ("done", "manager", "scope")
+
+    def __init__(
+        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+    ) -> None:
+        self.manager = manager
+        self.scope = trio.CancelScope()
+        self.done = False
+
+
+class _Activity:
+    """What the managers of one session report, shared with its drain and ``wait_all_up``."""
+
+    __slots__ = ("delivering", "lot", "tracker")
+
+    def __init__(self) -> None:
+        self.delivering = 0
+        """Managers currently handing a notification to the (possibly slow) consumer."""
+        self.tracker: DrainTracker[tuple[int, int]] | None = None
+        self.lot = trio.lowlevel.ParkingLot()
+
+    def wake(self) -> None:
+        self.lot.unpark_all()
+
+
+class _SessionObserver(SubscriptionObserver):
+    __slots__ = ("_activity", "_position")
+
+    def __init__(self, activity: _Activity, position: int) -> None:
+        self._activity = activity
+        self._position = position
+
+    def delivery_started(self) -> None:
+        self._activity.delivering += 1
+
+    def delivery_finished(self) -> None:
+        activity = self._activity
+        activity.delivering -= 1
+        if activity.tracker is not None:
+            activity.tracker.notification(trio.current_time())
+        activity.wake()
+
+    def terminal(self, index: int) -> None:
+        activity = self._activity
+        if activity.tracker is not None:
+            activity.tracker.terminal((self._position, index), trio.current_time())
+        activity.wake()
+
+    def changed(self) -> None:
+        self._activity.wake()
+
+
+class SessionSubscriptions:
+    """All data-plane subscriptions of one (sub-)session.
+
+    Every ``subscribe_*`` call starts one :class:`SubscriptionManager` task in the
+    (sub-)session's nursery; notifications go to ``stream.put_data``, a give-up to
+    ``stream.put_failure``. ``max_total`` is the outage budget of each manager (the session's
+    ``config.max_total_for(disconnect_timeout_secs)``; None: ``config.max_total_for(None)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        rpc_endpoint: str,
+        start_slot: int | None,
+        stream: EventStream,
+        config: ManagedConfig,
+        coordinator: ReconnectCoordinator | None,
+        nursery: trio.Nursery,
+        max_total: float | None = None,
+    ) -> None:
+        self._rpc_endpoint = rpc_endpoint
+        self._start_slot = start_slot
+        self._stream = stream
+        self._config = config
+        self._coordinator = coordinator
+        self._nursery = nursery
+        self._max_total = max_total if max_total is not None else config.max_total_for(None)
+        self._entries: list[_Entry] = []
+        self._drain_timeout = config.completion_drain_timeout
+        self._activity = _Activity()
+        self._drain_scope = trio.CancelScope()
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"<SessionSubscriptions managers={len(self._entries)}>"
+
+    @property
+    def managers(
+        self,
+    ) -> tuple[SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction], ...]:
+        return tuple(entry.manager for entry in self._entries)
+
+    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
+        """Start an account-diff manager for ``program_ids`` (returns at once)."""
+        self._start(self._manager(ACCOUNT_DIFFS, program_ids))
+
+    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
+        """Start a transaction manager for ``program_ids`` (returns at once)."""
+        self._start(self._manager(TRANSACTIONS, program_ids))
+
+    def _manager(
+        self, kind: SubscriptionKind[E], program_ids: Sequence[str]
+    ) -> SubscriptionManager[E]:
+        return SubscriptionManager(
+            rpc_endpoint=self._rpc_endpoint,
+            kind=kind,
+            program_ids=program_ids,
+            config=self._config,
+            deliver=self._stream.put_data,
+            start_slot=self._start_slot,
+            max_total=self._max_total,
+            coordinator=self._coordinator,
+            observer=_SessionObserver(self._activity, len(self._entries)),
+        )
+
+    def _start(
+        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+    ) -> None:
+        position = len(self._entries)
+        entry = _Entry(manager)
+        self._entries.append(entry)
+        if self._activity.tracker is not None:
+            for index in range(len(manager.program_ids)):
+                self._activity.tracker.add((position, index))
+        if self._stopped:
+            entry.scope.cancel()
+        self._nursery.start_soon(self._run, entry)
+
+    async def _run(self, entry: _Entry) -> None:
+        try:
+            with entry.scope:
+                await entry.manager.run()
+        except SubscriptionFailed as exc:
+            self._stream.put_failure(exc)
+        finally:
+            entry.done = True
+            self._activity.wake()
+
+    async def wait_all_up(self) -> None:
+        """Wait until every subscription is UP or finished.
+
+        Raises:
+            ContinueSendFailed: a subscription gave up (chained from its SubscriptionFailed).
+        """
+        while True:
+            waiting = False
+            for entry in self._entries:
+                manager = entry.manager
+                if manager.failure is not None:
+                    raise ContinueSendFailed(str(manager.failure)) from manager.failure
+                up = manager.status.value is ConnectionStatus.UP
+                if not (up or manager.finished or entry.done):
+                    waiting = True
+            if not waiting:
+                await trio.lowlevel.checkpoint()
+                return
+            await self._activity.lot.park()
+
+    def set_completion_drain_timeout(self, seconds: float) -> None:
+        """Idle bound of the completion drain; also applies to a drain already running."""
+        if isinstance(seconds, bool) or not seconds > 0:
+            raise InvalidParams(f"completion drain timeout must be > 0, got {seconds!r}")
+        self._drain_timeout = float(seconds)
+        if self._activity.tracker is not None:
+            self._activity.tracker.set_idle_timeout(self._drain_timeout)
+            self._activity.wake()
+
+    def complete_after_drain(self, completed: Completed) -> None:
+        """Drain every subscription to its terminals, then put ``completed`` (protocol §9.9)."""
+        if not self._entries:
+            self._stream.put_control(completed)
+            return
+        if self._activity.tracker is not None:
+            return
+        pending = [
+            (position, index)
+            for position, entry in enumerate(self._entries)
+            for index in entry.manager.incomplete
+        ]
+        self._activity.tracker = DrainTracker(pending, self._drain_timeout, trio.current_time())
+        self._nursery.start_soon(self._drain, self._activity.tracker, completed)
+
+    async def _drain(self, tracker: DrainTracker[tuple[int, int]], completed: Completed) -> None:
+        with self._drain_scope:
+            while True:
+                if self._stream.terminal_queued:
+                    return  # a manager gave up and said so already
+                if tracker.is_complete:
+                    self._stream.put_control(completed)
+                    return
+                if self._activity.delivering:
+                    # The consumer is behind, not the server: no idle clock while it catches up.
+                    await self._activity.lot.park()
+                    continue
+                with trio.move_on_at(tracker.deadline):
+                    await self._activity.lot.park()
+                    continue
+                if not self._activity.delivering and tracker.is_stalled(trio.current_time()):
+                    logger.warning(
+                        "completion drain stalled; %d subscription(s) without terminal",
+                        len(tracker.pending),
+                    )
+                    self._stream.put_failure(SubscriptionFailed(STALLED_MESSAGE), after_data=True)
+                    self.stop()
+                    return
+
+    def stop(self) -> None:
+        """Cancel every manager task (and the drain) of this (sub-)session."""
+        self._stopped = True
+        for entry in self._entries:
+            entry.scope.cancel()
+        self._drain_scope.cancel()
+        self._activity.wake()
+
+
+# --------------------------------------------------------------------------------------------
+# Standalone subscriptions
+# --------------------------------------------------------------------------------------------
+
+
+class _ChannelObserver(SubscriptionObserver, Generic[E]):
+    __slots__ = ("_send",)
+
+    def __init__(self, send: trio.MemorySendChannel[E]) -> None:
+        self._send = send
+
+    def finished(self) -> None:
+        self._send.close()
+
+
+class DataSubscription(Generic[E]):
+    """What ``open_*_subscription`` yields: ``notifications`` ends after every terminal."""
+
+    __slots__ = ("_manager", "notifications")
+
+    def __init__(
+        self, notifications: trio.MemoryReceiveChannel[E], manager: SubscriptionManager[E]
+    ) -> None:
+        self.notifications = notifications
+        self._manager = manager
+
+    def __repr__(self) -> str:
+        return f"<DataSubscription {self._manager.kind.label} {self.connection_status.name}>"
+
+    @property
+    def connection_status(self) -> ConnectionStatus:
+        return self._manager.status.value
+
+    @property
+    def cursor(self) -> int | None:
+        """Slot of the last delivered notification."""
+        return self._manager.cursor
+
+    async def wait_up(self) -> None:
+        """Wait until every subscription is acknowledged (or the stream has ended)."""
+        manager = self._manager
+        await manager.status.wait_until(
+            lambda s: s in (ConnectionStatus.UP, ConnectionStatus.FAILED) or manager.finished
+        )
+
+
+@asynccontextmanager
+async def open_account_diff_subscription(
+    rpc_endpoint: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
+) -> AsyncGenerator[DataSubscription[AccountDiff]]:
+    """Account diffs of ``program_ids`` from a session's data plane, outside a managed session.
+
+    ``rpc_endpoint`` is the session's ``http(s)://`` endpoint. ``notifications`` ends once every
+    program's terminal arrived. A give-up raises ``SubscriptionFailed`` out of the block.
+    """
+    async with _open_standalone(ACCOUNT_DIFFS, rpc_endpoint, program_ids, config) as sub:
+        yield sub
+
+
+@asynccontextmanager
+async def open_transaction_subscription(
+    rpc_endpoint: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
+) -> AsyncGenerator[DataSubscription[Transaction]]:
+    """Transactions involving ``program_ids``; see :func:`open_account_diff_subscription`."""
+    async with _open_standalone(TRANSACTIONS, rpc_endpoint, program_ids, config) as sub:
+        yield sub
+
+
+@asynccontextmanager
+async def _open_standalone(
+    kind: SubscriptionKind[E],
+    rpc_endpoint: str,
+    program_ids: Sequence[str],
+    config: ManagedConfig | None,
+) -> AsyncGenerator[DataSubscription[E]]:
+    if config is None:
+        config = ManagedConfig()
+    elif not isinstance(config, ManagedConfig):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidParams("config must be a ManagedConfig")
+    if not isinstance(rpc_endpoint, str):  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidParams("rpc_endpoint must be a str")
+    http_to_ws_url(rpc_endpoint)  # an unusable URL fails here, before any task starts
+    ids = _check_program_ids(program_ids)
+    send, receive = trio.open_memory_channel[E](config.event_buffer)
+    manager = SubscriptionManager(
+        rpc_endpoint=rpc_endpoint,
+        kind=kind,
+        program_ids=ids,
+        config=config,
+        deliver=send.send,
+        observer=_ChannelObserver(send),
+    )
+    failures: list[SubscriptionFailed] = []
+
+    async def run(scope: trio.CancelScope) -> None:
+        try:
+            await manager.run()
+        except SubscriptionFailed as exc:
+            failures.append(exc)
+            scope.cancel()  # the body too: its data can no longer be trusted to be complete
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run, nursery.cancel_scope)
+            try:
+                yield DataSubscription(receive, manager)
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        error = _unwrap(group)
+        if error is group:
+            raise
+        raise error from error.__cause__  # keeps the error's own cause, hides the group
+    finally:
+        send.close()
+    if failures:
+        raise failures[0]
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single exception of a nursery's group; the group itself when there are several."""
+    if len(group.exceptions) == 1:
+        return group.exceptions[0]
+    return group

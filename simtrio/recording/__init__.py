@@ -1,0 +1,66 @@
+"""Durable run recording: a SQLite run store, a trio recorder, readers and an offline replay.
+
+* :func:`open_recorder` records one run (control frames, data-plane notifications and the
+  requests the client wrote) into a store file, in hash-chained, batched, durable entries.
+* :func:`list_runs`, :func:`get_run`, :func:`read_entries`, :func:`verify_run` read stores;
+  opening a store recovers runs whose recording process died.
+* :func:`replay_server` serves a recorded run as a backtest server on loopback, so a strategy
+  can be regression tested offline and deterministically.
+"""
+
+from __future__ import annotations
+
+from simtrio.recording.errors import (
+    RecordingClosed,
+    RecordingError,
+    RecordingFailed,
+    ReplayDivergence,
+    RunNotFound,
+    RunUnusable,
+    StoreError,
+)
+from simtrio.recording.format import Plane, RunStatus
+from simtrio.recording.reader import (
+    DecodedEntry,
+    decode_entry,
+    format_runs_table,
+    get_run,
+    list_runs,
+    load_replay_script,
+    read_entries,
+    runs_to_json,
+    verify_run,
+)
+from simtrio.recording.recorder import Recorder, open_recorder
+from simtrio.recording.replay import ReplayServer, replay_server
+from simtrio.recording.store import Entry, RecoveryResult, RunManifest, RunStore, VerifyResult
+
+__all__ = [
+    "DecodedEntry",
+    "Entry",
+    "Plane",
+    "RecordingClosed",
+    "RecordingError",
+    "RecordingFailed",
+    "Recorder",
+    "RecoveryResult",
+    "ReplayDivergence",
+    "ReplayServer",
+    "RunManifest",
+    "RunNotFound",
+    "RunStatus",
+    "RunStore",
+    "RunUnusable",
+    "StoreError",
+    "VerifyResult",
+    "decode_entry",
+    "format_runs_table",
+    "get_run",
+    "list_runs",
+    "load_replay_script",
+    "open_recorder",
+    "read_entries",
+    "replay_server",
+    "runs_to_json",
+    "verify_run",
+]

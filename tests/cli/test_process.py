@@ -1,0 +1,89 @@
+"""Process-level behaviour: Ctrl-C and a closed stdout pipe, via ``python -m simtrio``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
+
+
+def _spawn(*argv: str, **kwargs: object) -> subprocess.Popen[bytes]:
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path}
+    env.pop("SIMULATOR_URL", None)
+    return subprocess.Popen([sys.executable, "-m", "simtrio", *argv], cwd=ROOT, env=env, **kwargs)
+
+
+def _wait_for_line(stream: object, needle: bytes, deadline: float) -> bytes:
+    assert hasattr(stream, "readline")
+    seen = b""
+    while time.monotonic() < deadline:
+        line: bytes = stream.readline()  # type: ignore[attr-defined]
+        if not line:
+            break
+        seen += line
+        if needle in line:
+            return seen
+    raise AssertionError(f"{needle!r} not seen; got {seen!r}")
+
+
+@pytest.mark.parametrize("parallel", ["--parallel", "--no-parallel"])
+def test_ctrl_c_stops_the_run_cleanly(parallel: str) -> None:
+    proc = _spawn(
+        "run", "--embedded", "--start-slot", "0", "--end-slot", "999", parallel,
+        "--slot-delay", "0.005",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 5
+        head = _wait_for_line(proc.stderr, b"embedded reference server", deadline)
+        time.sleep(0.3)  # let it get going
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = head + err
+    assert proc.returncode == 130, err.decode(errors="replace")
+    assert b"Traceback" not in err
+    assert b"KeyboardInterrupt" not in err
+    text = out.decode()
+    assert "interrupted" in text
+    assert "TOTAL" in text
+
+
+def test_closed_stdout_pipe_exits_quietly() -> None:
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # nobody will ever read: the first write gets EPIPE
+    try:
+        proc = _spawn("ranges", "--embedded", stdout=write_fd, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_fd)
+    _, err = proc.communicate(timeout=10)
+    assert b"BrokenPipeError" not in err
+    assert b"Traceback" not in err
+    assert proc.returncode == 141
+
+
+def test_head_closing_early_exits_quietly() -> None:
+    proc = _spawn("ranges", "--embedded", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    assert proc.stderr is not None
+    with proc.stderr:
+        err = proc.stderr.read()
+    proc.wait(timeout=10)
+    assert first.startswith(b"BUNDLE-START")
+    assert b"BrokenPipeError" not in err
+    assert b"Traceback" not in err

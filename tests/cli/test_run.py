@@ -1,0 +1,206 @@
+"""``simtrio run`` against the embedded reference server, in-process.
+
+``main()`` calls ``trio.run`` itself, so the tests that go through it are plain sync tests.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import trio
+
+from simtrio.cli.common import Interrupt, Target
+from simtrio.cli.main import main
+from simtrio.cli.report import render_summary
+from simtrio.cli.run import RunOptions, execute_run, exit_status
+from simtrio.server import FaultPlan, Faults, ServerConfig, serve
+from simtrio.server.chain import slot_transactions
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KEY = "sekret-api-key-123"
+
+
+def _last_json(text: str) -> dict[str, Any]:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def _chain_counts(start: int, end: int) -> tuple[int, int]:
+    """(transactions, failed transactions) the default reference chain has in the range."""
+    cfg = ServerConfig().chain
+    txs = [tx for slot in range(start, end + 1) for tx in slot_transactions(cfg, slot)]
+    return len(txs), sum(1 for tx in txs if not tx.success)
+
+
+def test_parallel_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--start-slot", "0", "--end-slot", "249"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].split()[:3] == ["SESSION", "RANGE", "SLOTS"]
+    rows = [line.split() for line in lines[1:] if line.startswith("backtest_")]
+    assert [(r[1], r[2]) for r in rows] == [("0-99", "100/100"), ("100-199", "100/100"),
+                                            ("200-249", "50/50")]  # fmt: skip
+    total = next(line.split() for line in lines if line.startswith("TOTAL"))
+    assert total[1:3] == ["0-249", "250/250"]
+    assert total[-1] == "completed"
+    expected_txs, _ = _chain_counts(0, 249)
+    assert int(total[6]) == expected_txs  # CORRECT: every executed transaction
+    assert "embedded reference server" in captured.err
+
+
+def test_json_summary_on_the_last_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--start-slot", "100", "--slot-count", "119", "--json", "--step", "7"]) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["status"] == "completed"
+    assert summary["ok"] is True
+    totals = summary["totals"]
+    assert totals["slots"] == totals["total_slots"] == 120
+    assert totals["sessions"] == 2
+    assert totals["failed_sessions"] == 0
+    expected_txs, _ = _chain_counts(100, 219)
+    assert totals["correct"] == totals["summary_transactions"] == expected_txs
+    assert totals["incorrect"] == totals["execution_errors"] == totals["errors"] == 0
+    assert [(s["start_slot"], s["end_slot"]) for s in summary["sessions"]] == [
+        (100, 199),
+        (200, 220),
+    ] or [(s["start_slot"], s["end_slot"]) for s in summary["sessions"]] == [(100, 199), (200, 219)]
+
+
+def test_single_session_with_no_parallel(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--start-slot", "0", "--end-slot", "149", "--no-parallel", "--json"]) == 0
+    summary = _last_json(capsys.readouterr().out)
+    assert summary["parallel"] is False
+    assert len(summary["sessions"]) == 1
+    session = summary["sessions"][0]
+    assert (session["start_slot"], session["end_slot"], session["slots"]) == (0, 149, 150)
+    assert session["status"] == "completed"
+    assert session["correct"] == _chain_counts(0, 149)[0]
+
+
+def test_subscriptions_count_every_transaction_once(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", "--start-slot", "0", "--end-slot", "129", "--json"]
+    assert main([*argv, "--subscribe", "transactions,account-diffs"]) == 0
+    totals = _last_json(capsys.readouterr().out)["totals"]
+    expected_txs, expected_failed = _chain_counts(0, 129)
+    # Every synthetic transaction involves one of the default programs, subscribed to here.
+    assert totals["transactions"] == totals["summary_transactions"] == expected_txs
+    assert totals["failed_transactions"] == expected_failed
+    assert totals["account_diffs"] > 0
+
+
+def test_output_ndjson_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run.ndjson"
+    argv = ["run", "--start-slot", "0", "--end-slot", "109", "--api-key", KEY, "--output", str(out)]
+    assert main([*argv, "--subscribe", "transactions,account-diffs"]) == 0
+    captured = capsys.readouterr()
+    text = out.read_text()
+    assert KEY not in text
+    assert KEY not in captured.out
+    assert KEY not in captured.err
+    records = [json.loads(line) for line in text.splitlines()]
+    meta, *body, summary = records
+    assert meta["type"] == "metadata"
+    assert (meta["start_slot"], meta["end_slot"]) == (0, 109)
+    assert meta["send_summary"] is True
+    assert meta["parallel"] is True
+    assert meta["url"].startswith("ws://127.0.0.1:")
+    assert "started_at" in meta
+    assert summary["type"] == "summary"
+    assert summary["totals"]["slots"] == 110
+    txs = [r for r in body if r["type"] == "transaction"]
+    diffs = [r for r in body if r["type"] == "accountDiff"]
+    assert {r["type"] for r in body} == {"transaction", "accountDiff"}
+    assert len(txs) == summary["totals"]["transactions"] == _chain_counts(0, 109)[0]
+    assert len({t["signature"] for t in txs}) == len(txs)
+    assert all(isinstance(t["success"], bool) and 0 <= t["slot"] <= 109 for t in txs)
+    session_ids = {s["session_id"] for s in summary["sessions"]}
+    assert {t["session_id"] for t in txs} <= session_ids
+    assert all(d["account"] and d["signature"] for d in diffs)
+
+
+def test_identical_runs_compare_clean_and_a_different_chain_does_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = [tmp_path / f"{name}.ndjson" for name in ("a", "b", "c")]
+    base = ["run", "--start-slot", "0", "--end-slot", "99", "--subscribe", "transactions"]
+    assert main([*base, "--output", str(paths[0])]) == 0
+    assert main([*base, "--output", str(paths[1])]) == 0
+    assert main([*base, "--output", str(paths[2]), "--seed", "5"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(paths[0]), str(paths[1]), "--json"]) == 0
+    result = _last_json(capsys.readouterr().out)
+    assert result["changed_transactions"] == []
+    assert result["only_in_baseline"] == result["only_in_experiment"] == 0
+    main(["compare", str(paths[0]), str(paths[2]), "--json"])
+    other = _last_json(capsys.readouterr().out)
+    assert other["only_in_baseline"] > 0  # another chain: different signatures throughout
+
+
+def test_unreachable_url_fails_with_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    argv = ["run", "--start-slot", "0", "--end-slot", "9", "--url", f"ws://127.0.0.1:{port}"]
+    status = main([*argv, "--api-key", KEY, "--reconnect-max-total", "0.3"])
+    assert status == 1
+    captured = capsys.readouterr()
+    assert "Failures:" in captured.out
+    assert "CreateFailed" in captured.out
+    assert KEY not in captured.out + captured.err
+    status = main([*argv, "--reconnect-max-total", "0.3", "--json"])
+    summary = _last_json(capsys.readouterr().out)
+    assert status == 1
+    assert summary["status"] == "failed"
+    assert summary["error"].startswith("CreateFailed")
+
+
+async def test_a_failed_sub_session_is_reported_and_the_others_finish() -> None:
+    # The first data-plane upgrade is refused with 403 (fatal): that sub-session's
+    # subscription gives up; its siblings complete.
+    plan = FaultPlan(data_connections={1: Faults(reject_upgrade=403)})
+    opts = RunOptions(
+        target=Target(None, ""),
+        start_slot=0,
+        end_slot=299,
+        subscribe=("transactions",),
+    )
+    with trio.fail_after(10):
+        report = await execute_run(opts, server_config=ServerConfig(faults=plan))
+    assert exit_status(report) == 1
+    states = sorted(t.state.value for t in report.sessions)
+    assert states == ["completed", "completed", "failed"]
+    failed = next(t for t in report.sessions if t.failure is not None)
+    assert "subscription gave up" in (failed.failure or "")
+    assert "403" in (failed.failure or "")
+    text = render_summary(report.to_json(trio.current_time()))
+    assert f"{failed.session_id} ({failed.start_slot}-{failed.end_slot}):" in text
+
+
+async def test_interrupt_leaves_the_session_block_and_closes_it() -> None:
+    async with serve(slot_delay=0.001) as server:
+        opts = RunOptions(
+            target=Target(server.control_url, ""), start_slot=0, end_slot=99_999, parallel=False
+        )
+        interrupt = Interrupt()
+
+        async def stop_soon() -> None:
+            while not server.sessions or next(iter(server.sessions.values())).slot < 5:
+                await trio.sleep(0.01)
+            interrupt.trigger()
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(stop_soon)
+                report = await execute_run(opts, interrupt=interrupt)
+        assert report.interrupted
+        assert exit_status(report) == 130
+        assert [t.state.value for t in report.sessions] == ["interrupted"]
+        assert 0 < report.sessions[0].slots_done < 100_000
+        with trio.fail_after(2):
+            while server.sessions:  # closeBacktestSession was sent: the server drops it
+                await trio.sleep(0.01)

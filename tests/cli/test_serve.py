@@ -1,0 +1,58 @@
+"""``simtrio serve`` / ``ranges`` / ``replay`` without running forever."""
+
+from __future__ import annotations
+
+import io
+import json
+import socket
+from typing import TYPE_CHECKING
+
+import trio
+
+from simtrio.cli.main import build_parser, main
+from simtrio.cli.serve import config_from_args, serve_forever
+from simtrio.client import BacktestClient
+
+if TYPE_CHECKING:
+    import pytest
+
+
+async def test_serve_prints_its_url_and_stops_when_cancelled() -> None:
+    args = build_parser().parse_args(["serve", "--seed", "3", "--api-key", "sekret"])
+    config = config_from_args(args)
+    assert config.seed == 3
+    out = io.StringIO()
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(serve_forever, config, "127.0.0.1", 0, out)
+            assert out.getvalue() == f"{server.control_url}\n"
+            assert "sekret" not in out.getvalue()
+            ranges = await BacktestClient(server.control_url, "sekret").available_ranges()
+            assert ranges[0].bundle_start_slot == 0
+            nursery.cancel_scope.cancel()
+
+
+def test_serve_arguments() -> None:
+    args = build_parser().parse_args(["serve", "--host", "0.0.0.0", "--port", "7000"])
+    assert (args.host, args.port) == ("0.0.0.0", 7000)
+    assert config_from_args(args).api_key is None
+
+
+def test_ranges_from_the_embedded_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["ranges", "--embedded", "--json"]) == 0
+    ranges = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert ranges[0]["bundle_start_slot"] == 0
+    assert ranges[1]["max_bundle_end_slot"] == 199
+    assert main(["ranges", "--embedded"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].split()[:2] == ["BUNDLE-START", "MAX-END"]
+
+
+def test_ranges_from_an_unreachable_url_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    status = main(["ranges", "--url", f"ws://127.0.0.1:{port}", "--api-key", "sekret"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "simtrio ranges:" in err
+    assert "sekret" not in err

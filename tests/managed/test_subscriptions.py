@@ -1,0 +1,541 @@
+"""Subscription managers against scripted fake data-plane servers (protocol §9, §10)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+import trio
+import trio.testing
+
+from simtrio.core.backoff import BackoffPolicy
+from simtrio.errors import InvalidParams, SubscriptionFailed
+from simtrio.events import AccountDiff, Completed, Transaction
+from simtrio.managed.config import ConnectionStatus, ManagedConfig
+from simtrio.managed.streams import EventStream
+from simtrio.managed.subscriptions import (
+    SessionSubscriptions,
+    open_account_diff_subscription,
+    open_transaction_subscription,
+)
+from tests.managed.test_subscriptions_harness import (
+    ATOKEN,
+    RPC_VECTORS,
+    TOKEN,
+    FakeConn,
+    closed_port,
+    complete_text,
+    diff_text,
+    fake_server,
+    slots_of,
+)
+
+CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
+FIRST = RPC_VECTORS["account_diff_subscribe_first_connection"]
+SECOND = RPC_VECTORS["account_diff_subscribe_second_program"]
+RESUB_4002 = RPC_VECTORS["account_diff_resubscribe_after_reconnect"]
+
+
+def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubscribe") -> str:
+    config = {"compression": "zstd", "replayFromSlot": slot}
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": method, "params": [program, config]}
+    ).decode()
+
+
+async def collect(channel: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+    return [item async for item in channel]
+
+
+async def test_subscribes_in_order_with_exact_texts(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.quiet_for(5)  # the second subscribe waits for the first ack
+        await conn.ack(1, 7)
+        await conn.expect(SECOND)
+        await conn.ack(2, 8)
+        await conn.diff(7, 4000)
+        await conn.diff(8, 4001)
+        await conn.complete(7)
+        await conn.complete(8)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert all(isinstance(item, AccountDiff) for item in got)
+    assert [(d.notification.subscription, d.notification.slot) for d in got] == [
+        (7, 4000),
+        (8, 4001),
+    ]
+    assert got[0].notification.account is not None
+    assert got[0].notification.context.slot == 4000
+
+
+async def test_notifications_during_later_handshake_are_held_in_order(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    handle: list[Any] = []
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        await conn.diff(1, 4000)
+        await conn.diff(1, 4001, compressed=False)  # Text bypasses the decoder
+        await conn.expect(SECOND)
+        await conn.diff(1, 4002)
+        await trio.sleep(10)
+        # Still in the handshake: nothing has been handed to the consumer yet.
+        assert handle[0].notifications.statistics().current_buffer_used == 0
+        assert handle[0].connection_status is ConnectionStatus.DOWN
+        await conn.ack(2, 2)
+        await conn.diff(2, 4002)
+        await conn.diff(1, 4003)
+        await conn.complete(1)
+        await conn.complete(2)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+    ):
+        handle.append(sub)
+        got = await collect(sub.notifications)
+    assert [(d.notification.subscription, d.notification.slot) for d in got] == [
+        (1, 4000),
+        (1, 4001),
+        (1, 4002),
+        (2, 4002),
+        (1, 4003),
+    ]
+
+
+async def test_decodes_one_zstd_stream_with_context_takeover(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sizes: list[int] = []
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 3)
+        for slot in range(4000, 4020):
+            frame = conn.encoder.encode(
+                orjson.dumps(
+                    {
+                        "jsonrpc": "2.0",
+                        "method": "transactionNotification",
+                        "params": {
+                            "subscription": 3,
+                            "result": {
+                                "slot": slot,
+                                "transaction": {"signatures": ["x" * 88]},
+                                "meta": {"err": None, "logMessages": ["Program log: hi"] * 4},
+                                "blockTime": 1_700_000_000,
+                            },
+                        },
+                    }
+                )
+            )
+            sizes.append(len(frame))
+            await conn.send_binary(frame)
+        await conn.complete(3)
+
+    async with (
+        fake_server(script) as server,
+        open_transaction_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert all(isinstance(item, Transaction) for item in got)
+    assert slots_of(got) == list(range(4000, 4020))
+    assert got[5].notification.transaction["meta"]["logMessages"][0] == "Program log: hi"
+    assert max(sizes[1:]) < sizes[0] // 4  # later frames lean on the shared window
+
+
+async def test_terminals_end_the_channel_without_waiting_for_the_socket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    server_closed = trio.Event()
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        await conn.diff(1, 4000)
+        await conn.complete(1)
+        await conn.wait_closed()  # the server never closes; the client must
+        server_closed.set()
+
+    async with fake_server(script) as server:
+        with trio.fail_after(5):
+            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+                got = await collect(sub.notifications)
+                assert sub.connection_status is ConnectionStatus.DOWN
+            await server_closed.wait()
+        assert server.connections[0].close_code == 1000
+    assert slots_of(got) == [4000]
+
+
+async def test_reconnect_replays_from_the_last_delivered_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(FIRST)
+            await conn.ack(1, 1)
+            for slot in (4000, 4001, 4002):
+                await conn.diff(1, slot)
+            await trio.sleep(1)
+            await conn.drop()
+        else:
+            await conn.expect(RESUB_4002)
+            await conn.ack(1, 5)
+            for slot in (4002, 4003, 4004):
+                await conn.diff(5, slot)
+            await conn.complete(5)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+        assert sub.cursor == 4004
+    assert slots_of(got) == [4000, 4001, 4002, 4002, 4003, 4004]
+    assert len(server.connections) == 2
+
+
+async def test_reconnect_resubscribes_only_incomplete_subscriptions(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(FIRST)
+            await conn.ack(1, 1)
+            await conn.expect(SECOND)
+            await conn.ack(2, 2)
+            await conn.diff(1, 4000)
+            await conn.complete(1)
+            await conn.diff(2, 4001)
+            await conn.drop()
+        else:
+            await conn.expect(resubscribe(4001, ATOKEN))
+            await conn.ack(1, 1)
+            await conn.diff(1, 4001)
+            await conn.complete(1)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert slots_of(got) == [4000, 4001, 4001]
+    assert len(server.connections[1].received) == 1
+
+
+async def test_standalone_reconnect_with_nothing_delivered_omits_replay(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        if conn.index == 1:
+            await conn.drop()
+            return
+        await conn.ack(1, 1)
+        await conn.complete(1)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        assert await collect(sub.notifications) == []
+    assert len(server.connections) == 2
+
+
+async def test_session_bound_first_reconnect_replays_from_the_start_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+            await conn.ack(1, 1)
+            await conn.drop()
+        else:
+            await conn.expect(RPC_VECTORS["transaction_subscribe_after_reconnect"])
+            await conn.ack(1, 1)
+            await conn.tx(1, 4100)
+            await conn.complete(1)
+
+    stream = EventStream(8)
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = SessionSubscriptions(
+            rpc_endpoint=server.url(),
+            start_slot=4100,
+            stream=stream,
+            config=CONFIG,
+            coordinator=None,
+            nursery=nursery,
+        )
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        subs.complete_after_drain(Completed())
+        events = [event async for event in stream.events()]
+    assert [type(e) for e in events] == [Transaction, Completed]
+    assert isinstance(events[0], Transaction)
+    assert events[0].notification.slot == 4100
+
+
+async def test_corrupt_compressed_frame_reconnects_with_a_fresh_decoder(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(FIRST)
+            await conn.ack(1, 1)
+            await conn.diff(1, 4000)
+            await conn.send_binary(b"\x13\x37 definitely not zstd")
+            await conn.diff(1, 4001)  # never read: the connection is already condemned
+        else:
+            await conn.expect(resubscribe(4000))
+            await conn.ack(1, 1)
+            # A new zstd frame from a new encoder: only a fresh decoder can read it.
+            await conn.diff(1, 4000)
+            await conn.diff(1, 4001)
+            await conn.complete(1)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert slots_of(got) == [4000, 4000, 4001]
+    assert len(server.connections) == 2
+
+
+async def test_oversize_compressed_message_reconnects(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    limit = 64 * 1024
+
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(FIRST)
+            await conn.ack(1, 1)
+            await conn.diff(1, 4000)
+            bomb = conn.encoder.encode(diff_text(1, 4001, pad=4 * 1024 * 1024))
+            assert len(bomb) < limit  # small on the wire, huge once decoded
+            await conn.send_binary(bomb)
+        else:
+            await conn.expect(resubscribe(4000))
+            await conn.ack(1, 1)
+            await conn.diff(1, 4001)
+            await conn.complete(1)
+
+    config = ManagedConfig(
+        max_message_size=limit, backoff=BackoffPolicy(initial=0.25, jitter="none")
+    )
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert slots_of(got) == [4000, 4001]
+    assert len(server.connections) == 2
+
+
+async def test_jsonrpc_error_reply_is_a_transient_failure(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        if conn.index == 1:
+            await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"busy"}}')
+            await conn.wait_closed()
+            return
+        await conn.ack(1, 1)
+        await conn.diff(1, 4000)
+        await conn.complete(1)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert slots_of(got) == [4000]
+    assert len(server.connections) == 2
+
+
+async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        await conn.diff(9, 3999)  # unknown subscription id
+        await conn.send_z('{"jsonrpc":"2.0","method":"slotNotification","params":{"x":1}}')
+        await conn.tx(1, 3999)  # wrong kind for this manager
+        await conn.diff(1, 4000)
+        await conn.send_z(complete_text(9))
+        await conn.complete(1)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert slots_of(got) == [4000]
+
+
+async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockClock) -> None:
+    lost_at: list[float] = []
+
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(FIRST)
+            await conn.ack(1, 1)
+            await conn.diff(1, 4000)
+            conn.stall()  # no reads, no Pongs; TCP stays open
+            await trio.sleep_forever()
+        lost_at.append(trio.current_time())
+        await conn.expect(resubscribe(4000))
+        await conn.ack(1, 1)
+        await conn.diff(1, 4001)
+        await conn.complete(1)
+
+    config = ManagedConfig(
+        keepalive_interval=15,
+        keepalive_miss_deadline=45,
+        backoff=BackoffPolicy(initial=0.25, jitter="none"),
+    )
+    start = trio.current_time()
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+    ):
+        got = await collect(sub.notifications)
+    assert slots_of(got) == [4000, 4001]
+    assert 45 <= lost_at[0] - start <= 46
+
+
+async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        if conn.index == 1:
+            conn.stall()
+            await trio.sleep_forever()
+        await conn.ack(1, 1)
+        await conn.complete(1)
+
+    config = ManagedConfig(handshake_timeout=5, backoff=BackoffPolicy(initial=0.25, jitter="none"))
+    start = trio.current_time()
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+    ):
+        assert await collect(sub.notifications) == []
+    assert 5 <= trio.current_time() - start < 6
+    assert len(server.connections) == 2
+
+
+async def test_give_up_raises_subscription_failed_and_cancels_the_body(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    port = await closed_port()
+    config = ManagedConfig(
+        reconnect_max_total=10, backoff=BackoffPolicy(initial=0.5, jitter="none")
+    )
+    reached_end = False
+
+    async def consume() -> None:
+        nonlocal reached_end
+        async with open_account_diff_subscription(
+            f"http://127.0.0.1:{port}/backtest/x", [TOKEN], config=config
+        ) as sub:
+            async for _ in sub.notifications:
+                pass
+            reached_end = True
+
+    start = trio.current_time()
+    with pytest.raises(SubscriptionFailed) as info:
+        await consume()
+    assert type(info.value) is SubscriptionFailed
+    assert "gave up" in str(info.value)
+    assert not reached_end
+    assert 9.9 <= trio.current_time() - start <= 10.1
+
+
+async def test_give_up_cancels_a_busy_body(autojump_clock: trio.testing.MockClock) -> None:
+    port = await closed_port()
+    config = ManagedConfig(backoff=BackoffPolicy(initial=0.01, jitter="none", max_retries=2))
+    with pytest.raises(SubscriptionFailed):
+        async with open_account_diff_subscription(
+            f"http://127.0.0.1:{port}/x", [TOKEN], config=config
+        ):
+            await trio.sleep_forever()
+
+
+async def test_fatal_upgrade_rejection_gives_up_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        raise AssertionError("never accepted")
+
+    async with fake_server(script, reject=lambda path, attempt: 403) as server:
+        with pytest.raises(SubscriptionFailed, match="403"):
+            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+                await collect(sub.notifications)
+        assert server.attempts == {"/backtest/s1": 1}
+
+
+async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+
+    async def body(url: str) -> None:
+        async with open_account_diff_subscription(url, [TOKEN], config=CONFIG) as sub:
+            await sub.wait_up()
+            raise KeyError("boom")
+
+    async with fake_server(script) as server:
+        with pytest.raises(KeyError):
+            await body(server.url())
+
+
+async def test_rejects_unusable_arguments() -> None:
+    with pytest.raises(InvalidParams, match="expected http:// or https://"):
+        async with open_account_diff_subscription("ws://127.0.0.1:1/x", [TOKEN]):
+            pass
+    with pytest.raises(InvalidParams):
+        async with open_transaction_subscription("http://127.0.0.1:1/x", []):
+            pass
+    with pytest.raises(InvalidParams):
+        async with open_transaction_subscription("http://127.0.0.1:1/x", TOKEN):
+            pass
+
+
+async def test_stalled_consumer_back_pressures_the_socket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    total = 600
+    pad = 32 * 1024
+    done_sending = trio.Event()
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        for slot in range(total):
+            await conn.diff(1, slot, compressed=False, pad=pad)
+        await conn.complete(1, compressed=False)
+        done_sending.set()
+
+    config = ManagedConfig(event_buffer=4, backoff=BackoffPolicy(initial=0.25, jitter="none"))
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+    ):
+        await sub.wait_up()
+        await trio.sleep(300)  # far past the keepalive deadline: a slow consumer is no loss
+        conn = server.connections[0]
+        assert not done_sending.is_set()
+        assert conn.sent < total  # the server's sends block: the client stopped reading
+        assert sub.notifications.statistics().current_buffer_used <= 4
+        got = await collect(sub.notifications)
+    assert slots_of(got) == list(range(total))
+    assert len(server.connections) == 1

@@ -1,0 +1,272 @@
+"""The trio recorder: batching, durability, back-pressure, failures and secrets."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from simtrio import events
+from simtrio.errors import InvalidParams
+from simtrio.params import CreateSession
+from simtrio.recording import (
+    Plane,
+    RecordingClosed,
+    RecordingFailed,
+    RunStatus,
+    RunStore,
+    get_run,
+    open_recorder,
+    read_entries,
+)
+from simtrio.recording.store import ActiveRun, PendingEntry
+from simtrio.wire import rpc, types
+from tests.recording.helpers import CREATE, PROGRAM_A, diff, sql
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+API_KEY = "sk_live_7hTq9ZpL2mXvB4nR8cWd"
+
+
+def _slow_append(monkeypatch: pytest.MonkeyPatch, seconds: float, calls: list[int]) -> None:
+    original = RunStore.append
+
+    def slow(self: RunStore, run: ActiveRun, entries: Sequence[PendingEntry], **kw: str | None) -> None:
+        time.sleep(seconds)
+        calls.append(len(entries))
+        original(self, run, entries, **kw)
+
+    monkeypatch.setattr(RunStore, "append", slow)
+
+
+async def test_run_started_is_durable_before_the_body(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with open_recorder(path, create_params=CREATE, server_url="ws://h/backtest") as rec:
+        rows = sql(path, "SELECT run_id, status, entry_count FROM runs")
+        assert rows == [(rec.run_id, "RUNNING", 1)]
+        assert rec.entries_durable == 1
+    manifest = get_run(path, rec.run_id)
+    assert manifest.status is RunStatus.ENDED
+    assert manifest.outcome == "completed"
+
+
+async def test_entries_and_forms(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    create = CreateSession(100, slot_count=3)
+    async with open_recorder(path, create_params=create, server_url="ws://h/backtest") as rec:
+        await rec.record_sent(None, create.to_request())
+        await rec.record_control("s1", types.SlotNotification(5), seq_id=9)
+        await rec.record_control(None, types.SessionEventV2("sub1", 3, types.ReadyForContinue()))
+        await rec.record_control("s1", events.Slot(6))
+        await rec.record_notification("s1", events.AccountDiff(diff(6)), program_id=PROGRAM_A)
+        await rec.record_sent(None, types.ContinueSessionRequestV1("sub1", types.ContinueParams(1)))
+        with pytest.raises(InvalidParams):
+            await rec.record_control("s1", object())  # type: ignore[arg-type]
+    entries = [d.entry for d in read_entries(path, rec.run_id)]
+    got = [(e.plane, e.kind, e.session_id, e.topic) for e in entries]
+    assert got == [
+        (Plane.RUN, "run.started", None, None),
+        (Plane.SENT, "createBacktestSession", None, None),
+        (Plane.CONTROL, "slotNotification", "s1", None),
+        (Plane.CONTROL, "sessionEventV2", "sub1", None),
+        (Plane.CONTROL, "event.slotNotification", "s1", None),
+        (Plane.DATA, "accountDiffNotification", "s1", PROGRAM_A),
+        (Plane.SENT, "continueSessionV1", "sub1", None),
+        (Plane.RUN, "run.ended", None, None),
+    ]
+    assert entries[2].text == '{"seqId":9,"method":"slotNotification","params":5}'
+    assert entries[4].text == '{"method":"slotNotification","params":6}'
+    assert entries[5].text == rpc.encode_rpc(diff(6))
+    assert [e.seq for e in entries] == list(range(1, 9))
+    manifest = get_run(path, rec.run_id)
+    assert (manifest.control_count, manifest.data_count, manifest.sent_count) == (3, 1, 2)
+
+
+async def test_flush_size_commits_without_a_flush_call(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    path = tmp_path / "runs.db"
+    async with open_recorder(
+        path, create_params=None, server_url=None, flush_size=10, flush_interval=3600
+    ) as rec:
+        for i in range(10):
+            await rec.record_control("s", types.SlotNotification(i))
+        with trio.fail_after(1):
+            while rec.entries_durable < 11:
+                await trio.sleep(0.001)  # the writer commits a full batch on its own
+        assert trio.current_time() < 1
+        assert sql(path, "SELECT entry_count FROM runs") == [(11,)]
+        for i in range(5):
+            await rec.record_control("s", types.SlotNotification(i))
+        await trio.sleep(60)
+        assert rec.entries_durable == 11  # below the size and within the interval: waiting
+        await rec.flush()
+        assert rec.entries_durable == 16
+
+
+async def test_flush_interval_bounds_the_wait(tmp_path: Path, autojump_clock: trio.abc.Clock) -> None:
+    path = tmp_path / "runs.db"
+    async with open_recorder(
+        path, create_params=None, server_url=None, flush_size=1000, flush_interval=5.0
+    ) as rec:
+        await rec.record_control("s", types.SlotNotification(1))
+        await trio.sleep(1.0)
+        assert rec.entries_durable == 1  # not yet: the interval has not passed
+        with trio.fail_after(10):
+            while rec.entries_durable < 2:
+                await trio.sleep(0.5)
+        assert trio.current_time() >= 5.0
+
+
+async def test_record_calls_never_wait_for_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    _slow_append(monkeypatch, 0.2, calls)
+    path = tmp_path / "runs.db"
+    async with open_recorder(path, create_params=None, server_url=None, flush_size=1) as rec:
+        started = time.perf_counter()
+        for i in range(200):
+            await rec.record_control("s", types.SlotNotification(i))
+        elapsed = time.perf_counter() - started
+        assert elapsed < 0.1, elapsed  # two hundred calls while one batch takes 0.2 s
+        assert rec.entries_durable < rec.entries_recorded
+        # The event loop stays responsive while the writer thread sleeps.
+        ticks = 0
+        with trio.move_on_after(0.05):
+            while True:
+                await trio.sleep(0.001)
+                ticks += 1
+        assert ticks > 5
+        await rec.flush()
+        assert rec.entries_durable == 201
+    assert len(calls) >= 2 and sum(calls) == 201  # batched, nothing lost (run.ended included)
+
+
+async def test_backpressure_bounds_what_waits_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    _slow_append(monkeypatch, 0.02, calls)
+    path = tmp_path / "runs.db"
+    async with open_recorder(
+        path, create_params=None, server_url=None, flush_size=4, max_pending=8
+    ) as rec:
+        worst = 0
+        for i in range(60):
+            await rec.record_control("s", types.SlotNotification(i))
+            worst = max(worst, rec.entries_recorded - rec.entries_durable)
+        assert worst <= 9
+    assert get_run(path, rec.run_id).entry_count == 62
+
+
+async def test_writer_failure_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "runs.db"
+
+    def broken(self: RunStore, run: ActiveRun, entries: Sequence[PendingEntry], **kw: str | None) -> None:
+        raise OSError(28, "No space left on device")
+
+    reached_end_of_body = False
+    with pytest.raises(RecordingFailed) as caught:
+        async with open_recorder(path, create_params=None, server_url=None, flush_size=2) as rec:
+            monkeypatch.setattr(RunStore, "append", broken)
+            for i in range(5):
+                rec.record_control_nowait("s", types.SlotNotification(i))
+            await trio.sleep_forever()  # cancelled by the writer's failure
+            reached_end_of_body = True
+    assert not reached_end_of_body
+    error = caught.value
+    assert "No space left on device" in str(error)
+    assert error.durable == 1  # run.started only
+    assert error.unwritten == 5  # every accepted entry is accounted for
+    with pytest.raises(RecordingFailed):
+        rec.record_control_nowait("s", types.SlotNotification(9))
+    monkeypatch.undo()
+    with RunStore.open(path) as store:  # the next open recovers what was committed
+        [result] = store.recovered
+        assert result.status is RunStatus.CRASHED_RECOVERED
+        assert result.entries == 1
+
+
+async def test_writer_failure_reaches_record_and_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "runs.db"
+
+    def broken(self: RunStore, run: ActiveRun, entries: Sequence[PendingEntry], **kw: str | None) -> None:
+        raise OSError(5, "Input/output error")
+
+    with pytest.raises(RecordingFailed, match="Input/output error"):
+        async with open_recorder(path, create_params=None, server_url=None) as rec:
+            monkeypatch.setattr(RunStore, "append", broken)
+            await rec.record_control("s", types.SlotNotification(1))
+            with pytest.raises(RecordingFailed):
+                await rec.flush()
+            with pytest.raises(RecordingFailed):
+                await rec.record_control("s", types.SlotNotification(2))
+            raise RuntimeError("the body's own error is not what matters here")
+
+
+async def test_body_error_ends_the_run_with_its_outcome(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with pytest.raises(KeyError):
+        async with open_recorder(path, create_params=None, server_url=None) as rec:
+            await rec.record_control("s", types.SlotNotification(1))
+            raise KeyError("strategy bug")
+    manifest = get_run(path, rec.run_id)
+    assert (manifest.status, manifest.outcome, manifest.entry_count) == (RunStatus.ENDED, "error", 3)
+    ended = read_entries(path, rec.run_id)[-1].value
+    assert ended == {"outcome": "error", "error": "KeyError", "entries": 3}
+    with pytest.raises(RecordingClosed):
+        await rec.record_control("s", types.SlotNotification(2))
+
+
+async def test_cancelled_run_still_ends(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    with trio.move_on_after(0.05):
+        async with open_recorder(path, create_params=None, server_url=None) as rec:
+            await rec.record_control("s", types.SlotNotification(1))
+            await trio.sleep_forever()
+    manifest = get_run(path, rec.run_id)
+    assert (manifest.status, manifest.outcome, manifest.entry_count) == (RunStatus.ENDED, "cancelled", 3)
+
+
+async def test_parent_run_and_validation(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    async with open_recorder(path, create_params=None, server_url=None) as parent:
+        pass
+    async with open_recorder(
+        path, create_params=None, server_url=None, parent_run_id=parent.run_id
+    ) as child:
+        pass
+    assert get_run(path, child.run_id).parent_run_id == parent.run_id
+    assert child.run_id > parent.run_id
+    with pytest.raises(InvalidParams):
+        async with open_recorder(path, create_params=None, server_url=None, flush_size=0):
+            pass
+
+
+async def test_api_key_never_reaches_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    url = f"wss://user:{API_KEY}@sim.example/backtest?api_key={API_KEY}"
+    key_bytes = API_KEY.encode()
+    async with open_recorder(
+        path, create_params=CREATE, server_url=url, secrets=[API_KEY], flush_size=1
+    ) as rec:
+        await rec.record_sent(None, CREATE)
+        # A server that echoes the key back in an error: redacted before it is written.
+        echo = types.Error(types.InvalidRequest(f"bad key {API_KEY}"))
+        await rec.record_control("s", echo)
+        await rec.record_notification("s", diff(1), program_id=PROGRAM_A)
+        await rec.flush()
+        live = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.is_file())
+        assert key_bytes not in live
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert files
+    for file in files:
+        assert key_bytes not in file.read_bytes(), file
+    for decoded in read_entries(path, rec.run_id):
+        assert key_bytes not in decoded.entry.payload
+    manifest = get_run(path, rec.run_id)
+    assert API_KEY not in repr(manifest) and API_KEY not in str(manifest.to_json())
+    assert "<redacted>" in read_entries(path, rec.run_id)[2].entry.text

@@ -1,0 +1,310 @@
+"""The data plane (protocol §12.7, §10): acks, notifications, replay, terminals, compression."""
+
+from __future__ import annotations
+
+import orjson
+import trio
+
+from simtrio.server import chain, serve
+from simtrio.server.config import ServerConfig
+from simtrio.server.session import DataLog, LazyNotification, Subscription
+from simtrio.wire.rpc import (
+    AccountDiffNotification,
+    SubscriptionComplete,
+    TransactionNotification,
+    encode_rpc,
+)
+
+from .helpers import (
+    ATOKEN,
+    TOKEN,
+    WsClient,
+    ZstdReader,
+    connect,
+    cont,
+    create,
+    open_session,
+    subscribe,
+    upgrade_status,
+    wait_until,
+)
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def expected_transactions(config: ServerConfig, program: str, slots: range, sub: int) -> list[str]:
+    cfg = config.chain
+    return [
+        encode_rpc(TransactionNotification(sub, s, chain.transaction_payload(cfg, tx)))
+        for s in slots
+        for tx in chain.slot_transactions(cfg, s)
+        if program in tx.program_ids
+    ]
+
+
+def expected_diffs(config: ServerConfig, program: str, slots: range, sub: int) -> list[str]:
+    cfg = config.chain
+    return [
+        encode_rpc(AccountDiffNotification(sub, s, d.account, d.signature, d.pre, d.post))
+        for s in slots
+        for tx in chain.slot_transactions(cfg, s)
+        for d in chain.account_diffs(cfg, tx)
+        if d.owner == program
+    ]
+
+
+def terminal(sub: int) -> str:
+    return encode_rpc(SubscriptionComplete(sub))
+
+
+def slot_of(text: str) -> int:
+    result = orjson.loads(text)["params"]["result"]
+    return int(result["context"]["slot"] if "context" in result else result["slot"])
+
+
+async def read_until_terminals(
+    client: WsClient, subs: set[int], reader: ZstdReader | None = None
+) -> list[str]:
+    """Data messages (decoded) up to the terminal of every subscription in ``subs``."""
+    out: list[str] = []
+    pending = set(subs)
+    while pending:
+        message = await client.recv()
+        if reader is not None:
+            assert isinstance(message, bytes), f"expected Binary, got {message!r:.80}"
+            text = reader.decode(message)
+        else:
+            assert isinstance(message, str)
+            text = message
+        out.append(text)
+        parsed = orjson.loads(text)
+        if parsed.get("method") == "subscriptionComplete":
+            pending.discard(parsed["params"]["subscription"])
+    return out
+
+
+async def _run_to_end(control: WsClient, count: int) -> None:
+    await control.send(cont(count))
+    await control.recv_until(lambda t: "completed" in t)
+
+
+async def test_live_notifications_in_slot_order_then_terminals() -> None:
+    config = ServerConfig(seed=31)
+    with trio.fail_after(5):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4005))
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(7, TOKEN))
+                assert await data.recv_text() == '{"jsonrpc":"2.0","id":7,"result":1}'
+                await data.send(subscribe(8, ATOKEN, method="accountDiffSubscribe"))
+                assert await data.recv_text() == '{"jsonrpc":"2.0","id":8,"result":2}'
+                await wait_until(lambda: server.sessions[session_id].subscriptions == 2)
+                await _run_to_end(control, 6)
+                frames = await read_until_terminals(data, {1, 2})
+            slots = range(4000, 4006)
+            sub1 = [f for f in frames if '"subscription":1' in f]
+            sub2 = [f for f in frames if '"subscription":2' in f]
+            assert sub1 == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
+            assert sub2 == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
+            assert len(sub1) > 3
+            assert len(sub2) > 3
+            notified = [slot_of(f) for f in frames if "Notification" in f]
+            assert notified == sorted(notified)
+
+
+async def test_compressed_stream_decodes_with_python_zstandard() -> None:
+    config = ServerConfig(seed=32)
+    with trio.fail_after(5):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4003))
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN, compression=True))
+                assert await data.recv() == '{"jsonrpc":"2.0","id":1,"result":1}'
+                await _run_to_end(control, 4)
+                reader = ZstdReader()
+                first = await data.recv()
+                assert isinstance(first, bytes)
+                assert first.startswith(ZSTD_MAGIC)
+                texts = [reader.decode(first)]
+                texts += await read_until_terminals(data, {1}, reader)
+            assert texts == [
+                *expected_transactions(config, TOKEN, range(4000, 4004), 1),
+                terminal(1),
+            ]
+
+
+async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
+    config = ServerConfig(seed=33)
+    with trio.fail_after(5):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4005))
+            await _run_to_end(control, 10)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN, replay=4002))
+                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                frames = await read_until_terminals(data, {1})
+                assert frames == [
+                    *expected_transactions(config, TOKEN, range(4002, 4006), 1),
+                    terminal(1),
+                ]
+                # Subscribing after the end without a cursor: nothing owed, just the terminal.
+                await data.send(subscribe(2, TOKEN, method="accountDiffSubscribe"))
+                await data.expect('{"jsonrpc":"2.0","id":2,"result":2}', terminal(2))
+                # The connection stays open after a completed (not closed) session.
+                await data.send(subscribe(3, ATOKEN, replay=-5))
+                await data.expect('{"jsonrpc":"2.0","id":3,"result":3}')
+                frames = await read_until_terminals(data, {3})
+                assert frames == [
+                    *expected_transactions(config, ATOKEN, range(4000, 4006), 3),
+                    terminal(3),
+                ]
+
+
+async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
+    config = ServerConfig(seed=34, retained_slots=5)
+    with trio.fail_after(5):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4019))
+            await _run_to_end(control, 20)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN, replay=4000))
+                await data.recv_text()
+                frames = await read_until_terminals(data, {1})
+            assert frames == [
+                *expected_transactions(config, TOKEN, range(4015, 4020), 1),
+                terminal(1),
+            ]
+
+
+async def test_subscription_started_mid_run_streams_from_the_current_slot() -> None:
+    config = ServerConfig(seed=35)
+    with trio.fail_after(5):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4009))
+            await control.send(cont(4))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN))
+                await data.recv_text()
+                await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
+                await _run_to_end(control, 6)
+                frames = await read_until_terminals(data, {1})
+            assert frames == [
+                *expected_transactions(config, TOKEN, range(4004, 4010), 1),
+                terminal(1),
+            ]
+
+
+async def test_unsubscribe_and_rpc_errors() -> None:
+    with trio.fail_after(5):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(1, 5))
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN))
+                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                unsubscribe = (
+                    '{"jsonrpc":"2.0","id":2,"method":"transactionUnsubscribe","params":[1]}'
+                )
+                await data.send(unsubscribe)
+                await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
+                await data.send(unsubscribe.replace('"id":2', '"id":3'))
+                await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
+                await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
+                assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
+                await data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
+                assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
+                await data.send(subscribe(6, "not-a-program"))
+                await data.expect(
+                    '{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"invalid program id"}}'
+                )
+                await data.send("{{{")
+                reply = orjson.loads(await data.recv_text())
+                assert reply["id"] is None
+                assert reply["error"]["code"] == -32602
+                await data.send(subscribe(7, TOKEN))
+                await data.expect('{"jsonrpc":"2.0","id":7,"result":2}')
+
+
+async def test_close_sends_terminals_then_closes_the_data_connection() -> None:
+    with trio.fail_after(5):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(1, 50))
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN))
+                await data.recv_text()
+                await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
+                await control.send(cont(2))
+                await control.recv_until(lambda t: "readyForContinue" in t)
+                await control.send('{"method":"closeBacktestSession"}')
+                await control.expect('{"method":"success"}')
+                frames = await read_until_terminals(data, {1})
+                assert frames[-1] == terminal(1)
+                reason = await data.expect_closed()
+                assert reason is not None
+                assert reason.code == 1000
+            assert await upgrade_status(server, f"/backtest/{session_id}") == 404
+
+
+async def test_session_removal_on_disconnect_ends_subscriptions() -> None:
+    with trio.fail_after(5):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(1, 50))
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN))
+                await data.recv_text()
+                # No disconnect timeout: closing the control connection removes the session.
+                await control.ws.aclose()
+                await data.expect(terminal(1))
+                await data.expect_closed()
+            assert session_id not in server.sessions
+
+
+async def test_sub_sessions_have_a_data_plane() -> None:
+    config = ServerConfig(seed=36)
+    with trio.fail_after(5):
+        async with serve(config) as server, connect(server) as control:
+            await control.send(create(100, 299, parallel=True))
+            frames = await control.recv_until(lambda t: "sessionsCreatedV2" in t)
+            sub = orjson.loads(frames[-1])["params"]["session_ids"][1]
+            async with connect(server, f"/backtest/{sub}") as data:
+                await data.send(subscribe(1, TOKEN, replay=200))
+                await data.recv_text()
+                request = {"sessionId": sub, "request": {"advanceCount": 3}}
+                await control.send(
+                    orjson.dumps({"method": "continueSessionV1", "params": request}).decode()
+                )
+                got = []
+                for _ in expected_transactions(config, TOKEN, range(200, 203), 1):
+                    got.append(await data.recv_text())
+                assert got == expected_transactions(config, TOKEN, range(200, 203), 1)
+
+
+class _FakeConn:
+    def __init__(self) -> None:
+        self.stalled = False
+        self.gone = False
+
+
+def test_data_log_retention_respects_live_subscriptions() -> None:
+    log = DataLog()
+    note = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
+    for s in range(10):
+        log.append(("transaction", TOKEN), s, note)
+    assert note.text_for(3) == (
+        '{"jsonrpc":"2.0","method":"transactionNotification","params":{"subscription":3,'
+        '"result":{"slot":0}}}'
+    )
+    conn = _FakeConn()
+    sub = Subscription(1, ("transaction", TOKEN), 2, conn)  # type: ignore[arg-type]
+    log.subs.add(sub)
+    log.trim(8)
+    # Slots 2..7 are still owed to the subscription.
+    assert log.bucket(("transaction", TOKEN)).base == 2
+    assert log.lagging(8)
+    conn.stalled = True  # a stalled reader holds nothing back
+    assert not log.lagging(8)
+    log.trim(8)
+    assert log.bucket(("transaction", TOKEN)).base == 8
+    event = sub.peek(log)
+    assert event is not None
+    assert event.slot == 8
