@@ -176,7 +176,7 @@ async def simtrio_parallel_e2e(url: str, n: int, k: int) -> Timing:
             timing.tick()
 
     create = CreateSession(FIRST_SLOT, slot_count=1000, parallel=True)
-    async with open_parallel_session(url, "bench-key", create) as session:
+    async with open_parallel_session(url, "bench-key", create, config=bench_config()) as session:
         async with trio.open_nursery() as nursery:
             for sub in session.take_sub_sessions():
                 nursery.start_soon(drive, sub)
@@ -212,13 +212,21 @@ async def simtrio_data_e2e(url: str, n: int) -> Timing:
         raise Unavailable(f"subscriptions not importable: {exc}") from None
     timing = Timing()
     rpc = url.replace("ws://", "http://", 1)
-    async with open_account_diff_subscription(rpc, [orjson.loads(SUBSCRIBE)["params"][0]]) as sub:
+    program = orjson.loads(SUBSCRIBE)["params"][0]
+    async with open_account_diff_subscription(rpc, [program], config=bench_config()) as sub:
         notifications: Any = sub.notifications  # type: ignore[attr-defined]
         async for _ in notifications:
             timing.tick()
     if timing.count != n:
         raise Unavailable(f"open_account_diff_subscription delivered {timing.count} of {n}")
     return timing
+
+
+def bench_config() -> Any:
+    """Managed defaults, but give up after a few seconds instead of reconnecting for ever."""
+    from simtrio.managed.config import ManagedConfig  # noqa: PLC0415
+
+    return ManagedConfig(reconnect_max_total=3.0)
 
 
 # --- bare wsproto on trio -------------------------------------------------------------------

@@ -64,14 +64,14 @@ class Row:
     extra: dict[str, Any] = attrs.field(factory=dict)
 
 
-def measure(rows: Sequence[Row], reps: int) -> None:
+def measure(rows: Sequence[Row], reps: int, limit: float = 60.0) -> None:
     """Run every row ``reps`` times, interleaved (the machine is shared), keeping the best."""
     for _ in range(reps):
         for row in rows:
             if row.note:
                 continue
             try:
-                timing: Timing = run_client(row.run, trio_based=row.trio_based)
+                timing: Timing = run_client(row.run, trio_based=row.trio_based, limit=limit)
             except Unavailable as exc:
                 row.note = str(exc)
                 continue

@@ -41,7 +41,7 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
         Row("simtrio open_parallel_session (end to end)", lambda: c.simtrio_parallel_e2e(parallel, n, k)),
     ]
     rows = raw + routed
-    measure(rows, reps)
+    measure(rows, reps, limit=15 if quick else 60)
     title = f"control plane: {n:,} sessionEventV2 frames (~150 B) for K={k} sub-sessions, best of {reps}"
     records = table(title, rows, BASELINES)
     params = {"frames": n, "sub_sessions": k, "reps": reps}

@@ -35,7 +35,7 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
         ),
         Row("simtrio open_account_diff_subscription (end to end)", lambda: c.simtrio_data_e2e(url, n)),
     ]
-    measure(rows, reps)
+    measure(rows, reps, limit=15 if quick else 60)
     title = f"data plane: {n:,} zstd account-diff notifications (~640 B decoded), best of {reps}"
     records = table(title, rows, BASELINES)
     path = write_result("data_plane", {"notifications": n, "reps": reps}, {"throughput": records}, quick)

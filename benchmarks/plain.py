@@ -105,7 +105,7 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
         ),
         Row("simtrio BacktestSession.continue_until_ready", lambda: simtrio_rtt(url, rounds)),
     ]
-    measure(rows, reps)
+    measure(rows, reps, limit=15 if quick else 60)
     records = table(
         f"plain client: {rounds:,} continue -> readyForContinue round trips, best of {reps}",
         rows,

@@ -14,6 +14,7 @@ from typing import Any
 
 import trio
 
+from benchmarks.clients import bench_config
 from benchmarks.common import write_result
 
 LIMIT = 90.0
@@ -44,7 +45,7 @@ async def _memory(url: str, k: int) -> float:
     try:
         before = tracemalloc.get_traced_memory()[0]
         with trio.fail_after(LIMIT):
-            async with open_parallel_session(url, "bench-key", create) as session:
+            async with open_parallel_session(url, "bench-key", create, config=bench_config()) as session:
                 async with trio.open_nursery() as nursery:
                     for sub in session.take_sub_sessions():
                         nursery.start_soon(until_ready, sub)
@@ -82,7 +83,7 @@ async def _latency(url: str, k: int) -> dict[str, Any]:
     create = CreateSession(FIRST_SLOT, slot_count=1000, parallel=True)
     start = time.perf_counter()
     with trio.fail_after(LIMIT):
-        async with open_parallel_session(url, "bench-key", create) as session:
+        async with open_parallel_session(url, "bench-key", create, config=bench_config()) as session:
             async with trio.open_nursery() as nursery:
                 for sub in session.take_sub_sessions():
                     nursery.start_soon(drive, sub)

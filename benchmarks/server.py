@@ -35,7 +35,7 @@ from simtrio.wire import codec
 from simtrio.wire import types as wire
 from simtrio.wire.compression import ZstdStreamEncoder
 
-GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
+GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WRITE_SLICE: Final = 1 << 20
 FIRST_SLOT: Final = 312_000_000
 PROGRAM: Final = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"

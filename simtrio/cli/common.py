@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import urllib.parse
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar, cast
 
@@ -29,6 +30,7 @@ __all__ = [
     "Target",
     "UsageError",
     "add_target_args",
+    "display_url",
     "find_leaf",
     "iter_csv",
     "resolve_target",
@@ -176,3 +178,13 @@ def simtrio_error_of(exc: BaseException) -> SimtrioError | None:
         if rest is None:
             return find_leaf(group, SimtrioError)
     return None
+
+
+def display_url(url: str) -> str:
+    """``url`` as printed and written to files: no user info, query or fragment."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url.split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))

@@ -16,7 +16,7 @@ import attrs
 import trio
 
 from simtrio import events
-from simtrio.cli.common import Interrupt, Target, simtrio_error_of
+from simtrio.cli.common import Interrupt, Target, display_url, simtrio_error_of
 from simtrio.cli.progress import ProgressBar
 from simtrio.cli.report import RunReport, SessionTally, tx_facts
 from simtrio.errors import SimtrioError
@@ -25,7 +25,7 @@ from simtrio.params import Continue, CreateSession
 from simtrio.wire import types
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
 
     from simtrio.cli.ndjson import NdjsonWriter
     from simtrio.managed.config import SessionInfo
@@ -159,7 +159,11 @@ async def _drive(
                 case events.AccountDiff():
                     await sinks.account_diff(session_id, event, tally)
                 case events.ErrorEvent(error=error):
+                    # The step it answers did not happen and no readiness will follow:
+                    # waiting on would hang, so the session is given up as failed.
                     tally.on_error(str(error))
+                    tally.fail(f"server error: {error}", trio.current_time())
+                    return
                 case events.Completed(summary=summary):
                     tally.complete(summary, trio.current_time())
                 case _:
@@ -284,7 +288,7 @@ def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[st
         "parallel": create.parallel,
         "send_summary": create.send_summary,
         "disconnect_timeout_secs": create.disconnect_timeout_secs,
-        "url": url,
+        "url": display_url(url),
         "embedded": opts.target.embedded,
         "seed": opts.seed if opts.target.embedded else None,
         "subscriptions": list(opts.subscribe),
@@ -323,10 +327,10 @@ async def _run_target(
     sinks: _Sinks,
     interrupt: Interrupt,
     server_config: ServerConfig | None,
-    notice: TextIO | None,
+    notice: Callable[[str], None],
 ) -> None:
     if opts.target.url is not None:
-        report.url = opts.target.url
+        report.url = display_url(opts.target.url)
         await _run_at(_Run(opts.target.url, opts, opts.program_ids, report, sinks, interrupt))
         return
     from simtrio.server import ServerConfig, serve
@@ -336,9 +340,7 @@ async def _run_target(
     )
     async with serve(config) as server:
         report.url = server.control_url
-        if notice is not None:
-            notice.write(f"simtrio: embedded reference server at {server.control_url}\n")
-            notice.flush()
+        notice(f"simtrio: embedded reference server at {server.control_url}")
         program_ids = opts.program_ids or server.config.program_ids
         await _run_at(_Run(server.control_url, opts, program_ids, report, sinks, interrupt))
 
@@ -361,7 +363,7 @@ async def execute_run(
     interrupt = interrupt or Interrupt()
     create = opts.create()
     report = RunReport(
-        url=opts.target.url or "",
+        url=display_url(opts.target.url or ""),
         parallel=opts.parallel,
         start_slot=create.start_slot,
         end_slot=create.end_slot,
@@ -369,14 +371,22 @@ async def execute_run(
         subscriptions=opts.subscribe,
     )
     sinks = _Sinks(ndjson)
+
+    def say(text: str) -> None:
+        if notice is not None:
+            notice.write(text + "\n")
+            notice.flush()
+
     with interrupt.hard:
         async with trio.open_nursery() as nursery:
             if progress is not None:
                 total = create.end_slot - create.start_slot + 1
                 bar = ProgressBar(progress, lambda: report.sessions, total)
+                if notice is progress:
+                    say = bar.message
                 nursery.start_soon(bar.run, report.started_at)
             try:
-                await _run_target(opts, report, sinks, interrupt, server_config, notice)
+                await _run_target(opts, report, sinks, interrupt, server_config, say)
             finally:
                 nursery.cancel_scope.cancel()
     now = trio.current_time()

@@ -59,7 +59,7 @@ class ProgressBar:
     def lines(self, now: float, started_at: float) -> list[str]:
         tallies = list(self._source())
         width = self._width or shutil.get_terminal_size((80, 24)).columns
-        name_width = min(24, max((len(t.session_id) for t in tallies), default=5))
+        name_width = min(28, max((len(t.session_id) for t in tallies), default=5))
         bar_width = max(10, min(40, width - name_width - 30))
         running = [t for t in tallies if t.state is SessionState.RUNNING]
         shown = running[: self._max_lines] if len(tallies) > self._max_lines else tallies
@@ -100,6 +100,12 @@ class ProgressBar:
         self._out.flush()
         self._drawn = len(lines)
         self._last = lines
+
+    def message(self, text: str) -> None:
+        """Print a line above the display (the next redraw puts the display back below it)."""
+        self.clear()
+        self._out.write(text + "\n")
+        self._out.flush()
 
     def clear(self) -> None:
         """Erase the display so the summary prints on a clean screen."""

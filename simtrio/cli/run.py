@@ -191,13 +191,13 @@ def _open_output(path: Path) -> BinaryIO:
 
 def command(args: argparse.Namespace) -> int:
     opts = options_from_args(args)
+    if opts.record is not None and not opts.record.parent.is_dir():
+        raise UsageError(f"--record: no directory {opts.record.parent}")
     stream = _open_output(opts.output) if opts.output is not None else None
     try:
         ndjson = NdjsonWriter(stream) if stream is not None else None
         progress = sys.stderr if sys.stderr.isatty() else None
-        report = trio.run(
-            lambda: _main(opts, ndjson, progress),
-        )
+        report = trio.run(_main, opts, ndjson, progress)
     finally:
         if stream is not None:
             stream.close()

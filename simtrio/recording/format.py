@@ -15,6 +15,7 @@ import enum
 import hashlib
 import secrets
 import struct
+import threading
 import time
 import urllib.parse
 from datetime import UTC, datetime
@@ -116,9 +117,20 @@ def entry_hash(
     return h.digest()
 
 
+class _Codecs(threading.local):
+    """One zstd compressor and decompressor per thread (building them costs more than a call)."""
+
+    def __init__(self) -> None:
+        self.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        self.decompressor = zstandard.ZstdDecompressor()
+
+
+_codecs = _Codecs()
+
+
 def compress_payload(payload: bytes) -> bytes:
     """One self-contained zstd frame (content size in the header) per payload."""
-    return zstandard.ZstdCompressor(level=_ZSTD_LEVEL).compress(payload)
+    return _codecs.compressor.compress(payload)
 
 
 def decompress_payload(data: bytes) -> bytes:
@@ -134,7 +146,7 @@ def decompress_payload(data: bytes) -> bytes:
     if size < 0 or size > MAX_PAYLOAD_SIZE:
         raise ValueError("zstd frame has no plausible content size")
     try:
-        out = zstandard.ZstdDecompressor().decompress(data, max_output_size=max(size, 1))
+        out = _codecs.decompressor.decompress(data, max_output_size=max(size, 1))
     except zstandard.ZstdError as exc:
         raise ValueError(f"corrupt zstd frame ({exc})") from None
     if len(out) != size:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Final
 import orjson
 import trio
 
+from simtrio import events
 from simtrio.errors import InvalidParams
 from simtrio.params import CreateSession
 from simtrio.recording.errors import RecordingClosed, RecordingFailed, StoreError
@@ -162,6 +163,22 @@ class Recorder:
         self.record_sent_nowait(session_id, request)
         await self._backpressure()
 
+    async def record_event(
+        self, session_id: str | None, event: events.Event, *, program_id: str | None = None
+    ) -> None:
+        """Record a driver event: notifications go to the data plane, the rest to control."""
+        self.record_event_nowait(session_id, event, program_id=program_id)
+        await self._backpressure()
+
+    def record_event_nowait(
+        self, session_id: str | None, event: events.Event, *, program_id: str | None = None
+    ) -> None:
+        """Synchronous :meth:`record_event`."""
+        if isinstance(event, events.AccountDiff | events.Transaction):
+            self.record_notification_nowait(session_id, event, program_id=program_id)
+        else:
+            self.record_control_nowait(session_id, event)
+
     def record_control_nowait(
         self, session_id: str | None, item: ControlItem, *, seq_id: int | None = None
     ) -> None:
@@ -259,8 +276,7 @@ class Recorder:
                 self._pending[:0] = batch
                 raise
             except Exception as exc:
-                self._fail(exc, batch)
-                raise self._failure from None  # type: ignore[misc]
+                raise self._fail(exc, batch) from None
             # No checkpoint between the thread's return and this update (see Cancelled above).
             self._durable = batch[-1].seq
             self._progress.set()
@@ -276,7 +292,7 @@ class Recorder:
             outcome = json_field(ended, "outcome")
         self._store.append(self._run, batch, outcome=outcome if isinstance(outcome, str) else None)
 
-    def _fail(self, exc: Exception, batch: list[PendingEntry]) -> None:
+    def _fail(self, exc: Exception, batch: list[PendingEntry]) -> RecordingFailed:
         unwritten = len(batch) + len(self._pending)
         reason = str(exc) if isinstance(exc, StoreError) else f"{type(exc).__name__}: {exc}"
         self._failure = RecordingFailed(
@@ -289,6 +305,7 @@ class Recorder:
         logger.error("%s", self._failure)
         self._progress.set()
         self._kick.set()
+        return self._failure
 
     async def _finish(self, outcome: str, error: str | None) -> None:
         """Record ``run.ended`` and commit everything; shielded, so a cancelled run still ends."""

@@ -127,3 +127,14 @@ def test_progress_run_redraws_until_cancelled() -> None:
     trio.run(body, clock=MockClock(autojump_threshold=0))
     assert "0/10" in out.getvalue()
     assert out.getvalue().endswith("\x1b[J")
+
+
+def test_progress_message_prints_above_the_display() -> None:
+    out = io.StringIO()
+    tally = SessionTally("s", 0, 9, started_at=0.0)
+    progress = ProgressBar(out, lambda: [tally], 10, width=60)
+    progress.draw(1.0, 0.0)
+    progress.message("hello")
+    assert out.getvalue().endswith("\x1b[2F\x1b[Jhello\n")
+    progress.draw(1.0, 0.0)  # drawn again below the message
+    assert out.getvalue().count("total") == 2

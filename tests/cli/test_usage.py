@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simtrio.cli.common import Target, UsageError, resolve_target
+from simtrio.cli.common import Target, UsageError, display_url, resolve_target
 from simtrio.cli.main import build_parser, main
 from simtrio.cli.run import options_from_args
 
@@ -106,3 +106,10 @@ def test_target_resolution() -> None:
     assert resolve_target(args, env=env) == Target("ws://127.0.0.1:9/backtest", "k-arg")
     args = parser.parse_args(["ranges", "--embedded"])
     assert resolve_target(args, env=env).embedded
+
+
+def test_display_url_hides_credentials() -> None:
+    assert display_url("wss://user:pw@h.example:8443/backtest?key=k#f") == (
+        "wss://h.example:8443/backtest"
+    )
+    assert display_url("ws://127.0.0.1:7000/backtest") == "ws://127.0.0.1:7000/backtest"

@@ -21,17 +21,25 @@ import contextlib
 import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 import trio_websocket
 
+from simtrio.managed.control import ControlLoop
 from simtrio.wire import types as wire
 from simtrio.wire.codec import encode, encode_response
 
+if TYPE_CHECKING:
+    from simtrio.managed.config import ConnectionStatus
+    from simtrio.managed.parallel import ParallelSession
+    from simtrio.managed.session import ManagedSession
+
 __all__ = [
     "ClientGone",
+    "control_of",
+    "status_of",
     "FakeConnection",
     "FakeServer",
     "Script",
@@ -62,6 +70,18 @@ def event(session_id: str, seq: int, inner: wire.SessionEvent) -> str:
 def request(req: wire.BacktestRequest) -> str:
     """The exact text simtrio sends for a request."""
     return encode(req)
+
+
+def control_of(session: object) -> ControlLoop:
+    """The control loop behind a managed or parallel session (to wait for its end in tests)."""
+    control = session._control  # type: ignore[attr-defined]  # pyright: ignore[reportAttributeAccessIssue, reportUnknownMemberType]
+    assert isinstance(control, ControlLoop)
+    return control
+
+
+def status_of(session: ManagedSession | ParallelSession) -> ConnectionStatus:
+    """``connection_status`` read through a call, so type checkers do not narrow it."""
+    return session.connection_status
 
 
 class _OwnedStream(trio.abc.Stream):

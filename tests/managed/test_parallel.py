@@ -16,7 +16,7 @@ from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.params import Continue, CreateSession
 from simtrio.wire import types as wire
 
-from .fakes import FakeConnection, event, fake_server, frame, request
+from .fakes import FakeConnection, control_of, event, fake_server, frame, request, status_of
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -129,8 +129,8 @@ async def test_create_handshake_routing_continues_and_graceful_close(
         seen = await drive_all(subs)
         with pytest.raises(ControlClosed):
             await subs[0].next_event()
-        await parallel._control.done.wait()
-        assert parallel.connection_status is ConnectionStatus.DOWN
+        await control_of(parallel).done.wait()
+        assert status_of(parallel) is ConnectionStatus.DOWN
     assert seen[A] == [
         events.Slot(4000),
         events.ReadyForContinue(),
@@ -313,7 +313,7 @@ async def test_terminal_top_level_error_fails_every_sub_session(
                 await b.next_event()
             assert info_a.value is info_b.value
             assert info_a.value.error == internal
-            assert parallel.connection_status is ConnectionStatus.FAILED
+            assert status_of(parallel) is ConnectionStatus.FAILED
             with pytest.raises(ContinueSendFailed):
                 await b.send_continue(Continue(1))
         assert server.control[0].close_code == 1006  # dropped at once
@@ -328,7 +328,7 @@ async def test_unseen_failure_is_raised_on_leaving(autojump_clock: trio.testing.
     async with fake_server([script]) as server:
         with pytest.raises(ControlFailed):
             async with open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel:
-                await parallel._control.done.wait()
+                await control_of(parallel).done.wait()
 
 
 async def test_attach_session_not_found_fails(autojump_clock: trio.testing.MockClock) -> None:
@@ -364,7 +364,7 @@ async def test_leaving_early_closes_the_connection_and_no_session() -> None:
             await server.wait_for(lambda: server.control[0].gone.is_set())
     assert server.control[0].methods == ["createBacktestSession"]
     assert server.control[0].close_code == 1000
-    assert parallel.connection_status is ConnectionStatus.DOWN
+    assert status_of(parallel) is ConnectionStatus.DOWN
 
 
 async def test_close_is_bounded_against_a_silent_server(

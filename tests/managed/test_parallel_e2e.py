@@ -152,7 +152,7 @@ async def test_sub_session_aclose_against_the_reference_server(
             sessions = server.sessions
             assert sessions[a.session_info.session_id].subscriptions == 0
             assert sessions[b.session_info.session_id].subscriptions == 1
-            evs = []
+            evs: list[events.Event] = []
             async for ev in a.events():  # control events still flow, without notifications
                 evs.append(ev)
                 if isinstance(ev, events.ReadyForContinue):

@@ -22,7 +22,7 @@ from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.params import Continue, CreateSession
 from simtrio.wire import types as wire
 
-from .fakes import FakeConnection, fake_server, frame, request
+from .fakes import FakeConnection, control_of, fake_server, frame, request, status_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -121,7 +121,7 @@ async def test_create_ready_continue_completed(autojump_clock: trio.testing.Mock
                 await session.next_event()
             with pytest.raises(ContinueSendFailed):
                 await session.send_continue(Continue(1))
-        assert session.connection_status is ConnectionStatus.DOWN
+        assert status_of(session) is ConnectionStatus.DOWN
         conn = server.control[0]
         assert conn.headers["x-api-key"] == KEY
         assert conn.methods == [
@@ -229,7 +229,7 @@ async def test_status_goes_reconnecting_then_up(autojump_clock: trio.testing.Moc
 
         async def watch() -> None:
             while True:
-                await session._control.status.wait_until(lambda s: s is not seen[-1])
+                await control_of(session).status.wait_until(lambda s: s is not seen[-1])
                 seen.append(session.connection_status)
 
         async with trio.open_nursery() as nursery:
@@ -323,13 +323,13 @@ async def test_terminal_error_fails_the_session(autojump_clock: trio.testing.Moc
             with pytest.raises(ControlFailed) as info:
                 await session.next_event()
             assert info.value.error == error
-            assert session.connection_status is ConnectionStatus.FAILED
+            assert status_of(session) is ConnectionStatus.FAILED
             with pytest.raises(ContinueSendFailed):
                 await session.send_continue(Continue(1))
             with pytest.raises(ControlClosed):
                 await session.next_event()
         # Already raised by next_event: leaving the block does not raise it again.
-        assert session.connection_status is ConnectionStatus.FAILED
+        assert status_of(session) is ConnectionStatus.FAILED
     assert server.control[0].methods == ["createBacktestSession", "continue"]
 
 
@@ -344,7 +344,7 @@ async def test_unseen_failure_is_raised_when_the_block_is_left(
     async with fake_server([script]) as server:
         with pytest.raises(ControlFailed) as info:
             async with open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session:
-                await session._control.done.wait()
+                await control_of(session).done.wait()
         assert info.value.error == wire.SessionOwnerMismatch()
 
 
@@ -367,7 +367,7 @@ async def test_session_not_found_on_attach_fails(autojump_clock: trio.testing.Mo
         with pytest.raises(ControlFailed) as info:
             await session.next_event()
         assert info.value.error == wire.SessionNotFound(SID)
-        assert session.connection_status is ConnectionStatus.FAILED
+        assert status_of(session) is ConnectionStatus.FAILED
     assert len(server.control) == 2
 
 
@@ -731,10 +731,10 @@ async def test_completed_then_lost_does_not_reconnect(
         open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session,
     ):
         assert await session.next_event() == events.Completed(SUMMARY, None)
-        await session._control.done.wait()
+        await control_of(session).done.wait()
         with pytest.raises(ControlClosed):
             await session.next_event()
-        assert session.connection_status is ConnectionStatus.DOWN
+        assert status_of(session) is ConnectionStatus.DOWN
     assert len(server.control) == 1
 
 
@@ -780,13 +780,15 @@ async def test_outer_cancellation_still_closes(autojump_clock: trio.testing.Mock
         await conn.send(CREATED, ready(1))
         await close_politely(conn)
 
+    sessions: list[ManagedSession] = []
     async with fake_server([script], script_timeout=1000) as server:
         with trio.move_on_after(50):
             async with open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session:
+                sessions.append(session)
                 await trio.sleep_forever()
         await server.wait_for(lambda: server.control[0].gone.is_set())
     assert server.control[0].methods == ["createBacktestSession", "closeBacktestSession"]
-    assert session.connection_status is ConnectionStatus.DOWN
+    assert status_of(sessions[0]) is ConnectionStatus.DOWN
 
 
 async def test_body_exceptions_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
@@ -825,6 +827,54 @@ async def test_repr_hides_the_key(autojump_clock: trio.testing.MockClock) -> Non
         fake_server([script]) as server,
         open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session,
     ):
-        text = repr(session) + repr(session._control)
+        text = repr(session) + repr(control_of(session))
         assert SID in repr(session)
         assert KEY not in text
+
+
+async def test_attach_reply_timeout_reconnects(autojump_clock: trio.testing.MockClock) -> None:
+    config = ManagedConfig(rng_seed=1, handshake_timeout=20.0)
+
+    async def first(conn: FakeConnection) -> None:
+        await conn.expect(CREATE_TEXT)
+        await conn.send(CREATED, slot(4000, 1))
+        conn.drop()
+
+    async def silent(conn: FakeConnection) -> None:
+        await conn.expect(attach(1))
+        await conn.send(ready(2))  # a frame resets the silence bound, a reply never comes
+        await conn.wait_gone()
+
+    async def third(conn: FakeConnection) -> None:
+        await conn.expect(attach(2))
+        await conn.send(ATTACHED)
+        await conn.expect(RESUME)
+        await conn.expect(cont(1))
+        await conn.send(completed(3))
+        await close_politely(conn)
+
+    async with (
+        fake_server([first, silent, third], script_timeout=1000) as server,
+        open_managed_session(server.url, KEY, CREATE, config=config) as session,
+    ):
+        seen = await drive(session, [1])
+    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    assert server.control[1].close_code == 1006
+
+
+async def test_the_key_never_reaches_the_logs(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+
+    def reject(path: str, index: int) -> int | None:
+        return {1: 503, 2: 401}.get(index)
+
+    async with fake_server([], reject=reject) as server:
+        with pytest.raises(CreateFailed):
+            async with open_managed_session(server.url, KEY, CREATE, config=CONFIG):
+                raise AssertionError("not reached")
+    assert caplog.records
+    for record in caplog.records:
+        assert KEY not in record.getMessage()
+        assert KEY not in repr(record.args)

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import orjson
 import trio
-import trio_websocket
 
 from simtrio.recording import open_recorder
 from simtrio.wire import rpc, types
@@ -18,12 +17,16 @@ from simtrio.wire.types import BacktestStatus
 if TYPE_CHECKING:
     from pathlib import Path
 
+    import trio_websocket
+
     from simtrio.recording import Recorder
 
 PROGRAM_A = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 PROGRAM_B = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
 SESSION = "backtest_0001"
-CREATE = types.CreateBacktestSessionRequest(start_slot=100, end_slot=103, disconnect_timeout_secs=30)
+CREATE = types.CreateBacktestSessionRequest(
+    start_slot=100, end_slot=103, disconnect_timeout_secs=30
+)
 
 
 def diff(slot: int, account: str = "acct", subscription: int = 1) -> rpc.AccountDiffNotification:
@@ -123,4 +126,3 @@ def sql(path: Path, statement: str, *params: object) -> list[tuple[object, ...]]
         return conn.execute(statement, params).fetchall()
     finally:
         conn.close()
-

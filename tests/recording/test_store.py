@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def _entry(run: ActiveRun, offset: int, plane: Plane = Plane.CONTROL, kind: str = "x") -> PendingEntry:
+def _entry(
+    run: ActiveRun, offset: int, plane: Plane = Plane.CONTROL, kind: str = "x"
+) -> PendingEntry:
     text = f'{{"method":"slotNotification","params":{offset}}}'
-    return PendingEntry(run.next_seq + offset, time.time_ns(), plane, kind, "s1", None, text.encode())
+    return PendingEntry(
+        run.next_seq + offset, time.time_ns(), plane, kind, "s1", None, text.encode()
+    )
 
 
 def _append(store: RunStore, run: ActiveRun, count: int) -> None:
@@ -76,7 +80,11 @@ def test_manifest_and_run_started(tmp_path: Path) -> None:
         store.release(run)
         manifest = store.get_run(run.run_id)
         assert manifest.status is RunStatus.ENDED
-        assert (manifest.entry_count, manifest.control_count, manifest.outcome) == (5, 3, "completed")
+        assert (manifest.entry_count, manifest.control_count, manifest.outcome) == (
+            5,
+            3,
+            "completed",
+        )
         assert manifest.ended_at_ns is not None
         assert manifest.to_json()["status"] == "ENDED"
         assert store.verify(run.run_id).intact
@@ -129,7 +137,9 @@ def test_payloads_are_zstd_compressed(tmp_path: Path) -> None:
         ("UPDATE entries SET ts_ns = ts_ns + 1 WHERE seq = 2", "entry 2 does not match"),
     ],
 )
-def test_verify_detects_tampering_and_quarantines(tmp_path: Path, tamper: str, problem: str) -> None:
+def test_verify_detects_tampering_and_quarantines(
+    tmp_path: Path, tamper: str, problem: str
+) -> None:
     path = tmp_path / "runs.db"
     with RunStore.open(path) as store:
         run = _begin(store)
@@ -137,7 +147,9 @@ def test_verify_detects_tampering_and_quarantines(tmp_path: Path, tamper: str, p
         _end(store, run)
         store.release(run)
         run_id = run.run_id
-    params = (compress_payload(b'{"method":"slotNotification","params":666}'),) if "?" in tamper else ()
+    params = (
+        (compress_payload(b'{"method":"slotNotification","params":666}'),) if "?" in tamper else ()
+    )
     sql(path, tamper, *params)
     with RunStore.open(path) as store:
         result = store.verify(run_id)
@@ -175,7 +187,11 @@ def test_recovery_without_run_ended_is_crashed_recovered(tmp_path: Path) -> None
     run_id = _crash(path, with_end=False)
     with RunStore.open(path) as store:
         [result] = store.recovered
-        assert (result.run_id, result.status, result.entries) == (run_id, RunStatus.CRASHED_RECOVERED, 4)
+        assert (result.run_id, result.status, result.entries) == (
+            run_id,
+            RunStatus.CRASHED_RECOVERED,
+            4,
+        )
         manifest = store.get_run(run_id)
         assert manifest.status is RunStatus.CRASHED_RECOVERED
         assert manifest.outcome == "crashed"

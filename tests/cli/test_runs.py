@@ -1,0 +1,181 @@
+"""``run --record`` and ``simtrio runs list/show/verify`` on a real run store."""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pytest
+import trio
+
+from simtrio.cli.common import Target
+from simtrio.cli.main import build_parser, main
+from simtrio.cli.replay import replay_forever
+from simtrio.cli.run import RunOptions, execute_run, exit_status
+from simtrio.server.chain import DEFAULT_PROGRAM_IDS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+KEY = "sekret-api-key-456"
+
+
+def _last_json(text: str) -> Any:
+    return json.loads(text.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path, str]:
+    """A parallel run recorded into a store and also written as NDJSON."""
+    db = tmp_path / "runs.db"
+    out = tmp_path / "run.ndjson"
+    argv = ["run", "--start-slot", "0", "--end-slot", "149", "--subscribe", "transactions"]
+    status = main([*argv, "--record", str(db), "--output", str(out), "--api-key", KEY, "--json"])
+    assert status == 0
+    summary = _last_json(capsys.readouterr().out)
+    return db, out, summary["run_id"]
+
+
+def test_record_then_list_show_and_verify(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, out, run_id = recorded
+    assert main(["runs", "list", str(db), "--json"]) == 0
+    runs = _last_json(capsys.readouterr().out)
+    assert [(r["run_id"], r["status"], r["outcome"]) for r in runs] == [
+        (run_id, "ENDED", "completed")
+    ]
+    assert main(["runs", "list", str(db)]) == 0
+    listing = capsys.readouterr().out
+    assert run_id in listing
+    assert "0-149" in listing
+
+    assert main(["runs", "show", str(db), run_id, "--json"]) == 0
+    shown = _last_json(capsys.readouterr().out)
+    assert shown["run"]["run_id"] == run_id
+    recorded_totals = shown["summary"]["totals"]
+    ndjson_summary = json.loads(out.read_text().splitlines()[-1])
+    for name in ("slots", "transactions", "failed_transactions", "correct", "sessions"):
+        assert recorded_totals[name] == ndjson_summary["totals"][name], name
+    assert main(["runs", "show", str(db), run_id]) == 0
+    text = capsys.readouterr().out
+    assert "run_id" in text
+    assert "TOTAL" in text
+
+    assert main(["runs", "verify", str(db), "--json"]) == 0
+    [result] = _last_json(capsys.readouterr().out)
+    assert result["intact"] is True
+    assert result["ended"] is True
+    assert main(["runs", "verify", str(db), run_id]) == 0
+    assert "ok" in capsys.readouterr().out
+
+    assert KEY.encode() not in db.read_bytes()
+
+
+def test_compare_a_recording_with_its_ndjson(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, out, run_id = recorded
+    assert main(["compare", str(out), f"{db}:{run_id}", "--json"]) == 0
+    result = _last_json(capsys.readouterr().out)
+    assert result["regression"] is False
+    assert result["changed_transactions"] == []
+    assert result["only_in_baseline"] == result["only_in_experiment"] == 0
+    assert main(["compare", str(out), f"{db}:no-such-run"]) == 2
+
+
+def test_verify_detects_tampering(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, _, run_id = recorded
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE entries SET ts_ns = ts_ns + 1 WHERE run_id = ? AND seq = 5", (run_id,))
+    conn.close()
+    assert main(["runs", "verify", str(db), "--json"]) == 1
+    [result] = _last_json(capsys.readouterr().out)
+    assert result["intact"] is False
+    assert result["bad_seq"] == 5
+
+
+def test_single_session_recording(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "runs.db"
+    argv = ["run", "--start-slot", "10", "--end-slot", "39", "--no-parallel", "--json"]
+    assert main([*argv, "--record", str(db)]) == 0
+    run_id = _last_json(capsys.readouterr().out)["run_id"]
+    assert main(["runs", "show", str(db), run_id, "--json"]) == 0
+    summary = _last_json(capsys.readouterr().out)["summary"]
+    assert [(s["start_slot"], s["end_slot"], s["status"]) for s in summary["sessions"]] == [
+        (10, 39, "completed")
+    ]
+    assert summary["totals"]["slots"] == 30
+
+
+def test_missing_store_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["runs", "list", str(tmp_path / "none.db")]) == 1
+    assert "simtrio runs list:" in capsys.readouterr().err
+    db = tmp_path / "runs.db"
+    assert main(["run", "--start-slot", "0", "--end-slot", "5", "--record", str(db)]) == 0
+    capsys.readouterr()
+    assert main(["runs", "show", str(db), "nope"]) == 1
+    assert "nope" in capsys.readouterr().err
+
+
+async def test_replay_serves_the_recorded_run_to_the_same_strategy(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    base = RunOptions(
+        target=Target(None, ""), start_slot=0, end_slot=149, subscribe=("transactions",), step=3
+    )
+    with trio.fail_after(10):
+        original = await execute_run(attrs.evolve(base, record=db))
+    assert original.run_id is not None
+    assert exit_status(original) == 0
+    out = io.StringIO()
+    divergences: list[str] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                replay_forever, db, original.run_id, "127.0.0.1", 0, out, divergences
+            )
+            assert out.getvalue() == f"{server.control_url}\n"
+            target = Target(server.control_url, "")
+            again = await execute_run(
+                attrs.evolve(base, target=target, program_ids=DEFAULT_PROGRAM_IDS)
+            )
+            nursery.cancel_scope.cancel()
+    assert divergences == []
+    assert exit_status(again) == 0
+    now = trio.current_time()
+    for name in ("slots", "transactions", "failed_transactions", "correct", "sessions"):
+        assert again.totals(now)[name] == original.totals(now)[name], name
+
+
+async def test_replay_reports_a_diverging_client(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    base = RunOptions(target=Target(None, ""), start_slot=0, end_slot=119)
+    with trio.fail_after(10):
+        original = await execute_run(attrs.evolve(base, record=db))
+    assert original.run_id is not None
+    divergences: list[str] = []
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                replay_forever, db, original.run_id, "127.0.0.1", 0, io.StringIO(), divergences
+            )
+            other = attrs.evolve(base, target=Target(server.control_url, ""), step=2)
+            report = await execute_run(other)
+            nursery.cancel_scope.cancel()
+    assert exit_status(report) == 1
+    assert divergences
+    assert [t.state.value for t in report.sessions] == ["failed", "failed"]
+    assert all((t.failure or "").startswith("server error:") for t in report.sessions)
+    assert all(t.errors == 1 for t in report.sessions)
+
+
+def test_replay_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["replay", "runs.db", "RID", "--port", "7001"])
+    assert (str(args.db), args.run_id, args.port) == ("runs.db", "RID", 7001)
+    assert main(["replay", str(tmp_path / "none.db"), "RID"]) == 1
+    assert "no run store" in capsys.readouterr().err
