@@ -346,30 +346,41 @@ class RunStore:
         try:
             conn = self._conn
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"run store {str(self.path)!r} cannot use WAL mode ({mode})")
+            # Identify the file before changing anything about it.
+            if not self._check_identity():
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"run store {str(self.path)!r} cannot use WAL mode ({mode})")
+                with self._write():
+                    if not self._check_identity():  # nobody created it meanwhile
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                conn.execute(statement)
+                        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            else:
+                conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-            with self._write():
-                app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if app_id == 0 and version == 0 and tables == 0:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                elif app_id != APPLICATION_ID:
-                    raise StoreError(f"{str(self.path)!r} is not a simtrio run store")
-                elif version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"run store {str(self.path)!r} has schema {version}; this simtrio reads "
-                        f"up to {SCHEMA_VERSION}"
-                    )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open run store {str(self.path)!r}: {exc}") from None
+
+    def _check_identity(self) -> bool:
+        """True for a run store, False for an empty file; StoreError for anything else."""
+        conn = self._conn
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if app_id == 0 and version == 0 and tables == 0:
+            return False
+        if app_id != APPLICATION_ID:
+            raise StoreError(f"{str(self.path)!r} is not a simtrio run store")
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"run store {str(self.path)!r} has schema {version}; this simtrio reads "
+                f"up to {SCHEMA_VERSION}"
+            )
+        return True
 
     @contextlib.contextmanager
     def _write(self) -> Generator[None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 from simtrio import events
-from simtrio.errors import InvalidParams
+from simtrio.errors import InvalidParams, ProtocolError
 from simtrio.recording.format import EVENT_KIND_PREFIX
 from simtrio.wire import codec, rpc, types
 
@@ -49,7 +49,8 @@ NotificationItem: TypeAlias = (
     | events.Transaction
 )
 
-SentItem: TypeAlias = types.BacktestRequest
+SentItem: TypeAlias = types.BacktestRequest | str
+"""A request object, or the text written for it (re-encoded canonically)."""
 
 
 def response_method(response: types.BacktestResponse) -> str:
@@ -145,8 +146,16 @@ def sent_form(session_id: str | None, request: SentItem) -> tuple[str | None, st
     Requests routed to a sub-session are filed under it when no session id is given.
 
     Raises:
-        InvalidParams: ``request`` is not a request, or cannot be encoded.
+        InvalidParams: ``request`` is not a request (or request text), or cannot be encoded.
     """
+    if isinstance(request, str):
+        try:
+            decoded = codec.decode_request(request)
+        except ProtocolError:
+            raise InvalidParams("recorded request text is not a JSON object") from None
+        if isinstance(decoded, types.UnknownRequest):
+            raise InvalidParams(f"recorded request text is not a request: {decoded.reason}")
+        request = decoded
     if session_id is None and isinstance(
         request,
         types.ContinueSessionRequestV1

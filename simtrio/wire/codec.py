@@ -14,6 +14,7 @@ class from :data:`SPELLINGS`, which is the single place where wire spellings liv
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import NoneType, UnionType
 from typing import Any, Final, TypeAlias, TypeGuard, Union, cast, get_args, get_origin
@@ -756,7 +757,23 @@ def _u_cursors(value: Any, _: Any = None) -> dict[str, int]:
 
 def _u_agents(value: Any, _: Any = None) -> list[dict[str, Any]]:
     agents = _sequence(value, "a list of agent objects")
-    return [dict(_mapping(agent, "an agent object")) for agent in agents]
+    out = [dict(_mapping(agent, "an agent object")) for agent in agents]
+    for agent in out:
+        _check_finite(agent)
+    return out
+
+
+def _check_finite(value: Any) -> None:
+    """JSON has no NaN or infinity; orjson would silently write them as ``null``."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidParams(f"agent objects cannot carry {value!r}: JSON has no such number")
+    elif isinstance(value, dict):
+        for item in cast("dict[Any, Any]", value).values():
+            _check_finite(item)
+    elif isinstance(value, list | tuple):
+        for item in cast("list[Any]", value):
+            _check_finite(item)
 
 
 def _bounded_out(limit: int, *, optional: bool) -> _UHook:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -16,18 +17,20 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
 
 
-def _spawn(*argv: str, **kwargs: object) -> subprocess.Popen[bytes]:
+def _spawn(*argv: str, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path}
     env.pop("SIMULATOR_URL", None)
-    return subprocess.Popen([sys.executable, "-m", "simtrio", *argv], cwd=ROOT, env=env, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "simtrio", *argv], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
+    )
 
 
-def _wait_for_line(stream: object, needle: bytes, deadline: float) -> bytes:
-    assert hasattr(stream, "readline")
+def _wait_for_line(stream: IO[bytes] | None, needle: bytes, deadline: float) -> bytes:
+    assert stream is not None
     seen = b""
     while time.monotonic() < deadline:
-        line: bytes = stream.readline()  # type: ignore[attr-defined]
+        line = stream.readline()
         if not line:
             break
         seen += line

@@ -28,7 +28,8 @@ SLOW = ServerConfig(slot_delay=0.001)
 
 
 def _last_json(text: str) -> dict[str, Any]:
-    return json.loads(text.strip().splitlines()[-1])
+    value: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
+    return value
 
 
 def _chain_counts(start: int, end: int) -> tuple[int, int]:

@@ -21,7 +21,7 @@ from simtrio.recording import (
     open_recorder,
     read_entries,
 )
-from simtrio.wire import rpc, types
+from simtrio.wire import encode, rpc, types
 from tests.recording.helpers import CREATE, PROGRAM_A, diff, sql
 
 if TYPE_CHECKING:
@@ -67,7 +67,12 @@ async def test_entries_and_forms(tmp_path: Path) -> None:
         await rec.record_control(None, types.SessionEventV2("sub1", 3, types.ReadyForContinue()))
         await rec.record_control("s1", events.Slot(6))
         await rec.record_notification("s1", events.AccountDiff(diff(6)), program_id=PROGRAM_A)
-        await rec.record_sent(None, types.ContinueSessionRequestV1("sub1", types.ContinueParams(1)))
+        await rec.record_sent(
+            None,
+            '{"method":"continueSessionV1","params":{"sessionId":"sub1","request":{"advanceCount":1}}}',
+        )
+        with pytest.raises(InvalidParams):
+            await rec.record_sent(None, '{"method":"nope"}')
         with pytest.raises(InvalidParams):
             await rec.record_control("s1", object())  # type: ignore[arg-type]
     entries = [d.entry for d in read_entries(path, rec.run_id)]
@@ -85,6 +90,9 @@ async def test_entries_and_forms(tmp_path: Path) -> None:
     assert entries[2].text == '{"seqId":9,"method":"slotNotification","params":5}'
     assert entries[4].text == '{"method":"slotNotification","params":6}'
     assert entries[5].text == rpc.encode_rpc(diff(6))
+    assert entries[6].text == encode(
+        types.ContinueSessionRequestV1("sub1", types.ContinueParams(1))
+    )  # request text is stored in its canonical form
     assert [e.seq for e in entries] == list(range(1, 9))
     manifest = get_run(path, rec.run_id)
     assert (manifest.control_count, manifest.data_count, manifest.sent_count) == (3, 1, 2)

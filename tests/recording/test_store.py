@@ -252,6 +252,7 @@ def test_open_errors(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(StoreError, match="not a simtrio run store"):
         RunStore.open(other)
+    assert sql(other, "PRAGMA journal_mode") == [("delete",)]  # a foreign file is left alone
     newer = tmp_path / "newer.db"
     RunStore.open(newer).close()
     sql(newer, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")

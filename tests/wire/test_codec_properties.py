@@ -34,7 +34,7 @@ i64 = st.integers(-(2**63), 2**63 - 1)
 text = st.text(max_size=12)
 address = st.binary(min_size=32, max_size=32).map(b58encode)
 
-json_scalar = st.none() | st.booleans() | i64 | u64 | st.floats(allow_nan=False) | text
+json_scalar = st.none() | st.booleans() | i64 | u64 | st.floats(allow_nan=False, allow_infinity=False) | text
 json_value = st.recursive(
     json_scalar,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
@@ -436,6 +436,8 @@ def test_encoders_raise_invalid_params_for_values_the_wire_cannot_carry() -> Non
         t.CreateBacktestSessionRequest(0, 1, disconnect_timeout_secs=2**16),
         t.CreateBacktestSessionRequest(0, 1, agents=[{1: "x"}]),  # type: ignore[dict-item]
         t.CreateBacktestSessionRequest(0, 1, agents=[{"x": object()}]),
+        t.CreateBacktestSessionRequest(0, 1, agents=[{"x": float("inf")}]),
+        t.CreateBacktestSessionRequest(0, 1, agents=[{"x": [float("nan")]}]),
         t.ContinueParams(1, modify_account_states={"bad": None}),  # type: ignore[dict-item]
         t.AttachBacktestSession("s", last_sequence="3"),  # type: ignore[arg-type]
         object(),
