@@ -38,7 +38,7 @@ from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.rpc import decode_rpc
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable
+    from collections.abc import AsyncGenerator, Callable
 
 MAX_SIZE = 64 * 1024 * 1024
 RECEIVE_SIZE = 256 * 1024
@@ -58,23 +58,29 @@ class Unavailable(Exception):
 
 @attrs.define
 class Timing:
-    """``count`` messages between the first (``start``) and the last (``end``)."""
+    """``count`` messages from the arrival of the first read (``start``) to ``end``.
+
+    Loops call :meth:`arrived` as soon as a read returns and :meth:`tick` once its messages
+    are processed, so a batch-at-a-time client and a message-at-a-time one are timed alike.
+    """
 
     count: int = 0
     start: float = 0.0
     end: float = 0.0
 
+    def arrived(self) -> None:
+        if not self.start:
+            self.start = time.perf_counter()
+
     def tick(self, n: int = 1) -> None:
-        now = time.perf_counter()
-        if not self.count:
-            self.start = now
+        self.arrived()
         self.count += n
-        self.end = now
+        self.end = time.perf_counter()
 
     @property
     def rate(self) -> float:
         span = self.end - self.start
-        return (self.count - 1) / span if span > 0 and self.count > 1 else math.nan
+        return self.count / span if span > 0 and self.count else math.nan
 
 
 # --- simtrio transport ----------------------------------------------------------------------
@@ -105,6 +111,7 @@ async def simtrio_raw(url: str, n: int, *, wsproto_reader: bool = False) -> Timi
     async with simtrio_connection(url, wsproto_reader=wsproto_reader) as conn:
         while timing.count < n:
             batch = await conn.receive_batch()
+            timing.arrived()
             for message in batch:
                 loads(message)
             timing.tick(len(batch))
@@ -113,16 +120,20 @@ async def simtrio_raw(url: str, n: int, *, wsproto_reader: bool = False) -> Timi
 
 def running_demux(k: int) -> ParallelDemux:
     """A demux past a create handshake for the server's ``k`` sub-sessions."""
-    from benchmarks.server import FIRST_SLOT, sub_id  # noqa: PLC0415
+    from benchmarks.server import FIRST_SLOT, sub_id
 
-    create = wire.CreateBacktestSessionRequest(start_slot=FIRST_SLOT, end_slot=FIRST_SLOT + 10, parallel=True)
+    create = wire.CreateBacktestSessionRequest(
+        start_slot=FIRST_SLOT, end_slot=FIRST_SLOT + 10, parallel=True
+    )
     demux = ParallelDemux(create)
     demux.connection_opened()
     ids = [sub_id(i) for i in range(k)]
     handshake: list[wire.BacktestResponse] = [
         wire.SessionCreated(sid, f"/backtest/{sid}") for sid in ids
     ]
-    handshake.append(wire.SessionsCreatedV2("p", ids, [None] * k, [FIRST_SLOT] * k, [FIRST_SLOT + 9] * k))
+    handshake.append(
+        wire.SessionsCreatedV2("p", ids, [None] * k, [FIRST_SLOT] * k, [FIRST_SLOT + 9] * k)
+    )
     demux.feed_batch(handshake)
     return demux
 
@@ -142,6 +153,7 @@ async def simtrio_pipeline(url: str, n: int, k: int, *, wsproto_reader: bool = F
             received = 0
             while received < n:
                 batch = await conn.receive_batch()
+                timing.arrived()
                 received += len(batch)
                 for item in demux.feed_batch([decode(m)[1] for m in batch]):
                     if type(item) is tuple:
@@ -160,12 +172,12 @@ async def _drain(receive: trio.MemoryReceiveChannel[Any], timing: Timing) -> Non
 async def simtrio_parallel_e2e(url: str, n: int, k: int) -> Timing:
     """open_parallel_session: every sub-session's driver reads until Completed."""
     try:
-        from simtrio import events  # noqa: PLC0415
-        from simtrio.managed.parallel import open_parallel_session  # noqa: PLC0415
-        from simtrio.params import CreateSession  # noqa: PLC0415
+        from simtrio import events
+        from simtrio.managed.parallel import open_parallel_session
+        from simtrio.params import CreateSession
     except ImportError as exc:  # pragma: no cover - depends on the tree
         raise Unavailable(f"managed parallel session not importable: {exc}") from None
-    from benchmarks.server import FIRST_SLOT  # noqa: PLC0415
+    from benchmarks.server import FIRST_SLOT
 
     timing = Timing()
 
@@ -176,10 +188,10 @@ async def simtrio_parallel_e2e(url: str, n: int, k: int) -> Timing:
             timing.tick()
 
     create = CreateSession(FIRST_SLOT, slot_count=1000, parallel=True)
-    async with open_parallel_session(url, "bench-key", create, config=bench_config()) as session:
-        async with trio.open_nursery() as nursery:
-            for sub in session.take_sub_sessions():
-                nursery.start_soon(drive, sub)
+    opened = open_parallel_session(url, "bench-key", create, config=bench_config())
+    async with opened as session, trio.open_nursery() as nursery:
+        for sub in session.take_sub_sessions():
+            nursery.start_soon(drive, sub)
     if timing.count != n:
         raise Unavailable(f"open_parallel_session delivered {timing.count} of {n} events")
     return timing
@@ -194,6 +206,7 @@ async def simtrio_data(url: str, n: int, *, wsproto_reader: bool = False) -> Tim
         await conn.send_text(SUBSCRIBE)
         while timing.count < n:
             batch = await conn.receive_batch()
+            timing.arrived()
             got = 0
             for message in batch:
                 if type(message) is bytes:
@@ -207,7 +220,7 @@ async def simtrio_data(url: str, n: int, *, wsproto_reader: bool = False) -> Tim
 async def simtrio_data_e2e(url: str, n: int) -> Timing:
     """open_account_diff_subscription: iterate the notifications to the terminal."""
     try:
-        from simtrio.managed.subscriptions import open_account_diff_subscription  # noqa: PLC0415
+        from simtrio.managed.subscriptions import open_account_diff_subscription
     except ImportError as exc:  # pragma: no cover
         raise Unavailable(f"subscriptions not importable: {exc}") from None
     timing = Timing()
@@ -224,7 +237,7 @@ async def simtrio_data_e2e(url: str, n: int) -> Timing:
 
 def bench_config() -> Any:
     """Managed defaults, but give up after a few seconds instead of reconnecting for ever."""
-    from simtrio.managed.config import ManagedConfig  # noqa: PLC0415
+    from simtrio.managed.config import ManagedConfig
 
     return ManagedConfig(reconnect_max_total=3.0)
 
@@ -259,6 +272,8 @@ async def wsproto_loop(
             data = await stream.receive_some(RECEIVE_SIZE)
             if not data:
                 break
+            if opened:
+                timing.arrived()
             ws.receive_data(data)
             got = 0
             out = b""
@@ -273,9 +288,7 @@ async def wsproto_loop(
                         message = parts[0] if len(parts) == 1 else type(parts[0])().join(parts)
                         parts.clear()
                         got += on_message(message)
-                elif isinstance(event, Ping):
-                    out += ws.send(event.response())
-                elif isinstance(event, CloseConnection):
+                elif isinstance(event, Ping | CloseConnection):
                     out += ws.send(event.response())
             if out:
                 await stream.send_all(out)
@@ -316,8 +329,8 @@ def zstd_counter() -> Callable[[str | bytes], int]:
 async def trio_websocket_loop(
     url: str, on_message: Callable[[str | bytes], int], n: int, *, first: str | None = None
 ) -> Timing:
-    from trio_websocket import ConnectionClosed as TwClosed  # noqa: PLC0415
-    from trio_websocket import open_websocket_url  # noqa: PLC0415
+    from trio_websocket import ConnectionClosed as TwClosed
+    from trio_websocket import open_websocket_url
 
     timing = Timing()
     async with open_websocket_url(url, max_message_size=MAX_SIZE) as ws:
@@ -325,7 +338,9 @@ async def trio_websocket_loop(
             await ws.send_message(first)
         try:
             while timing.count < n:
-                got = on_message(await ws.get_message())
+                message = await ws.get_message()
+                timing.arrived()
+                got = on_message(message)
                 if got:
                     timing.tick(got)
         except TwClosed:
@@ -339,13 +354,14 @@ async def trio_websocket_loop(
 async def _websockets_asyncio(
     url: str, on_message: Callable[[str | bytes], int], n: int, first: str | None
 ) -> Timing:
-    from websockets.asyncio.client import connect  # noqa: PLC0415
+    from websockets.asyncio.client import connect
 
     timing = Timing()
     async with connect(url, max_size=None, compression=None) as ws:
         if first is not None:
             await ws.send(first)
         async for message in ws:
+            timing.arrived()
             got = on_message(message)
             if got:
                 timing.tick(got)
@@ -365,7 +381,7 @@ async def websockets_trio(
     url: str, on_message: Callable[[str | bytes], int], n: int, *, first: str | None = None
 ) -> Timing:
     try:
-        from websockets.trio.client import connect  # noqa: PLC0415
+        from websockets.trio.client import connect
     except ImportError as exc:
         raise Unavailable(f"websockets has no trio client: {exc}") from None
     timing = Timing()
@@ -373,6 +389,7 @@ async def websockets_trio(
         if first is not None:
             await ws.send(first)
         async for message in ws:
+            timing.arrived()
             got = on_message(message)
             if got:
                 timing.tick(got)
@@ -382,7 +399,6 @@ async def websockets_trio(
 
 
 # --- running one client ---------------------------------------------------------------------
-
 
 
 def run_client(client: Callable[[], Any], *, trio_based: bool = True, limit: float = 120) -> Timing:

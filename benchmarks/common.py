@@ -9,6 +9,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ import attrs
 from benchmarks.clients import Timing, Unavailable, run_client
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
 RESULTS = Path(__file__).parent / "results"
 ROOT = Path(__file__).parent.parent
@@ -89,7 +90,9 @@ def table(
     by_name = {row.name: row for row in rows}
     width = max(len(row.name) for row in rows) + 2
     print(f"\n## {title}")
-    head = f"{'client':<{width}}{unit:>12}" + "".join(f"{'x ' + b.split(' ')[0]:>16}" for b in baselines)
+    head = f"{'client':<{width}}{unit:>12}" + "".join(
+        f"{'x ' + b.split(' ')[0]:>16}" for b in baselines
+    )
     print(head)
     print("-" * len(head))
     records = []

@@ -38,7 +38,10 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
             lambda: c.simtrio_pipeline(blast, n, k, wsproto_reader=True),
         ),
         Row("simtrio decode+demux+K channels", lambda: c.simtrio_pipeline(blast, n, k)),
-        Row("simtrio open_parallel_session (end to end)", lambda: c.simtrio_parallel_e2e(parallel, n, k)),
+        Row(
+            "simtrio open_parallel_session (end to end)",
+            lambda: c.simtrio_parallel_e2e(parallel, n, k),
+        ),
     ]
     rows = raw + routed
     measure(rows, reps, limit=15 if quick else 60)

@@ -17,7 +17,9 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
     sub = c.SUBSCRIBE
     z = c.zstd_counter
     rows = [
-        Row("trio-websocket + zstd + orjson", lambda: c.trio_websocket_loop(url, z(), n, first=sub)),
+        Row(
+            "trio-websocket + zstd + orjson", lambda: c.trio_websocket_loop(url, z(), n, first=sub)
+        ),
         Row("wsproto on trio + zstd + orjson", lambda: c.wsproto_loop(url, z(), n, first=sub)),
         Row("websockets trio + zstd + orjson", lambda: c.websockets_trio(url, z(), n, first=sub)),
         Row(
@@ -33,11 +35,16 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
             "simtrio receive_batch + ZstdStreamDecoder + decode_rpc",
             lambda: c.simtrio_data(url, n),
         ),
-        Row("simtrio open_account_diff_subscription (end to end)", lambda: c.simtrio_data_e2e(url, n)),
+        Row(
+            "simtrio open_account_diff_subscription (end to end)",
+            lambda: c.simtrio_data_e2e(url, n),
+        ),
     ]
     measure(rows, reps, limit=15 if quick else 60)
     title = f"data plane: {n:,} zstd account-diff notifications (~640 B decoded), best of {reps}"
     records = table(title, rows, BASELINES)
-    path = write_result("data_plane", {"notifications": n, "reps": reps}, {"throughput": records}, quick)
+    path = write_result(
+        "data_plane", {"notifications": n, "reps": reps}, {"throughput": records}, quick
+    )
     print(f"-> {path.relative_to(path.parent.parent.parent)}")
     return {"throughput": records}

@@ -13,15 +13,16 @@ from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessa
 from benchmarks import clients as c
 from benchmarks.common import Row, measure, table, write_result
 
-CONTINUE = '{"method":"continue","params":{"advanceCount":1,"transactions":[],"modifyAccountStates":{}}}'
+CONTINUE = (
+    '{"method":"continue","params":{"advanceCount":1,"transactions":[],"modifyAccountStates":{}}}'
+)
 BASELINES = ["websockets asyncio + orjson", "wsproto on trio + orjson"]
 
 
 def _create() -> str:
+    from benchmarks.server import FIRST_SLOT
     from simtrio.params import CreateSession, as_create_request
     from simtrio.wire.codec import encode
-
-    from benchmarks.server import FIRST_SLOT
 
     return encode(as_create_request(CreateSession(FIRST_SLOT, slot_count=1000)))
 
@@ -42,13 +43,15 @@ async def wsproto_rtt(url: str, rounds: int) -> c.Timing:
             for event in ws.events():
                 if isinstance(event, AcceptConnection):
                     out += ws.send(TextMessage(data=_create()))
-                elif isinstance(event, TextMessage):
-                    if loads(event.data)["method"] == "readyForContinue":
-                        if sent >= 0:
-                            timing.tick()
-                        sent += 1
-                        if sent < rounds:
-                            out += ws.send(TextMessage(data=CONTINUE))
+                elif (
+                    isinstance(event, TextMessage)
+                    and loads(event.data)["method"] == "readyForContinue"
+                ):
+                    if sent >= 0:
+                        timing.tick()
+                    sent += 1
+                    if sent < rounds:
+                        out += ws.send(TextMessage(data=CONTINUE))
             if out:
                 await stream.send_all(out)
         await stream.send_all(ws.send(CloseConnection(code=1000)))
@@ -112,6 +115,8 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
         BASELINES,
         unit="round trips/s",
     )
-    path = write_result("plain_client", {"rounds": rounds, "reps": reps}, {"round_trips": records}, quick)
+    path = write_result(
+        "plain_client", {"rounds": rounds, "reps": reps}, {"round_trips": records}, quick
+    )
     print(f"-> {path.relative_to(path.parent.parent.parent)}")
     return {"round_trips": records}

@@ -63,7 +63,9 @@ def sub_id(i: int) -> str:
 
 def event_frame(k: int, j: int, base_seq: int = 0) -> bytes:
     """The ``j``-th blasted event: sub-session ``j % k``, its own consecutive seq ids."""
-    event = wire.SessionEventV2(sub_id(j % k), base_seq + j // k + 1, wire.SlotNotification(FIRST_SLOT + j))
+    event = wire.SessionEventV2(
+        sub_id(j % k), base_seq + j // k + 1, wire.SlotNotification(FIRST_SLOT + j)
+    )
     return text(codec.encode_response(event))
 
 
@@ -106,7 +108,11 @@ def data_blast(n: int) -> bytes:
     if n not in _data_blasts:
         encoder = ZstdStreamEncoder()
         parts = [frame(0x2, encoder.encode(account_diff(7, FIRST_SLOT + j))) for j in range(n)]
-        terminal = {"jsonrpc": "2.0", "method": "subscriptionComplete", "params": {"subscription": 7}}
+        terminal = {
+            "jsonrpc": "2.0",
+            "method": "subscriptionComplete",
+            "params": {"subscription": 7},
+        }
         parts.append(frame(0x2, encoder.encode(orjson.dumps(terminal))))
         _data_blasts[n] = b"".join(parts)
     return _data_blasts[n]
@@ -166,9 +172,10 @@ class Peer:
             return
 
 
-async def parallel_create(peer: Peer, k: int, base_seq: int) -> None:
+async def parallel_create(peer: Peer, k: int) -> None:
     request = await peer.receive_json()
-    assert request is not None and request.get("method") == "createBacktestSession", request
+    assert request is not None, "no create request"
+    assert request.get("method") == "createBacktestSession", request
     ids = [sub_id(i) for i in range(k)]
     out = [codec.encode_response(wire.SessionCreated(sid, f"/backtest/{sid}")) for sid in ids]
     created = wire.SessionsCreatedV2(
@@ -180,7 +187,6 @@ async def parallel_create(peer: Peer, k: int, base_seq: int) -> None:
     )
     out.append(codec.encode_response(created))
     await peer.send(b"".join(text(s) for s in out))
-    del base_seq
 
 
 async def run_blast(peer: Peer, k: int, n: int) -> None:
@@ -189,10 +195,12 @@ async def run_blast(peer: Peer, k: int, n: int) -> None:
 
 
 async def run_parallel(peer: Peer, k: int, n: int) -> None:
-    await parallel_create(peer, k, 0)
+    await parallel_create(peer, k)
     await peer.send(blast(k, n))
     tail = [
-        codec.encode_response(wire.SessionEventV2(sub_id(i), n // k + 2, wire.Completed(None, None)))
+        codec.encode_response(
+            wire.SessionEventV2(sub_id(i), (n - i + k - 1) // k + 1, wire.Completed(None, None))
+        )
         for i in range(k)
     ]
     await peer.send(b"".join(text(s) for s in tail))
@@ -201,7 +209,7 @@ async def run_parallel(peer: Peer, k: int, n: int) -> None:
 
 
 async def run_parallel_rtt(peer: Peer, k: int, rounds: int) -> None:
-    await parallel_create(peer, k, 0)
+    await parallel_create(peer, k)
     seqs = dict.fromkeys(range(k), 0)
     counts = dict.fromkeys(range(k), 0)
 
@@ -211,7 +219,9 @@ async def run_parallel_rtt(peer: Peer, k: int, rounds: int) -> None:
         counts[i] += 1
         if counts[i] > rounds:
             seqs[i] = seq + 1
-            return text(codec.encode_response(wire.SessionEventV2(sid, seq + 1, wire.Completed(None, None))))
+            return text(
+                codec.encode_response(wire.SessionEventV2(sid, seq + 1, wire.Completed(None, None)))
+            )
         seqs[i] = seq + 2
         slot = wire.SlotNotification(time.monotonic_ns())
         return text(codec.encode_response(wire.SessionEventV2(sid, seq + 1, slot))) + text(
@@ -231,7 +241,8 @@ async def run_parallel_rtt(peer: Peer, k: int, rounds: int) -> None:
 
 async def run_plain(peer: Peer, rounds: int) -> None:
     request = await peer.receive_json()
-    assert request is not None and request.get("method") == "createBacktestSession", request
+    assert request is not None, "no create request"
+    assert request.get("method") == "createBacktestSession", request
     sid = sub_id(0)
     ready = text(codec.encode_response(wire.ReadyForContinue()))
     created = text(codec.encode_response(wire.SessionCreated(sid, f"/backtest/{sid}")))

@@ -163,7 +163,9 @@ class EventSink:
     """The driver-facing side of one (sub-)session: its event stream and its subscriptions.
 
     Subscriptions are created on the first ``subscribe_*`` call, in the (sub-)session's own
-    nursery, so a session that never subscribes pays nothing for the data plane.
+    nursery, so a session that never subscribes pays nothing for the data plane. ``max_total``
+    is their outage budget: the session's ``config.max_total_for(disconnect_timeout_secs)``,
+    so a data-plane outage is bounded like the control plane's (None: the config default).
     """
 
     __slots__ = (
@@ -171,6 +173,7 @@ class EventSink:
         "_config",
         "_coordinator",
         "_drain_timeout",
+        "_max_total",
         "_reported",
         "_start_slot",
         "_subscriptions",
@@ -185,6 +188,7 @@ class EventSink:
         *,
         start_slot: int | None,
         coordinator: ReconnectCoordinator | None = None,
+        max_total: float | None = None,
     ) -> None:
         self.stream = EventStream(config.event_buffer)
         self.info: SessionInfo | None = None
@@ -192,6 +196,7 @@ class EventSink:
         self._config = config
         self._start_slot = start_slot
         self._coordinator = coordinator
+        self._max_total = max_total
         self._subscriptions: SessionSubscriptions | None = None
         self._drain_timeout: float | None = None
         self._reported: list[BaseException] = []
@@ -215,6 +220,7 @@ class EventSink:
                 config=self._config,
                 coordinator=self._coordinator,
                 nursery=self.nursery,
+                max_total=self._max_total,
             )
             if self._drain_timeout is not None:
                 subs.set_completion_drain_timeout(self._drain_timeout)
@@ -514,12 +520,21 @@ class ControlLoop(abc.ABC):
             raise ContinueSendFailed("the control task has ended") from None
 
     async def _wait_up(self) -> None:
+        """Until the connection is UP; ``ContinueSendFailed`` once it never will be again.
+
+        The status may change again between the wake-up and the return (a connection lost
+        right after it came up): that is a reason to keep waiting, not a failure.
+        """
+
         def settled(value: ConnectionStatus) -> bool:
             return value is _UP or value is _FAILED or self.finished
 
-        status = await self.status.wait_until(settled)
-        if status is not _UP or self.finished:
-            raise ContinueSendFailed(self._ended_message())
+        while True:
+            status = await self.status.wait_until(settled)
+            if self.finished or status is _FAILED:
+                raise ContinueSendFailed(self._ended_message())
+            if status is _UP:
+                return
 
     def _ended_message(self) -> str:
         if self.failure is not None:

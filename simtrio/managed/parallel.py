@@ -63,9 +63,8 @@ class _ParallelControl(ControlLoop):
         request: CreateBacktestSessionRequest,
         config: ManagedConfig,
     ) -> None:
-        super().__init__(
-            url, api_key, config, max_total=config.max_total_for(request.disconnect_timeout_secs)
-        )
+        self.max_total = config.max_total_for(request.disconnect_timeout_secs)
+        super().__init__(url, api_key, config, max_total=self.max_total)
         self.demux = ParallelDemux(request)
         self.coordinator = ReconnectCoordinator()
         self.subs: dict[str, ParallelSubSession] = {}
@@ -116,7 +115,12 @@ class _ParallelControl(ControlLoop):
     def _created(self, run: ConnectionRun, created: ParallelCreated) -> None:
         base = http_base_from_ws_url(self.url)
         for spec in created.sub_sessions:
-            sink = EventSink(self.config, start_slot=spec.start_slot, coordinator=self.coordinator)
+            sink = EventSink(
+                self.config,
+                start_slot=spec.start_slot,
+                coordinator=self.coordinator,
+                max_total=self.max_total,
+            )
             sink.info = SessionInfo(
                 spec.session_id, resolve_rpc_url(base, spec.rpc_endpoint), spec.task_id
             )

@@ -265,7 +265,11 @@ async def open_managed_session(
     request = as_create_request(create)
     if request.parallel:
         raise InvalidParams("a parallel create needs open_parallel_session")
-    sink = EventSink(config, start_slot=request.start_slot)
+    sink = EventSink(
+        config,
+        start_slot=request.start_slot,
+        max_total=config.max_total_for(request.disconnect_timeout_secs),
+    )
     control = _SingleControl(url, api_key, request, config, sink)
     session = ManagedSession(control, sink)
     with unwrap_groups():

@@ -3,10 +3,17 @@
 A :class:`SubscriptionManager` owns one data-plane connection at a time and carries one
 subscription per program id on it. It subscribes them one after another, decodes the zstd
 stream, hands notifications to a bounded consumer (a slow consumer back-pressures the socket
-because the manager simply stops reading), remembers the slot of the last delivered
-notification, and after a loss reconnects and re-subscribes with ``replayFromSlot`` at that
-cursor. It ends when every subscription has delivered its terminal marker, or gives up after
-protocol §8.4.
+because the manager simply stops reading), remembers per subscription the slot of its last
+delivered notification, and after a loss reconnects and re-subscribes each subscription with
+``replayFromSlot`` at its own cursor. It ends when every subscription has delivered its
+terminal marker, or gives up after protocol §8.4.
+
+Why a cursor per subscription rather than one per connection (protocol §9.7): a server may send
+a later-subscribed subscription's replay below slots it already sent for another one on the same
+connection (a re-subscription replays its backlog first). With one shared cursor, a loss in
+between would re-subscribe the lagging subscription from the other one's higher slot and skip
+its events in between. Each subscription's own notifications do arrive in slot order, so its
+own last slot is always a gap-free replay point.
 
 :class:`SessionSubscriptions` groups the managers of one (sub-)session and runs the completion
 drain; :func:`open_account_diff_subscription` / :func:`open_transaction_subscription` are the
@@ -68,6 +75,7 @@ __all__ = [
     "ACCOUNT_DIFFS",
     "TRANSACTIONS",
     "DataSubscription",
+    "SessionGate",
     "SessionSubscriptions",
     "SubscriptionKind",
     "SubscriptionManager",
@@ -154,12 +162,14 @@ class SubscriptionObserver:
 
 
 class _Sub:
-    __slots__ = ("complete", "index", "program_id")
+    __slots__ = ("complete", "cursor", "index", "program_id")
 
     def __init__(self, index: int, program_id: str) -> None:
         self.index = index
         self.program_id = program_id
         self.complete = False
+        self.cursor: int | None = None
+        """Slot of this subscription's last delivered notification."""
 
 
 class _Lost(Exception):
@@ -232,7 +242,7 @@ class SubscriptionManager(Generic[E]):
         deliver: Callable[[E], Awaitable[None]],
         start_slot: int | None = None,
         max_total: float | None = None,
-        coordinator: ReconnectCoordinator | None = None,
+        coordinator: ReconnectCoordinator | SessionGate | None = None,
         observer: SubscriptionObserver | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
@@ -246,7 +256,7 @@ class SubscriptionManager(Generic[E]):
         self._observer = observer if observer is not None else SubscriptionObserver()
         self.status = StatusCell()
         self.cursor: int | None = None
-        """Slot of the last delivered notification."""
+        """Slot of the last delivered notification (any subscription of this manager)."""
         self.finished = False
         self.failure: SubscriptionFailed | None = None
         self.connections = 0
@@ -265,6 +275,11 @@ class SubscriptionManager(Generic[E]):
     @property
     def program_ids(self) -> tuple[str, ...]:
         return tuple(sub.program_id for sub in self._subs)
+
+    @property
+    def cursors(self) -> tuple[int | None, ...]:
+        """Per subscription (in ``program_ids`` order), the slot of its last notification."""
+        return tuple(sub.cursor for sub in self._subs)
 
     @property
     def incomplete(self) -> tuple[int, ...]:
@@ -440,22 +455,29 @@ class SubscriptionManager(Generic[E]):
 
     # -- subscribing ---------------------------------------------------------------------------
 
-    def _replay_slot(self, replay: bool) -> int | None:
+    def _replay_slot(self, sub: _Sub, *, replay: bool) -> int | None:
+        """Where a re-subscription of ``sub`` replays from (None: omit the key).
+
+        Its own cursor; with nothing delivered for it yet, the session's start slot, or (for a
+        standalone manager) the manager-wide cursor as protocol §9.7 has it.
+        """
         if not replay:
             return None
-        return self.cursor if self.cursor is not None else self._start_slot
+        if sub.cursor is not None:
+            return sub.cursor
+        return self._start_slot if self._start_slot is not None else self.cursor
 
     async def _handshake(self, link: _Link, *, replay: bool) -> list[RpcMessage]:
         """Subscribe every incomplete subscription in turn; return what arrived meanwhile."""
         conn = link.conn
         assert conn is not None
-        replay_slot = self._replay_slot(replay)
         held: list[RpcMessage] = []
         request_id = 0
         for sub in self._subs:
             if sub.complete:
                 continue
             request_id += 1
+            replay_slot = self._replay_slot(sub, replay=replay)
             request = Subscribe(self._kind.method, request_id, sub.program_id, replay_slot)
             await conn.send_text(request.encode())
             while True:
@@ -509,7 +531,7 @@ class SubscriptionManager(Generic[E]):
                 )
                 return
             await self._hand_over(link, event)
-            self.cursor = message.slot
+            sub.cursor = self.cursor = message.slot
         elif isinstance(message, SubscriptionComplete):
             sub = link.by_sub.get(message.subscription)
             if sub is None:
@@ -544,6 +566,55 @@ class SubscriptionManager(Generic[E]):
 # --------------------------------------------------------------------------------------------
 # Session-bound subscriptions
 # --------------------------------------------------------------------------------------------
+
+
+class SessionGate:
+    """One (sub-)session's view of the reconnect coordinator its siblings share (§9.8).
+
+    A parked connection waits until no sibling connection is streaming. But a session with a
+    parked connection cannot advance (``send_continue`` waits for every subscription to be UP),
+    so its other connections, though open, will carry nothing more until the parked one is back.
+    Counted as streaming, they would make the parked connection wait for its own session, and
+    two sessions parked that way would wait for each other, each until its outage budget ran
+    out. So while any connection of the session is parked, its streaming connections are
+    withdrawn from the shared count; they count again once none is parked.
+    """
+
+    __slots__ = ("_coordinator", "_parked", "_streaming")
+
+    def __init__(self, coordinator: ReconnectCoordinator) -> None:
+        self._coordinator = coordinator
+        self._streaming = 0
+        self._parked = 0
+
+    def __repr__(self) -> str:
+        return f"<SessionGate streaming={self._streaming} parked={self._parked}>"
+
+    async def acquire_slot(self) -> None:
+        self._parked += 1
+        if self._parked == 1:
+            for _ in range(self._streaming):
+                self._coordinator.stream_stopped()
+        try:
+            await self._coordinator.acquire_slot()
+        finally:
+            self._parked -= 1
+            if self._parked == 0:
+                for _ in range(self._streaming):
+                    self._coordinator.stream_started()
+
+    def release_slot(self) -> None:
+        self._coordinator.release_slot()
+
+    def stream_started(self) -> None:
+        self._streaming += 1
+        if not self._parked:
+            self._coordinator.stream_started()
+
+    def stream_stopped(self) -> None:
+        self._streaming -= 1
+        if not self._parked:
+            self._coordinator.stream_stopped()
 
 
 class _Entry:
@@ -623,7 +694,7 @@ class SessionSubscriptions:
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
-        self._coordinator = coordinator
+        self._gate = SessionGate(coordinator) if coordinator is not None else None
         self._nursery = nursery
         self._max_total = max_total if max_total is not None else config.max_total_for(None)
         self._entries: list[_Entry] = []
@@ -660,7 +731,7 @@ class SessionSubscriptions:
             deliver=self._stream.put_data,
             start_slot=self._start_slot,
             max_total=self._max_total,
-            coordinator=self._coordinator,
+            coordinator=self._gate,
             observer=_SessionObserver(self._activity, len(self._entries)),
         )
 

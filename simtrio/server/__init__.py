@@ -108,6 +108,15 @@ class ReferenceServer:
         return self._state.connection_count(Plane(plane))
 
     @property
+    def faults_injected(self) -> Mapping[tuple[Plane, FaultKind], int]:
+        """Faults that took effect so far, by plane and kind (``delay`` is not counted).
+
+        A planned fault counts once its trigger is reached: the drop, the stall's start, the
+        malformed, oversize or corrupted message actually written, or the refused upgrade.
+        """
+        return dict(self._state.faults_fired)
+
+    @property
     def open_connections(self) -> int:
         return len(self._state.conns)
 

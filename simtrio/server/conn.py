@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Final
 import trio
 import trio_websocket
 
+from simtrio.server.faults import FaultKind
 from simtrio.wire.compression import ZstdStreamEncoder
 
 if TYPE_CHECKING:
@@ -118,6 +119,7 @@ class Conn:
         max_message_size: int,
         close_timeout: float,
         nursery: trio.Nursery,
+        on_fault: Callable[[Plane, FaultKind], None] | None = None,
     ) -> None:
         self.plane = plane
         self.index = index
@@ -130,6 +132,7 @@ class Conn:
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
         self._nursery = nursery
+        self._on_fault = on_fault
         self._lock = trio.StrictFIFOLock()
         self._encoder: ZstdStreamEncoder | None = None
         self._gone = False
@@ -182,16 +185,22 @@ class Conn:
                     await trio.sleep(faults.delay)
                 if faults.malformed_at == number:
                     await self._ws.send_message(MALFORMED_MESSAGE)
+                    self._fired(FaultKind.MALFORMED)
                 if faults.oversize_at == number:
                     await self._send_oversize(compressed)
+                    self._fired(FaultKind.OVERSIZE)
                 payload: str | bytes = text
+                corrupt = False
                 if compressed:
                     data = self._encode(text)
                     self.binary_sent += 1
                     if faults.corrupt_compressed_at == self.binary_sent:
                         data = CORRUPT_MESSAGE
+                        corrupt = True
                     payload = data
                 await self._ws.send_message(payload)
+                if corrupt:
+                    self._fired(FaultKind.CORRUPT)
             except (
                 trio_websocket.ConnectionClosed,
                 trio.BrokenResourceError,
@@ -201,6 +210,11 @@ class Conn:
                 raise ConnectionGone from None
             self.sent = number
             self._after_send(number)
+
+    def _fired(self, kind: FaultKind) -> None:
+        """A fault took effect (counted by the server, for chaos tests)."""
+        if self._on_fault is not None:
+            self._on_fault(self.plane, kind)
 
     def _encode(self, text: str) -> bytes:
         if self._encoder is None:
@@ -223,9 +237,11 @@ class Conn:
         faults = self.faults
         if faults.drop_after == number:
             logger.info("%r: dropping the connection after %d messages (fault)", self, number)
+            self._fired(FaultKind.DROP)
             self.abort()
         elif faults.stall_after == number:
             logger.info("%r: stalling after %d messages (fault)", self, number)
+            self._fired(FaultKind.STALL)
             self._stream.stall()
             self._notify_stall()
             if faults.stall_for is not None and not math.isinf(faults.stall_for):

@@ -23,7 +23,7 @@ import trio_websocket
 from simtrio.server.conn import Conn, ServerStream
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
-from simtrio.server.faults import Plane
+from simtrio.server.faults import FaultKind, Plane
 from simtrio.wire.codec import encode_available_ranges
 
 if TYPE_CHECKING:
@@ -248,6 +248,7 @@ async def _upgrade(
     faults = state.faults.for_connection(plane, index)
     if faults.reject_upgrade is not None:
         logger.info("%s upgrade #%d refused with %d (fault)", plane, index, faults.reject_upgrade)
+        state.fault_fired(plane, FaultKind.REJECT)
         await _reply(stream, faults.reject_upgrade, b"upgrade refused")
         return
 
@@ -298,6 +299,7 @@ async def _run_websocket(
             max_message_size=config.max_message_size,
             close_timeout=config.close_timeout,
             nursery=nursery,
+            on_fault=state.fault_fired,
         )
         state.conns.add(conn)
         logger.debug("%r open", conn)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 from typing import TYPE_CHECKING
 
-from simtrio.server.faults import FaultPlan, Plane
+from simtrio.server.faults import FaultKind, FaultPlan, Plane
 
 if TYPE_CHECKING:
     import trio
@@ -40,6 +41,9 @@ class ServerState:
         self.conns: set[Conn] = set()
         self._ids = 0
         self._conn_counts: dict[Plane, int] = {Plane.CONTROL: 0, Plane.DATA: 0}
+        self.faults_fired: collections.Counter[tuple[Plane, FaultKind]] = collections.Counter()
+        """Faults that took effect, by plane and kind (a planned fault whose trigger was never
+        reached is not counted)."""
 
     def new_id(self, prefix: str) -> str:
         """``<prefix>_<hex>``, derived from the chain number and a per-server counter."""
@@ -52,6 +56,9 @@ class ServerState:
     def next_connection_index(self, plane: Plane) -> int:
         self._conn_counts[plane] += 1
         return self._conn_counts[plane]
+
+    def fault_fired(self, plane: Plane, kind: FaultKind) -> None:
+        self.faults_fired[plane, kind] += 1
 
     def connection_count(self, plane: Plane) -> int:
         """Upgrades that reached ``plane`` so far (the last index handed out)."""

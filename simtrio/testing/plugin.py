@@ -1,23 +1,24 @@
 """The ``simtrio`` pytest plugin: an embedded server and recorded-run replays as fixtures.
 
-Installing simtrio registers this module through the ``pytest11`` entry point. It only
-registers three markers and two fixtures; a test that requests neither fixture is not touched,
-and the server and recording packages are imported only when a fixture is set up.
+Installing simtrio registers this module through the ``pytest11`` entry point. It registers
+three markers and two fixtures and does nothing else: a test that requests neither fixture is
+not touched, and the server and recording packages are imported only when a fixture is set up.
 
-Both fixtures are async (function scope) and need pytest-trio: set ``trio_mode = true`` in
-the pytest configuration, or mark each test with ``@pytest.mark.trio``.
+Both fixtures are async, function-scoped and need pytest-trio: set ``trio_mode = true`` in the
+pytest configuration, or mark each test with ``@pytest.mark.trio``. Their configuration is
+checked before the test's trio loop starts, so a mistake is reported as a setup error.
 
 * ``simtrio_server`` yields a running :class:`simtrio.server.ReferenceServer`. Configure it
-  with ``@pytest.mark.simtrio_server(config=None, **fields)``: a
-  :class:`~simtrio.server.ServerConfig` and/or its fields (``faults=``, ``seed=``,
+  with ``@pytest.mark.simtrio_server(config=None, **fields)`` (a
+  :class:`~simtrio.server.ServerConfig` and/or its fields: ``faults=``, ``seed=``,
   ``api_key=``, ...), or by indirect parametrization with a ``ServerConfig`` or a dict of
   fields. Markers on the module, class and function are merged, the closest winning; the
   parameter is applied last.
 * ``simtrio_replay`` yields a running :class:`simtrio.recording.ReplayServer` for
   ``@pytest.mark.simtrio_replay(store, run_id=None, *, raise_on_divergence=True)`` (or an
-  indirect parameter, a dict with the same keys). A relative ``store`` is found beside the test
-  file; without ``run_id`` the latest ended run of the store is served. A divergence fails the
-  test at teardown unless ``raise_on_divergence=False``.
+  indirect parameter: a dict with the same keys). A relative ``store`` is found beside the test
+  file; without ``run_id`` the latest ended run of the store is served. A divergence from the
+  recording fails the test unless ``raise_on_divergence=False``.
 * ``simtrio_recorded`` labels tests that depend on recorded runs; every test that uses
   ``simtrio_replay`` gets it, so ``-m "not simtrio_recorded"`` deselects them.
 """
@@ -27,7 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 import pytest
@@ -42,11 +43,8 @@ __all__ = [
     "RECORDED_MARKER",
     "REPLAY_MARKER",
     "SERVER_MARKER",
-    "ReplaySpec",
     "pytest_collection_modifyitems",
     "pytest_configure",
-    "replay_spec",
-    "server_config",
     "simtrio_replay",
     "simtrio_server",
 ]
@@ -66,7 +64,7 @@ _MARKER_HELP: Final = (
 )
 
 _NEEDS_TRIO: Final = (
-    "the {fixture} fixture runs inside the test's trio loop: install pytest-trio and set "
+    "simtrio's fixtures run inside the test's trio loop: install pytest-trio and set "
     "'trio_mode = true' in the pytest configuration, or mark the test with @pytest.mark.trio"
 )
 
@@ -86,14 +84,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# simtrio_server
+# Shared
 # --------------------------------------------------------------------------------------------
 
 
-def _field_names() -> list[str]:
-    from simtrio.server import ServerConfig
+def _item(request: pytest.FixtureRequest) -> pytest.Item:
+    """The test a function-scoped fixture runs for (``request.node`` is untyped)."""
+    return cast("pytest.Item", request.node)  # pyright: ignore[reportUnknownMemberType]
 
-    return sorted(attrs.fields_dict(ServerConfig))
+
+def _require_trio(item: pytest.Item) -> None:
+    if item.get_closest_marker("trio") is None:
+        pytest.fail(_NEEDS_TRIO, pytrace=False)
+
+
+def _indirect_param(item: pytest.Item, fixture: str) -> object:
+    """The indirect parameter given to ``fixture`` for this test, or None."""
+    callspec = getattr(item, "callspec", None)
+    params: Mapping[str, object] = getattr(callspec, "params", {})
+    return params.get(fixture)
+
+
+def _str_keys(mapping: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(key): value for key, value in mapping.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# simtrio_server
+# --------------------------------------------------------------------------------------------
 
 
 def _apply(config: ServerConfig, value: object, where: str) -> ServerConfig:
@@ -108,12 +126,13 @@ def _apply(config: ServerConfig, value: object, where: str) -> ServerConfig:
             f"got {type(value).__name__}",
             pytrace=False,
         )
-    fields: dict[str, Any] = {str(k): v for k, v in value.items()}  # pyright: ignore[reportUnknownVariableType]
-    unknown = sorted(set(fields) - set(_field_names()))
+    fields = _str_keys(value)  # pyright: ignore[reportUnknownArgumentType]
+    known = sorted(attrs.fields_dict(ServerConfig))
+    unknown = sorted(set(fields) - set(known))
     if unknown:
         pytest.fail(
             f"{where}: unknown ServerConfig field(s) {', '.join(unknown)}; "
-            f"known: {', '.join(_field_names())}",
+            f"known: {', '.join(known)}",
             pytrace=False,
         )
     try:
@@ -122,39 +141,29 @@ def _apply(config: ServerConfig, value: object, where: str) -> ServerConfig:
         pytest.fail(f"{where}: invalid server configuration: {exc}", pytrace=False)
 
 
-def server_config(request: pytest.FixtureRequest) -> ServerConfig:
-    """The configuration ``simtrio_server`` uses for the requesting test.
-
-    Markers are applied from the farthest (module) to the closest (function), then the
-    indirect parameter, if any.
-    """
+def _server_config(item: pytest.Item) -> ServerConfig:
+    """Markers from the farthest (module) to the closest (function), then the parameter."""
     from simtrio.server import ServerConfig
 
     config = ServerConfig()
-    marks = list(request.node.iter_markers(SERVER_MARKER))
-    for mark in reversed(marks):
-        where = f"@pytest.mark.{SERVER_MARKER}"
+    where = f"@pytest.mark.{SERVER_MARKER}"
+    for mark in reversed(list(item.iter_markers(SERVER_MARKER))):
         if len(mark.args) > 1:
             pytest.fail(f"{where} takes at most one positional argument", pytrace=False)
         if mark.args:
             config = _apply(config, mark.args[0], where)
         config = _apply(config, mark.kwargs, where)
-    param: object = getattr(request, "param", None)
+    param = _indirect_param(item, SERVER_MARKER)
     if param is not None:
         config = _apply(config, param, f"the {SERVER_MARKER} parameter")
     return config
 
 
-def _require_trio(request: pytest.FixtureRequest, fixture: str) -> None:
-    if request.node.get_closest_marker("trio") is None:
-        pytest.fail(_NEEDS_TRIO.format(fixture=fixture), pytrace=False)
-
-
 @pytest.fixture
 def _simtrio_server_config(request: pytest.FixtureRequest) -> ServerConfig:
-    """Checked before the async fixture starts, so a misuse fails with a clear message."""
-    _require_trio(request, SERVER_MARKER)
-    return server_config(request)
+    item = _item(request)
+    _require_trio(item)
+    return _server_config(item)
 
 
 @pytest.fixture
@@ -176,17 +185,15 @@ async def simtrio_server(_simtrio_server_config: ServerConfig) -> AsyncIterator[
 
 
 @attrs.frozen
-class ReplaySpec:
-    """What ``simtrio_replay`` serves: a store file, a run (None: the latest ended one)."""
-
+class _ReplaySpec:
     store: Path
-    run_id: str | None = None
-    raise_on_divergence: bool = True
+    run_id: str
+    raise_on_divergence: bool
 
 
-def _spec_from(
-    args: tuple[Any, ...], kwargs: Mapping[str, Any], base: Path, where: str
-) -> ReplaySpec:
+def _replay_arguments(
+    args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str
+) -> tuple[Path, str | None, bool]:
     names = ("store", "run_id")
     if len(args) > len(names):
         pytest.fail(f"{where} takes at most two positional arguments", pytrace=False)
@@ -207,69 +214,71 @@ def _spec_from(
     raise_on_divergence = values.get("raise_on_divergence", True)
     if not isinstance(raise_on_divergence, bool):
         pytest.fail(f"{where}: raise_on_divergence must be a bool", pytrace=False)
-    path = Path(os.fspath(store))  # pyright: ignore[reportUnknownArgumentType]
-    if not path.is_absolute():
-        path = base / path
-    return ReplaySpec(path, run_id, raise_on_divergence)
+    return Path(os.fspath(store)), run_id, raise_on_divergence  # pyright: ignore[reportUnknownArgumentType]
 
 
-def replay_spec(request: pytest.FixtureRequest) -> ReplaySpec:
-    """What ``simtrio_replay`` serves for the requesting test (the parameter wins over markers)."""
-    base = request.path.parent
-    param: object = getattr(request, "param", None)
-    if param is not None:
-        if not isinstance(param, Mapping):
-            pytest.fail(f"the {REPLAY_MARKER} parameter must be a dict", pytrace=False)
-        kwargs: dict[str, Any] = {str(k): v for k, v in param.items()}  # pyright: ignore[reportUnknownVariableType]
-        return _spec_from((), kwargs, base, f"the {REPLAY_MARKER} parameter")
-    mark = request.node.get_closest_marker(REPLAY_MARKER)
-    if mark is None:
-        pytest.fail(
-            f"the {REPLAY_MARKER} fixture needs @pytest.mark.{REPLAY_MARKER}(store=..., "
-            "run_id=...) or an indirect parameter",
-            pytrace=False,
-        )
-    return _spec_from(mark.args, mark.kwargs, base, f"@pytest.mark.{REPLAY_MARKER}")
+def _resolve_run(store: Path, run_id: str | None) -> str:
+    """The run to serve: ``run_id`` if the store has it, else the latest ended run."""
+    from simtrio.errors import SimtrioError
+    from simtrio.recording import RunStatus, get_run, list_runs
 
-
-def _latest_ended_run(store: Path) -> str:
-    from simtrio.recording import RunStatus, list_runs
-
-    ended = [run.run_id for run in list_runs(store) if run.status is RunStatus.ENDED]
+    try:
+        if run_id is not None:
+            get_run(store, run_id)
+            return run_id
+        ended = [run.run_id for run in list_runs(store) if run.status is RunStatus.ENDED]
+    except SimtrioError as exc:
+        pytest.fail(f"{REPLAY_MARKER}: {exc}", pytrace=False)
     if not ended:
-        raise LookupError(f"run store {str(store)!r} has no ended run to replay")
+        pytest.fail(
+            f"{REPLAY_MARKER}: run store {str(store)!r} has no ended run to replay", pytrace=False
+        )
     return ended[-1]
 
 
-@pytest.fixture
-def _simtrio_replay_spec(request: pytest.FixtureRequest) -> ReplaySpec:
-    _require_trio(request, REPLAY_MARKER)
-    spec = replay_spec(request)
-    if not spec.store.is_file():
-        pytest.fail(f"{REPLAY_MARKER}: no run store at {str(spec.store)!r}", pytrace=False)
-    return spec
+def _replay_spec(item: pytest.Item, base: Path) -> _ReplaySpec:
+    param = _indirect_param(item, REPLAY_MARKER)
+    if param is not None:
+        if not isinstance(param, Mapping):
+            pytest.fail(f"the {REPLAY_MARKER} parameter must be a dict", pytrace=False)
+        fields = _str_keys(param)  # pyright: ignore[reportUnknownArgumentType]
+        arguments = _replay_arguments((), fields, f"the {REPLAY_MARKER} parameter")
+    else:
+        mark = item.get_closest_marker(REPLAY_MARKER)
+        if mark is None:
+            pytest.fail(
+                f"the {REPLAY_MARKER} fixture needs @pytest.mark.{REPLAY_MARKER}(store=..., "
+                "run_id=...) or an indirect parameter",
+                pytrace=False,
+            )
+        arguments = _replay_arguments(mark.args, mark.kwargs, f"@pytest.mark.{REPLAY_MARKER}")
+    store, run_id, raise_on_divergence = arguments
+    if not store.is_absolute():
+        store = base / store
+    if not store.is_file():
+        pytest.fail(f"{REPLAY_MARKER}: no run store at {str(store)!r}", pytrace=False)
+    return _ReplaySpec(store, _resolve_run(store, run_id), raise_on_divergence)
 
 
 @pytest.fixture
-async def simtrio_replay(_simtrio_replay_spec: ReplaySpec) -> AsyncIterator[ReplayServer]:
+def _simtrio_replay_spec(request: pytest.FixtureRequest) -> _ReplaySpec:
+    item = _item(request)
+    _require_trio(item)
+    return _replay_spec(item, request.path.parent)
+
+
+@pytest.fixture
+async def simtrio_replay(_simtrio_replay_spec: _ReplaySpec) -> AsyncIterator[ReplayServer]:
     """A replay of a recorded run on 127.0.0.1, running for the test.
 
-    Give clients ``simtrio_replay.url``. When the client diverged from the recording, the
-    fixture's teardown raises :class:`simtrio.recording.ReplayDivergence` (unless the marker
+    Give clients ``simtrio_replay.url``. When the client diverged from the recording, the test
+    fails with :class:`simtrio.recording.ReplayDivergence` once it is over (unless the marker
     says ``raise_on_divergence=False``; ``simtrio_replay.divergences`` lists them either way).
     """
-    import trio
-
     from simtrio.recording import replay_server
 
     spec = _simtrio_replay_spec
-    run_id = spec.run_id
-    if run_id is None:
-        try:
-            run_id = await trio.to_thread.run_sync(_latest_ended_run, spec.store)
-        except LookupError as exc:
-            pytest.fail(f"{REPLAY_MARKER}: {exc}", pytrace=False)
     async with replay_server(
-        spec.store, run_id, raise_on_divergence=spec.raise_on_divergence
+        spec.store, spec.run_id, raise_on_divergence=spec.raise_on_divergence
     ) as server:
         yield server

@@ -179,6 +179,10 @@ async def open_connection(
 # --- the connection ---------------------------------------------------------------------------
 
 
+_MESSAGE_EVENTS: Final = (Text, Binary)
+"""Built once: ``isinstance`` against a fresh ``X | Y`` union costs a type construction per call."""
+
+
 class WebSocketConnection:
     """An open client WebSocket connection (see the module docstring for the task model)."""
 
@@ -301,7 +305,7 @@ class WebSocketConnection:
     def _absorb(self, events: Sequence[Event]) -> list[str | bytes]:
         out: list[str | bytes] = []
         for event in events:
-            if isinstance(event, Text | Binary):
+            if isinstance(event, _MESSAGE_EVENTS):
                 out.append(event.data)
             elif isinstance(event, Closed):
                 self._close_code = event.code

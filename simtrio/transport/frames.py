@@ -60,8 +60,7 @@ _PING: Final = 0x9
 _PONG: Final = 0xA
 _OPCODES: Final = frozenset({_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
 
-_FIN_TEXT: Final = 0x81
-_FIN_BINARY: Final = 0x82
+_FIN_TEXT: Final = 0x81  # first header byte of an unfragmented Text frame (0x82: Binary)
 
 # Close codes a peer may send (RFC 6455 §7.4): the registered ones below 3000, then 3000-4999.
 _SENDABLE_CLOSE_CODES: Final = frozenset(

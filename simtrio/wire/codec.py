@@ -769,10 +769,10 @@ def _check_finite(value: Any) -> None:
         if not math.isfinite(value):
             raise InvalidParams(f"agent objects cannot carry {value!r}: JSON has no such number")
     elif isinstance(value, dict):
-        for item in cast("dict[Any, Any]", value).values():
+        for item in cast("Iterable[Any]", value.values()):
             _check_finite(item)
     elif isinstance(value, list | tuple):
-        for item in cast("list[Any]", value):
+        for item in cast("Iterable[Any]", value):
             _check_finite(item)
 
 

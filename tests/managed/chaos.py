@@ -1,0 +1,585 @@
+"""Seeded chaos runs: a parallel session with faults injected on both planes.
+
+:func:`run_chaos` starts the reference server with a seeded fault plan (abrupt drops, stalls
+with a finite length, malformed Text, oversize messages and corrupt compressed frames, one per
+faulty connection -- a stall the client rides out also gets a later drop -- spread over many
+connection indexes of the control and the data plane),
+runs ``open_parallel_session`` over a range that splits into ``sub_sessions`` sub-sessions,
+subscribes every sub-session to account diffs of two programs (one manager, two
+subscriptions) and transactions of a third, and drives each with ``Continue(k)`` until
+``Completed``. It then compares everything delivered with a fault-free run of the same chain.
+
+What is checked, and what is tolerated:
+
+* Control events of each sub-session must equal the fault-free sequence exactly, except that a
+  ``ReadyForContinue`` may repeat right after itself. That is protocol §6.8: a continue written
+  into a connection that then died never reached the server; on the next attach the server
+  re-announces the readiness as a new event and the driver continues again. Each re-announcement
+  needs an attach, so a sub-session may see at most one per control reconnect; more count as
+  duplicated. (A readiness wrongly delivered twice would not hide behind this rule: the driver
+  would continue twice, and the second continue's ``ErrorEvent`` or extra step shows up.) Nothing
+  else may differ: any other extra occurrence counts as duplicated, a missing one as lost, and
+  an event that arrives before one the fault-free run had earlier counts as out of order.
+* Notifications are checked per subscription (account diffs per owning program, transactions of
+  their one program). Every fault-free notification must arrive (else lost), no new one may
+  arrive before one that preceded it (out of order), and the only repeats allowed are those of
+  the replay boundary (protocol §9.7: a re-subscription replays from the subscription's last
+  delivered slot inclusive, so notifications of exactly that slot come again). A repeat of an
+  older slot counts as duplicated; a notification the fault-free run never had, as mismatched.
+
+Run ``python -m tests.managed.chaos [--seeds N] [--faults N]`` for new random seeds; every row
+names its seed, so ``--seed S`` reproduces it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import logging
+import math
+import random
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
+
+import attrs
+import orjson
+import trio
+import trio.testing
+
+import simtrio.server
+from simtrio import events
+from simtrio.core.backoff import BackoffPolicy
+from simtrio.errors import SimtrioError
+from simtrio.managed.config import ManagedConfig
+from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
+from simtrio.params import Continue, CreateSession
+from simtrio.server import FaultKind, FaultPlan, Faults, Plane
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = [
+    "ChaosReport",
+    "Layout",
+    "Observed",
+    "chaos_config",
+    "chaos_plan",
+    "main",
+    "run_chaos",
+    "run_layout",
+]
+
+logger = logging.getLogger(__name__)
+
+KEY: Final = "chaos-key"
+START_SLOT: Final = 200_000
+LIMIT: Final = 64 * 1024
+"""Client message limit; oversize faults send one byte more."""
+CHAIN_SEED: Final = 7
+MOCK_TIME_LIMIT: Final = 3_000.0
+"""Mock seconds a run may take before it counts as hung."""
+
+StreamKey: TypeAlias = tuple[str, str]
+"""(kind, program id) of one subscription."""
+
+
+@attrs.frozen
+class Layout:
+    """What a run looks like apart from its faults; equal layouts give equal fault-free runs."""
+
+    sub_sessions: int = 50
+    slots: int = 10
+    """Slots per sub-session (the server's bundle size)."""
+    chain_seed: int = CHAIN_SEED
+
+    @property
+    def end_slot(self) -> int:
+        return START_SLOT + self.sub_sessions * self.slots - 1
+
+
+@attrs.frozen
+class Observed:
+    """What the drivers saw, per sub-session (keyed by its index in the create order)."""
+
+    control: Mapping[int, tuple[events.Event, ...]]
+    data: Mapping[int, Mapping[StreamKey, tuple[tuple[int, bytes], ...]]]
+    """Per sub-session and subscription: (slot, canonical bytes) of each notification."""
+    failures: Mapping[int, str]
+    faults_injected: Mapping[str, int]
+    connections: Mapping[str, int]
+
+
+@attrs.frozen
+class ChaosReport:
+    """The outcome of one seeded run (counts over every sub-session and subscription)."""
+
+    seed: int
+    sub_sessions: int
+    faults_planned: int
+    faults_injected: int
+    faults_by_kind: Mapping[str, int]
+    connections: Mapping[str, int]
+    control_events_checked: int
+    data_notifications_checked: int
+    lost: int
+    duplicated: int
+    out_of_order: int
+    mismatched: int
+    reannounced: int
+    """Tolerated ``ReadyForContinue`` repeats (§6.8)."""
+    boundary_duplicates: int
+    """Tolerated repeats of a replay-boundary slot (§9.7)."""
+    failures: Mapping[int, str]
+    mock_seconds: float
+    wall_seconds: float
+
+    @property
+    def events_checked(self) -> int:
+        return self.control_events_checked + self.data_notifications_checked
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.lost or self.duplicated or self.out_of_order or self.mismatched or self.failures
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and fault plan
+# --------------------------------------------------------------------------------------------
+
+
+def chaos_config(seed: int) -> ManagedConfig:
+    """Short timeouts, so stalls and reconnects cost little (mock) time."""
+    return ManagedConfig(
+        connect_timeout=5.0,
+        handshake_timeout=3.0,
+        keepalive_interval=1.0,
+        keepalive_miss_deadline=3.0,
+        graceful_close_timeout=1.0,
+        completion_drain_timeout=120.0,
+        max_message_size=LIMIT,
+        backoff=BackoffPolicy(initial=0.1, max=2.0),
+        rng_seed=seed,
+    )
+
+
+_CONTROL_KINDS: Final = (
+    (FaultKind.DROP, 35),
+    (FaultKind.STALL, 25),
+    (FaultKind.MALFORMED, 20),
+    (FaultKind.OVERSIZE, 20),
+)
+_DATA_KINDS: Final = (
+    (FaultKind.DROP, 25),
+    (FaultKind.STALL, 20),
+    (FaultKind.MALFORMED, 15),
+    (FaultKind.CORRUPT, 25),
+    (FaultKind.OVERSIZE, 15),
+)
+CONTROL_SHARE: Final = 0.2
+"""Share of the planned faults put on control connections."""
+PLAN_SURPLUS: Final = 1.1
+"""Faults planned per fault wanted: a few never fire (their connection ends first)."""
+
+
+def _fault(
+    rng: random.Random, kind: FaultKind, at: int, config: ManagedConfig, spread: int
+) -> Faults:
+    match kind:
+        case FaultKind.DROP:
+            return Faults(drop_after=at)
+        case FaultKind.STALL:
+            deadline = config.keepalive_miss_deadline
+            stall_for = round(rng.uniform(deadline / 6, 3 * deadline), 3)
+            if stall_for < deadline:
+                # The client rides this one out on the same connection; drop it later on, so
+                # that the next connection index (and its fault) is still reached.
+                return Faults(
+                    stall_after=at, stall_for=stall_for, drop_after=at + rng.randint(1, spread)
+                )
+            return Faults(stall_after=at, stall_for=stall_for)
+        case FaultKind.MALFORMED:
+            return Faults(malformed_at=at)
+        case FaultKind.OVERSIZE:
+            return Faults(oversize_at=at, oversize_bytes=LIMIT + 1)
+        case FaultKind.CORRUPT:
+            return Faults(corrupt_compressed_at=at)
+        case _:
+            raise ValueError(f"no chaos fault of kind {kind}")
+
+
+def _kind(rng: random.Random, table: Sequence[tuple[FaultKind, int]]) -> FaultKind:
+    kinds = [kind for kind, _ in table]
+    weights = [weight for _, weight in table]
+    return rng.choices(kinds, weights)[0]
+
+
+def chaos_plan(seed: int, faults: int, layout: Layout, config: ManagedConfig) -> FaultPlan:
+    """``faults`` faulty connection indexes, drawn from ``seed``.
+
+    Control connections after the first are attaches, so their triggers are early (a replay plus
+    live events). The first control connection carries the create handshake (four messages
+    per sub-session and ``sessionsCreatedV2``): one seed in four puts its fault inside it, so the
+    create is re-sent on the next connection, whose fault is then placed after its handshake.
+    Data triggers fall within the first dozen messages, so nearly every one fires.
+    """
+    rng = random.Random(f"simtrio-chaos|{seed}")
+    control_count = round(faults * CONTROL_SHARE)
+    create_len = 4 * layout.sub_sessions + 1
+    control: dict[int, Faults] = {}
+    in_create = rng.random() < 0.25
+    for index in range(1, control_count + 1):
+        kind = _kind(rng, _CONTROL_KINDS)
+        if index == 1 and in_create:
+            at = rng.randint(1, create_len)
+        elif index == 1 or (index == 2 and in_create):
+            at = rng.randint(create_len + 1, create_len + 2 * layout.sub_sessions)
+        else:
+            at = rng.randint(1, 40)
+        control[index] = _fault(rng, kind, at, config, 40)
+    data: dict[int, Faults] = {}
+    for index in range(1, faults - control_count + 1):
+        kind = _kind(rng, _DATA_KINDS)
+        data[index] = _fault(rng, kind, rng.randint(1, 12), config, 10)
+    return FaultPlan(control_connections=control, data_connections=data)
+
+
+# --------------------------------------------------------------------------------------------
+# One run
+# --------------------------------------------------------------------------------------------
+
+
+def _canonical(event: events.AccountDiff | events.Transaction) -> tuple[StreamKey, int, bytes]:
+    if isinstance(event, events.AccountDiff):
+        diff = event.notification
+        account: Any = diff.post if diff.post is not None else diff.pre
+        owner = account["owner"] if isinstance(account, dict) else "?"
+        raw = [diff.slot, diff.account, diff.signature, diff.pre, diff.post]
+        return ("diff", str(owner)), diff.slot, orjson.dumps(raw)
+    tx = event.notification
+    return ("tx", ""), tx.slot, orjson.dumps([tx.slot, tx.transaction])
+
+
+async def _drive(
+    sub: ParallelSubSession,
+    step: int,
+    control: list[events.Event],
+    data: dict[StreamKey, list[tuple[int, bytes]]],
+) -> None:
+    async for event in sub.events():
+        if isinstance(event, events.AccountDiff | events.Transaction):
+            key, slot, raw = _canonical(event)
+            data.setdefault(key, []).append((slot, raw))
+            continue
+        control.append(event)
+        if isinstance(event, events.ReadyForContinue):
+            await sub.send_continue(Continue(step))
+
+
+async def _run_parallel(
+    server: simtrio.server.ReferenceServer,
+    layout: Layout,
+    config: ManagedConfig,
+    control: dict[int, list[events.Event]],
+    data: dict[int, dict[StreamKey, list[tuple[int, bytes]]]],
+    failures: dict[int, str],
+) -> None:
+    programs = server.config.program_ids
+    create = CreateSession(START_SLOT, end_slot=layout.end_slot, disconnect_timeout_secs=300)
+    async with open_parallel_session(server.url, KEY, create, config=config) as parallel:
+        subs = parallel.take_sub_sessions()
+        if len(subs) != layout.sub_sessions:
+            raise AssertionError(f"expected {layout.sub_sessions} sub-sessions, got {len(subs)}")
+
+        async def one(index: int, sub: ParallelSubSession) -> None:
+            seen = control[index] = []
+            streams = data[index] = {}
+            try:
+                await _drive(sub, 2 + index % 3, seen, streams)
+            except SimtrioError as exc:
+                failures[index] = f"{type(exc).__name__}: {exc}"
+
+        async with trio.open_nursery() as nursery:
+            for index, sub in enumerate(subs):
+                sub.subscribe_account_diffs(programs[:2])
+                sub.subscribe_transactions(programs[2:3])
+                sub.set_completion_drain_timeout(config.completion_drain_timeout)
+                nursery.start_soon(one, index, sub)
+
+
+async def run_layout(layout: Layout, plan: FaultPlan, config: ManagedConfig) -> Observed:
+    """Run the layout once against a server with ``plan``; must run under trio."""
+    control: dict[int, list[events.Event]] = {}
+    data: dict[int, dict[StreamKey, list[tuple[int, bytes]]]] = {}
+    failures: dict[int, str] = {}
+    async with simtrio.server.serve(
+        api_key=KEY, seed=layout.chain_seed, bundle_size=layout.slots, faults=plan
+    ) as server:
+        with trio.fail_after(MOCK_TIME_LIMIT):
+            await _run_parallel(server, layout, config, control, data, failures)
+        injected = {f"{plane}:{kind}": n for (plane, kind), n in server.faults_injected.items()}
+        connections = {str(plane): server.connection_count(plane) for plane in Plane}
+    return Observed(
+        control={i: tuple(evs) for i, evs in control.items()},
+        data={i: {k: tuple(v) for k, v in streams.items()} for i, streams in data.items()},
+        failures=failures,
+        faults_injected=injected,
+        connections=connections,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+# --------------------------------------------------------------------------------------------
+
+
+@attrs.define
+class _Tally:
+    control_checked: int = 0
+    data_checked: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    out_of_order: int = 0
+    mismatched: int = 0
+    reannounced: int = 0
+    boundary: int = 0
+
+
+def _numbered(items: Sequence[events.Event]) -> list[tuple[events.Event, int]]:
+    """Each event with its occurrence number, so repeated values become distinct keys."""
+    seen: collections.Counter[events.Event] = collections.Counter()
+    out: list[tuple[events.Event, int]] = []
+    for item in items:
+        seen[item] += 1
+        out.append((item, seen[item]))
+    return out
+
+
+def check_control(
+    seen: Sequence[events.Event],
+    expected: Sequence[events.Event],
+    tally: _Tally,
+    *,
+    attaches: int,
+) -> None:
+    """Compare one sub-session's control events, tolerating only §6.8 readiness repeats.
+
+    ``attaches`` bounds the repeats: the server re-announces at most once per attach.
+    """
+    collapsed: list[events.Event] = []
+    repeats = 0
+    for event in seen:
+        if isinstance(event, events.ReadyForContinue) and collapsed and collapsed[-1] == event:
+            repeats += 1
+            continue
+        collapsed.append(event)
+    tally.reannounced += min(repeats, attaches)
+    tally.duplicated += max(0, repeats - attaches)
+    tally.control_checked += len(seen)
+    position = {key: i for i, key in enumerate(_numbered(expected))}
+    delivered: set[tuple[events.Event, int]] = set()
+    highest = -1
+    for key in _numbered(collapsed):
+        where = position.get(key)
+        if where is None:
+            tally.duplicated += 1
+            continue
+        delivered.add(key)
+        if where < highest:
+            tally.out_of_order += 1
+        highest = max(highest, where)
+    tally.lost += len(position) - len(delivered)
+
+
+def check_stream(
+    seen: Sequence[tuple[int, bytes]], expected: Sequence[tuple[int, bytes]], tally: _Tally
+) -> None:
+    """Compare one subscription's notifications, tolerating only replay-boundary repeats."""
+    position = {raw: i for i, (_, raw) in enumerate(expected)}
+    delivered: set[bytes] = set()
+    highest = -1
+    boundary: int | None = None
+    for slot, raw in seen:
+        tally.data_checked += 1
+        where = position.get(raw)
+        if where is None:
+            tally.mismatched += 1
+        elif raw in delivered:
+            if slot == boundary:
+                tally.boundary += 1
+            else:
+                tally.duplicated += 1
+        else:
+            delivered.add(raw)
+            if where < highest:
+                tally.out_of_order += 1
+            highest = max(highest, where)
+            boundary = slot if boundary is None else max(boundary, slot)
+    tally.lost += len(position) - len(delivered)
+
+
+def compare(observed: Observed, reference: Observed) -> _Tally:
+    tally = _Tally()
+    attaches = max(0, observed.connections["control"] - 1)
+    for index, expected in reference.control.items():
+        check_control(observed.control.get(index, ()), expected, tally, attaches=attaches)
+    for index, streams in reference.data.items():
+        got = observed.data.get(index, {})
+        for key, expected_items in streams.items():
+            check_stream(got.get(key, ()), expected_items, tally)
+        for key, extra in got.items():
+            if key not in streams:
+                tally.data_checked += len(extra)
+                tally.mismatched += len(extra)
+    return tally
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+_references: dict[Layout, Observed] = {}
+
+
+async def reference_run(layout: Layout) -> Observed:
+    """The fault-free run of a layout (computed once per process)."""
+    cached = _references.get(layout)
+    if cached is None:
+        cached = await run_layout(layout, FaultPlan(), chaos_config(0))
+        if cached.failures:
+            raise AssertionError(f"the fault-free run failed: {dict(cached.failures)}")
+        for index, seen in cached.control.items():
+            if not seen or seen[-1] != events.Completed(None, None):
+                raise AssertionError(f"sub-session {index} of the fault-free run did not complete")
+        _references[layout] = cached
+    return cached
+
+
+async def run_chaos(
+    seed: int,
+    *,
+    sub_sessions: int = 50,
+    faults: int,
+    slots: int = 10,
+    chain_seed: int = CHAIN_SEED,
+) -> ChaosReport:
+    """One seeded chaos run compared with the fault-free run; must run under a MockClock.
+
+    ``faults`` is the number to inject. A tenth more are planned, one per faulty connection (a
+    short stall comes with a later drop on the same connection), because a fault whose
+    connection ends before its trigger never fires; ``faults_injected`` counts the faults that
+    took effect, as the server saw them, and normally ends up slightly above ``faults``.
+    """
+    layout = Layout(sub_sessions=sub_sessions, slots=slots, chain_seed=chain_seed)
+    reference = await reference_run(layout)
+    config = chaos_config(seed)
+    plan = chaos_plan(seed, math.ceil(faults * PLAN_SURPLUS), layout, config)
+    wall = time.perf_counter()
+    started = trio.current_time()
+    observed = await run_layout(layout, plan, config)
+    mock_seconds = trio.current_time() - started
+    wall_seconds = time.perf_counter() - wall
+    tally = compare(observed, reference)
+    return ChaosReport(
+        seed=seed,
+        sub_sessions=sub_sessions,
+        faults_planned=faults,
+        faults_injected=sum(observed.faults_injected.values()),
+        faults_by_kind=dict(sorted(observed.faults_injected.items())),
+        connections=observed.connections,
+        control_events_checked=tally.control_checked,
+        data_notifications_checked=tally.data_checked,
+        lost=tally.lost,
+        duplicated=tally.duplicated,
+        out_of_order=tally.out_of_order,
+        mismatched=tally.mismatched,
+        reannounced=tally.reannounced,
+        boundary_duplicates=tally.boundary,
+        failures=observed.failures,
+        mock_seconds=mock_seconds,
+        wall_seconds=wall_seconds,
+    )
+
+
+_HEADER: Final = (
+    f"{'seed':>10} {'faults':>7} {'events':>8} {'lost':>5} {'dup':>5} {'order':>6}"
+    f" {'mism':>5} {'fail':>5} {'ready+':>6} {'bound':>6} {'conns c/d':>10} {'wall s':>7}"
+)
+
+
+def _row(report: ChaosReport) -> str:
+    conns = f"{report.connections['control']}/{report.connections['data']}"
+    return (
+        f"{report.seed:>10} {report.faults_injected:>7} {report.events_checked:>8}"
+        f" {report.lost:>5} {report.duplicated:>5} {report.out_of_order:>6}"
+        f" {report.mismatched:>5} {len(report.failures):>5} {report.reannounced:>6}"
+        f" {report.boundary_duplicates:>6} {conns:>10} {report.wall_seconds:>7.1f}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.managed.chaos",
+        description="Seeded fault injection on both planes of a parallel session.",
+    )
+    parser.add_argument("--seeds", type=int, default=5, help="runs with new seeds (default 5)")
+    parser.add_argument("--faults", type=int, default=200, help="faults planned per run")
+    parser.add_argument(
+        "--total", type=int, default=1000, help="keep adding seeds until this many faults fired"
+    )
+    parser.add_argument("--seed", type=int, action="append", help="run this seed (repeatable)")
+    parser.add_argument("--sub-sessions", type=int, default=50)
+    parser.add_argument("--slots", type=int, default=10, help="slots per sub-session")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL)
+
+    fixed: list[int] = list(args.seed or [])
+    entropy = random.SystemRandom()
+    total_faults = 0
+    total_events = 0
+    bad: list[ChaosReport] = []
+    totals = collections.Counter[str]()
+    print(_HEADER, flush=True)
+    runs = 0
+    while True:
+        if fixed:
+            seed = fixed.pop(0)
+        elif args.seed or (runs >= args.seeds and total_faults >= args.total):
+            break
+        else:
+            seed = entropy.randrange(1, 2**31)
+        report = trio.run(
+            _one, seed, args.faults, args.sub_sessions, args.slots,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )  # fmt: skip
+        runs += 1
+        total_faults += report.faults_injected
+        total_events += report.events_checked
+        for name in ("lost", "duplicated", "out_of_order", "mismatched"):
+            totals[name] += getattr(report, name)
+        print(_row(report), flush=True)
+        if not report.ok:
+            bad.append(report)
+            for index, failure in sorted(report.failures.items()):
+                print(f"    sub-session {index}: {failure}", flush=True)
+    print(
+        f"{runs} runs: faults injected {total_faults}, events checked {total_events},"
+        f" lost {totals['lost']}, duplicated {totals['duplicated']},"
+        f" out of order {totals['out_of_order']}, mismatched {totals['mismatched']}"
+    )
+    if bad:
+        seeds = " ".join(f"--seed {r.seed}" for r in bad)
+        print(f"FAILED: reproduce with python -m tests.managed.chaos {seeds}")
+        return 1
+    return 0
+
+
+async def _one(seed: int, faults: int, sub_sessions: int, slots: int) -> ChaosReport:
+    return await run_chaos(seed, sub_sessions=sub_sessions, faults=faults, slots=slots)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

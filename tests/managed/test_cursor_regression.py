@@ -1,0 +1,190 @@
+"""Regressions: per-subscription replay cursors, and the data-plane outage budget.
+
+A server may send a later-subscribed subscription's replay below slots it already sent for an
+earlier one on the same connection. A single per-connection cursor then skipped the lagging
+subscription's events after a loss; each subscription now replays from its own last slot.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import trio
+import trio.testing
+
+from simtrio import events
+from simtrio.core.backoff import BackoffPolicy
+from simtrio.errors import SubscriptionFailed
+from simtrio.events import Completed
+from simtrio.managed.config import ManagedConfig
+from simtrio.managed.parallel import open_parallel_session
+from simtrio.managed.session import open_managed_session
+from simtrio.managed.streams import EventStream
+from simtrio.managed.subscriptions import SessionSubscriptions, open_account_diff_subscription
+from simtrio.params import CreateSession
+from simtrio.server import FaultPlan, Faults, serve
+from tests.managed.test_subscriptions_harness import (
+    ATOKEN,
+    RPC_VECTORS,
+    TOKEN,
+    FakeConn,
+    fake_server,
+    slots_of,
+)
+
+CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
+
+
+def subscribe(request_id: int, program: str, replay: int | None) -> str:
+    config: dict[str, Any] = {"compression": "zstd"}
+    if replay is not None:
+        config["replayFromSlot"] = replay
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": request_id,
+            "method": "accountDiffSubscribe",
+            "params": [program, config],
+        }
+    ).decode()
+
+
+async def lagging_replay_script(conn: FakeConn) -> None:
+    """Connection 2 replays the first subscription far ahead, then drops after the 2nd ack."""
+    if conn.index == 1:
+        await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
+        await conn.ack(2, 2)
+        await conn.diff(1, 4000)
+        await conn.diff(2, 4000)
+        await conn.drop()
+    elif conn.index == 2:
+        await conn.expect(subscribe(1, TOKEN, 4000))
+        await conn.ack(1, 1)
+        for slot in range(4000, 4006):  # held while the second subscribe waits for its ack
+            await conn.diff(1, slot)
+        await conn.expect(subscribe(2, ATOKEN, 4000))
+        await conn.ack(2, 2)
+        await conn.drop()  # before any of the second subscription's replay went out
+    else:
+        # Each subscription replays from its own last slot: 4005 and 4000 (it was 4005 twice).
+        await conn.expect(subscribe(1, TOKEN, 4005))
+        await conn.ack(1, 1)
+        await conn.expect(subscribe(2, ATOKEN, 4000))
+        await conn.ack(2, 2)
+        await conn.diff(1, 4005)
+        await conn.complete(1)
+        for slot in range(4000, 4006):
+            await conn.diff(2, slot)
+        await conn.complete(2)
+
+
+async def test_each_subscription_replays_from_its_own_cursor(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async with (
+        fake_server(lagging_replay_script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+    ):
+        got = [item async for item in sub.notifications]
+    assert len(server.connections) == 3
+    # The fake server's diffs do not carry the owner; split them by connection order instead:
+    # 4000 4000 | 4000..4005 (first) | 4005 (first), 4000..4005 (second).
+    assert slots_of(got) == [4000, 4000, *range(4000, 4006), 4005, *range(4000, 4006)]
+
+
+async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With nothing delivered for a subscription, it replays from the session start."""
+
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
+            await conn.ack(1, 1)
+            await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
+            await conn.ack(2, 2)
+            await conn.diff(1, 4001)
+            await conn.diff(1, 4002)
+            await conn.drop()
+        else:
+            await conn.expect(subscribe(1, TOKEN, 4002))
+            await conn.ack(1, 1)
+            await conn.expect(subscribe(2, ATOKEN, 3990))  # the start slot, not 4002
+            await conn.ack(2, 2)
+            await conn.complete(1)
+            await conn.diff(2, 3995)
+            await conn.complete(2)
+
+    stream = EventStream(16)
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = SessionSubscriptions(
+            rpc_endpoint=server.url(),
+            start_slot=3990,
+            stream=stream,
+            config=CONFIG,
+            coordinator=None,
+            nursery=nursery,
+        )
+        subs.subscribe_account_diffs([TOKEN, ATOKEN])
+        await subs.wait_all_up()
+        subs.complete_after_drain(Completed())
+        got = [event async for event in stream.events()]
+    assert isinstance(got[-1], Completed)
+    assert slots_of(got[:-1]) == [4001, 4002, 3995]
+    (manager,) = subs.managers
+    assert manager.cursors == (4002, 3995)
+
+
+# -- the data-plane outage budget follows the session's disconnect timeout -------------------
+
+FAST = ManagedConfig(
+    backoff=BackoffPolicy(initial=0.25, max=1.0, jitter="none"),
+    keepalive_interval=1.0,
+    keepalive_miss_deadline=3.0,
+    handshake_timeout=3.0,
+)
+
+
+async def test_managed_subscription_gives_up_after_the_session_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Before the fix the subscriptions used 900 s whatever the session's timeout was."""
+    plan = FaultPlan(data=Faults(reject_upgrade=503))
+    create = CreateSession(4000, end_slot=4009, disconnect_timeout_secs=20)
+    async with serve(faults=plan) as server:
+        async with open_managed_session(server.url, "k", create, config=FAST) as session:
+            started = trio.current_time()
+            session.subscribe_transactions([TOKEN])
+            failed_at: float | None = None
+            try:
+                async for _ in session.events():
+                    pass
+            except SubscriptionFailed:
+                failed_at = trio.current_time()
+        assert failed_at is not None
+        assert 20 <= failed_at - started < 25
+
+
+async def test_parallel_subscription_gives_up_after_the_session_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = FaultPlan(data=Faults(reject_upgrade=503))
+    create = CreateSession(4000, end_slot=4199, disconnect_timeout_secs=15)
+    async with serve(faults=plan) as server:
+        async with open_parallel_session(server.url, "k", create, config=FAST) as parallel:
+            first, _second = parallel.take_sub_sessions()
+            started = trio.current_time()
+            first.subscribe_transactions([TOKEN])
+            seen: list[events.Event] = []
+            failed_at: float | None = None
+            try:
+                async for event in first.events():
+                    seen.append(event)
+            except SubscriptionFailed:
+                failed_at = trio.current_time()
+        assert failed_at is not None
+        assert 15 <= failed_at - started < 20
+        assert events.ReadyForContinue() in seen
