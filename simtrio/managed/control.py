@@ -725,13 +725,15 @@ class ControlLoop(abc.ABC):
             if conn.closed:
                 return  # the pump reports the loss; the item waits for the next connection
             self._unsent = None
+            # Counted as written before the first byte goes out: a readiness event that the
+            # server sends while this write is still in progress answers this continue, and
+            # must not be mistaken for a redundant one.
+            self._continue_written(item)
             try:
                 await conn.send_text(item[1])
             except ConnectionClosed as exc:
                 run.lose(str(exc))
                 return
-            finally:
-                self._continue_written(item)
 
     async def _finish(self, run: ConnectionRun) -> None:
         """Close a connection that ended: at once when lost or failed, else in order (bounded)."""

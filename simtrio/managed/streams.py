@@ -1,23 +1,56 @@
-"""The driver-facing event stream of one (sub-)session.
+"""The driver-facing event stream of one (sub-)session, and the standalone notification channel.
 
-Two memory channels feed it: an unbounded one for control events (low-rate; a slow driver must
-never stall the shared control socket) and a bounded one for data-plane notifications (a slow
-driver back-pressures its own data socket instead of growing memory). ``next_event`` merges them
-and enforces the one ordering rule the protocol has: every notification already buffered is
-delivered before ``Completed`` (or before a stalled-drain failure).
+Two queues feed an :class:`EventStream`: an unbounded one for control events (low-rate; a slow
+driver must never stall the shared control socket) and a bounded one for data-plane notifications
+(a slow driver back-pressures its own data socket instead of growing memory). ``next_event``
+merges them and enforces the one ordering rule the protocol has: every notification already
+buffered is delivered before ``Completed`` (or before a stalled-drain failure).
+
+Both sides are on the hot path of every run, so they are plain deques plus parking lots rather
+than trio memory channels: a producer hands over a whole read's events without a task switch
+per event, and a reader takes what is queued without a trip through the scheduler per event.
+Every read is still a cancel point (``checkpoint_if_cancelled``), and a reader that never runs
+dry still yields to the scheduler every :data:`YIELD_EVERY` events, so it cannot starve other
+tasks. An item leaves a queue only in the same step that returns it, so a cancelled read never
+loses an event.
 """
 
 from __future__ import annotations
 
-import math
+from collections import deque
+from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
 import attrs
 import trio
 
-from simtrio.errors import ControlClosed, ManagedSessionError
+from simtrio.errors import ControlClosed, InvalidParams, ManagedSessionError
 from simtrio.events import Completed, Event
 
-__all__ = ["EventStream", "EventIterator"]
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = [
+    "YIELD_EVERY",
+    "EventIterator",
+    "EventStream",
+    "NotificationReceiveChannel",
+    "NotificationSendChannel",
+    "open_notification_channel",
+]
+
+YIELD_EVERY: Final = 64
+"""A reader or writer that never has to wait still yields to the scheduler this often."""
+
+T = TypeVar("T")
+
+_checkpoint_if_cancelled: Final = trio.lowlevel.checkpoint_if_cancelled
+_cancel_shielded_checkpoint: Final = trio.lowlevel.cancel_shielded_checkpoint
+
+
+def _check_capacity(capacity: int) -> int:
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
+        raise InvalidParams(f"capacity must be a positive integer, got {capacity!r}")
+    return capacity
 
 
 @attrs.frozen
@@ -26,16 +59,34 @@ class _Failure:
     after_data: bool
 
 
+_TERMINALS: Final = (Completed, _Failure)
+
+
 class EventStream:
     """Control events plus data-plane notifications of one (sub-)session, in delivery order."""
 
+    __slots__ = (
+        "_capacity",
+        "_control",
+        "_data",
+        "_finished",
+        "_pending",
+        "_reader",
+        "_streak",
+        "_terminal_queued",
+        "_writers",
+    )
+
     def __init__(self, data_capacity: int) -> None:
-        self._control_tx, self._control_rx = trio.open_memory_channel[Event | _Failure](math.inf)
-        self._data_tx, self._data_rx = trio.open_memory_channel[Event](data_capacity)
-        self._lot = trio.lowlevel.ParkingLot()
-        self._pending: Event | _Failure | None = None
+        self._capacity = _check_capacity(data_capacity)
+        self._control: deque[Event | _Failure] = deque()
+        self._data: deque[Event] = deque()
+        self._reader = trio.lowlevel.ParkingLot()  # the driver, while nothing is queued
+        self._writers = trio.lowlevel.ParkingLot()  # data producers, while the buffer is full
+        self._pending: Completed | _Failure | None = None
         self._finished = False
         self._terminal_queued = False
+        self._streak = 0
 
     # -- producers --------------------------------------------------------------------------
 
@@ -48,28 +99,69 @@ class EventStream:
         """Queue a control event (never blocks). Ignored once the stream has its terminal."""
         if self._terminal_queued:
             return
-        if isinstance(event, Completed):
+        if type(event) is Completed:
             self._terminal_queued = True
-        self._control_tx.send_nowait(event)
-        self._lot.unpark_all()
+        self._control.append(event)
+        if self._reader:
+            self._reader.unpark_all()
+
+    def put_control_batch(self, events: Iterable[Event]) -> None:
+        """Queue control events in order, waking the reader once (never blocks).
+
+        Like repeated :meth:`put_control`: whatever follows a ``Completed`` is dropped.
+        """
+        if self._terminal_queued:
+            return
+        control = self._control
+        before = len(control)
+        for event in events:
+            control.append(event)
+            if type(event) is Completed:
+                self._terminal_queued = True
+                break
+        if len(control) != before and self._reader:
+            self._reader.unpark_all()
 
     def put_failure(self, error: ManagedSessionError, *, after_data: bool = False) -> None:
         """Queue a failure; ``after_data`` lets buffered notifications go first (stalled drain)."""
         if self._terminal_queued:
             return
         self._terminal_queued = True
-        self._control_tx.send_nowait(_Failure(error, after_data))
-        self._lot.unpark_all()
+        self._control.append(_Failure(error, after_data))
+        if self._reader:
+            self._reader.unpark_all()
+
+    def put_data_nowait(self, event: Event) -> bool:
+        """Queue a notification if the buffer has room; False (nothing queued) when it is full."""
+        data = self._data
+        if len(data) >= self._capacity:
+            return False
+        data.append(event)
+        if self._reader:
+            self._reader.unpark_all()
+        return True
 
     async def put_data(self, event: Event) -> None:
-        """Queue a notification, waiting while the bounded buffer is full."""
-        await self._data_tx.send(event)
-        self._lot.unpark_all()
+        """Queue a notification, waiting while the bounded buffer is full.
+
+        Cancelled while waiting, nothing was queued; once it has returned, the event is queued.
+        """
+        await _checkpoint_if_cancelled()
+        data = self._data
+        while len(data) >= self._capacity:
+            await self._writers.park()
+        data.append(event)
+        if self._reader:
+            self._reader.unpark_all()
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:
+            self._streak = 0
+            await _cancel_shielded_checkpoint()
 
     def close(self) -> None:
         """End the stream for the driver: later reads raise ``ControlClosed``."""
         self._finished = True
-        self._lot.unpark_all()
+        self._reader.unpark_all()
 
     # -- consumer ---------------------------------------------------------------------------
 
@@ -77,39 +169,55 @@ class EventStream:
     def finished(self) -> bool:
         return self._finished
 
+    @property
+    def buffered_data(self) -> int:
+        """Notifications queued and not yet read."""
+        return len(self._data)
+
     async def next_event(self) -> Event:
+        """The next event: control events and notifications in arrival order, the terminal last.
+
+        Raises:
+            ControlClosed: the stream has ended (after its terminal, or closed).
+            ManagedSessionError: the failure queued by :meth:`put_failure`.
+        """
+        await _checkpoint_if_cancelled()
+        control = self._control
+        data = self._data
         while True:
             if self._finished:
-                await trio.lowlevel.checkpoint()
+                await _cancel_shielded_checkpoint()
                 raise ControlClosed("the event stream has ended")
             pending = self._pending
-            if pending is None:
-                try:
-                    pending = self._pending = self._control_rx.receive_nowait()
-                except trio.WouldBlock:
-                    pass
-            if pending is not None:
-                if isinstance(pending, _Failure) and not pending.after_data:
-                    return await self._finish_with(pending)
-                if not isinstance(pending, Completed | _Failure):
-                    self._pending = None
-                    await trio.lowlevel.checkpoint()
-                    return pending
-            try:
-                event = self._data_rx.receive_nowait()
-            except trio.WouldBlock:
-                pass
-            else:
-                await trio.lowlevel.checkpoint()
-                return event
+            if pending is None and control:
+                event = control.popleft()
+                if isinstance(event, _TERMINALS):
+                    pending = self._pending = event
+                else:
+                    return await self._deliver(event)
+            if type(pending) is _Failure and not pending.after_data:
+                return await self._finish_with(pending)
+            if data:
+                event = data.popleft()
+                if self._writers:
+                    self._writers.unpark()
+                return await self._deliver(event)
             if pending is not None:
                 return await self._finish_with(pending)
-            await self._lot.park()
+            self._streak = 0
+            await self._reader.park()
 
-    async def _finish_with(self, item: Event | _Failure) -> Event:
+    async def _deliver(self, event: Event) -> Event:
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:
+            self._streak = 0
+            await _cancel_shielded_checkpoint()
+        return event
+
+    async def _finish_with(self, item: Completed | _Failure) -> Event:
         self._pending = None
         self._finished = True
-        await trio.lowlevel.checkpoint()
+        await _cancel_shielded_checkpoint()
         if isinstance(item, _Failure):
             raise item.error
         return item
@@ -134,3 +242,153 @@ class EventIterator:
             return await self._stream.next_event()
         except ControlClosed:
             raise StopAsyncIteration from None
+
+
+# --------------------------------------------------------------------------------------------
+# The standalone subscriptions' channel
+# --------------------------------------------------------------------------------------------
+
+
+class _ChannelState(Generic[T]):
+    __slots__ = ("buffer", "capacity", "readers", "receiver_closed", "sender_closed", "writers")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.buffer: deque[T] = deque()
+        self.readers = trio.lowlevel.ParkingLot()
+        self.writers = trio.lowlevel.ParkingLot()
+        self.sender_closed = False
+        self.receiver_closed = False
+
+
+def open_notification_channel(
+    capacity: int,
+) -> tuple[NotificationSendChannel[T], NotificationReceiveChannel[T]]:
+    """A bounded single-producer channel whose reads cost no task switch while items are queued.
+
+    It behaves like ``trio.open_memory_channel(capacity)`` for one sender and one receiver
+    (no ``clone``): ``send`` waits while full, the receiver's ``async for`` ends once the sender
+    is closed and the buffer is empty, and a closed receiver makes ``send`` raise
+    ``trio.BrokenResourceError``.
+    """
+    state: _ChannelState[T] = _ChannelState(_check_capacity(capacity))
+    return NotificationSendChannel(state), NotificationReceiveChannel(state)
+
+
+class NotificationSendChannel(trio.abc.SendChannel[T]):
+    """The producer half of :func:`open_notification_channel`."""
+
+    __slots__ = ("_state", "_streak")
+
+    def __init__(self, state: _ChannelState[T]) -> None:
+        self._state = state
+        self._streak = 0
+
+    def __repr__(self) -> str:
+        state = self._state
+        return f"<NotificationSendChannel {len(state.buffer)}/{state.capacity}>"
+
+    def _check_open(self) -> None:
+        state = self._state
+        if state.sender_closed:
+            raise trio.ClosedResourceError("the send channel is closed")
+        if state.receiver_closed:
+            raise trio.BrokenResourceError("the receive channel is closed")
+
+    def send_nowait(self, value: T) -> None:
+        """Queue ``value`` now; ``trio.WouldBlock`` when the buffer is full."""
+        self._check_open()
+        state = self._state
+        if len(state.buffer) >= state.capacity:
+            raise trio.WouldBlock
+        state.buffer.append(value)
+        if state.readers:
+            state.readers.unpark_all()
+
+    async def send(self, value: T) -> None:
+        await _checkpoint_if_cancelled()
+        state = self._state
+        self._check_open()
+        while len(state.buffer) >= state.capacity:
+            await state.writers.park()
+            self._check_open()
+        state.buffer.append(value)
+        if state.readers:
+            state.readers.unpark_all()
+        self._streak += 1
+        if self._streak >= YIELD_EVERY:
+            self._streak = 0
+            await _cancel_shielded_checkpoint()
+
+    def close(self) -> None:
+        """No more values: the receiver ends after draining the buffer. Idempotent."""
+        state = self._state
+        state.sender_closed = True
+        state.readers.unpark_all()
+        state.writers.unpark_all()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()
+
+
+class NotificationReceiveChannel(trio.abc.ReceiveChannel[T]):
+    """The consumer half of :func:`open_notification_channel` (``async for`` it)."""
+
+    __slots__ = ("_state", "_streak")
+
+    def __init__(self, state: _ChannelState[T]) -> None:
+        self._state = state
+        self._streak = 0
+
+    def __repr__(self) -> str:
+        state = self._state
+        return f"<NotificationReceiveChannel {len(state.buffer)}/{state.capacity}>"
+
+    def receive_nowait(self) -> T:
+        """The next value; ``trio.WouldBlock`` if none is queued, ``trio.EndOfChannel`` at the end."""
+        state = self._state
+        if state.receiver_closed:
+            raise trio.ClosedResourceError("the receive channel is closed")
+        if state.buffer:
+            value = state.buffer.popleft()
+            if state.writers:
+                state.writers.unpark()
+            return value
+        if state.sender_closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def receive(self) -> T:
+        await _checkpoint_if_cancelled()
+        state = self._state
+        buffer = state.buffer
+        while True:
+            if state.receiver_closed:
+                raise trio.ClosedResourceError("the receive channel is closed")
+            if buffer:
+                value = buffer.popleft()
+                if state.writers:
+                    state.writers.unpark()
+                self._streak += 1
+                if self._streak >= YIELD_EVERY:
+                    self._streak = 0
+                    await _cancel_shielded_checkpoint()
+                return value
+            if state.sender_closed:
+                await _cancel_shielded_checkpoint()
+                raise trio.EndOfChannel
+            self._streak = 0
+            await state.readers.park()
+
+    def close(self) -> None:
+        """Stop receiving: queued values are dropped and the sender gets BrokenResourceError."""
+        state = self._state
+        state.receiver_closed = True
+        state.buffer.clear()
+        state.readers.unpark_all()
+        state.writers.unpark_all()
+
+    async def aclose(self) -> None:
+        self.close()
+        await trio.lowlevel.checkpoint()

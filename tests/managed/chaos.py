@@ -510,6 +510,13 @@ _HEADER: Final = (
 )
 
 
+_LEGEND: Final = (
+    "faults: injected (server count); events: control events + notifications checked;"
+    " lost / dup / order / mism: must be 0; fail: sub-sessions that raised;"
+    " ready+ / bound: tolerated readiness repeats / replay-boundary repeats"
+)
+
+
 def _row(report: ChaosReport) -> str:
     conns = f"{report.connections['control']}/{report.connections['data']}"
     return (
@@ -526,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Seeded fault injection on both planes of a parallel session.",
     )
     parser.add_argument("--seeds", type=int, default=5, help="runs with new seeds (default 5)")
-    parser.add_argument("--faults", type=int, default=200, help="faults planned per run")
+    parser.add_argument("--faults", type=int, default=200, help="faults to inject per run")
     parser.add_argument(
         "--total", type=int, default=1000, help="keep adding seeds until this many faults fired"
     )
@@ -540,8 +547,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     entropy = random.SystemRandom()
     total_faults = 0
     total_events = 0
-    bad: list[ChaosReport] = []
+    bad: list[int] = []
     totals = collections.Counter[str]()
+    print(_LEGEND)
     print(_HEADER, flush=True)
     runs = 0
     while True:
@@ -551,18 +559,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             break
         else:
             seed = entropy.randrange(1, 2**31)
-        report = trio.run(
-            _one, seed, args.faults, args.sub_sessions, args.slots,
-            clock=trio.testing.MockClock(autojump_threshold=0),
-        )  # fmt: skip
         runs += 1
+        try:
+            report = trio.run(
+                _one, seed, args.faults, args.sub_sessions, args.slots,
+                clock=trio.testing.MockClock(autojump_threshold=0),
+            )  # fmt: skip
+        except Exception as exc:  # a hung or crashed run: name its seed and go on
+            print(f"{seed:>10} ERROR {type(exc).__name__}: {exc}", flush=True)
+            bad.append(seed)
+            continue
         total_faults += report.faults_injected
         total_events += report.events_checked
         for name in ("lost", "duplicated", "out_of_order", "mismatched"):
             totals[name] += getattr(report, name)
         print(_row(report), flush=True)
         if not report.ok:
-            bad.append(report)
+            bad.append(seed)
             for index, failure in sorted(report.failures.items()):
                 print(f"    sub-session {index}: {failure}", flush=True)
     print(
@@ -571,8 +584,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f" out of order {totals['out_of_order']}, mismatched {totals['mismatched']}"
     )
     if bad:
-        seeds = " ".join(f"--seed {r.seed}" for r in bad)
-        print(f"FAILED: reproduce with python -m tests.managed.chaos {seeds}")
+        options = f"--faults {args.faults} --sub-sessions {args.sub_sessions} --slots {args.slots}"
+        seeds = " ".join(f"--seed {seed}" for seed in bad)
+        print(f"FAILED: reproduce with python -m tests.managed.chaos {options} {seeds}")
         return 1
     return 0
 

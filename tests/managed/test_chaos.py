@@ -17,7 +17,7 @@ from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.status import StatusCell
 from simtrio.managed.subscriptions import SessionGate
 from simtrio.params import Continue, CreateSession
-from simtrio.server import FaultPlan, Faults, serve
+from simtrio.server import FaultKind, FaultPlan, Faults, Plane, serve
 from simtrio.wire.types import BacktestStatus
 from tests.managed.chaos import _Tally, check_control, check_stream, run_chaos
 from tests.managed.fakes import control_of
@@ -29,6 +29,7 @@ TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 CI_SEED = 20_250_105
 
 
+@pytest.mark.slow
 async def test_chaos_fifty_sub_sessions_two_hundred_faults(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -224,3 +225,28 @@ async def test_continue_still_fails_once_the_control_task_ended(
         await control.done.wait()
         with pytest.raises(ContinueSendFailed, match="ended"):
             await sub.send_continue(Continue(1))
+
+
+async def test_server_counts_only_faults_that_took_effect(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    plan = FaultPlan(
+        control_connections={
+            1: Faults(malformed_at=2),
+            2: Faults(stall_after=1, stall_for=0.5, drop_after=3),
+            3: Faults(drop_after=100_000),  # never reached
+        }
+    )
+    create = CreateSession(4000, end_slot=4009, disconnect_timeout_secs=60)
+    async with serve(faults=plan) as server:
+        async with open_parallel_session(server.url, "k", create, config=FAST) as parallel:
+            (sub,) = parallel.take_sub_sessions()
+            async for event in sub.events():
+                if isinstance(event, events.ReadyForContinue):
+                    await sub.send_continue(Continue(10))
+        assert server.connection_count("control") == 3
+        assert server.faults_injected == {
+            (Plane.CONTROL, FaultKind.MALFORMED): 1,
+            (Plane.CONTROL, FaultKind.STALL): 1,
+            (Plane.CONTROL, FaultKind.DROP): 1,
+        }

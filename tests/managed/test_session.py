@@ -878,3 +878,41 @@ async def test_the_key_never_reaches_the_logs(
     for record in caplog.records:
         assert KEY not in record.getMessage()
         assert KEY not in repr(record.args)
+
+
+async def test_readiness_arriving_while_the_continue_is_written_is_delivered(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fast server may answer a continue before the client's write call has returned."""
+    from simtrio.transport.connection import WebSocketConnection
+
+    real_send = WebSocketConnection.send_text
+
+    async def slow_send(self: WebSocketConnection, text: str) -> None:
+        await real_send(self, text)
+        if '"method":"continue"' in text:
+            await trio.sleep(1)  # the write "completes" only after the reply is processed
+
+    monkeypatch.setattr(WebSocketConnection, "send_text", slow_send)
+
+    async def script(conn: FakeConnection) -> None:
+        await conn.expect(CREATE_TEXT)
+        await conn.send(CREATED, ready(1))
+        await conn.expect(cont(1))
+        await conn.send(slot(4001, 2), ready(3))
+        await conn.expect(cont(2))
+        await conn.send(slot(4002, 4), slot(4003, 5), completed(6))
+        await close_politely(conn, 7)
+
+    async with fake_server([script]) as server:
+        async with open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session:
+            with trio.fail_after(30):
+                seen = await drive(session, [1, 2])
+    assert seen == [
+        events.ReadyForContinue(),
+        events.Slot(4001),
+        events.ReadyForContinue(),
+        events.Slot(4002),
+        events.Slot(4003),
+        events.Completed(SUMMARY, None),
+    ]
