@@ -904,10 +904,12 @@ async def test_readiness_arriving_while_the_continue_is_written_is_delivered(
         await conn.send(slot(4002, 4), slot(4003, 5), completed(6))
         await close_politely(conn, 7)
 
-    async with fake_server([script]) as server:
-        async with open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session:
-            with trio.fail_after(30):
-                seen = await drive(session, [1, 2])
+    async with (
+        fake_server([script]) as server,
+        open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session,
+    ):
+        with trio.fail_after(30):
+            seen = await drive(session, [1, 2])
     assert seen == [
         events.ReadyForContinue(),
         events.Slot(4001),
