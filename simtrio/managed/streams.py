@@ -38,7 +38,7 @@ __all__ = [
     "open_notification_channel",
 ]
 
-YIELD_EVERY: Final = 64
+YIELD_EVERY: Final = 1024
 """A reader or writer that never has to wait still yields to the scheduler this often."""
 
 T = TypeVar("T")

@@ -25,6 +25,7 @@ import orjson
 
 from simtrio.errors import InvalidParams, ProtocolError
 from simtrio.wire.base58 import address_value, sort_addresses
+from simtrio.wire.construct import plain_constructor
 from simtrio.wire.types import (
     AccountData,
     AdvanceSlotFailed,
@@ -1011,6 +1012,15 @@ def encode_backtest_error(err: BacktestError) -> JsonValue:
 _PayloadDecoder: TypeAlias = _UHook
 
 
+_new_slot_notification: Final[Callable[[int], SlotNotification]] = plain_constructor(
+    SlotNotification
+)
+_new_session_event_v2: Final[Callable[[str, int, SessionEvent], SessionEventV2]] = (
+    plain_constructor(SessionEventV2)
+)
+_SLOT_TAG: Final = "slotNotification"
+
+
 def _unit_decoder(instance: object) -> _PayloadDecoder:
     def decode(_payload: Any) -> Any:
         return instance
@@ -1020,7 +1030,7 @@ def _unit_decoder(instance: object) -> _PayloadDecoder:
 
 def _d_slot(payload: Any) -> SlotNotification:
     if type(payload) is int and 0 <= payload <= _U64_MAX:
-        return SlotNotification(payload)
+        return _new_slot_notification(payload)
     raise _Mismatch(f"expected an unsigned integer slot, got {type(payload).__name__}")
 
 
@@ -1112,7 +1122,11 @@ _EV2_SEQ_ID, _EV2_SEQ_ID_ALT = _decode_keys(SessionEventV2, "seq_id")[1]
 
 
 def _d_session_event_v2(params: Any) -> SessionEventV2:
-    """Hot path: hand-written to stay lean; same tolerance as the generic readers."""
+    """Hot path: hand-written to stay lean; same tolerance as the generic readers.
+
+    The commonest event, an adjacent-tagged slot notification, is read inline; anything else
+    goes through :func:`_decode_event`.
+    """
     obj: dict[str, Any] = params
     if type(obj) is not dict:
         raise _Mismatch("expected an object")
@@ -1129,7 +1143,12 @@ def _d_session_event_v2(params: Any) -> SessionEventV2:
     event = obj.get(_EV2_EVENT, _MISSING)
     if event is _MISSING:
         raise _Mismatch("missing event")
-    return SessionEventV2(session_id, seq_id, _decode_event(event))
+    inner: dict[str, Any] = event
+    if type(inner) is dict and inner.get(METHOD_KEY) == _SLOT_TAG:
+        slot = inner.get(PARAMS_KEY)
+        if type(slot) is int and 0 <= slot <= _U64_MAX:
+            return _new_session_event_v2(session_id, seq_id, _new_slot_notification(slot))
+    return _new_session_event_v2(session_id, seq_id, _decode_event(event))
 
 
 def _struct_decoder(cls: type) -> _PayloadDecoder:

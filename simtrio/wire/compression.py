@@ -45,6 +45,9 @@ class ZstdStreamDecoder:
             raise InvalidParams("limit must be positive")
         self._limit = limit
         self._decoder = zstandard.ZstdDecompressor().decompressobj()
+        self._decompress = self._decoder.decompress
+        self._one_slice = max(1, limit // BLOCK_MAX)
+        """Messages up to this many bytes decode in one call (the first slice of ``_decode``)."""
         self._failed = False
 
     @property
@@ -66,6 +69,21 @@ class ZstdStreamDecoder:
         """
         if self._failed:
             raise ProtocolError("compressed stream already failed")
+        if len(message) <= self._one_slice:
+            # Hot path: the whole message is the first (and only) slice of the general loop.
+            try:
+                out = self._decompress(message)
+            except zstandard.ZstdError as exc:
+                self._failed = True
+                raise ProtocolError(f"corrupt compressed message ({exc})", data=message) from None
+            if out and len(out) <= self._limit:
+                return out
+            self._failed = True
+            if out:
+                raise ProtocolError(
+                    f"decompressed message exceeds {self._limit} bytes", data=message
+                )
+            raise ProtocolError("compressed message decoded to nothing", data=message)
         try:
             return self._decode(message)
         except ProtocolError:
@@ -80,7 +98,7 @@ class ZstdStreamDecoder:
         while pos < len(view):
             step = max(1, (self._limit - size) // BLOCK_MAX)
             try:
-                out = self._decoder.decompress(view[pos : pos + step])
+                out = self._decompress(view[pos : pos + step])
             except zstandard.ZstdError as exc:
                 raise ProtocolError(f"corrupt compressed message ({exc})", data=message) from None
             pos += step

@@ -34,7 +34,9 @@ i64 = st.integers(-(2**63), 2**63 - 1)
 text = st.text(max_size=12)
 address = st.binary(min_size=32, max_size=32).map(b58encode)
 
-json_scalar = st.none() | st.booleans() | i64 | u64 | st.floats(allow_nan=False, allow_infinity=False) | text
+json_scalar = (
+    st.none() | st.booleans() | i64 | u64 | st.floats(allow_nan=False, allow_infinity=False) | text
+)
 json_value = st.recursive(
     json_scalar,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
