@@ -15,22 +15,24 @@ CREATE = simtrio.CreateSession(
 PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 
 
-async def strategy(url: str, recorder: Recorder | None = None) -> list[events.Event]:
-    """Continue by three slots at every readiness; record what happens when asked to."""
-    seen: list[events.Event] = []
-    async with simtrio.open_managed_session(url, "", CREATE) as session:
-        session_id = session.session_info.session_id
+async def strategy(
+    url: str, recorder: Recorder | None = None
+) -> tuple[list[events.Event], list[events.Event]]:
+    """Continue by three slots at every readiness; the session records itself if asked to."""
+    control: list[events.Event] = []
+    diffs: list[events.Event] = []
+    async with simtrio.open_managed_session(
+        url, "", CREATE, recorder=recorder
+    ) as session:
         session.subscribe_account_diffs([PROGRAM])
         async for event in session.events():
-            seen.append(event)
-            if recorder is not None:
-                await recorder.record_event(session_id, event, program_id=PROGRAM)
+            if isinstance(event, events.AccountDiff):
+                diffs.append(event)
+                continue
+            control.append(event)
             if isinstance(event, events.ReadyForContinue):
-                step = simtrio.Continue(3)
-                if recorder is not None:
-                    await recorder.record_sent(session_id, step.to_params())
-                await session.send_continue(step)
-    return seen
+                await session.send_continue(simtrio.Continue(3))
+    return control, diffs
 
 
 async def main() -> None:

@@ -3,6 +3,7 @@
 Parallel by default: one driver task per sub-session, each answering ``ReadyForContinue`` with
 ``Continue(step)`` until ``Completed``. A sub-session that fails is recorded in its tally and
 its siblings go on. Nothing here prints; :func:`execute_run` returns a :class:`RunReport`.
+With ``--record``, the managed session itself records the run (``recorder=``).
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ from simtrio.cli.report import RunReport, SessionTally, tx_facts
 from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.params import Continue, CreateSession
-from simtrio.wire import types
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
     from simtrio.cli.ndjson import NdjsonWriter
     from simtrio.managed.config import SessionInfo
-    from simtrio.managed.parallel import ParallelSubSession
     from simtrio.recording.recorder import Recorder
     from simtrio.server import ServerConfig
 
@@ -95,37 +94,18 @@ class _Driven(Protocol):
 
 
 class _Sinks:
-    """Where events go besides the tallies: the NDJSON file and the run store."""
+    """Where notifications go besides the tallies: the NDJSON file."""
 
     def __init__(self, ndjson: NdjsonWriter | None) -> None:
         self.ndjson = ndjson
-        self.recorder: Recorder | None = None
 
-    async def control(self, session_id: str, event: events.Event) -> None:
-        if self.recorder is not None and not isinstance(
-            event, events.Transaction | events.AccountDiff
-        ):
-            await self.recorder.record_control(session_id, event)
-
-    async def sent(self, session_id: str, request: types.BacktestRequest) -> None:
-        if self.recorder is not None:
-            await self.recorder.record_sent(session_id, request)
-
-    async def transaction(
-        self, session_id: str, event: events.Transaction, tally: SessionTally
-    ) -> None:
-        if self.recorder is not None:
-            await self.recorder.record_notification(session_id, event)
+    def transaction(self, session_id: str, event: events.Transaction, tally: SessionTally) -> None:
         payload = event.notification.transaction
         facts = tx_facts(payload)
         if tally.on_transaction(facts) and self.ndjson is not None:
             self.ndjson.transaction(session_id, event.notification.slot, facts, payload)
 
-    async def account_diff(
-        self, session_id: str, event: events.AccountDiff, tally: SessionTally
-    ) -> None:
-        if self.recorder is not None:
-            await self.recorder.record_notification(session_id, event)
+    def account_diff(self, session_id: str, event: events.AccountDiff, tally: SessionTally) -> None:
         n = event.notification
         if tally.on_account_diff(n.account, n.signature, n.slot) and self.ndjson is not None:
             self.ndjson.account_diff(session_id, n)
@@ -136,28 +116,20 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _drive(
-    session: _Driven,
-    tally: SessionTally,
-    cont: Continue,
-    request: types.BacktestRequest,
-    sinks: _Sinks,
-) -> None:
+async def _drive(session: _Driven, tally: SessionTally, cont: Continue, sinks: _Sinks) -> None:
     """Answer readiness with ``cont`` until ``Completed``; a failure ends up in ``tally``."""
     session_id = tally.session_id
     try:
         async for event in session.events():
-            await sinks.control(session_id, event)
             match event:
                 case events.ReadyForContinue() | events.Paused():
-                    await sinks.sent(session_id, request)
                     await session.send_continue(cont)
                 case events.Slot(slot=slot):
                     tally.on_slot(slot)
                 case events.Transaction():
-                    await sinks.transaction(session_id, event, tally)
+                    sinks.transaction(session_id, event, tally)
                 case events.AccountDiff():
-                    await sinks.account_diff(session_id, event, tally)
+                    sinks.account_diff(session_id, event, tally)
                 case events.ErrorEvent(error=error):
                     # The step it answers did not happen and no readiness will follow:
                     # waiting on would hang, so the session is given up as failed.
@@ -192,14 +164,13 @@ class _Run:
     interrupt: Interrupt
 
 
-async def _run_parallel(run: _Run) -> None:
+async def _run_parallel(run: _Run, recorder: Recorder | None = None) -> None:
     from simtrio.managed.parallel import open_parallel_session
 
     cont = Continue(run.opts.step)
-    params = cont.to_params()
     config = run.opts.managed_config()
     async with open_parallel_session(
-        run.url, run.opts.target.api_key, run.opts.create(), config=config
+        run.url, run.opts.target.api_key, run.opts.create(), config=config, recorder=recorder
     ) as parallel:
         subs = parallel.take_sub_sessions()
         now = trio.current_time()
@@ -208,55 +179,31 @@ async def _run_parallel(run: _Run) -> None:
             for sub in subs
         ]
         run.report.sessions.extend(t for _, t in pairs)
-        if run.sinks.recorder is not None:
-            await _record_parallel_handshake(run.sinks.recorder, parallel.control_session_id, subs)
         for sub, _ in pairs:
             _subscribe(sub, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
             async with trio.open_nursery() as nursery:
                 for sub, tally in pairs:
-                    request = types.ContinueSessionRequestV1(tally.session_id, params)
-                    nursery.start_soon(_drive, sub, tally, cont, request, run.sinks)
+                    nursery.start_soon(_drive, sub, tally, cont, run.sinks)
 
 
-async def _record_parallel_handshake(
-    recorder: Recorder, control_session_id: str, subs: Sequence[ParallelSubSession]
-) -> None:
-    """The create's replies as the server sent them (the driver only sees the outcome)."""
-    infos: list[SessionInfo] = [sub.session_info for sub in subs]
-    for info in infos:
-        created = types.SessionCreated(info.session_id, info.rpc_endpoint, info.task_id)
-        await recorder.record_control(None, created)
-    done = types.SessionsCreatedV2(
-        control_session_id=control_session_id,
-        session_ids=[info.session_id for info in infos],
-        task_ids=[info.task_id for info in infos],
-        start_slots=[sub.range[0] for sub in subs],
-        end_slots=[sub.range[1] for sub in subs],
-    )
-    await recorder.record_control(None, done)
-
-
-async def _run_single(run: _Run) -> None:
+async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
     from simtrio.managed.session import open_managed_session
 
     create = run.opts.create()
     cont = Continue(run.opts.step)
     config = run.opts.managed_config()
     async with open_managed_session(
-        run.url, run.opts.target.api_key, create, config=config
+        run.url, run.opts.target.api_key, create, config=config, recorder=recorder
     ) as session:
         info = session.session_info
         tally = SessionTally(
             info.session_id, create.start_slot, create.end_slot, trio.current_time()
         )
         run.report.sessions.append(tally)
-        if run.sinks.recorder is not None:
-            created = types.SessionCreated(info.session_id, info.rpc_endpoint, info.task_id)
-            await run.sinks.recorder.record_control(None, created)
         _subscribe(session, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
-            await _drive(session, tally, cont, cont.to_params(), run.sinks)
+            await _drive(session, tally, cont, run.sinks)
 
 
 async def _run_recorded(run: _Run, db: Path) -> None:
@@ -266,13 +213,8 @@ async def _run_recorded(run: _Run, db: Path) -> None:
     async with open_recorder(
         db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
     ) as recorder:
-        run.sinks.recorder = recorder
         run.report.run_id = recorder.run_id
-        try:
-            await recorder.record_sent(None, create.to_request())
-            await (_run_parallel if run.opts.parallel else _run_single)(run)
-        finally:
-            run.sinks.recorder = None
+        await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
         # End the recording with an outcome that says how the run went.
         if run.interrupt.requested:
             raise RunInterrupted("interrupted")

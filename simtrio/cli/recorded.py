@@ -1,8 +1,11 @@
 """Summaries of recorded runs, in the same shape as the NDJSON run file.
 
-A recording holds what the client saw (control frames or driver events, notifications, the
-requests it wrote); replaying those entries through the same tallies ``simtrio run`` uses gives
-a summary that ``runs show`` prints and ``compare`` can diff against an NDJSON run.
+A recording holds what the client saw (the control frames as received, the notifications
+delivered to the driver, the requests it wrote); replaying those entries through the same
+tallies ``simtrio run`` uses gives a summary that ``runs show`` prints and ``compare`` can diff
+against an NDJSON run. Frames a server sent again after a re-attach are recognised by their
+sequence numbers and counted once, as the client did. Recordings made of driver events (older
+``simtrio run --record`` files, or code calling ``record_event``) are read the same way.
 """
 
 from __future__ import annotations
@@ -44,6 +47,11 @@ class _Summarizer:
         self.parallel = create.parallel if create is not None else False
         self.started_at = manifest.started_at_ns / 1e9
         self.tallies: dict[str, SessionTally] = {}
+        self.cursors: dict[str, int] = {}
+        self.listed: list[str] | None = None
+        """The sub-sessions ``sessionsCreatedV2`` listed (a parallel run), in its order."""
+        self.single: str | None = None
+        """The session of a single-session run (frames may be recorded before its id is known)."""
         self.transactions: dict[str, dict[str, Any]] = {}
         self.account_diffs = 0
         self.ended_error: str | None = None
@@ -72,26 +80,48 @@ class _Summarizer:
             self.tallies[session_id] = tally
         return tally
 
+    def _fresh(self, session_id: str, seq: int | None) -> bool:
+        """False for a numbered frame at or below the session's cursor (a re-sent duplicate)."""
+        if seq is None:
+            return True
+        if seq <= self.cursors.get(session_id, -1):
+            return False
+        self.cursors[session_id] = seq
+        return True
+
     def control(self, entry: Entry) -> None:
         at = entry.ts_ns / 1e9
-        _, response = codec.decode_frame(entry.payload)
+        seq, response = codec.decode_frame(entry.payload)
         match response:
             case types.SessionsCreatedV2(session_ids=ids, start_slots=starts, end_slots=ends):
+                if self.listed is None:
+                    self.listed = list(ids)
                 for index, session_id in enumerate(ids):
                     start = starts[index] if index < len(starts) else None
                     end = ends[index] if index < len(ends) else None
-                    self._tally(session_id, at, start, end)
+                    tally = self._tally(session_id, at, start, end)
+                    # Its first events may come before this reply (as sent by the server).
+                    tally.start_slot = self.start if start is None else start
+                    tally.end_slot = self.end if end is None else end
                 return
             case types.SessionCreated(session_id=session_id):
-                if not self.parallel:
+                if not self.parallel and self.single is None:
+                    self.single = session_id
                     self._tally(session_id, at)
                 return
-            case types.SessionEventV2(session_id=session_id, event=event):
-                self._event(self._tally(session_id, at), event, at)
-            case _ if entry.session_id is not None:
-                self._event(self._tally(entry.session_id, at), response, at)
+            case types.SessionEventV2(session_id=session_id, seq_id=event_seq, event=event):
+                if self._fresh(session_id, event_seq):
+                    self._event(self._tally(session_id, at), event, at)
             case _:
-                pass
+                owner = entry.session_id if self.parallel else self.single or entry.session_id
+                if owner is not None and self._fresh(owner, seq):
+                    self._event(self._tally(owner, at), response, at)
+
+    def sessions(self) -> list[SessionTally]:
+        """The tallies, in ``sessionsCreatedV2`` order when the run has one."""
+        if self.listed is None:
+            return list(self.tallies.values())
+        return [self.tallies[sid] for sid in self.listed if sid in self.tallies]
 
     def _event(self, tally: SessionTally, event: object, at: float) -> None:
         match event:
@@ -148,7 +178,7 @@ def summarize_recording(manifest: RunManifest, entries: Iterable[Entry], source:
         start_slot=summarizer.start,
         end_slot=summarizer.end,
         started_at=summarizer.started_at,
-        sessions=list(summarizer.tallies.values()),
+        sessions=summarizer.sessions(),
         run_id=manifest.run_id,
     )
     error = summarizer.ended_error

@@ -18,9 +18,10 @@ from simtrio import events
 from simtrio.core.session import READY, Fail, Phase, Retry
 from simtrio.errors import ControlFailed, CreateFailed, excerpt
 from simtrio.wire import types as wire
+from simtrio.wire.construct import plain_constructor
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "AllCompleted",
@@ -98,7 +99,7 @@ _DiscoveryBatch: Final = wire.DiscoveryBatch
 _Error: Final = wire.Error
 _Completed: Final = wire.Completed
 _Success: Final = wire.Success
-_Slot: Final = events.Slot
+_Slot: Final[Callable[[int], events.Slot]] = plain_constructor(events.Slot)
 _EStatus: Final = events.Status
 _EPaused: Final = events.Paused
 _EDiscoveryBatch: Final = events.DiscoveryBatch

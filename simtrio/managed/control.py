@@ -10,6 +10,11 @@ itself, so it can report ``started``), plus a keepalive task, a close watcher an
 connection is UP, the continue writer. A loss cancels that nursery; the loop backs off and
 reconnects. Errors never travel as exceptions between these tasks: each one records what
 happened on the :class:`ConnectionRun` and cancels it.
+
+With a recorder (:class:`RecordingTap`), every control frame is recorded as the pump decodes
+it (duplicates and handshake replies included, before the core sees it) and every request at
+the moment its write begins, so the recording holds the exact order in which the core saw
+frames and writes.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from simtrio.managed.config import ConnectionStatus
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import EventStream
 from simtrio.transport.connection import connect
-from simtrio.wire.codec import decode_frame
+from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.urls import normalize_control_url
 
 if TYPE_CHECKING:
@@ -48,9 +53,12 @@ if TYPE_CHECKING:
     from simtrio.events import Event
     from simtrio.managed.config import ManagedConfig, SessionInfo
     from simtrio.managed.coordinator import ReconnectCoordinator
-    from simtrio.managed.subscriptions import SessionSubscriptions
+    from simtrio.managed.subscriptions import NotificationRecorder, SessionSubscriptions
+    from simtrio.recording.errors import RecordingFailed
+    from simtrio.recording.recorder import Recorder
     from simtrio.transport.connection import WebSocketConnection
-    from simtrio.wire.types import BacktestResponse
+    from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
+    from simtrio.wire.types import BacktestRequest, BacktestResponse
 
 __all__ = [
     "API_KEY_HEADER",
@@ -60,6 +68,7 @@ __all__ = [
     "EventSink",
     "EventIterator",
     "Frame",
+    "RecordingTap",
     "decode_batch",
     "unwrap_groups",
 ]
@@ -155,6 +164,105 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 
 # --------------------------------------------------------------------------------------------
+# Recording
+# --------------------------------------------------------------------------------------------
+
+
+class RecordingTap:
+    """A managed session's recorder, and the first error it raised.
+
+    Entries are queued with the recorder's synchronous calls, so recording an item never adds
+    a checkpoint between what was seen and what the core did with it; back-pressure is applied
+    once per read (:meth:`wait_for_room`). A recording error never travels between tasks as an
+    exception: the first one is kept, the session's nursery (``scope``) is cancelled, and the
+    session raises it, alone, when its block is left (:meth:`check`).
+    """
+
+    __slots__ = ("failure", "recorder", "scope")
+
+    def __init__(self, recorder: Recorder, api_key: str) -> None:
+        self.recorder = recorder
+        self.failure: RecordingFailed | None = None
+        self.scope: trio.CancelScope | None = None
+        recorder.add_secrets((api_key,))
+
+    def __repr__(self) -> str:
+        return f"<RecordingTap {self.recorder!r} failed={self.failure is not None}>"
+
+    def frames(self, session_id: str | None, frames: Sequence[Frame]) -> None:
+        """Record control frames as decoded (``session_id`` None: taken from the frame)."""
+        if self.failure is not None:
+            return
+        record = self.recorder.record_control_nowait
+        try:
+            for seq, response in frames:
+                record(session_id, response, seq_id=seq)
+        except SimtrioError as exc:
+            self.fail(exc)
+
+    def sent(self, session_id: str | None, request: BacktestRequest | str) -> None:
+        """Record a request as its write begins."""
+        if self.failure is not None:
+            return
+        try:
+            self.recorder.record_sent_nowait(session_id, request)
+        except SimtrioError as exc:
+            self.fail(exc)
+
+    def notifications_of(self, session_id: str) -> NotificationRecorder:
+        """What a (sub-)session's subscriptions call after handing a notification over."""
+        record = self.recorder.record_notification_nowait
+
+        async def notification(
+            message: AccountDiffNotification | TransactionNotification, program_id: str
+        ) -> None:
+            if self.failure is not None:
+                return
+            try:
+                record(session_id, message, program_id=program_id)
+            except SimtrioError as exc:
+                self.fail(exc)
+                return
+            await self.wait_for_room()
+
+        return notification
+
+    async def wait_for_room(self) -> None:
+        """Back-pressure: wait while too many entries wait for the disk."""
+        try:
+            await self.recorder.wait_for_room()
+        except SimtrioError as exc:
+            self.fail(exc)
+
+    def fail(self, exc: SimtrioError) -> None:
+        """Keep the first error (as a ``RecordingFailed``) and stop the whole session."""
+        if self.failure is None:
+            self.failure = _as_recording_failure(exc, self.recorder)
+            logger.error("the session is stopped because recording failed: %s", self.failure)
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def check(self) -> None:
+        """Raise the recording failure, if there was one."""
+        failure = self.failure
+        if failure is not None:
+            raise failure
+
+
+def _as_recording_failure(exc: SimtrioError, recorder: Recorder) -> RecordingFailed:
+    from simtrio.recording.errors import RecordingFailed
+
+    if isinstance(exc, RecordingFailed):
+        return exc
+    failure = RecordingFailed(
+        f"recording of run {recorder.run_id} failed ({type(exc).__name__}: {exc})",
+        durable=recorder.entries_durable,
+    )
+    failure.__cause__ = exc
+    return failure
+
+
+# --------------------------------------------------------------------------------------------
 # One (sub-)session's driver-facing side
 # --------------------------------------------------------------------------------------------
 
@@ -177,6 +285,7 @@ class EventSink:
         "_reported",
         "_start_slot",
         "_subscriptions",
+        "_tap",
         "info",
         "nursery",
         "stream",
@@ -189,6 +298,7 @@ class EventSink:
         start_slot: int | None,
         coordinator: ReconnectCoordinator | None = None,
         max_total: float | None = None,
+        tap: RecordingTap | None = None,
     ) -> None:
         self.stream = EventStream(config.event_buffer)
         self.info: SessionInfo | None = None
@@ -197,6 +307,7 @@ class EventSink:
         self._start_slot = start_slot
         self._coordinator = coordinator
         self._max_total = max_total
+        self._tap = tap
         self._subscriptions: SessionSubscriptions | None = None
         self._drain_timeout: float | None = None
         self._reported: list[BaseException] = []
@@ -213,6 +324,7 @@ class EventSink:
                 raise ControlClosed("the session is not running")
             from simtrio.managed.subscriptions import SessionSubscriptions
 
+            tap = self._tap
             subs = SessionSubscriptions(
                 rpc_endpoint=self.info.rpc_endpoint,
                 start_slot=self._start_slot,
@@ -221,6 +333,7 @@ class EventSink:
                 coordinator=self._coordinator,
                 nursery=self.nursery,
                 max_total=self._max_total,
+                record=None if tap is None else tap.notifications_of(self.info.session_id),
             )
             if self._drain_timeout is not None:
                 subs.set_completion_drain_timeout(self._drain_timeout)
@@ -396,9 +509,16 @@ class ControlLoop(abc.ABC):
     """
 
     def __init__(
-        self, url: str, api_key: str, config: ManagedConfig, *, max_total: float | None
+        self,
+        url: str,
+        api_key: str,
+        config: ManagedConfig,
+        *,
+        max_total: float | None,
+        tap: RecordingTap | None = None,
     ) -> None:
         self.url = normalize_control_url(url)
+        self.tap = tap
         self.config = config
         self.status = StatusCell()
         self.failure: ManagedSessionError | None = None
@@ -432,8 +552,13 @@ class ControlLoop(abc.ABC):
     def _creating(self) -> bool: ...
 
     @abc.abstractmethod
-    def _opening_request(self) -> str:
-        """The encoded first request of a new connection (create or attach)."""
+    def _opening_request(self) -> BacktestRequest:
+        """The first request of a new connection (create or attach)."""
+
+    @property
+    def _recorded_session(self) -> str | None:
+        """The session id frames and requests are recorded under (None: from the item)."""
+        return None
 
     @abc.abstractmethod
     def _frame_timeout(self) -> float | None:
@@ -647,8 +772,11 @@ class ControlLoop(abc.ABC):
             run.nursery = nursery
             nursery.start_soon(self._keepalive, run)
             nursery.start_soon(self._watch_close, run)
+            request = self._opening_request()
+            if self.tap is not None:
+                self.tap.sent(self._recorded_session, request)
             try:
-                await run.conn.send_text(self._opening_request())
+                await run.conn.send_text(encode(request))
             except ConnectionClosed as exc:
                 run.lose(str(exc))
             else:
@@ -657,6 +785,7 @@ class ControlLoop(abc.ABC):
 
     async def _pump(self, run: ConnectionRun) -> None:
         conn = run.conn
+        tap = self.tap
         while not run.over:
             timeout = self._frame_timeout()
             messages: list[str | bytes] = []
@@ -677,7 +806,11 @@ class ControlLoop(abc.ABC):
                 return
             frames, error = decode_batch(messages)
             if frames:
+                if tap is not None:
+                    tap.frames(self._recorded_session, frames)
                 self._handle(run, frames)
+                if tap is not None:
+                    await tap.wait_for_room()
             if error is not None:
                 run.lose(f"protocol error: {error}")
 
@@ -729,6 +862,9 @@ class ControlLoop(abc.ABC):
             # server sends while this write is still in progress answers this continue, and
             # must not be mistaken for a redundant one.
             self._continue_written(item)
+            if self.tap is not None:
+                session_id = item[0]
+                self.tap.sent(session_id or self._recorded_session, item[1])
             try:
                 await conn.send_text(item[1])
             except ConnectionClosed as exc:
@@ -757,6 +893,8 @@ class ControlLoop(abc.ABC):
                     return
                 frames, error = decode_batch(messages)
                 if frames:
+                    if self.tap is not None:
+                        self.tap.frames(self._recorded_session, frames)
                     self._handle(run, frames)
                 if error is not None:
                     return

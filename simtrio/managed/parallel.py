@@ -4,6 +4,10 @@ The control task drives :class:`~simtrio.core.demux.ParallelDemux`, which turns 
 frames into routing decisions; this module hands every routed event to its sub-session's own
 stream (unbounded for control events, so a slow driver never stalls the shared socket) and
 writes the continues of all sub-sessions from one shared queue.
+
+With ``recorder=``, the run is recorded as the client saw it: every control frame as decoded
+(handshake replies and duplicates included; a ``sessionEventV2`` under its sub-session), every
+request as it is written, every notification as it enters its sub-session's stream.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from simtrio.managed.control import (
     EventIterator,
     EventSink,
     Frame,
+    RecordingTap,
     unwrap_groups,
 )
 from simtrio.managed.coordinator import ReconnectCoordinator
@@ -46,7 +51,8 @@ if TYPE_CHECKING:
     from simtrio.events import Event
     from simtrio.managed.config import ConnectionStatus
     from simtrio.params import Continue, CreateSession
-    from simtrio.wire.types import ContinueParams
+    from simtrio.recording.recorder import Recorder
+    from simtrio.wire.types import BacktestRequest, ContinueParams
 
 __all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
 
@@ -62,9 +68,10 @@ class _ParallelControl(ControlLoop):
         api_key: str,
         request: CreateBacktestSessionRequest,
         config: ManagedConfig,
+        tap: RecordingTap | None = None,
     ) -> None:
         self.max_total = config.max_total_for(request.disconnect_timeout_secs)
-        super().__init__(url, api_key, config, max_total=self.max_total)
+        super().__init__(url, api_key, config, max_total=self.max_total, tap=tap)
         self.demux = ParallelDemux(request)
         self.coordinator = ReconnectCoordinator()
         self.subs: dict[str, ParallelSubSession] = {}
@@ -78,8 +85,8 @@ class _ParallelControl(ControlLoop):
     def _creating(self) -> bool:
         return self.demux.creating
 
-    def _opening_request(self) -> str:
-        return encode(self.demux.connection_opened())
+    def _opening_request(self) -> BacktestRequest:
+        return self.demux.connection_opened()
 
     def _frame_timeout(self) -> float | None:
         phase = self.demux.phase
@@ -120,6 +127,7 @@ class _ParallelControl(ControlLoop):
                 start_slot=spec.start_slot,
                 coordinator=self.coordinator,
                 max_total=self.max_total,
+                tap=self.tap,
             )
             sink.info = SessionInfo(
                 spec.session_id, resolve_rpc_url(base, spec.rpc_endpoint), spec.task_id
@@ -263,11 +271,15 @@ async def open_parallel_session(
     create: CreateSession | CreateBacktestSessionRequest,
     *,
     config: ManagedConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> AsyncGenerator[ParallelSession]:
     """Create a parallel session; entering returns once ``sessionsCreatedV2`` arrived.
 
     Leaving closes the control connection (bounded by ``graceful_close_timeout``), closes no
     session on the server, and cancels and joins every sub-session's tasks.
+
+    ``recorder`` records the whole run, every sub-session included, for
+    :func:`simtrio.recording.replay_server` (see :func:`open_managed_session`).
 
     Raises:
         InvalidParams: ``create`` is not usable.
@@ -275,15 +287,19 @@ async def open_parallel_session(
             per-sub-session ranges).
         ControlFailed: on leaving, if the control plane failed and no sub-session's
             ``next_event`` raised it.
+        RecordingFailed: the recorder failed; the session was stopped (not left unrecorded).
     """
     config = ManagedConfig() if config is None else config
     request = as_create_request(create)
     if not request.parallel:
         request = attrs.evolve(request, parallel=True)
-    control = _ParallelControl(url, api_key, request, config)
+    tap = RecordingTap(recorder, api_key) if recorder is not None else None
+    control = _ParallelControl(url, api_key, request, config, tap)
     session = ParallelSession(control)
     with unwrap_groups():
         async with trio.open_nursery() as nursery:
+            if tap is not None:
+                tap.scope = nursery.cancel_scope
             await nursery.start(control.run)
             try:
                 for sub in control.ordered:
@@ -294,6 +310,8 @@ async def open_parallel_session(
                 for sub in control.ordered:
                     sub.sink.end()
                 nursery.cancel_scope.cancel()
+    if tap is not None:
+        tap.check()
     failure = control.failure
     if failure is not None and not any(sub.sink.was_reported(failure) for sub in control.ordered):
         raise failure

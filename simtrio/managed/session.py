@@ -4,6 +4,10 @@ The control task drives :class:`~simtrio.core.session.ManagedSessionCore`, which
 every frame means (dedup by sequence number, readiness holding, handshake replies); this module
 only carries the decisions out: events into the session's stream, UP after a handshake, the
 resume after an attach, the close on the way out.
+
+With ``recorder=``, the run is recorded as the client saw it: every control frame as decoded
+(under the session id once it is known), every request as it is written, every notification
+as it enters the driver's stream.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from simtrio.managed.control import (
     EventIterator,
     EventSink,
     Frame,
+    RecordingTap,
     unwrap_groups,
 )
 from simtrio.params import as_continue_params, as_create_request
@@ -55,14 +60,17 @@ if TYPE_CHECKING:
     from simtrio.events import Event
     from simtrio.managed.config import ConnectionStatus
     from simtrio.params import Continue, CreateSession
-    from simtrio.wire.types import ContinueParams
+    from simtrio.recording.recorder import Recorder
+    from simtrio.wire.types import BacktestRequest, ContinueParams
 
 __all__ = ["ManagedSession", "open_managed_session"]
 
 logger = logging.getLogger(__name__)
 
-_RESUME: Final = encode(ResumeAttachedSession())
-_CLOSE: Final = encode(CloseBacktestSession())
+_RESUME_REQUEST: Final = ResumeAttachedSession()
+_CLOSE_REQUEST: Final = CloseBacktestSession()
+_RESUME: Final = encode(_RESUME_REQUEST)
+_CLOSE: Final = encode(_CLOSE_REQUEST)
 
 
 class _SingleControl(ControlLoop):
@@ -75,9 +83,14 @@ class _SingleControl(ControlLoop):
         request: CreateBacktestSessionRequest,
         config: ManagedConfig,
         sink: EventSink,
+        tap: RecordingTap | None = None,
     ) -> None:
         super().__init__(
-            url, api_key, config, max_total=config.max_total_for(request.disconnect_timeout_secs)
+            url,
+            api_key,
+            config,
+            max_total=config.max_total_for(request.disconnect_timeout_secs),
+            tap=tap,
         )
         self.core = ManagedSessionCore(request)
         self.sink = sink
@@ -90,8 +103,12 @@ class _SingleControl(ControlLoop):
     def _creating(self) -> bool:
         return self.core.creating
 
-    def _opening_request(self) -> str:
-        return encode(self.core.connection_opened())
+    def _opening_request(self) -> BacktestRequest:
+        return self.core.connection_opened()
+
+    @property
+    def _recorded_session(self) -> str | None:
+        return self.core.session_id
 
     def _frame_timeout(self) -> float | None:
         phase = self.core.phase
@@ -141,6 +158,8 @@ class _SingleControl(ControlLoop):
         if run.over:
             return
         self.core.resume_sent()
+        if self.tap is not None:
+            self.tap.sent(self.core.session_id, _RESUME_REQUEST)
         try:
             await run.conn.send_text(_RESUME)
         except ConnectionClosed as exc:
@@ -172,6 +191,8 @@ class _SingleControl(ControlLoop):
         if not run.handshake_done:
             return
         self.core.close_sent()
+        if self.tap is not None:
+            self.tap.sent(self.core.session_id, _CLOSE_REQUEST)
         try:
             await run.conn.send_text(_CLOSE)
         except ConnectionClosed as exc:
@@ -250,30 +271,41 @@ async def open_managed_session(
     create: CreateSession | CreateBacktestSessionRequest,
     *,
     config: ManagedConfig | None = None,
+    recorder: Recorder | None = None,
 ) -> AsyncGenerator[ManagedSession]:
     """Create a session and keep its control plane connected until the block is left.
 
     Entering returns once ``sessionCreated`` arrived. Leaving closes the session on the server
     (if a connection is up), bounded by ``graceful_close_timeout`` twice.
 
+    ``recorder`` (from :func:`simtrio.recording.open_recorder`, one session per recorder)
+    records the run so that :func:`simtrio.recording.replay_server` can replay it: every
+    control frame as decoded, every request as written, every notification as delivered. The
+    API key is added to the recorder's redacted secrets.
+
     Raises:
         InvalidParams: ``create`` is not usable (or asks for a parallel session).
         CreateFailed: the create could not complete.
         ControlFailed: on leaving, if the control plane failed and no ``next_event`` raised it.
+        RecordingFailed: the recorder failed; the session was stopped (not left unrecorded).
     """
     config = ManagedConfig() if config is None else config
     request = as_create_request(create)
     if request.parallel:
         raise InvalidParams("a parallel create needs open_parallel_session")
+    tap = RecordingTap(recorder, api_key) if recorder is not None else None
     sink = EventSink(
         config,
         start_slot=request.start_slot,
         max_total=config.max_total_for(request.disconnect_timeout_secs),
+        tap=tap,
     )
-    control = _SingleControl(url, api_key, request, config, sink)
+    control = _SingleControl(url, api_key, request, config, sink, tap)
     session = ManagedSession(control, sink)
     with unwrap_groups():
         async with trio.open_nursery() as nursery:
+            if tap is not None:
+                tap.scope = nursery.cancel_scope
             sink.nursery = nursery
             await nursery.start(control.run)
             try:
@@ -282,6 +314,8 @@ async def open_managed_session(
                 await control.wait_closed()
                 sink.end()
                 nursery.cancel_scope.cancel()
+    if tap is not None:
+        tap.check()
     failure = control.failure
     if failure is not None and not sink.was_reported(failure):
         raise failure

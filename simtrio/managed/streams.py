@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
 __all__ = [
+    "HANDOVER_CHUNK",
     "YIELD_EVERY",
     "EventIterator",
     "EventStream",
@@ -38,8 +39,12 @@ __all__ = [
     "open_notification_channel",
 ]
 
-YIELD_EVERY: Final = 1024
-"""A reader or writer that never has to wait still yields to the scheduler this often."""
+YIELD_EVERY: Final = 256
+"""A reader that never runs dry still yields to the scheduler after this many items."""
+
+HANDOVER_CHUNK: Final = 32
+"""A writer that never has to wait yields after this many items: the reader then keeps the
+buffer short, which keeps latency, memory and garbage-collector work per item low."""
 
 T = TypeVar("T")
 
@@ -74,6 +79,7 @@ class EventStream:
         "_reader",
         "_streak",
         "_terminal_queued",
+        "_write_streak",
         "_writers",
     )
 
@@ -86,7 +92,8 @@ class EventStream:
         self._pending: Completed | _Failure | None = None
         self._finished = False
         self._terminal_queued = False
-        self._streak = 0
+        self._streak = 0  # reads since the reader last yielded
+        self._write_streak = 0  # put_data calls since the writer last yielded
 
     # -- producers --------------------------------------------------------------------------
 
@@ -153,9 +160,9 @@ class EventStream:
         data.append(event)
         if self._reader:
             self._reader.unpark_all()
-        self._streak += 1
-        if self._streak >= YIELD_EVERY:
-            self._streak = 0
+        self._write_streak += 1
+        if self._write_streak >= HANDOVER_CHUNK:
+            self._write_streak = 0
             await _cancel_shielded_checkpoint()
 
     def close(self) -> None:
@@ -250,7 +257,15 @@ class EventIterator:
 
 
 class _ChannelState(Generic[T]):
-    __slots__ = ("buffer", "capacity", "readers", "receiver_closed", "sender_closed", "writers")
+    __slots__ = (
+        "buffer",
+        "capacity",
+        "peak",
+        "readers",
+        "receiver_closed",
+        "sender_closed",
+        "writers",
+    )
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -259,6 +274,19 @@ class _ChannelState(Generic[T]):
         self.writers = trio.lowlevel.ParkingLot()
         self.sender_closed = False
         self.receiver_closed = False
+        self.peak = 0
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        used = len(self.buffer)
+        return trio.MemoryChannelStatistics(
+            current_buffer_used=used,
+            max_buffer_size=self.capacity,
+            open_send_channels=0 if self.sender_closed else 1,
+            open_receive_channels=0 if self.receiver_closed else 1,
+            tasks_waiting_send=len(self.writers),
+            tasks_waiting_receive=len(self.readers),
+            peak_buffer_used=self.peak,
+        )
 
 
 def open_notification_channel(
@@ -288,6 +316,16 @@ class NotificationSendChannel(trio.abc.SendChannel[T]):
         state = self._state
         return f"<NotificationSendChannel {len(state.buffer)}/{state.capacity}>"
 
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        """The same figures as a trio memory channel's (one sender, one receiver)."""
+        return self._state.statistics()
+
+    def __enter__(self) -> NotificationSendChannel[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _check_open(self) -> None:
         state = self._state
         if state.sender_closed:
@@ -297,26 +335,43 @@ class NotificationSendChannel(trio.abc.SendChannel[T]):
 
     def send_nowait(self, value: T) -> None:
         """Queue ``value`` now; ``trio.WouldBlock`` when the buffer is full."""
-        self._check_open()
-        state = self._state
-        if len(state.buffer) >= state.capacity:
+        if not self.try_send(value):
             raise trio.WouldBlock
-        state.buffer.append(value)
+
+    def try_send(self, value: T) -> bool:
+        """Queue ``value`` if the buffer has room; False (nothing queued) when it is full.
+
+        The cheap path of a producer that hands over a whole read: ``send`` only for the value
+        that found the buffer full. Raises like ``send`` once either half is closed.
+        """
+        state = self._state
+        if state.sender_closed or state.receiver_closed:
+            self._check_open()
+        buffer = state.buffer
+        if len(buffer) >= state.capacity:
+            return False
+        buffer.append(value)
+        if len(buffer) > state.peak:
+            state.peak = len(buffer)
         if state.readers:
             state.readers.unpark_all()
+        return True
 
     async def send(self, value: T) -> None:
         await _checkpoint_if_cancelled()
         state = self._state
         self._check_open()
-        while len(state.buffer) >= state.capacity:
+        buffer = state.buffer
+        while len(buffer) >= state.capacity:
             await state.writers.park()
             self._check_open()
-        state.buffer.append(value)
+        buffer.append(value)
+        if len(buffer) > state.peak:
+            state.peak = len(buffer)
         if state.readers:
             state.readers.unpark_all()
         self._streak += 1
-        if self._streak >= YIELD_EVERY:
+        if self._streak >= HANDOVER_CHUNK:
             self._streak = 0
             await _cancel_shielded_checkpoint()
 
@@ -344,6 +399,16 @@ class NotificationReceiveChannel(trio.abc.ReceiveChannel[T]):
     def __repr__(self) -> str:
         state = self._state
         return f"<NotificationReceiveChannel {len(state.buffer)}/{state.capacity}>"
+
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        """The same figures as a trio memory channel's (one sender, one receiver)."""
+        return self._state.statistics()
+
+    def __enter__(self) -> NotificationReceiveChannel[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def receive_nowait(self) -> T:
         """The next value; ``trio.WouldBlock`` if none is queued, ``trio.EndOfChannel`` at the end."""

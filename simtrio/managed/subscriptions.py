@@ -25,9 +25,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, Generic, Literal, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
 
 import attrs
 import trio
@@ -64,7 +64,7 @@ from simtrio.wire.rpc import (
 from simtrio.wire.urls import http_to_ws_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Sequence
+    from collections.abc import AsyncGenerator, Sequence
 
     from simtrio.events import Completed
     from simtrio.managed.coordinator import ReconnectCoordinator
@@ -75,6 +75,7 @@ __all__ = [
     "ACCOUNT_DIFFS",
     "TRANSACTIONS",
     "DataSubscription",
+    "NotificationRecorder",
     "SessionGate",
     "SessionSubscriptions",
     "SubscriptionKind",
@@ -89,6 +90,9 @@ logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=AccountDiff | Transaction)
 
 _Notification = AccountDiffNotification | TransactionNotification
+
+NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]]
+"""Called with each notification and its subscription's program id once it was handed over."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,8 +248,10 @@ class SubscriptionManager(Generic[E]):
         max_total: float | None = None,
         coordinator: ReconnectCoordinator | SessionGate | None = None,
         observer: SubscriptionObserver | None = None,
+        record: NotificationRecorder | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
+        self._record = record
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
         self._config = config
@@ -532,6 +538,9 @@ class SubscriptionManager(Generic[E]):
                 return
             await self._hand_over(link, event)
             sub.cursor = self.cursor = message.slot
+            if self._record is not None:
+                # In the stream now: recorded before this task does anything else.
+                await self._record(message, sub.program_id)
         elif isinstance(message, SubscriptionComplete):
             sub = link.by_sub.get(message.subscription)
             if sub is None:
@@ -677,6 +686,7 @@ class SessionSubscriptions:
     (sub-)session's nursery; notifications go to ``stream.put_data``, a give-up to
     ``stream.put_failure``. ``max_total`` is the outage budget of each manager (the session's
     ``config.max_total_for(disconnect_timeout_secs)``; None: ``config.max_total_for(None)``).
+    ``record`` (a session's recorder) is given every notification once it is in the stream.
     """
 
     def __init__(
@@ -689,8 +699,10 @@ class SessionSubscriptions:
         coordinator: ReconnectCoordinator | None,
         nursery: trio.Nursery,
         max_total: float | None = None,
+        record: NotificationRecorder | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
+        self._record = record
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
@@ -733,6 +745,7 @@ class SessionSubscriptions:
             max_total=self._max_total,
             coordinator=self._gate,
             observer=_SessionObserver(self._activity, len(self._entries)),
+            record=self._record,
         )
 
     def _start(

@@ -1,7 +1,9 @@
 """Durable run recording: a SQLite run store, a trio recorder, readers and an offline replay.
 
 * :func:`open_recorder` records one run (control frames, data-plane notifications and the
-  requests the client wrote) into a store file, in hash-chained, batched, durable entries.
+  requests the client wrote) into a store file, in hash-chained, batched, durable entries;
+  ``open_managed_session(..., recorder=)`` / ``open_parallel_session(..., recorder=)`` record
+  their whole run with it.
 * :func:`list_runs`, :func:`get_run`, :func:`read_entries`, :func:`verify_run` read stores;
   opening a store recovers runs whose recording process died.
 * :func:`replay_server` serves a recorded run as a backtest server on loopback, so a strategy

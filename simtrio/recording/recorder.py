@@ -10,10 +10,15 @@ body of ``open_recorder``'s block and is raised from it; every later ``record_*`
 ``flush()`` raise the same error. The run stays RUNNING on disk and the next open of the store
 recovers what was committed.
 
-Usage (what a managed session or the CLI does)::
+Usage: hand the recorder to a managed session, which records everything it writes and reads::
 
     async with open_recorder("runs.db", create_params=create, server_url=url,
                              secrets=[api_key]) as recorder:
+        async with open_managed_session(url, api_key, create, recorder=recorder) as session:
+            ...
+
+or record by hand::
+
         await recorder.record_sent(None, create.to_request())        # each request written
         await recorder.record_control(session_id, response, seq_id=seq)  # each frame received
         await recorder.record_notification(session_id, diff, program_id=program)  # data plane
@@ -91,7 +96,7 @@ class Recorder:
         self._flush_interval = flush_interval
         self._flush_size = flush_size
         self._max_pending = max_pending
-        self._secrets = secrets
+        self._secrets: tuple[bytes, ...] = tuple(secrets)
         self._pending: list[PendingEntry] = []
         self._next_seq = run.next_seq
         self._durable = run.next_seq - 1
@@ -201,6 +206,26 @@ class Recorder:
         session, kind, text = sent_form(session_id, request)
         self._enqueue(Plane.SENT, kind, session, None, text)
 
+    async def wait_for_room(self) -> None:
+        """Wait while more than ``max_pending`` entries wait for the disk.
+
+        What every async ``record_*`` call does after queueing its entry; a caller that queues
+        a batch with the ``*_nowait`` calls awaits this once afterwards. Returns at once (no
+        checkpoint) when there is room.
+
+        Raises:
+            RecordingFailed: the writer has failed.
+        """
+        await self._backpressure()
+
+    def add_secrets(self, secrets: Iterable[str]) -> None:
+        """Also redact these strings (an API key) from every entry committed from now on."""
+        extra = tuple(s.encode() for s in secrets if s)
+        new = tuple(s for s in extra if s not in self._secrets)
+        if new:
+            # One assignment: the writer thread sees the old tuple or the new one, never a mix.
+            self._secrets = (*self._secrets, *new)
+
     async def flush(self) -> None:
         """Wait until every entry recorded so far is committed.
 
@@ -284,8 +309,9 @@ class Recorder:
 
     def _write_batch(self, batch: list[PendingEntry]) -> None:
         """Runs in a worker thread: redact, then compress, chain and commit."""
-        if self._secrets:
-            batch = [_redact(entry, self._secrets) for entry in batch]
+        secrets = self._secrets
+        if secrets:
+            batch = [_redact(entry, secrets) for entry in batch]
         outcome = None
         if batch[-1].kind == RUN_ENDED and batch[-1].plane is Plane.RUN:
             ended: JsonValue = orjson.loads(batch[-1].payload)

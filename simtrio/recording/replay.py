@@ -206,8 +206,8 @@ class ReplayServer:
                     if item.completes:
                         await session.complete_data()
                     await conn.send(item.text)
-                    if item.seq_id is not None:
-                        session.last_seq = item.seq_id
+                    if item.seq_id is not None and item.seq_id > session.last_seq:
+                        session.last_seq = item.seq_id  # (a replayed duplicate is lower)
                 elif isinstance(item, DataItem):
                     await session.post(item)
                 elif not await self._expect(session, conn, item):

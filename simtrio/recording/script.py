@@ -8,15 +8,26 @@ on. Data items are handed to the session's live subscriptions at their recorded 
 the notifications of a step go out after the continue that caused them and before the control
 frames recorded after them.
 
-What is left out on purpose: re-attach handshakes and their requests (a replay never drops a
-connection), repeated creates (a create retried after a lost connection), and recorded
-``subscriptionComplete`` terminals (the replay sends its own once the session has completed).
+A replay never drops a connection, so what a recorded re-attach added is left out where a
+client on one connection would treat it differently: the attach and resume requests and their
+replies, a readiness event the server re-announced while the client still held the previous
+one (the client dropped it; on replay, whether it is dropped would depend on timing), frames of
+a connection whose create had to be re-sent, and recorded ``subscriptionComplete`` terminals
+(the replay sends its own once the session has completed). Numbered frames the server sent
+again after a re-attach *are* replayed: the client drops them by sequence number, exactly as it
+did when they were recorded.
+
+Notifications recorded after their session's ``completed`` frame (the control frame arrives
+before the data plane has drained) are moved in front of it, since the replay ends a session's
+subscriptions when it sends ``completed``; the client delivers ``Completed`` after every
+notification either way.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
 
@@ -133,6 +144,22 @@ def _local_endpoint(response: types.BacktestResponse) -> types.BacktestResponse:
     return response
 
 
+class _Fate(enum.Enum):
+    ACTED_ON = "acted on"
+    DUPLICATE = "duplicate"
+    """Sent again by the server; replayed, and dropped by the client by sequence number."""
+    LEFT_OUT = "left out"
+
+
+_ACTED_ON: Final = _Fate.ACTED_ON
+_DUPLICATE: Final = _Fate.DUPLICATE
+_LEFT_OUT: Final = _Fate.LEFT_OUT
+
+
+def _is_readiness(response: types.BacktestResponse | types.SessionEvent) -> bool:
+    return isinstance(response, types.ReadyForContinue | types.Paused)
+
+
 class _Builder:
     def __init__(self, manifest: RunManifest, entries: list[Entry]) -> None:
         self.run_id = manifest.run_id
@@ -144,6 +171,13 @@ class _Builder:
         self.steps: dict[str, int] = {}
         self.seqs: dict[str, int] = {}
         self.last_route: str | None = None
+        # What the recorded client's core knew, to tell which frames it acted on (raw frames).
+        self.held: set[str] = set()
+        """Sessions whose driver held a readiness event not yet answered by a written continue."""
+        self.completes_at: dict[str, int] = {}
+        """Per track, the position of its ``completed`` frame (later notifications go before)."""
+        self.attaching = False
+        self.resume_pending = False
 
     def _open_track(self, session_id: str) -> None:
         if session_id not in self.items:
@@ -152,9 +186,14 @@ class _Builder:
 
     # -- the handshake ---------------------------------------------------------------------
 
-    def handshake_end(self) -> int:
-        """Index just past the handshake reply; -1 if the recording has none (single only)."""
+    def handshake_bounds(self) -> tuple[int, int]:
+        """Where the handshake frames start (just past the last create sent before the reply)
+        and end (just past the reply); ``(0, -1)`` if the recording has none (single only)."""
+        start = 0
         for index, entry in enumerate(self.entries):
+            if entry.plane is Plane.SENT and entry.kind == "createBacktestSession":
+                start = index + 1
+                continue
             if entry.plane is not Plane.CONTROL or entry.kind.startswith(EVENT_KIND_PREFIX):
                 continue
             try:
@@ -163,26 +202,25 @@ class _Builder:
                 raise _decode_error(entry, exc) from None
             if not self.parallel and isinstance(response, types.SessionCreated):
                 self._open_track(response.session_id)
-                return index + 1
+                return start, index + 1
             if self.parallel and isinstance(response, types.SessionsCreatedV2):
                 for session_id in response.session_ids:
                     self._open_track(session_id)
-                return index + 1
+                return start, index + 1
         if self.parallel:
             raise StoreError(
                 f"run {self.run_id} has no sessionsCreatedV2 reply: record control frames as "
                 "received to make a parallel run replayable"
             )
-        return -1
+        return 0, -1
 
     def build(self) -> ReplayScript:
-        end = self.handshake_end()
+        start, end = self.handshake_bounds()
         if end < 0:
             self._synthesize_created()
             rest = self.entries
-            start_seqs = {}
         else:
-            for entry in self.entries[:end]:
+            for entry in self.entries[start:end]:
                 if entry.plane is Plane.CONTROL:
                     self._handshake_frame(entry)
             rest = self.entries[end:]
@@ -221,6 +259,13 @@ class _Builder:
         text = entry.text if local is response else codec.encode_response(local, seq_id)
         if isinstance(response, types.SessionEventV2):
             self._note_seq(response.session_id, response.seq_id)
+            if _is_readiness(response.event):
+                self.held.add(response.session_id)
+        elif not self.parallel:
+            if seq_id is not None:
+                self._note_seq(self._main(), seq_id)
+            if _is_readiness(response):
+                self.held.add(self._main())
         self.handshake.append(text)
 
     def _note_seq(self, session_id: str, seq_id: int) -> None:
@@ -236,11 +281,16 @@ class _Builder:
             request = codec.decode_request(entry.payload)
         except ProtocolError as exc:
             raise _decode_error(entry, exc) from None
+        if isinstance(request, types.AttachBacktestSession):
+            self.attaching = True
+            self.resume_pending = False  # a new connection: an unanswered resume is moot
+            return
+        if isinstance(request, types.ResumeAttachedSession):
+            self.resume_pending = True
+            return
         if isinstance(
             request,
             types.UnknownRequest
-            | types.AttachBacktestSession
-            | types.ResumeAttachedSession
             | types.AttachParallelControlSessionV2
             | types.CreateBacktestSessionRequest,
         ):
@@ -258,6 +308,8 @@ class _Builder:
             return  # single-session requests do not exist on a parallel control connection
         else:
             route = self._main()
+        if not isinstance(request, types.CloseBacktestSession | types.CloseSessionRequestV1):
+            self.held.discard(route)  # a continue was written: readiness is spent
         self.steps[route] += 1
         self.items[route].append(Expect(request, entry.text, self.steps[route]))
         self.last_route = route
@@ -275,18 +327,26 @@ class _Builder:
             | types.SessionsCreatedV2
             | types.SessionsCreated,
         ):
+            self.attaching = False
             return  # handshake replies of later connections (or a repeated create)
+        raw = not entry.kind.startswith(EVENT_KIND_PREFIX)
         if not self.parallel:
-            completes = isinstance(response, types.Completed)
-            self.items[self._main()].append(SendFrame(entry.text, seq_id, completes))
+            route = self._main()
+            fate = self._fate(route, seq_id, response) if raw else _ACTED_ON
+            if fate is _LEFT_OUT:
+                return
+            completes = fate is _ACTED_ON and isinstance(response, types.Completed)
+            self._frame(route, SendFrame(entry.text, seq_id, completes))
             return
         if isinstance(response, types.SessionEventV2):
             route = response.session_id
             if route not in self.items:
                 return
-            self._note_seq(route, response.seq_id)
-            completes = isinstance(response.event, types.Completed)
-            self.items[route].append(SendFrame(entry.text, response.seq_id, completes))
+            fate = self._fate(route, response.seq_id, response.event) if raw else _ACTED_ON
+            if fate is _LEFT_OUT:
+                return
+            completes = fate is _ACTED_ON and isinstance(response.event, types.Completed)
+            self._frame(route, SendFrame(entry.text, response.seq_id, completes))
             return
         event = _as_session_event(response)
         owner = entry.session_id
@@ -296,11 +356,39 @@ class _Builder:
             self.seqs[owner] = seq
             wrapped = types.SessionEventV2(owner, seq, event)
             completes = isinstance(event, types.Completed)
-            self.items[owner].append(SendFrame(codec.encode_response(wrapped), seq, completes))
+            self._frame(owner, SendFrame(codec.encode_response(wrapped), seq, completes))
             return
         # A top-level frame (an error reply, ...): it answers the latest request.
         target = owner if owner in self.items else self.last_route
-        self.items[target or self._main()].append(SendFrame(entry.text, None, False))
+        self._frame(target or self._main(), SendFrame(entry.text, None, False))
+
+    def _fate(
+        self, route: str, seq_id: int | None, response: types.BacktestResponse | types.SessionEvent
+    ) -> _Fate:
+        """What the recorded client did with a raw frame, following its core's rules."""
+        if seq_id is None:
+            if self.attaching and isinstance(response, types.Error):
+                return _LEFT_OUT  # the reply to an attach
+            if self.resume_pending and isinstance(
+                response, types.Success | types.Error | types.UnknownResponse
+            ):
+                self.resume_pending = False
+                return _LEFT_OUT  # the reply to a resume
+        elif seq_id <= self.seqs.get(route, -1):
+            return _DUPLICATE
+        else:
+            self._note_seq(route, seq_id)
+        if _is_readiness(response):
+            if route in self.held:
+                return _LEFT_OUT  # re-announced while the driver still held one
+            self.held.add(route)
+        return _ACTED_ON
+
+    def _frame(self, route: str, frame: SendFrame) -> None:
+        items = self.items[route]
+        if frame.completes and route not in self.completes_at:
+            self.completes_at[route] = len(items)
+        items.append(frame)
 
     def _data(self, entry: Entry) -> None:
         if self.parallel:
@@ -319,7 +407,14 @@ class _Builder:
             kind = rpc.TRANSACTION_NOTIFICATION
         else:
             return
-        self.items[route].append(DataItem(kind, entry.topic, message, entry.text))
+        item = DataItem(kind, entry.topic, message, entry.text)
+        at = self.completes_at.get(route)
+        if at is None:
+            self.items[route].append(item)
+        else:
+            # Recorded while the client drained its subscriptions after ``completed``.
+            self.items[route].insert(at, item)
+            self.completes_at[route] = at + 1
 
 
 def _as_session_event(response: types.BacktestResponse) -> types.SessionEvent | None:

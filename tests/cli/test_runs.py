@@ -1,4 +1,9 @@
-"""``run --record`` and ``simtrio runs list/show/verify`` on a real run store."""
+"""``run --record`` and ``simtrio runs list/show/verify`` on a real run store.
+
+``run --record`` hands the recorder to its managed sessions (``recorder=``), so a store holds
+the raw control frames, the requests as written and the notifications as delivered; ``runs
+show`` and ``compare DB:RUN_ID`` summarise those.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,13 @@ import trio
 
 from simtrio.cli.common import Target
 from simtrio.cli.main import build_parser, main
+from simtrio.cli.recorded import load_recorded_run
 from simtrio.cli.replay import replay_forever
 from simtrio.cli.run import RunOptions, execute_run, exit_status
+from simtrio.recording import Plane, open_recorder, read_entries
+from simtrio.server import FaultPlan, Faults, ServerConfig
 from simtrio.server.chain import DEFAULT_PROGRAM_IDS
+from simtrio.wire import types
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -73,6 +82,73 @@ def test_record_then_list_show_and_verify(
     assert "ok" in capsys.readouterr().out
 
     assert KEY.encode() not in db.read_bytes()
+
+
+def test_the_sessions_record_raw_frames(recorded: tuple[Path, Path, str]) -> None:
+    db, _, run_id = recorded
+    entries = read_entries(db, run_id)
+    control = [d for d in entries if d.entry.plane is Plane.CONTROL]
+    assert not any(d.entry.kind.startswith("event.") for d in control)
+    [reply] = [d.value for d in control if isinstance(d.value, types.SessionsCreatedV2)]
+    assert len(reply.session_ids) == 2
+    data = [d.entry for d in entries if d.entry.plane is Plane.DATA]
+    assert data
+    assert {e.session_id for e in data} <= set(reply.session_ids)
+    assert all(e.topic in DEFAULT_PROGRAM_IDS for e in data)  # routed by program on replay
+    sent = [d.value for d in entries if d.entry.plane is Plane.SENT]
+    assert isinstance(sent[0], types.CreateBacktestSessionRequest)
+    assert {r.session_id for r in sent if isinstance(r, types.ContinueSessionRequestV1)} == set(
+        reply.session_ids
+    )
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+async def test_the_summary_of_a_run_recorded_across_a_drop_matches_the_run(
+    tmp_path: Path, parallel: bool
+) -> None:
+    db = tmp_path / "runs.db"
+    opts = RunOptions(
+        target=Target(None, ""),
+        start_slot=0,
+        end_slot=149,
+        parallel=parallel,
+        subscribe=("transactions",),
+        record=db,
+    )
+    faults = FaultPlan(control_connections={1: Faults(drop_after=25)})
+    with trio.fail_after(10):
+        report = await execute_run(opts, server_config=ServerConfig(faults=faults))
+    assert exit_status(report) == 0
+    assert report.run_id is not None
+    kinds = {d.entry.kind for d in read_entries(db, report.run_id)}
+    assert {"attachParallelControlSessionV2", "attachBacktestSession"} & kinds  # a re-attach
+    summary = load_recorded_run(db, report.run_id).summary
+    assert summary is not None
+    live = report.totals(trio.current_time())
+    for name in ("sessions", "slots", "transactions", "failed_transactions", "errors", "correct"):
+        assert summary["totals"][name] == live[name], name
+
+
+async def test_a_frame_sent_again_is_counted_once(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    create = types.CreateBacktestSessionRequest(
+        start_slot=10, end_slot=12, disconnect_timeout_secs=9
+    )
+    error = types.Error(types.InvalidRequest("bad step"))
+    async with open_recorder(db, create_params=create, server_url=None) as rec:
+        await rec.record_sent(None, create)
+        await rec.record_control(None, types.SessionCreated("s1", "/backtest/s1"))
+        await rec.record_control(None, types.SlotNotification(10), seq_id=1)  # id not yet known
+        await rec.record_control("s1", error, seq_id=2)
+        await rec.record_sent("s1", types.AttachBacktestSession("s1", 1))
+        await rec.record_control("s1", error, seq_id=2)  # the server sent it again
+        await rec.record_control("s1", types.SessionAttached("s1", "/backtest/s1"))
+        await rec.record_control("s1", types.SlotNotification(11), seq_id=3)
+        await rec.record_control("s1", types.Completed(), seq_id=4)
+    summary = load_recorded_run(db, rec.run_id).summary
+    assert summary is not None
+    [session] = summary["sessions"]
+    assert (session["session_id"], session["status"], session["errors"]) == ("s1", "completed", 1)
 
 
 def test_compare_a_recording_with_its_ndjson(
