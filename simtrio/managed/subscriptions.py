@@ -27,7 +27,7 @@ import math
 from collections import deque
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast
 
 import attrs
 import trio
@@ -46,6 +46,12 @@ from simtrio.errors import (
 from simtrio.events import AccountDiff, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.status import StatusCell
+from simtrio.managed.streams import (
+    HANDOVER_CHUNK,
+    NotificationReceiveChannel,
+    NotificationSendChannel,
+    open_notification_channel,
+)
 from simtrio.transport.connection import connect
 from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.rpc import (
@@ -90,6 +96,7 @@ logger = logging.getLogger(__name__)
 E = TypeVar("E", bound=AccountDiff | Transaction)
 
 _Notification = AccountDiffNotification | TransactionNotification
+_NOTIFICATION_TYPES: Final = frozenset({AccountDiffNotification, TransactionNotification})
 
 NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]]
 """Called with each notification and its subscription's program id once it was handed over."""
@@ -154,6 +161,9 @@ class SubscriptionObserver:
 
     def delivery_finished(self) -> None:
         """The consumer took the notification (or the hand-over was abandoned)."""
+
+    def delivered(self) -> None:
+        """Notifications went to the consumer without waiting (reported once per run of them)."""
 
     def terminal(self, index: int) -> None:
         """Subscription ``index`` (position in ``program_ids``) delivered its terminal."""
@@ -231,7 +241,10 @@ class SubscriptionManager(Generic[E]):
     """One reconnecting data-plane connection carrying one subscription per program id.
 
     ``deliver`` is awaited for every notification, in order; it should block while the
-    consumer is behind (a bounded channel) so that the socket is back-pressured. A session-bound
+    consumer is behind (a bounded channel) so that the socket is back-pressured.
+    ``deliver_nowait``, when given, is tried first: it queues a notification if there is room
+    (returning False if not), which lets a whole read be handed over without a task switch per
+    notification; ``deliver`` then only runs for one that found the consumer behind. A session-bound
     manager passes its session's ``start_slot``: a re-subscription with nothing delivered yet
     then replays from there instead of from "now".
     """
@@ -244,6 +257,7 @@ class SubscriptionManager(Generic[E]):
         program_ids: Sequence[str],
         config: ManagedConfig,
         deliver: Callable[[E], Awaitable[None]],
+        deliver_nowait: Callable[[E], bool] | None = None,
         start_slot: int | None = None,
         max_total: float | None = None,
         coordinator: ReconnectCoordinator | SessionGate | None = None,
@@ -256,6 +270,7 @@ class SubscriptionManager(Generic[E]):
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
         self._config = config
         self._deliver = deliver
+        self._deliver_nowait = deliver_nowait
         self._start_slot = start_slot
         self._max_total = max_total if max_total is not None else config.max_total_for(None)
         self._coordinator = coordinator
@@ -406,8 +421,7 @@ class SubscriptionManager(Generic[E]):
                 self._up(link, state)
                 for message in held:
                     await self._handle(link, message)
-                while self.incomplete:
-                    await self._handle(link, await self._next(link, None))
+                await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
                 link.lose(str(exc))
             except _ConsumerGone:
@@ -521,6 +535,63 @@ class SubscriptionManager(Generic[E]):
         return decode_rpc(decoder.decode(raw) if isinstance(raw, bytes) else raw)
 
     # -- delivering ----------------------------------------------------------------------------
+
+    async def _stream(self, link: _Link) -> None:
+        """The steady state: every message until each subscription has its terminal.
+
+        A notification the consumer has room for is handed over on the spot, so a whole read
+        goes through without a task switch per message (this task still yields every
+        ``HANDOVER_CHUNK`` of them); everything else takes the general path of :meth:`_handle`.
+        """
+        conn = link.conn
+        decoder = link.decoder
+        assert conn is not None
+        assert decoder is not None
+        pending = link.pending
+        by_sub = link.by_sub
+        subs = self._subs
+        wrap = self._kind.wrap
+        nowait = self._deliver_nowait
+        record = self._record
+        observer = self._observer
+        decode = decoder.decode
+        run = 0  # notifications handed over since the last report to the observer
+        while True:
+            if not pending:
+                if run:
+                    run = 0
+                    observer.delivered()
+                if all(sub.complete for sub in subs):
+                    return
+                pending.extend(await conn.receive_batch())
+                continue
+            raw = pending.popleft()
+            message = decode_rpc(decode(raw) if type(raw) is bytes else raw)
+            if nowait is not None and type(message) in _NOTIFICATION_TYPES:
+                notification = cast("_Notification", message)
+                sub = by_sub.get(notification.subscription)
+                event = wrap(notification) if sub is not None and not sub.complete else None
+                if event is not None and sub is not None:
+                    try:
+                        queued = nowait(event)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        raise _ConsumerGone from None
+                    if queued:
+                        sub.cursor = self.cursor = notification.slot
+                        if record is not None:
+                            await record(notification, sub.program_id)
+                        run += 1
+                        if run >= HANDOVER_CHUNK:
+                            run = 0
+                            observer.delivered()
+                            await trio.lowlevel.checkpoint()
+                        continue
+            if run:
+                run = 0
+                observer.delivered()
+            await self._handle(link, message)
+            if all(sub.complete for sub in subs):
+                return
 
     async def _handle(self, link: _Link, message: RpcMessage) -> None:
         if isinstance(message, AccountDiffNotification | TransactionNotification):
@@ -663,8 +734,11 @@ class _SessionObserver(SubscriptionObserver):
         self._activity.delivering += 1
 
     def delivery_finished(self) -> None:
+        self._activity.delivering -= 1
+        self.delivered()
+
+    def delivered(self) -> None:
         activity = self._activity
-        activity.delivering -= 1
         if activity.tracker is not None:
             activity.tracker.notification(trio.current_time())
         activity.wake()
@@ -741,6 +815,7 @@ class SessionSubscriptions:
             program_ids=program_ids,
             config=self._config,
             deliver=self._stream.put_data,
+            deliver_nowait=self._stream.put_data_nowait,
             start_slot=self._start_slot,
             max_total=self._max_total,
             coordinator=self._gate,
@@ -856,7 +931,7 @@ class SessionSubscriptions:
 class _ChannelObserver(SubscriptionObserver, Generic[E]):
     __slots__ = ("_send",)
 
-    def __init__(self, send: trio.MemorySendChannel[E]) -> None:
+    def __init__(self, send: NotificationSendChannel[E]) -> None:
         self._send = send
 
     def finished(self) -> None:
@@ -869,7 +944,7 @@ class DataSubscription(Generic[E]):
     __slots__ = ("_manager", "notifications")
 
     def __init__(
-        self, notifications: trio.MemoryReceiveChannel[E], manager: SubscriptionManager[E]
+        self, notifications: NotificationReceiveChannel[E], manager: SubscriptionManager[E]
     ) -> None:
         self.notifications = notifications
         self._manager = manager
@@ -931,13 +1006,16 @@ async def _open_standalone(
         raise InvalidParams("rpc_endpoint must be a str")
     http_to_ws_url(rpc_endpoint)  # an unusable URL fails here, before any task starts
     ids = _check_program_ids(program_ids)
-    send, receive = trio.open_memory_channel[E](config.event_buffer)
+    send: NotificationSendChannel[E]
+    receive: NotificationReceiveChannel[E]
+    send, receive = open_notification_channel(config.event_buffer)
     manager = SubscriptionManager(
         rpc_endpoint=rpc_endpoint,
         kind=kind,
         program_ids=ids,
         config=config,
         deliver=send.send,
+        deliver_nowait=send.try_send,
         observer=_ChannelObserver(send),
     )
     failures: list[SubscriptionFailed] = []

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
 import pytest
 import trio
 import trio.testing
+import trio_websocket
 
 from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import InvalidParams, SubscriptionFailed
@@ -44,7 +46,7 @@ def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubsc
     ).decode()
 
 
-async def collect(channel: trio.MemoryReceiveChannel[Any]) -> list[Any]:
+async def collect(channel: trio.abc.ReceiveChannel[Any]) -> list[Any]:
     return [item async for item in channel]
 
 
@@ -539,3 +541,66 @@ async def test_stalled_consumer_back_pressures_the_socket(
         got = await collect(sub.notifications)
     assert slots_of(got) == list(range(total))
     assert len(server.connections) == 1
+
+
+async def test_a_read_is_handed_over_in_order_without_a_switch_per_notification(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    total = 300
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        texts = [diff_text(1, slot) for slot in range(total)]
+        await conn.send_many(texts)  # one write: the client reads them in few batches
+        await conn.complete(1, compressed=False)
+
+    rounds = 0
+
+    async def count_rounds() -> None:
+        nonlocal rounds
+        while True:
+            rounds += 1
+            await trio.lowlevel.checkpoint()
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        trio.open_nursery() as nursery,
+    ):
+        await sub.wait_up()
+        nursery.start_soon(count_rounds)
+        got = await collect(sub.notifications)
+        nursery.cancel_scope.cancel()
+    assert slots_of(got) == list(range(total))
+    assert sub.cursor == total - 1
+    assert rounds < total // 4  # a trio memory channel would take a round per notification
+
+
+async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    sent_before_the_end: list[int] = []
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        with contextlib.suppress(trio_websocket.ConnectionClosed):
+            for slot in range(5000):  # until the client lets go
+                await conn.diff(1, slot)
+                sent_before_the_end.append(slot)
+                await trio.sleep(0.01)
+
+    async with (
+        fake_server(script) as server,
+        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+    ):
+        first = await sub.notifications.receive()
+        await sub.notifications.aclose()
+        with trio.fail_after(60):
+            await server.wait_for(lambda: server.connections[0].closed.is_set())
+        await trio.testing.wait_all_tasks_blocked()
+        assert sub.connection_status is ConnectionStatus.DOWN
+    assert slots_of([first]) == [0]
+    assert len(server.connections) == 1  # stopped, not reconnected
+    assert len(sent_before_the_end) < 5000

@@ -120,6 +120,22 @@ class FakeConn:
         await self.ws.send_message(text)
         self.sent += 1
 
+    async def send_many(self, texts: list[str]) -> None:
+        """Send uncompressed Text messages in one write, so they tend to arrive in one read."""
+        frames = []
+        for text in texts:
+            payload = text.encode()
+            size = len(payload)
+            if size < 126:
+                header = bytes((0x81, size))
+            elif size < 1 << 16:
+                header = bytes((0x81, 126)) + size.to_bytes(2, "big")
+            else:
+                header = bytes((0x81, 127)) + size.to_bytes(8, "big")
+            frames.append(header + payload)
+        await self.stream.inner.send_all(b"".join(frames))
+        self.sent += len(texts)
+
     async def send_z(self, text: str) -> None:
         await self.send_binary(self.encoder.encode(text))
 
