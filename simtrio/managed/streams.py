@@ -18,7 +18,7 @@ loses an event.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Final, Generic, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Self, TypeVar
 
 import attrs
 import trio
@@ -303,28 +303,38 @@ def open_notification_channel(
     return NotificationSendChannel(state), NotificationReceiveChannel(state)
 
 
-class NotificationSendChannel(trio.abc.SendChannel[T]):
-    """The producer half of :func:`open_notification_channel`."""
+class _ChannelHalf(Generic[T]):
+    """What both halves share: the state, trio's statistics, ``with`` closing the half."""
 
     __slots__ = ("_state", "_streak")
 
     def __init__(self, state: _ChannelState[T]) -> None:
         self._state = state
-        self._streak = 0
+        self._streak = 0  # sends or receives since this half last yielded
 
     def __repr__(self) -> str:
         state = self._state
-        return f"<NotificationSendChannel {len(state.buffer)}/{state.capacity}>"
+        return f"<{type(self).__name__} {len(state.buffer)}/{state.capacity}>"
 
     def statistics(self) -> trio.MemoryChannelStatistics:
         """The same figures as a trio memory channel's (one sender, one receiver)."""
         return self._state.statistics()
 
-    def __enter__(self) -> NotificationSendChannel[T]:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def close(self) -> None:
+        """Close this half (synchronously, like a trio memory channel's ``close``)."""
+        raise NotImplementedError
+
+
+class NotificationSendChannel(_ChannelHalf[T], trio.abc.SendChannel[T]):
+    """The producer half of :func:`open_notification_channel`."""
+
+    __slots__ = ()
 
     def _check_open(self) -> None:
         state = self._state
@@ -387,28 +397,10 @@ class NotificationSendChannel(trio.abc.SendChannel[T]):
         await trio.lowlevel.checkpoint()
 
 
-class NotificationReceiveChannel(trio.abc.ReceiveChannel[T]):
+class NotificationReceiveChannel(_ChannelHalf[T], trio.abc.ReceiveChannel[T]):
     """The consumer half of :func:`open_notification_channel` (``async for`` it)."""
 
-    __slots__ = ("_state", "_streak")
-
-    def __init__(self, state: _ChannelState[T]) -> None:
-        self._state = state
-        self._streak = 0
-
-    def __repr__(self) -> str:
-        state = self._state
-        return f"<NotificationReceiveChannel {len(state.buffer)}/{state.capacity}>"
-
-    def statistics(self) -> trio.MemoryChannelStatistics:
-        """The same figures as a trio memory channel's (one sender, one receiver)."""
-        return self._state.statistics()
-
-    def __enter__(self) -> NotificationReceiveChannel[T]:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    __slots__ = ()
 
     def receive_nowait(self) -> T:
         """The next value; ``trio.WouldBlock`` if none is queued, ``trio.EndOfChannel`` at the end."""
