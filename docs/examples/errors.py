@@ -65,12 +65,11 @@ async def main() -> None:
                 print("ControlClosed after Completed")
 
     # A refused connection (the server is gone): ConnectError, not fatal.
+    # SimtrioError, the base class, catches everything simtrio raises.
     try:
         async with client.create_session(simtrio.CreateSession(100, end_slot=101)):
             pass
-    except (
-        simtrio.SimtrioError
-    ) as exc:  # the base class catches everything simtrio raises
+    except simtrio.SimtrioError as exc:
         print(f"{type(exc).__name__}: {exc}")
 
 

@@ -44,11 +44,10 @@ async def run(faults: FaultPlan) -> tuple[list[events.Event], list[str], int]:
 
 async def main() -> None:
     clean_control, clean_signatures, _ = await run(FaultPlan())
+    # Drop the first control connection after 25 messages, the first data one after 10.
     faults = FaultPlan(
-        control_connections={
-            1: Faults(drop_after=25)
-        },  # drop the first control connection
-        data_connections={1: Faults(drop_after=10)},  # and the first data connection
+        control_connections={1: Faults(drop_after=25)},
+        data_connections={1: Faults(drop_after=10)},
     )
     control, signatures, connections = await run(faults)
     print("connections opened:", connections)
