@@ -579,7 +579,7 @@ class SubscriptionManager(Generic[E]):
                     if queued:
                         sub.cursor = self.cursor = notification.slot
                         if record is not None:
-                            await record(notification, sub.program_id)
+                            await self._recorded(link, record, notification, sub.program_id)
                         run += 1
                         if run >= HANDOVER_CHUNK:
                             run = 0
@@ -611,7 +611,7 @@ class SubscriptionManager(Generic[E]):
             sub.cursor = self.cursor = message.slot
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
-                await self._record(message, sub.program_id)
+                await self._recorded(link, self._record, message, sub.program_id)
         elif isinstance(message, SubscriptionComplete):
             sub = link.by_sub.get(message.subscription)
             if sub is None:
@@ -629,6 +629,23 @@ class SubscriptionManager(Generic[E]):
             await self._deliver(event)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise _ConsumerGone from None
+        finally:
+            link.delivering = False
+            link.resumed_at = trio.current_time()
+            self._observer.delivery_finished()
+
+    async def _recorded(
+        self, link: _Link, record: NotificationRecorder, message: _Notification, program_id: str
+    ) -> None:
+        """Record a delivered notification.
+
+        Waiting for the disk is like waiting for a slow consumer: neither a silence of the
+        peer (keepalive) nor an idle subscription (completion drain).
+        """
+        link.delivering = True
+        self._observer.delivery_started()
+        try:
+            await record(message, program_id)
         finally:
             link.delivering = False
             link.resumed_at = trio.current_time()

@@ -604,3 +604,40 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
     assert slots_of([first]) == [0]
     assert len(server.connections) == 1  # stopped, not reconnected
     assert len(sent_before_the_end) < 5000
+
+
+async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        await conn.ack(1, 1)
+        for slot in range(3):
+            await conn.diff(1, slot)
+        await conn.complete(1)
+
+    recorded: list[int] = []
+
+    async def slow_disk(message: Any, program_id: str) -> None:
+        recorded.append(message.slot)
+        if len(recorded) == 1:
+            await trio.sleep(300)  # far past the 45 s keepalive deadline
+
+    stream = EventStream(16)
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = SessionSubscriptions(
+            rpc_endpoint=server.url(),
+            start_slot=None,
+            stream=stream,
+            config=CONFIG,
+            coordinator=None,
+            nursery=nursery,
+            record=slow_disk,
+        )
+        subs.subscribe_account_diffs([TOKEN])
+        await subs.wait_all_up()
+        subs.complete_after_drain(Completed())
+        events = [event async for event in stream.events()]
+    assert slots_of(events[:-1]) == [0, 1, 2]
+    assert recorded == [0, 1, 2]
+    assert len(server.connections) == 1
