@@ -54,6 +54,7 @@ class _Summarizer:
         """The session of a single-session run (frames may be recorded before its id is known)."""
         self.transactions: dict[str, dict[str, Any]] = {}
         self.account_diffs = 0
+        self.seen_kinds: set[str] = set()
         self.ended_error: str | None = None
 
     def run_marker(self, entry: Entry) -> None:
@@ -140,6 +141,7 @@ class _Summarizer:
         tally = self._tally(entry.session_id, entry.ts_ns / 1e9)
         message = rpc.decode_rpc(entry.payload)
         if isinstance(message, rpc.TransactionNotification):
+            self.seen_kinds.add("transactions")
             facts = tx_facts(message.transaction)
             if tally.on_transaction(facts) and facts.signature is not None:
                 self.transactions[facts.signature] = {
@@ -150,10 +152,10 @@ class _Summarizer:
                     "success": facts.success,
                     "err": facts.err,
                 }
-        elif isinstance(message, rpc.AccountDiffNotification) and tally.on_account_diff(
-            message.account, message.signature, message.slot
-        ):
-            self.account_diffs += 1
+        elif isinstance(message, rpc.AccountDiffNotification):
+            self.seen_kinds.add("account-diffs")
+            if tally.on_account_diff(message.account, message.signature, message.slot):
+                self.account_diffs += 1
 
 
 def summarize_recording(manifest: RunManifest, entries: Iterable[Entry], source: str) -> RunFile:
@@ -180,6 +182,9 @@ def summarize_recording(manifest: RunManifest, entries: Iterable[Entry], source:
         started_at=summarizer.started_at,
         sessions=summarizer.sessions(),
         run_id=manifest.run_id,
+        # A recording holds no subscribe requests: a kind with notifications was subscribed to,
+        # one without is shown as not tracked (even if it was subscribed and stayed empty).
+        subscriptions=tuple(sorted(summarizer.seen_kinds)),
     )
     error = summarizer.ended_error
     report.interrupted = manifest.outcome == "cancelled" or error == "RunInterrupted"

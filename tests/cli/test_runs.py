@@ -187,6 +187,9 @@ def test_single_session_recording(tmp_path: Path, capsys: pytest.CaptureFixture[
         (10, 39, "completed")
     ]
     assert summary["totals"]["slots"] == 30
+    # Nothing was subscribed to: those counters are not tracked, not zero (as `run` shows them).
+    assert summary["totals"]["transactions"] is None
+    assert summary["totals"]["account_diffs"] is None
 
 
 def test_missing_store_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
