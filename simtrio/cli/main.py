@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from simtrio.cli import compare, ranges, replay, run, runs, serve
 from simtrio.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
@@ -40,20 +40,34 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Environment: SIMULATOR_URL, SIMULATOR_API_KEY.",
     )
     parser.add_argument("--version", action="version", version=f"simtrio {_version()}")
-    parser.add_argument(
-        "-v",
-        "--verbose",
-        action="count",
-        default=0,
-        help="log to stderr (-v: info, -vv: debug)",
-    )
+    _add_verbose(parser, default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (run, serve, ranges, runs, compare, replay):
         module.add_parser(sub)
     for sub_parser in sub.choices.values():
         # Nested parsers (``runs list``) set their own, which then win.
         sub_parser.set_defaults(usage_parser=sub_parser)
+        _add_verbose_everywhere(sub_parser)
     return parser
+
+
+def _add_verbose(parser: argparse.ArgumentParser, *, default: object) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="log to stderr (-v: info, -vv: debug)",
+    )
+
+
+def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``-v`` after the command too (``simtrio run -v``), without resetting one given before."""
+    _add_verbose(parser, default=argparse.SUPPRESS)
+    for action in parser._actions:  # argparse has no public way to walk nested parsers
+        if isinstance(action, argparse._SubParsersAction):
+            for nested in cast("dict[str, argparse.ArgumentParser]", action.choices).values():
+                _add_verbose_everywhere(nested)
 
 
 def _configure_logging(verbosity: int) -> None:

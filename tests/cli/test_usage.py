@@ -113,3 +113,18 @@ def test_display_url_hides_credentials() -> None:
         "wss://h.example:8443/backtest"
     )
     assert display_url("ws://127.0.0.1:7000/backtest") == "ws://127.0.0.1:7000/backtest"
+
+
+@pytest.mark.parametrize(
+    ("argv", "verbosity"),
+    [
+        (["run", "--start-slot", "1", "--slot-count", "2"], 0),
+        (["-v", "run", "--start-slot", "1", "--slot-count", "2"], 1),
+        (["run", "-v", "--start-slot", "1", "--slot-count", "2"], 1),
+        (["-v", "run", "-vv", "--start-slot", "1", "--slot-count", "2"], 2),
+        (["runs", "list", "-vv", "runs.db"], 2),
+        (["-v", "runs", "list", "runs.db"], 1),
+    ],
+)
+def test_verbose_goes_before_or_after_the_command(argv: list[str], verbosity: int) -> None:
+    assert build_parser().parse_args(argv).verbose == verbosity
