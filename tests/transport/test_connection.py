@@ -163,6 +163,20 @@ async def test_round_trip_text_and_binary() -> None:
         assert "open" in repr(conn)
 
 
+async def test_send_texts_sends_every_message_in_order() -> None:
+    async with ws_server(echo_handler) as url, open_connection(url, connect_timeout=5) as conn:
+        texts = [f"continue {i}" for i in range(50)] + ["y" * 70_000]
+        await conn.send_texts(texts)
+        got: list[str | bytes] = []
+        while len(got) < len(texts):
+            got += await conn.receive_batch()
+        assert got == texts
+        await conn.send_texts([])  # nothing to send is no error
+        await conn.aclose()
+        with pytest.raises(ConnectionClosed):
+            await conn.send_texts(["late"])
+
+
 async def test_receive_batch_returns_everything_in_order() -> None:
     async def handler(request: WebSocketRequest) -> None:
         ws = await request.accept()
