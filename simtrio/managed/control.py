@@ -83,6 +83,9 @@ _MIN_CONNECT_TIMEOUT: Final = 0.05
 _SHUTDOWN_SLACK: Final = 1.0
 """Margin on top of the two close bounds while a session waits for its control task to end."""
 
+WRITE_BATCH: Final = 256
+"""Most continues written together when many are queued (about 30 KiB of frames)."""
+
 Frame: TypeAlias = tuple[int | None, "BacktestResponse"]
 """A decoded control frame: its ``seqId`` (None when unnumbered) and its response."""
 
@@ -847,6 +850,7 @@ class ControlLoop(abc.ABC):
         """
         conn = run.conn
         rx = self._continue_rx
+        tap = self.tap
         while True:
             item = self._unsent
             if item is None:
@@ -858,15 +862,23 @@ class ControlLoop(abc.ABC):
             if conn.closed:
                 return  # the pump reports the loss; the item waits for the next connection
             self._unsent = None
+            # Everything else already queued goes out in the same write: with many
+            # sub-sessions, one write per continue would cost a scheduling round each.
+            batch = [item]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(rx.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                    break
             # Counted as written before the first byte goes out: a readiness event that the
             # server sends while this write is still in progress answers this continue, and
             # must not be mistaken for a redundant one.
-            self._continue_written(item)
-            if self.tap is not None:
-                session_id = item[0]
-                self.tap.sent(session_id or self._recorded_session, item[1])
+            for written in batch:
+                self._continue_written(written)
+                if tap is not None:
+                    tap.sent(written[0] or self._recorded_session, written[1])
             try:
-                await conn.send_text(item[1])
+                await conn.send_texts([written[1] for written in batch])
             except ConnectionClosed as exc:
                 run.lose(str(exc))
                 return

@@ -14,12 +14,13 @@ from simtrio.errors import ContinueSendFailed, ControlClosed, ControlFailed, Cre
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.params import Continue, CreateSession
+from simtrio.transport.connection import WebSocketConnection
 from simtrio.wire import types as wire
 
 from .fakes import FakeConnection, control_of, event, fake_server, frame, request, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 KEY = "sk-parallel-secret"
 CID = "parallel_91b2"
@@ -468,3 +469,39 @@ async def test_sub_session_aclose_stops_only_its_own_subscriptions(
                 a.subscribe_transactions([program])
             assert await a.next_event() == events.ReadyForContinue()  # events still flow
         assert server.data(f"/backtest/{B}")[0].gone.is_set()
+
+
+async def test_continues_queued_behind_a_write_go_out_together(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writes: list[list[str]] = []
+    first_write_may_finish = trio.Event()
+    original = WebSocketConnection.send_texts
+
+    async def send_texts(self: WebSocketConnection, texts: Sequence[str]) -> None:
+        writes.append(list(texts))
+        if len(writes) == 1:
+            await first_write_may_finish.wait()
+        await original(self, texts)
+
+    monkeypatch.setattr(WebSocketConnection, "send_texts", send_texts)
+
+    async def script(conn: FakeConnection) -> None:
+        await handshake(conn)
+        await conn.expect(cont(A, 1), cont(A, 2), cont(B, 3))
+        await conn.send(completed(A, 2), completed(B, 2))
+        await conn.wait_gone()
+
+    async with (
+        fake_server([script]) as server,
+        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
+    ):
+        a, b = parallel.take_sub_sessions()
+        await a.send_continue(Continue(1))
+        await trio.testing.wait_all_tasks_blocked()  # that write has begun, and is stuck
+        await a.send_continue(Continue(2))
+        await b.send_continue(Continue(3))
+        first_write_may_finish.set()
+        assert [ev async for ev in a.events()][-1] == events.Completed(None, None)
+        assert [ev async for ev in b.events()][-1] == events.Completed(None, None)
+    assert writes == [[cont(A, 1)], [cont(A, 2), cont(B, 3)]]

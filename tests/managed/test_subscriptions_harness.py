@@ -61,6 +61,7 @@ class FreezableStream(trio.abc.Stream):
         self.inner = inner
         self._thawed = trio.Event()
         self._thawed.set()
+        self._sending = trio.Lock()  # raw writes (FakeConn.send_many) and the library's alike
 
     def freeze(self) -> None:
         self._thawed = trio.Event()
@@ -70,7 +71,8 @@ class FreezableStream(trio.abc.Stream):
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self._thawed.wait()
-        await self.inner.send_all(data)
+        async with self._sending:
+            await self.inner.send_all(data)
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
@@ -133,7 +135,7 @@ class FakeConn:
             else:
                 header = bytes((0x81, 127)) + size.to_bytes(8, "big")
             frames.append(header + payload)
-        await self.stream.inner.send_all(b"".join(frames))
+        await self.stream.send_all(b"".join(frames))
         self.sent += len(texts)
 
     async def send_z(self, text: str) -> None:
