@@ -123,7 +123,7 @@ class CreateSession:
     capacity_wait_timeout_secs: int | None
     disconnect_timeout_secs: int | None
     extra_compute_units: int | None
-    agents: tuple[dict[str, JsonValue], ...]
+    agents: tuple[dict[str, JsonValue], ...] = attrs.field(hash=False)  # dicts: compared only
     discoveries: tuple[DiscoveryFilter, ...]
 
     def __init__(
@@ -146,6 +146,8 @@ class CreateSession:
             raise InvalidParams("give exactly one of end_slot and slot_count")
         if end_slot is not None:
             end = _unsigned("end_slot", end_slot)
+            if end < start:
+                raise InvalidParams(f"end_slot {end} is before start_slot {start}")
         else:
             end = start + _unsigned("slot_count", slot_count)
             if end > _U64_MAX:
@@ -256,7 +258,7 @@ class Continue:
 
     advance_count: int
     transactions: tuple[str, ...]
-    modify_account_states: Mapping[str, AccountData]
+    modify_account_states: Mapping[str, AccountData] = attrs.field(hash=False)  # compared only
 
     def __init__(
         self,

@@ -409,10 +409,12 @@ class UnknownBacktestError(BacktestError):
     """An error kind simtrio does not know, or a known tag whose fields could not be read.
 
     ``kind`` is the tag as received (``"Unknown"`` when there is none), so a recognised terminal
-    tag with unreadable fields is still terminal.
+    tag with unreadable fields is still terminal. ``raw`` (the JSON as received) comes first,
+    so ``UnknownBacktestError(raw)`` and ``case UnknownBacktestError(raw)`` read naturally.
     """
 
-    tag: str = "Unknown"
+    raw: JsonValue = attrs.field(default=None, eq=False, repr=False)
+    tag: str = attrs.field(default="Unknown", kw_only=True)
 
     @property
     def kind(self) -> str:

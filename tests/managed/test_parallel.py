@@ -505,3 +505,17 @@ async def test_continues_queued_behind_a_write_go_out_together(
         assert [ev async for ev in a.events()][-1] == events.Completed(None, None)
         assert [ev async for ev in b.events()][-1] == events.Completed(None, None)
     assert writes == [[cont(A, 1)], [cont(A, 2), cont(B, 3)]]
+
+
+async def test_body_exceptions_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
+    async def script(conn: FakeConnection) -> None:
+        await handshake(conn)
+        await conn.wait_gone()
+
+    async with fake_server([script]) as server:
+        with pytest.raises(KeyError, match="mine") as info:
+            async with open_parallel_session(server.url, KEY, CREATE, config=CONFIG):
+                raise KeyError("mine")
+        await server.wait_for(lambda: server.control[0].gone.is_set())
+    assert type(info.value) is KeyError
+    assert server.control[0].methods == ["createBacktestSession"]  # no session is closed

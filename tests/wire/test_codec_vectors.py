@@ -190,3 +190,22 @@ def test_every_decoded_value_round_trips(entry: dict[str, Any]) -> None:
 
 def test_vectors_cover_every_request_variant() -> None:
     assert {e["request"]["variant"] for e in ENCODE} == set(_REQUEST_VARIANTS)
+
+
+def test_unknown_error_keeps_its_json_first() -> None:
+    text = '{"method":"error","params":{"SomethingNew":{"detail":7}}}'
+    response = decode_response(text)
+    assert isinstance(response, t.Error)
+    error = response.error
+    assert isinstance(error, t.UnknownBacktestError)
+    assert error.kind == "SomethingNew"
+    assert not error.is_terminal
+    match error:
+        case t.UnknownBacktestError(raw):
+            matched = raw
+        case _:
+            matched = None
+    assert matched == {"SomethingNew": {"detail": 7}}
+    built = t.UnknownBacktestError({"Other": 1})
+    assert built.raw == {"Other": 1}
+    assert built.kind == "Unknown"

@@ -43,6 +43,7 @@ def test_zero_slot_count_is_a_single_slot_range() -> None:
         {},
         {"end_slot": 4005, "slot_count": 5},
         {"end_slot": -1},
+        {"end_slot": 3999},  # before the start
         {"slot_count": -1},
         {"end_slot": 2**64},
         {"slot_count": 2**64},
@@ -126,6 +127,17 @@ def test_builders_are_frozen() -> None:
     cont = Continue()
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         cont.advance_count = 3  # type: ignore[misc]
+
+
+def test_builders_are_hashable_values() -> None:
+    agents = [{"name": "a", "weight": 1}]
+    first = CreateSession(1, end_slot=2, agents=agents)
+    assert hash(first) == hash(CreateSession(1, end_slot=2, agents=agents))
+    assert (
+        len({first, CreateSession(1, end_slot=2, agents=agents), CreateSession(1, end_slot=3)}) == 2
+    )
+    assert hash(Continue(3)) == hash(Continue(3, modify_account_states={}))
+    assert Continue(3) != Continue(4)
 
 
 def test_reprs_stay_short_and_hide_payloads() -> None:
