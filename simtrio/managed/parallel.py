@@ -256,12 +256,30 @@ class ParallelSession:
         return list(self._control.ordered)
 
 
-async def _host(sink: EventSink, *, task_status: trio.TaskStatus[None]) -> None:
-    """Own a sub-session's nursery (its subscriptions run there) until cancelled."""
-    async with trio.open_nursery() as nursery:
-        sink.nursery = nursery
+async def _host_all(sinks: list[EventSink], *, task_status: trio.TaskStatus[None]) -> None:
+    """Give every sub-session its own nursery (its subscriptions run there) until cancelled.
+
+    Reports ``started`` once every nursery is open. The hosts start together: starting them
+    one by one would cost a scheduling round each, which adds up with a thousand sub-sessions.
+    """
+    waiting = len(sinks)
+    all_open = trio.Event()
+
+    async def host(sink: EventSink) -> None:
+        nonlocal waiting
+        async with trio.open_nursery() as nursery:
+            sink.nursery = nursery
+            waiting -= 1
+            if waiting == 0:
+                all_open.set()
+            await trio.sleep_forever()
+
+    async with trio.open_nursery() as hosts:
+        for sink in sinks:
+            hosts.start_soon(host, sink)
+        if sinks:
+            await all_open.wait()
         task_status.started()
-        await trio.sleep_forever()
 
 
 @asynccontextmanager
@@ -302,8 +320,7 @@ async def open_parallel_session(
                 tap.scope = nursery.cancel_scope
             await nursery.start(control.run)
             try:
-                for sub in control.ordered:
-                    await nursery.start(_host, sub.sink)
+                await nursery.start(_host_all, [sub.sink for sub in control.ordered])
                 yield session
             finally:
                 await control.wait_closed()
