@@ -863,6 +863,16 @@ class SessionSubscriptions:
             entry.done = True
             self._activity.wake()
 
+    def all_up(self) -> bool:
+        """True when every subscription is UP or finished and none gave up (nothing to wait for)."""
+        for entry in self._entries:
+            manager = entry.manager
+            if manager.failure is not None:
+                return False
+            if not (manager.status.value is ConnectionStatus.UP or manager.finished or entry.done):
+                return False
+        return True
+
     async def wait_all_up(self) -> None:
         """Wait until every subscription is UP or finished.
 

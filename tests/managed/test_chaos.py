@@ -202,9 +202,13 @@ async def test_continue_survives_a_loss_right_after_up(
             cell = control.status = FlappingCell(control.status.value)
             while not isinstance(await sub.next_event(), events.ReadyForContinue):
                 pass
+            cell.set(ConnectionStatus.RECONNECTING)  # so that send_continue waits for UP
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(sub.send_continue, Continue(100))
                 await trio.testing.wait_all_tasks_blocked()
+                cell.set(ConnectionStatus.UP)  # it wakes up to find the connection lost again
+                await trio.testing.wait_all_tasks_blocked()
+                assert cell.flaps == 1
                 cell.set(ConnectionStatus.UP)
             assert cell.flaps == 1
             seen = [event async for event in sub.events()]
