@@ -42,7 +42,12 @@ from simtrio.errors import (
 from simtrio.events import Completed
 from simtrio.managed.config import ConnectionStatus
 from simtrio.managed.status import StatusCell
-from simtrio.managed.streams import EventStream
+from simtrio.managed.streams import (
+    EventStream,
+    NotificationReceiveChannel,
+    NotificationSendChannel,
+    open_notification_channel,
+)
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.urls import normalize_control_url
@@ -537,7 +542,10 @@ class ControlLoop(abc.ABC):
         self._state = ReconnectState(config.backoff, max_total)
         self._rng = config.make_rng()
         self._last_connect_error: str | None = None
-        self._continue_tx, self._continue_rx = trio.open_memory_channel[ContinueItem](
+        # Many drivers queue, one writer takes whatever is queued at once (no task switch each).
+        self._continue_tx: NotificationSendChannel[ContinueItem]
+        self._continue_rx: NotificationReceiveChannel[ContinueItem]
+        self._continue_tx, self._continue_rx = open_notification_channel(
             config.continue_channel_capacity
         )
         self._unsent: ContinueItem | None = None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import trio
@@ -35,7 +35,7 @@ from simtrio.managed.control import (
     unwrap_groups,
 )
 from simtrio.managed.coordinator import ReconnectCoordinator
-from simtrio.params import as_continue_params, as_create_request
+from simtrio.params import Continue, as_continue_params, as_create_request
 from simtrio.wire.codec import encode
 from simtrio.wire.types import (
     ContinueSessionRequestV1,
@@ -50,11 +50,14 @@ if TYPE_CHECKING:
 
     from simtrio.events import Event
     from simtrio.managed.config import ConnectionStatus
-    from simtrio.params import Continue, CreateSession
+    from simtrio.params import CreateSession
     from simtrio.recording.recorder import Recorder
     from simtrio.wire.types import BacktestRequest, ContinueParams
 
 __all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
+
+_PLAIN_TEXTS: Final = 8
+"""Most encoded plain continues a sub-session keeps."""
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +171,7 @@ class ParallelSubSession:
     ``range`` is ``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it.
     """
 
-    __slots__ = ("_control", "range", "sink")
+    __slots__ = ("_control", "_plain_texts", "range", "sink")
 
     def __init__(
         self, control: _ParallelControl, sink: EventSink, slot_range: tuple[int, int]
@@ -176,6 +179,8 @@ class ParallelSubSession:
         self._control = control
         self.sink = sink
         self.range = slot_range
+        self._plain_texts: dict[int, str] = {}
+        """Encoded continues with nothing but an advance count (a driver repeats the same few)."""
 
     def __repr__(self) -> str:
         return f"<ParallelSubSession {self.session_info.session_id} {self.range}>"
@@ -207,7 +212,12 @@ class ParallelSubSession:
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continueSessionV1`` on the shared control connection."""
         session_id = self.session_info.session_id
-        text = encode(ContinueSessionRequestV1(session_id, as_continue_params(cont)))
+        plain = type(cont) is Continue and not (cont.transactions or cont.modify_account_states)
+        text = self._plain_texts.get(cont.advance_count) if plain else None
+        if text is None:
+            text = encode(ContinueSessionRequestV1(session_id, as_continue_params(cont)))
+            if plain and len(self._plain_texts) < _PLAIN_TEXTS:
+                self._plain_texts[cont.advance_count] = text
         await self._control.queue_continue(self.sink, session_id, text)
 
     async def send_continue_to(self, slot: int, batch_index: int | None = None) -> None:

@@ -294,8 +294,8 @@ def open_notification_channel(
 ) -> tuple[NotificationSendChannel[T], NotificationReceiveChannel[T]]:
     """A bounded single-producer channel whose reads cost no task switch while items are queued.
 
-    It behaves like ``trio.open_memory_channel(capacity)`` for one sender and one receiver
-    (no ``clone``): ``send`` waits while full, the receiver's ``async for`` ends once the sender
+    It behaves like ``trio.open_memory_channel(capacity)`` with one receiver (no ``clone``;
+    several tasks may share the send half): ``send`` waits while full, the receiver's ``async for`` ends once the sender
     is closed and the buffer is empty, and a closed receiver makes ``send`` raise
     ``trio.BrokenResourceError``.
     """
