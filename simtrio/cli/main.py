@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any
 
 from simtrio.cli import compare, ranges, replay, run, runs, serve
 from simtrio.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
@@ -41,13 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"simtrio {_version()}")
     _add_verbose(parser, default=0)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     for module in (run, serve, ranges, runs, compare, replay):
         module.add_parser(sub)
     for sub_parser in sub.choices.values():
         # Nested parsers (``runs list``) set their own, which then win.
         sub_parser.set_defaults(usage_parser=sub_parser)
-        _add_verbose_everywhere(sub_parser)
     return parser
 
 
@@ -61,13 +60,15 @@ def _add_verbose(parser: argparse.ArgumentParser, *, default: object) -> None:
     )
 
 
-def _add_verbose_everywhere(parser: argparse.ArgumentParser) -> None:
-    """``-v`` after the command too (``simtrio run -v``), without resetting one given before."""
-    _add_verbose(parser, default=argparse.SUPPRESS)
-    for action in parser._actions:  # argparse has no public way to walk nested parsers
-        if isinstance(action, argparse._SubParsersAction):
-            for nested in cast("dict[str, argparse.ArgumentParser]", action.choices).values():
-                _add_verbose_everywhere(nested)
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: takes ``-v`` too, without resetting one given before the command.
+
+    Nested commands (``runs list``) are made with the same class, so they take it as well.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        _add_verbose(self, default=argparse.SUPPRESS)
 
 
 def _configure_logging(verbosity: int) -> None:
