@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 import attrs
 
 from simtrio import events
-from simtrio.core.session import READY, Fail, Phase, Retry
+from simtrio.core.phase import Phase, PhasedCore, log_dropped
+from simtrio.core.session import READY, Fail, Retry
 from simtrio.errors import ControlFailed, CreateFailed, excerpt
 from simtrio.wire import types as wire
 from simtrio.wire.construct import plain_constructor
@@ -118,7 +119,7 @@ class _Sub:
         self.completed = False
 
 
-class ParallelDemux:
+class ParallelDemux(PhasedCore):
     """Routing and bookkeeping of one parallel session across control connections.
 
     Driving it, per connection::
@@ -142,7 +143,6 @@ class ParallelDemux:
         "_announced",
         "_create",
         "_held",
-        "_phase",
         "_remaining",
         "_routing",
         "_subs",
@@ -152,8 +152,8 @@ class ParallelDemux:
     )
 
     def __init__(self, create: wire.CreateBacktestSessionRequest) -> None:
+        super().__init__()
         self._create = create if create.parallel else attrs.evolve(create, parallel=True)
-        self._phase = Phase.CREATING
         self._routing = False
         self._subs: dict[str, _Sub] = {}
         self._remaining = 0
@@ -164,20 +164,6 @@ class ParallelDemux:
         self.sub_sessions: tuple[SubSessionSpec, ...] = ()
 
     # -- state ------------------------------------------------------------------------------
-
-    @property
-    def phase(self) -> Phase:
-        return self._phase
-
-    @property
-    def wants_reconnect(self) -> bool:
-        """Whether a lost connection should be re-established."""
-        return self._phase in (Phase.CREATING, Phase.ATTACHING, Phase.RUNNING)
-
-    @property
-    def creating(self) -> bool:
-        """True while the create is pending (failures then surface as ``CreateFailed``)."""
-        return self._phase is Phase.CREATING
 
     def last_sequences(self) -> dict[str, int]:
         """The cursor of every sub-session that has one (for the attach request)."""
@@ -199,25 +185,17 @@ class ParallelDemux:
         self,
     ) -> wire.CreateBacktestSessionRequest | wire.AttachParallelControlSessionV2:
         """A new connection is open: the first request to write on it."""
-        if self._phase is Phase.CREATING:
+        if self._opening_creates():
             return self._create
-        if self._phase is Phase.RUNNING:
-            self._phase = Phase.ATTACHING
-        if self._phase is Phase.ATTACHING:
-            assert self.control_session_id is not None
-            return wire.AttachParallelControlSessionV2(
-                self.control_session_id, self.last_sequences()
-            )
-        raise RuntimeError(f"no new connection in phase {self._phase.name}")
+        assert self.control_session_id is not None
+        return wire.AttachParallelControlSessionV2(self.control_session_id, self.last_sequences())
 
     def connection_lost(self) -> None:
         """The current connection ended (any cause)."""
-        if self._phase is Phase.CREATING:
+        if self._lost_while_creating():
             # The create is re-sent on the next connection: a new parallel session.
             self._announced.clear()
             self._held.clear()
-        elif self._phase is Phase.RUNNING:
-            self._phase = Phase.ATTACHING
 
     def continue_written(self, session_id: str) -> None:
         """A continue for ``session_id`` was written (even part-way): its readiness is spent."""
@@ -329,7 +307,7 @@ class ParallelDemux:
             case wire.Error(error=error):
                 self._fail_create(f"server error: {error}", out)
             case _:
-                _log_dropped(response, "during the parallel create")
+                log_dropped(logger, response, "during the parallel create")
 
     def _fail_create(self, message: str, out: list[DemuxOutput]) -> None:
         self._phase = Phase.FAILED
@@ -395,7 +373,7 @@ class ParallelDemux:
         match response:
             case wire.ParallelSessionAttachedV2(control_session_id=control_id):
                 if self._phase is not Phase.ATTACHING:
-                    _log_dropped(response, "outside an attach")
+                    log_dropped(logger, response, "outside an attach")
                 elif control_id != self.control_session_id:
                     self._phase = Phase.FAILED
                     self._routing = False
@@ -420,16 +398,9 @@ class ParallelDemux:
                 else:
                     logger.warning("ignoring a non-terminal server error: %s", error)
             case _:
-                _log_dropped(response, "on a parallel control connection")
+                log_dropped(logger, response, "on a parallel control connection")
 
     def _unknown_id(self, session_id: str) -> None:
         if session_id not in self._unknown_ids:
             self._unknown_ids.add(session_id)
             logger.warning("dropping events of unknown sub-session %r", excerpt(session_id))
-
-
-def _log_dropped(response: wire.BacktestResponse, when: str) -> None:
-    if isinstance(response, wire.UnknownResponse):
-        logger.info("dropping unknown response %r %s", excerpt(response.method), when)
-    else:
-        logger.info("dropping %s %s", type(response).__name__, when)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 import attrs
 
 from simtrio import events
+from simtrio.core.phase import Phase, PhasedCore, log_dropped
 from simtrio.errors import ControlFailed, CreateFailed, ManagedSessionError, RemoteError, excerpt
 from simtrio.wire import types as wire
 
@@ -262,21 +263,6 @@ def event_for(response: wire.BacktestResponse | wire.SessionEvent) -> events.Eve
 # --------------------------------------------------------------------------------------------
 
 
-class Phase(enum.Enum):
-    """Where a managed control plane stands; COMPLETED and FAILED are final."""
-
-    CREATING = "creating"
-    """The create request is outstanding (it is re-sent on every new connection)."""
-    ATTACHING = "attaching"
-    """The session exists; a (new) connection must attach before it is UP."""
-    RUNNING = "running"
-    """The handshake reply arrived on the current connection."""
-    COMPLETED = "completed"
-    """``completed`` was delivered; no reconnects any more."""
-    FAILED = "failed"
-    """Gave up, or a fatal error."""
-
-
 @attrs.frozen
 class Deliver:
     """Hand ``event`` to the driver (a ``Completed`` goes through the completion drain first)."""
@@ -328,7 +314,7 @@ Decision: TypeAlias = Deliver | HandshakeDone | Fail | Retry | CloseDone
 _NOTHING: Final[tuple[Decision, ...]] = ()
 
 
-class ManagedSessionCore:
+class ManagedSessionCore(PhasedCore):
     """Control-plane bookkeeping of one managed session across connections (protocol §6.3).
 
     Driving it, per connection::
@@ -355,7 +341,6 @@ class ManagedSessionCore:
         "_close_pending",
         "_create",
         "_holds_readiness",
-        "_phase",
         "_resume_pending",
         "cursor",
         "rpc_endpoint",
@@ -364,8 +349,8 @@ class ManagedSessionCore:
     )
 
     def __init__(self, create: wire.CreateBacktestSessionRequest) -> None:
+        super().__init__()
         self._create = create
-        self._phase = Phase.CREATING
         self.cursor = SequenceCursor()
         self.session_id: str | None = None
         self.rpc_endpoint: str | None = None
@@ -378,23 +363,9 @@ class ManagedSessionCore:
     # -- state ------------------------------------------------------------------------------
 
     @property
-    def phase(self) -> Phase:
-        return self._phase
-
-    @property
     def holds_readiness(self) -> bool:
         """True while the driver has a readiness event it has not answered with a write."""
         return self._holds_readiness
-
-    @property
-    def wants_reconnect(self) -> bool:
-        """Whether a lost connection should be re-established."""
-        return self._phase in (Phase.CREATING, Phase.ATTACHING, Phase.RUNNING)
-
-    @property
-    def creating(self) -> bool:
-        """True while the create is pending (failures then surface as ``CreateFailed``)."""
-        return self._phase is Phase.CREATING
 
     # -- inputs from the shell ----------------------------------------------------------------
 
@@ -404,27 +375,20 @@ class ManagedSessionCore:
         """A new connection is open: the first request to write on it."""
         self._resume_pending = False
         self._close_pending = False
-        if self._phase is Phase.CREATING:
+        if self._opening_creates():
             return self._create
-        if self._phase is Phase.RUNNING:
-            # A connection loss the shell did not report; treat the new one as a reattach.
-            self._phase = Phase.ATTACHING
-        if self._phase is Phase.ATTACHING:
-            assert self.session_id is not None
-            return wire.AttachBacktestSession(self.session_id, self.cursor.value)
-        raise RuntimeError(f"no new connection in phase {self._phase.name}")
+        assert self.session_id is not None
+        return wire.AttachBacktestSession(self.session_id, self.cursor.value)
 
     def connection_lost(self) -> None:
         """The current connection ended (any cause)."""
         self._resume_pending = False
         self._close_pending = False
-        if self._phase is Phase.CREATING:
+        if self._lost_while_creating():
             # The next connection re-sends the create: a new session, a new numbering.
             self._backlog.clear()
             self.cursor = SequenceCursor()
             self._holds_readiness = False
-        elif self._phase is Phase.RUNNING:
-            self._phase = Phase.ATTACHING
 
     def resume_sent(self) -> None:
         """``resumeAttachedSession`` was written; its reply is consumed when it comes."""
@@ -493,7 +457,7 @@ class ManagedSessionCore:
                 pass
         event = event_for(response)
         if event is None:
-            _log_dropped(response, "before sessionCreated")
+            log_dropped(logger, response, "before sessionCreated")
             return _NOTHING
         if isinstance(event, events.ReadyForContinue | events.Paused):
             self._holds_readiness = True
@@ -557,7 +521,7 @@ class ManagedSessionCore:
             case _ if _is_success(response):
                 return self._success(seq)
             case _:
-                _log_dropped(response, "while running")
+                log_dropped(logger, response, "while running")
                 return _NOTHING
 
     def _feed_completed(
@@ -572,7 +536,7 @@ class ManagedSessionCore:
         elif isinstance(response, wire.Completed) and self._close_pending:
             self._close_pending = False
             return (CloseDone(),)
-        _log_dropped(response, "after completed")
+        log_dropped(logger, response, "after completed")
         return _NOTHING
 
     def _error_reply(self, seq: int | None, error: wire.BacktestError) -> Sequence[Decision] | None:
@@ -606,10 +570,3 @@ def _is_success(response: wire.BacktestResponse) -> bool:
         isinstance(response, wire.UnknownResponse)
         and wire.kind_key(response.method) == _RESUME_SUCCESS
     )
-
-
-def _log_dropped(response: wire.BacktestResponse, when: str) -> None:
-    if isinstance(response, wire.UnknownResponse):
-        logger.info("dropping unknown response %r %s", excerpt(response.method), when)
-    else:
-        logger.info("dropping %s %s", type(response).__name__, when)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import abc
 import logging
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import trio
 
 from simtrio.core.backoff import ReconnectState
+from simtrio.core.phase import Phase
 from simtrio.errors import (
     ConnectError,
     ConnectionClosed,
@@ -53,8 +54,9 @@ from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.urls import normalize_control_url
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator, Sequence
+    from collections.abc import AsyncGenerator, Generator, Iterable, Iterator, Sequence
 
+    from simtrio.core.phase import ControlCore
     from simtrio.events import Event
     from simtrio.managed.config import ManagedConfig, SessionInfo
     from simtrio.managed.coordinator import ReconnectCoordinator
@@ -74,6 +76,7 @@ __all__ = [
     "EventIterator",
     "Frame",
     "RecordingTap",
+    "SessionEvents",
     "decode_batch",
     "unwrap_groups",
 ]
@@ -351,12 +354,15 @@ class EventSink:
         return subs
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
+        """Start an account-diff subscription (the first one creates the subscriptions)."""
         self._subs().subscribe_account_diffs(program_ids)
 
     def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
+        """Start a transaction subscription (the first one creates the subscriptions)."""
         self._subs().subscribe_transactions(program_ids)
 
     def set_completion_drain_timeout(self, seconds: float) -> None:
+        """Check and keep the drain's idle bound; subscriptions created later get it too."""
         if (
             isinstance(seconds, bool)
             or not isinstance(seconds, int | float)  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -377,6 +383,7 @@ class EventSink:
             await self._subscriptions.wait_all_up()
 
     def stop_subscriptions(self) -> None:
+        """Cancel every subscription task of this (sub-)session."""
         if self._subscriptions is not None:
             self._subscriptions.stop()
 
@@ -395,6 +402,7 @@ class EventSink:
             self.stream.put_control(event)
 
     def complete(self, event: Completed) -> None:
+        """Deliver ``Completed`` after the subscriptions drained (at once without any)."""
         subs = self._subscriptions
         if subs is None or self._closed:
             self.stream.put_control(event)
@@ -407,6 +415,11 @@ class EventSink:
         self.stop_subscriptions()
 
     async def next_event(self) -> Event:
+        """The stream's next event; a failure raised here counts as reported to the driver."""
+        await _checkpoint_if_cancelled()
+        event = self.stream.take_nowait()  # the common case: no further await
+        if event is not None:
+            return event
         try:
             return await self.stream.next_event()
         except ManagedSessionError as exc:
@@ -424,18 +437,91 @@ class EventSink:
         self.stream.close()
 
 
-class EventIterator:
-    """``async for`` over a (sub-)session's events: ends after ``Completed``; failures raise."""
+class SessionEvents:
+    """The driver's side of a managed session or sub-session: its events and subscriptions.
+
+    Shared by :class:`~simtrio.managed.session.ManagedSession` and
+    :class:`~simtrio.managed.parallel.ParallelSubSession`; valid inside the ``async with``
+    block that yielded the session.
+    """
 
     __slots__ = ("_sink",)
 
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
 
+    @property
+    def session_info(self) -> SessionInfo:
+        """Session id, absolute RPC endpoint and task id, as the create reported them."""
+        info = self._sink.info
+        assert info is not None, "the session exists once the block is entered"
+        return info
+
+    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
+        """Stream account diffs of these programs into this session's events.
+
+        Returns at once; the subscription connects in the background, and ``send_continue``
+        and the completion drain wait for it.
+
+        Raises:
+            InvalidParams: ``program_ids`` is empty, a single ``str``, or holds a non-``str``.
+            ControlClosed: the session was closed, or its block has been left.
+        """
+        self._sink.subscribe_account_diffs(program_ids)
+
+    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
+        """Stream transactions of these programs into this session's events.
+
+        Returns at once, like :meth:`subscribe_account_diffs`.
+
+        Raises:
+            InvalidParams: ``program_ids`` is empty, a single ``str``, or holds a non-``str``.
+            ControlClosed: the session was closed, or its block has been left.
+        """
+        self._sink.subscribe_transactions(program_ids)
+
+    def set_completion_drain_timeout(self, seconds: float) -> None:
+        """Idle bound of the subscription drain that precedes ``Completed``.
+
+        The default is the config's ``completion_drain_timeout``.
+
+        Raises:
+            InvalidParams: ``seconds`` is not a number above zero.
+        """
+        self._sink.set_completion_drain_timeout(seconds)
+
+    async def next_event(self) -> Event:
+        """The next event of this session.
+
+        Raises:
+            ControlClosed: ``Completed`` was delivered already, or the block has been left.
+            ControlFailed: the control plane gave up.
+            SubscriptionFailed: a subscription gave up, or the completion drain stalled.
+        """
+        return await self._sink.next_event()
+
+    def events(self) -> EventIterator:
+        """``async for`` over the events; ends after ``Completed``, failures raise."""
+        return EventIterator(self._sink)
+
+
+class EventIterator:
+    """``async for`` over a (sub-)session's events: ends after ``Completed``; failures raise."""
+
+    __slots__ = ("_sink", "_stream")
+
+    def __init__(self, sink: EventSink) -> None:
+        self._sink = sink
+        self._stream = sink.stream
+
     def __aiter__(self) -> EventIterator:
         return self
 
     async def __anext__(self) -> Event:
+        await _checkpoint_if_cancelled()
+        event = self._stream.take_nowait()  # as EventSink.next_event, one call less per event
+        if event is not None:
+            return event
         try:
             return await self._sink.next_event()
         except ControlClosed:
@@ -482,20 +568,24 @@ class ConnectionRun:
 
     @property
     def over(self) -> bool:
+        """Stopped, or closing in order: the pump reads no further frames."""
         return self.closing or self.stopped
 
     def lose(self, reason: str) -> None:
+        """The connection is lost (reconnect), unless an outcome was recorded already."""
         if not self.over:
             self.loss = reason
             logger.info("control connection lost: %s", reason)
         self._cancel()
 
     def fail(self, error: ManagedSessionError) -> None:
+        """Stop for good with ``error``, unless already lost or failed (it overrides a close)."""
         if not self.stopped:
             self.failure = error
         self._cancel()
 
     def close(self) -> None:
+        """End the connection in order, unless it is already lost, failed or closing."""
         if not self.over:
             self.closing = True
         self._cancel()
@@ -517,6 +607,10 @@ class _GiveUp(Exception):
 class ControlLoop(abc.ABC):
     """The reconnecting control loop; subclasses drive their sans-IO core through the hooks.
 
+    The loop itself asks ``core`` what a new, lost or abandoned connection means (which
+    request opens it, whether to reconnect, how long a handshake may take); the subclass
+    feeds it the frames and carries out what it decides.
+
     ``run`` is the control task (``await nursery.start(loop.run)``): it reports started once
     the create handshake succeeded and raises ``CreateFailed`` if it cannot. Later give-ups
     are stored in :attr:`failure` and reach the drivers through their event streams.
@@ -527,11 +621,13 @@ class ControlLoop(abc.ABC):
         url: str,
         api_key: str,
         config: ManagedConfig,
+        core: ControlCore,
         *,
         max_total: float | None,
         tap: RecordingTap | None = None,
     ) -> None:
         self.url = normalize_control_url(url)
+        self._core = core
         self.tap = tap
         self.config = config
         self.status = StatusCell()
@@ -561,40 +657,22 @@ class ControlLoop(abc.ABC):
     # -- hooks ------------------------------------------------------------------------------
 
     @property
-    @abc.abstractmethod
-    def _wants_reconnect(self) -> bool: ...
-
-    @property
-    @abc.abstractmethod
-    def _creating(self) -> bool: ...
-
-    @abc.abstractmethod
-    def _opening_request(self) -> BacktestRequest:
-        """The first request of a new connection (create or attach)."""
-
-    @property
     def _recorded_session(self) -> str | None:
         """The session id frames and requests are recorded under (None: from the item)."""
         return None
 
     @abc.abstractmethod
-    def _frame_timeout(self) -> float | None:
-        """Longest silence allowed right now (a handshake is pending), or None."""
-
-    @abc.abstractmethod
     def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
         """Feed decoded frames to the core and carry out its decisions (never blocks)."""
 
+    @property
     @abc.abstractmethod
-    def _connection_lost(self) -> None:
-        """Tell the core the connection ended."""
+    def sinks(self) -> Iterable[EventSink]:
+        """The driver-facing side of every (sub-)session this loop serves, in order."""
 
     @abc.abstractmethod
-    def _core_give_up(self) -> None: ...
-
-    @abc.abstractmethod
-    def _on_failed(self, error: ManagedSessionError) -> None:
-        """Route a final failure to the drivers."""
+    async def _host(self, nursery: trio.Nursery) -> None:
+        """Once the create succeeded: give the sinks a nursery for their subscriptions."""
 
     @abc.abstractmethod
     def _check_sendable(self, session_id: str | None) -> None:
@@ -622,6 +700,15 @@ class ControlLoop(abc.ABC):
         assert run.nursery is not None
         run.nursery.start_soon(self._writer, run)
 
+    def _frame_timeout(self) -> float | None:
+        """Longest silence allowed right now (a handshake is pending), or None."""
+        phase = self._core.phase
+        if phase is Phase.CREATING:
+            return self.config.create_response_timeout
+        if phase is Phase.ATTACHING:
+            return self.config.handshake_timeout
+        return None
+
     def _fail(self, run: ConnectionRun | None, error: ManagedSessionError) -> None:
         """Stop for good; a ``CreateFailed`` is raised by :meth:`run`, others reach drivers."""
         if run is not None:
@@ -632,9 +719,43 @@ class ControlLoop(abc.ABC):
             self.failure = error
             logger.warning("managed control plane failed: %s", error)
             self.status.set(_FAILED, error)
-            self._on_failed(error)
+            for sink in self.sinks:
+                sink.fail(error)
 
     # -- public -----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self) -> AsyncGenerator[None]:
+        """Run the control task for the block: entered once the create succeeded.
+
+        Leaving closes the control connection in order (bounded), ends every (sub-)session's
+        stream and cancels its tasks.
+
+        Raises:
+            CreateFailed: the create could not complete.
+            RecordingFailed: the recorder failed; the session was stopped.
+            ControlFailed: on leaving, if the control plane failed and no ``next_event``
+                raised it.
+        """
+        tap = self.tap
+        with unwrap_groups():
+            async with trio.open_nursery() as nursery:
+                if tap is not None:
+                    tap.scope = nursery.cancel_scope
+                await nursery.start(self.run)
+                try:
+                    await self._host(nursery)
+                    yield
+                finally:
+                    await self.wait_closed()
+                    for sink in self.sinks:
+                        sink.end()
+                    nursery.cancel_scope.cancel()
+        if tap is not None:
+            tap.check()
+        failure = self.failure
+        if failure is not None and not any(sink.was_reported(failure) for sink in self.sinks):
+            raise failure
 
     def request_close(self) -> None:
         """End the loop in order: close the current connection (gracefully), no reconnects."""
@@ -700,6 +821,11 @@ class ControlLoop(abc.ABC):
     # -- the control task -------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """The control task: connect, serve and reconnect until the core or a close ends it.
+
+        Raises:
+            CreateFailed: the create could not complete (before ``started`` is reported).
+        """
         self._task_status = task_status
         try:
             with trio.CancelScope() as scope:
@@ -715,7 +841,8 @@ class ControlLoop(abc.ABC):
 
     async def _loop(self) -> None:
         retry = False
-        while self._wants_reconnect and not self._close_requested:
+        core = self._core
+        while core.wants_reconnect and not self._close_requested:
             message = ""
             conn: WebSocketConnection | None = None
             try:
@@ -723,8 +850,8 @@ class ControlLoop(abc.ABC):
             except _GiveUp as exc:
                 message = str(exc)
             if conn is None:
-                creating = self._creating
-                self._core_give_up()
+                creating = core.creating
+                core.give_up()
                 if creating:
                     raise CreateFailed(message)
                 self._fail(None, ControlFailed(message))
@@ -744,7 +871,7 @@ class ControlLoop(abc.ABC):
                 return
             if run.loss is None:
                 return
-            self._connection_lost()
+            core.connection_lost()
             now = trio.current_time()
             if run.up:
                 self._state.connection_lost(now)
@@ -803,7 +930,7 @@ class ControlLoop(abc.ABC):
             run.nursery = nursery
             nursery.start_soon(self._keepalive, run)
             nursery.start_soon(self._watch_close, run)
-            request = self._opening_request()
+            request = self._core.connection_opened()
             if self.tap is not None:
                 self.tap.sent(self._recorded_session, request)
             try:

@@ -50,6 +50,7 @@ class ReconnectCoordinator:
 
     @property
     def slot_taken(self) -> bool:
+        """Whether a connection holds the reconnect slot."""
         return self._slot_taken
 
     async def acquire_slot(self) -> None:
@@ -73,9 +74,11 @@ class ReconnectCoordinator:
             self._lot.unpark_all()
 
     def stream_started(self) -> None:
+        """A connection is streaming: parked siblings wait until it stops."""
         self._streaming += 1
 
     def stream_stopped(self) -> None:
+        """A streaming connection is gone; the last one to stop wakes the parked ones."""
         if self._streaming <= 0:
             raise RuntimeError("stream_stopped() without a matching stream_started()")
         self._streaming -= 1

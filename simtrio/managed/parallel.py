@@ -20,19 +20,18 @@ import attrs
 import trio
 
 from simtrio.core.demux import AllCompleted, ParallelAttached, ParallelCreated, ParallelDemux
-from simtrio.core.session import Fail, Phase, Retry
-from simtrio.errors import ContinueSendFailed, ManagedSessionError
+from simtrio.core.session import Fail, Retry
+from simtrio.errors import ContinueSendFailed
 from simtrio.events import Completed
 from simtrio.managed.config import ManagedConfig, SessionInfo
 from simtrio.managed.control import (
     ConnectionRun,
     ContinueItem,
     ControlLoop,
-    EventIterator,
     EventSink,
     Frame,
     RecordingTap,
-    unwrap_groups,
+    SessionEvents,
 )
 from simtrio.managed.coordinator import ReconnectCoordinator
 from simtrio.params import Continue, as_continue_params, as_create_request
@@ -46,13 +45,12 @@ from simtrio.wire.types import (
 from simtrio.wire.urls import http_base_from_ws_url, resolve_rpc_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Sequence
+    from collections.abc import AsyncGenerator, Iterable
 
-    from simtrio.events import Event
     from simtrio.managed.config import ConnectionStatus
     from simtrio.params import CreateSession
     from simtrio.recording.recorder import Recorder
-    from simtrio.wire.types import BacktestRequest, ContinueParams
+    from simtrio.wire.types import ContinueParams
 
 __all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
 
@@ -74,37 +72,19 @@ class _ParallelControl(ControlLoop):
         tap: RecordingTap | None = None,
     ) -> None:
         self.max_total = config.max_total_for(request.disconnect_timeout_secs)
-        super().__init__(url, api_key, config, max_total=self.max_total, tap=tap)
         self.demux = ParallelDemux(request)
+        super().__init__(url, api_key, config, self.demux, max_total=self.max_total, tap=tap)
         self.coordinator = ReconnectCoordinator()
-        self.subs: dict[str, ParallelSubSession] = {}
+        self.sink_of: dict[str, EventSink] = {}
+        """Every sub-session's sink, by session id, in ``sessionsCreatedV2`` order."""
         self.ordered: list[ParallelSubSession] = []
 
-    @property
-    def _wants_reconnect(self) -> bool:
-        return self.demux.wants_reconnect
-
-    @property
-    def _creating(self) -> bool:
-        return self.demux.creating
-
-    def _opening_request(self) -> BacktestRequest:
-        return self.demux.connection_opened()
-
-    def _frame_timeout(self) -> float | None:
-        phase = self.demux.phase
-        if phase is Phase.CREATING:
-            return self.config.create_response_timeout
-        if phase is Phase.ATTACHING:
-            return self.config.handshake_timeout
-        return None
-
     def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
-        subs = self.subs
+        sinks = self.sink_of
         for item in self.demux.feed_batch([response for _, response in frames]):
             if type(item) is tuple:
                 session_id, event = item
-                sink = subs[session_id].sink
+                sink = sinks[session_id]
                 if type(event) is Completed:
                     sink.complete(event)
                 else:
@@ -135,22 +115,18 @@ class _ParallelControl(ControlLoop):
             sink.info = SessionInfo(
                 spec.session_id, resolve_rpc_url(base, spec.rpc_endpoint), spec.task_id
             )
-            sub = ParallelSubSession(self, sink, spec.range)
-            self.subs[spec.session_id] = sub
-            self.ordered.append(sub)
+            self.sink_of[spec.session_id] = sink
+            self.ordered.append(ParallelSubSession(self, sink, spec.range))
         run.handshake_done = True
         self._up(run)
         self._started()
 
-    def _connection_lost(self) -> None:
-        self.demux.connection_lost()
+    @property
+    def sinks(self) -> Iterable[EventSink]:
+        return self.sink_of.values()
 
-    def _core_give_up(self) -> None:
-        self.demux.give_up()
-
-    def _on_failed(self, error: ManagedSessionError) -> None:
-        for sub in self.ordered:
-            sub.sink.fail(error)
+    async def _host(self, nursery: trio.Nursery) -> None:
+        await nursery.start(_host_all, list(self.sink_of.values()))
 
     def _check_sendable(self, session_id: str | None) -> None:
         assert session_id is not None
@@ -165,49 +141,27 @@ class _ParallelControl(ControlLoop):
         self.demux.continue_written(session_id)
 
 
-class ParallelSubSession:
+class ParallelSubSession(SessionEvents):
     """One sub-session of a parallel run: its own events, subscriptions and continues.
 
-    ``range`` is ``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it.
+    Obtained from :meth:`~simtrio.managed.parallel.ParallelSession.take_sub_sessions`; valid
+    inside the ``async with`` block of :func:`open_parallel_session`.
     """
 
-    __slots__ = ("_control", "_plain_texts", "range", "sink")
+    __slots__ = ("_control", "_plain_texts", "range")
 
     def __init__(
         self, control: _ParallelControl, sink: EventSink, slot_range: tuple[int, int]
     ) -> None:
+        super().__init__(sink)
         self._control = control
-        self.sink = sink
-        self.range = slot_range
+        self.range: tuple[int, int] = slot_range
+        """``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it."""
         self._plain_texts: dict[int, str] = {}
         """Encoded continues with nothing but an advance count (a driver repeats the same few)."""
 
     def __repr__(self) -> str:
         return f"<ParallelSubSession {self.session_info.session_id} {self.range}>"
-
-    @property
-    def session_info(self) -> SessionInfo:
-        info = self.sink.info
-        assert info is not None
-        return info
-
-    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
-        """Stream account diffs of these programs into this sub-session's events."""
-        self.sink.subscribe_account_diffs(program_ids)
-
-    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
-        """Stream transactions of these programs into this sub-session's events."""
-        self.sink.subscribe_transactions(program_ids)
-
-    def set_completion_drain_timeout(self, seconds: float) -> None:
-        self.sink.set_completion_drain_timeout(seconds)
-
-    async def next_event(self) -> Event:
-        """The next event; ``ControlClosed`` after ``Completed``, ``ControlFailed`` on failure."""
-        return await self.sink.next_event()
-
-    def events(self) -> EventIterator:
-        return EventIterator(self.sink)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continueSessionV1`` on the shared control connection."""
@@ -218,22 +172,22 @@ class ParallelSubSession:
             text = encode(ContinueSessionRequestV1(session_id, as_continue_params(cont)))
             if plain and len(self._plain_texts) < _PLAIN_TEXTS:
                 self._plain_texts[cont.advance_count] = text
-        await self._control.queue_continue(self.sink, session_id, text)
+        await self._control.queue_continue(self._sink, session_id, text)
 
     async def send_continue_to(self, slot: int, batch_index: int | None = None) -> None:
         """Queue a ``continueToSessionV1`` on the shared control connection."""
         session_id = self.session_info.session_id
         text = encode(ContinueToSessionRequestV1(session_id, ContinueToParams(slot, batch_index)))
-        await self._control.queue_continue(self.sink, session_id, text)
+        await self._control.queue_continue(self._sink, session_id, text)
 
     async def aclose(self) -> None:
         """Stop this sub-session's subscriptions (its siblings and the control plane go on)."""
-        self.sink.close()
+        self._sink.close()
         await trio.lowlevel.checkpoint()
 
 
 class ParallelSession:
-    """Handle of a parallel run (api.md §4); obtained from :func:`open_parallel_session`."""
+    """Handle of a parallel run; obtained from :func:`open_parallel_session`."""
 
     __slots__ = ("_control", "_taken")
 
@@ -249,6 +203,7 @@ class ParallelSession:
 
     @property
     def control_session_id(self) -> str:
+        """Id of the control session the server created for this run."""
         control_id = self._control.demux.control_session_id
         assert control_id is not None
         return control_id
@@ -323,22 +278,5 @@ async def open_parallel_session(
         request = attrs.evolve(request, parallel=True)
     tap = RecordingTap(recorder, api_key) if recorder is not None else None
     control = _ParallelControl(url, api_key, request, config, tap)
-    session = ParallelSession(control)
-    with unwrap_groups():
-        async with trio.open_nursery() as nursery:
-            if tap is not None:
-                tap.scope = nursery.cancel_scope
-            await nursery.start(control.run)
-            try:
-                await nursery.start(_host_all, [sub.sink for sub in control.ordered])
-                yield session
-            finally:
-                await control.wait_closed()
-                for sub in control.ordered:
-                    sub.sink.end()
-                nursery.cancel_scope.cancel()
-    if tap is not None:
-        tap.check()
-    failure = control.failure
-    if failure is not None and not any(sub.sink.was_reported(failure) for sub in control.ordered):
-        raise failure
+    async with control.running():
+        yield ParallelSession(control)

@@ -16,8 +16,6 @@ import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
-import trio
-
 from simtrio.core.session import (
     CloseDone,
     Deliver,
@@ -38,11 +36,10 @@ from simtrio.managed.control import (
     ConnectionRun,
     ContinueItem,
     ControlLoop,
-    EventIterator,
     EventSink,
     Frame,
     RecordingTap,
-    unwrap_groups,
+    SessionEvents,
 )
 from simtrio.params import as_continue_params, as_create_request
 from simtrio.wire.codec import encode
@@ -55,13 +52,14 @@ from simtrio.wire.types import (
 from simtrio.wire.urls import http_base_from_ws_url, resolve_rpc_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Sequence
+    from collections.abc import AsyncGenerator
 
-    from simtrio.events import Event
+    import trio
+
     from simtrio.managed.config import ConnectionStatus
     from simtrio.params import Continue, CreateSession
     from simtrio.recording.recorder import Recorder
-    from simtrio.wire.types import BacktestRequest, ContinueParams
+    from simtrio.wire.types import ContinueParams
 
 __all__ = ["ManagedSession", "open_managed_session"]
 
@@ -85,38 +83,20 @@ class _SingleControl(ControlLoop):
         sink: EventSink,
         tap: RecordingTap | None = None,
     ) -> None:
+        self.core = ManagedSessionCore(request)
+        self.sink = sink
         super().__init__(
             url,
             api_key,
             config,
+            self.core,
             max_total=config.max_total_for(request.disconnect_timeout_secs),
             tap=tap,
         )
-        self.core = ManagedSessionCore(request)
-        self.sink = sink
-
-    @property
-    def _wants_reconnect(self) -> bool:
-        return self.core.wants_reconnect
-
-    @property
-    def _creating(self) -> bool:
-        return self.core.creating
-
-    def _opening_request(self) -> BacktestRequest:
-        return self.core.connection_opened()
 
     @property
     def _recorded_session(self) -> str | None:
         return self.core.session_id
-
-    def _frame_timeout(self) -> float | None:
-        phase = self.core.phase
-        if phase is Phase.CREATING:
-            return self.config.create_response_timeout
-        if phase is Phase.ATTACHING:
-            return self.config.handshake_timeout
-        return None
 
     def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
         feed = self.core.feed
@@ -167,14 +147,13 @@ class _SingleControl(ControlLoop):
             return
         self._up(run)
 
-    def _connection_lost(self) -> None:
-        self.core.connection_lost()
+    @property
+    def sinks(self) -> tuple[EventSink]:
+        return (self.sink,)
 
-    def _core_give_up(self) -> None:
-        self.core.give_up()
-
-    def _on_failed(self, error: ManagedSessionError) -> None:
-        self.sink.fail(error)
+    async def _host(self, nursery: trio.Nursery) -> None:
+        """The session's own nursery runs its subscriptions (no scheduling point here)."""
+        self.sink.nursery = nursery
 
     def _check_sendable(self, session_id: str | None) -> None:
         phase = self.core.phase
@@ -205,17 +184,17 @@ class _SingleControl(ControlLoop):
             )
 
 
-class ManagedSession:
-    """A backtest session whose control connection reconnects on its own (api.md §4).
+class ManagedSession(SessionEvents):
+    """A backtest session whose control connection reconnects on its own.
 
     Obtained from :func:`open_managed_session`; valid inside its ``async with`` block.
     """
 
-    __slots__ = ("_control", "_sink")
+    __slots__ = ("_control",)
 
     def __init__(self, control: _SingleControl, sink: EventSink) -> None:
+        super().__init__(sink)
         self._control = control
-        self._sink = sink
 
     def __repr__(self) -> str:
         info = self._sink.info
@@ -223,35 +202,9 @@ class ManagedSession:
         return f"<ManagedSession {name} {self._control.status.value.name}>"
 
     @property
-    def session_info(self) -> SessionInfo:
-        """Session id, absolute RPC endpoint and task id, as the create reported them."""
-        info = self._sink.info
-        assert info is not None, "the session exists once the block is entered"
-        return info
-
-    @property
     def connection_status(self) -> ConnectionStatus:
+        """Status of the control connection (``DOWN``, ``UP``, ``RECONNECTING``, ``FAILED``)."""
         return self._control.status.value
-
-    def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
-        """Stream account diffs of these programs into this session's events (returns at once)."""
-        self._sink.subscribe_account_diffs(program_ids)
-
-    def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
-        """Stream transactions of these programs into this session's events (returns at once)."""
-        self._sink.subscribe_transactions(program_ids)
-
-    def set_completion_drain_timeout(self, seconds: float) -> None:
-        """Idle bound of the subscription drain that precedes ``Completed``."""
-        self._sink.set_completion_drain_timeout(seconds)
-
-    async def next_event(self) -> Event:
-        """The next event; ``ControlClosed`` after ``Completed``, ``ControlFailed`` on failure."""
-        return await self._sink.next_event()
-
-    def events(self) -> EventIterator:
-        """``async for`` over the events; ends after ``Completed``."""
-        return EventIterator(self._sink)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continue`` once the control connection and every subscription are UP."""
@@ -301,21 +254,5 @@ async def open_managed_session(
         tap=tap,
     )
     control = _SingleControl(url, api_key, request, config, sink, tap)
-    session = ManagedSession(control, sink)
-    with unwrap_groups():
-        async with trio.open_nursery() as nursery:
-            if tap is not None:
-                tap.scope = nursery.cancel_scope
-            sink.nursery = nursery
-            await nursery.start(control.run)
-            try:
-                yield session
-            finally:
-                await control.wait_closed()
-                sink.end()
-                nursery.cancel_scope.cancel()
-    if tap is not None:
-        tap.check()
-    failure = control.failure
-    if failure is not None and not sink.was_reported(failure):
-        raise failure
+    async with control.running():
+        yield ManagedSession(control, sink)

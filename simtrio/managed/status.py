@@ -30,9 +30,14 @@ class StatusCell:
 
     @property
     def value(self) -> ConnectionStatus:
+        """The current status."""
         return self._value
 
     def set(self, value: ConnectionStatus, failure: BaseException | None = None) -> None:
+        """Change the status, keep ``failure`` if given, and wake every waiter.
+
+        Nothing happens when the status is unchanged or already FAILED.
+        """
         if self._value is ConnectionStatus.FAILED or value is self._value:
             return
         self._value = value
@@ -41,7 +46,12 @@ class StatusCell:
         self._lot.unpark_all()
 
     async def wait_until(self, predicate: Callable[[ConnectionStatus], bool]) -> ConnectionStatus:
-        """Wait until ``predicate(value)`` holds and return the value that satisfied it."""
+        """Wait until ``predicate(value)`` holds, then checkpoint and return the current value.
+
+        The checkpoint is always taken, even when the predicate holds at once. The value is
+        read after it, so it may no longer satisfy ``predicate``: a caller that needs it to
+        must check again.
+        """
         while not predicate(self._value):
             await self._lot.park()
         await trio.lowlevel.checkpoint()

@@ -37,6 +37,7 @@ from simtrio.errors import ProtocolError, excerpt
 from simtrio.recording.errors import ReplayDivergence
 from simtrio.recording.reader import StoreLike, load_replay_script
 from simtrio.recording.script import DataItem, Expect, ReplayScript, SendFrame, Track
+from simtrio.server.serving import authority, open_listeners, serving_nursery
 from simtrio.wire import codec, rpc, types
 from simtrio.wire.compression import MAX_MESSAGE_SIZE, ZstdStreamEncoder
 
@@ -63,8 +64,7 @@ class ReplayServer:
         self.run_id = script.run_id
         self.host = host
         self.port = port
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.url = f"ws://{authority}"
+        self.url = f"ws://{authority(host, port)}"
         """WebSocket base URL (what a client is given); the control plane is ``control_url``."""
         self.control_url = self.url + CONTROL_PATH
         self.divergences: list[ReplayDivergence] = []
@@ -522,25 +522,10 @@ async def replay_server(
         ReplayDivergence: see above.
     """
     script = await trio.to_thread.run_sync(load_replay_script, store, run_id)
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    bound_port: int = listeners[0].socket.getsockname()[1]
+    listeners, bound_port = await open_listeners(host, port)
     server = ReplayServer(script, host, bound_port)
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(trio.serve_listeners, server._handle_tcp, listeners)  # pyright: ignore[reportPrivateUsage]
-            try:
-                yield server
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        single = group.exceptions[0]
-        context = single.__context__
-        try:
-            raise single
-        finally:
-            single.__context__ = context
-            del single, context
+    async with serving_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, server._handle_tcp, listeners)  # pyright: ignore[reportPrivateUsage]
+        yield server
     if raise_on_divergence:
         server.check()

@@ -23,6 +23,7 @@ import trio
 from simtrio.server.config import ServerConfig
 from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
 from simtrio.server.http import handle_tcp
+from simtrio.server.serving import authority, open_listeners, serving_nursery
 from simtrio.server.state import ServerState
 
 if TYPE_CHECKING:
@@ -69,11 +70,11 @@ class ReferenceServer:
         self._state = state
         self.host = host
         self.port = port
-        authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self.url = f"ws://{authority}"
+        host_port = authority(host, port)
+        self.url = f"ws://{host_port}"
         """WebSocket base URL; the control plane is at ``url + "/backtest"``."""
         self.control_url = f"{self.url}/backtest"
-        self.http_url = f"http://{authority}"
+        self.http_url = f"http://{host_port}"
 
     def __repr__(self) -> str:
         return f"<ReferenceServer {self.url}>"
@@ -157,8 +158,7 @@ async def run_server(
     config = config or ServerConfig()
     async with trio.open_nursery() as nursery:
         state = ServerState(config, nursery)
-        listeners = await trio.open_tcp_listeners(port, host=host)
-        bound_port: int = listeners[0].socket.getsockname()[1]
+        listeners, bound_port = await open_listeners(host, port)
         server = ReferenceServer(state, host, bound_port)
         handler = functools.partial(handle_tcp, state)
         await nursery.start(trio.serve_listeners, handler, listeners)
@@ -180,22 +180,6 @@ async def serve(
     and stops every session task.
     """
     config = attrs.evolve(config or ServerConfig(), **overrides)
-    try:
-        async with trio.open_nursery() as nursery:
-            server: ReferenceServer = await nursery.start(run_server, config, host, port)
-            try:
-                yield server
-            finally:
-                nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        # The server's own tasks never raise, so a lone exception came from the block:
-        # hand it back as it was raised rather than wrapped in a group.
-        if len(group.exceptions) != 1:
-            raise
-        error = group.exceptions[0]
-        context = error.__context__
-        try:
-            raise error
-        finally:
-            error.__context__ = context
-            del error, context
+    async with serving_nursery() as nursery:
+        server: ReferenceServer = await nursery.start(run_server, config, host, port)
+        yield server
