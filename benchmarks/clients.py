@@ -351,11 +351,10 @@ async def trio_websocket_loop(
 # --- websockets (asyncio and trio) ----------------------------------------------------------
 
 
-async def _websockets_asyncio(
-    url: str, on_message: Callable[[str | bytes], int], n: int, first: str | None
+async def _websockets_loop(
+    connect: Any, url: str, on_message: Callable[[str | bytes], int], n: int, first: str | None
 ) -> Timing:
-    from websockets.asyncio.client import connect
-
+    """The same receive loop on either of websockets' clients (``connect`` picks which)."""
     timing = Timing()
     async with connect(url, max_size=None, compression=None) as ws:
         if first is not None:
@@ -374,7 +373,9 @@ def websockets_asyncio(
     url: str, on_message: Callable[[str | bytes], int], n: int, *, first: str | None = None
 ) -> Timing:
     """Runs its own asyncio loop (called outside trio)."""
-    return asyncio.run(_websockets_asyncio(url, on_message, n, first))
+    from websockets.asyncio.client import connect
+
+    return asyncio.run(_websockets_loop(connect, url, on_message, n, first))
 
 
 async def websockets_trio(
@@ -384,18 +385,7 @@ async def websockets_trio(
         from websockets.trio.client import connect
     except ImportError as exc:
         raise Unavailable(f"websockets has no trio client: {exc}") from None
-    timing = Timing()
-    async with connect(url, max_size=None, compression=None) as ws:
-        if first is not None:
-            await ws.send(first)
-        async for message in ws:
-            timing.arrived()
-            got = on_message(message)
-            if got:
-                timing.tick(got)
-                if timing.count >= n:
-                    break
-    return timing
+    return await _websockets_loop(connect, url, on_message, n, first)
 
 
 # --- running one client ---------------------------------------------------------------------
