@@ -1,4 +1,4 @@
-"""User-facing request builders (api.md §1): validated up front, before any I/O.
+"""User-facing request builders: validated up front, before any I/O.
 
 ``CreateSession`` and ``Continue`` check everything the wire cannot express (a negative slot, an
 address that is not base58, both or neither of ``end_slot``/``slot_count``) in their
@@ -94,7 +94,7 @@ def _discoveries(value: Iterable[DiscoveryFilter]) -> tuple[DiscoveryFilter, ...
 
 
 def _set_fields(instance: object, **values: object) -> None:
-    """Fill a frozen instance from a hand-written ``__init__`` (the signature is api.md's)."""
+    """Fill a frozen instance from a hand-written ``__init__`` (the signature is the public one)."""
     for name, value in values.items():
         object.__setattr__(instance, name, value)
 
@@ -294,7 +294,7 @@ class Continue:
 
 
 def as_continue_params(cont: Continue | ContinueParams) -> ContinueParams:
-    """Accept either form wherever continue parameters are taken (api.md §1)."""
+    """Accept either form wherever continue parameters are taken."""
     if isinstance(cont, Continue):
         return cont.to_params()
     if isinstance(cont, ContinueParams):  # pyright: ignore[reportUnnecessaryIsInstance]
