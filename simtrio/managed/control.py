@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
@@ -548,6 +549,8 @@ class ConnectionRun:
         "handshake_done",
         "loss",
         "nursery",
+        "reading_paused",
+        "reading_resumed",
         "up",
     )
 
@@ -560,6 +563,9 @@ class ConnectionRun:
         self.handshake_done = False
         self.up = False
         self.close_done = False
+        self.reading_paused = False
+        """The pump waits for the recorder's disk, so silence on the socket is not the peer's."""
+        self.reading_resumed = -math.inf
 
     @property
     def stopped(self) -> bool:
@@ -968,7 +974,12 @@ class ControlLoop(abc.ABC):
                     tap.frames(self._recorded_session, frames)
                 self._handle(run, frames)
                 if tap is not None:
-                    await tap.wait_for_room()
+                    run.reading_paused = True
+                    try:
+                        await tap.wait_for_room()
+                    finally:
+                        run.reading_paused = False
+                        run.reading_resumed = trio.current_time()
             if error is not None:
                 run.lose(f"protocol error: {error}")
 
@@ -978,8 +989,8 @@ class ControlLoop(abc.ABC):
         interval = self.config.keepalive_interval
         deadline = self.config.keepalive_miss_deadline
         while True:
-            silent = trio.current_time() - conn.last_received
-            if silent >= deadline:
+            silent = trio.current_time() - max(conn.last_received, run.reading_resumed)
+            if silent >= deadline and not run.reading_paused:
                 run.lose(f"nothing received for {silent:g} s (keepalive)")
                 return
             with trio.move_on_after(deadline) as scope:

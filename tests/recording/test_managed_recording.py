@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pytest
 import trio
+import trio.testing
 
 from simtrio import events
 from simtrio.core.backoff import BackoffPolicy
@@ -417,3 +418,33 @@ async def test_the_api_key_is_redacted_even_when_not_given_as_a_secret(tmp_path:
         payloads = [entry.payload for entry in store.iter_entries(rec.run_id)]
     assert not any(key.encode() in payload for payload in payloads)
     assert any(b"<redacted>" in payload for payload in payloads)
+
+
+async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    path = tmp_path / "runs.db"
+    async with (
+        serve(seed=21, api_key=KEY) as server,
+        open_recorder(path, create_params=SINGLE, server_url=server.url) as rec,
+    ):
+        real = rec.wait_for_room
+        waits = 0
+
+        async def slow_disk() -> None:
+            nonlocal waits
+            waits += 1
+            if waits == 3:
+                await trio.sleep(300)  # far past the 45 s keepalive deadline
+            await real()
+
+        rec.wait_for_room = slow_disk  # type: ignore[method-assign]
+        seen: list[events.Event] = []
+        async with open_managed_session(server.url, KEY, SINGLE, config=CONFIG, recorder=rec) as s:
+            async for event in s.events():
+                seen.append(event)
+                if isinstance(event, events.ReadyForContinue):
+                    await s.send_continue(Continue(4))
+    assert waits > 3
+    assert isinstance(seen[-1], events.Completed)
+    assert server.connection_count("control") == 1  # never reconnected
