@@ -581,7 +581,7 @@ class ConnectionRun:
         """The connection is lost (reconnect), unless an outcome was recorded already."""
         if not self.over:
             self.loss = reason
-            logger.info("control connection lost: %s", reason)
+            logger.warning("control connection lost: %s", reason)
         self._cancel()
 
     def fail(self, error: ManagedSessionError) -> None:
@@ -915,7 +915,7 @@ class ControlLoop(abc.ABC):
             except ConnectError as exc:
                 if exc.fatal:
                     raise _GiveUp(str(exc)) from None
-                logger.info("control connection attempt failed: %s", exc)
+                logger.warning("control connection attempt failed: %s", exc)
                 self._last_connect_error = str(exc)
                 state.attempt_failed(trio.current_time())
                 self.status.set(ConnectionStatus.RECONNECTING)
