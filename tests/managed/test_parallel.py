@@ -519,3 +519,27 @@ async def test_body_exceptions_are_not_wrapped(autojump_clock: trio.testing.Mock
         await server.wait_for(lambda: server.control[0].gone.is_set())
     assert type(info.value) is KeyError
     assert server.control[0].methods == ["createBacktestSession"]  # no session is closed
+
+
+async def test_a_cancelled_send_continue_queues_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        await handshake(conn)
+        await conn.expect(cont(B, 2))  # A's continue, cancelled before it was queued, never comes
+        await conn.send(completed(A, 2), completed(B, 2))
+        await conn.wait_gone()
+
+    async with (
+        fake_server([script]) as server,
+        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
+    ):
+        a, b = parallel.take_sub_sessions()
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await a.send_continue(Continue(1))
+        assert scope.cancelled_caught
+        await b.send_continue(Continue(2))
+        assert [ev async for ev in a.events()][-1] == events.Completed(None, None)
+        assert [ev async for ev in b.events()][-1] == events.Completed(None, None)
+    assert server.control[0].methods == ["createBacktestSession", "continueSessionV1"]
