@@ -71,6 +71,12 @@ async def handshake(conn: FakeConnection) -> None:
     await conn.send(created(A), created(B), SESSIONS, ready(A, 1), ready(B, 1))
 
 
+async def complete_both(conn: FakeConnection) -> None:
+    """Both sub-sessions complete (their second event); then wait for the client to go."""
+    await conn.send(completed(A, 2), completed(B, 2))
+    await conn.wait_gone()
+
+
 async def drive(sub: ParallelSubSession, count: int = 1) -> list[events.Event]:
     seen: list[events.Event] = []
     async for ev in sub.events():
@@ -196,8 +202,7 @@ async def test_drop_mid_create_resends_the_create(autojump_clock: trio.testing.M
     async def second(conn: FakeConnection) -> None:
         await handshake(conn)
         await expect_any_order(conn, cont(A, 1), cont(B, 1))
-        await conn.send(completed(A, 2), completed(B, 2))
-        await conn.wait_gone()
+        await complete_both(conn)
 
     async with (
         fake_server([first, second]) as server,
@@ -397,8 +402,7 @@ async def test_continues_wait_for_up_and_flow_after_reattach(
         await release.wait()
         await conn.send(ATTACHED)
         await conn.expect(cont(B, 7))
-        await conn.send(completed(A, 2), completed(B, 2))
-        await conn.wait_gone()
+        await complete_both(conn)
 
     async with (
         fake_server([first, second]) as server,
@@ -427,8 +431,7 @@ async def test_continue_to_is_routed(autojump_clock: trio.testing.MockClock) -> 
         await conn.expect(
             request(wire.ContinueToSessionRequestV1(B, wire.ContinueToParams(4150, 1)))
         )
-        await conn.send(completed(A, 2), completed(B, 2))
-        await conn.wait_gone()
+        await complete_both(conn)
 
     async with (
         fake_server([script]) as server,
@@ -489,8 +492,7 @@ async def test_continues_queued_behind_a_write_go_out_together(
     async def script(conn: FakeConnection) -> None:
         await handshake(conn)
         await conn.expect(cont(A, 1), cont(A, 2), cont(B, 3))
-        await conn.send(completed(A, 2), completed(B, 2))
-        await conn.wait_gone()
+        await complete_both(conn)
 
     async with (
         fake_server([script]) as server,
@@ -527,8 +529,7 @@ async def test_a_cancelled_send_continue_queues_nothing(
     async def script(conn: FakeConnection) -> None:
         await handshake(conn)
         await conn.expect(cont(B, 2))  # A's continue, cancelled before it was queued, never comes
-        await conn.send(completed(A, 2), completed(B, 2))
-        await conn.wait_gone()
+        await complete_both(conn)
 
     async with (
         fake_server([script]) as server,

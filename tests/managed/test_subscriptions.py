@@ -46,6 +46,16 @@ def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubsc
     ).decode()
 
 
+def session_subscriptions(
+    url: str, stream: EventStream, nursery: trio.Nursery, **options: Any
+) -> SessionSubscriptions:
+    """A single session's subscriptions (no coordinator) with this module's config."""
+    options.setdefault("start_slot", None)
+    return SessionSubscriptions(
+        rpc_endpoint=url, stream=stream, config=CONFIG, coordinator=None, nursery=nursery, **options
+    )
+
+
 async def collect(channel: trio.abc.ReceiveChannel[Any]) -> list[Any]:
     return [item async for item in channel]
 
@@ -268,14 +278,7 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
 
     stream = EventStream(8)
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
-            start_slot=4100,
-            stream=stream,
-            config=CONFIG,
-            coordinator=None,
-            nursery=nursery,
-        )
+        subs = session_subscriptions(server.url(), stream, nursery, start_slot=4100)
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -625,15 +628,7 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
 
     stream = EventStream(16)
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
-            start_slot=None,
-            stream=stream,
-            config=CONFIG,
-            coordinator=None,
-            nursery=nursery,
-            record=slow_disk,
-        )
+        subs = session_subscriptions(server.url(), stream, nursery, record=slow_disk)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
