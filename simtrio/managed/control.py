@@ -45,6 +45,7 @@ from simtrio.events import Completed
 from simtrio.managed.config import ConnectionStatus
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
+    EventIterator,
     EventStream,
     NotificationReceiveChannel,
     NotificationSendChannel,
@@ -55,7 +56,14 @@ from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.urls import normalize_control_url
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Generator, Iterable, Iterator, Sequence
+    from collections.abc import (
+        AsyncGenerator,
+        Callable,
+        Generator,
+        Iterable,
+        Iterator,
+        Sequence,
+    )
 
     from simtrio.core.phase import ControlCore
     from simtrio.events import Event
@@ -91,6 +99,9 @@ _MIN_CONNECT_TIMEOUT: Final = 0.05
 
 _SHUTDOWN_SLACK: Final = 1.0
 """Margin on top of the two close bounds while a session waits for its control task to end."""
+
+DECODE_CHUNK: Final = 64
+"""Most messages of one read decoded and routed together."""
 
 WRITE_BATCH: Final = 256
 """Most continues written together when many are queued (about 30 KiB of frames)."""
@@ -285,7 +296,9 @@ class EventSink:
     """The driver-facing side of one (sub-)session: its event stream and its subscriptions.
 
     Subscriptions are created on the first ``subscribe_*`` call, in the (sub-)session's own
-    nursery, so a session that never subscribes pays nothing for the data plane. ``max_total``
+    nursery, so a session that never subscribes pays nothing for the data plane. That nursery
+    is either given (``nursery``) or opened on that first call (``open_host``, which must
+    then call :meth:`hosted`). ``max_total``
     is their outage budget: the session's ``config.max_total_for(disconnect_timeout_secs)``,
     so a data-plane outage is bounded like the control plane's (None: the config default).
     """
@@ -296,12 +309,12 @@ class EventSink:
         "_coordinator",
         "_drain_timeout",
         "_max_total",
-        "_reported",
         "_start_slot",
         "_subscriptions",
         "_tap",
         "info",
         "nursery",
+        "open_host",
         "stream",
     )
 
@@ -317,6 +330,7 @@ class EventSink:
         self.stream = EventStream(config.event_buffer)
         self.info: SessionInfo | None = None
         self.nursery: trio.Nursery | None = None
+        self.open_host: Callable[[EventSink], None] | None = None
         self._config = config
         self._start_slot = start_slot
         self._coordinator = coordinator
@@ -324,7 +338,6 @@ class EventSink:
         self._tap = tap
         self._subscriptions: SessionSubscriptions | None = None
         self._drain_timeout: float | None = None
-        self._reported: list[BaseException] = []
         self._closed = False
 
     # -- subscriptions ----------------------------------------------------------------------
@@ -334,7 +347,7 @@ class EventSink:
             raise ControlClosed("the session is closed; it takes no new subscriptions")
         subs = self._subscriptions
         if subs is None:
-            if self.nursery is None or self.info is None:
+            if self.info is None or (self.nursery is None and self.open_host is None):
                 raise ControlClosed("the session is not running")
             from simtrio.managed.subscriptions import SessionSubscriptions
 
@@ -352,7 +365,16 @@ class EventSink:
             if self._drain_timeout is not None:
                 subs.set_completion_drain_timeout(self._drain_timeout)
             self._subscriptions = subs
+            if self.nursery is None:
+                assert self.open_host is not None
+                self.open_host(self)
         return subs
+
+    def hosted(self, nursery: trio.Nursery) -> None:
+        """The nursery ``open_host`` opened: the subscriptions start in it."""
+        self.nursery = nursery
+        if self._subscriptions is not None:
+            self._subscriptions.attach(nursery)
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
         """Start an account-diff subscription (the first one creates the subscriptions)."""
@@ -415,22 +437,9 @@ class EventSink:
         self.stream.put_failure(error)
         self.stop_subscriptions()
 
-    async def next_event(self) -> Event:
-        """The stream's next event; a failure raised here counts as reported to the driver."""
-        await _checkpoint_if_cancelled()
-        event = self.stream.take_nowait()  # the common case: no further await
-        if event is not None:
-            return event
-        try:
-            return await self.stream.next_event()
-        except ManagedSessionError as exc:
-            if not isinstance(exc, ControlClosed):
-                self._reported.append(exc)
-            raise
-
     def was_reported(self, error: BaseException) -> bool:
-        """Whether :meth:`next_event` has raised ``error`` to the driver."""
-        return any(e is error for e in self._reported)
+        """Whether a driver's read has raised ``error``."""
+        return self.stream.raised is error
 
     def end(self) -> None:
         """The (sub-)session's block is left: reads raise ``ControlClosed`` from now on."""
@@ -499,34 +508,11 @@ class SessionEvents:
             ControlFailed: the control plane gave up.
             SubscriptionFailed: a subscription gave up, or the completion drain stalled.
         """
-        return await self._sink.next_event()
+        return await self._sink.stream.next_event()
 
     def events(self) -> EventIterator:
         """``async for`` over the events; ends after ``Completed``, failures raise."""
-        return EventIterator(self._sink)
-
-
-class EventIterator:
-    """``async for`` over a (sub-)session's events: ends after ``Completed``; failures raise."""
-
-    __slots__ = ("_sink", "_stream")
-
-    def __init__(self, sink: EventSink) -> None:
-        self._sink = sink
-        self._stream = sink.stream
-
-    def __aiter__(self) -> EventIterator:
-        return self
-
-    async def __anext__(self) -> Event:
-        await _checkpoint_if_cancelled()
-        event = self._stream.take_nowait()  # as EventSink.next_event, one call less per event
-        if event is not None:
-            return event
-        try:
-            return await self._sink.next_event()
-        except ControlClosed:
-            raise StopAsyncIteration from None
+        return EventIterator(self._sink.stream)
 
 
 # --------------------------------------------------------------------------------------------
@@ -968,18 +954,26 @@ class ControlLoop(abc.ABC):
             except ProtocolError as exc:
                 run.lose(f"protocol error: {exc}")
                 return
-            frames, error = decode_batch(messages)
-            if frames:
-                if tap is not None:
-                    tap.frames(self._recorded_session, frames)
-                self._handle(run, frames)
-                if tap is not None:
-                    run.reading_paused = True
-                    try:
-                        await tap.wait_for_room()
-                    finally:
-                        run.reading_paused = False
-                        run.reading_resumed = trio.current_time()
+            # Decoded and routed a slice at a time: the frames of a whole read alive at once
+            # would set off the garbage collector several times per read.
+            error = None
+            routed = False
+            for start in range(0, len(messages), DECODE_CHUNK):
+                frames, error = decode_batch(messages[start : start + DECODE_CHUNK])
+                if frames:
+                    routed = True
+                    if tap is not None:
+                        tap.frames(self._recorded_session, frames)
+                    self._handle(run, frames)
+                if error is not None:
+                    break
+            if routed and tap is not None:
+                run.reading_paused = True
+                try:
+                    await tap.wait_for_room()
+                finally:
+                    run.reading_paused = False
+                    run.reading_resumed = trio.current_time()
             if error is not None:
                 run.lose(f"protocol error: {error}")
 

@@ -117,6 +117,9 @@ class _ParallelControl(ControlLoop):
             )
             self.sink_of[spec.session_id] = sink
             self.ordered.append(ParallelSubSession(self, sink, spec.range))
+        # Every sub-session can queue its next continue without waiting: a round in which all
+        # of them continue at once would otherwise park most drivers on the shared queue.
+        self._continue_tx.ensure_capacity(len(created.sub_sessions))
         run.handshake_done = True
         self._up(run)
         self._started()
@@ -222,29 +225,28 @@ class ParallelSession:
 
 
 async def _host_all(sinks: list[EventSink], *, task_status: trio.TaskStatus[None]) -> None:
-    """Give every sub-session its own nursery (its subscriptions run there) until cancelled.
+    """Give each sub-session its own nursery for its subscriptions, when it first subscribes.
 
-    Reports ``started`` once every nursery is open. The hosts start together: starting them
-    one by one would cost a scheduling round each, which adds up with a thousand sub-sessions.
+    A sub-session that never subscribes has no data-plane tasks and gets no nursery: with a
+    thousand sub-sessions, opening every nursery up front costs a task each and delays the
+    first events by as much. Every nursery is a child of this task's, so all of them end with
+    the session.
     """
-    waiting = len(sinks)
-    all_open = trio.Event()
 
     async def host(sink: EventSink) -> None:
-        nonlocal waiting
         async with trio.open_nursery() as nursery:
-            sink.nursery = nursery
-            waiting -= 1
-            if waiting == 0:
-                all_open.set()
+            sink.hosted(nursery)
             await trio.sleep_forever()
 
     async with trio.open_nursery() as hosts:
-        for sink in sinks:
+
+        def open_host(sink: EventSink) -> None:
             hosts.start_soon(host, sink)
-        if sinks:
-            await all_open.wait()
+
+        for sink in sinks:
+            sink.open_host = open_host
         task_status.started()
+        await trio.sleep_forever()
 
 
 @asynccontextmanager

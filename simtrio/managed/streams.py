@@ -18,7 +18,7 @@ loses an event.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Final, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 
 import attrs
 import trio
@@ -27,7 +27,7 @@ from simtrio.errors import ControlClosed, InvalidParams, ManagedSessionError
 from simtrio.events import Completed, Event
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Coroutine, Iterable
 
 __all__ = [
     "HANDOVER_CHUNK",
@@ -50,6 +50,9 @@ T = TypeVar("T")
 
 _checkpoint_if_cancelled: Final = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint: Final = trio.lowlevel.cancel_shielded_checkpoint
+_current_task: Final = trio.lowlevel.current_task
+_reschedule: Final = trio.lowlevel.reschedule
+_wait_task_rescheduled: Final = trio.lowlevel.wait_task_rescheduled
 
 
 def _check_capacity(capacity: int) -> int:
@@ -71,24 +74,34 @@ class EventStream:
     """Control events plus data-plane notifications of one (sub-)session, in delivery order."""
 
     __slots__ = (
+        "_abort_wait",
         "_capacity",
         "_control",
         "_data",
         "_finished",
+        "_other_readers",
         "_pending",
-        "_reader",
         "_streak",
         "_terminal_queued",
+        "_waiter",
         "_write_streak",
         "_writers",
+        "raised",
     )
 
     def __init__(self, data_capacity: int) -> None:
         self._capacity = _check_capacity(data_capacity)
         self._control: deque[Event | _Failure] = deque()
         self._data: deque[Event] = deque()
-        self._reader = trio.lowlevel.ParkingLot()  # the driver, while nothing is queued
+        # The driver, while nothing is queued. One waiting reader is the rule, and it waits
+        # without the allocations a parking lot makes per wait: a thousand parked drivers
+        # re-parked every round otherwise keep the garbage collector busy.
+        self._waiter: trio.lowlevel.Task | None = None
+        self._abort_wait = self._aborted  # bound once, so that waiting allocates no method
+        self._other_readers = trio.lowlevel.ParkingLot()  # readers beyond the first (rare)
         self._writers = trio.lowlevel.ParkingLot()  # data producers, while the buffer is full
+        self.raised: ManagedSessionError | None = None
+        """The failure ``next_event`` raised to the driver, if it did."""
         self._pending: Completed | _Failure | None = None
         self._finished = False
         self._terminal_queued = False
@@ -109,8 +122,8 @@ class EventStream:
         if type(event) is Completed:
             self._terminal_queued = True
         self._control.append(event)
-        if self._reader:
-            self._reader.unpark_all()
+        if self._waiter is not None or self._other_readers:
+            self._wake_readers()
 
     def put_control_batch(self, events: Iterable[Event]) -> None:
         """Queue control events in order, waking the reader once (never blocks).
@@ -126,8 +139,8 @@ class EventStream:
             if type(event) is Completed:
                 self._terminal_queued = True
                 break
-        if len(control) != before and self._reader:
-            self._reader.unpark_all()
+        if len(control) != before and (self._waiter is not None or self._other_readers):
+            self._wake_readers()
 
     def put_failure(self, error: ManagedSessionError, *, after_data: bool = False) -> None:
         """Queue a failure; ``after_data`` lets buffered notifications go first (stalled drain)."""
@@ -135,8 +148,7 @@ class EventStream:
             return
         self._terminal_queued = True
         self._control.append(_Failure(error, after_data))
-        if self._reader:
-            self._reader.unpark_all()
+        self._wake_readers()
 
     def put_data_nowait(self, event: Event) -> bool:
         """Queue a notification if the buffer has room; False (nothing queued) when it is full."""
@@ -144,8 +156,8 @@ class EventStream:
         if len(data) >= self._capacity:
             return False
         data.append(event)
-        if self._reader:
-            self._reader.unpark_all()
+        if self._waiter is not None or self._other_readers:
+            self._wake_readers()
         return True
 
     async def put_data(self, event: Event) -> None:
@@ -158,8 +170,8 @@ class EventStream:
         while len(data) >= self._capacity:
             await self._writers.park()
         data.append(event)
-        if self._reader:
-            self._reader.unpark_all()
+        if self._waiter is not None or self._other_readers:
+            self._wake_readers()
         self._write_streak += 1
         if self._write_streak >= HANDOVER_CHUNK:
             self._write_streak = 0
@@ -168,7 +180,19 @@ class EventStream:
     def close(self) -> None:
         """End the stream for the driver: later reads raise ``ControlClosed``."""
         self._finished = True
-        self._reader.unpark_all()
+        self._wake_readers()
+
+    def _wake_readers(self) -> None:
+        task = self._waiter
+        if task is not None:
+            self._waiter = None
+            _reschedule(task)
+        if self._other_readers:
+            self._other_readers.unpark_all()
+
+    def _aborted(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
+        self._waiter = None
+        return trio.lowlevel.Abort.SUCCEEDED
 
     # -- consumer ---------------------------------------------------------------------------
 
@@ -204,11 +228,15 @@ class EventStream:
         self._streak += 1
         return event
 
-    async def next_event(self) -> Event:
+    async def next_event(self, ended: type[Exception] = ControlClosed) -> Event:
         """The next event: control events and notifications in arrival order, the terminal last.
 
+        One coroutine from the call to the wait, with no helper awaited on the way: it is what
+        every driver has parked while it waits, so it is kept to the fewest objects.
+
         Raises:
-            ControlClosed: the stream has ended (after its terminal, or closed).
+            ControlClosed: the stream has ended (after its terminal, or closed); ``ended``
+                instead, when given (``StopAsyncIteration`` for ``async for``).
             ManagedSessionError: the failure queued by :meth:`put_failure`.
         """
         await _checkpoint_if_cancelled()
@@ -217,38 +245,44 @@ class EventStream:
         while True:
             if self._finished:
                 await _cancel_shielded_checkpoint()
-                raise ControlClosed("the event stream has ended")
+                raise ended("the event stream has ended")
             pending = self._pending
+            event: Event | None = None
             if pending is None and control:
-                event = control.popleft()
-                if isinstance(event, _TERMINALS):
-                    pending = self._pending = event
+                item = control.popleft()
+                if isinstance(item, _TERMINALS):
+                    pending = self._pending = item
                 else:
-                    return await self._deliver(event)
-            if type(pending) is _Failure and not pending.after_data:
-                return await self._finish_with(pending)
-            if data:
-                event = data.popleft()
-                if self._writers:
-                    self._writers.unpark()
-                return await self._deliver(event)
-            if pending is not None:
-                return await self._finish_with(pending)
+                    event = item
+            if event is None:
+                if type(pending) is _Failure and not pending.after_data:
+                    return await self._finish_with(pending)
+                if data:
+                    event = data.popleft()
+                    if self._writers:
+                        self._writers.unpark()
+                elif pending is not None:
+                    return await self._finish_with(pending)
+            if event is not None:
+                self._streak += 1
+                if self._streak >= YIELD_EVERY:
+                    self._streak = 0
+                    await _cancel_shielded_checkpoint()
+                return event
             self._streak = 0
-            await self._reader.park()
-
-    async def _deliver(self, event: Event) -> Event:
-        self._streak += 1
-        if self._streak >= YIELD_EVERY:
-            self._streak = 0
-            await _cancel_shielded_checkpoint()
-        return event
+            if self._waiter is None:
+                self._waiter = _current_task()
+                await _wait_task_rescheduled(self._abort_wait)
+            else:
+                await self._other_readers.park()
 
     async def _finish_with(self, item: Completed | _Failure) -> Event:
         self._pending = None
         self._finished = True
         await _cancel_shielded_checkpoint()
         if isinstance(item, _Failure):
+            if not isinstance(item.error, ControlClosed):
+                self.raised = item.error
             raise item.error
         return item
 
@@ -267,11 +301,10 @@ class EventIterator:
     def __aiter__(self) -> EventIterator:
         return self
 
-    async def __anext__(self) -> Event:
-        try:
-            return await self._stream.next_event()
-        except ControlClosed:
-            raise StopAsyncIteration from None
+    def __anext__(self) -> Coroutine[Any, Any, Event]:
+        # The stream's own coroutine, not one wrapped around it: one object less per parked
+        # driver (see EventStream.next_event).
+        return self._stream.next_event(StopAsyncIteration)
 
 
 # --------------------------------------------------------------------------------------------
@@ -365,6 +398,13 @@ class NotificationSendChannel(_ChannelHalf[T], trio.abc.SendChannel[T]):
             raise trio.ClosedResourceError("the send channel is closed")
         if state.receiver_closed:
             raise trio.BrokenResourceError("the receive channel is closed")
+
+    def ensure_capacity(self, capacity: int) -> None:
+        """Let the buffer hold at least ``capacity`` values from now on (never shrinks it)."""
+        state = self._state
+        if capacity > state.capacity:
+            state.capacity = capacity
+            state.writers.unpark_all()
 
     def send_nowait(self, value: T) -> None:
         """Queue ``value`` now; ``trio.WouldBlock`` when the buffer is full."""

@@ -774,7 +774,8 @@ class SessionSubscriptions:
     """All data-plane subscriptions of one (sub-)session.
 
     Every ``subscribe_*`` call starts one :class:`SubscriptionManager` task in the
-    (sub-)session's nursery; notifications go to ``stream.put_data``, a give-up to
+    (sub-)session's nursery (once it is open, when ``nursery`` is None at first: see
+    :meth:`attach`); notifications go to ``stream.put_data``, a give-up to
     ``stream.put_failure``. ``max_total`` is the outage budget of each manager (the session's
     ``config.max_total_for(disconnect_timeout_secs)``; None: ``config.max_total_for(None)``).
     ``record`` (a session's recorder) is given every notification once it is in the stream.
@@ -788,7 +789,7 @@ class SessionSubscriptions:
         stream: EventStream,
         config: ManagedConfig,
         coordinator: ReconnectCoordinator | None,
-        nursery: trio.Nursery,
+        nursery: trio.Nursery | None,
         max_total: float | None = None,
         record: NotificationRecorder | None = None,
     ) -> None:
@@ -799,6 +800,7 @@ class SessionSubscriptions:
         self._config = config
         self._gate = SessionGate(coordinator) if coordinator is not None else None
         self._nursery = nursery
+        self._not_started: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
         self._max_total = max_total if max_total is not None else config.max_total_for(None)
         self._entries: list[_Entry] = []
         self._drain_timeout = config.completion_drain_timeout
@@ -808,6 +810,19 @@ class SessionSubscriptions:
 
     def __repr__(self) -> str:
         return f"<SessionSubscriptions managers={len(self._entries)}>"
+
+    def attach(self, nursery: trio.Nursery) -> None:
+        """The (sub-)session's nursery is open: start what was asked for before it was."""
+        self._nursery = nursery
+        waiting, self._not_started = self._not_started, []
+        for function, args in waiting:
+            nursery.start_soon(function, *args)
+
+    def _spawn(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
+        if self._nursery is None:
+            self._not_started.append((function, args))
+        else:
+            self._nursery.start_soon(function, *args)
 
     @property
     def managers(
@@ -851,7 +866,7 @@ class SessionSubscriptions:
                 self._activity.tracker.add((position, index))
         if self._stopped:
             entry.scope.cancel()
-        self._nursery.start_soon(self._run, entry)
+        self._spawn(self._run, entry)
 
     async def _run(self, entry: _Entry) -> None:
         try:
@@ -915,7 +930,7 @@ class SessionSubscriptions:
             for index in entry.manager.incomplete
         ]
         self._activity.tracker = DrainTracker(pending, self._drain_timeout, trio.current_time())
-        self._nursery.start_soon(self._drain, self._activity.tracker, completed)
+        self._spawn(self._drain, self._activity.tracker, completed)
 
     async def _drain(self, tracker: DrainTracker[tuple[int, int]], completed: Completed) -> None:
         with self._drain_scope:

@@ -202,6 +202,75 @@ async def test_cancelled_wait_loses_nothing(autojump_clock: trio.testing.MockClo
     assert await stream.next_event() == Slot(1)
 
 
+async def test_several_waiting_readers_are_all_served() -> None:
+    stream = EventStream(4)
+    got: list[Event] = []
+
+    async def reader() -> None:
+        got.append(await stream.next_event())
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):  # the first waits in the stream's own slot, the others beside it
+            nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        stream.put_control(Slot(1))
+        await trio.testing.wait_all_tasks_blocked()
+        assert got == [Slot(1)]
+        stream.put_control(Slot(2))
+        await trio.testing.wait_all_tasks_blocked()
+        stream.put_control(Slot(3))
+    assert sorted(got, key=repr) == [Slot(1), Slot(2), Slot(3)]
+
+
+async def test_a_reader_cancelled_while_waiting_leaves_no_trace() -> None:
+    stream = EventStream(4)
+    got: list[Event] = []
+
+    async def reader() -> None:
+        got.append(await stream.next_event())
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(stream.next_event)  # waits, then is cancelled
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    # The cancelled reader is gone: the next one waits in its place and gets the event.
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()
+        stream.put_control(Slot(1))
+    assert got == [Slot(1)]
+
+
+async def test_the_failure_raised_to_a_reader_is_remembered() -> None:
+    stream = EventStream(4)
+    error = ControlFailed("gone")
+    stream.put_control(Slot(1))
+    stream.put_failure(error, after_data=True)
+    assert await stream.next_event() == Slot(1)
+    assert stream.raised is None  # queued, not raised yet
+    with pytest.raises(ControlFailed):
+        await stream.next_event()
+    assert stream.raised is error
+
+
+async def test_async_for_ends_on_a_closed_stream_and_raises_failures() -> None:
+    stream = EventStream(4)
+    stream.close()
+    assert await read_all(stream) == []
+    stream = EventStream(4)
+    stream.put_control(Slot(1))
+    stream.put_failure(ControlFailed("gone"), after_data=True)
+    got: list[Event] = []
+
+    async def collect() -> None:
+        async for event in stream.events():
+            got.append(event)
+
+    with pytest.raises(ControlFailed):
+        await collect()
+    assert got == [Slot(1)]
+
+
 # --------------------------------------------------------------------------------------------
 # EventStream: no task switch per queued event, but no starvation either
 # --------------------------------------------------------------------------------------------
@@ -319,6 +388,24 @@ async def test_channel_receiver_gone_breaks_the_sender() -> None:
         await receive.receive()
     with pytest.raises(trio.ClosedResourceError):
         receive.receive_nowait()
+
+
+async def test_channel_capacity_can_grow_and_wakes_a_waiting_sender() -> None:
+    tx: NotificationSendChannel[int]
+    rx: NotificationReceiveChannel[int]
+    tx, rx = open_notification_channel(1)
+    tx.send_nowait(1)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tx.send, 2)
+        await trio.testing.wait_all_tasks_blocked()
+        assert rx.statistics().tasks_waiting_send == 1
+        tx.ensure_capacity(3)
+    tx.send_nowait(3)
+    with pytest.raises(trio.WouldBlock):
+        tx.send_nowait(4)
+    tx.ensure_capacity(2)  # never shrinks
+    assert rx.statistics().max_buffer_size == 3
+    assert [rx.receive_nowait() for _ in range(3)] == [1, 2, 3]
 
 
 async def test_channel_closed_sender_cannot_send() -> None:
