@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -35,7 +35,7 @@ from simtrio.managed.control import (
 )
 from simtrio.managed.coordinator import ReconnectCoordinator
 from simtrio.params import Continue, as_continue_params, as_create_request
-from simtrio.wire.codec import encode
+from simtrio.wire.codec import encode, encode_plain_continue
 from simtrio.wire.types import (
     ContinueSessionRequestV1,
     ContinueToParams,
@@ -53,9 +53,6 @@ if TYPE_CHECKING:
     from simtrio.wire.types import ContinueParams
 
 __all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
-
-_PLAIN_TEXTS: Final = 8
-"""Most encoded plain continues a sub-session keeps."""
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +148,7 @@ class ParallelSubSession(SessionEvents):
     inside the ``async with`` block of :func:`open_parallel_session`.
     """
 
-    __slots__ = ("_control", "_plain_texts", "range")
+    __slots__ = ("_control", "range")
 
     def __init__(
         self, control: _ParallelControl, sink: EventSink, slot_range: tuple[int, int]
@@ -160,8 +157,6 @@ class ParallelSubSession(SessionEvents):
         self._control = control
         self.range: tuple[int, int] = slot_range
         """``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it."""
-        self._plain_texts: dict[int, str] = {}
-        """Encoded continues with nothing but an advance count (a driver repeats the same few)."""
 
     def __repr__(self) -> str:
         return f"<ParallelSubSession {self.session_info.session_id} {self.range}>"
@@ -169,12 +164,10 @@ class ParallelSubSession(SessionEvents):
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continueSessionV1`` on the shared control connection."""
         session_id = self.session_info.session_id
-        plain = type(cont) is Continue and not (cont.transactions or cont.modify_account_states)
-        text = self._plain_texts.get(cont.advance_count) if plain else None
-        if text is None:
+        if type(cont) is Continue and not (cont.transactions or cont.modify_account_states):
+            text = encode_plain_continue(session_id, cont.advance_count)
+        else:
             text = encode(ContinueSessionRequestV1(session_id, as_continue_params(cont)))
-            if plain and len(self._plain_texts) < _PLAIN_TEXTS:
-                self._plain_texts[cont.advance_count] = text
         await self._control.queue_continue(self._sink, session_id, text)
 
     async def send_continue_to(self, slot: int, batch_index: int | None = None) -> None:

@@ -98,8 +98,10 @@ class EventStream:
         # re-parked every round otherwise keep the garbage collector busy.
         self._waiter: trio.lowlevel.Task | None = None
         self._abort_wait = self._aborted  # bound once, so that waiting allocates no method
-        self._other_readers = trio.lowlevel.ParkingLot()  # readers beyond the first (rare)
-        self._writers = trio.lowlevel.ParkingLot()  # data producers, while the buffer is full
+        # Made when first needed (most streams never need them): readers beyond the first, and
+        # data producers waiting while the buffer is full.
+        self._other_readers: trio.lowlevel.ParkingLot | None = None
+        self._writers: trio.lowlevel.ParkingLot | None = None
         self.raised: ManagedSessionError | None = None
         """The failure ``next_event`` raised to the driver, if it did."""
         self._pending: Completed | _Failure | None = None
@@ -168,6 +170,8 @@ class EventStream:
         await _checkpoint_if_cancelled()
         data = self._data
         while len(data) >= self._capacity:
+            if self._writers is None:
+                self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
         data.append(event)
         if self._waiter is not None or self._other_readers:
@@ -187,8 +191,9 @@ class EventStream:
         if task is not None:
             self._waiter = None
             _reschedule(task)
-        if self._other_readers:
-            self._other_readers.unpark_all()
+        others = self._other_readers
+        if others:
+            others.unpark_all()
 
     def _aborted(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
         self._waiter = None
@@ -221,8 +226,9 @@ class EventStream:
             control.popleft()
         elif self._data:
             event = self._data.popleft()
-            if self._writers:
-                self._writers.unpark()
+            writers = self._writers
+            if writers:
+                writers.unpark()
         else:
             return None
         self._streak += 1
@@ -259,8 +265,9 @@ class EventStream:
                     return await self._finish_with(pending)
                 if data:
                     event = data.popleft()
-                    if self._writers:
-                        self._writers.unpark()
+                    writers = self._writers
+                    if writers:
+                        writers.unpark()
                 elif pending is not None:
                     return await self._finish_with(pending)
             if event is not None:
@@ -274,6 +281,8 @@ class EventStream:
                 self._waiter = _current_task()
                 await _wait_task_rescheduled(self._abort_wait)
             else:
+                if self._other_readers is None:
+                    self._other_readers = trio.lowlevel.ParkingLot()
                 await self._other_readers.park()
 
     async def _finish_with(self, item: Completed | _Failure) -> Event:

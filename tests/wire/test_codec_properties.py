@@ -22,6 +22,7 @@ from simtrio.wire.codec import (
     decode_response,
     encode,
     encode_backtest_error,
+    encode_plain_continue,
     encode_response,
 )
 
@@ -456,3 +457,26 @@ def test_encoders_raise_invalid_params_for_values_the_wire_cannot_carry() -> Non
         except InvalidParams:
             continue
         raise AssertionError(f"encoded {resp!r}")
+
+
+@FAST
+@given(
+    st.text() | st.sampled_from(["backtest_a1", "", '"', "\\", "\x00session\x00", "é\u2028"]),
+    st.integers(min_value=-2, max_value=2**64 + 1) | st.sampled_from([True, 1.0, "1", None]),
+)
+def test_plain_continue_is_the_generic_encoding(session_id: str, advance_count: Any) -> None:
+    def outcome(encoder: Any) -> str:
+        try:
+            return str(encoder())
+        except InvalidParams as exc:
+            return f"InvalidParams: {exc}"
+
+    generic = outcome(
+        lambda: encode(t.ContinueSessionRequestV1(session_id, t.ContinueParams(advance_count)))
+    )
+    assert outcome(lambda: encode_plain_continue(session_id, advance_count)) == generic
+
+
+def test_plain_continue_of_a_non_str_session_id_fails_like_the_generic_encoding() -> None:
+    with pytest.raises(InvalidParams, match="a string"):
+        encode_plain_continue(7, 1)  # type: ignore[arg-type]
