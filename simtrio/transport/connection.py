@@ -179,7 +179,7 @@ async def open_connection(
 # --- the connection ---------------------------------------------------------------------------
 
 
-_MESSAGE_EVENTS: Final = (Text, Binary)
+_MESSAGE_EVENTS: Final = (Text, Binary)  # the plain str and bytes
 """Built once: ``isinstance`` against a fresh ``X | Y`` union costs a type construction per call."""
 
 
@@ -306,7 +306,7 @@ class WebSocketConnection:
         out: list[str | bytes] = []
         for event in events:
             if isinstance(event, _MESSAGE_EVENTS):
-                out.append(event.data)
+                out.append(event)
             elif isinstance(event, Closed):
                 self._close_code = event.code
                 if event.code is None:

@@ -5,8 +5,8 @@ a time through a generator, copies every payload twice and builds one event obje
 piece; at control-plane rates (hundreds of thousands of ~150-byte Text frames a second) that is
 where a client spends its time. This decoder walks every complete frame of a received chunk in
 one loop over the bytes, with a fast path for the overwhelmingly common case (an unfragmented,
-unmasked Text or Binary frame with a short length) that costs one slice, one UTF-8 decode and
-one event.
+unmasked Text or Binary frame with a short length) that costs one slice and one UTF-8 decode:
+a message is handed on as the plain ``str`` or ``bytes``.
 
 Behaviour is wsproto's, frame for frame, so that either reader can sit behind the engine (the
 differential tests feed both the same byte streams and compare every call):
@@ -30,14 +30,12 @@ differential tests feed both the same byte streams and compare every call):
 from __future__ import annotations
 
 import codecs
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from simtrio.transport.engine import (
-    Binary,
     Closed,
     PingReceived,
     PongReceived,
-    Text,
     _Failure,  # pyright: ignore[reportPrivateUsage]  # the FrameReader error contract
 )
 
@@ -60,7 +58,6 @@ _PING: Final = 0x9
 _PONG: Final = 0xA
 _OPCODES: Final = frozenset({_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
 
-_FIN_TEXT: Final = 0x81  # first header byte of an unfragmented Text frame (0x82: Binary)
 
 # Close codes a peer may send (RFC 6455 §7.4): the registered ones below 3000, then 3000-4999.
 _SENDABLE_CLOSE_CODES: Final = frozenset(
@@ -148,11 +145,7 @@ class FrameDecoder:
                 return
         limit = self._limit
         message = self._message
-        # Payloads of consecutive fast-path frames of one kind (0x81 Text, 0x82 Binary), turned
-        # into events by one map() when the run ends: cheaper than one constructor call each.
-        batch: list[Any] = []
-        push = batch.append
-        kind = _FIN_TEXT
+        push = out.append
         while end - pos >= 2:
             head = data[pos]
             if (head == 0x81 or head == 0x82) and not message:
@@ -170,32 +163,22 @@ class FrameDecoder:
                 else:
                     start = stop = end + 1
                 if stop <= end:
-                    if head != kind:
-                        if batch:
-                            _flush(kind, batch, out)
-                        kind = head
                     if head == 0x81:
                         try:
                             payload: str | bytes = data[start:stop].decode()
                         except UnicodeDecodeError as exc:
-                            _flush(kind, batch, out)
                             raise _invalid_text(exc) from None
                     else:
                         payload = data[start:stop]
                     if stop - start > limit:
-                        _flush(kind, batch, out)
                         raise self._too_big()
                     push(payload)
                     pos = stop
                     continue
-            if batch:
-                _flush(kind, batch, out)
             pos = self._frame(data, pos, out)
             if pos < 0 or self._done:
                 return
             message = self._message
-        if batch:
-            _flush(kind, batch, out)
         if pos < end:
             self._pending = data[pos:]
 
@@ -303,7 +286,7 @@ class FrameDecoder:
                 if texts:
                     texts.append(text)
                     text = "".join(texts)
-                out.append(Text(text))
+                out.append(text)
                 self._end_message()
             else:
                 self._texts.append(text)
@@ -317,7 +300,7 @@ class FrameDecoder:
                 if chunks:
                     chunks.append(payload)
                     payload = b"".join(chunks)
-                out.append(Binary(payload))
+                out.append(payload)
                 self._end_message()
             else:
                 self._chunks.append(payload)
@@ -352,11 +335,6 @@ class FrameDecoder:
         self._end_message()
         out.append(closed)
         self._on_control(closed)
-
-
-def _flush(kind: int, batch: list[Any], out: list[Event]) -> None:
-    out.extend(map(Text, batch) if kind == _FIN_TEXT else map(Binary, batch))
-    batch.clear()
 
 
 def _invalid_text(exc: UnicodeDecodeError) -> _Failure:

@@ -198,6 +198,6 @@ def test_size_limit_around_the_message_size(frames: bytes, delta: int, data: st.
     (first,) = [
         e for e in events_of(assert_same(1 << 20, [frames])) if isinstance(e, Text | Binary)
     ]
-    total = len(first.data.encode("utf-8")) if isinstance(first, Text) else len(first.data)
+    total = len(first.encode("utf-8")) if isinstance(first, Text) else len(first)
     cuts = data.draw(st.lists(st.integers(0, len(frames)), max_size=6))
     assert_same(max(1, total + delta), split(frames, cuts))
