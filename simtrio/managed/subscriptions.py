@@ -54,6 +54,7 @@ from simtrio.managed.streams import (
 )
 from simtrio.transport.connection import connect
 from simtrio.wire.compression import ZstdStreamDecoder
+from simtrio.wire.construct import plain_constructor
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
     TRANSACTION_SUBSCRIBE,
@@ -116,15 +117,23 @@ class SubscriptionKind(Generic[E]):
     wrap: Callable[[_Notification], E | None]
 
 
+_new_account_diff: Final[Callable[[AccountDiffNotification], AccountDiff]] = plain_constructor(
+    AccountDiff
+)
+_new_transaction: Final[Callable[[TransactionNotification], Transaction]] = plain_constructor(
+    Transaction
+)
+
+
 def _wrap_account_diff(notification: _Notification) -> AccountDiff | None:
-    if isinstance(notification, AccountDiffNotification):
-        return AccountDiff(notification)
+    if type(notification) is AccountDiffNotification:
+        return _new_account_diff(notification)
     return None
 
 
 def _wrap_transaction(notification: _Notification) -> Transaction | None:
-    if isinstance(notification, TransactionNotification):
-        return Transaction(notification)
+    if type(notification) is TransactionNotification:
+        return _new_transaction(notification)
     return None
 
 
