@@ -16,6 +16,7 @@ per-sub-session readiness flag and answer each ``readyForContinue`` with that su
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import time
 import tracemalloc
@@ -297,9 +298,18 @@ def websockets_floor(url: str, k: int, limit: float) -> dict[str, Any]:
 # --- running and reporting ------------------------------------------------------------------
 
 
+def _gc_collections() -> list[int]:
+    return [generation["collections"] for generation in gc.get_stats()]
+
+
 def _attempt(measure: Callable[[], dict[str, Any]], limit: float) -> dict[str, Any]:
+    """One run; its result also counts the garbage collections (per generation) it set off."""
+    gc.collect()  # every client starts from the same heap state
+    before = _gc_collections()
     try:
-        return measure()
+        result = measure()
+        result["gc_collections"] = [b - a for a, b in zip(before, _gc_collections(), strict=True)]
+        return result
     except trio.TooSlowError:
         return {"note": f"did not complete within {limit:g} s (a driver stalled?)"}
     except TimeoutError:
@@ -340,13 +350,16 @@ RATIOS = (
     ("later p99", "later_event_latency_us_p99"),
     ("rtt p99", "continue_rtt_us_p99"),
 )
+GC_TITLE = "gc 0/1/2"
 LEGEND = """\
 ev = event latency (driver receive - server's send stamp), all slot events; 1st = each
 sub-session's first slot (stamped in the create burst, so it includes setting the sub-session
 up); later = the rest; rtt = continue -> that sub-session's next readyForContinue. Microseconds,
 lower is better; cont/s higher is better. Closed loop: each client sets its own load, so a
 client that sends continues slowly sees shorter server -> client queues (compare ev with rtt
-and cont/s). "x floor" columns: this client's p99 / the wsproto floor's p99 at the same K."""
+and cont/s). gc 0/1/2 = garbage collections of each generation during the run (a full one,
+generation 2, stops everything for tens of milliseconds with a thousand sub-sessions). "x floor"
+columns: this client's p99 / the wsproto floor's p99 at the same K."""
 
 
 def _line(k: int, name: str, memory: str, result: dict[str, Any], floor: dict[str, Any]) -> str:
@@ -355,8 +368,10 @@ def _line(k: int, name: str, memory: str, result: dict[str, Any], floor: dict[st
     for title, key in RATIOS:
         ratio = _ratio(result.get(key), floor.get(key))
         ratios += f"{'' if ratio is None else f'{ratio:.2f}':>{len(title) + 2}}"
+    collections = result.get("gc_collections")
+    gc_cell = "/".join(map(str, collections)) if collections else "-"
     note = f"  ({result['note']})" if "note" in result else ""
-    return f"{k:>5}  {name:<30}{memory:>8}{cells}{ratios}{note}"
+    return f"{k:>5}  {name:<30}{memory:>8}{cells}{gc_cell:>{len(GC_TITLE) + 2}}{ratios}{note}"
 
 
 def run(port: int, *, quick: bool) -> dict[str, Any]:
@@ -370,8 +385,10 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
         f" median of {reps} (by p99 event latency)"
     )
     print(LEGEND)
-    head = f"{'K':>5}  {'client':<30}{'KiB/sub':>8}" + "".join(
-        f"{title:>{len(title) + 2}}" for title, _ in COLUMNS
+    head = (
+        f"{'K':>5}  {'client':<30}{'KiB/sub':>8}"
+        + "".join(f"{title:>{len(title) + 2}}" for title, _ in COLUMNS)
+        + f"{GC_TITLE:>{len(GC_TITLE) + 2}}"
     )
     x_floor = "".join(f"{title:>{len(title) + 2}}" for title, _ in RATIOS)
     print(f"{'':{len(head)}}{'-- x floor --':^{len(x_floor)}}")
