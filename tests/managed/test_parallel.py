@@ -460,7 +460,14 @@ async def test_sub_session_aclose_stops_only_its_own_subscriptions(
     async with fake_server([script], data=data) as server:
         async with open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel:
             a, b = parallel.take_sub_sessions()
+            await trio.testing.wait_all_tasks_blocked()
+            # A sub-session gets its nursery (for its subscriptions) when it first subscribes.
+            assert a._sink.nursery is None
+            assert b._sink.nursery is None
             a.subscribe_transactions([program])
+            await server.wait_for(lambda: len(server.data()) == 1)
+            assert a._sink.nursery is not None
+            assert b._sink.nursery is None
             b.subscribe_transactions([program])
             await server.wait_for(lambda: len(server.data()) == 2)
             await a.aclose()
@@ -474,9 +481,11 @@ async def test_sub_session_aclose_stops_only_its_own_subscriptions(
         assert server.data(f"/backtest/{B}")[0].gone.is_set()
 
 
+@pytest.mark.parametrize("capacity", [256, 1])
 async def test_continues_queued_behind_a_write_go_out_together(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch, capacity: int
 ) -> None:
+    """Whatever the configured queue size, every sub-session can queue a continue at once."""
     writes: list[list[str]] = []
     first_write_may_finish = trio.Event()
     original = WebSocketConnection.send_texts
@@ -494,15 +503,18 @@ async def test_continues_queued_behind_a_write_go_out_together(
         await conn.expect(cont(A, 1), cont(A, 2), cont(B, 3))
         await complete_both(conn)
 
+    config = ManagedConfig(rng_seed=3, continue_channel_capacity=capacity)
     async with (
         fake_server([script]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
+        open_parallel_session(server.url, KEY, CREATE, config=config) as parallel,
     ):
         a, b = parallel.take_sub_sessions()
         await a.send_continue(Continue(1))
         await trio.testing.wait_all_tasks_blocked()  # that write has begun, and is stuck
-        await a.send_continue(Continue(2))
-        await b.send_continue(Continue(3))
+        with trio.move_on_after(1) as waited:
+            await a.send_continue(Continue(2))
+            await b.send_continue(Continue(3))  # with capacity 1: room for one per sub-session
+        assert not waited.cancelled_caught
         first_write_may_finish.set()
         assert [ev async for ev in a.events()][-1] == events.Completed(None, None)
         assert [ev async for ev in b.events()][-1] == events.Completed(None, None)
@@ -544,72 +556,6 @@ async def test_a_cancelled_send_continue_queues_nothing(
         assert [ev async for ev in a.events()][-1] == events.Completed(None, None)
         assert [ev async for ev in b.events()][-1] == events.Completed(None, None)
     assert server.control[0].methods == ["createBacktestSession", "continueSessionV1"]
-
-
-async def test_every_sub_session_can_queue_a_continue_without_waiting(
-    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The shared queue holds one continue per sub-session, whatever its configured size."""
-    writes: list[list[str]] = []
-    first_write_may_finish = trio.Event()
-    original = WebSocketConnection.send_texts
-
-    async def send_texts(self: WebSocketConnection, texts: Sequence[str]) -> None:
-        writes.append(list(texts))
-        if len(writes) == 1:
-            await first_write_may_finish.wait()
-        await original(self, texts)
-
-    monkeypatch.setattr(WebSocketConnection, "send_texts", send_texts)
-
-    async def script(conn: FakeConnection) -> None:
-        await handshake(conn)
-        await conn.expect(cont(A, 1), cont(A, 2), cont(B, 3))
-        await complete_both(conn)
-
-    config = ManagedConfig(rng_seed=3, continue_channel_capacity=1)
-    async with (
-        fake_server([script]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=config) as parallel,
-    ):
-        a, b = parallel.take_sub_sessions()
-        await a.send_continue(Continue(1))
-        await trio.testing.wait_all_tasks_blocked()  # that write has begun, and is stuck
-        with trio.move_on_after(1) as waited:
-            await a.send_continue(Continue(2))  # fills the configured capacity
-            await b.send_continue(Continue(3))  # fits: room for one per sub-session
-        assert not waited.cancelled_caught
-        first_write_may_finish.set()
-        assert [ev async for ev in a.events()][-1] == events.Completed(None, None)
-        assert [ev async for ev in b.events()][-1] == events.Completed(None, None)
-    assert writes == [[cont(A, 1)], [cont(A, 2), cont(B, 3)]]
-
-
-async def test_only_a_sub_session_that_subscribes_gets_a_nursery(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
-    async def script(conn: FakeConnection) -> None:
-        await handshake(conn)
-        await conn.wait_gone()
-
-    async def data(conn: FakeConnection) -> None:
-        await conn.expect_method("transactionSubscribe")
-        await conn.send('{"jsonrpc":"2.0","id":1,"result":1}')
-        await conn.wait_gone()
-
-    program = "Prog1111111111111111111111111111111111111111"
-    async with fake_server([script], data=data) as server:
-        async with open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel:
-            a, b = parallel.take_sub_sessions()
-            await trio.testing.wait_all_tasks_blocked()
-            assert a._sink.nursery is None
-            assert b._sink.nursery is None
-            a.subscribe_transactions([program])  # started as soon as its nursery is open
-            await server.wait_for(lambda: len(server.data()) == 1)
-            assert a._sink.nursery is not None
-            assert b._sink.nursery is None
-            assert await a.next_event() == events.ReadyForContinue()
-        assert server.data(f"/backtest/{A}")[0].gone.is_set()
 
 
 async def test_every_frame_before_a_malformed_one_counts_however_many_came_together(

@@ -202,16 +202,16 @@ async def test_cancelled_wait_loses_nothing(autojump_clock: trio.testing.MockClo
     assert await stream.next_event() == Slot(1)
 
 
+async def read_one(stream: EventStream, got: list[Event]) -> None:
+    got.append(await stream.next_event())
+
+
 async def test_several_waiting_readers_are_all_served() -> None:
     stream = EventStream(4)
     got: list[Event] = []
-
-    async def reader() -> None:
-        got.append(await stream.next_event())
-
     async with trio.open_nursery() as nursery:
         for _ in range(3):  # the first waits in the stream's own slot, the others beside it
-            nursery.start_soon(reader)
+            nursery.start_soon(read_one, stream, got)
         await trio.testing.wait_all_tasks_blocked()
         stream.put_control(Slot(1))
         await trio.testing.wait_all_tasks_blocked()
@@ -225,17 +225,13 @@ async def test_several_waiting_readers_are_all_served() -> None:
 async def test_a_reader_cancelled_while_waiting_leaves_no_trace() -> None:
     stream = EventStream(4)
     got: list[Event] = []
-
-    async def reader() -> None:
-        got.append(await stream.next_event())
-
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stream.next_event)  # waits, then is cancelled
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     # The cancelled reader is gone: the next one waits in its place and gets the event.
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(reader)
+        nursery.start_soon(read_one, stream, got)
         await trio.testing.wait_all_tasks_blocked()
         stream.put_control(Slot(1))
     assert got == [Slot(1)]
