@@ -6,9 +6,11 @@ driver must never stall the shared control socket) and a bounded one for data-pl
 merges them and enforces the one ordering rule the protocol has: every notification already
 buffered is delivered before ``Completed`` (or before a stalled-drain failure).
 
-Both sides are on the hot path of every run, so they are plain deques plus parking lots rather
-than trio memory channels: a producer hands over a whole read's events without a task switch
-per event, and a reader takes what is queued without a trip through the scheduler per event.
+Both sides are on the hot path of every run, so they are plain deques rather than trio memory
+channels: a producer hands over a whole read's events without a task switch per event, and a
+reader takes what is queued without a trip through the scheduler per event. A reader with
+nothing to read waits in a slot of the stream's own (a parking lot only for a second reader),
+so that a thousand parked drivers hold as few objects as possible between their events.
 Every read is still a cancel point (``checkpoint_if_cancelled``), and a reader that never runs
 dry still yields to the scheduler every :data:`YIELD_EVERY` events, so it cannot starve other
 tasks. An item leaves a queue only in the same step that returns it, so a cancelled read never
