@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import trio
@@ -20,6 +20,11 @@ from simtrio.managed.streams import (
     open_notification_channel,
 )
 from simtrio.wire.rpc import AccountDiffNotification
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+T = TypeVar("T")
 
 
 def diff(slot: int) -> AccountDiff:
@@ -40,6 +45,19 @@ class Ticker:
         while True:
             self.ticks += 1
             await trio.lowlevel.checkpoint()
+
+
+async def with_rounds(work: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+    """``work()``'s result, and how many scheduling rounds a busy sibling task got meanwhile."""
+    ticker = Ticker()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ticker.run)
+        await trio.lowlevel.checkpoint()  # the ticker is now running
+        before = ticker.ticks
+        result = await work()
+        during = ticker.ticks - before
+        nursery.cancel_scope.cancel()
+    return result, during
 
 
 # --------------------------------------------------------------------------------------------
@@ -276,14 +294,11 @@ async def test_queued_events_are_read_without_a_switch_each_but_with_regular_yie
     stream = EventStream(4)
     count = 3 * YIELD_EVERY
     stream.put_control_batch([Slot(i) for i in range(count)])
-    ticker = Ticker()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ticker.run)
-        await trio.lowlevel.checkpoint()  # the ticker is now running
-        before = ticker.ticks
-        got = [await stream.next_event() for _ in range(count)]
-        during = ticker.ticks - before
-        nursery.cancel_scope.cancel()
+
+    async def read() -> list[Event]:
+        return [await stream.next_event() for _ in range(count)]
+
+    got, during = await with_rounds(read)
     assert got == [Slot(i) for i in range(count)]
     # One round per YIELD_EVERY events (a trio channel would take one per event).
     assert 2 <= during <= 5
@@ -291,15 +306,12 @@ async def test_queued_events_are_read_without_a_switch_each_but_with_regular_yie
 
 async def test_put_data_yields_every_handover_chunk() -> None:
     stream = EventStream(10 * HANDOVER_CHUNK)
-    ticker = Ticker()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ticker.run)
-        await trio.lowlevel.checkpoint()  # the ticker is now running
-        before = ticker.ticks
+
+    async def write() -> None:
         for slot in range(3 * HANDOVER_CHUNK):
             await stream.put_data(diff(slot))
-        during = ticker.ticks - before
-        nursery.cancel_scope.cancel()
+
+    _, during = await with_rounds(write)
     assert 2 <= during <= 5
     assert stream.buffered_data == 3 * HANDOVER_CHUNK
 
@@ -454,14 +466,11 @@ async def test_channel_reads_queued_values_without_a_switch_each() -> None:
     count = 3 * YIELD_EVERY
     for value in range(count):
         assert send.try_send(value)
-    ticker = Ticker()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(ticker.run)
-        await trio.lowlevel.checkpoint()  # the ticker is now running
-        before = ticker.ticks
-        got = [await receive.receive() for _ in range(count)]
-        during = ticker.ticks - before
-        nursery.cancel_scope.cancel()
+
+    async def read() -> list[int]:
+        return [await receive.receive() for _ in range(count)]
+
+    got, during = await with_rounds(read)
     assert got == list(range(count))
     assert 2 <= during <= 5
 
