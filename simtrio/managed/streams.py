@@ -212,30 +212,6 @@ class EventStream:
         """Notifications queued and not yet read."""
         return len(self._data)
 
-    def take_nowait(self) -> Event | None:
-        """The next event if it can be handed over on the spot, else None (then: next_event).
-
-        None when nothing is queued, when the terminal is next, or when this reader is due to
-        yield to the scheduler; the caller must have passed a cancellation point first.
-        """
-        if self._finished or self._pending is not None or self._streak + 1 >= YIELD_EVERY:
-            return None
-        control = self._control
-        if control:
-            event = control[0]
-            if isinstance(event, _TERMINALS):
-                return None
-            control.popleft()
-        elif self._data:
-            event = self._data.popleft()
-            writers = self._writers
-            if writers:
-                writers.unpark()
-        else:
-            return None
-        self._streak += 1
-        return event
-
     async def next_event(self, ended: type[Exception] = ControlClosed) -> Event:
         """The next event: control events and notifications in arrival order, the terminal last.
 

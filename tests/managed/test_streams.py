@@ -507,27 +507,3 @@ async def test_channel_matches_a_memory_channel_under_a_random_schedule() -> Non
         results.append(got)
     assert results[0] == results[1] == values
     assert math.isfinite(len(values))
-
-
-async def test_take_nowait_hands_over_what_next_event_would_until_the_terminal() -> None:
-    stream = EventStream(4)
-    assert stream.take_nowait() is None  # nothing queued
-    stream.put_control(Slot(1))
-    assert stream.put_data_nowait(diff(7))
-    stream.put_control(Completed())
-    assert stream.take_nowait() == Slot(1)
-    assert stream.take_nowait() is None  # the terminal is next: next_event orders the rest
-    assert await stream.next_event() == diff(7)  # buffered data goes before Completed
-    assert await stream.next_event() == Completed()
-    assert stream.take_nowait() is None
-
-
-async def test_take_nowait_leaves_the_due_yield_to_next_event() -> None:
-    stream = EventStream(4)
-    stream.put_control_batch([Slot(i) for i in range(YIELD_EVERY + 1)])
-    taken = []
-    while (event := stream.take_nowait()) is not None:
-        taken.append(event)
-    assert len(taken) == YIELD_EVERY - 1
-    assert await stream.next_event() == Slot(YIELD_EVERY - 1)  # yields, then returns it
-    assert stream.take_nowait() == Slot(YIELD_EVERY)
