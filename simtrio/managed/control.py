@@ -954,19 +954,7 @@ class ControlLoop(abc.ABC):
             except ProtocolError as exc:
                 run.lose(f"protocol error: {exc}")
                 return
-            # Decoded and routed a slice at a time: the frames of a whole read alive at once
-            # would set off the garbage collector several times per read.
-            error = None
-            routed = False
-            for start in range(0, len(messages), DECODE_CHUNK):
-                frames, error = decode_batch(messages[start : start + DECODE_CHUNK])
-                if frames:
-                    routed = True
-                    if tap is not None:
-                        tap.frames(self._recorded_session, frames)
-                    self._handle(run, frames)
-                if error is not None:
-                    break
+            routed, error = self._route(run, messages)
             if routed and tap is not None:
                 run.reading_paused = True
                 try:
@@ -976,6 +964,33 @@ class ControlLoop(abc.ABC):
                     run.reading_resumed = trio.current_time()
             if error is not None:
                 run.lose(f"protocol error: {error}")
+
+    def _route(
+        self, run: ConnectionRun, messages: list[str | bytes]
+    ) -> tuple[bool, ProtocolError | None]:
+        """Decode one read's messages and hand their frames on (recorded first, with a tap).
+
+        A slice at a time: the frames of a whole read alive at once would set off the garbage
+        collector several times per read. Stops at a malformed message. Returns whether any
+        frame was handed on, and the malformed message's error.
+        """
+        tap = self.tap
+        routed = False
+        for start in range(0, len(messages), DECODE_CHUNK):
+            part = (
+                messages
+                if len(messages) <= DECODE_CHUNK
+                else messages[start : start + DECODE_CHUNK]
+            )
+            frames, error = decode_batch(part)
+            if frames:
+                routed = True
+                if tap is not None:
+                    tap.frames(self._recorded_session, frames)
+                self._handle(run, frames)
+            if error is not None:
+                return routed, error
+        return routed, None
 
     async def _keepalive(self, run: ConnectionRun) -> None:
         """Ping every interval (the first at once); a silent peer is a lost connection."""
@@ -1063,10 +1078,5 @@ class ControlLoop(abc.ABC):
                     messages = await conn.receive_batch()
                 except (ConnectionClosed, ProtocolError):
                     return
-                frames, error = decode_batch(messages)
-                if frames:
-                    if self.tap is not None:
-                        self.tap.frames(self._recorded_session, frames)
-                    self._handle(run, frames)
-                if error is not None:
+                if self._route(run, messages)[1] is not None:
                     return
