@@ -57,6 +57,8 @@ from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.construct import plain_constructor
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     TRANSACTION_SUBSCRIBE,
     AccountDiffNotification,
     RpcMessage,
@@ -98,6 +100,8 @@ E = TypeVar("E", bound=AccountDiff | Transaction)
 
 _Notification = AccountDiffNotification | TransactionNotification
 _NOTIFICATION_TYPES: Final = frozenset({AccountDiffNotification, TransactionNotification})
+_TERMINAL_SUBSCRIBE_ERRORS: Final = frozenset({INVALID_PARAMS, METHOD_NOT_FOUND})
+"""JSON-RPC error codes of a subscribe reply that retrying cannot fix (protocol §9.3)."""
 
 NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]]
 """Called with each notification and its subscription's program id once it was handed over."""
@@ -197,6 +201,10 @@ class _Sub:
 
 class _Lost(Exception):
     """Internal: the current connection has to be replaced (the message says why)."""
+
+
+class _Rejected(Exception):
+    """Internal: the server refused a subscribe for good (invalid params, unknown method)."""
 
 
 class _ConsumerGone(Exception):
@@ -417,6 +425,7 @@ class SubscriptionManager(Generic[E]):
         assert conn is not None
         came_up = False
         consumer_gone = False
+        rejected = False
         async with trio.open_nursery() as nursery:
             link.scope = nursery.cancel_scope
             nursery.start_soon(self._keepalive, link)
@@ -433,13 +442,16 @@ class SubscriptionManager(Generic[E]):
                 await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
                 link.lose(str(exc))
+            except _Rejected as exc:
+                link.lose(str(exc))
+                rejected = True
             except _ConsumerGone:
                 consumer_gone = True
             nursery.cancel_scope.cancel()
         if consumer_gone:
             return _Outcome("stopped")
         if link.lost is not None:
-            return _Outcome("failed", came_up=came_up, reason=link.lost)
+            return _Outcome("failed", came_up=came_up, reason=link.lost, fatal=rejected)
         # Every terminal is in: the consumer learns it now, the socket closes afterwards.
         self.finished = True
         self._set(ConnectionStatus.DOWN)
@@ -515,10 +527,13 @@ class SubscriptionManager(Generic[E]):
                     link.by_sub[message.subscription] = sub
                     break
                 if isinstance(message, SubscribeError) and message.id in (request_id, None):
-                    raise _Lost(
+                    reason = (
                         f"subscribe to {excerpt(sub.program_id)} rejected with JSON-RPC error"
                         f" {message.code}: {excerpt(message.message)}"
                     )
+                    if message.code in _TERMINAL_SUBSCRIBE_ERRORS:
+                        raise _Rejected(reason)
+                    raise _Lost(reason)
                 if isinstance(message, _Notification | SubscriptionComplete):
                     held.append(message)
                 else:

@@ -352,7 +352,7 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
     async def script(conn: FakeConn) -> None:
         await conn.expect(FIRST)
         if conn.index == 1:
-            await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"busy"}}')
+            await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}')
             await conn.wait_closed()
             return
         await conn.ack(1, 1)
@@ -366,6 +366,29 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
     assert len(server.connections) == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "message"), [(-32602, "invalid program id"), (-32601, "method not found")]
+)
+async def test_invalid_params_or_unknown_method_reply_is_terminal(
+    autojump_clock: trio.testing.MockClock, code: int, message: str
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        reply = {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
+        await conn.send(orjson.dumps(reply).decode())
+        await conn.wait_closed()
+
+    start = trio.current_time()
+    async with fake_server(script) as server:
+        with pytest.raises(SubscriptionFailed) as caught:
+            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+                await collect(sub.notifications)
+    assert f"{code}: {message}" in str(caught.value)
+    assert len(server.connections) == 1  # no retry
+    assert trio.current_time() - start < 1.0
+    assert sub.connection_status is ConnectionStatus.FAILED
 
 
 async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClock) -> None:
