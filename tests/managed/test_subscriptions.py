@@ -410,7 +410,16 @@ async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClo
     assert slots_of(got) == [4000]
 
 
-async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockClock) -> None:
+@pytest.mark.parametrize(
+    ("pong_timeout", "lost_after"),
+    [
+        (100.0, 45.0),  # the keepalive deadline: nothing received for 45 s
+        (10.0, 25.0),  # the ping at 15 s is not answered within 10 s: found in seconds
+    ],
+)
+async def test_missed_keepalive_reconnects(
+    autojump_clock: trio.testing.MockClock, pong_timeout: float, lost_after: float
+) -> None:
     lost_at: list[float] = []
 
     async def script(conn: FakeConn) -> None:
@@ -429,6 +438,7 @@ async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockCloc
     config = ManagedConfig(
         keepalive_interval=15,
         keepalive_miss_deadline=45,
+        data_pong_timeout=pong_timeout,
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
     start = trio.current_time()
@@ -438,7 +448,7 @@ async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockCloc
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
-    assert 45 <= lost_at[0] - start <= 46
+    assert lost_after <= lost_at[0] - start <= lost_after + 1
 
 
 async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClock) -> None:

@@ -1,0 +1,59 @@
+"""No silent data-plane loss: a stalled data connection holds the session back.
+
+The reference server keeps only the last 100 slots of data-plane events for replay. A
+session that runs on while one of its data connections is stalled would leave the
+subscription's replay with a hole; the session must either deliver every notification of a
+fault-free run or raise.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+import simtrio.server
+from simtrio import events
+from simtrio.managed.config import ManagedConfig
+from simtrio.managed.session import open_managed_session
+from simtrio.params import Continue, CreateSession
+from simtrio.server import FaultPlan, Faults
+from tests.server import helpers
+
+if TYPE_CHECKING:
+    import trio.testing
+
+KEY = "barrier-key"
+CONFIG = ManagedConfig(rng_seed=5)
+RANGE = CreateSession(3000, end_slot=3399, disconnect_timeout_secs=60)
+
+
+async def run(faults: FaultPlan | None) -> tuple[list[bytes], bool]:
+    """Signatures of every transaction (deduplicated, in order), and whether it completed."""
+    seen: dict[bytes, None] = {}
+    completed = False
+    async with (
+        simtrio.server.serve(api_key=KEY, faults=faults or FaultPlan()) as server,
+        open_managed_session(server.url, KEY, RANGE, config=CONFIG) as session,
+    ):
+        session.subscribe_transactions([helpers.TOKEN])
+        async for event in session.events():
+            if isinstance(event, events.ReadyForContinue):
+                await session.send_continue(Continue(1))
+            elif isinstance(event, events.Transaction):
+                seen[repr(event.notification.transaction).encode()] = None
+            elif isinstance(event, events.Completed):
+                completed = True
+    return list(seen), completed
+
+
+async def test_a_stalled_data_connection_loses_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    clean, clean_completed = await run(None)
+    assert clean_completed
+    assert len(clean) > 400
+    stalled = FaultPlan(data_connections={1: Faults(stall_after=3, stall_for=10.0)})
+    got, completed = await run(stalled)
+    assert completed
+    assert got == clean
