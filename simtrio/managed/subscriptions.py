@@ -371,6 +371,12 @@ class SubscriptionManager(Generic[E]):
         proven = self.proven
         return proven if proven is not None else self.origin
 
+    @property
+    def consumer_behind(self) -> bool:
+        """Blocked handing a notification to a consumer that is behind (or to the recorder)."""
+        link = self._link
+        return link is not None and link.delivering
+
     def probe(self, slot: int) -> None:
         """Ask for proof that everything up to ``slot`` arrived (a Ping; returns at once)."""
         if self._wanted is None or slot > self._wanted:
@@ -930,6 +936,7 @@ class _SessionObserver(SubscriptionObserver):
 
     def delivery_started(self) -> None:
         self._activity.delivering += 1
+        self._activity.wake()  # a continue held by the barrier no longer waits for this one
 
     def delivery_finished(self) -> None:
         self._activity.delivering -= 1
@@ -1077,7 +1084,9 @@ class SessionSubscriptions:
         """Probe every subscription at the control plane's slot; True if a continue may go.
 
         That is: every subscription is UP or finished, and none has its proven slot more than
-        ``data_lag_window`` behind the control plane's (the data-plane barrier).
+        ``data_lag_window`` behind the control plane's (the data-plane barrier) -- unless it is
+        blocked on the consumer: the driver waiting here is that consumer, so waiting for it
+        would never end.
         """
         slot = self._position()
         window = self._window
@@ -1089,7 +1098,12 @@ class SessionSubscriptions:
             if entry.done:
                 continue
             up = manager.status.value is ConnectionStatus.UP or manager.finished
-            if not up or lags_behind(slot, manager.proven_position, window):
+            # Never for a manager blocked on the consumer: the driver that would wait here is
+            # that consumer.
+            lagging = (
+                lags_behind(slot, manager.proven_position, window) and not manager.consumer_behind
+            )
+            if not up or lagging:
                 ready = False
         return ready
 

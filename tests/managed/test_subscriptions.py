@@ -669,3 +669,78 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     assert slots_of(events[:-1]) == [0, 1, 2]
     assert recorded == [0, 1, 2]
     assert len(server.connections) == 1
+
+
+def barrier_subscriptions(
+    url: str, stream: EventStream, nursery: trio.Nursery, control_slot: list[int]
+) -> SessionSubscriptions:
+    """A session's subscriptions whose control plane is at ``control_slot[0]``."""
+    return SessionSubscriptions(
+        rpc_endpoint=url,
+        start_slot=4100,
+        stream=stream,
+        config=ManagedConfig(data_lag_window=5),
+        coordinator=None,
+        nursery=nursery,
+        position=lambda: control_slot[0],
+    )
+
+
+async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_position(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        conn.stall()  # no reads, no Pongs
+        await trio.sleep_forever()
+
+    control_slot = [4100]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()  # nothing to prove yet
+        control_slot[0] = 4105
+        assert subs.ready_to_continue()  # within the window: no wait, though nothing is proven
+        control_slot[0] = 4130
+        assert not subs.ready_to_continue()  # 30 slots unproven: a continue waits
+        with trio.move_on_after(5) as scope:  # below data_pong_timeout
+            await subs.wait_all_up()
+        assert scope.cancelled_caught
+        assert subs.managers[0].status.value is ConnectionStatus.UP
+        subs.stop()
+
+
+async def test_barrier_never_waits_for_a_consumer_that_is_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The driver waiting in send_continue is the consumer a blocked manager waits for.
+
+    Against a server whose Pong follows the notifications it already sent, the proof sits
+    unread behind them while the stream is full; waiting for it would never end.
+    """
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        for slot in range(4101, 4109):  # more than the stream holds
+            await conn.tx(1, slot)
+        await conn.complete(1)
+        await conn.wait_closed()
+
+    control_slot = [4100]
+    stream = EventStream(2)
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = barrier_subscriptions(server.url(), stream, nursery, control_slot)
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        with trio.fail_after(60):
+            while not subs.managers[0].consumer_behind:
+                await trio.testing.wait_all_tasks_blocked()
+        control_slot[0] = 4130
+        with trio.fail_after(60):
+            await subs.wait_all_up()
+        subs.complete_after_drain(Completed())
+        got = [event async for event in stream.events()]
+    slots = [e.notification.slot for e in got if isinstance(e, Transaction)]
+    assert slots == list(range(4101, 4109))
