@@ -329,6 +329,8 @@ class SubscriptionManager(Generic[E]):
         self.failure: SubscriptionFailed | None = None
         self.connections = 0
         """Connection attempts made so far (for diagnostics and tests)."""
+        self.probes = 0
+        """Probe Pings sent so far (for diagnostics and tests)."""
         self.origin: int | None = position() if position is not None else None
         """The slot this manager's stream starts from: the control plane's slot when it was
         created (session-bound), or the session's slot at the first subscribe (standalone)."""
@@ -635,6 +637,7 @@ class SubscriptionManager(Generic[E]):
             if link.up and link.probe_sent is None and wanted is not None and self._probe_due():
                 link.probe_sent = wanted
                 payload = probe_payload(wanted)
+                self.probes += 1
             elif now >= next_ping:
                 payload = b""
             if payload is not None:

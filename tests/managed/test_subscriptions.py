@@ -744,3 +744,38 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
         got = [event async for event in stream.events()]
     slots = [e.notification.slot for e in got if isinstance(e, Transaction)]
     assert slots == list(range(4101, 4109))
+
+
+async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        await conn.wait_closed()
+
+    control_slot = [4100]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = SessionSubscriptions(
+            rpc_endpoint=server.url(),
+            start_slot=4100,
+            stream=EventStream(8),
+            config=ManagedConfig(),  # window 50: a probe every 25 slots
+            coordinator=None,
+            nursery=nursery,
+            position=lambda: control_slot[0],
+        )
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        held = 0
+        for slot in range(4101, 4301):
+            control_slot[0] = slot
+            if not subs.ready_to_continue():
+                held += 1
+            await trio.sleep(0.001)  # the step
+        manager = subs.managers[0]
+        subs.stop()
+    assert held == 0
+    assert 200 // 25 - 1 <= manager.probes <= 200 // 25 + 1
+    assert manager.proven is not None
+    assert manager.proven >= 4300 - 25
