@@ -550,7 +550,13 @@ class SubscriptionManager(Generic[E]):
                 if budget.cancelled_caught:
                     raise _Lost("reconnect budget spent during the subscribe handshake")
                 if replay:
-                    await self._check_gap()
+                    # Not reading meanwhile is our doing, not the peer's silence.
+                    link.delivering = True
+                    try:
+                        await self._check_gap()
+                    finally:
+                        link.delivering = False
+                        link.resumed_at = trio.current_time()
                 came_up = True
                 self._up(link, state)
                 for message in held:
