@@ -6,7 +6,9 @@ half-open would leave that subscription's replay with a hole. So every data conn
 *probes*: at each continue the client sends a WebSocket Ping whose payload names the control
 plane's current slot (not at every continue: see :func:`probe_due`). The server answers a Ping after the notifications it had already queued
 on that connection, so once its Pong arrived and every message before it was handed to the
-consumer, the subscription has provably received everything up to that slot.
+consumer, the subscription has provably received everything up to that slot. (A server that
+answers a Ping ahead of its backlog makes a proof early; the shell withdraws it when an older
+notification arrives after it.)
 
 The rules, kept free of I/O:
 

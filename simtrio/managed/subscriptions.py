@@ -395,6 +395,17 @@ class SubscriptionManager(Generic[E]):
             self.proven = slot
             self._observer.changed()
 
+    def _retract(self, slot: int) -> None:
+        """A notification of ``slot`` arrived after a proof beyond it: the Pong overtook it.
+
+        A server may answer a Ping ahead of notifications it still had to send (after a stall,
+        say). The proof then claimed too much; it falls back to what this notification shows.
+        """
+        self.proven = slot - 1
+        link = self._link
+        if link is not None:
+            link.proof_waiting = None
+
     def _on_pong(self, link: _Link, payload: bytes, ahead: int) -> None:
         slot = probe_slot(payload)
         if slot is None:
@@ -773,7 +784,9 @@ class SubscriptionManager(Generic[E]):
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         raise _ConsumerGone from None
                     if queued:
-                        sub.cursor = self.cursor = notification.slot
+                        slot = sub.cursor = self.cursor = notification.slot
+                        if self.proven is not None and slot < self.proven:
+                            self._retract(slot)
                         if record is not None:
                             await self._recorded(link, record, notification, sub.program_id)
                         run += 1
@@ -804,7 +817,9 @@ class SubscriptionManager(Generic[E]):
                 )
                 return
             await self._hand_over(link, event)
-            sub.cursor = self.cursor = message.slot
+            slot = sub.cursor = self.cursor = message.slot
+            if self.proven is not None and slot < self.proven:
+                self._retract(slot)
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
                 await self._recorded(link, self._record, message, sub.program_id)

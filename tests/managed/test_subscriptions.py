@@ -779,3 +779,36 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
     assert 200 // 25 - 1 <= manager.probes <= 200 // 25 + 1
     assert manager.proven is not None
     assert manager.proven >= 4300 - 25
+
+
+async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A server answering a Ping ahead of its backlog must not leave a proof standing."""
+    backlog = trio.Event()
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        await backlog.wait()  # the Pong of the probe has gone out already
+        await conn.tx(1, 4110)
+        await conn.tx(1, 4111)
+        await conn.wait_closed()
+
+    control_slot = [4100]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        control_slot[0] = 4160
+        with trio.fail_after(5):
+            await subs.wait_all_up()  # the probe's Pong proves 4160
+        manager = subs.managers[0]
+        assert manager.proven == 4160
+        backlog.set()
+        with trio.fail_after(5):
+            while manager.cursor != 4111:
+                await trio.testing.wait_all_tasks_blocked()
+        assert manager.proven is not None
+        assert manager.proven < 4111  # what the late notifications show, no more
+        subs.stop()
