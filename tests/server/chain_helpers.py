@@ -118,11 +118,11 @@ class Rpc:
 
     def __init__(self, server: ReferenceServer, session_id: str) -> None:
         self._server = server
-        self._path = f"/backtest/{session_id}"
+        self.path = f"/backtest/{session_id}"
         self._ids = 0
 
     async def raw(self, body: bytes) -> Any:
-        status, _, reply = await http(self._server, "POST", self._path, body)
+        status, _, reply = await http(self._server, "POST", self.path, body)
         assert status == 200
         return orjson.loads(reply)
 
