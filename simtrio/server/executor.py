@@ -303,18 +303,20 @@ class SessionChain:
         svm = self.svm_at(slot)
         message = tx.message
         keys = list(message.account_keys)
+        names = [str(key) for key in keys]
         writable = _writable(message, len(keys))
         pre_balances = [svm.get_balance(key) or 0 for key in keys]
-        pre_accounts = {keys[i]: svm.get_account(keys[i]) for i in writable}
-        programs = _programs(svm, message, keys)
+        before = [(i, _live(svm.get_account(keys[i]))) for i in writable]
+        programs = _programs(svm, message, keys, names)
         result = svm.send_transaction(tx)
-        post_balances = [svm.get_balance(key) or 0 for key in keys]
+        # Only writable accounts can change: the other balances stay as they were.
+        post_balances = list(pre_balances)
         written: list[WrittenAccount] = []
-        for key, before in pre_accounts.items():
-            pre = _live(before)
-            post = _live(svm.get_account(key))
+        for i, pre in before:
+            post = _live(svm.get_account(keys[i]))
             if pre != post:
-                written.append(WrittenAccount(str(key), pre, post))
+                post_balances[i] = 0 if post is None else post.lamports
+                written.append(WrittenAccount(names[i], pre, post))
         if isinstance(result, FailedTransactionMetadata):
             meta = result.meta()
             err = error_json(result.err())
@@ -322,17 +324,18 @@ class SessionChain:
             meta = result
             err = None
         signature = str(tx.signatures[0])
+        logs = tuple(meta.logs())
         payload = _transaction_json(
-            self._cfg, tx, slot, err, meta, pre_balances, post_balances, keys
+            self._cfg, tx, slot, err, meta, logs, (pre_balances, post_balances), names
         )
         done = Executed(
             signature=signature,
             slot=slot,
             err=err,
-            logs=tuple(meta.logs()),
+            logs=logs,
             payload=payload,
             programs=programs,
-            mentions=tuple(str(key) for key in keys),
+            mentions=tuple(names),
             written=tuple(written),
         )
         if signature not in self._records:
@@ -427,19 +430,21 @@ def _writable(message: AnyMessage, count: int) -> list[int]:
     return [i for i in range(count) if i < writable_signed or signed <= i < writable_unsigned]
 
 
-def _programs(svm: LiteSVM, message: AnyMessage, keys: list[Pubkey]) -> tuple[str, ...]:
+def _programs(
+    svm: LiteSVM, message: AnyMessage, keys: list[Pubkey], names: list[str]
+) -> tuple[str, ...]:
     """Instruction program ids, then any other executable account among the keys."""
     out: list[str] = []
     for ix in message.instructions:
-        if ix.program_id_index < len(keys):
-            name = str(keys[ix.program_id_index])
+        if ix.program_id_index < len(names):
+            name = names[ix.program_id_index]
             if name not in out:
                 out.append(name)
-    header = message.header
-    for key in keys[len(keys) - header.num_readonly_unsigned_accounts :]:
-        name = str(key)
+    readonly = message.header.num_readonly_unsigned_accounts
+    for index in range(len(keys) - readonly, len(keys)):
+        name = names[index]
         if name not in out:
-            account = svm.get_account(key)
+            account = svm.get_account(keys[index])
             if account is not None and account.executable:
                 out.append(name)
     return tuple(out)
@@ -479,14 +484,14 @@ def _transaction_json(
     slot: int,
     err: JsonValue,
     meta: TransactionMetadata,
-    pre_balances: list[int],
-    post_balances: list[int],
-    keys: list[Pubkey],
+    logs: tuple[str, ...],
+    balances: tuple[list[int], list[int]],
+    names: list[str],
 ) -> JsonValue:
     message = tx.message
     header = message.header
     ui_message: dict[str, JsonValue] = {
-        "accountKeys": [str(key) for key in keys],
+        "accountKeys": names,
         "header": {
             "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
             "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts,
@@ -523,10 +528,10 @@ def _transaction_json(
             "err": err,
             "status": status,
             "fee": meta.fee(),
-            "preBalances": pre_balances,
-            "postBalances": post_balances,
+            "preBalances": balances[0],
+            "postBalances": balances[1],
             "innerInstructions": _inner_json(meta.inner_instructions()),
-            "logMessages": list(meta.logs()),
+            "logMessages": list(logs),
             "preTokenBalances": [],
             "postTokenBalances": [],
             "rewards": [],
