@@ -199,8 +199,8 @@ class DataEvent:
 class _Bucket:
     __slots__ = ("base", "entries")
 
-    def __init__(self) -> None:
-        self.base = 0
+    def __init__(self, base: int = 0) -> None:
+        self.base = base
         self.entries: deque[DataEvent] = deque()
 
     @property
@@ -254,8 +254,14 @@ class DataLog:
     def bucket(self, key: BucketKey) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket()
+            # Numbered from the event count, so a bucket made again after being dropped
+            # starts above any position handed out for its earlier life.
+            bucket = self._buckets[key] = _Bucket(self._next_index)
         return bucket
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._buckets)
 
     def append(self, key: BucketKey, slot: int, notification: LazyNotification) -> None:
         self.bucket(key).entries.append(DataEvent(self._next_index, slot, notification))
@@ -271,15 +277,23 @@ class DataLog:
     def trim(self, min_slot: int) -> None:
         """Drop events of slots below ``min_slot`` that no live subscription still needs."""
         floors: dict[BucketKey, int] = {}
+        watched: set[BucketKey] = set()
         for sub in self.subs:
+            watched.add(sub.key)
             if sub.live:
                 floors[sub.key] = min(floors.get(sub.key, sub.position), sub.position)
+        empty: list[BucketKey] = []
         for key, bucket in self._buckets.items():
             floor = floors.get(key, bucket.end)
             entries = bucket.entries
             while entries and entries[0].slot < min_slot and bucket.base < floor:
                 entries.popleft()
                 bucket.base += 1
+            if not entries and key not in watched:
+                empty.append(key)
+        # User transactions can mention any address: keep no bucket nobody needs.
+        for key in empty:
+            del self._buckets[key]
 
     def lagging(self, min_slot: int) -> bool:
         """True while a live subscription still owes events of a slot below ``min_slot``."""
@@ -488,8 +502,9 @@ class Session:
             return
         for address, account in params.modify_account_states.items():
             self.overrides[address] = account
-        # Executed after the historical transactions of the step's first slot.
-        self._pending = decoded
+        # Executed after the historical transactions of the next slot that runs (with
+        # advanceCount 0 that is a later step's: they wait, never dropped).
+        self._pending.extend(decoded)
         self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
         self._spawn(self._run_count, params.advance_count)
 

@@ -363,3 +363,23 @@ async def test_same_requests_give_the_same_bytes() -> None:
     assert "Program log: Memo (len 1)" in inflated
     # The system program sees the airdrop and the transfer (the memo call does not use it).
     assert inflated.count("transactionNotification") == 2
+
+
+async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> None:
+    payer = keypair(70)
+    first = transfer_tx(payer, keypair(71).pubkey(), SOL)
+    second = transfer_tx(payer, keypair(72).pubkey(), SOL)
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            funded = {str(payer.pubkey()): system_account(5 * SOL)}
+            await control.send(cont(0, transactions=[b64(first)], modifyAccountStates=funded))
+            await control.expect(STATUS_DECODED, READY)
+            signatures = [str(first.signatures[0]), str(second.signatures[0])]
+            statuses = await rpc.call("getSignatureStatuses", [signatures])
+            assert statuses["value"] == [None, None]
+            await control.send(cont(1, transactions=[b64(second)]))
+            await control.expect(STATUS_DECODED, slot(4001), READY)
+            statuses = await rpc.call("getSignatureStatuses", [signatures])
+            assert [s["slot"] for s in statuses["value"]] == [4000, 4000]
