@@ -54,6 +54,7 @@ __all__ = [
     "TransactionRejected",
     "WrittenAccount",
     "account_json",
+    "decode_base64_transaction",
     "decode_transaction",
     "ui_account",
 ]
@@ -440,8 +441,9 @@ def _programs(
             name = names[ix.program_id_index]
             if name not in out:
                 out.append(name)
+    # An unsanitized header may claim more read-only keys than there are.
     readonly = message.header.num_readonly_unsigned_accounts
-    for index in range(len(keys) - readonly, len(keys)):
+    for index in range(max(len(keys) - readonly, 0), len(keys)):
         name = names[index]
         if name not in out:
             account = svm.get_account(keys[index])

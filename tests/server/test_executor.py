@@ -113,3 +113,12 @@ def test_airdrops_are_the_same_on_every_run() -> None:
 def test_undecodable_bytes_are_rejected(raw: bytes) -> None:
     with pytest.raises(executor.TransactionRejected):
         decode_transaction(raw)
+
+
+def test_a_header_claiming_too_many_read_only_keys_is_a_failed_result() -> None:
+    session_chain = SessionChain(ChainConfig())
+    raw = bytearray(bytes(transfer_tx(keypair(8), keypair(9).pubkey(), 1)))
+    raw[1 + 64 + 2] = 200  # numReadonlyUnsignedAccounts, far above the 3 keys
+    done = session_chain.execute(decode_transaction(bytes(raw)), 4000)
+    assert not done.success
+    assert done.payload["meta"]["fee"] == 0  # type: ignore[index, call-overload]
