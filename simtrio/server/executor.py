@@ -47,7 +47,10 @@ __all__ = [
     "BLOCKHASH_VALID_SLOTS",
     "MAX_RECORDS",
     "UPGRADEABLE_LOADER",
+    "MAX_LIVE_CHAINS",
     "AccountRejected",
+    "ChainBudget",
+    "ChainUnavailable",
     "Executed",
     "SessionChain",
     "Simulated",
@@ -65,6 +68,8 @@ MAX_RECORDS: Final = 4_096
 """Executed transactions a session remembers for ``getTransaction``/``getSignatureStatuses``."""
 BLOCKHASH_VALID_SLOTS: Final = 150
 """What ``lastValidBlockHeight`` promises; the session's blockhash never expires in fact."""
+MAX_LIVE_CHAINS: Final = 512
+"""LiteSVMs one server keeps at once (about 7.6 MiB each): past it, chain use is refused."""
 _FEE_PER_SIGNATURE: Final = 5_000
 _PROGRAM_TAG: Final = (2).to_bytes(4, "little")
 _PROGRAMDATA_TAG: Final = (3).to_bytes(4, "little")
@@ -85,6 +90,29 @@ class AccountRejected(ValueError):
         self.address = address
         self.kind = kind
         self.reason = reason
+
+
+class ChainUnavailable(Exception):
+    """The server already keeps as many LiteSVMs as it may; this session cannot have one now."""
+
+
+class ChainBudget:
+    """How many sessions of one server hold a LiteSVM, against a limit."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_LIVE_CHAINS if limit is None else limit
+        self.live = 0
+
+    def acquire(self) -> None:
+        if self.live >= self.limit:
+            raise ChainUnavailable(
+                f"{self.live} sessions of this server already hold a chain (the limit); "
+                "close one and try again"
+            )
+        self.live += 1
+
+    def release(self) -> None:
+        self.live -= 1
 
 
 def decode_transaction(raw: bytes) -> VersionedTransaction:
@@ -213,8 +241,9 @@ def _faucet(seed: int, index: int) -> Keypair:
 class SessionChain:
     """A session's LiteSVM and the record of what the user executed on it."""
 
-    def __init__(self, cfg: chain.ChainConfig) -> None:
+    def __init__(self, cfg: chain.ChainConfig, budget: ChainBudget | None = None) -> None:
         self._cfg = cfg
+        self._budget = budget or ChainBudget()
         self._svm: LiteSVM | None = None
         self._clock_slot = -1
         self._airdrops = 0
@@ -226,9 +255,14 @@ class SessionChain:
         return self._svm is not None
 
     def svm_at(self, slot: int) -> LiteSVM:
-        """The LiteSVM, its clock at ``slot`` (created on first use)."""
+        """The LiteSVM, its clock at ``slot`` (created on first use).
+
+        Raises:
+            ChainUnavailable: this is the first use and the server's budget is spent.
+        """
         svm = self._svm
         if svm is None:
+            self._budget.acquire()
             svm = self._svm = LiteSVM().with_transaction_history(MAX_RECORDS)
         if slot != self._clock_slot:
             svm.warp_to_slot(slot)
@@ -242,7 +276,9 @@ class SessionChain:
 
     def release(self) -> None:
         """Drop the LiteSVM and the records (the session is over)."""
-        self._svm = None
+        if self._svm is not None:
+            self._svm = None
+            self._budget.release()
         self._records.clear()
 
     # -- accounts --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from solders.signature import Signature
 from simtrio.server.executor import (
     BLOCKHASH_VALID_SLOTS,
     AccountRejected,
+    ChainUnavailable,
     TransactionRejected,
     decode_base64_transaction,
     ui_account,
@@ -43,6 +44,8 @@ INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
+SERVER_BUSY: Final = -32005
+"""The server keeps as many LiteSVMs as it may (Solana's "node is behind/busy" range)."""
 MAX_ACCOUNTS: Final = 100
 """Addresses one ``getMultipleAccounts`` may ask for (Solana's limit)."""
 MAX_SIGNATURES: Final = 256
@@ -98,6 +101,8 @@ def _one(session: Session, request: JsonValue) -> JsonValue:
         result = handler(session, params)
     except _BadParams as exc:
         return _error(request_id, INVALID_PARAMS, f"invalid params: {exc}")
+    except ChainUnavailable as exc:
+        return _error(request_id, SERVER_BUSY, str(exc))
     except Exception:
         logger.exception("rpc %s on session %s failed", method, session.id)
         return _error(request_id, INTERNAL_ERROR, "internal error")

@@ -26,6 +26,7 @@ import trio
 from simtrio.server import chain
 from simtrio.server.executor import (
     AccountRejected,
+    ChainUnavailable,
     Executed,
     SessionChain,
     TransactionRejected,
@@ -410,7 +411,7 @@ class Session:
         self.balance_diff = 0
         self.log_diff = 0
         self.overrides: dict[str, AccountData] = {}
-        self.chain = SessionChain(state.chain)
+        self.chain = SessionChain(state.chain, state.chain_budget)
         """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
         self._pending: list[VersionedTransaction] = []
         self._step_scope: trio.CancelScope | None = None
@@ -497,6 +498,8 @@ class Session:
             self.emit(Error(decoded))
             return
         problem = self._apply_accounts(params.modify_account_states)
+        if problem is None and decoded:
+            problem = self._ensure_chain()
         if problem is not None:
             self.emit(Error(problem))
             return
@@ -551,6 +554,16 @@ class Session:
             self.chain.set_accounts(states, self.slot)
         except AccountRejected as exc:
             return account_error(exc)
+        except ChainUnavailable as exc:
+            return InvalidRequest(str(exc))
+        return None
+
+    def _ensure_chain(self) -> BacktestError | None:
+        """Make the LiteSVM now, so a spent budget refuses the continue, not its step."""
+        try:
+            self.chain.svm_at(self.slot)
+        except ChainUnavailable as exc:
+            return InvalidRequest(str(exc))
         return None
 
     def _validate(self, params: ContinueParams) -> BacktestError | None:

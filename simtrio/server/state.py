@@ -7,6 +7,7 @@ import hashlib
 import logging
 from typing import TYPE_CHECKING
 
+from simtrio.server.executor import ChainBudget
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
         self.groups: dict[str, ParallelGroup] = {}
+        self.chain_budget = ChainBudget()
+        """Bounds the sessions holding a LiteSVM at once (each costs several MiB)."""
         self.conns: set[Conn] = set()
         self._ids = 0
         self._conn_counts: dict[Plane, int] = {Plane.CONTROL: 0, Plane.DATA: 0}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
@@ -12,7 +12,7 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from simtrio.server import chain, serve
+from simtrio.server import chain, executor, serve
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
@@ -41,6 +41,9 @@ from .helpers import (
     slot,
     subscribe,
 )
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
@@ -383,3 +386,32 @@ async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> 
             await control.expect(STATUS_DECODED, slot(4001), READY)
             statuses = await rpc.call("getSignatureStatuses", [signatures])
             assert [s["slot"] for s in statuses["value"]] == [4000, 4000]
+
+
+async def test_the_server_bounds_the_sessions_holding_a_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(executor, "MAX_LIVE_CHAINS", 1)
+    payer = keypair(80)
+    funded = {str(payer.pubkey()): system_account(SOL)}
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as first, connect(server) as second:
+            first_id = await open_session(first, create(4000, 4010))
+            second_id = await open_session(second, create(4000, 4010))
+            assert (await Rpc(server, first_id).call("getBalance", [SYSTEM]))["value"] == 1
+            # The second session cannot have a chain while the first holds the only one...
+            code, message = await Rpc(server, second_id).error("getBalance", [SYSTEM])
+            assert code == -32005
+            assert "limit" in message
+            await second.send(cont(1, modifyAccountStates=funded))
+            assert "InvalidRequest" in await second.recv_text()
+            tx = b64(transfer_tx(payer, keypair(81).pubkey(), 1))
+            await second.send(cont(1, transactions=[tx]))
+            assert "InvalidRequest" in await second.recv_text()
+            # ...and still runs without one; once the first is closed, it gets it.
+            await second.send(cont(1))
+            await second.expect(STATUS_DECODED, slot(4001), READY)
+            await first.send('{"method":"closeBacktestSession"}')
+            await first.recv_until(lambda t: "success" in t)
+            rpc = Rpc(server, second_id)
+            assert (await rpc.call("getBalance", [SYSTEM]))["value"] == 1
