@@ -283,7 +283,14 @@ def _simulate_transaction(session: Session, params: _Params) -> JsonValue:
 
 
 def _send_transaction(session: Session, params: _Params) -> JsonValue:
-    return session.execute_user(_transaction(params)).signature
+    tx = _transaction(params)
+    _room(session)
+    return session.execute_user(tx).signature
+
+
+def _room(session: Session) -> None:
+    if session.user_room() <= 0:
+        raise ChainUnavailable("this slot takes no more user transactions; advance the session")
 
 
 def _request_airdrop(session: Session, params: _Params) -> JsonValue:
@@ -291,6 +298,7 @@ def _request_airdrop(session: Session, params: _Params) -> JsonValue:
     lamports = _uint(_arg(params, 1, "lamports"), "lamports")
     if lamports == 0 or lamports > 2**63:
         raise _BadParams("lamports must be between 1 and 2^63")
+    _room(session)
     done = session.chain.airdrop(address, lamports, session.slot)
     session.publish(done)
     return done.signature

@@ -25,6 +25,7 @@ import trio
 
 from simtrio.server import chain
 from simtrio.server.executor import (
+    MAX_USER_TRANSACTIONS_PER_SLOT,
     AccountRejected,
     ChainUnavailable,
     Executed,
@@ -414,6 +415,8 @@ class Session:
         self.chain = SessionChain(state.chain, state.chain_budget)
         """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
         self._pending: list[VersionedTransaction] = []
+        self._user_slot = (start_slot, 0)
+        """(slot, user transactions published at it), for the per-slot bound."""
         self._step_scope: trio.CancelScope | None = None
         self.ownership.on_change.append(self.notify_progress)
 
@@ -500,6 +503,10 @@ class Session:
         problem = self._apply_accounts(params.modify_account_states)
         if problem is None and decoded:
             problem = self._ensure_chain()
+        if problem is None and len(decoded) > self.user_room():
+            problem = InvalidRequest(
+                f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
+            )
         if problem is not None:
             self.emit(Error(problem))
             return
@@ -711,9 +718,20 @@ class Session:
         self.publish(done)
         return done
 
+    def user_room(self) -> int:
+        """How many more user transactions the current slot takes (the data log's bound).
+
+        Those a zero-slot continue left waiting count: they run in this slot.
+        """
+        slot, used = self._user_slot
+        used = (used if slot == self.slot else 0) + len(self._pending)
+        return MAX_USER_TRANSACTIONS_PER_SLOT - used
+
     def publish(self, done: Executed) -> None:
         """Put an executed transaction's notifications in the data log."""
         slot = done.slot
+        used = self._user_slot[1] if self._user_slot[0] == slot else 0
+        self._user_slot = (slot, used + 1)
         note = LazyNotification(functools.partial(TransactionNotification, 0, slot, done.payload))
         for program in done.programs:
             self.data.append(("transaction", program), slot, note)

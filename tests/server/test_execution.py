@@ -13,6 +13,7 @@ from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
 from simtrio.server import chain, executor, serve
+from simtrio.server import session as session_module
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
@@ -415,3 +416,36 @@ async def test_the_server_bounds_the_sessions_holding_a_chain(
             await first.recv_until(lambda t: "success" in t)
             rpc = Rpc(server, second_id)
             assert (await rpc.call("getBalance", [SYSTEM]))["value"] == 1
+
+
+async def test_a_slot_takes_a_bounded_number_of_user_transactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "MAX_USER_TRANSACTIONS_PER_SLOT", 2)
+    payer = keypair(90)
+    txs = [b64(transfer_tx(payer, keypair(91).pubkey(), SOL + n)) for n in range(4)]
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(10 * SOL)}])
+            await rpc.call("sendTransaction", [txs[0]])
+            await control.send(cont(0, transactions=[txs[1]]))
+            await control.expect(STATUS_DECODED, READY)
+            # The slot is full: one sent, one waiting for it.
+            code, _ = await rpc.error("sendTransaction", [txs[2]])
+            assert code == -32005
+            code, _ = await rpc.error("requestAirdrop", [SYSTEM, SOL])
+            assert code == -32005
+            await control.send(cont(1, transactions=[txs[2]]))
+            assert "InvalidRequest" in await control.recv_text()
+            await control.send(cont(1))
+            await control.expect(STATUS_DECODED, slot(4001), READY)
+            # The next slot has room again.
+            assert await rpc.call("sendTransaction", [txs[3]])
+            statuses = await rpc.call("getSignatureStatuses", [[_sig(t) for t in txs]])
+            assert [s and s["slot"] for s in statuses["value"]] == [4000, 4000, None, 4001]
+
+
+def _sig(text: str) -> str:
+    return str(VersionedTransaction.from_bytes(base64.b64decode(text)).signatures[0])
