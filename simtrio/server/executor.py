@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias, cast
 import attrs
 import orjson
 from solders.account import Account
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.message import Message, MessageV0, MessageV1
@@ -38,7 +39,6 @@ from simtrio.wire.types import JsonValue
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from solders.hash import Hash
     from solders.transaction_metadata import InnerInstruction
 
     from simtrio.wire.types import AccountData
@@ -233,6 +233,7 @@ class Simulated:
     err: JsonValue
     logs: tuple[str, ...]
     units_consumed: int
+    replacement_blockhash: Hash | None = None
 
 
 def _faucet(seed: int, index: int) -> Keypair:
@@ -386,15 +387,38 @@ class SessionChain:
                 self._records.popitem(last=False)
         return done
 
-    def simulate(self, tx: VersionedTransaction, slot: int) -> Simulated:
-        result = self.svm_at(slot).simulate_transaction(tx)
+    def simulate(
+        self,
+        tx: VersionedTransaction,
+        slot: int,
+        *,
+        verify_signatures: bool = False,
+        replace_blockhash: bool = False,
+    ) -> Simulated:
+        """Run ``tx`` without keeping anything (Solana's defaults: signatures not checked).
+
+        With ``replace_blockhash`` the message gets the latest blockhash first (its signatures
+        then no longer match, so they must not be verified).
+        """
+        svm = self.svm_at(slot)
+        replacement: Hash | None = None
+        if replace_blockhash:
+            replacement = svm.latest_blockhash()
+            tx = VersionedTransaction.populate(
+                _with_blockhash(tx.message, replacement), tx.signatures
+            )
+        svm.with_sigverify(verify_signatures)
+        try:
+            result = svm.simulate_transaction(tx)
+        finally:
+            svm.with_sigverify(True)
         if isinstance(result, FailedTransactionMetadata):
             meta = result.meta()
             err = error_json(result.err())
         else:
             meta = result.meta()
             err = None
-        return Simulated(err, tuple(meta.logs()), meta.compute_units_consumed())
+        return Simulated(err, tuple(meta.logs()), meta.compute_units_consumed(), replacement)
 
     def airdrop(self, address: Pubkey, lamports: int, slot: int) -> Executed:
         """Credit ``lamports`` with a real system transfer from a fresh, derived faucet."""
@@ -445,6 +469,28 @@ def _account(address: str, data: AccountData) -> Account:
     except ValueError:
         raise AccountRejected(address, "owner", "owner is not a 32-byte base58 address") from None
     return Account(data.lamports, raw, owner, data.executable, 0)
+
+
+def _with_blockhash(message: AnyMessage, blockhash: Hash) -> Message | MessageV0:
+    header = message.header
+    if isinstance(message, Message):
+        return Message.new_with_compiled_instructions(
+            header.num_required_signatures,
+            header.num_readonly_signed_accounts,
+            header.num_readonly_unsigned_accounts,
+            message.account_keys,
+            blockhash,
+            message.instructions,
+        )
+    if isinstance(message, MessageV0):
+        return MessageV0(
+            header,
+            message.account_keys,
+            blockhash,
+            message.instructions,
+            message.address_table_lookups,
+        )
+    raise TransactionRejected("replaceRecentBlockhash is not supported for this message version")
 
 
 def _live(account: Account | None) -> Account | None:

@@ -269,17 +269,33 @@ def _signature(value: JsonValue) -> str:
 
 
 def _simulate_transaction(session: Session, params: _Params) -> JsonValue:
-    simulated = session.chain.simulate(_transaction(params), session.slot)
-    return _context(
-        session,
-        {
-            "err": simulated.err,
-            "logs": list(simulated.logs),
-            "accounts": None,
-            "unitsConsumed": simulated.units_consumed,
-            "returnData": None,
-        },
-    )
+    tx = _transaction(params)
+    config = _config(params, 1)
+    verify = config.get("sigVerify", False)
+    replace = config.get("replaceRecentBlockhash", False)
+    if not isinstance(verify, bool) or not isinstance(replace, bool):
+        raise _BadParams("sigVerify and replaceRecentBlockhash must be booleans")
+    if verify and replace:
+        raise _BadParams("sigVerify may not be used with replaceRecentBlockhash")
+    try:
+        simulated = session.chain.simulate(
+            tx, session.slot, verify_signatures=verify, replace_blockhash=replace
+        )
+    except TransactionRejected as exc:
+        raise _BadParams(str(exc)) from None
+    value: dict[str, JsonValue] = {
+        "err": simulated.err,
+        "logs": list(simulated.logs),
+        "accounts": None,
+        "unitsConsumed": simulated.units_consumed,
+        "returnData": None,
+    }
+    if simulated.replacement_blockhash is not None:
+        value["replacementBlockhash"] = {
+            "blockhash": str(simulated.replacement_blockhash),
+            "lastValidBlockHeight": session.slot + BLOCKHASH_VALID_SLOTS,
+        }
+    return _context(session, value)
 
 
 def _send_transaction(session: Session, params: _Params) -> JsonValue:
