@@ -269,6 +269,9 @@ class SessionChain:
         if svm is None:
             self._budget.acquire()
             svm = self._svm = LiteSVM().with_transaction_history(MAX_RECORDS)
+            # LiteSVM's own airdrop account has a random address: empty it, so that no read
+            # (getProgramAccounts of the system program) differs from run to run.
+            svm.set_account(svm.airdrop_pubkey(), Account(0, b"", SYSTEM_PROGRAM, False, 0))
         if slot != self._clock_slot:
             svm.warp_to_slot(slot)
             clock = svm.get_clock()

@@ -122,3 +122,9 @@ def test_a_header_claiming_too_many_read_only_keys_is_a_failed_result() -> None:
     done = session_chain.execute(decode_transaction(bytes(raw)), 4000)
     assert not done.success
     assert done.payload["meta"]["fee"] == 0  # type: ignore[index, call-overload]
+
+
+def test_no_read_shows_litesvm_s_random_airdrop_account() -> None:
+    system = Pubkey.from_string(SYSTEM)
+    for _ in range(2):
+        assert SessionChain(ChainConfig()).program_accounts(system, 4000) == []
