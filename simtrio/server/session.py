@@ -495,18 +495,20 @@ class Session:
     def request_continue(self, params: ContinueParams) -> None:
         if self._refuse_step():
             return
-        problem = self._validate(params)
-        decoded = self._decode_transactions(params.transactions) if problem is None else problem
+        # Everything is checked before anything changes: a refused continue leaves no trace.
+        decoded = self._decode_transactions(params.transactions)
         if isinstance(decoded, BacktestError):
             self.emit(Error(decoded))
             return
-        problem = self._apply_accounts(params.modify_account_states)
+        problem = self._validate(params)
         if problem is None and decoded:
             problem = self._ensure_chain()
-        if problem is None and len(decoded) > self.user_room():
-            problem = InvalidRequest(
-                f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
-            )
+            if problem is None and len(decoded) > self.user_room():
+                problem = InvalidRequest(
+                    f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
+                )
+        if problem is None:
+            problem = self._apply_accounts(params.modify_account_states)
         if problem is not None:
             self.emit(Error(problem))
             return
@@ -560,7 +562,7 @@ class Session:
         try:
             self.chain.set_accounts(states, self.slot)
         except AccountRejected as exc:
-            return account_error(exc)
+            return _account_error(exc)
         except ChainUnavailable as exc:
             return InvalidRequest(str(exc))
         return None
@@ -574,11 +576,6 @@ class Session:
         return None
 
     def _validate(self, params: ContinueParams) -> BacktestError | None:
-        for index, text in enumerate(params.transactions):
-            try:
-                base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                return InvalidTransactionEncoding(index, f"invalid base64: {exc}")
         for address, account in params.modify_account_states.items():
             if not is_address(address):
                 return InvalidAccountPubkey(address, "not a 32-byte base58 address")
@@ -844,7 +841,7 @@ def _written_note(slot: int, signature: str, written: WrittenAccount) -> Notific
     )
 
 
-def account_error(exc: AccountRejected) -> BacktestError:
+def _account_error(exc: AccountRejected) -> BacktestError:
     """The control-plane error for an account override the chain refused."""
     if exc.kind == "pubkey":
         return InvalidAccountPubkey(exc.address, exc.reason)

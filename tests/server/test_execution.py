@@ -437,8 +437,11 @@ async def test_a_slot_takes_a_bounded_number_of_user_transactions(
             assert code == -32005
             code, _ = await rpc.error("requestAirdrop", [SYSTEM, SOL])
             assert code == -32005
-            await control.send(cont(1, transactions=[txs[2]]))
+            # A refused continue changes nothing, its account overrides included.
+            extra = {str(keypair(92).pubkey()): system_account(SOL)}
+            await control.send(cont(1, transactions=[txs[2]], modifyAccountStates=extra))
             assert "InvalidRequest" in await control.recv_text()
+            assert (await rpc.call("getBalance", [str(keypair(92).pubkey())]))["value"] == 0
             await control.send(cont(1))
             await control.expect(STATUS_DECODED, slot(4001), READY)
             # The next slot has room again.
