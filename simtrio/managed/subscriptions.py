@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.streams import EventStream
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.redact import Redactor
 
 __all__ = [
     "ACCOUNT_DIFFS",
@@ -272,9 +273,11 @@ class SubscriptionManager(Generic[E]):
         coordinator: ReconnectCoordinator | SessionGate | None = None,
         observer: SubscriptionObserver | None = None,
         record: NotificationRecorder | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._record = record
+        self._redactor = redactor
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
         self._config = config
@@ -541,7 +544,8 @@ class SubscriptionManager(Generic[E]):
             if trio.current_time() >= conn.last_received + silence:
                 raise _Lost(f"no subscribe reply within {silence:g} s")
         raw = link.pending.popleft()
-        return decode_rpc(decoder.decode(raw) if isinstance(raw, bytes) else raw)
+        text = decoder.decode(raw) if isinstance(raw, bytes) else raw
+        return decode_rpc(text if self._redactor is None else self._redactor.message(text))
 
     # -- delivering ----------------------------------------------------------------------------
 
@@ -564,6 +568,7 @@ class SubscriptionManager(Generic[E]):
         record = self._record
         observer = self._observer
         decode = decoder.decode
+        redactor = self._redactor
         run = 0  # notifications handed over since the last report to the observer
         while True:
             if not pending:
@@ -575,7 +580,10 @@ class SubscriptionManager(Generic[E]):
                 pending.extend(await conn.receive_batch())
                 continue
             raw = pending.popleft()
-            message = decode_rpc(decode(raw) if type(raw) is bytes else raw)
+            if redactor is None:
+                message = decode_rpc(decode(raw) if type(raw) is bytes else raw)
+            else:
+                message = decode_rpc(redactor.message(decode(raw) if type(raw) is bytes else raw))
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
@@ -801,9 +809,11 @@ class SessionSubscriptions:
         nursery: trio.Nursery | None,
         max_total: float | None = None,
         record: NotificationRecorder | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._record = record
+        self._redactor = redactor
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
@@ -862,6 +872,7 @@ class SessionSubscriptions:
             coordinator=self._gate,
             observer=_SessionObserver(self._activity, len(self._entries)),
             record=self._record,
+            redactor=self._redactor,
         )
 
     def _start(
