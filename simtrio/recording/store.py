@@ -857,43 +857,6 @@ class RunStore:
         return changed
 
 
-def _create_store_file(file: Path) -> None:
-    """Build an empty store beside ``file``, then link it into place (unless one appeared).
-
-    Nobody ever sees the file half-built, so an empty file at a store's path is never mistaken
-    for one being created.
-    """
-    temp = file.with_name(f".{file.name}.{secrets.token_hex(6)}.new")
-    try:
-        conn = sqlite3.connect(temp, isolation_level=None)
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"run store {str(file)!r} cannot use WAL mode ({mode})")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        finally:
-            conn.close()  # checkpoints: the file alone is the whole store
-        try:
-            os.link(temp, file)
-        except FileExistsError:
-            pass  # created by someone else meanwhile: that one is used
-        except OSError:
-            if not file.exists():  # a file system without hard links
-                os.rename(temp, file)
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot create run store {str(file)!r}: {exc}") from None
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                Path(f"{temp}{suffix}").unlink()
-
-
 def _chain(previous: bytes, entry: PendingEntry) -> bytes:
     return entry_hash(
         previous,
@@ -1024,3 +987,40 @@ def _manifest(row: Sequence[object]) -> RunManifest:
         problem=f"{_MALFORMED}: {'; '.join(problems)}",
         malformed=True,
     )
+
+
+def _create_store_file(file: Path) -> None:
+    """Build an empty store beside ``file``, then link it into place (unless one appeared).
+
+    Nobody ever sees the file half-built, so an empty file at a store's path is never mistaken
+    for one being created.
+    """
+    temp = file.with_name(f".{file.name}.{secrets.token_hex(6)}.new")
+    try:
+        conn = sqlite3.connect(temp, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"run store {str(file)!r} cannot use WAL mode ({mode})")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # checkpoints: the file alone is the whole store
+        try:
+            os.link(temp, file)
+        except FileExistsError:
+            pass  # created by someone else meanwhile: that one is used
+        except OSError:
+            if not file.exists():  # a file system without hard links
+                os.rename(temp, file)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot create run store {str(file)!r}: {exc}") from None
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{temp}{suffix}").unlink()
