@@ -329,17 +329,17 @@ class EventSink:
         config: ManagedConfig,
         *,
         start_slot: int | None,
+        redactor: Redactor | None = None,
         coordinator: ReconnectCoordinator | None = None,
         max_total: float | None = None,
         tap: RecordingTap | None = None,
-        redactor: Redactor | None = None,
     ) -> None:
         self.stream = EventStream(config.event_buffer)
-        self._redactor = redactor
         self.info: SessionInfo | None = None
         self.nursery: trio.Nursery | None = None
         self.open_host: Callable[[EventSink], None] | None = None
         self._config = config
+        self._redactor = redactor
         self._start_slot = start_slot
         self._coordinator = coordinator
         self._max_total = max_total
@@ -365,11 +365,11 @@ class EventSink:
                 start_slot=self._start_slot,
                 stream=self.stream,
                 config=self._config,
+                redactor=self._redactor,
                 coordinator=self._coordinator,
                 nursery=self.nursery,
                 max_total=self._max_total,
                 record=None if tap is None else tap.notifications_of(self.info.session_id),
-                redactor=self._redactor,
             )
             if self._drain_timeout is not None:
                 subs.set_completion_drain_timeout(self._drain_timeout)
@@ -628,6 +628,8 @@ class ControlLoop(abc.ABC):
         tap: RecordingTap | None = None,
     ) -> None:
         self.url = normalize_control_url(url)
+        self.redactor = redactor_for((api_key,))
+        """Takes the API key out of everything the server sends (None: no key to protect)."""
         self._core = core
         self.tap = tap
         self.config = config
@@ -636,8 +638,6 @@ class ControlLoop(abc.ABC):
         self.finished = False
         self.done = trio.Event()
         self._headers = ((API_KEY_HEADER, api_key),)
-        self.redactor = redactor_for((api_key,))
-        """Takes the API key out of everything the server sends (None: no key to protect)."""
         self._state = ReconnectState(config.backoff, max_total)
         self._rng = config.make_rng()
         self._last_connect_error: str | None = None

@@ -266,6 +266,7 @@ class SubscriptionManager(Generic[E]):
         kind: SubscriptionKind[E],
         program_ids: Sequence[str],
         config: ManagedConfig,
+        redactor: Redactor | None = None,
         deliver: Callable[[E], Awaitable[None]],
         deliver_nowait: Callable[[E], bool] | None = None,
         start_slot: int | None = None,
@@ -273,14 +274,13 @@ class SubscriptionManager(Generic[E]):
         coordinator: ReconnectCoordinator | SessionGate | None = None,
         observer: SubscriptionObserver | None = None,
         record: NotificationRecorder | None = None,
-        redactor: Redactor | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._record = record
-        self._redactor = redactor
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
         self._config = config
+        self._redactor = redactor
         self._deliver = deliver
         self._deliver_nowait = deliver_nowait
         self._start_slot = start_slot
@@ -580,10 +580,8 @@ class SubscriptionManager(Generic[E]):
                 pending.extend(await conn.receive_batch())
                 continue
             raw = pending.popleft()
-            if redactor is None:
-                message = decode_rpc(decode(raw) if type(raw) is bytes else raw)
-            else:
-                message = decode_rpc(redactor.message(decode(raw) if type(raw) is bytes else raw))
+            text = decode(raw) if type(raw) is bytes else raw
+            message = decode_rpc(text if redactor is None else redactor.message(text))
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
@@ -805,18 +803,18 @@ class SessionSubscriptions:
         start_slot: int | None,
         stream: EventStream,
         config: ManagedConfig,
+        redactor: Redactor | None = None,
         coordinator: ReconnectCoordinator | None,
         nursery: trio.Nursery | None,
         max_total: float | None = None,
         record: NotificationRecorder | None = None,
-        redactor: Redactor | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._record = record
-        self._redactor = redactor
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
+        self._redactor = redactor
         self._gate = SessionGate(coordinator) if coordinator is not None else None
         self._nursery = nursery
         self._not_started: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
@@ -865,6 +863,7 @@ class SessionSubscriptions:
             kind=kind,
             program_ids=program_ids,
             config=self._config,
+            redactor=self._redactor,
             deliver=self._stream.put_data,
             deliver_nowait=self._stream.put_data_nowait,
             start_slot=self._start_slot,
@@ -872,7 +871,6 @@ class SessionSubscriptions:
             coordinator=self._gate,
             observer=_SessionObserver(self._activity, len(self._entries)),
             record=self._record,
-            redactor=self._redactor,
         )
 
     def _start(
