@@ -435,7 +435,9 @@ class SubscriptionManager(Generic[E]):
                     await self._handle(link, message)
                 await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
-                link.lose(str(exc))
+                # A corrupt compressed message is quoted as received: take the key out of it.
+                reason = str(exc)
+                link.lose(reason if self._redactor is None else self._redactor.text(reason))
             except _ConsumerGone:
                 consumer_gone = True
             nursery.cancel_scope.cancel()

@@ -20,7 +20,7 @@ from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.params import Continue, CreateSession
 from simtrio.recording import open_recorder, read_entries
-from simtrio.server import serve
+from simtrio.server import FaultPlan, Faults, serve
 from tests.client.helpers import assert_key_absent
 from tests.echoing import echo_key
 
@@ -114,4 +114,22 @@ async def test_an_echoed_error_fails_the_create_without_the_key(
     assert isinstance(info.value, CreateFailed)
     assert "<redacted>" in str(info.value)
     assert_key_absent(info.value, KEY)
+    assert KEY not in caplog.text
+
+
+async def test_a_corrupt_compressed_message_quoting_the_key_is_logged_without_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The bytes of a message that does not decompress are quoted in the reason of the loss.
+    monkeypatch.setattr("simtrio.server.conn.CORRUPT_MESSAGE", b"\x00\x01" + KEY.encode())
+    faults = FaultPlan(data_connections={1: Faults(corrupt_compressed_at=2)})
+    with trio.fail_after(20):
+        async with serve(seed=3, api_key=KEY, faults=faults) as server:
+            programs = server.config.program_ids
+            async with open_managed_session(server.url, KEY, SINGLE, config=CONFIG) as session:
+                session.subscribe_transactions(programs)
+                seen = await _drive(session)
+            assert server.connection_count("data") >= 2
+    _assert_clean(seen)
+    assert "corrupt compressed message" in caplog.text
     assert KEY not in caplog.text
