@@ -205,9 +205,7 @@ class Executed:
     payload: JsonValue = attrs.field(repr=False)
     """``getTransaction``-shaped (encoding json)."""
     programs: tuple[str, ...]
-    """Program accounts among its keys: who its transaction notification goes to."""
-    mentions: tuple[str, ...]
-    """Every account key: who its logs notification goes to."""
+    """Program accounts among its keys: who its transaction and logs notifications go to."""
     written: tuple[WrittenAccount, ...] = attrs.field(repr=False)
 
     @property
@@ -380,7 +378,6 @@ class SessionChain:
             logs=logs,
             payload=payload,
             programs=programs,
-            mentions=tuple(names),
             written=tuple(written),
         )
         if signature not in self._records:

@@ -105,7 +105,7 @@ Emitted: TypeAlias = (
 )
 """What a session emits: valid both as a top-level response and as a session event."""
 
-DataKind: TypeAlias = Literal["account", "transaction", "logs"]
+DataKind: TypeAlias = Literal["account", "transaction"]
 BucketKey: TypeAlias = tuple[DataKind, str]
 Notification: TypeAlias = AccountDiffNotification | TransactionNotification
 _DISCOVERY_SCAN_SLOTS = 10_000
@@ -167,21 +167,35 @@ class LazyNotification:
     Most events are never sent (nobody subscribed to that program), so payloads are not
     built at execution time. The text is encoded once with subscription 0 and the id is
     patched in per subscription; one transaction's events for several programs share it.
+
+    A transaction's event also carries its ``logsNotification`` (``logs``): a logs
+    subscription is a view of the transaction stream of the same program, so the data log
+    holds one event for both.
     """
 
-    __slots__ = ("_build", "_text")
+    __slots__ = ("_build", "_logs", "_logs_text", "_text")
 
-    def __init__(self, build: Callable[[], Notification | str]) -> None:
-        self._build: Callable[[], Notification | str] | None = build
+    def __init__(
+        self, build: Callable[[], Notification], logs: Callable[[], str] | None = None
+    ) -> None:
+        self._build: Callable[[], Notification] | None = build
         self._text: str | None = None
+        self._logs = logs
+        self._logs_text: str | None = None
 
-    def text_for(self, subscription: int) -> str:
-        text = self._text
-        if text is None:
-            assert self._build is not None
-            built = self._build()
-            text = self._text = built if isinstance(built, str) else encode_rpc(built)
-            self._build = None
+    def text_for(self, subscription: int, logs: bool = False) -> str:
+        if logs:
+            text = self._logs_text
+            if text is None:
+                assert self._logs is not None, "a logs subscription reads transaction events"
+                text = self._logs_text = self._logs()
+                self._logs = None
+        else:
+            text = self._text
+            if text is None:
+                assert self._build is not None
+                text = self._text = encode_rpc(self._build())
+                self._build = None
         if subscription == 0:
             return text
         return text.replace(
@@ -223,14 +237,18 @@ class _Bucket:
 class Subscription:
     """One data-plane subscription: a cursor into one bucket of a session's data log."""
 
-    __slots__ = ("complete", "conn", "id", "key", "position")
+    __slots__ = ("complete", "conn", "id", "key", "logs", "position")
 
-    def __init__(self, sub_id: int, key: BucketKey, position: int, conn: Conn) -> None:
+    def __init__(
+        self, sub_id: int, key: BucketKey, position: int, conn: Conn, *, logs: bool = False
+    ) -> None:
         self.id = sub_id
         self.key = key
         self.position = position
         self.conn = conn
         self.complete = False
+        self.logs = logs
+        """Sends the transactions' ``logsNotification`` instead (``logsSubscribe``)."""
 
     def peek(self, log: DataLog) -> DataEvent | None:
         """The next event owed, skipping anything trimmed meanwhile."""
@@ -685,11 +703,12 @@ class Session:
                     self.log_diff += 1
             else:
                 self.correct += 1
-            shared = LazyNotification(functools.partial(_transaction_note, cfg, tx))
-            logs = LazyNotification(functools.partial(_synthetic_logs, cfg, tx))
+            shared = LazyNotification(
+                functools.partial(_transaction_note, cfg, tx),
+                functools.partial(_synthetic_logs, cfg, tx),
+            )
             for program in tx.program_ids:
                 self.data.append(("transaction", program), slot, shared)
-                self.data.append(("logs", program), slot, logs)
             if not tx.success:
                 continue
             for owner in tx.program_ids:
@@ -729,14 +748,12 @@ class Session:
         slot = done.slot
         used = self._user_slot[1] if self._user_slot[0] == slot else 0
         self._user_slot = (slot, used + 1)
-        note = LazyNotification(functools.partial(TransactionNotification, 0, slot, done.payload))
+        note = LazyNotification(
+            functools.partial(TransactionNotification, 0, slot, done.payload),
+            functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs),
+        )
         for program in done.programs:
             self.data.append(("transaction", program), slot, note)
-        logs = LazyNotification(
-            functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs)
-        )
-        for key in done.mentions:
-            self.data.append(("logs", key), slot, logs)
         for written in done.written:
             diff = LazyNotification(functools.partial(_written_note, slot, done.signature, written))
             for owner in written.owners:
