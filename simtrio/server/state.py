@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from simtrio.server.chain import ChainConfig
     from simtrio.server.config import ServerConfig
     from simtrio.server.conn import Conn
-    from simtrio.server.session import ParallelGroup, Session
+    from simtrio.server.session import Ownership, ParallelGroup, Session
 
 __all__ = ["ServerState"]
 
@@ -39,6 +40,10 @@ class ServerState:
         """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
         self.groups: dict[str, ParallelGroup] = {}
         self.conns: set[Conn] = set()
+        self.tcp_connections = 0
+        """TCP connections being served now (plain HTTP and WebSocket)."""
+        self.detached: dict[Ownership, None] = {}
+        """Sessions (or parallel groups) waiting for an attach, the longest-detached first."""
         self._ids = 0
         self._conn_counts: dict[Plane, int] = {Plane.CONTROL: 0, Plane.DATA: 0}
         self.faults_fired: collections.Counter[tuple[Plane, FaultKind]] = collections.Counter()
@@ -46,12 +51,33 @@ class ServerState:
         reached is not counted)."""
 
     def new_id(self, prefix: str) -> str:
-        """``<prefix>_<hex>``, derived from the chain number and a per-server counter."""
+        """``<prefix>_<hex>``: 128 random bits, or with ``deterministic_ids`` 64 bits derived
+        from the chain number and a per-server counter."""
+        if not self.config.deterministic_ids:
+            return f"{prefix}_{secrets.token_hex(16)}"
         self._ids += 1
         digest = hashlib.blake2b(
             f"{self.config.seed}|{prefix}|{self._ids}".encode(), digest_size=8
         ).hexdigest()
         return f"{prefix}_{digest}"
+
+    def session_room(self) -> int:
+        """How many more sessions may be created before ``max_sessions`` is reached."""
+        return max(self.config.max_sessions - len(self.sessions), 0)
+
+    def note_detached(self, ownership: Ownership) -> None:
+        """``ownership`` lost its control connection: keep it, within ``max_detached_sessions``.
+
+        Past the cap, the session (or group) detached longest is removed at once.
+        """
+        self.detached[ownership] = None
+        while len(self.detached) > self.config.max_detached_sessions:
+            oldest = next(iter(self.detached))
+            logger.info("too many detached sessions; removing the one detached longest")
+            oldest.expire_now()
+
+    def forget_detached(self, ownership: Ownership) -> None:
+        self.detached.pop(ownership, None)
 
     def next_connection_index(self, plane: Plane) -> int:
         self._conn_counts[plane] += 1
