@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+import attrs
 import trio
 
 from simtrio.cli.common import EXIT_FAILED, EXIT_OK, Interrupt, UsageError, find_leaf
@@ -97,13 +98,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             if value < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
             limits[name] = value
-    return ServerConfig(
+    config = ServerConfig(
         api_key=_api_key(args),
         seed=args.seed,
         slot_delay=args.slot_delay,
         deterministic_ids=args.deterministic_ids,
-        **limits,
     )
+    return attrs.evolve(config, **limits)
 
 
 async def serve_forever(
