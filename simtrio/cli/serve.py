@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-import attrs
 import trio
 
 from simtrio.cli.common import EXIT_FAILED, EXIT_OK, Interrupt, UsageError, find_leaf
@@ -91,20 +90,25 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UsageError("--port must be in 0..65535")
     if args.slot_delay < 0:
         raise UsageError("--slot-delay must be >= 0")
-    limits: dict[str, int] = {}
-    for name in ("max_connections", "max_sessions", "max_session_slots"):
-        value: int | None = getattr(args, name)
-        if value is not None:
-            if value < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
-            limits[name] = value
-    config = ServerConfig(
+    defaults = ServerConfig()
+    return ServerConfig(
         api_key=_api_key(args),
         seed=args.seed,
         slot_delay=args.slot_delay,
         deterministic_ids=args.deterministic_ids,
+        max_connections=_limit(args, "max_connections", defaults.max_connections),
+        max_sessions=_limit(args, "max_sessions", defaults.max_sessions),
+        max_session_slots=_limit(args, "max_session_slots", defaults.max_session_slots),
     )
-    return attrs.evolve(config, **limits)
+
+
+def _limit(args: argparse.Namespace, name: str, default: int) -> int:
+    value: int | None = getattr(args, name)
+    if value is None:
+        return default
+    if value < 1:
+        raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    return value
 
 
 async def serve_forever(
