@@ -75,8 +75,9 @@ class ServerConfig:
         max_request_size: largest inbound message on a control connection (a bigger one
             is refused with Close 1009).
         max_data_request_size: largest inbound message on a data connection.
-        max_connections: most TCP connections served at once; past it, a connection is
-            answered 503 and closed.
+        max_connections: most TCP connections served at once (lowered to what the process's
+            file-descriptor limit leaves room for); past it, a connection is answered 503 and
+            closed.
         handshake_timeout: bound on reading a request head (and body) and on the WebSocket
             upgrade; a slower peer is disconnected.
         deterministic_ids: derive session ids from the chain number and a counter (same

@@ -47,7 +47,7 @@ _SESSION_PREFIX: Final = "/backtest/"
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _RECEIVE_BYTES: Final = 64 * 1024
-_REFUSE_LINGER: Final = 1.0
+_REFUSE_LINGER: Final = 0.1
 
 
 class _Request:
@@ -155,7 +155,7 @@ async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
     """Serve one TCP connection: one plain HTTP request, or one WebSocket."""
     state.tcp_connections += 1
     try:
-        if state.tcp_connections > state.config.max_connections:
+        if state.tcp_connections > state.connection_cap:
             logger.warning("connection refused: %d connections open", state.tcp_connections - 1)
             await _refuse(stream, min(state.config.handshake_timeout, _REFUSE_LINGER))
             return

@@ -6,6 +6,7 @@ import collections
 import hashlib
 import logging
 import secrets
+import sys
 from typing import TYPE_CHECKING
 
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
@@ -18,9 +19,31 @@ if TYPE_CHECKING:
     from simtrio.server.conn import Conn
     from simtrio.server.session import Ownership, ParallelGroup, Session
 
-__all__ = ["ServerState"]
+__all__ = ["FD_RESERVE", "ServerState", "connection_cap"]
 
 logger = logging.getLogger(__name__)
+
+FD_RESERVE = 32
+"""File descriptors kept free of connections: listeners, logs, the run store, the event loop."""
+
+
+def connection_cap(max_connections: int, fd_limit: int | None) -> int:
+    """``max_connections``, lowered to what the process's file-descriptor limit leaves room for.
+
+    Past the descriptor limit ``accept`` fails and nobody is served, not even with a 503.
+    """
+    if fd_limit is None or fd_limit <= 0:
+        return max_connections
+    return max(1, min(max_connections, fd_limit - FD_RESERVE))
+
+
+def _fd_limit() -> int | None:
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 class ServerState:
@@ -42,6 +65,8 @@ class ServerState:
         self.conns: set[Conn] = set()
         self.tcp_connections = 0
         """TCP connections being served now (plain HTTP and WebSocket)."""
+        self.connection_cap = connection_cap(config.max_connections, _fd_limit())
+        """``max_connections``, or less when the file-descriptor limit is lower."""
         self.detached: dict[Ownership, None] = {}
         """Sessions (or parallel groups) waiting for an attach, the longest-detached first."""
         self._ids = 0

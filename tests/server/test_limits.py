@@ -9,6 +9,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request
 
 from simtrio.server import control, serve
+from simtrio.server.state import FD_RESERVE, connection_cap
 
 from .helpers import TOKEN, connect, create, http, open_session, subscribe, wait_until
 
@@ -121,6 +122,13 @@ async def test_connections_past_the_cap_get_503_and_the_rest_are_served() -> Non
             assert (status, body) == (200, b"ok")
             for stream in idle:
                 await stream.aclose()
+
+
+def test_the_connection_cap_leaves_room_below_the_descriptor_limit() -> None:
+    assert connection_cap(4096, 256) == 256 - FD_RESERVE
+    assert connection_cap(100, 1_000_000) == 100
+    assert connection_cap(100, None) == 100
+    assert connection_cap(100, 10) == 1
 
 
 async def _raw_websocket(server_port: int, path: str) -> tuple[trio.SocketStream, WSConnection]:
