@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.streams import EventStream
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.redact import Redactor
 
 __all__ = [
     "ACCOUNT_DIFFS",
@@ -264,6 +265,7 @@ class SubscriptionManager(Generic[E]):
         rpc_endpoint: str,
         kind: SubscriptionKind[E],
         program_ids: Sequence[str],
+        redactor: Redactor | None = None,
         config: ManagedConfig,
         deliver: Callable[[E, int], Awaitable[None]],
         deliver_nowait: Callable[[E, int], bool] | None = None,
@@ -278,6 +280,7 @@ class SubscriptionManager(Generic[E]):
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
         self._config = config
+        self._redactor = redactor
         self._deliver = deliver
         self._deliver_nowait = deliver_nowait
         self._start_slot = start_slot
@@ -432,7 +435,9 @@ class SubscriptionManager(Generic[E]):
                     await self._handle(link, message)
                 await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
-                link.lose(str(exc))
+                # A corrupt compressed message is quoted as received: take the key out of it.
+                reason = str(exc)
+                link.lose(reason if self._redactor is None else self._redactor.text(reason))
             except _ConsumerGone:
                 consumer_gone = True
             nursery.cancel_scope.cancel()
@@ -541,7 +546,8 @@ class SubscriptionManager(Generic[E]):
             if trio.current_time() >= conn.last_received + silence:
                 raise _Lost(f"no subscribe reply within {silence:g} s")
         raw = link.pending.popleft()
-        return decode_rpc(decoder.decode(raw) if isinstance(raw, bytes) else raw)
+        text = decoder.decode(raw) if isinstance(raw, bytes) else raw
+        return decode_rpc(text if self._redactor is None else self._redactor.message(text))
 
     # -- delivering ----------------------------------------------------------------------------
 
@@ -564,6 +570,7 @@ class SubscriptionManager(Generic[E]):
         record = self._record
         observer = self._observer
         decode = decoder.decode
+        redactor = self._redactor
         run = 0  # notifications handed over since the last report to the observer
         while True:
             if not pending:
@@ -576,7 +583,7 @@ class SubscriptionManager(Generic[E]):
                 continue
             raw = pending.popleft()
             text = decode(raw) if type(raw) is bytes else raw
-            message = decode_rpc(text)
+            message = decode_rpc(text if redactor is None else redactor.message(text))
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
@@ -799,6 +806,7 @@ class SessionSubscriptions:
         start_slot: int | None,
         stream: EventStream,
         config: ManagedConfig,
+        redactor: Redactor | None = None,
         coordinator: ReconnectCoordinator | None,
         nursery: trio.Nursery | None,
         max_total: float | None = None,
@@ -809,6 +817,7 @@ class SessionSubscriptions:
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
+        self._redactor = redactor
         self._gate = SessionGate(coordinator) if coordinator is not None else None
         self._nursery = nursery
         self._not_started: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
@@ -857,6 +866,7 @@ class SessionSubscriptions:
             kind=kind,
             program_ids=program_ids,
             config=self._config,
+            redactor=self._redactor,
             deliver=self._stream.put_data,
             deliver_nowait=self._stream.put_data_nowait,
             start_slot=self._start_slot,
