@@ -334,7 +334,7 @@ class EventSink:
         max_total: float | None = None,
         tap: RecordingTap | None = None,
     ) -> None:
-        self.stream = EventStream(config.event_buffer)
+        self.stream = EventStream(config.event_buffer, config.event_buffer_bytes)
         self.info: SessionInfo | None = None
         self.nursery: trio.Nursery | None = None
         self.open_host: Callable[[EventSink], None] | None = None

@@ -267,8 +267,8 @@ class SubscriptionManager(Generic[E]):
         program_ids: Sequence[str],
         redactor: Redactor | None = None,
         config: ManagedConfig,
-        deliver: Callable[[E], Awaitable[None]],
-        deliver_nowait: Callable[[E], bool] | None = None,
+        deliver: Callable[[E, int], Awaitable[None]],
+        deliver_nowait: Callable[[E, int], bool] | None = None,
         start_slot: int | None = None,
         max_total: float | None = None,
         coordinator: ReconnectCoordinator | SessionGate | None = None,
@@ -590,7 +590,7 @@ class SubscriptionManager(Generic[E]):
                 event = wrap(notification) if sub is not None and not sub.complete else None
                 if event is not None and sub is not None:
                     try:
-                        queued = nowait(event)
+                        queued = nowait(event, len(text))
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         raise _ConsumerGone from None
                     if queued:
@@ -606,11 +606,12 @@ class SubscriptionManager(Generic[E]):
             if run:
                 run = 0
                 observer.delivered()
-            await self._handle(link, message)
+            await self._handle(link, message, len(text))
             if all(sub.complete for sub in subs):
                 return
 
-    async def _handle(self, link: _Link, message: RpcMessage) -> None:
+    async def _handle(self, link: _Link, message: RpcMessage, size: int = 0) -> None:
+        """Deliver or route one message; ``size`` is its length, for the byte bound."""
         if isinstance(message, AccountDiffNotification | TransactionNotification):
             sub = link.by_sub.get(message.subscription)
             if sub is None or sub.complete:
@@ -624,7 +625,7 @@ class SubscriptionManager(Generic[E]):
                     self._kind.label,
                 )
                 return
-            await self._hand_over(link, event)
+            await self._hand_over(link, event, size)
             sub.cursor = self.cursor = message.slot
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
@@ -639,11 +640,11 @@ class SubscriptionManager(Generic[E]):
         else:
             self._drop(message)
 
-    async def _hand_over(self, link: _Link, event: E) -> None:
+    async def _hand_over(self, link: _Link, event: E, size: int) -> None:
         link.delivering = True
         self._observer.delivery_started()
         try:
-            await self._deliver(event)
+            await self._deliver(event, size)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise _ConsumerGone from None
         finally:
@@ -1075,13 +1076,13 @@ async def _open_standalone(
     ids = _check_program_ids(program_ids)
     send: NotificationSendChannel[E]
     receive: NotificationReceiveChannel[E]
-    send, receive = open_notification_channel(config.event_buffer)
+    send, receive = open_notification_channel(config.event_buffer, config.event_buffer_bytes)
     manager = SubscriptionManager(
         rpc_endpoint=rpc_endpoint,
         kind=kind,
         program_ids=ids,
         config=config,
-        deliver=send.send,
+        deliver=send.send_sized,
         deliver_nowait=send.try_send,
         observer=_ChannelObserver(send),
     )
