@@ -1,7 +1,8 @@
 """The embedded reference server: a deterministic stand-in for the backtest service.
 
-It speaks the control plane, the per-session data plane and the small HTTP surface of the
-protocol (§12), over one port, with a synthetic chain and optional fault injection, so that
+It speaks the control plane, the per-session data plane, the per-session JSON-RPC and the
+small HTTP surface of the protocol (§12), over one port, with a synthetic chain, real execution
+of the user's transactions on one LiteSVM per session, and optional fault injection, so that
 tests and local runs need no external service::
 
     async with simtrio.server.serve(seed=7) as server:
@@ -119,7 +120,13 @@ class ReferenceServer:
 
     @property
     def open_connections(self) -> int:
+        """WebSocket connections open now."""
         return len(self._state.conns)
+
+    @property
+    def tcp_connections(self) -> int:
+        """TCP connections being served now, plain HTTP and WebSocket (``max_connections``)."""
+        return self._state.tcp_connections
 
     @property
     def sessions(self) -> Mapping[str, SessionSnapshot]:
