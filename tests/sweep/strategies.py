@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from simtrio import events
-from simtrio.params import Continue
+import trio
+
 from simtrio.sweep.strategies import stepping
-from simtrio.wire.types import JsonValue
+
+if TYPE_CHECKING:
+    from simtrio.wire.types import JsonValue
 
 PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 
@@ -33,9 +35,9 @@ async def flaky(session: Any, params: dict[str, JsonValue]) -> JsonValue:
     """Fails until the marker file named by ``marker`` exists; creates it on the first call."""
     marker = params["marker"]
     assert isinstance(marker, str)
-    if not os.path.exists(marker):
-        with open(marker, "w") as f:
-            f.write("1")
+    path = trio.Path(marker)
+    if not await path.exists():
+        await path.write_text("1")
         raise RuntimeError("first attempt fails")
     return await stepping(session, params)
 
@@ -50,10 +52,8 @@ async def not_json(session: Any, params: dict[str, JsonValue]) -> Any:
 
 
 async def first_step_then_wait(session: Any, params: dict[str, JsonValue]) -> JsonValue:
-    """Steps normally unless ``block`` is set; then it never finishes (until cancelled)."""
+    """Steps normally unless ``block`` is set; then it waits until cancelled."""
     if not params.get("block"):
         return await stepping(session, params)
-    async for event in session.events():
-        if isinstance(event, events.ReadyForContinue):
-            await session.send_continue(Continue(1))
+    await trio.sleep_forever()
     return None
