@@ -206,3 +206,14 @@ def test_sigterm_stops_the_sweep_and_a_rerun_resumes(tmp_path: Path) -> None:
     cells = json.loads(report.stdout)["cells"]
     assert [c["outcome"] for c in cells] == ["ok"] * 4
     assert all(c["attempts"] == 1 for c in cells)
+
+
+def test_the_sweep_file_of_the_guide_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIMULATOR_URL", raising=False)
+    spec = ROOT / "docs" / "examples" / "sweep.toml"
+    assert main(["sweep", str(spec), "--record", str(tmp_path / "runs.db"), "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["sweep"] == "step-grid"
+    assert table["counts"]["ok"] == 4
