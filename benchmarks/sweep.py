@@ -94,7 +94,7 @@ async def _one(executor: Executor, cells: int, work: int, folder: Path) -> dict[
 def run(port: int, *, quick: bool) -> dict[str, Any]:
     del port  # this benchmark brings its own server
     cells = 4 if quick else 64
-    work = 2_000 if quick else 60_000
+    work = 2_000 if quick else 200_000
     rows: list[tuple[str, Executor, int]] = [
         ("local", LocalExecutor(8), 1),
         ("processes (2 workers)", ProcessExecutor(2), 2),

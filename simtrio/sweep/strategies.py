@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import attrs
 import trio
 
 from simtrio import events
-from simtrio.cli.report import SessionTally, tx_facts
 from simtrio.params import Continue
 from simtrio.sweep.errors import SweepError
+from simtrio.wire.types import JsonValue, SessionSummary
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from simtrio.managed.config import SessionInfo
-    from simtrio.wire.types import JsonValue
 
 __all__ = ["stepping"]
 
@@ -58,7 +58,43 @@ def _strings(params: dict[str, JsonValue], name: str) -> list[str]:
     return out
 
 
-async def _drive(session: _Driven, tally: SessionTally, slots: set[int], cont: Continue) -> None:
+@attrs.define
+class _Tally:
+    """What one (sub-)session saw: each transaction once per signature, each diff once."""
+
+    session_id: str
+    signatures: set[str] = attrs.field(factory=set[str])
+    unsigned: int = 0
+    failed: int = 0
+    diffs: set[tuple[str | None, str | None, int]] = attrs.field(
+        factory=set[tuple[str | None, str | None, int]]
+    )
+    summary: SessionSummary | None = None
+    completed: bool = False
+
+    def transaction(self, payload: JsonValue) -> None:
+        body = _obj(payload)
+        if "value" in body and "transaction" not in body:
+            body = _obj(body["value"])
+        signatures = _obj(body.get("transaction")).get("signatures")
+        signature = None
+        if isinstance(signatures, list) and signatures and isinstance(signatures[0], str):
+            signature = signatures[0]
+        if signature is None:
+            self.unsigned += 1
+        elif signature in self.signatures:
+            return  # notified again (two subscribed programs, or a replayed boundary slot)
+        else:
+            self.signatures.add(signature)
+        if _obj(body.get("meta")).get("err") is not None:
+            self.failed += 1
+
+
+def _obj(value: object) -> dict[str, JsonValue]:
+    return cast("dict[str, JsonValue]", value) if isinstance(value, dict) else {}
+
+
+async def _drive(session: _Driven, tally: _Tally, slots: set[int], cont: Continue) -> None:
     async for event in session.events():
         match event:
             case events.ReadyForContinue() | events.Paused():
@@ -66,14 +102,15 @@ async def _drive(session: _Driven, tally: SessionTally, slots: set[int], cont: C
             case events.Slot(slot=slot):
                 slots.add(slot)
             case events.Transaction():
-                tally.on_transaction(tx_facts(event.notification.transaction))
+                tally.transaction(event.notification.transaction)
             case events.AccountDiff():
                 n = event.notification
-                tally.on_account_diff(n.account, n.signature, n.slot)
+                tally.diffs.add((n.signature, n.account, n.slot))
             case events.ErrorEvent(error=error):
                 raise SweepError(f"session {tally.session_id} failed: {error}")
             case events.Completed(summary=summary):
-                tally.complete(summary, trio.current_time())
+                tally.summary = summary
+                tally.completed = True
             case _:
                 pass
     if not tally.completed:
@@ -95,11 +132,10 @@ async def stepping(session: Any, params: dict[str, JsonValue]) -> JsonValue:
     driven: list[_Driven] = (
         list(session.take_sub_sessions()) if hasattr(session, "take_sub_sessions") else [session]
     )
-    tallies: list[SessionTally] = []
+    tallies: list[_Tally] = []
     slots: set[int] = set()
-    now = trio.current_time()
     for sub in driven:
-        tallies.append(SessionTally(sub.session_info.session_id, 0, 0, now))
+        tallies.append(_Tally(sub.session_info.session_id))
         if "transactions" in kinds:
             sub.subscribe_transactions(program_ids)
         if "account-diffs" in kinds:
@@ -111,9 +147,9 @@ async def stepping(session: Any, params: dict[str, JsonValue]) -> JsonValue:
     return {
         "sessions": len(tallies),
         "slots": len(slots),
-        "transactions": sum(t.transactions for t in tallies),
-        "failed_transactions": sum(t.tx_failed for t in tallies),
-        "account_diffs": sum(t.account_diffs for t in tallies),
-        "correct": sum(t.summary_value("correct_simulation") or 0 for t in tallies),
-        "incorrect": sum(t.summary_value("incorrect_simulation") or 0 for t in tallies),
+        "transactions": sum(len(t.signatures) + t.unsigned for t in tallies),
+        "failed_transactions": sum(t.failed for t in tallies),
+        "account_diffs": sum(len(t.diffs) for t in tallies),
+        "correct": sum(t.summary.correct_simulation for t in tallies if t.summary),
+        "incorrect": sum(t.summary.incorrect_simulation for t in tallies if t.summary),
     }
