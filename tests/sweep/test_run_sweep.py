@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, ClassVar
 
@@ -19,9 +20,11 @@ from simtrio.sweep import (
     Cell,
     CellRunner,
     Executor,
+    ExecutorUnavailable,
     LocalExecutor,
     NotShippable,
     ProcessExecutor,
+    RayExecutor,
     SweepBusy,
     SweepError,
     SweepProgress,
@@ -275,3 +278,12 @@ async def test_a_shipped_run_that_fails_verification_is_quarantined(tmp_path: Pa
     assert (
         len(list(quarantine_dir(RunStore(db, sqlite3.connect(":memory:"))).glob("*.simrun"))) == 1
     )
+
+
+async def test_the_ray_executor_says_so_when_ray_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra gives
+    with pytest.raises(ExecutorUnavailable, match="'ray' extra"):
+        await run_sweep([Cell(RANGES[0])], f"{S}:counting", store=tmp_path / "r.db",
+                        name="no-ray", executor=RayExecutor())  # fmt: skip
