@@ -91,6 +91,13 @@ async def _one(executor: Executor, cells: int, work: int, folder: Path) -> dict[
     }
 
 
+def _ray_installed() -> bool:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def run(port: int, *, quick: bool) -> dict[str, Any]:
     del port  # this benchmark brings its own server
     cells = 4 if quick else 64
@@ -102,7 +109,7 @@ def run(port: int, *, quick: bool) -> dict[str, Any]:
     notes: dict[str, str] = {}
     if quick:
         notes["ray (local, 2 CPUs)"] = "skipped in --quick (Ray start-up alone takes seconds)"
-    elif importlib.util.find_spec("ray") is None:
+    elif not _ray_installed():
         notes["ray (local, 2 CPUs)"] = "skipped: Ray is not installed (the 'ray' extra)"
     else:
         rows.append(("ray (local, 2 CPUs)", RayExecutor(num_cpus=2), 2))
