@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,11 +163,22 @@ def test_runs_export_and_import(tmp_path: Path, capsys: pytest.CaptureFixture[st
         assert [m.run_id for m in store.list_runs()] == [run_id]
 
 
+def _report(db: Path, env: dict[str, str]) -> dict[str, Any]:
+    report = subprocess.run(
+        [sys.executable, "-m", "simtrio", "sweep", "report", str(db), "slow", "--json"],
+        cwd=ROOT, env=env, capture_output=True, timeout=30, check=True,
+    )  # fmt: skip
+    return {c["key"]: c for c in json.loads(report.stdout)["cells"]}
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_sigterm_stops_the_sweep_and_a_rerun_resumes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_stopped_or_killed_sweep_keeps_finished_cells_and_resumes(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     spec = _spec(
         tmp_path,
-        'name = "slow"\nranges = [[0, 2], [10, 12], [20, 22], [30, 60]]\n'
+        'name = "slow"\nranges = [[30, 60], [0, 2], [10, 12], [20, 22]]\n'
         "[server]\nslot_delay = 0.05\n",
     )
     db = tmp_path / "runs.db"
@@ -186,26 +198,42 @@ def test_sigterm_stops_the_sweep_and_a_rerun_resumes(tmp_path: Path) -> None:
                 break
             seen += line
         assert b": ok (" in seen, seen
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         _out, err = proc.communicate(timeout=20)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130, seen + err
-    assert b"run it again to resume" in err
-    # The slow cell was cancelled; the rerun runs what did not finish, and only that.
+    if signum == signal.SIGTERM:
+        assert proc.returncode == 130, seen + err
+        assert b"run it again to resume" in err
+    else:
+        assert proc.returncode == -signal.SIGKILL
+    finished = _report(db, env)
+    assert finished, "no cell was kept"
+    assert all(c["outcome"] == "ok" for c in finished.values())
+    assert "30-60" not in finished
+    # The rerun runs what did not finish, and only that.
     again = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=60,
                            check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert b"cells succeeded earlier and are skipped" in again.stderr
-    report = subprocess.run(
-        [sys.executable, "-m", "simtrio", "sweep", "report", str(db), "slow", "--json"],
-        cwd=ROOT, env=env, capture_output=True, timeout=30, check=True,
-    )  # fmt: skip
-    cells = json.loads(report.stdout)["cells"]
-    assert [c["outcome"] for c in cells] == ["ok"] * 4
-    assert all(c["attempts"] == 1 for c in cells)
+    cells = _report(db, env)
+    assert [c["outcome"] for c in cells.values()] == ["ok"] * 4
+    assert all(c["attempts"] == 1 for c in cells.values())
+    for key, cell in finished.items():
+        assert cells[key]["run_id"] == cell["run_id"]
+    # The slow cell was running when the driver stopped: a killed driver leaves its run to the
+    # store's recovery, a stopped one ends it. (A cell whose run had ended but whose ledger row
+    # was not yet written runs again; its first run stays in the store, unlabelled.)
+    with RunStore.open(db) as store:
+        statuses = [m.status.value for m in store.list_runs()]
+    assert len(statuses) >= 5
+    if signum == signal.SIGKILL:
+        assert statuses.count("CRASHED_RECOVERED") >= 1
+        assert set(statuses) == {"ENDED", "CRASHED_RECOVERED"}
+    else:
+        assert set(statuses) == {"ENDED"}
 
 
 def test_the_sweep_file_of_the_guide_runs(
