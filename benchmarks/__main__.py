@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from benchmarks import control, data, plain, scale, sweep
+from benchmarks import control, data, execution, plain, scale, sweep
 from benchmarks.common import frame_server
 
 BENCHMARKS = {
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "data": data.run,
     "scale": scale.run,
     "plain": plain.run,
+    "execution": execution.run,
     "sweep": sweep.run,
 }
 
