@@ -148,6 +148,10 @@ class Endpoint:
     """``scheme://host[:port]/path`` for messages: no user info, no query."""
 
 
+_BAD_HOST_CHARS: Final = frozenset(' "<>\\^`{|}')
+"""Characters no host name or address may hold (besides whitespace and control characters)."""
+
+
 def parse_url(url: str, *, plain: str, secure: str) -> Endpoint:
     """Split ``url`` for one of two schemes (e.g. ``ws``/``wss``); raises ``InvalidParams``."""
     try:
@@ -163,6 +167,8 @@ def parse_url(url: str, *, plain: str, secure: str) -> Endpoint:
     host = parts.hostname
     if not host:
         raise InvalidParams(f"invalid URL {excerpt(url)!r}: no host")
+    if any(ch in _BAD_HOST_CHARS or not ch.isprintable() or ch.isspace() for ch in host):
+        raise InvalidParams(f"invalid URL {excerpt(url)!r}: not a valid host name")
     is_secure = scheme == secure
     if port is None:
         port = 443 if is_secure else 80

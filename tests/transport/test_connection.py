@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import struct
 import tempfile
@@ -20,6 +21,7 @@ from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, Tex
 
 from simtrio.errors import ConnectError, ConnectionClosed, ProtocolError
 from simtrio.transport import WebSocketConnection, connect, open_connection
+from tests.client.fakes import refused_port
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -358,7 +360,9 @@ async def test_certificate_failure_is_fatal(server_tls: ssl.SSLContext) -> None:
     assert info.value.fatal
 
 
-async def test_tls_against_a_plain_server_is_transient() -> None:
+async def test_tls_against_a_plain_server_is_fatal_with_its_cause() -> None:
+    """A plain-text server on a wss:// port answers the same way on every retry."""
+
     async def plain(stream: trio.SocketStream) -> None:
         await stream.receive_some()
         await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
@@ -366,7 +370,56 @@ async def test_tls_against_a_plain_server_is_transient() -> None:
     async with tcp_server(plain) as port:
         with pytest.raises(ConnectError) as info:
             await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
+    assert info.value.fatal
+    message = str(info.value)
+    assert message.startswith(f"TLS handshake with wss://127.0.0.1:{port}/ failed: ")
+    assert "wrong version number" in message
+    assert "ws://" in message
+
+
+async def test_tls_handshake_cut_short_is_transient() -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+
+    async with tcp_server(hang_up) as port:
+        with pytest.raises(ConnectError) as info:
+            await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
     assert not info.value.fatal
+
+
+async def test_unknown_host_is_fatal_with_its_cause() -> None:
+    with pytest.raises(ConnectError) as info:
+        await connect("ws://no-such-host.invalid:80", connect_timeout=5)
+    assert info.value.fatal
+    assert str(info.value).startswith("cannot resolve host 'no-such-host.invalid'")
+
+
+async def test_a_resolver_without_an_answer_yet_is_transient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_answer(host: str, port: int) -> trio.SocketStream:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(trio, "open_tcp_stream", no_answer)
+    with pytest.raises(ConnectError) as info:
+        await connect("ws://example.test:80", connect_timeout=5)
+    assert not info.value.fatal
+    assert "Temporary failure in name resolution" in str(info.value)
+
+
+async def test_refused_is_transient_and_says_so() -> None:
+    with pytest.raises(ConnectError) as info:
+        await connect(f"ws://127.0.0.1:{refused_port()}", connect_timeout=5)
+    assert not info.value.fatal
+    assert "connection refused" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["wss://not a url/backtest", "ws://a{b}:80/", "ws://a<b/"])
+async def test_malformed_host_fails_before_any_io(url: str) -> None:
+    with pytest.raises(ConnectError) as info:
+        await connect(url, connect_timeout=5)
+    assert info.value.fatal
+    assert "not a valid host name" in str(info.value)
 
 
 # --- closing --------------------------------------------------------------------------------
