@@ -68,7 +68,7 @@ from simtrio.wire.rpc import (
     UnknownRpcMessage,
     decode_rpc,
 )
-from simtrio.wire.urls import http_to_ws_url
+from simtrio.wire.urls import http_to_ws_url, split_ws_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
@@ -272,8 +272,10 @@ class SubscriptionManager(Generic[E]):
         coordinator: ReconnectCoordinator | SessionGate | None = None,
         observer: SubscriptionObserver | None = None,
         record: NotificationRecorder | None = None,
+        first_connect_max_total: float | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
+        self._first_max_total = first_connect_max_total
         self._record = record
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
@@ -335,7 +337,9 @@ class SubscriptionManager(Generic[E]):
             self._set(ConnectionStatus.DOWN)
 
     async def _reconnect_loop(self, ws_url: str) -> None:
-        state = ReconnectState(self._config.backoff, self._max_total)
+        state = ReconnectState(
+            self._config.backoff, self._max_total, first_max_total=self._first_max_total
+        )
         rng = self._config.make_rng()
         failures = 0  # consecutive failed attempts since the last UP
         while True:
@@ -398,6 +402,9 @@ class SubscriptionManager(Generic[E]):
                 )
             if link.conn is None:
                 return _Outcome("failed", reason="reconnect budget spent before connecting")
+            state.connected()  # the first-connect budget no longer applies to the handshake
+            opened = state.deadline()
+            deadline = math.inf if opened is None else opened
             link.decoder = ZstdStreamDecoder(config.max_message_size)
             return await self._serve(link, state, deadline, replay=replay)
         except ConnectError as exc:
@@ -1060,7 +1067,7 @@ async def _open_standalone(
         raise InvalidParams("config must be a ManagedConfig")
     if not isinstance(rpc_endpoint, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidParams("rpc_endpoint must be a str")
-    http_to_ws_url(rpc_endpoint)  # an unusable URL fails here, before any task starts
+    split_ws_url(http_to_ws_url(rpc_endpoint))  # an unusable URL fails here, before any task
     ids = _check_program_ids(program_ids)
     send: NotificationSendChannel[E]
     receive: NotificationReceiveChannel[E]
@@ -1073,6 +1080,7 @@ async def _open_standalone(
         deliver=send.send,
         deliver_nowait=send.try_send,
         observer=_ChannelObserver(send),
+        first_connect_max_total=config.first_connect_max_total,
     )
     failures: list[SubscriptionFailed] = []
 
