@@ -41,6 +41,18 @@ logger = logging.getLogger(__name__)
 RECEIVE_SIZE: Final = 256 * 1024
 """Bytes asked of one ``receive_some``: also the slack of the inbound size limit."""
 
+CONTROL_BURST: Final = 256
+"""Control frames (Pings, Pongs) in one read above which the next reads are kept small."""
+
+BURST_RECEIVE_SIZE: Final = 8 * 1024
+"""Bytes asked of one ``receive_some`` during a burst of control frames.
+
+A read is processed without a checkpoint, so its size bounds how far a deadline can be overrun:
+256 KiB of empty Pings are 128k frames, most of a second of work. Small reads while control
+frames flood in keep that to milliseconds; the first read that is not such a burst restores
+the normal size.
+"""
+
 _STREAM_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 _FATAL_STATUSES: Final = frozenset({401, 403})
 _TRANSIENT_DNS: Final = frozenset(
@@ -245,6 +257,7 @@ class WebSocketConnection:
         "_engine",
         "_last_received",
         "_queue",
+        "_read_size",
         "_receiving",
         "_send_broken",
         "_send_lock",
@@ -275,6 +288,7 @@ class WebSocketConnection:
         self._send_broken = False
         self._stream_closed = False
         self._last_received = trio.current_time()
+        self._read_size = RECEIVE_SIZE
         if pending:
             self._queue.extend(self._absorb(pending))
 
@@ -322,7 +336,7 @@ class WebSocketConnection:
                 continue
             self._receiving = True
             try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
+                data = await self._stream.receive_some(self._read_size)
             except _STREAM_ERRORS as exc:
                 self._mark_closed("was lost")
                 self._ended.set()
@@ -338,6 +352,10 @@ class WebSocketConnection:
                 self._ended.set()
                 raise
             out = self._absorb(events)
+            if len(events) - len(out) > CONTROL_BURST:
+                self._read_size = BURST_RECEIVE_SIZE
+            elif self._read_size != RECEIVE_SIZE:
+                self._read_size = RECEIVE_SIZE
             if self._engine.has_outbound:
                 try:
                     await self._flush()
