@@ -892,16 +892,18 @@ def _dumps(value: Any) -> str:
         raise InvalidParams(f"cannot be written as JSON: {exc}") from None
 
 
-def _holds_float(value: Any) -> bool:
+def _holds_float(value: object) -> bool:
     """Whether a decoded JSON value holds a float anywhere (cheap for the usual small params)."""
-    kind = type(value)
-    if kind is float:
+    items: Iterable[object]
+    if isinstance(value, float):
         return True
-    if kind is dict:
-        return any(_holds_float(item) for item in cast("dict[str, Any]", value).values())
-    if kind is list:
-        return any(_holds_float(item) for item in cast("list[Any]", value))
-    return False
+    if isinstance(value, dict):
+        items = cast("dict[str, object]", value).values()
+    elif isinstance(value, list):
+        items = cast("list[object]", value)
+    else:
+        return False
+    return any(_holds_float(item) for item in items)
 
 
 def _exact_params(text: str | bytes, params: Any) -> Any:
