@@ -195,6 +195,9 @@ class _Sub:
         """Slot of this subscription's last delivered notification."""
 
 
+_BUDGET_SPENT: Final = "reconnect budget spent before connecting"
+
+
 class _Lost(Exception):
     """Internal: the current connection has to be replaced (the message says why)."""
 
@@ -209,6 +212,8 @@ class _Outcome:
     came_up: bool = False
     reason: str = ""
     fatal: bool = False
+    healthy_until: float | None = None
+    """For a connection lost on silence: when it stopped receiving."""
 
 
 class _Link:
@@ -224,6 +229,7 @@ class _Link:
         "resumed_at",
         "scope",
         "slot_held",
+        "stalled_since",
         "streaming",
     )
 
@@ -237,6 +243,7 @@ class _Link:
         self.delivering = False
         self.resumed_at = -math.inf
         self.slot_held = False
+        self.stalled_since: float | None = None
         self.streaming = False
 
     def lose(self, reason: str) -> None:
@@ -342,6 +349,7 @@ class SubscriptionManager(Generic[E]):
         )
         rng = self._config.make_rng()
         failures = 0  # consecutive failed attempts since the last UP
+        last_error = ""
         while True:
             state.attempt_started(trio.current_time())
             gated = (
@@ -352,7 +360,7 @@ class SubscriptionManager(Generic[E]):
                 return
             now = trio.current_time()
             if outcome.came_up:
-                state.connection_lost(now)
+                state.connection_lost(now, healthy_until=outcome.healthy_until)
                 failures = 0
             else:
                 state.attempt_failed(now)
@@ -361,7 +369,11 @@ class SubscriptionManager(Generic[E]):
                 self._give_up(outcome.reason)
             delay = state.next_delay(now, rng)
             if delay is None:
-                self._give_up(f"stopped reconnecting; last error: {outcome.reason}")
+                # An attempt cut short by the budget says nothing: name the failure before it.
+                last = last_error if outcome.reason == _BUDGET_SPENT and last_error else None
+                self._give_up(f"stopped reconnecting; last error: {last or outcome.reason}")
+            if outcome.reason != _BUDGET_SPENT:
+                last_error = outcome.reason
             self._set(ConnectionStatus.RECONNECTING)
             logger.warning(
                 "%s subscription: %s; retrying in %.3f s", self._kind.label, outcome.reason, delay
@@ -401,7 +413,7 @@ class SubscriptionManager(Generic[E]):
                     ssl_context=config.ssl_context,
                 )
             if link.conn is None:
-                return _Outcome("failed", reason="reconnect budget spent before connecting")
+                return _Outcome("failed", reason=_BUDGET_SPENT)
             state.connected()  # the first-connect budget no longer applies to the handshake
             opened = state.deadline()
             deadline = math.inf if opened is None else opened
@@ -446,7 +458,9 @@ class SubscriptionManager(Generic[E]):
         if consumer_gone:
             return _Outcome("stopped")
         if link.lost is not None:
-            return _Outcome("failed", came_up=came_up, reason=link.lost)
+            return _Outcome(
+                "failed", came_up=came_up, reason=link.lost, healthy_until=link.stalled_since
+            )
         # Every terminal is in: the consumer learns it now, the socket closes afterwards.
         self.finished = True
         self._set(ConnectionStatus.DOWN)
@@ -480,6 +494,8 @@ class SubscriptionManager(Generic[E]):
             if not link.delivering:
                 quiet = trio.current_time() - max(conn.last_received, link.resumed_at)
                 if quiet >= miss_deadline:
+                    # A connection that went silent was healthy only until then (outage budget).
+                    link.stalled_since = trio.current_time() - quiet
                     link.lose(f"missed keepalive: nothing received for {quiet:g} s")
                     return
             try:

@@ -229,3 +229,57 @@ async def test_data_peer_that_fails_right_after_the_ack_exhausts_the_budget(
     assert elapsed <= 40.0 + RESET_AFTER
     assert "gave up" in str(info.value)
     assert len(server.connections) > 2
+
+
+async def test_data_peer_that_stalls_after_every_ack_exhausts_the_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Silent until the keepalive gives up (45 s, past reset_after): still the same outage."""
+
+    async def script(conn: FakeConn) -> None:
+        request = orjson.loads(await conn.recv())
+        await conn.ack(request["id"], 1)
+        await conn.diff(1, 4000)
+        conn.stall()  # not even Pongs any more
+        await conn.wait_closed()
+
+    config = ManagedConfig(reconnect_max_total=40.0, backoff=BackoffPolicy(jitter="none", max=2.0))
+    async with data_server(script) as server:
+        start = trio.current_time()
+        with trio.fail_after(2000), pytest.raises(SubscriptionFailed):  # noqa: PT012
+            async with open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub:
+                async for _ in sub.notifications:
+                    pass
+        elapsed = trio.current_time() - start
+    # The connection up when the budget ran out is lost by the keepalive, at most
+    # keepalive_miss_deadline plus one keepalive_interval later.
+    assert elapsed <= 40.0 + 45.0 + 15.0 + 1.0
+    assert len(server.connections) >= 1
+
+
+async def test_control_peer_that_stalls_after_every_attach_exhausts_the_budget(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConnection) -> None:
+        if conn.index == 1:
+            await conn.expect(CREATE_TEXT)
+            await conn.send(CREATED, ready(1))
+        else:
+            await conn.expect(attach(1))
+            await conn.send(ATTACHED)
+        conn.stall()  # not even Pongs any more
+        await conn.wait_gone()
+
+    config = ManagedConfig(
+        rng_seed=3, reconnect_max_total=40.0, backoff=BackoffPolicy(jitter="none", max=2.0)
+    )
+    async with fake_server(script, script_timeout=1000) as server:
+        start = trio.current_time()
+        with trio.fail_after(2000):
+            async with open_managed_session(server.url, KEY, CREATE, config=config) as session:
+                assert await session.next_event() == events.ReadyForContinue()
+                with pytest.raises(ControlFailed) as info:
+                    await session.next_event()
+        elapsed = trio.current_time() - start
+    assert elapsed <= 40.0 + 45.0 + 15.0 + 1.0
+    assert "keepalive" in str(info.value)
