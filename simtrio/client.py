@@ -34,6 +34,7 @@ from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
 from simtrio.transport.http import http_get
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_available_ranges, decode_frame, encode
+from simtrio.wire.redact import Redactor, redactor_for
 from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url
 
 if TYPE_CHECKING:
@@ -67,8 +68,13 @@ _Pending: TypeAlias = str | bytes | _Frame
 OnResponse: TypeAlias = Callable[[wire.BacktestResponse], object]
 
 
-def _decode(message: str | bytes) -> _Frame | None:
-    """Decode one control message; None for a Binary message that is not UTF-8 (ignored)."""
+def _decode(message: str | bytes, redactor: Redactor | None) -> _Frame | None:
+    """Decode one control message; None for a Binary message that is not UTF-8 (ignored).
+
+    With a ``redactor`` (an API key is configured), the key is taken out of the message first.
+    """
+    if redactor is not None:
+        message = redactor.message(message)
     if isinstance(message, bytes):
         try:
             message = message.decode("utf-8")
@@ -93,12 +99,6 @@ def _deadline(limit: float | None, what: str) -> Generator[None]:
         raise RequestTimeout(f"{what} timed out after {limit:g} s") from None
 
 
-def _redact(body: bytes, key: str) -> bytes:
-    if key:
-        body = body.replace(key.encode("ascii", "replace"), b"<redacted>")
-    return body
-
-
 class BacktestSession:
     """One backtest session on one control connection (yielded by the client's context managers).
 
@@ -112,13 +112,20 @@ class BacktestSession:
         "_last_sequence",
         "_pending",
         "_readiness",
+        "_redactor",
         "_request_timeout",
         "_rpc_endpoint",
         "_session_id",
     )
 
-    def __init__(self, conn: WebSocketConnection, request_timeout: float | None) -> None:
+    def __init__(
+        self,
+        conn: WebSocketConnection,
+        request_timeout: float | None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self._conn = conn
+        self._redactor = redactor
         self._request_timeout = request_timeout
         self._pending: deque[_Pending] = deque()
         self._readiness = ReadinessTracker()
@@ -167,7 +174,7 @@ class BacktestSession:
             item = pending.popleft()
             if isinstance(item, tuple):
                 return item
-            frame = _decode(item)
+            frame = _decode(item, self._redactor)
             if frame is not None:
                 return frame
 
@@ -203,7 +210,7 @@ class BacktestSession:
             item = pending.popleft()
             assert not isinstance(item, tuple)
             try:
-                frame = _decode(item)
+                frame = _decode(item, self._redactor)
             except ProtocolError:
                 kept.append(item)
                 continue
@@ -404,6 +411,7 @@ class BacktestClient:
         "_api_key",
         "_connect_timeout",
         "_max_message_size",
+        "_redactor",
         "_request_timeout",
         "_ssl_context",
         "_url",
@@ -421,6 +429,7 @@ class BacktestClient:
     ) -> None:
         self._url = normalize_control_url(url)
         self._api_key = api_key
+        self._redactor = redactor_for((api_key,))
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._ssl_context = ssl_context
@@ -478,7 +487,7 @@ class BacktestClient:
         text = encode(request)
         conn = await self._connect()
         try:
-            session = BacktestSession(conn, self._request_timeout)
+            session = BacktestSession(conn, self._request_timeout, self._redactor)
             with _deadline(self._request_timeout, "createBacktestSession"):
                 await session._handshake(text, wire.SessionCreated)  # pyright: ignore[reportPrivateUsage]
             yield session
@@ -500,7 +509,7 @@ class BacktestClient:
         text = encode(wire.AttachBacktestSession(session_id, last_sequence))
         conn = await self._connect()
         try:
-            session = BacktestSession(conn, self._request_timeout)
+            session = BacktestSession(conn, self._request_timeout, self._redactor)
             with _deadline(self._request_timeout, "attachBacktestSession"):
                 await session._handshake(text, wire.SessionAttached)  # pyright: ignore[reportPrivateUsage]
             yield session
@@ -528,7 +537,7 @@ class BacktestClient:
                 streamed: list[str] = []
                 while True:
                     for message in await conn.receive_batch():
-                        frame = _decode(message)
+                        frame = _decode(message, self._redactor)
                         if frame is None:
                             continue
                         response = frame[1]
@@ -571,8 +580,10 @@ class BacktestClient:
         )
         if not 200 <= status < 300:
             message = f"GET {url} returned HTTP {status}"
-            text = _redact(body, self._api_key).strip()
+            text = (body if self._redactor is None else self._redactor.data(body)).strip()
             if text:
                 message += f": {excerpt(text, _BODY_EXCERPT)}"
             raise ConnectError(message, status=status, fatal=status in _FATAL_HTTP)
-        return decode_available_ranges(body)
+        return decode_available_ranges(
+            body if self._redactor is None else self._redactor.message(body)
+        )

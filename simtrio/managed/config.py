@@ -84,7 +84,9 @@ class ManagedConfig:
     ``idle_step_timeout`` is how long the control connection may stay silent (Pongs aside)
     while a written continue is unanswered before it counts as lost; None disables the check.
     ``rng_seed`` makes backoff jitter reproducible; ``ssl_context`` overrides the default TLS
-    setup for ``wss://`` URLs.
+    setup for ``wss://`` URLs. A data-plane buffer holds at most ``event_buffer``
+    notifications and ``event_buffer_bytes`` of them (message sizes after decompression; an
+    empty buffer takes one notification of any size).
     """
 
     connect_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -103,6 +105,7 @@ class ManagedConfig:
         default=DEFAULT_IDLE_STEP_TIMEOUT, validator=_optional_positive
     )
     event_buffer: int = attrs.field(default=1024, validator=_positive_int)
+    event_buffer_bytes: int = attrs.field(default=16 * _MIB, validator=_positive_int)
     backoff: BackoffPolicy = attrs.field(factory=BackoffPolicy, validator=_backoff)
     continue_channel_capacity: int = attrs.field(default=256, validator=_positive_int)
     coordinator_fast_attempts: int = attrs.field(default=3, validator=_non_negative_int)
