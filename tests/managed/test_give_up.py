@@ -283,3 +283,37 @@ async def test_control_peer_that_stalls_after_every_attach_exhausts_the_budget(
         elapsed = trio.current_time() - start
     assert elapsed <= 40.0 + 45.0 + 15.0 + 1.0
     assert "keepalive" in str(info.value)
+
+
+async def test_session_subscription_fed_garbage_after_every_ack_fails_the_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The data plane of a managed session is bounded by the same budget."""
+
+    async def control(conn: FakeConnection) -> None:
+        await conn.expect(CREATE_TEXT)
+        await conn.send(CREATED, ready(1))
+        await conn.wait_gone()
+
+    async def data(conn: FakeConnection) -> None:
+        await conn.expect_method("transactionSubscribe")
+        await conn.send('{"jsonrpc":"2.0","id":1,"result":1}')
+        await trio.sleep(1.0)
+        await conn.send(b"\x13\x37 definitely not zstd")
+        await conn.wait_gone()
+
+    program = "Prog1111111111111111111111111111111111111111"
+    config = ManagedConfig(
+        rng_seed=3, reconnect_max_total=40.0, backoff=BackoffPolicy(jitter="none", max=2.0)
+    )
+    async with fake_server([control], data=data, script_timeout=1000) as server:
+        start = trio.current_time()
+        with trio.fail_after(2000):
+            async with open_managed_session(server.url, KEY, CREATE, config=config) as session:
+                session.subscribe_transactions([program])
+                assert await session.next_event() == events.ReadyForContinue()
+                with pytest.raises(SubscriptionFailed):
+                    await session.next_event()
+        elapsed = trio.current_time() - start
+    assert elapsed <= 40.0 + RESET_AFTER
+    assert len(server.data()) > 2
