@@ -54,7 +54,8 @@ class BackoffPolicy:
     """Exponential backoff with an optional full jitter (protocol §8.3).
 
     ``max_retries`` caps the retries of one outage; ``reset_after`` is how long a connection must
-    stay up before the next loss starts again from ``initial``.
+    stay healthy before the outage it ended is over: the next loss starts a new one, again from
+    ``initial`` (see :class:`ReconnectState`).
     """
 
     initial: float = attrs.field(default=0.25, validator=_positive)
