@@ -24,6 +24,18 @@ import attrs
 import trio
 
 from simtrio.server import chain
+from simtrio.server.executor import (
+    MAX_USER_TRANSACTIONS_PER_SLOT,
+    AccountRejected,
+    ChainUnavailable,
+    Executed,
+    SessionChain,
+    TransactionRejected,
+    WrittenAccount,
+    account_json,
+    decode_base64_transaction,
+)
+from simtrio.server.pubsub import logs_notification_text
 from simtrio.wire.base58 import is_address
 from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
 from simtrio.wire.types import (
@@ -59,7 +71,9 @@ from simtrio.wire.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
+
+    from solders.transaction import VersionedTransaction
 
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
@@ -153,20 +167,35 @@ class LazyNotification:
     Most events are never sent (nobody subscribed to that program), so payloads are not
     built at execution time. The text is encoded once with subscription 0 and the id is
     patched in per subscription; one transaction's events for several programs share it.
+
+    A transaction's event also carries its ``logsNotification`` (``logs``): a logs
+    subscription is a view of the transaction stream of the same program, so the data log
+    holds one event for both.
     """
 
-    __slots__ = ("_build", "_text")
+    __slots__ = ("_build", "_logs", "_logs_text", "_text")
 
-    def __init__(self, build: Callable[[], Notification]) -> None:
+    def __init__(
+        self, build: Callable[[], Notification], logs: Callable[[], str] | None = None
+    ) -> None:
         self._build: Callable[[], Notification] | None = build
         self._text: str | None = None
+        self._logs = logs
+        self._logs_text: str | None = None
 
-    def text_for(self, subscription: int) -> str:
-        text = self._text
-        if text is None:
-            assert self._build is not None
-            text = self._text = encode_rpc(self._build())
-            self._build = None
+    def text_for(self, subscription: int, logs: bool = False) -> str:
+        if logs:
+            text = self._logs_text
+            if text is None:
+                assert self._logs is not None, "a logs subscription reads transaction events"
+                text = self._logs_text = self._logs()
+                self._logs = None
+        else:
+            text = self._text
+            if text is None:
+                assert self._build is not None
+                text = self._text = encode_rpc(self._build())
+                self._build = None
         if subscription == 0:
             return text
         return text.replace(
@@ -186,8 +215,8 @@ class DataEvent:
 class _Bucket:
     __slots__ = ("base", "entries")
 
-    def __init__(self) -> None:
-        self.base = 0
+    def __init__(self, base: int = 0) -> None:
+        self.base = base
         self.entries: deque[DataEvent] = deque()
 
     @property
@@ -208,14 +237,18 @@ class _Bucket:
 class Subscription:
     """One data-plane subscription: a cursor into one bucket of a session's data log."""
 
-    __slots__ = ("complete", "conn", "id", "key", "position")
+    __slots__ = ("complete", "conn", "id", "key", "logs", "position")
 
-    def __init__(self, sub_id: int, key: BucketKey, position: int, conn: Conn) -> None:
+    def __init__(
+        self, sub_id: int, key: BucketKey, position: int, conn: Conn, *, logs: bool = False
+    ) -> None:
         self.id = sub_id
         self.key = key
         self.position = position
         self.conn = conn
         self.complete = False
+        self.logs = logs
+        """Sends the transactions' ``logsNotification`` instead (``logsSubscribe``)."""
 
     def peek(self, log: DataLog) -> DataEvent | None:
         """The next event owed, skipping anything trimmed meanwhile."""
@@ -241,8 +274,14 @@ class DataLog:
     def bucket(self, key: BucketKey) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket()
+            # Numbered from the event count, so a bucket made again after being dropped
+            # starts above any position handed out for its earlier life.
+            bucket = self._buckets[key] = _Bucket(self._next_index)
         return bucket
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._buckets)
 
     def append(self, key: BucketKey, slot: int, notification: LazyNotification) -> None:
         self.bucket(key).entries.append(DataEvent(self._next_index, slot, notification))
@@ -258,15 +297,23 @@ class DataLog:
     def trim(self, min_slot: int) -> None:
         """Drop events of slots below ``min_slot`` that no live subscription still needs."""
         floors: dict[BucketKey, int] = {}
+        watched: set[BucketKey] = set()
         for sub in self.subs:
+            watched.add(sub.key)
             if sub.live:
                 floors[sub.key] = min(floors.get(sub.key, sub.position), sub.position)
+        empty: list[BucketKey] = []
         for key, bucket in self._buckets.items():
             floor = floors.get(key, bucket.end)
             entries = bucket.entries
             while entries and entries[0].slot < min_slot and bucket.base < floor:
                 entries.popleft()
                 bucket.base += 1
+            if not entries and key not in watched:
+                empty.append(key)
+        # User transactions can mention any address: keep no bucket nobody needs.
+        for key in empty:
+            del self._buckets[key]
 
     def lagging(self, min_slot: int) -> bool:
         """True while a live subscription still owes events of a slot below ``min_slot``."""
@@ -398,6 +445,11 @@ class Session:
         self.balance_diff = 0
         self.log_diff = 0
         self.overrides: dict[str, AccountData] = {}
+        self.chain = SessionChain(state.chain, state.chain_budget)
+        """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
+        self._pending: list[VersionedTransaction] = []
+        self._user_slot = (start_slot, 0)
+        """(slot, user transactions published at it), for the per-slot bound."""
         self._step_scope: trio.CancelScope | None = None
         self.ownership.on_change.append(self.notify_progress)
 
@@ -451,6 +503,7 @@ class Session:
         self._clear_ready()
         self.emit(Success())
         self.data.signal.notify()
+        self.chain.release()
         self._state.forget_session(self)
 
     def remove(self) -> None:
@@ -462,6 +515,7 @@ class Session:
         self._clear_ready()
         self.data.signal.notify()
         self.log.signal.notify()
+        self.chain.release()
         self._state.forget_session(self)
 
     def _cancel_step(self) -> None:
@@ -474,14 +528,28 @@ class Session:
     def request_continue(self, params: ContinueParams) -> None:
         if self._refuse_step():
             return
+        # Everything is checked before anything changes: a refused continue leaves no trace.
+        decoded = self._decode_transactions(params.transactions)
+        if isinstance(decoded, BacktestError):
+            self.emit(Error(decoded))
+            return
         problem = self._validate(params)
+        if problem is None and decoded:
+            problem = self._ensure_chain()
+            if problem is None and len(decoded) > self.user_room():
+                problem = InvalidRequest(
+                    f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
+                )
+        if problem is None:
+            problem = self._apply_accounts(params.modify_account_states)
         if problem is not None:
             self.emit(Error(problem))
             return
         for address, account in params.modify_account_states.items():
             self.overrides[address] = account
-        # User transactions count as executed transactions of the current slot.
-        self.correct += len(params.transactions)
+        # Executed after the historical transactions of the next slot that runs (with
+        # advanceCount 0 that is a later step's: they wait, never dropped).
+        self._pending.extend(decoded)
         self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
         self._spawn(self._run_count, params.advance_count)
 
@@ -510,12 +578,37 @@ class Session:
             return True
         return False
 
-    def _validate(self, params: ContinueParams) -> BacktestError | None:
-        for index, text in enumerate(params.transactions):
+    @staticmethod
+    def _decode_transactions(texts: list[str]) -> list[VersionedTransaction] | BacktestError:
+        out: list[VersionedTransaction] = []
+        for index, text in enumerate(texts):
             try:
-                base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                return InvalidTransactionEncoding(index, f"invalid base64: {exc}")
+                out.append(decode_base64_transaction(text))
+            except TransactionRejected as exc:
+                return InvalidTransactionEncoding(index, str(exc))
+        return out
+
+    def _apply_accounts(self, states: Mapping[str, AccountData]) -> BacktestError | None:
+        """Write overrides to the chain now (all or nothing), so the next slot sees them."""
+        if not states:
+            return None
+        try:
+            self.chain.set_accounts(states, self.slot)
+        except AccountRejected as exc:
+            return _account_error(exc)
+        except ChainUnavailable as exc:
+            return InvalidRequest(str(exc))
+        return None
+
+    def _ensure_chain(self) -> BacktestError | None:
+        """Make the LiteSVM now, so a spent budget refuses the continue, not its step."""
+        try:
+            self.chain.svm_at(self.slot)
+        except ChainUnavailable as exc:
+            return InvalidRequest(str(exc))
+        return None
+
+    def _validate(self, params: ContinueParams) -> BacktestError | None:
         for address, account in params.modify_account_states.items():
             if not is_address(address):
                 return InvalidAccountPubkey(address, "not a 32-byte base58 address")
@@ -598,6 +691,10 @@ class Session:
         slot = self.slot
         for batch in range(self.batch, self._chain.batches_per_slot):
             self._execute_batch(slot, batch)
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for tx in pending:
+                self.execute_user(tx)
         self.executed_slots += 1
         self.data.trim(slot - self._config.retained_slots + 1)
         if slot >= self.end_slot:
@@ -621,7 +718,10 @@ class Session:
                     self.log_diff += 1
             else:
                 self.correct += 1
-            shared = LazyNotification(functools.partial(_transaction_note, cfg, tx))
+            shared = LazyNotification(
+                functools.partial(_transaction_note, cfg, tx),
+                functools.partial(_synthetic_logs, cfg, tx),
+            )
             for program in tx.program_ids:
                 self.data.append(("transaction", program), slot, shared)
             if not tx.success:
@@ -633,6 +733,46 @@ class Session:
                 override = self.overrides.pop(account, None)
                 build = functools.partial(_diff_note, cfg, tx, account, override)
                 self.data.append(("account", owner), slot, LazyNotification(build))
+        self.data.signal.notify()
+
+    def execute_user(self, tx: VersionedTransaction) -> Executed:
+        """Execute a user transaction at the current slot and report it everywhere.
+
+        Counted in the summary by its result; its transaction, logs and account-diff
+        notifications join the data log at the current slot.
+        """
+        done = self.chain.execute(tx, self.slot)
+        if done.success:
+            self.correct += 1
+        else:
+            self.incorrect += 1
+        self.publish(done)
+        return done
+
+    def user_room(self) -> int:
+        """How many more user transactions the current slot takes (the data log's bound).
+
+        Those a zero-slot continue left waiting count: they run in this slot.
+        """
+        slot, used = self._user_slot
+        used = (used if slot == self.slot else 0) + len(self._pending)
+        return MAX_USER_TRANSACTIONS_PER_SLOT - used
+
+    def publish(self, done: Executed) -> None:
+        """Put an executed transaction's notifications in the data log."""
+        slot = done.slot
+        used = self._user_slot[1] if self._user_slot[0] == slot else 0
+        self._user_slot = (slot, used + 1)
+        note = LazyNotification(
+            functools.partial(TransactionNotification, 0, slot, done.payload),
+            functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs),
+        )
+        for program in done.programs:
+            self.data.append(("transaction", program), slot, note)
+        for written in done.written:
+            diff = LazyNotification(functools.partial(_written_note, slot, done.signature, written))
+            for owner in written.owners:
+                self.data.append(("account", owner), slot, diff)
         self.data.signal.notify()
 
     def _complete(self) -> None:
@@ -720,6 +860,26 @@ class Session:
 
 def _transaction_note(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> Notification:
     return TransactionNotification(0, tx.slot, chain.transaction_payload(cfg, tx))
+
+
+def _synthetic_logs(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> str:
+    err = None if tx.success else chain.transaction_error(cfg, tx)
+    return logs_notification_text(tx.slot, tx.signature, err, tx.log_messages)
+
+
+def _written_note(slot: int, signature: str, written: WrittenAccount) -> Notification:
+    return AccountDiffNotification(
+        0, slot, written.address, signature, account_json(written.pre), account_json(written.post)
+    )
+
+
+def _account_error(exc: AccountRejected) -> BacktestError:
+    """The control-plane error for an account override the chain refused."""
+    if exc.kind == "pubkey":
+        return InvalidAccountPubkey(exc.address, exc.reason)
+    if exc.kind == "owner":
+        return InvalidAccountOwner(exc.address, exc.reason)
+    return InvalidAccountEncoding(exc.address, "base64", exc.reason)
 
 
 def _touched_account(

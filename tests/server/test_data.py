@@ -209,8 +209,10 @@ async def test_unsubscribe_and_rpc_errors() -> None:
                 await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
                 await data.send(unsubscribe.replace('"id":2', '"id":3'))
                 await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
-                await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
+                await data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
                 assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
+                await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
+                assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
                 await data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
                 assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
                 await data.send(subscribe(6, "not-a-program"))
@@ -308,3 +310,23 @@ def test_data_log_retention_respects_live_subscriptions() -> None:
     event = sub.peek(log)
     assert event is not None
     assert event.slot == 8
+
+
+def test_buckets_nobody_needs_are_dropped_and_renumbered_above_old_positions() -> None:
+    log = DataLog()
+    note = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
+    key = ("logs", ATOKEN)
+    for s in range(3):
+        log.append(key, s, note)
+        log.append(("logs", TOKEN), s, note)
+    stale = log.end_position(key)
+    conn = _FakeConn()
+    log.subs.add(Subscription(1, ("logs", TOKEN), 0, conn))  # type: ignore[arg-type]
+    log.trim(10)
+    # The watched bucket stays (empty); the other one is gone.
+    assert log.bucket_count == 1
+    log.append(key, 11, note)
+    sub = Subscription(2, key, stale, conn)  # type: ignore[arg-type]
+    event = sub.peek(log)
+    assert event is not None
+    assert event.slot == 11
