@@ -26,6 +26,7 @@ from simtrio.transport import WebSocketConnection, connect, open_connection
 from simtrio.transport.connection import BURST_RECEIVE_SIZE, RECEIVE_SIZE
 from simtrio.transport.engine import Accepted, ClientEngine
 from tests.client.fakes import refused_port
+from tests.resolver import install_unknown_hosts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -392,6 +393,7 @@ async def test_tls_handshake_cut_short_is_transient() -> None:
 
 
 async def test_unknown_host_is_fatal_with_its_cause() -> None:
+    install_unknown_hosts()
     with pytest.raises(ConnectError) as info:
         await connect("ws://no-such-host.invalid:80", connect_timeout=5)
     assert info.value.fatal
