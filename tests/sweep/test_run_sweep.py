@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 import sys
 from contextlib import asynccontextmanager
@@ -189,6 +190,36 @@ async def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) ->
     with pytest.raises(SweepError, match="retries"):
         await run_sweep([Cell(RANGES[0])], store=db, name="x", retries=-1)
     assert not db.exists()
+
+
+STRATEGY_FILE = """
+async def from_a_file(session, params):
+    return None
+"""
+
+
+@pytest.mark.parametrize("executor", [ProcessExecutor(1), RayExecutor()], ids=["processes", "ray"])
+async def test_a_strategy_loaded_from_a_file_path_is_not_shippable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: Executor
+) -> None:
+    # Registered in sys.modules it pickles (by reference) in the driver, but a worker process
+    # cannot import it by its name: refused up front, before any cell runs.
+    path = tmp_path / "strategy_file_only.py"
+    path.write_text(STRATEGY_FILE)
+    spec = importlib.util.spec_from_file_location("strategy_file_only", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "strategy_file_only", module)
+    spec.loader.exec_module(module)
+    db = tmp_path / "runs.db"
+    for strategy in (module.from_a_file, "strategy_file_only:from_a_file"):
+        with pytest.raises(NotShippable, match="cannot import by that name"):
+            await run_sweep([Cell(RANGES[0])], strategy, store=db, name="x", executor=executor)
+    assert not db.exists()
+    # In the driver's own process nothing needs importing: the local executor runs it.
+    table = await run_sweep([Cell(RANGES[0])], module.from_a_file, store=db, name="x")
+    assert table.all_ok, table
 
 
 async def test_the_api_key_reaches_the_server_but_never_the_store(
