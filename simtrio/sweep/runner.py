@@ -240,6 +240,8 @@ async def _run_cell(
     url: str,
     cell: Cell,
     first_attempt: int,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     progress = sweep.progress
     for attempt in range(first_attempt, first_attempt + sweep.retries + 1):
@@ -255,6 +257,8 @@ async def _run_cell(
             config=sweep.config,
         )
         async with limiter:
+            if attempt == first_attempt:
+                task_status.started()  # the next cell may queue for a slot now
             if not progress.started_at:
                 progress.started_at = time.monotonic()
             progress.running += 1
@@ -368,8 +372,10 @@ async def run_sweep(
                         async with executor.open(store=path, api_key=key) as runner:
                             limiter = trio.CapacityLimiter(runner.slots)
                             async with trio.open_nursery() as nursery:
+                                # Cells are handed out in the order given: each one holds
+                                # its slot before the next one queues for a slot.
                                 for cell in todo:
-                                    nursery.start_soon(
+                                    await nursery.start(
                                         _run_cell,
                                         sweep,
                                         runner.run,

@@ -284,6 +284,39 @@ class _ThreadShipping(Executor):
         yield CellRunner(2, run)
 
 
+@attrs.frozen
+class _Order(Executor):
+    """Runs nothing; notes the order in which cells are handed out (one slot, or two)."""
+
+    name: ClassVar[str] = "order"
+    needs_pickling: ClassVar[bool] = False
+    slots: int = 1
+    seen: list[str] = attrs.field(factory=list)
+
+    @asynccontextmanager
+    async def open(self, *, store: Path, api_key: str) -> AsyncGenerator[CellRunner]:
+        async def run(task: CellTask) -> CellReport:
+            self.seen.append(task.key)
+            await trio.lowlevel.checkpoint()
+            return CellReport(task.key, task.attempt, "ok", None, None, None, 0, 0.0)
+
+        yield CellRunner(self.slots, run)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_cells_are_handed_out_in_the_order_given(tmp_path: Path, slots: int) -> None:
+    # The scheduler may start sibling tasks in any order; the sweep must not pass that on
+    # (a user's first cells, or a slow cell put first on purpose, start first).
+    cells = [Cell(CreateSession(i * 10, end_slot=i * 10 + 1)) for i in range(6)]
+    for round_ in range(12):
+        executor = _Order(slots)
+        table = await run_sweep(cells, f"{S}:counting", store=tmp_path / "runs.db",
+                                name=f"order-{round_}", executor=executor,
+                                url="ws://127.0.0.1:9/unused")  # fmt: skip
+        assert table.all_ok
+        assert executor.seen == [c.key for c in cells]
+
+
 async def test_shipped_runs_are_imported_verified(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     cells = expand_grid(RANGES, {"tag": [1]})
