@@ -51,6 +51,12 @@ from simtrio.errors import (
     RequestTimeout as RequestTimeout,
 )
 from simtrio.errors import (
+    RpcError as RpcError,
+)
+from simtrio.errors import (
+    RpcHttpError as RpcHttpError,
+)
+from simtrio.errors import (
     SimtrioError as SimtrioError,
 )
 from simtrio.errors import (
@@ -72,6 +78,13 @@ from simtrio.managed.subscriptions import (
 )
 from simtrio.params import Continue as Continue
 from simtrio.params import CreateSession as CreateSession
+from simtrio.rpc import SessionRpc as SessionRpc
+from simtrio.rpc import SimulationResult as SimulationResult
+from simtrio.rpc import modify_program as modify_program
+from simtrio.rpc import open_session_rpc as open_session_rpc
+from simtrio.wire.programs import build_program_account as build_program_account
+from simtrio.wire.programs import build_program_injection as build_program_injection
+from simtrio.wire.programs import programdata_address as programdata_address
 from simtrio.wire.types import AccountData as AccountData
 from simtrio.wire.types import DiscoveryFilter as DiscoveryFilter
 from simtrio.wire.types import ProgramExecuted as ProgramExecuted
@@ -106,12 +119,21 @@ __all__ = [
     "ReadyOutcome",
     "RemoteError",
     "RequestTimeout",
+    "RpcError",
+    "RpcHttpError",
     "SessionInfo",
+    "SessionRpc",
     "SimtrioError",
+    "SimulationResult",
     "SubscriptionFailed",
     "__version__",
+    "build_program_account",
+    "build_program_injection",
+    "modify_program",
     "open_account_diff_subscription",
     "open_managed_session",
     "open_parallel_session",
+    "open_session_rpc",
     "open_transaction_subscription",
+    "programdata_address",
 ]

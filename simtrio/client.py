@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 import trio
@@ -26,15 +26,17 @@ from simtrio.errors import (
     ProtocolError,
     RemoteError,
     RequestTimeout,
+    RpcError,
     excerpt,
 )
 from simtrio.params import Continue, CreateSession, as_continue_params, as_create_request
+from simtrio.rpc.session import SessionRpc, open_session_rpc
 from simtrio.transport.connection import connect
 from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
 from simtrio.transport.http import http_get
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_available_ranges, decode_frame, encode
-from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url
+from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url, resolve_rpc_url
 
 if TYPE_CHECKING:
     import ssl
@@ -113,13 +115,24 @@ class BacktestSession:
         "_pending",
         "_readiness",
         "_request_timeout",
+        "_rpc_base",
         "_rpc_endpoint",
         "_session_id",
+        "_ssl_context",
     )
 
-    def __init__(self, conn: WebSocketConnection, request_timeout: float | None) -> None:
+    def __init__(
+        self,
+        conn: WebSocketConnection,
+        request_timeout: float | None,
+        *,
+        rpc_base: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._conn = conn
         self._request_timeout = request_timeout
+        self._rpc_base = rpc_base
+        self._ssl_context = ssl_context
         self._pending: deque[_Pending] = deque()
         self._readiness = ReadinessTracker()
         self._last_sequence: int | None = None
@@ -145,6 +158,32 @@ class BacktestSession:
     def rpc_endpoint(self) -> str | None:
         """The session's RPC endpoint exactly as the server sent it (often relative)."""
         return self._rpc_endpoint
+
+    @property
+    def rpc_url(self) -> str | None:
+        """The absolute ``http(s)://`` URL of the session's RPC endpoint, when it has one."""
+        endpoint = self._rpc_endpoint
+        if not endpoint:
+            return None
+        if self._rpc_base is None:
+            return endpoint if endpoint.startswith(("http://", "https://")) else None
+        return resolve_rpc_url(self._rpc_base, endpoint)
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
+        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
+        ``async with`` block.
+
+        Each call is bounded by the client's ``request_timeout`` (None: no bound); TLS uses the
+        client's ``ssl_context``. For other settings, pass :attr:`rpc_url` to
+        :func:`~simtrio.rpc.open_session_rpc`.
+
+        Raises:
+            RpcError: the session has no RPC endpoint (raised here, not on entering).
+        """
+        url = self.rpc_url
+        if url is None:
+            raise RpcError("session has no rpc endpoint")
+        return open_session_rpc(url, timeout=self._request_timeout, ssl_context=self._ssl_context)
 
     @property
     def last_sequence(self) -> int | None:
@@ -459,6 +498,14 @@ class BacktestClient:
             ssl_context=self._ssl_context,
         )
 
+    def _session(self, conn: WebSocketConnection) -> BacktestSession:
+        return BacktestSession(
+            conn,
+            self._request_timeout,
+            rpc_base=http_base_from_ws_url(self._url),
+            ssl_context=self._ssl_context,
+        )
+
     @asynccontextmanager
     async def create_session(
         self, create: CreateSession | wire.CreateBacktestSessionRequest
@@ -478,7 +525,7 @@ class BacktestClient:
         text = encode(request)
         conn = await self._connect()
         try:
-            session = BacktestSession(conn, self._request_timeout)
+            session = self._session(conn)
             with _deadline(self._request_timeout, "createBacktestSession"):
                 await session._handshake(text, wire.SessionCreated)  # pyright: ignore[reportPrivateUsage]
             yield session
@@ -500,7 +547,7 @@ class BacktestClient:
         text = encode(wire.AttachBacktestSession(session_id, last_sequence))
         conn = await self._connect()
         try:
-            session = BacktestSession(conn, self._request_timeout)
+            session = self._session(conn)
             with _deadline(self._request_timeout, "attachBacktestSession"):
                 await session._handshake(text, wire.SessionAttached)  # pyright: ignore[reportPrivateUsage]
             yield session

@@ -13,7 +13,7 @@ request as it is written, every notification as it enters its sub-session's stre
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING
 
 import attrs
@@ -35,6 +35,7 @@ from simtrio.managed.control import (
 )
 from simtrio.managed.coordinator import ReconnectCoordinator
 from simtrio.params import Continue, as_continue_params, as_create_request
+from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode, encode_plain_continue
 from simtrio.wire.types import (
     ContinueSessionRequestV1,
@@ -160,6 +161,18 @@ class ParallelSubSession(SessionEvents):
 
     def __repr__(self) -> str:
         return f"<ParallelSubSession {self.session_info.session_id} {self.range}>"
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
+        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
+        ``async with`` block.
+
+        Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
+        configuration's ``ssl_context``.
+
+        Raises:
+            RpcError: the session has no RPC endpoint (raised here, not on entering).
+        """
+        return session_rpc(self.session_info, self._control.config)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continueSessionV1`` on the shared control connection."""

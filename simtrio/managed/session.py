@@ -13,7 +13,7 @@ as it enters the driver's stream.
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 from simtrio.core.session import (
@@ -42,6 +42,7 @@ from simtrio.managed.control import (
     SessionEvents,
 )
 from simtrio.params import as_continue_params, as_create_request
+from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode
 from simtrio.wire.types import (
     CloseBacktestSession,
@@ -205,6 +206,18 @@ class ManagedSession(SessionEvents):
     def connection_status(self) -> ConnectionStatus:
         """Status of the control connection (``DOWN``, ``UP``, ``RECONNECTING``, ``FAILED``)."""
         return self._control.status.value
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
+        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
+        ``async with`` block.
+
+        Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
+        configuration's ``ssl_context``.
+
+        Raises:
+            RpcError: the session has no RPC endpoint (raised here, not on entering).
+        """
+        return session_rpc(self.session_info, self._control.config)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continue`` once the control connection and every subscription are UP."""
