@@ -15,6 +15,8 @@ from simtrio.client import (
     BacktestSession as BacktestSession,
 )
 from simtrio.core.backoff import BackoffPolicy as BackoffPolicy
+from simtrio.core.discovery import DiscoveryCompleted as DiscoveryCompleted
+from simtrio.core.discovery import DiscoveryPaused as DiscoveryPaused
 from simtrio.core.session import ContinueResult as ContinueResult
 from simtrio.core.session import ReadyOutcome as ReadyOutcome
 from simtrio.errors import (
@@ -107,7 +109,9 @@ __all__ = [
     "ControlFailed",
     "CreateFailed",
     "CreateSession",
+    "DiscoveryCompleted",
     "DiscoveryFilter",
+    "DiscoveryPaused",
     "InvalidParams",
     "ManagedConfig",
     "ManagedSession",
