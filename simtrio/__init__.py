@@ -64,6 +64,7 @@ from simtrio.errors import (
 from simtrio.errors import (
     SubscriptionFailed as SubscriptionFailed,
 )
+from simtrio.events import ProgramLogs as ProgramLogs
 from simtrio.managed.config import ConnectionStatus as ConnectionStatus
 from simtrio.managed.config import ManagedConfig as ManagedConfig
 from simtrio.managed.config import SessionInfo as SessionInfo
@@ -74,6 +75,9 @@ from simtrio.managed.session import ManagedSession as ManagedSession
 from simtrio.managed.session import open_managed_session as open_managed_session
 from simtrio.managed.subscriptions import (
     open_account_diff_subscription as open_account_diff_subscription,
+)
+from simtrio.managed.subscriptions import (
+    open_logs_subscription as open_logs_subscription,
 )
 from simtrio.managed.subscriptions import (
     open_transaction_subscription as open_transaction_subscription,
@@ -119,6 +123,7 @@ __all__ = [
     "ParallelSession",
     "ParallelSubSession",
     "ProgramExecuted",
+    "ProgramLogs",
     "ProtocolError",
     "ReadyOutcome",
     "RemoteError",
@@ -135,6 +140,7 @@ __all__ = [
     "build_program_injection",
     "modify_program",
     "open_account_diff_subscription",
+    "open_logs_subscription",
     "open_managed_session",
     "open_parallel_session",
     "open_session_rpc",
