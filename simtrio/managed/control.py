@@ -66,19 +66,21 @@ if TYPE_CHECKING:
     )
 
     from simtrio.core.phase import ControlCore
+    from simtrio.errors import RpcError
     from simtrio.events import Event
     from simtrio.managed.config import ManagedConfig, SessionInfo
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.subscriptions import NotificationRecorder, SessionSubscriptions
     from simtrio.recording.errors import RecordingFailed
     from simtrio.recording.recorder import Recorder
+    from simtrio.rpc.session import RpcObserver
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.rpc import (
         AccountDiffNotification,
         LogsNotification,
         TransactionNotification,
     )
-    from simtrio.wire.types import BacktestRequest, BacktestResponse
+    from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
 
 __all__ = [
     "API_KEY_HEADER",
@@ -256,6 +258,22 @@ class RecordingTap:
             await self.wait_for_room()
 
         return notification
+
+    def rpc_observer(self, session_id: str) -> RpcObserver:
+        """What a (sub-)session's ``SessionRpc`` calls with every answered call."""
+        record = self.recorder.record_rpc_nowait
+
+        def exchange(
+            method: str, params: JsonValue, result: JsonValue, error: RpcError | None
+        ) -> None:
+            if self.failure is not None:
+                return
+            try:
+                record(session_id, method, params, result, error)
+            except SimtrioError as exc:
+                self.fail(exc)
+
+        return exchange
 
     async def wait_for_room(self) -> None:
         """Back-pressure: wait while too many entries wait for the disk."""

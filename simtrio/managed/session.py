@@ -251,12 +251,16 @@ class ManagedSession(SessionEvents):
         ``async with`` block.
 
         Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
-        configuration's ``ssl_context``.
+        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
+        the run, so that a replay can answer it.
 
         Raises:
             RpcError: the session has no RPC endpoint (raised here, not on entering).
         """
-        return session_rpc(self.session_info, self._control.config)
+        info = self.session_info
+        tap = self._control.tap
+        observer = tap.rpc_observer(info.session_id) if tap is not None else None
+        return session_rpc(info, self._control.config, observer)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continue`` once the control connection and every subscription are UP."""
