@@ -111,6 +111,7 @@ class _ParallelControl(ControlLoop):
                 coordinator=self.coordinator,
                 max_total=self.max_total,
                 tap=self.tap,
+                redactor=self.redactor,
             )
             sink.info = SessionInfo(
                 spec.session_id, resolve_rpc_url(base, spec.rpc_endpoint), spec.task_id

@@ -46,6 +46,7 @@ from simtrio.managed.discovery import OnEvent, step_to_discovery
 from simtrio.params import Continue, as_continue_params, as_create_request
 from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode
+from simtrio.wire.redact import redactor_for
 from simtrio.wire.types import (
     CloseBacktestSession,
     ContinueToParams,
@@ -308,6 +309,7 @@ async def open_managed_session(
         start_slot=request.start_slot,
         max_total=config.max_total_for(request.disconnect_timeout_secs),
         tap=tap,
+        redactor=redactor_for((api_key,)),
     )
     control = _SingleControl(url, api_key, request, config, sink, tap)
     async with control.running():

@@ -369,7 +369,21 @@ class Recorder:
                     async with self._write_lock:
                         await self._write_pending()
             finally:
+                if self._failure is not None:
+                    await trio.to_thread.run_sync(self._stop_failed, self._failure)
                 await trio.to_thread.run_sync(self._store.release, self._run)
+
+    def _stop_failed(self, failure: RecordingFailed) -> None:
+        """Worker thread: close a run the writer gave up on as an error, not as a crash."""
+        try:
+            self._store.stop_run(self._run, problem=str(failure))
+        except StoreError as exc:
+            logger.error(
+                "run %s could not be closed as failed (%s); the next open of the store closes "
+                "it as crashed",
+                self.run_id,
+                exc,
+            )
 
 
 def _redact(entry: PendingEntry, secrets: Sequence[bytes]) -> PendingEntry:
