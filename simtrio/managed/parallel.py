@@ -159,7 +159,7 @@ class ParallelSubSession(SessionEvents):
     ) -> None:
         super().__init__(sink)
         self._control = control
-        self._stepper = DiscoveryStepper()
+        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
         self.range: tuple[int, int] = slot_range
         """``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it."""
 
@@ -188,6 +188,8 @@ class ParallelSubSession(SessionEvents):
             RemoteError: the server refused the step.
             ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
         """
+        if self._stepper is None:
+            self._stepper = DiscoveryStepper()
         return await step_to_discovery(
             self,
             self._stepper,

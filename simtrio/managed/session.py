@@ -201,7 +201,7 @@ class ManagedSession(SessionEvents):
     ) -> None:
         super().__init__(sink)
         self._control = control
-        self._stepper = DiscoveryStepper()
+        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
         self._run_on_count = run_on_count
 
     def __repr__(self) -> str:
@@ -236,6 +236,8 @@ class ManagedSession(SessionEvents):
             RemoteError: the server refused the step.
             ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
         """
+        if self._stepper is None:
+            self._stepper = DiscoveryStepper()
         return await step_to_discovery(
             self,
             self._stepper,
