@@ -11,14 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
 from simtrio import events
 from simtrio.cli.common import Interrupt, Target, display_url, simtrio_error_of
-from simtrio.cli.progress import ProgressBar
+from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionTally, tx_facts
 from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
@@ -27,7 +27,9 @@ from simtrio.params import Continue, CreateSession
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from simtrio.cli.ndjson import NdjsonWriter
+    from rich.console import Console
+
+    from simtrio.cli.ndjson import RunWriter
     from simtrio.managed.config import SessionInfo
     from simtrio.recording.recorder import Recorder
     from simtrio.server import ServerConfig
@@ -54,6 +56,10 @@ class RunOptions:
     json: bool = False
     record: Path | None = None
     output: Path | None = None
+    output_format: str = "sim"
+    """``sim`` (the Rust command line's NDJSON) or ``simtrio`` (simtrio's own records)."""
+    extra_compute_units: int | None = None
+    verbose: int = 0
     seed: int = 0
     slot_delay: float = 0.0
 
@@ -64,6 +70,7 @@ class RunOptions:
             send_summary=True,
             parallel=self.parallel,
             disconnect_timeout_secs=self.disconnect_timeout,
+            extra_compute_units=self.extra_compute_units,
         )
 
     def managed_config(self) -> ManagedConfig:
@@ -72,10 +79,6 @@ class RunOptions:
 
 class RunFailed(SimtrioError):
     """Raised inside a recorder's block so the recording ends with outcome ``error``."""
-
-
-class RunInterrupted(SimtrioError):
-    """As :class:`RunFailed`, for a run stopped by Ctrl-C."""
 
 
 class _Driven(Protocol):
@@ -96,8 +99,12 @@ class _Driven(Protocol):
 class _Sinks:
     """Where notifications go besides the tallies: the NDJSON file."""
 
-    def __init__(self, ndjson: NdjsonWriter | None) -> None:
+    def __init__(self, ndjson: RunWriter | None) -> None:
         self.ndjson = ndjson
+
+    def session_started(self, tally: SessionTally) -> None:
+        if self.ndjson is not None:
+            self.ndjson.session_started(tally.session_id, tally.start_slot, tally.end_slot)
 
     def transaction(self, session_id: str, event: events.Transaction, tally: SessionTally) -> None:
         payload = event.notification.transaction
@@ -179,6 +186,8 @@ async def _run_parallel(run: _Run, recorder: Recorder | None = None) -> None:
             for sub in subs
         ]
         run.report.sessions.extend(t for _, t in pairs)
+        for _, tally in pairs:
+            run.sinks.session_started(tally)
         for sub, _ in pairs:
             _subscribe(sub, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
@@ -201,6 +210,7 @@ async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
             info.session_id, create.start_slot, create.end_slot, trio.current_time()
         )
         run.report.sessions.append(tally)
+        run.sinks.session_started(tally)
         _subscribe(session, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
             await _drive(session, tally, cont, run.sinks)
@@ -210,16 +220,19 @@ async def _run_recorded(run: _Run, db: Path) -> None:
     from simtrio.recording.recorder import open_recorder
 
     create = run.opts.create()
-    async with open_recorder(
-        db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
-    ) as recorder:
-        run.report.run_id = recorder.run_id
-        await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
-        # End the recording with an outcome that says how the run went.
-        if run.interrupt.requested:
-            raise RunInterrupted("interrupted")
-        if run.report.failed:
-            raise RunFailed("one or more sessions failed")
+    # A stopped run leaves the recorder's block cancelled, so the recording ends CANCELLED.
+    with trio.CancelScope() as stopping:
+        async with open_recorder(
+            db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
+        ) as recorder:
+            run.report.run_id = recorder.run_id
+            await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
+            # End the recording with an outcome that says how the run went.
+            if run.interrupt.requested:
+                stopping.cancel()
+                await trio.lowlevel.checkpoint()
+            if run.report.failed:
+                raise RunFailed("one or more sessions failed")
 
 
 def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[str, Any]:
@@ -236,6 +249,7 @@ def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[st
         "subscriptions": list(opts.subscribe),
         "program_ids": list(program_ids) if opts.subscribe else [],
         "step": opts.step,
+        "extra_compute_units": opts.extra_compute_units,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
     }
 
@@ -243,7 +257,7 @@ def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[st
 async def _run_at(run: _Run) -> None:
     ndjson = run.sinks.ndjson
     if ndjson is not None:
-        ndjson.metadata(**_metadata(run.opts, run.url, run.program_ids))
+        ndjson.metadata(_metadata(run.opts, run.url, run.program_ids))
         ndjson.flush()
     try:
         if run.opts.record is not None:
@@ -256,7 +270,7 @@ async def _run_at(run: _Run) -> None:
         error = simtrio_error_of(exc)
         if error is None:
             raise
-        if isinstance(error, RunFailed | RunInterrupted):
+        if isinstance(error, RunFailed):
             return
         run.report.error = describe(error)
         for tally in run.report.sessions:
@@ -291,16 +305,15 @@ async def execute_run(
     opts: RunOptions,
     *,
     interrupt: Interrupt | None = None,
-    ndjson: NdjsonWriter | None = None,
-    progress: TextIO | None = None,
+    ndjson: RunWriter | None = None,
+    console: Console | None = None,
     server_config: ServerConfig | None = None,
-    notice: TextIO | None = None,
 ) -> RunReport:
     """Run the backtest ``opts`` describes; a failed run is reported, not raised.
 
     ``server_config`` configures the embedded server (tests inject faults through it);
-    ``progress`` is the stream to draw the progress display on, if any; ``notice`` gets a line
-    naming the embedded server's URL.
+    ``console`` (stderr) gets a line naming the embedded server's URL and, when it is a
+    terminal, the progress display.
     """
     interrupt = interrupt or Interrupt()
     create = opts.create()
@@ -315,18 +328,15 @@ async def execute_run(
     sinks = _Sinks(ndjson)
 
     def say(text: str) -> None:
-        if notice is not None:
-            notice.write(text + "\n")
-            notice.flush()
+        if console is not None:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     with interrupt.hard:
         async with trio.open_nursery() as nursery:
-            if progress is not None:
+            if console is not None and console.is_terminal:
                 total = create.end_slot - create.start_slot + 1
-                bar = ProgressBar(progress, lambda: report.sessions, total)
-                if notice is progress:
-                    say = bar.message
-                nursery.start_soon(bar.run, report.started_at)
+                display = RunProgress(console, lambda: report.sessions, total)
+                nursery.start_soon(display.run)
             try:
                 await _run_target(opts, report, sinks, interrupt, server_config, say)
             finally:

@@ -329,18 +329,59 @@ def _row(name: str, data: Mapping[str, Any], range_text: str, status: str) -> li
     ]
 
 
-def render_summary(report: Mapping[str, Any]) -> str:
-    """The human-readable summary of :meth:`RunReport.to_json` output."""
-    rows = [
-        _row(s["session_id"], s, f"{s['start_slot']}-{s['end_slot']}", s["status"])
-        for s in report["sessions"]
-    ]
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _overview(report: Mapping[str, Any]) -> list[str]:
+    """The run in a few ``name  value`` lines, however many sub-sessions it had."""
     totals = report["totals"]
-    total_range = f"{report['start_slot']}-{report['end_slot']}"
-    footer = [_row("TOTAL", totals, total_range, report["status"])]
-    lines = [render_table(_HEADERS, rows, footer=footer)]
-    if any(s["summary"] is None and s["status"] == "completed" for s in report["sessions"]):
-        lines.append("('-': no summary from the server for that session)")
+    sessions = report["sessions"]
+    states: dict[str, int] = {}
+    for s in sessions:
+        states[s["status"]] = states.get(s["status"], 0) + 1
+    noun = "sub-session" if report["parallel"] else "session"
+    split = ", ".join(f"{n} {state}" for state, n in states.items())
+    span = report["end_slot"] - report["start_slot"] + 1
+    txs = _count(totals["transactions"])
+    if totals["failed_transactions"] is not None:
+        txs += f" ({totals['failed_transactions']} failed)"
+    pairs = [
+        ("status", report["status"]),
+        ("range", f"{report['start_slot']}-{report['end_slot']} ({span} slots)"),
+        ("sessions", f"{len(sessions)} {noun}{'' if len(sessions) == 1 else 's'}"
+         + (f": {split}" if split else "")),
+        ("slots run", f"{totals['slots']}/{totals['total_slots']}"),
+        ("transactions", txs),
+        ("account diffs", _count(totals["account_diffs"])),
+        ("correct", _count(totals["correct"])),
+        ("incorrect", _count(totals["incorrect"])),
+        ("exec errors", _count(totals["execution_errors"])),
+        ("server errors", _count(totals["errors"])),
+        ("time", format_duration(totals["wall_time"])),
+    ]  # fmt: skip
+    if report.get("run_id"):
+        pairs.append(("recorded as", report["run_id"]))
+    width = max(len(name) for name, _ in pairs)
+    return [f"{name.ljust(width)}  {value}" for name, value in pairs]
+
+
+def render_summary(report: Mapping[str, Any], *, detailed: bool = False) -> str:
+    """The human-readable summary of :meth:`RunReport.to_json` output.
+
+    A few lines about the whole run; ``detailed`` adds one table row per sub-session.
+    """
+    lines = _overview(report)
+    if detailed and report["sessions"]:
+        rows = [
+            _row(s["session_id"], s, f"{s['start_slot']}-{s['end_slot']}", s["status"])
+            for s in report["sessions"]
+        ]
+        total_range = f"{report['start_slot']}-{report['end_slot']}"
+        footer = [_row("TOTAL", report["totals"], total_range, report["status"])]
+        lines += ["", render_table(_HEADERS, rows, footer=footer)]
+        if any(s["summary"] is None and s["status"] == "completed" for s in report["sessions"]):
+            lines.append("('-': no summary from the server for that session)")
     problems = [s for s in report["sessions"] if s["failure"] or s["error_messages"]]
     if report["error"] or problems:
         lines.append("")

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import trio
+from rich.console import Console
 
 from simtrio.cli.common import Interrupt, Target
 from simtrio.cli.main import main
@@ -40,9 +41,10 @@ def _chain_counts(start: int, end: int) -> tuple[int, int]:
 
 
 def test_parallel_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--start-slot", "0", "--end-slot", "249"]) == 0
+    assert main(["run", "--embedded", "--start-slot", "0", "--end-slot", "249", "-v"]) == 0
     captured = capsys.readouterr()
-    lines = captured.out.splitlines()
+    assert captured.out.splitlines()[0].split() == ["status", "completed"]
+    lines = captured.out.split("\n\n")[1].splitlines()  # -v: the table after the overview
     assert lines[0].split()[:3] == ["SESSION", "RANGE", "SLOTS"]
     rows = [line.split() for line in lines[1:] if line.startswith("backtest_")]
     assert [(r[1], r[2]) for r in rows] == [("0-99", "100/100"), ("100-199", "100/100"),
@@ -56,7 +58,22 @@ def test_parallel_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[st
 
 
 def test_json_summary_on_the_last_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--start-slot", "100", "--slot-count", "119", "--json", "--step", "7"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--embedded",
+                "--start-slot",
+                "100",
+                "--slot-count",
+                "119",
+                "--json",
+                "--step",
+                "7",
+            ]
+        )
+        == 0
+    )
     summary = _last_json(capsys.readouterr().out)
     assert summary["status"] == "completed"
     assert summary["ok"] is True
@@ -72,7 +89,21 @@ def test_json_summary_on_the_last_line(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_single_session_with_no_parallel(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--start-slot", "0", "--end-slot", "149", "--no-parallel", "--json"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--embedded",
+                "--start-slot",
+                "0",
+                "--end-slot",
+                "149",
+                "--no-parallel",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = _last_json(capsys.readouterr().out)
     assert summary["parallel"] is False
     assert len(summary["sessions"]) == 1
@@ -83,7 +114,7 @@ def test_single_session_with_no_parallel(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_subscriptions_count_every_transaction_once(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["run", "--start-slot", "0", "--end-slot", "129", "--json"]
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "129", "--json"]
     assert main([*argv, "--subscribe", "transactions,account-diffs"]) == 0
     totals = _last_json(capsys.readouterr().out)["totals"]
     expected_txs, expected_failed = _chain_counts(0, 129)
@@ -95,7 +126,8 @@ def test_subscriptions_count_every_transaction_once(capsys: pytest.CaptureFixtur
 
 def test_output_ndjson_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run.ndjson"
-    argv = ["run", "--start-slot", "0", "--end-slot", "109", "--api-key", KEY, "--output", str(out)]
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "109", "--api-key", KEY]
+    argv += ["--output", str(out), "--format", "simtrio"]
     assert main([*argv, "--subscribe", "transactions,account-diffs"]) == 0
     captured = capsys.readouterr()
     text = out.read_text()
@@ -127,18 +159,20 @@ def test_identical_runs_compare_clean_and_a_different_chain_does_not(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = [tmp_path / f"{name}.ndjson" for name in ("a", "b", "c")]
-    base = ["run", "--start-slot", "0", "--end-slot", "99", "--subscribe", "transactions"]
+    base = ["run", "--embedded", "--start-slot", "0", "--end-slot", "99"]
+    base += ["--subscribe", "transactions"]
     assert main([*base, "--output", str(paths[0])]) == 0
     assert main([*base, "--output", str(paths[1])]) == 0
     assert main([*base, "--output", str(paths[2]), "--seed", "5"]) == 0
     capsys.readouterr()
     assert main(["compare", str(paths[0]), str(paths[1]), "--json"]) == 0
     result = _last_json(capsys.readouterr().out)
-    assert result["changed_transactions"] == []
-    assert result["only_in_baseline"] == result["only_in_experiment"] == 0
+    assert result["regressions"] == result["improvements"] == result["balances"] == []
+    assert result["summary"]["only_in_baseline"] == result["summary"]["only_in_experiment"] == 0
     main(["compare", str(paths[0]), str(paths[2]), "--json"])
     other = _last_json(capsys.readouterr().out)
-    assert other["only_in_baseline"] > 0  # another chain: different signatures throughout
+    # Another chain: different signatures throughout.
+    assert other["summary"]["only_in_baseline"] > 0
 
 
 def test_unreachable_url_fails_with_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
@@ -181,6 +215,7 @@ async def test_a_failed_sub_session_is_reported_and_the_others_finish() -> None:
     assert "403" in (failed.failure or "")
     text = render_summary(report.to_json(trio.current_time()))
     assert f"{failed.session_id} ({failed.start_slot}-{failed.end_slot}):" in text
+    assert "3 sub-sessions:" in text
 
 
 async def test_interrupt_leaves_the_session_block_and_closes_it() -> None:
@@ -209,21 +244,23 @@ async def test_interrupt_leaves_the_session_block_and_closes_it() -> None:
                 await trio.sleep(0.01)
 
 
-async def test_progress_display_and_notice_share_the_stream() -> None:
+async def test_progress_display_and_notice_share_the_console() -> None:
     stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100, color_system=None)
     opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=149)
     with trio.fail_after(10):
-        report = await execute_run(opts, progress=stream, notice=stream, server_config=SLOW)
+        report = await execute_run(opts, console=console, server_config=SLOW)
     assert exit_status(report) == 0
     text = stream.getvalue()
     assert "simtrio: embedded reference server at ws://" in text
     assert "total" in text
-    assert text.endswith("\x1b[J")  # the display erased itself at the end
+    assert "ETA" in text
 
 
 def test_record_into_a_missing_directory_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "missing" / "runs.db"
-    assert main(["run", "--start-slot", "0", "--end-slot", "9", "--record", str(db)]) == 2
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "9", "--record", str(db)]
+    assert main(argv) == 2
     assert "--record" in capsys.readouterr().err
