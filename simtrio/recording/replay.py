@@ -68,6 +68,7 @@ class ReplayServer:
         """WebSocket base URL (what a client is given); the control plane is ``control_url``."""
         self.control_url = self.url + CONTROL_PATH
         self.divergences: list[ReplayDivergence] = []
+        self._diverged = trio.Event()
         self._script = script
         self._sessions = {
             sid: _Session(track, script.parallel) for sid, track in script.tracks.items()
@@ -89,6 +90,11 @@ class ReplayServer:
     def finished(self) -> bool:
         """True once every session's track has been replayed to its end."""
         return all(s.finished for s in self._sessions.values())
+
+    async def wait_divergence(self) -> ReplayDivergence:
+        """Wait until a client diverges from the recording; return that first divergence."""
+        await self._diverged.wait()
+        return self.divergences[0]
 
     def check(self) -> None:
         """Raise the first divergence, if there was one."""
@@ -288,6 +294,7 @@ class ReplayServer:
         )
         logger.warning("%s", divergence)
         self.divergences.append(divergence)
+        self._diverged.set()
         return divergence
 
 
