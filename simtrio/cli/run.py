@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import trio
 
+from simtrio import events
 from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -61,6 +62,8 @@ _KIND_ALIASES = {
     "program-logs": "logs",
 }
 OUTPUT_FORMATS = ("sim", "simtrio")
+LOGS_AVAILABLE = hasattr(events, "ProgramLogs")
+"""Whether this build's sessions can subscribe to program logs."""
 _U64_MAX = 2**64 - 1
 _U32_MAX = 2**32 - 1
 
@@ -210,6 +213,8 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
             )
         if kind not in kinds:
             kinds.append(kind)
+    if "logs" in kinds and not LOGS_AVAILABLE:
+        raise UsageError("--subscriptions logs: program logs are not available in this build")
     program_ids = tuple(dict.fromkeys(iter_csv(args.program_id)))
     program_so = tuple(iter_csv(args.program_so))
     if program_so:

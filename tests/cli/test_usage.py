@@ -47,6 +47,7 @@ def _run_args(*argv: str) -> argparse.Namespace:
         ["run", "--start-slot", "1", "--end-slot", "5", "--extra-compute-units", "-1"],
         ["ranges"],
         ["compare", "a", "b", "nonsense-section"],
+        ["run", "--start-slot", "1", "--end-slot", "5", "--embedded", "--program-so", "x.so"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +181,6 @@ def test_display_url_hides_credentials() -> None:
     ("argv", "verbosity"),
     [
         (["run", "--start-slot", "1", "--slot-count", "2"], 0),
-        (["run", "--start-slot", "1", "--slot-count", "2", "--subscriptions", "logs"], 0),
         (["-v", "run", "--start-slot", "1", "--slot-count", "2"], 1),
         (["run", "-v", "--start-slot", "1", "--slot-count", "2"], 1),
         (["-v", "run", "-vv", "--start-slot", "1", "--slot-count", "2"], 2),
@@ -190,3 +190,14 @@ def test_display_url_hides_credentials() -> None:
 )
 def test_verbose_goes_before_or_after_the_command(argv: list[str], verbosity: int) -> None:
     assert build_parser().parse_args(argv).verbose == verbosity
+
+
+def test_logs_are_refused_rather_than_silently_ignored(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simtrio.cli.run as run_module
+
+    monkeypatch.setattr(run_module, "LOGS_AVAILABLE", False)
+    argv = ["run", "--embedded", "--start-slot", "1", "--end-slot", "5", "--subscriptions", "logs"]
+    assert main(argv) == 2
+    assert "logs" in capsys.readouterr().err
