@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 import orjson
 
 from simtrio.cli.output import json_object
+from simtrio.cli.runfile import RunFile, RunFileError, read_run_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
     from simtrio.cli.report import TxFacts
     from simtrio.wire.rpc import AccountDiffNotification
 
-__all__ = ["NdjsonWriter", "RunWriter"]
+# RunFile, RunFileError and read_run_file live in simtrio.cli.runfile; importing them from
+# here keeps working.
+__all__ = ["NdjsonWriter", "RunFile", "RunFileError", "RunWriter", "read_run_file"]
 
 
 class RunWriter(Protocol):
