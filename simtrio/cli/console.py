@@ -31,6 +31,7 @@ __all__ = [
     "configure_logging",
     "make_table",
     "render_table",
+    "reset_logging",
     "stderr_console",
     "stdout_width",
 ]
@@ -44,11 +45,13 @@ _HANDLER_NAME = "simtrio-cli"
 
 
 def stderr_console(stream: TextIO | None = None) -> Console:
-    """A console on ``stream`` (default: the current ``sys.stderr``), colour only on a tty."""
+    """A console on ``stream`` (default: ``sys.stderr``, looked up at each write), colour only
+    on a terminal."""
     out = sys.stderr if stream is None else stream
     terminal = _isatty(out)
     return Console(
-        file=out,
+        file=stream,
+        stderr=stream is None,
         force_terminal=terminal,
         no_color=not terminal,
         highlight=False,
@@ -71,16 +74,22 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
+def reset_logging() -> None:
+    """Remove the handler :func:`configure_logging` installed, if any."""
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if old.get_name() == _HANDLER_NAME:
+            root.removeHandler(old)
+
+
 def configure_logging(verbosity: int, console: Console) -> None:
     """Route log records to ``console``: warnings always, ``-v`` info, ``-vv`` debug.
 
     Replaces a handler installed by an earlier call (the command line may run several times in
     one process, as tests do).
     """
+    reset_logging()
     root = logging.getLogger()
-    for old in list(root.handlers):
-        if old.get_name() == _HANDLER_NAME:
-            root.removeHandler(old)
     level = logging.DEBUG if verbosity > 1 else logging.INFO if verbosity == 1 else logging.WARNING
     handler: logging.Handler
     if console.is_terminal:

@@ -155,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _unexpected(group, verbose)
     except Exception as exc:
         return _unexpected(exc, verbose)
+    finally:
+        from simtrio.cli.console import reset_logging
+
+        reset_logging()
 
 
 def _unexpected(exc: BaseException, verbose: int) -> int:

@@ -9,7 +9,7 @@ import trio
 from rich.console import Console
 from trio.testing import MockClock
 
-from simtrio.cli.console import configure_logging, stderr_console
+from simtrio.cli.console import configure_logging, reset_logging, stderr_console
 from simtrio.cli.output import format_duration, render_table
 from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionState, SessionTally, render_summary, tx_facts
@@ -150,7 +150,7 @@ def test_log_records_print_above_the_live_display() -> None:
     try:
         trio.run(body, clock=MockClock(autojump_threshold=0))
     finally:
-        configure_logging(0, stderr_console())
+        reset_logging()
     text = out.getvalue()
     for i in range(10):
         at = text.index(f"connection lost {i}")
@@ -167,7 +167,7 @@ def test_plain_console_when_not_a_terminal() -> None:
     try:
         logging.getLogger("simtrio.x").warning("plain line")
     finally:
-        configure_logging(0, stderr_console())
+        reset_logging()
     assert "\x1b" not in out.getvalue()
     assert "WARNING simtrio.x: plain line" in out.getvalue()
 
