@@ -6,10 +6,17 @@ import argparse
 import sys
 import time
 
-from benchmarks import control, data, plain, scale
+from benchmarks import control, data, execution, plain, rpc, scale
 from benchmarks.common import frame_server
 
-BENCHMARKS = {"control": control.run, "data": data.run, "scale": scale.run, "plain": plain.run}
+BENCHMARKS = {
+    "control": control.run,
+    "data": data.run,
+    "scale": scale.run,
+    "plain": plain.run,
+    "execution": execution.run,
+    "rpc": rpc.run,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,7 +73,11 @@ if TYPE_CHECKING:
     from simtrio.recording.errors import RecordingFailed
     from simtrio.recording.recorder import Recorder
     from simtrio.transport.connection import WebSocketConnection
-    from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
+    from simtrio.wire.rpc import (
+        AccountDiffNotification,
+        LogsNotification,
+        TransactionNotification,
+    )
     from simtrio.wire.types import BacktestRequest, BacktestResponse
 
 __all__ = [
@@ -239,7 +243,8 @@ class RecordingTap:
         record = self.recorder.record_notification_nowait
 
         async def notification(
-            message: AccountDiffNotification | TransactionNotification, program_id: str
+            message: AccountDiffNotification | TransactionNotification | LogsNotification,
+            program_id: str,
         ) -> None:
             if self.failure is not None:
                 return
@@ -384,6 +389,10 @@ class EventSink:
         """Start a transaction subscription (the first one creates the subscriptions)."""
         self._subs().subscribe_transactions(program_ids)
 
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Start a logs subscription (the first one creates the subscriptions)."""
+        self._subs().subscribe_program_logs(program_ids)
+
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Check and keep the drain's idle bound; subscriptions created later get it too."""
         if (
@@ -489,6 +498,19 @@ class SessionEvents:
             ControlClosed: the session was closed, or its block has been left.
         """
         self._sink.subscribe_transactions(program_ids)
+
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Stream the logs of transactions that mention these programs into this session's
+        events, as :class:`~simtrio.events.ProgramLogs` (one ``logsSubscribe`` per program).
+
+        Returns at once, like :meth:`subscribe_account_diffs`; resumes with
+        ``replayFromSlot`` across reconnects and drains before ``Completed`` like it.
+
+        Raises:
+            InvalidParams: ``program_ids`` is empty, a single ``str``, or holds a non-``str``.
+            ControlClosed: the session was closed, or its block has been left.
+        """
+        self._sink.subscribe_program_logs(program_ids)
 
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Idle bound of the subscription drain that precedes ``Completed``.

@@ -43,7 +43,7 @@ from simtrio.errors import (
     SubscriptionFailed,
     excerpt,
 )
-from simtrio.events import AccountDiff, Transaction
+from simtrio.events import AccountDiff, ProgramLogs, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
@@ -57,8 +57,10 @@ from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.construct import plain_constructor
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
+    LOGS_SUBSCRIBE,
     TRANSACTION_SUBSCRIBE,
     AccountDiffNotification,
+    LogsNotification,
     RpcMessage,
     Subscribe,
     SubscribeAck,
@@ -94,10 +96,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=AccountDiff | Transaction)
+E = TypeVar("E", bound=AccountDiff | Transaction | ProgramLogs)
 
-_Notification = AccountDiffNotification | TransactionNotification
-_NOTIFICATION_TYPES: Final = frozenset({AccountDiffNotification, TransactionNotification})
+_Notification = AccountDiffNotification | TransactionNotification | LogsNotification
+_NOTIFICATION_TYPES: Final = frozenset(
+    {AccountDiffNotification, TransactionNotification, LogsNotification}
+)
 
 NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]]
 """Called with each notification and its subscription's program id once it was handed over."""
@@ -110,11 +114,14 @@ NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]
 
 @attrs.frozen
 class SubscriptionKind(Generic[E]):
-    """What a manager subscribes to and how a notification becomes a driver event."""
+    """What a manager subscribes to and how a notification becomes a driver event.
+
+    ``wrap`` gets the notification and its subscription's program id.
+    """
 
     label: str
     method: str
-    wrap: Callable[[_Notification], E | None]
+    wrap: Callable[[_Notification, str], E | None]
 
 
 _new_account_diff: Final[Callable[[AccountDiffNotification], AccountDiff]] = plain_constructor(
@@ -125,15 +132,27 @@ _new_transaction: Final[Callable[[TransactionNotification], Transaction]] = plai
 )
 
 
-def _wrap_account_diff(notification: _Notification) -> AccountDiff | None:
+def _wrap_account_diff(notification: _Notification, program_id: str) -> AccountDiff | None:
     if type(notification) is AccountDiffNotification:
         return _new_account_diff(notification)
     return None
 
 
-def _wrap_transaction(notification: _Notification) -> Transaction | None:
+def _wrap_transaction(notification: _Notification, program_id: str) -> Transaction | None:
     if type(notification) is TransactionNotification:
         return _new_transaction(notification)
+    return None
+
+
+def _wrap_logs(notification: _Notification, program_id: str) -> ProgramLogs | None:
+    if type(notification) is LogsNotification:
+        return ProgramLogs(
+            notification.slot,
+            notification.signature,
+            notification.err,
+            notification.logs,
+            program_id,
+        )
     return None
 
 
@@ -143,6 +162,7 @@ ACCOUNT_DIFFS: Final = SubscriptionKind[AccountDiff](
 TRANSACTIONS: Final = SubscriptionKind[Transaction](
     "transaction", TRANSACTION_SUBSCRIBE, _wrap_transaction
 )
+LOGS: Final = SubscriptionKind[ProgramLogs]("logs", LOGS_SUBSCRIBE, _wrap_logs)
 
 
 def _check_program_ids(program_ids: Sequence[str]) -> tuple[str, ...]:
@@ -579,7 +599,11 @@ class SubscriptionManager(Generic[E]):
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
-                event = wrap(notification) if sub is not None and not sub.complete else None
+                event = (
+                    wrap(notification, sub.program_id)
+                    if sub is not None and not sub.complete
+                    else None
+                )
                 if event is not None and sub is not None:
                     try:
                         queued = nowait(event)
@@ -603,12 +627,14 @@ class SubscriptionManager(Generic[E]):
                 return
 
     async def _handle(self, link: _Link, message: RpcMessage) -> None:
-        if isinstance(message, AccountDiffNotification | TransactionNotification):
+        if isinstance(
+            message, AccountDiffNotification | TransactionNotification | LogsNotification
+        ):
             sub = link.by_sub.get(message.subscription)
             if sub is None or sub.complete:
                 logger.debug("dropping notification for subscription %d", message.subscription)
                 return
-            event = self._kind.wrap(message)
+            event = self._kind.wrap(message, sub.program_id)
             if event is None:
                 logger.warning(
                     "dropping a %s on a %s subscription",
@@ -727,7 +753,10 @@ class _Entry:
     __slots__ = ("done", "manager", "scope")
 
     def __init__(
-        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+        self,
+        manager: SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
     ) -> None:
         self.manager = manager
         self.scope = trio.CancelScope()
@@ -836,7 +865,12 @@ class SessionSubscriptions:
     @property
     def managers(
         self,
-    ) -> tuple[SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction], ...]:
+    ) -> tuple[
+        SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
+        ...,
+    ]:
         return tuple(entry.manager for entry in self._entries)
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
@@ -846,6 +880,10 @@ class SessionSubscriptions:
     def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
         """Start a transaction manager for ``program_ids`` (returns at once)."""
         self._start(self._manager(TRANSACTIONS, program_ids))
+
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Start a logs manager for ``program_ids`` (returns at once)."""
+        self._start(self._manager(LOGS, program_ids))
 
     def _manager(
         self, kind: SubscriptionKind[E], program_ids: Sequence[str]
@@ -865,7 +903,10 @@ class SessionSubscriptions:
         )
 
     def _start(
-        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+        self,
+        manager: SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
     ) -> None:
         position = len(self._entries)
         entry = _Entry(manager)
@@ -1044,6 +1085,16 @@ async def open_transaction_subscription(
 ) -> AsyncGenerator[DataSubscription[Transaction]]:
     """Transactions involving ``program_ids``; see :func:`open_account_diff_subscription`."""
     async with _open_standalone(TRANSACTIONS, rpc_endpoint, program_ids, config) as sub:
+        yield sub
+
+
+@asynccontextmanager
+async def open_logs_subscription(
+    rpc_url: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
+) -> AsyncGenerator[DataSubscription[ProgramLogs]]:
+    """``logsSubscribe`` for each of ``program_ids`` (its ``mentions`` filter), as
+    :class:`~simtrio.events.ProgramLogs` events; see :func:`open_account_diff_subscription`."""
+    async with _open_standalone(LOGS, rpc_url, program_ids, config) as sub:
         yield sub
 
 

@@ -181,6 +181,10 @@ class Recorder:
         """Synchronous :meth:`record_event`."""
         if isinstance(event, events.AccountDiff | events.Transaction):
             self.record_notification_nowait(session_id, event, program_id=program_id)
+        elif isinstance(event, events.ProgramLogs):
+            self.record_notification_nowait(
+                session_id, event, program_id=program_id or event.program_id
+            )
         else:
             self.record_control_nowait(session_id, event)
 

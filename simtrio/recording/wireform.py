@@ -44,9 +44,11 @@ ControlItem: TypeAlias = types.BacktestResponse | DriverEvent
 NotificationItem: TypeAlias = (
     rpc.AccountDiffNotification
     | rpc.TransactionNotification
+    | rpc.LogsNotification
     | rpc.SubscriptionComplete
     | events.AccountDiff
     | events.Transaction
+    | events.ProgramLogs
 )
 
 SentItem: TypeAlias = types.BacktestRequest | str
@@ -127,12 +129,17 @@ def notification_form(item: NotificationItem) -> tuple[str, str, int | None]:
     message: rpc.RpcMessage
     if isinstance(item, events.AccountDiff | events.Transaction):
         message = item.notification
+    elif isinstance(item, events.ProgramLogs):
+        # The event has no subscription id; replays number subscriptions themselves.
+        message = rpc.LogsNotification(0, item.slot, item.signature, item.err, item.logs)
     else:
         message = item
     if isinstance(message, rpc.AccountDiffNotification):
         kind, slot = rpc.ACCOUNT_DIFF_NOTIFICATION, message.slot
     elif isinstance(message, rpc.TransactionNotification):
         kind, slot = rpc.TRANSACTION_NOTIFICATION, message.slot
+    elif isinstance(message, rpc.LogsNotification):
+        kind, slot = rpc.LOGS_NOTIFICATION, message.slot
     elif isinstance(message, rpc.SubscriptionComplete):  # pyright: ignore[reportUnnecessaryIsInstance]
         kind, slot = rpc.SUBSCRIPTION_COMPLETE, None
     else:

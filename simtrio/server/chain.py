@@ -15,8 +15,14 @@ import hashlib
 from typing import Final
 
 import attrs
+from solders.hash import Hash
+from solders.instruction import CompiledInstruction
+from solders.message import Message
+from solders.pubkey import Pubkey
+from solders.signature import Signature
+from solders.transaction import Transaction
 
-from simtrio.wire.base58 import b58decode, is_address
+from simtrio.wire.base58 import is_address
 from simtrio.wire.types import JsonValue
 
 __all__ = [
@@ -33,6 +39,7 @@ __all__ = [
     "program_accounts",
     "serialize_transaction",
     "slot_transactions",
+    "transaction_error",
     "transaction_payload",
     "utc_of",
 ]
@@ -130,10 +137,10 @@ _B58_CHUNK: Final = 58**10
 
 
 def b58encode(data: bytes) -> str:
-    """Base58 like :func:`simtrio.wire.base58.b58encode`, in fewer big-integer steps.
+    """Base58 of bytes of any length (instruction data), in few big-integer steps.
 
-    The chain encodes several values per transaction, so this is on the hot path: the value
-    is split into chunks of ten digits, and each chunk into digit pairs from a table.
+    Addresses, signatures and hashes go through solders; this is for the rest. The value is
+    split into chunks of ten digits, and each chunk into digit pairs from a table.
     """
     stripped = data.lstrip(b"\x00")
     value = int.from_bytes(stripped, "big")
@@ -176,14 +183,14 @@ def _below(data: bytes, offset: int, rate: float) -> bool:
 @functools.lru_cache(maxsize=64)
 def fee_payers(cfg: ChainConfig) -> tuple[str, ...]:
     """The fixed pool fee payers are drawn from (``signerFilter`` matches against these)."""
-    return tuple(b58encode(_digest(cfg, "payer", k, size=32)) for k in range(cfg.fee_payer_count))
+    return tuple(str(Pubkey(_digest(cfg, "payer", k, size=32))) for k in range(cfg.fee_payer_count))
 
 
 @functools.lru_cache(maxsize=256)
 def program_accounts(cfg: ChainConfig, program_id: str) -> tuple[str, ...]:
     """The accounts owned by ``program_id``: the ones its account diffs are about."""
     return tuple(
-        b58encode(_digest(cfg, "account", program_id, k, size=32))
+        str(Pubkey(_digest(cfg, "account", program_id, k, size=32)))
         for k in range(cfg.accounts_per_program)
     )
 
@@ -201,7 +208,7 @@ def utc_of(cfg: ChainConfig, slot: int) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _blockhash(cfg: ChainConfig, slot: int) -> str:
-    return b58encode(_digest(cfg, "blockhash", slot, size=32))
+    return str(Hash(_digest(cfg, "blockhash", slot, size=32)))
 
 
 # Layout of a transaction's random bytes: fixed fields, then four bytes per configured
@@ -248,7 +255,7 @@ def slot_transactions(cfg: ChainConfig, slot: int) -> tuple[SyntheticTransaction
                 slot=slot,
                 index=index,
                 batch_index=index * cfg.batches_per_slot // count,
-                signature=b58encode(sig),
+                signature=str(Signature(sig)),
                 fee_payer=payers[_u(rnd, _R_PAYER, 4) % len(payers)],
                 program_ids=tuple(involved),
                 accounts=tuple(accounts),
@@ -349,6 +356,12 @@ def _instruction_data(cfg: ChainConfig, tx: SyntheticTransaction, k: int) -> byt
     return tx.random_bytes[at : at + _IX_DATA_LEN]
 
 
+def transaction_error(cfg: ChainConfig, tx: SyntheticTransaction) -> JsonValue:
+    """The error of a failed transaction: its last instruction fails with custom error 1."""
+    del cfg
+    return {"InstructionError": [len(tx.program_ids) - 1, {"Custom": 1}]}
+
+
 def transaction_payload(cfg: ChainConfig, tx: SyntheticTransaction) -> JsonValue:
     """A ``getTransaction``-shaped object for a transaction notification (protocol §9.4)."""
     keys = _account_keys(tx)
@@ -369,9 +382,7 @@ def transaction_payload(cfg: ChainConfig, tx: SyntheticTransaction) -> JsonValue
         for key in keys[1:]
     ]
     post_balances = [pre_balances[0] - _FEE, *pre_balances[1:]]
-    err: JsonValue = (
-        None if tx.success else {"InstructionError": [len(instructions) - 1, {"Custom": 1}]}
-    )
+    err = None if tx.success else transaction_error(cfg, tx)
     return {
         "slot": tx.slot,
         "transaction": {
@@ -395,35 +406,23 @@ def transaction_payload(cfg: ChainConfig, tx: SyntheticTransaction) -> JsonValue
     }
 
 
-def _short_vec(length: int) -> bytes:
-    """Solana's compact-u16 length prefix."""
-    out = bytearray()
-    while True:
-        byte = length & 0x7F
-        length >>= 7
-        if length:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
 def serialize_transaction(cfg: ChainConfig, tx: SyntheticTransaction) -> bytes:
     """The transaction in the legacy wire layout (what discovery events carry, base64-encoded)."""
     keys = _account_keys(tx)
     readonly_programs = sum(1 for key in keys if key in tx.program_ids)
-    message = bytearray([1, 0, readonly_programs])
-    message += _short_vec(len(keys))
-    for key in keys:
-        message += b58decode(key).rjust(32, b"\x00")
-    message += b58decode(_blockhash(cfg, tx.slot)).rjust(32, b"\x00")
-    message += _short_vec(len(tx.program_ids))
     pools = {p: program_accounts(cfg, p) for p in tx.program_ids}
     owned = iter(tx.accounts)
+    instructions: list[CompiledInstruction] = []
     for k, program in enumerate(tx.program_ids):
-        message.append(keys.index(program))
         indices = [keys.index(next(owned))] if pools[program] else []
-        message += _short_vec(len(indices)) + bytes(indices)
         data = _instruction_data(cfg, tx, k)
-        message += _short_vec(len(data)) + data
-    return _short_vec(1) + tx.signature_bytes + bytes(message)
+        instructions.append(CompiledInstruction(keys.index(program), data, bytes(indices)))
+    message = Message.new_with_compiled_instructions(
+        1,
+        0,
+        readonly_programs,
+        [Pubkey.from_string(key) for key in keys],
+        Hash.from_string(_blockhash(cfg, tx.slot)),
+        instructions,
+    )
+    return bytes(Transaction.populate(message, [Signature(tx.signature_bytes)]))

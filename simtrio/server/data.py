@@ -16,6 +16,12 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from simtrio.server.conn import ConnectionGone
+from simtrio.server.pubsub import (
+    LogsRequestError,
+    LogsSubscribe,
+    LogsUnsubscribe,
+    decode_logs_request,
+)
 from simtrio.server.session import BucketKey, DataKind, Subscription
 from simtrio.wire.base58 import is_address
 from simtrio.wire.rpc import (
@@ -81,46 +87,80 @@ class DataHandler:
             scope.cancel()
 
     async def _handle(self, message: str | bytes) -> None:
+        logs = decode_logs_request(message)
+        match logs:
+            case LogsSubscribe():
+                await self._subscribe(
+                    logs.id, "logs", logs.address, logs.replay_from_slot, logs.compression
+                )
+                return
+            case LogsUnsubscribe():
+                await self._unsubscribe(logs.id, logs.subscription)
+                return
+            case LogsRequestError():
+                error = SubscribeError(logs.id, INVALID_PARAMS, f"invalid params: {logs.reason}")
+                await self._conn.send_text(encode_rpc(error))
+                return
+            case None:
+                pass
         request = decode_rpc_request(message)
         match request:
             case Subscribe():
-                await self._subscribe(request)
+                kind: DataKind = (
+                    "account" if request.method == ACCOUNT_DIFF_SUBSCRIBE else "transaction"
+                )
+                await self._subscribe(
+                    request.id,
+                    kind,
+                    request.program_id,
+                    request.replay_from_slot,
+                    request.compression,
+                )
             case Unsubscribe():
-                sub = self._subs.pop(request.subscription, None)
-                if sub is not None:
-                    self._session.data.subs.discard(sub)
-                    self._session.notify_progress()
-                    self._session.data.signal.notify()
-                await self._conn.send_text(encode_unsubscribe_reply(request.id, sub is not None))
+                await self._unsubscribe(request.id, request.subscription)
             case UnknownRpcRequest() | InvalidRpcRequest():
                 await self._conn.send_text(encode_rpc(request.error_reply()))
 
-    async def _subscribe(self, request: Subscribe) -> None:
-        if not is_address(request.program_id):
-            error = SubscribeError(request.id, INVALID_PARAMS, "invalid program id")
+    async def _unsubscribe(self, request_id: int, subscription: int) -> None:
+        sub = self._subs.pop(subscription, None)
+        if sub is not None:
+            self._session.data.subs.discard(sub)
+            self._session.notify_progress()
+            self._session.data.signal.notify()
+        await self._conn.send_text(encode_unsubscribe_reply(request_id, sub is not None))
+
+    async def _subscribe(
+        self,
+        request_id: int,
+        kind: DataKind,
+        program_id: str,
+        replay_from_slot: int | None,
+        compression: bool,
+    ) -> None:
+        if not is_address(program_id):
+            error = SubscribeError(request_id, INVALID_PARAMS, "invalid program id")
             await self._conn.send_text(encode_rpc(error))
             return
         session = self._session
-        kind: DataKind = "account" if request.method == ACCOUNT_DIFF_SUBSCRIBE else "transaction"
-        key: BucketKey = (kind, request.program_id)
+        key: BucketKey = (kind, program_id)
         data = session.data
-        if request.replay_from_slot is not None:
-            position = data.start_position(key, max(request.replay_from_slot, 0))
+        if replay_from_slot is not None:
+            position = data.start_position(key, max(replay_from_slot, 0))
         elif session.ended:
             position = data.end_position(key)
         else:
             position = data.start_position(key, session.slot)
         sub_id = self._next_id
         self._next_id += 1
-        if request.compression:
+        if compression:
             self._compressed = True
-        await self._conn.send_text(encode_rpc(SubscribeAck(request.id, sub_id)))
+        await self._conn.send_text(encode_rpc(SubscribeAck(request_id, sub_id)))
         # Registered only once the ack is out, so no notification can precede it.
         sub = Subscription(sub_id, key, position, self._conn)
         self._subs[sub_id] = sub
         data.subs.add(sub)
         data.signal.notify()
-        logger.debug("subscription %d on %s: %s %s", sub_id, session.id, kind, request.program_id)
+        logger.debug("subscription %d on %s: %s %s", sub_id, session.id, kind, program_id)
 
     async def _send(self, text: str) -> None:
         if self._compressed:

@@ -13,10 +13,9 @@ import contextlib
 import hmac
 import http
 import logging
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import h11
-import orjson
 import trio
 import trio_websocket
 
@@ -24,13 +23,13 @@ from simtrio.server.conn import Conn, ServerStream
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
+from simtrio.server.rpc import rpc_reply
 from simtrio.wire.codec import encode_available_ranges
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from simtrio.server.state import ServerState
-    from simtrio.wire.types import JsonValue
 
 __all__ = ["handle_tcp"]
 
@@ -179,39 +178,10 @@ async def _plain(
         if body is None:
             await _reply(stream, 400, b"bad request body")
             return
-        reply = _rpc_reply(body, session.slot)
+        reply = rpc_reply(session, body)
         await _reply(stream, 200, reply, "application/json")
     else:
         await _reply(stream, 404, b"not found")
-
-
-def _rpc_reply(body: bytes, slot: int) -> bytes:
-    """Per-session HTTP JSON-RPC: ``getHealth`` and ``getSlot``; every other method is -32601."""
-    try:
-        parsed: JsonValue = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return orjson.dumps(_rpc_error(None, -32700, "parse error"))
-    if isinstance(parsed, list):
-        items: list[JsonValue] = parsed  # pyright: ignore[reportUnknownVariableType]
-        return orjson.dumps([_rpc_one(item, slot) for item in items])
-    return orjson.dumps(_rpc_one(parsed, slot))
-
-
-def _rpc_one(request: JsonValue, slot: int) -> JsonValue:
-    if not isinstance(request, dict):
-        return _rpc_error(None, -32600, "invalid request")
-    fields = cast("dict[str, JsonValue]", request)
-    request_id = fields.get("id")
-    method = fields.get("method")
-    if method == "getHealth":
-        return {"jsonrpc": "2.0", "id": request_id, "result": "ok"}
-    if method == "getSlot":
-        return {"jsonrpc": "2.0", "id": request_id, "result": slot}
-    return _rpc_error(request_id, -32601, "method not found")
-
-
-def _rpc_error(request_id: JsonValue, code: int, message: str) -> JsonValue:
-    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
 # -- WebSocket --------------------------------------------------------------------------------

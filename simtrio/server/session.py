@@ -24,6 +24,16 @@ import attrs
 import trio
 
 from simtrio.server import chain
+from simtrio.server.executor import (
+    AccountRejected,
+    Executed,
+    SessionChain,
+    TransactionRejected,
+    WrittenAccount,
+    account_json,
+    decode_base64_transaction,
+)
+from simtrio.server.pubsub import logs_notification_text
 from simtrio.wire.base58 import is_address
 from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
 from simtrio.wire.types import (
@@ -59,7 +69,9 @@ from simtrio.wire.types import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
+
+    from solders.transaction import VersionedTransaction
 
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
@@ -91,7 +103,7 @@ Emitted: TypeAlias = (
 )
 """What a session emits: valid both as a top-level response and as a session event."""
 
-DataKind: TypeAlias = Literal["account", "transaction"]
+DataKind: TypeAlias = Literal["account", "transaction", "logs"]
 BucketKey: TypeAlias = tuple[DataKind, str]
 Notification: TypeAlias = AccountDiffNotification | TransactionNotification
 _DISCOVERY_SCAN_SLOTS = 10_000
@@ -157,15 +169,16 @@ class LazyNotification:
 
     __slots__ = ("_build", "_text")
 
-    def __init__(self, build: Callable[[], Notification]) -> None:
-        self._build: Callable[[], Notification] | None = build
+    def __init__(self, build: Callable[[], Notification | str]) -> None:
+        self._build: Callable[[], Notification | str] | None = build
         self._text: str | None = None
 
     def text_for(self, subscription: int) -> str:
         text = self._text
         if text is None:
             assert self._build is not None
-            text = self._text = encode_rpc(self._build())
+            built = self._build()
+            text = self._text = built if isinstance(built, str) else encode_rpc(built)
             self._build = None
         if subscription == 0:
             return text
@@ -383,6 +396,9 @@ class Session:
         self.balance_diff = 0
         self.log_diff = 0
         self.overrides: dict[str, AccountData] = {}
+        self.chain = SessionChain(state.chain)
+        """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
+        self._pending: list[VersionedTransaction] = []
         self._step_scope: trio.CancelScope | None = None
         self.ownership.on_change.append(self.notify_progress)
 
@@ -436,6 +452,7 @@ class Session:
         self._clear_ready()
         self.emit(Success())
         self.data.signal.notify()
+        self.chain.release()
         self._state.forget_session(self)
 
     def remove(self) -> None:
@@ -447,6 +464,7 @@ class Session:
         self._clear_ready()
         self.data.signal.notify()
         self.log.signal.notify()
+        self.chain.release()
         self._state.forget_session(self)
 
     def _cancel_step(self) -> None:
@@ -460,13 +478,18 @@ class Session:
         if self._refuse_step():
             return
         problem = self._validate(params)
+        decoded = self._decode_transactions(params.transactions) if problem is None else problem
+        if isinstance(decoded, BacktestError):
+            self.emit(Error(decoded))
+            return
+        problem = self._apply_accounts(params.modify_account_states)
         if problem is not None:
             self.emit(Error(problem))
             return
         for address, account in params.modify_account_states.items():
             self.overrides[address] = account
-        # User transactions count as executed transactions of the current slot.
-        self.correct += len(params.transactions)
+        # Executed after the historical transactions of the step's first slot.
+        self._pending = decoded
         self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
         self._spawn(self._run_count, params.advance_count)
 
@@ -494,6 +517,26 @@ class Session:
             self.emit(Error(InvalidRequest("a step is still running")))
             return True
         return False
+
+    @staticmethod
+    def _decode_transactions(texts: list[str]) -> list[VersionedTransaction] | BacktestError:
+        out: list[VersionedTransaction] = []
+        for index, text in enumerate(texts):
+            try:
+                out.append(decode_base64_transaction(text))
+            except TransactionRejected as exc:
+                return InvalidTransactionEncoding(index, str(exc))
+        return out
+
+    def _apply_accounts(self, states: Mapping[str, AccountData]) -> BacktestError | None:
+        """Write overrides to the chain now (all or nothing), so the next slot sees them."""
+        if not states:
+            return None
+        try:
+            self.chain.set_accounts(states, self.slot)
+        except AccountRejected as exc:
+            return account_error(exc)
+        return None
 
     def _validate(self, params: ContinueParams) -> BacktestError | None:
         for index, text in enumerate(params.transactions):
@@ -583,6 +626,10 @@ class Session:
         slot = self.slot
         for batch in range(self.batch, self._chain.batches_per_slot):
             self._execute_batch(slot, batch)
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for tx in pending:
+                self.execute_user(tx)
         self.executed_slots += 1
         self.data.trim(slot - self._config.retained_slots + 1)
         if slot >= self.end_slot:
@@ -607,8 +654,10 @@ class Session:
             else:
                 self.correct += 1
             shared = LazyNotification(functools.partial(_transaction_note, cfg, tx))
+            logs = LazyNotification(functools.partial(_synthetic_logs, cfg, tx))
             for program in tx.program_ids:
                 self.data.append(("transaction", program), slot, shared)
+                self.data.append(("logs", program), slot, logs)
             if not tx.success:
                 continue
             for owner in tx.program_ids:
@@ -618,6 +667,37 @@ class Session:
                 override = self.overrides.pop(account, None)
                 build = functools.partial(_diff_note, cfg, tx, account, override)
                 self.data.append(("account", owner), slot, LazyNotification(build))
+        self.data.signal.notify()
+
+    def execute_user(self, tx: VersionedTransaction) -> Executed:
+        """Execute a user transaction at the current slot and report it everywhere.
+
+        Counted in the summary by its result; its transaction, logs and account-diff
+        notifications join the data log at the current slot.
+        """
+        done = self.chain.execute(tx, self.slot)
+        if done.success:
+            self.correct += 1
+        else:
+            self.incorrect += 1
+        self.publish(done)
+        return done
+
+    def publish(self, done: Executed) -> None:
+        """Put an executed transaction's notifications in the data log."""
+        slot = done.slot
+        note = LazyNotification(functools.partial(TransactionNotification, 0, slot, done.payload))
+        for program in done.programs:
+            self.data.append(("transaction", program), slot, note)
+        logs = LazyNotification(
+            functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs)
+        )
+        for key in done.mentions:
+            self.data.append(("logs", key), slot, logs)
+        for written in done.written:
+            diff = LazyNotification(functools.partial(_written_note, slot, done.signature, written))
+            for owner in written.owners:
+                self.data.append(("account", owner), slot, diff)
         self.data.signal.notify()
 
     def _complete(self) -> None:
@@ -705,6 +785,26 @@ class Session:
 
 def _transaction_note(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> Notification:
     return TransactionNotification(0, tx.slot, chain.transaction_payload(cfg, tx))
+
+
+def _synthetic_logs(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> str:
+    err = None if tx.success else chain.transaction_error(cfg, tx)
+    return logs_notification_text(tx.slot, tx.signature, err, tx.log_messages)
+
+
+def _written_note(slot: int, signature: str, written: WrittenAccount) -> Notification:
+    return AccountDiffNotification(
+        0, slot, written.address, signature, account_json(written.pre), account_json(written.post)
+    )
+
+
+def account_error(exc: AccountRejected) -> BacktestError:
+    """The control-plane error for an account override the chain refused."""
+    if exc.kind == "pubkey":
+        return InvalidAccountPubkey(exc.address, exc.reason)
+    if exc.kind == "owner":
+        return InvalidAccountOwner(exc.address, exc.reason)
+    return InvalidAccountEncoding(exc.address, "base64", exc.reason)
 
 
 def _touched_account(

@@ -48,6 +48,7 @@ CONFIG_SNIPPET = "pytest_config.toml"
 
 FRAGMENTS = {
     ("guide/managed.md", "Signature", "async with simtrio.open_managed_session("),
+    ("guide/chain.md", "Fragment", "while isinstance(step := await session.advance_to_discovery("),
     ("guide/subscriptions.md", "Fragment", "session.subscribe_account_diffs([program_id])"),
     ("guide/testing.md", "Fragment", "@pytest.mark.simtrio_server(seed=7, api_key="),
     ("guide/testing.md", "Fragment", '@pytest.mark.parametrize("simtrio_server", [{"seed": 1},'),

@@ -10,6 +10,7 @@ import trio
 from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 
+from .chain_helpers import SOL, b64, keypair, system_account, transfer_tx
 from .helpers import (
     READY,
     STATUS_DECODED,
@@ -105,11 +106,15 @@ async def test_completed_with_summary_and_agent_stats() -> None:
         async with serve(config) as server, connect(server) as client:
             frame = create(4000, 4002, sendSummary=True, agents=[{"name": "arb"}, {"kind": "x"}])
             await open_session(client, frame)
-            user_tx = base64.b64encode(b"\x01" * 70).decode()
-            await client.send(cont(3, transactions=[user_tx, user_tx]))
+            payer = keypair(1)
+            # One transfer that succeeds and one that fails: each counts by its result.
+            good = b64(transfer_tx(payer, keypair(2).pubkey(), SOL))
+            bad = b64(transfer_tx(payer, keypair(2).pubkey(), 100 * SOL))
+            funded = {str(payer.pubkey()): system_account(10 * SOL)}
+            await client.send(cont(3, transactions=[good, bad], modifyAccountStates=funded))
             frames = await client.recv_texts(4)
             assert frames[:3] == [STATUS_DECODED, slot(4001), slot(4002)]
-            executed = _executed(config, 4000, 4002) + 2
+            executed = _executed(config, 4000, 4002) + 1
             zero_stats = (
                 '"opportunities_found":0,"opportunities_skipped":0,"no_routes":0,"txs_produced":0,'
                 '"expected_gain_by_mint":{},"txs_submitted":0,"txs_failed":0,'
@@ -118,7 +123,7 @@ async def test_completed_with_summary_and_agent_stats() -> None:
             assert frames[3] == (
                 '{"method":"completed","params":{"summary":{"correct_simulation":'
                 + str(executed)
-                + ',"incorrect_simulation":0,"execution_errors":0,"balance_diff":0,"log_diff":0},'
+                + ',"incorrect_simulation":1,"execution_errors":0,"balance_diff":0,"log_diff":0},'
                 '"agent_stats":[{"name":"arb","slots_processed":3,'
                 + zero_stats
                 + ',{"name":"agent-1","slots_processed":3,'
@@ -185,10 +190,15 @@ async def test_invalid_continue_payloads() -> None:
     with trio.fail_after(5):
         async with serve() as server, connect(server) as client:
             await open_session(client, create(1, 9))
-            await client.send(cont(1, transactions=["AAAA", "not base64!"]))
+            good = b64(transfer_tx(keypair(1), keypair(2).pubkey(), 1))
+            await client.send(cont(1, transactions=[good, "not base64!"]))
             reply = orjson.loads(await client.recv_text())
             error = reply["params"]["InvalidTransactionEncoding"]
             assert error["index"] == 1
+            # Valid base64 that is no transaction is refused the same way.
+            await client.send(cont(1, transactions=[good, "AAAA"]))
+            reply = orjson.loads(await client.recv_text())
+            assert reply["params"]["InvalidTransactionEncoding"]["index"] == 1
             account = {
                 "data": {"data": "AAEC", "encoding": "base64"},
                 "executable": False,

@@ -209,8 +209,10 @@ async def test_unsubscribe_and_rpc_errors() -> None:
                 await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
                 await data.send(unsubscribe.replace('"id":2', '"id":3'))
                 await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
-                await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
+                await data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
                 assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
+                await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
+                assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
                 await data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
                 assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
                 await data.send(subscribe(6, "not-a-program"))

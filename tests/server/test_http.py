@@ -86,11 +86,18 @@ async def test_session_rpc_over_http() -> None:
                 "result": 4000,
             }
             assert await call(
-                b'{"jsonrpc":"2.0","id":3,"method":"getAccountInfo","params":[]}'
+                b'{"jsonrpc":"2.0","id":3,"method":"getBlockProduction","params":[]}'
             ) == {
                 "jsonrpc": "2.0",
                 "id": 3,
                 "error": {"code": -32601, "message": "method not found"},
+            }
+            assert await call(
+                b'{"jsonrpc":"2.0","id":3,"method":"getAccountInfo","params":[]}'
+            ) == {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "error": {"code": -32602, "message": "invalid params: missing address"},
             }
             batch = await call(
                 b'[{"jsonrpc":"2.0","id":4,"method":"getSlot"},{"id":5,"method":"x"}]'

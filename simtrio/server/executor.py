@@ -1,0 +1,542 @@
+"""Real execution for the reference server: one LiteSVM per session.
+
+A :class:`SessionChain` owns a session's ``solders.litesvm.LiteSVM`` (default programs,
+sysvars, signature verification on) and everything the server reports about the user's
+transactions: the ``getTransaction``-shaped record, the statuses, the accounts each one wrote.
+It knows nothing about connections or logs of events; the session publishes what it returns.
+
+The LiteSVM is created on first use (a session that never touches the chain costs nothing
+extra) and is dropped when the session ends. Its clock follows the slot each call is made at.
+Everything is a function of the calls made, in order: the faucet behind airdrops is derived
+from the chain number, and LiteSVM's blockhash does not depend on the instance, so the same
+requests give byte-identical results on every run.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Final, TypeAlias, cast
+
+import attrs
+import orjson
+from solders.account import Account
+from solders.keypair import Keypair
+from solders.litesvm import LiteSVM
+from solders.message import Message, MessageV0, MessageV1
+from solders.pubkey import Pubkey
+from solders.system_program import TransferParams, transfer
+from solders.transaction import Transaction, VersionedTransaction
+from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
+from solders.transaction_status import TransactionErrorType, TransactionStatus
+
+from simtrio.server import chain
+from simtrio.wire.types import JsonValue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from solders.hash import Hash
+    from solders.transaction_metadata import InnerInstruction
+
+    from simtrio.wire.types import AccountData
+
+__all__ = [
+    "BLOCKHASH_VALID_SLOTS",
+    "MAX_RECORDS",
+    "UPGRADEABLE_LOADER",
+    "AccountRejected",
+    "Executed",
+    "SessionChain",
+    "Simulated",
+    "TransactionRejected",
+    "WrittenAccount",
+    "account_json",
+    "decode_transaction",
+    "ui_account",
+]
+
+UPGRADEABLE_LOADER: Final = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
+SYSTEM_PROGRAM: Final = Pubkey.from_string("11111111111111111111111111111111")
+MAX_RECORDS: Final = 4_096
+"""Executed transactions a session remembers for ``getTransaction``/``getSignatureStatuses``."""
+BLOCKHASH_VALID_SLOTS: Final = 150
+"""What ``lastValidBlockHeight`` promises; the session's blockhash never expires in fact."""
+_FEE_PER_SIGNATURE: Final = 5_000
+_PROGRAM_TAG: Final = (2).to_bytes(4, "little")
+_PROGRAMDATA_TAG: Final = (3).to_bytes(4, "little")
+_EPOCH_SLOTS: Final = 432_000
+
+AnyMessage: TypeAlias = Message | MessageV0 | MessageV1
+
+
+class TransactionRejected(ValueError):
+    """Bytes that are not a signed transaction (bincode ``VersionedTransaction``/``Transaction``)."""
+
+
+class AccountRejected(ValueError):
+    """An account override the chain cannot take; ``kind`` names what is wrong with it."""
+
+    def __init__(self, address: str, kind: str, reason: str) -> None:
+        super().__init__(f"{address}: {reason}")
+        self.address = address
+        self.kind = kind
+        self.reason = reason
+
+
+def decode_transaction(raw: bytes) -> VersionedTransaction:
+    """Deserialize a wire transaction (the legacy layout is a valid versioned one)."""
+    try:
+        tx = VersionedTransaction.from_bytes(raw)
+    except ValueError as exc:
+        raise TransactionRejected(f"not a bincode transaction: {exc}") from None
+    if not tx.signatures:
+        raise TransactionRejected("the transaction carries no signature")
+    return tx
+
+
+def decode_base64_transaction(text: str) -> VersionedTransaction:
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise TransactionRejected(f"invalid base64: {exc}") from None
+    return decode_transaction(raw)
+
+
+def account_json(account: Account | None) -> JsonValue:
+    """An account in the ``AccountData`` shape of the control plane (None stays None)."""
+    if account is None:
+        return None
+    data = account.data
+    return {
+        "data": {"data": base64.b64encode(data).decode("ascii"), "encoding": "base64"},
+        "executable": account.executable,
+        "lamports": account.lamports,
+        "owner": str(account.owner),
+        "space": len(data),
+    }
+
+
+def ui_account(account: Account) -> JsonValue:
+    """An account as standard Solana RPC returns it with ``encoding: base64``."""
+    data = account.data
+    return {
+        "data": [base64.b64encode(data).decode("ascii"), "base64"],
+        "executable": account.executable,
+        "lamports": account.lamports,
+        "owner": str(account.owner),
+        "rentEpoch": account.rent_epoch,
+        "space": len(data),
+    }
+
+
+def error_json(err: TransactionErrorType | None) -> JsonValue:
+    """A transaction error in Solana's JSON form, e.g. ``{"InstructionError":[0,{"Custom":1}]}``."""
+    if err is None:
+        return None
+    status = TransactionStatus(0, None, None, err, None)
+    parsed = cast("dict[str, JsonValue]", orjson.loads(status.to_json()))
+    return parsed["err"]
+
+
+@attrs.frozen
+class WrittenAccount:
+    """An account a transaction changed: state before and after (None: absent)."""
+
+    address: str
+    pre: Account | None
+    post: Account | None
+
+    @property
+    def owners(self) -> tuple[str, ...]:
+        """The owner before and the owner after, once each."""
+        out: list[str] = []
+        for account in (self.pre, self.post):
+            if account is not None:
+                owner = str(account.owner)
+                if owner not in out:
+                    out.append(owner)
+        return tuple(out)
+
+
+@attrs.frozen
+class Executed:
+    """One executed user transaction, as every report of it shows it."""
+
+    signature: str
+    slot: int
+    err: JsonValue
+    logs: tuple[str, ...]
+    payload: JsonValue = attrs.field(repr=False)
+    """``getTransaction``-shaped (encoding json)."""
+    programs: tuple[str, ...]
+    """Program accounts among its keys: who its transaction notification goes to."""
+    mentions: tuple[str, ...]
+    """Every account key: who its logs notification goes to."""
+    written: tuple[WrittenAccount, ...] = attrs.field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.err is None
+
+    def status(self) -> JsonValue:
+        """Its entry in ``getSignatureStatuses``."""
+        result: JsonValue = {"Ok": None} if self.err is None else {"Err": self.err}
+        return {
+            "slot": self.slot,
+            "confirmations": None,
+            "err": self.err,
+            "status": result,
+            "confirmationStatus": "finalized",
+        }
+
+
+@attrs.frozen
+class Simulated:
+    """What ``simulateTransaction`` reports; nothing was changed."""
+
+    err: JsonValue
+    logs: tuple[str, ...]
+    units_consumed: int
+
+
+def _faucet(seed: int, index: int) -> Keypair:
+    digest = hashlib.blake2b(
+        f"{seed}|faucet|{index}".encode(), digest_size=32, person=b"simtrio-faucet"
+    ).digest()
+    return Keypair.from_seed(digest)
+
+
+class SessionChain:
+    """A session's LiteSVM and the record of what the user executed on it."""
+
+    def __init__(self, cfg: chain.ChainConfig) -> None:
+        self._cfg = cfg
+        self._svm: LiteSVM | None = None
+        self._clock_slot = -1
+        self._airdrops = 0
+        self._records: OrderedDict[str, Executed] = OrderedDict()
+
+    @property
+    def started(self) -> bool:
+        """Whether the LiteSVM exists yet (it is made on first use)."""
+        return self._svm is not None
+
+    def svm_at(self, slot: int) -> LiteSVM:
+        """The LiteSVM, its clock at ``slot`` (created on first use)."""
+        svm = self._svm
+        if svm is None:
+            svm = self._svm = LiteSVM().with_transaction_history(MAX_RECORDS)
+        if slot != self._clock_slot:
+            svm.warp_to_slot(slot)
+            clock = svm.get_clock()
+            clock.unix_timestamp = chain.block_time(self._cfg, slot)
+            clock.epoch = slot // _EPOCH_SLOTS
+            clock.leader_schedule_epoch = clock.epoch + 1
+            svm.set_clock(clock)
+            self._clock_slot = slot
+        return svm
+
+    def release(self) -> None:
+        """Drop the LiteSVM and the records (the session is over)."""
+        self._svm = None
+        self._records.clear()
+
+    # -- accounts --------------------------------------------------------------------------
+
+    def set_accounts(self, overrides: Mapping[str, AccountData], slot: int) -> None:
+        """Apply overrides; all or nothing.
+
+        Plain accounts go first and executable ones after, so a Program account always finds
+        its ProgramData; a Program whose ProgramData was replaced is reloaded.
+
+        Raises:
+            AccountRejected: an override is malformed, or a program in it cannot be loaded
+                (the chain is then as it was before the call).
+        """
+        svm = self.svm_at(slot)
+        decoded: list[tuple[Pubkey, Account]] = [
+            (_pubkey(address, "pubkey"), _account(address, data))
+            for address, data in overrides.items()
+        ]
+        previous = [(key, svm.get_account(key)) for key, _ in decoded]
+        ordered = [pair for pair in decoded if not pair[1].executable]
+        ordered += [pair for pair in decoded if pair[1].executable]
+        try:
+            for key, account in ordered:
+                _set(svm, key, account)
+            self._reload_programs(
+                svm, {key for key, account in decoded if _is_programdata(account)}
+            )
+        except AccountRejected:
+            for key, old in previous:
+                svm.set_account(key, old or Account(0, b"", SYSTEM_PROGRAM, False, 0))
+            raise
+
+    def _reload_programs(self, svm: LiteSVM, programdata: set[Pubkey]) -> None:
+        """Re-set the Program accounts that point at replaced ProgramData (an upgrade)."""
+        if not programdata:
+            return
+        for key, account in svm.get_program_accounts(UPGRADEABLE_LOADER):
+            data = account.data
+            if (
+                account.executable
+                and len(data) >= 36
+                and data[:4] == _PROGRAM_TAG
+                and Pubkey(data[4:36]) in programdata
+            ):
+                _set(svm, key, account)
+
+    def get_account(self, address: Pubkey, slot: int) -> Account | None:
+        return _live(self.svm_at(slot).get_account(address))
+
+    def program_accounts(self, program: Pubkey, slot: int) -> list[tuple[Pubkey, Account]]:
+        found = self.svm_at(slot).get_program_accounts(program)
+        return sorted((pair for pair in found if pair[1].lamports > 0), key=lambda p: bytes(p[0]))
+
+    # -- transactions ----------------------------------------------------------------------
+
+    def execute(self, tx: VersionedTransaction, slot: int) -> Executed:
+        """Run ``tx`` at ``slot``; a failure is a result like a success."""
+        svm = self.svm_at(slot)
+        message = tx.message
+        keys = list(message.account_keys)
+        names = [str(key) for key in keys]
+        writable = _writable(message, len(keys))
+        pre_balances = [svm.get_balance(key) or 0 for key in keys]
+        before = [(i, _live(svm.get_account(keys[i]))) for i in writable]
+        programs = _programs(svm, message, keys, names)
+        result = svm.send_transaction(tx)
+        # Only writable accounts can change: the other balances stay as they were.
+        post_balances = list(pre_balances)
+        written: list[WrittenAccount] = []
+        for i, pre in before:
+            post = _live(svm.get_account(keys[i]))
+            if pre != post:
+                post_balances[i] = 0 if post is None else post.lamports
+                written.append(WrittenAccount(names[i], pre, post))
+        if isinstance(result, FailedTransactionMetadata):
+            meta = result.meta()
+            err = error_json(result.err())
+        else:
+            meta = result
+            err = None
+        signature = str(tx.signatures[0])
+        logs = tuple(meta.logs())
+        payload = _transaction_json(
+            self._cfg, tx, slot, err, meta, logs, (pre_balances, post_balances), names
+        )
+        done = Executed(
+            signature=signature,
+            slot=slot,
+            err=err,
+            logs=logs,
+            payload=payload,
+            programs=programs,
+            mentions=tuple(names),
+            written=tuple(written),
+        )
+        if signature not in self._records:
+            # A duplicate is reported (AlreadyProcessed) but keeps the first one's record.
+            self._records[signature] = done
+            while len(self._records) > MAX_RECORDS:
+                self._records.popitem(last=False)
+        return done
+
+    def simulate(self, tx: VersionedTransaction, slot: int) -> Simulated:
+        result = self.svm_at(slot).simulate_transaction(tx)
+        if isinstance(result, FailedTransactionMetadata):
+            meta = result.meta()
+            err = error_json(result.err())
+        else:
+            meta = result.meta()
+            err = None
+        return Simulated(err, tuple(meta.logs()), meta.compute_units_consumed())
+
+    def airdrop(self, address: Pubkey, lamports: int, slot: int) -> Executed:
+        """Credit ``lamports`` with a real system transfer from a fresh, derived faucet."""
+        svm = self.svm_at(slot)
+        self._airdrops += 1
+        faucet = _faucet(self._cfg.seed, self._airdrops)
+        svm.set_account(
+            faucet.pubkey(),
+            Account(lamports + _FEE_PER_SIGNATURE, b"", SYSTEM_PROGRAM, False, 0),
+        )
+        ix = transfer(
+            TransferParams(from_pubkey=faucet.pubkey(), to_pubkey=address, lamports=lamports)
+        )
+        message = Message.new_with_blockhash([ix], faucet.pubkey(), svm.latest_blockhash())
+        tx = VersionedTransaction.from_legacy(
+            Transaction([faucet], message, message.recent_blockhash)
+        )
+        return self.execute(tx, slot)
+
+    def latest_blockhash(self, slot: int) -> Hash:
+        return self.svm_at(slot).latest_blockhash()
+
+    def minimum_balance(self, size: int, slot: int) -> int:
+        return self.svm_at(slot).minimum_balance_for_rent_exemption(size)
+
+    def record(self, signature: str) -> Executed | None:
+        return self._records.get(signature)
+
+
+def _pubkey(text: str, kind: str) -> Pubkey:
+    try:
+        return Pubkey.from_string(text)
+    except ValueError:
+        raise AccountRejected(text, kind, "not a 32-byte base58 address") from None
+
+
+def _account(address: str, data: AccountData) -> Account:
+    if data.data.encoding != "base64":
+        raise AccountRejected(address, "encoding", f"unsupported encoding {data.data.encoding!r}")
+    try:
+        raw = base64.b64decode(data.data.data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise AccountRejected(address, "encoding", f"invalid base64: {exc}") from None
+    if not 0 <= data.lamports < 2**64:
+        raise AccountRejected(address, "lamports", "lamports must be an unsigned 64-bit integer")
+    try:
+        owner = Pubkey.from_string(data.owner)
+    except ValueError:
+        raise AccountRejected(address, "owner", "owner is not a 32-byte base58 address") from None
+    return Account(data.lamports, raw, owner, data.executable, 0)
+
+
+def _live(account: Account | None) -> Account | None:
+    """None for an account that does not exist (absent, or drained to zero lamports)."""
+    return account if account is not None and account.lamports > 0 else None
+
+
+def _is_programdata(account: Account) -> bool:
+    return account.owner == UPGRADEABLE_LOADER and account.data[:4] == _PROGRAMDATA_TAG
+
+
+def _set(svm: LiteSVM, key: Pubkey, account: Account) -> None:
+    try:
+        svm.set_account(key, account)
+    except Exception as exc:  # solders.LiteSVMError: a program that cannot be loaded
+        raise AccountRejected(str(key), "program", f"cannot be loaded: {exc}") from None
+
+
+def _writable(message: AnyMessage, count: int) -> list[int]:
+    header = message.header
+    signed = header.num_required_signatures
+    writable_signed = signed - header.num_readonly_signed_accounts
+    writable_unsigned = count - header.num_readonly_unsigned_accounts
+    return [i for i in range(count) if i < writable_signed or signed <= i < writable_unsigned]
+
+
+def _programs(
+    svm: LiteSVM, message: AnyMessage, keys: list[Pubkey], names: list[str]
+) -> tuple[str, ...]:
+    """Instruction program ids, then any other executable account among the keys."""
+    out: list[str] = []
+    for ix in message.instructions:
+        if ix.program_id_index < len(names):
+            name = names[ix.program_id_index]
+            if name not in out:
+                out.append(name)
+    readonly = message.header.num_readonly_unsigned_accounts
+    for index in range(len(keys) - readonly, len(keys)):
+        name = names[index]
+        if name not in out:
+            account = svm.get_account(keys[index])
+            if account is not None and account.executable:
+                out.append(name)
+    return tuple(out)
+
+
+def _instruction_json(
+    program_id_index: int, accounts: bytes, data: bytes, stack_height: int | None
+) -> JsonValue:
+    return {
+        "programIdIndex": program_id_index,
+        "accounts": list(accounts),
+        "data": chain.b58encode(data),
+        "stackHeight": stack_height,
+    }
+
+
+def _inner_json(inner: Iterable[Iterable[InnerInstruction]]) -> list[JsonValue]:
+    out: list[JsonValue] = []
+    for index, group in enumerate(inner):
+        items: list[JsonValue] = [
+            _instruction_json(
+                item.instruction().program_id_index,
+                bytes(item.instruction().accounts),
+                bytes(item.instruction().data),
+                item.stack_height(),
+            )
+            for item in group
+        ]
+        if items:
+            out.append({"index": index, "instructions": items})
+    return out
+
+
+def _transaction_json(
+    cfg: chain.ChainConfig,
+    tx: VersionedTransaction,
+    slot: int,
+    err: JsonValue,
+    meta: TransactionMetadata,
+    logs: tuple[str, ...],
+    balances: tuple[list[int], list[int]],
+    names: list[str],
+) -> JsonValue:
+    message = tx.message
+    header = message.header
+    ui_message: dict[str, JsonValue] = {
+        "accountKeys": names,
+        "header": {
+            "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
+            "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts,
+            "numRequiredSignatures": header.num_required_signatures,
+        },
+        "instructions": [
+            _instruction_json(ix.program_id_index, bytes(ix.accounts), bytes(ix.data), None)
+            for ix in message.instructions
+        ],
+        "recentBlockhash": str(message.recent_blockhash),
+    }
+    version: JsonValue = "legacy"
+    if isinstance(message, MessageV1):
+        version = 1
+    elif isinstance(message, MessageV0):
+        version = 0
+        ui_message["addressTableLookups"] = [
+            {
+                "accountKey": str(lookup.account_key),
+                "writableIndexes": list(bytes(lookup.writable_indexes)),
+                "readonlyIndexes": list(bytes(lookup.readonly_indexes)),
+            }
+            for lookup in message.address_table_lookups
+        ]
+    status: JsonValue = {"Ok": None} if err is None else {"Err": err}
+    return {
+        "slot": slot,
+        "blockTime": chain.block_time(cfg, slot),
+        "transaction": {
+            "signatures": [str(sig) for sig in tx.signatures],
+            "message": ui_message,
+        },
+        "meta": {
+            "err": err,
+            "status": status,
+            "fee": meta.fee(),
+            "preBalances": balances[0],
+            "postBalances": balances[1],
+            "innerInstructions": _inner_json(meta.inner_instructions()),
+            "logMessages": list(logs),
+            "preTokenBalances": [],
+            "postTokenBalances": [],
+            "rewards": [],
+            "loadedAddresses": {"writable": [], "readonly": []},
+            "computeUnitsConsumed": meta.compute_units_consumed(),
+        },
+        "version": version,
+    }

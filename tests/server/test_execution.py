@@ -1,0 +1,365 @@
+"""User transactions execute on the session's LiteSVM and show up everywhere a user looks."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+import trio
+from solders.hash import Hash
+from solders.litesvm import LiteSVM
+from solders.pubkey import Pubkey
+from solders.transaction import VersionedTransaction
+
+from simtrio.server import chain, serve
+from simtrio.server.config import ServerConfig
+
+from .chain_helpers import (
+    MEMO,
+    SOL,
+    SYSTEM,
+    Rpc,
+    b64,
+    injection,
+    invoke_tx,
+    keypair,
+    memo_elf,
+    system_account,
+    transfer_tx,
+    transfer_v0,
+)
+from .helpers import (
+    READY,
+    STATUS_DECODED,
+    WsClient,
+    ZstdReader,
+    connect,
+    cont,
+    create,
+    open_session,
+    slot,
+    subscribe,
+)
+
+
+def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": req_id,
+            "method": "logsSubscribe",
+            "params": [{"mentions": [address]}, {"commitment": "confirmed", **config}],
+        }
+    ).decode()
+
+
+async def read_data(client: WsClient, count: int) -> list[dict[str, Any]]:
+    return [orjson.loads(await client.recv_text()) for _ in range(count)]
+
+
+def by_method(messages: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    return [m["params"] for m in messages if m.get("method") == method]
+
+
+async def test_a_continue_s_transactions_are_reported_everywhere() -> None:
+    config = ServerConfig(seed=3)
+    payer, to = keypair(1), keypair(2).pubkey()
+    good = transfer_tx(payer, to, SOL)
+    bad = transfer_tx(payer, to, 100 * SOL)
+    with trio.fail_after(10):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4003, sendSummary=True))
+            rpc = Rpc(server, session_id)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, SYSTEM))
+                await data.send(subscribe(2, SYSTEM, method="accountDiffSubscribe"))
+                await data.send(logs_subscribe(3, str(payer.pubkey())))
+                assert [m["result"] for m in await read_data(data, 3)] == [1, 2, 3]
+                funded = {str(payer.pubkey()): system_account(10 * SOL)}
+                frame = cont(1, transactions=[b64(good), b64(bad)], modifyAccountStates=funded)
+                await control.send(frame)
+                await control.expect(STATUS_DECODED, slot(4001), READY)
+                # Per transaction: its transaction, its logs, then its diffs (payer first).
+                messages = await read_data(data, 7)
+                assert [m["method"] for m in messages] == [
+                    "transactionNotification",
+                    "logsNotification",
+                    "accountDiffNotification",
+                    "accountDiffNotification",
+                    "transactionNotification",
+                    "logsNotification",
+                    "accountDiffNotification",
+                ]
+                assert {m["params"]["subscription"] for m in messages[:2]} == {1, 3}
+
+            ok, failed = by_method(messages, "transactionNotification")
+            assert ok["result"]["slot"] == 4000
+            assert ok["result"]["blockTime"] == chain.block_time(config.chain, 4000)
+            assert ok["result"]["transaction"]["signatures"] == [str(good.signatures[0])]
+            assert ok["result"]["meta"]["err"] is None
+            assert ok["result"]["meta"]["preBalances"] == [10 * SOL, 0, 1]
+            assert ok["result"]["meta"]["postBalances"] == [9 * SOL - 5000, SOL, 1]
+            assert ok["result"]["version"] == "legacy"
+            error = {"InstructionError": [0, {"Custom": 1}]}
+            assert failed["result"]["meta"]["err"] == error
+            assert failed["result"]["meta"]["fee"] == 5000
+
+            ok_logs, failed_logs = by_method(messages, "logsNotification")
+            assert ok_logs["result"]["context"] == {"slot": 4000}
+            assert ok_logs["result"]["value"]["signature"] == str(good.signatures[0])
+            assert ok_logs["result"]["value"]["logs"] == [
+                f"Program {SYSTEM} invoke [1]",
+                f"Program {SYSTEM} success",
+            ]
+            assert failed_logs["result"]["value"]["err"] == error
+
+            diffs = by_method(messages, "accountDiffNotification")
+            assert [d["result"]["account"] for d in diffs] == [
+                str(payer.pubkey()),
+                str(to),
+                str(payer.pubkey()),
+            ]
+            created = diffs[1]["result"]
+            assert created["pre"] is None
+            assert created["post"] == {
+                "data": {"data": "", "encoding": "base64"},
+                "executable": False,
+                "lamports": SOL,
+                "owner": SYSTEM,
+                "space": 0,
+            }
+            assert diffs[2]["result"]["post"]["lamports"] == 9 * SOL - 10_000
+
+            statuses = await rpc.call(
+                "getSignatureStatuses", [[str(good.signatures[0]), str(bad.signatures[0])]]
+            )
+            assert [s["err"] for s in statuses["value"]] == [None, error]
+            assert [s["slot"] for s in statuses["value"]] == [4000, 4000]
+            fetched = await rpc.call("getTransaction", [str(bad.signatures[0]), "json"])
+            assert fetched == failed["result"]
+            assert (await rpc.call("getBalance", [str(to)]))["value"] == SOL
+
+            await control.send(cont(10))
+            done = await control.recv_until(lambda t: "completed" in t)
+            summary = orjson.loads(done[-1])["params"]["summary"]
+            historical = sum(
+                len(chain.slot_transactions(config.chain, s)) for s in range(4000, 4004)
+            )
+            assert summary["correct_simulation"] == historical + 1
+            assert summary["incorrect_simulation"] == 1
+
+
+async def test_transactions_run_after_the_first_slot_s_historical_ones() -> None:
+    config = ServerConfig(seed=5)
+    payer = keypair(3)
+    program_txs = [
+        tx for tx in chain.slot_transactions(config.chain, 4000) if chain.DEFAULT_PROGRAM_IDS[0]
+    ]
+    with trio.fail_after(10):
+        async with serve(config) as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4003))
+            async with connect(server, f"/backtest/{session_id}") as data:
+                # The payer's logs and every synthetic transaction's logs, on one connection.
+                await data.send(logs_subscribe(1, str(payer.pubkey())))
+                for n, program in enumerate(config.program_ids, start=2):
+                    await data.send(logs_subscribe(n, program))
+                await read_data(data, 1 + len(config.program_ids))
+                funded = {str(payer.pubkey()): system_account(SOL)}
+                tx = transfer_tx(payer, keypair(4).pubkey(), 1_000_000)
+                await control.send(cont(2, transactions=[b64(tx)], modifyAccountStates=funded))
+                await control.recv_until(lambda t: "readyForContinue" in t)
+                seen: list[str] = []
+                while str(tx.signatures[0]) not in seen:
+                    message = await data.recv_json()
+                    seen.append(message["params"]["result"]["value"]["signature"])
+    historical = {t.signature for t in program_txs}
+    # Everything before the user's transaction is slot 4000's history, all of it.
+    assert set(seen[:-1]) == historical
+
+
+async def test_a_version_0_transaction_executes() -> None:
+    payer = keypair(5)
+    tx = transfer_v0(payer, keypair(6).pubkey(), 2 * SOL)
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4003))
+            rpc = Rpc(server, session_id)
+            funded = {str(payer.pubkey()): system_account(3 * SOL)}
+            await control.send(cont(1, transactions=[b64(tx)], modifyAccountStates=funded))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            fetched = await rpc.call("getTransaction", [str(tx.signatures[0])])
+            assert fetched["version"] == 0
+            assert fetched["transaction"]["message"]["addressTableLookups"] == []
+            assert fetched["meta"]["err"] is None
+            balance = await rpc.call("getBalance", [str(keypair(6).pubkey())])
+            assert balance["value"] == 2 * SOL
+
+
+async def test_signature_and_blockhash_failures_are_results_too() -> None:
+    payer = keypair(7)
+    stale = transfer_tx(payer, keypair(8).pubkey(), 5, blockhash=Hash(bytes([7]) * 32))
+    forged = transfer_tx(payer, keypair(8).pubkey(), 6)
+    raw = bytearray(bytes(forged))
+    raw[10] ^= 0xFF  # corrupt the signature itself
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4003, sendSummary=True))
+            rpc = Rpc(server, session_id)
+            funded = {str(payer.pubkey()): system_account(SOL)}
+            await control.send(
+                cont(
+                    1,
+                    transactions=[b64(stale), base64.b64encode(raw).decode()],
+                    modifyAccountStates=funded,
+                )
+            )
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            stale_status = await rpc.call("getTransaction", [str(stale.signatures[0])])
+            assert stale_status["meta"]["err"] == "BlockhashNotFound"
+            assert stale_status["meta"]["fee"] == 0
+            forged_signature = str(VersionedTransaction.from_bytes(bytes(raw)).signatures[0])
+            statuses = await rpc.call("getSignatureStatuses", [[forged_signature]])
+            assert statuses["value"][0]["err"] == "SignatureFailure"
+            assert (await rpc.call("getBalance", [str(payer.pubkey())]))["value"] == SOL
+            await control.send(cont(5))
+            done = await control.recv_until(lambda t: "completed" in t)
+            assert orjson.loads(done[-1])["params"]["summary"]["incorrect_simulation"] == 2
+
+
+async def test_an_injected_program_runs_from_its_real_elf() -> None:
+    program = keypair(40).pubkey()
+    payer = keypair(41)
+    elf = memo_elf()
+    call = invoke_tx(payer, program, b"hello")
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            states = {
+                **injection(program, elf, deploy_slot=3999),
+                str(payer.pubkey()): system_account(SOL),
+            }
+            await control.send(cont(1, modifyAccountStates=states))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, str(program)))
+                await data.send(logs_subscribe(2, str(program)))
+                await read_data(data, 2)
+                await control.send(cont(1, transactions=[b64(call)]))
+                await control.recv_until(lambda t: "readyForContinue" in t)
+                note, logs = await read_data(data, 2)
+            assert note["params"]["result"]["meta"]["err"] is None
+            assert logs["params"]["result"]["value"]["logs"] == [
+                f"Program {program} invoke [1]",
+                "Program log: Memo (len 5)",
+                "Program log: hello",
+                f"Program {program} consumed 274 of 200000 compute units",
+                f"Program {program} success",
+            ]
+            account = await rpc.call("getAccountInfo", [str(program), {"encoding": "base64"}])
+            assert account["value"]["executable"] is True
+            assert account["value"]["owner"] == "BPFLoaderUpgradeab1e11111111111111111111111"
+
+
+async def test_injection_through_modify_accounts_and_an_upgrade_reload() -> None:
+    program = keypair(42).pubkey()
+    payer = keypair(43)
+    svm_token = _token_elf()
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            await rpc.call("requestAirdrop", [str(payer.pubkey()), SOL])
+            # The map itself as params, Program listed before its ProgramData.
+            pair = injection(program, memo_elf(), deploy_slot=3999)
+            assert await rpc.call("modifyAccounts", dict(reversed(list(pair.items())))) is None
+            sig = await rpc.call("sendTransaction", [b64(invoke_tx(payer, program, b"one"))])
+            assert (await rpc.call("getTransaction", [sig]))["meta"]["err"] is None
+            # Replacing only the ProgramData upgrades the program: the token ELF now answers.
+            programdata = next(iter(injection(program, svm_token, deploy_slot=4000)))
+            upgrade = {programdata: injection(program, svm_token, deploy_slot=4000)[programdata]}
+            assert await rpc.call("modifyAccounts", [upgrade]) is None
+            sig = await rpc.call("sendTransaction", [b64(invoke_tx(payer, program, b"two"))])
+            fetched = await rpc.call("getTransaction", [sig])
+            assert fetched["meta"]["err"] == {"InstructionError": [0, {"Custom": 12}]}
+
+
+def _token_elf() -> bytes:
+    svm = LiteSVM()
+    token = svm.get_account(Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"))
+    assert token is not None
+    programdata = svm.get_account(Pubkey(bytes(token.data[4:36])))
+    assert programdata is not None
+    return bytes(programdata.data[45:])
+
+
+async def test_a_program_that_cannot_load_is_refused_and_nothing_changes() -> None:
+    program = keypair(44).pubkey()
+    broken = injection(program, b"not an elf", deploy_slot=3999)
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            code, message = await rpc.error("modifyAccounts", [broken])
+            assert code == -32602
+            assert str(program) in message
+            for address in broken:
+                assert (await rpc.call("getAccountInfo", [address]))["value"] is None
+            await control.send(cont(1, modifyAccountStates=broken))
+            reply = orjson.loads(await control.recv_text())
+            assert reply["params"]["InvalidAccountEncoding"]["address"] == str(program)
+            # The session goes on.
+            await control.send(cont(1))
+            await control.expect(STATUS_DECODED, slot(4001), READY)
+
+
+async def _run(seed: int) -> list[bytes | str]:
+    """One scripted run touching every kind of output: control, data (zstd) and RPC."""
+    out: list[bytes | str] = []
+    payer, memo = keypair(50), Pubkey.from_string(MEMO)
+    airdrop = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "requestAirdrop",
+        "params": [str(payer.pubkey()), 5 * SOL],
+    }
+    async with serve(seed=seed) as server, connect(server) as control:
+        session_id = await open_session(control, create(4000, 4004, sendSummary=True))
+        rpc = Rpc(server, session_id)
+        async with connect(server, f"/backtest/{session_id}") as data:
+            await data.send(subscribe(1, SYSTEM, compression=True))
+            await data.send(subscribe(2, SYSTEM, method="accountDiffSubscribe", compression=True))
+            await data.send(logs_subscribe(3, MEMO, compression="zstd"))
+            out += [await data.recv() for _ in range(3)]
+            out.append(orjson.dumps(await rpc.raw(orjson.dumps(airdrop))).decode())
+            txs = [
+                b64(transfer_tx(payer, keypair(51).pubkey(), SOL)),
+                b64(invoke_tx(payer, memo, b"m")),
+            ]
+            await control.send(cont(2, transactions=txs))
+            out += await control.recv_until(lambda t: "readyForContinue" in t)
+            latest = b'{"jsonrpc":"2.0","id":2,"method":"getLatestBlockhash"}'
+            out.append(orjson.dumps(await rpc.raw(latest)).decode())
+            await control.send(cont(5))
+            out += await control.recv_until(lambda t: "completed" in t)
+            reader = ZstdReader()
+            terminals = 0
+            while terminals < 3:
+                message = await data.recv()
+                assert isinstance(message, bytes)
+                out.append(message)
+                terminals += "subscriptionComplete" in reader.decode(message)
+    return out
+
+
+async def test_same_requests_give_the_same_bytes() -> None:
+    with trio.fail_after(20):
+        first = await _run(11)
+        second = await _run(11)
+    assert first == second
+    reader = ZstdReader()
+    inflated = "".join(reader.decode(m) for m in first if isinstance(m, bytes))
+    assert "Program log: Memo (len 1)" in inflated
+    # The system program sees the airdrop and the transfer (the memo call does not use it).
+    assert inflated.count("transactionNotification") == 2
