@@ -18,6 +18,7 @@ import trio
 
 from simtrio import events
 from simtrio.cli.common import Interrupt, Target, display_url, simtrio_error_of
+from simtrio.cli.inject import ProgramBuild, injection_states
 from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionTally, tx_facts
 from simtrio.errors import SimtrioError
@@ -50,6 +51,8 @@ class RunOptions:
     parallel: bool = True
     subscribe: tuple[str, ...] = ()
     program_ids: tuple[str, ...] = ()
+    programs: tuple[ProgramBuild, ...] = ()
+    """Program builds injected into every (sub-)session before its first step."""
     step: int = 1
     disconnect_timeout: int = DEFAULT_DISCONNECT_TIMEOUT
     reconnect_max_total: float | None = None
@@ -62,6 +65,13 @@ class RunOptions:
     verbose: int = 0
     seed: int = 0
     slot_delay: float = 0.0
+
+    def first_continue(self, start_slot: int) -> Continue:
+        """The first step of a session starting at ``start_slot``: with the injections."""
+        if not self.programs:
+            return Continue(self.step)
+        states = injection_states(self.programs, start_slot)
+        return Continue(self.step, modify_account_states=states)
 
     def create(self) -> CreateSession:
         return CreateSession(
@@ -91,6 +101,8 @@ class _Driven(Protocol):
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None: ...
 
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None: ...
+
     def events(self) -> AsyncIterator[events.Event]: ...
 
     async def send_continue(self, cont: Continue) -> None: ...
@@ -112,6 +124,10 @@ class _Sinks:
         if tally.on_transaction(facts) and self.ndjson is not None:
             self.ndjson.transaction(session_id, event.notification.slot, facts, payload)
 
+    def program_logs(self, session_id: str, event: events.ProgramLogs, tally: SessionTally) -> None:
+        if tally.on_program_logs(event.signature, event.program_id) and self.ndjson is not None:
+            self.ndjson.program_logs(session_id, event)
+
     def account_diff(self, session_id: str, event: events.AccountDiff, tally: SessionTally) -> None:
         n = event.notification
         if tally.on_account_diff(n.account, n.signature, n.slot) and self.ndjson is not None:
@@ -123,20 +139,29 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _drive(session: _Driven, tally: SessionTally, cont: Continue, sinks: _Sinks) -> None:
-    """Answer readiness with ``cont`` until ``Completed``; a failure ends up in ``tally``."""
+async def _drive(
+    session: _Driven, tally: SessionTally, first: Continue, cont: Continue, sinks: _Sinks
+) -> None:
+    """Answer readiness with ``first``, then ``cont``, until ``Completed``.
+
+    A failure ends up in ``tally``.
+    """
     session_id = tally.session_id
+    step = first
     try:
         async for event in session.events():
             match event:
                 case events.ReadyForContinue() | events.Paused():
-                    await session.send_continue(cont)
+                    await session.send_continue(step)
+                    step = cont
                 case events.Slot(slot=slot):
                     tally.on_slot(slot)
                 case events.Transaction():
                     sinks.transaction(session_id, event, tally)
                 case events.AccountDiff():
                     sinks.account_diff(session_id, event, tally)
+                case events.ProgramLogs():
+                    sinks.program_logs(session_id, event, tally)
                 case events.ErrorEvent(error=error):
                     # The step it answers did not happen and no readiness will follow:
                     # waiting on would hang, so the session is given up as failed.
@@ -159,6 +184,8 @@ def _subscribe(session: _Driven, opts: RunOptions, program_ids: Sequence[str]) -
         session.subscribe_transactions(program_ids)
     if "account-diffs" in opts.subscribe:
         session.subscribe_account_diffs(program_ids)
+    if "logs" in opts.subscribe:
+        session.subscribe_program_logs(program_ids)
 
 
 @attrs.frozen
@@ -193,7 +220,8 @@ async def _run_parallel(run: _Run, recorder: Recorder | None = None) -> None:
         with run.interrupt.soft_scope():
             async with trio.open_nursery() as nursery:
                 for sub, tally in pairs:
-                    nursery.start_soon(_drive, sub, tally, cont, run.sinks)
+                    first = run.opts.first_continue(tally.start_slot)
+                    nursery.start_soon(_drive, sub, tally, first, cont, run.sinks)
 
 
 async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
@@ -213,7 +241,8 @@ async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
         run.sinks.session_started(tally)
         _subscribe(session, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
-            await _drive(session, tally, cont, run.sinks)
+            first = run.opts.first_continue(tally.start_slot)
+            await _drive(session, tally, first, cont, run.sinks)
 
 
 async def _run_recorded(run: _Run, db: Path) -> None:
@@ -248,6 +277,7 @@ def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[st
         "seed": opts.seed if opts.target.embedded else None,
         "subscriptions": list(opts.subscribe),
         "program_ids": list(program_ids) if opts.subscribe else [],
+        "program_so": [build.path for build in opts.programs],
         "step": opts.step,
         "extra_compute_units": opts.extra_compute_units,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),

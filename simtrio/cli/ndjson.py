@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from simtrio.cli.report import TxFacts
+    from simtrio.events import ProgramLogs
     from simtrio.wire.rpc import AccountDiffNotification
 
 # RunFile, RunFileError and read_run_file live in simtrio.cli.runfile; importing them from
@@ -43,6 +44,8 @@ class RunWriter(Protocol):
     def transaction(self, session_id: str, slot: int, facts: TxFacts, payload: Any) -> None: ...
 
     def account_diff(self, session_id: str, notification: AccountDiffNotification) -> None: ...
+
+    def program_logs(self, session_id: str, event: ProgramLogs) -> None: ...
 
     def summary(self, report: Mapping[str, Any]) -> None: ...
 
@@ -90,6 +93,19 @@ class NdjsonWriter:
                 "signature": notification.signature,
                 "pre": notification.pre,
                 "post": notification.post,
+            }
+        )
+
+    def program_logs(self, session_id: str, event: ProgramLogs) -> None:
+        self.write(
+            {
+                "type": "logs",
+                "session_id": session_id,
+                "slot": event.slot,
+                "signature": event.signature,
+                "program_id": event.program_id,
+                "err": event.err,
+                "logs": list(event.logs),
             }
         )
 

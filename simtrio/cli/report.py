@@ -95,6 +95,7 @@ class SessionTally:
     diff_keys: set[tuple[str | None, str | None, int]] = attrs.field(
         factory=set[tuple[str | None, str | None, int]]
     )
+    log_keys: set[tuple[str, str]] = attrs.field(factory=set[tuple[str, str]])
 
     @property
     def total_slots(self) -> int:
@@ -139,6 +140,14 @@ class SessionTally:
         if key in self.diff_keys:
             return False
         self.diff_keys.add(key)
+        return True
+
+    def on_program_logs(self, signature: str, program_id: str) -> bool:
+        """Count a logs notification; False when it repeats one already counted."""
+        key = (signature, program_id)
+        if key in self.log_keys:
+            return False
+        self.log_keys.add(key)
         return True
 
     def on_error(self, message: str) -> None:
@@ -186,6 +195,7 @@ class SessionTally:
             "transactions": self.transactions,
             "failed_transactions": self.tx_failed,
             "account_diffs": self.account_diffs,
+            "logs": len(self.log_keys),
             "summary": summary,
             "summary_transactions": None if self.summary is None else _summary_total(summary),
             "correct": self.summary_value("correct_simulation"),
@@ -249,6 +259,7 @@ class RunReport:
             "transactions": sum(r["transactions"] for r in rows),
             "failed_transactions": sum(r["failed_transactions"] for r in rows),
             "account_diffs": sum(r["account_diffs"] for r in rows),
+            "logs": sum(r["logs"] for r in rows),
             "summary_transactions": _sum([r["summary_transactions"] for r in rows]),
             "errors": sum(r["errors"] for r in rows),
             "wall_time": round(max(0.0, end - self.started_at), 6),
@@ -268,6 +279,8 @@ class RunReport:
             fields += ["transactions", "failed_transactions"]
         if "account-diffs" not in self.subscriptions:
             fields.append("account_diffs")
+        if "logs" not in self.subscriptions:
+            fields.append("logs")
         return tuple(fields)
 
     def to_json(self, now: float) -> dict[str, Any]:
@@ -354,6 +367,7 @@ def _overview(report: Mapping[str, Any]) -> list[str]:
         ("slots run", f"{totals['slots']}/{totals['total_slots']}"),
         ("transactions", txs),
         ("account diffs", _count(totals["account_diffs"])),
+        ("program logs", _count(totals.get("logs"))),
         ("correct", _count(totals["correct"])),
         ("incorrect", _count(totals["incorrect"])),
         ("exec errors", _count(totals["execution_errors"])),

@@ -22,6 +22,7 @@ from simtrio.cli.common import (
 )
 from simtrio.cli.console import configure_logging, stderr_console
 from simtrio.cli.driver import DEFAULT_DISCONNECT_TIMEOUT, RunOptions, execute_run
+from simtrio.cli.inject import ProgramBuildError, load_program_builds
 from simtrio.cli.ndjson import NdjsonWriter
 from simtrio.cli.output import write_json
 from simtrio.cli.report import RunReport, render_summary
@@ -139,7 +140,8 @@ def add_parser(sub: Subparsers) -> None:
         "--program-so",
         action="append",
         metavar="PATH",
-        help="program ELF to inject before the first step, paired in order with --program-id",
+        help="program ELF (.so) loaded as the code of the --program-id in the same position, "
+        "in every (sub-)session before its first step (repeatable)",
     )
     p.add_argument(
         "--extra-compute-units",
@@ -216,9 +218,10 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
     if "logs" in kinds and not LOGS_AVAILABLE:
         raise UsageError("--subscriptions logs: program logs are not available in this build")
     program_ids = tuple(dict.fromkeys(iter_csv(args.program_id)))
-    program_so = tuple(iter_csv(args.program_so))
-    if program_so:
-        raise UsageError("--program-so: program injection is not available in this build")
+    try:
+        programs = load_program_builds(program_ids, [Path(p) for p in iter_csv(args.program_so)])
+    except ProgramBuildError as exc:
+        raise UsageError(str(exc)) from None
     if program_ids and not kinds:
         kinds.append("transactions")
     target = resolve_target(args, env)
@@ -231,6 +234,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
         parallel=args.parallel,
         subscribe=tuple(kinds),
         program_ids=program_ids,
+        programs=programs,
         step=args.step,
         disconnect_timeout=args.disconnect_timeout,
         reconnect_max_total=args.reconnect_max_total,

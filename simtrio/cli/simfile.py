@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
     from simtrio.cli.report import TxFacts
+    from simtrio.events import ProgramLogs
     from simtrio.wire.rpc import AccountDiffNotification
     from simtrio.wire.types import JsonValue
 
@@ -168,9 +169,8 @@ def sim_diff(notification: AccountDiffNotification) -> dict[str, Any]:
 class SimWriter:
     """Writes the ``sim`` NDJSON records to a binary stream, one per line."""
 
-    def __init__(self, stream: BinaryIO, *, program_so: Sequence[str] = ()) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
-        self._program_so = list(program_so)
 
     def _write(self, kind: str, data: Mapping[str, Any]) -> None:
         line = orjson.dumps({"type": kind, "data": data}, option=orjson.OPT_NON_STR_KEYS)
@@ -180,8 +180,8 @@ class SimWriter:
         data: dict[str, Any] = {"start_slot": fields["start_slot"], "end_slot": fields["end_slot"]}
         if fields.get("program_ids"):
             data["program_ids"] = list(fields["program_ids"])
-        if self._program_so:
-            data["program_so"] = self._program_so
+        if fields.get("program_so"):
+            data["program_so"] = list(fields["program_so"])
         data["ran_at_unix_secs"] = int(time.time())
         self._write("metadata", data)
 
@@ -196,6 +196,9 @@ class SimWriter:
 
     def account_diff(self, session_id: str, notification: AccountDiffNotification) -> None:
         self._write("diff", sim_diff(notification))
+
+    def program_logs(self, session_id: str, event: ProgramLogs) -> None:
+        """Not a record of this format: ``tx`` records carry their logs already."""
 
     def summary(self, report: Mapping[str, Any]) -> None:
         totals = json_object(report.get("totals")) or {}

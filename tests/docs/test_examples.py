@@ -67,6 +67,9 @@ NOT_RUNNABLE = {
     "simtrio run --url ws://127.0.0.1:7000 --start-slot 1000 --slot-count 299",
     "simtrio replay runs.db 20260105T100000.000000Z-1a2b3c",
     # A remote server.
+    "simtrio run --url sim.example.com --start-slot 250000000 --end-slot 250000999 "
+    "--program-id MyProgram111111111111111111111111111111111 "
+    "--program-so target/deploy/my_program.so --output-file experiment.ndjson",
     "simtrio ranges --url sim.example.com --after 2025-06-01 --before 2025-06-30T12:00:00Z",
 }
 """Console commands that are shown but not run here."""
