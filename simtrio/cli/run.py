@@ -14,6 +14,7 @@ from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_USAGE,
     Interrupt,
     UsageError,
     add_target_args,
@@ -296,8 +297,20 @@ def command(args: argparse.Namespace) -> int:
     finally:
         if stream is not None:
             stream.close()
+    if report.error is not None and not report.sessions and not report.interrupted:
+        # Nothing ran: one line says why, rather than a summary of zeros.
+        if opts.json:
+            print_report(report, as_json=True, out=sys.stdout)
+        print(f"simtrio run: error: {report.error}", file=sys.stderr)
+        return EXIT_USAGE if refused_as_invalid(report.error) else EXIT_FAILED
     print_report(report, as_json=opts.json, out=sys.stdout, detailed=opts.verbose > 0)
     return exit_status(report, interrupt)
+
+
+def refused_as_invalid(error: str) -> bool:
+    """The server refused the create itself as invalid (a range too long, too many sessions):
+    a usage error. ``CreateFailed`` carries the server's error only in its text."""
+    return error.startswith("CreateFailed: server error: InvalidRequest(")
 
 
 async def _main(

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from simtrio.cli.common import Interrupt, Target
 from simtrio.cli.main import main
-from simtrio.cli.report import render_summary
+from simtrio.cli.report import RunReport, render_summary
 from simtrio.cli.run import RunOptions, execute_run, exit_status
 from simtrio.server import FaultPlan, Faults, ServerConfig, serve
 from simtrio.server.chain import slot_transactions
@@ -175,7 +175,7 @@ def test_identical_runs_compare_clean_and_a_different_chain_does_not(
     assert other["summary"]["only_in_baseline"] > 0
 
 
-def test_unreachable_url_fails_with_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_url_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
     with socket.socket() as sock:
@@ -185,8 +185,10 @@ def test_unreachable_url_fails_with_a_summary(capsys: pytest.CaptureFixture[str]
     status = main([*argv, "--api-key", KEY, "--reconnect-max-total", "0.3"])
     assert status == 1
     captured = capsys.readouterr()
-    assert "Failures:" in captured.out
-    assert "CreateFailed" in captured.out
+    assert captured.out == ""  # nothing ran: no summary of zeros
+    lines = [line for line in captured.err.splitlines() if "simtrio run: error:" in line]
+    assert len(lines) == 1
+    assert "CreateFailed" in lines[0]
     assert KEY not in captured.out + captured.err
     status = main([*argv, "--reconnect-max-total", "0.3", "--json"])
     summary = _last_json(capsys.readouterr().out)
@@ -264,3 +266,29 @@ def test_record_into_a_missing_directory_is_a_usage_error(
     argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "9", "--record", str(db)]
     assert main(argv) == 2
     assert "--record" in capsys.readouterr().err
+
+
+def test_a_create_the_server_refuses_as_invalid_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(opts: RunOptions, **kwargs: Any) -> RunReport:
+        report = RunReport(url="ws://x", parallel=True, start_slot=0, end_slot=9, started_at=0)
+        report.error = (
+            "CreateFailed: server error: InvalidRequest(error='the range has 100000000001 "
+            "slots; this server allows at most 1000000 per create')"
+        )
+        report.finished_at = 0
+        return report
+
+    import simtrio.cli.run as run_module
+
+    monkeypatch.setattr(run_module, "execute_run", refused)
+    argv = ["run", "--embedded", "--start-slot", "1000", "--slot-count", "100000000000"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err.strip()
+        .splitlines()[-1]
+        .startswith("simtrio run: error: CreateFailed: server error: InvalidRequest(")
+    )
