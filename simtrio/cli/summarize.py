@@ -84,12 +84,13 @@ def wallet_balances(run: RunFile, wallet: str) -> list[dict[str, Any]]:
 
 def _overview(run: RunFile) -> dict[str, Any]:
     meta = run.metadata or {}
+    summary = run.summary or {}
     totals = run.totals()
     return {
         "source": run.source,
         "format": run.format,
-        "start_slot": meta.get("start_slot"),
-        "end_slot": meta.get("end_slot"),
+        "start_slot": meta.get("start_slot", summary.get("start_slot")),
+        "end_slot": meta.get("end_slot", summary.get("end_slot")),
         "program_ids": meta.get("program_ids") or [],
         "program_so": meta.get("program_so") or [],
         "ran_at_unix_secs": meta.get("ran_at_unix_secs"),

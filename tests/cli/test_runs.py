@@ -310,3 +310,17 @@ async def test_replay_prints_a_working_recipe_and_serves_a_second_client(tmp_pat
                     assert again.totals(now)[name] == original.totals(now)[name], name
             nursery.cancel_scope.cancel()
     assert divergences == []
+
+
+def test_summarize_a_recording(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, out, run_id = recorded
+    assert main(["summarize", f"{db}:{run_id}", "--json"]) == 0
+    from_recording = _last_json(capsys.readouterr().out)
+    assert main(["summarize", str(out), "--json"]) == 0
+    from_file = _last_json(capsys.readouterr().out)
+    assert from_recording["format"] == "recording"
+    assert from_file["format"] == "sim"
+    for name in ("start_slot", "end_slot", "total", "successes", "failures"):
+        assert from_recording[name] == from_file[name], name
