@@ -245,6 +245,13 @@ async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
             await _drive(session, tally, first, cont, run.sinks)
 
 
+async def _run_sessions(run: _Run, recorder: Recorder | None = None) -> None:
+    """The run's session(s); a signal before the drivers start (during the create) stops it
+    here, so what encloses it (the recorder) is left normally."""
+    with run.interrupt.soft_scope():
+        await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
+
+
 async def _run_recorded(run: _Run, db: Path) -> None:
     from simtrio.recording.recorder import open_recorder
 
@@ -255,7 +262,7 @@ async def _run_recorded(run: _Run, db: Path) -> None:
             db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
         ) as recorder:
             run.report.run_id = recorder.run_id
-            await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
+            await _run_sessions(run, recorder)
             # End the recording with an outcome that says how the run went.
             if run.interrupt.requested:
                 stopping.cancel()
@@ -292,10 +299,8 @@ async def _run_at(run: _Run) -> None:
     try:
         if run.opts.record is not None:
             await _run_recorded(run, run.opts.record)
-        elif run.opts.parallel:
-            await _run_parallel(run)
         else:
-            await _run_single(run)
+            await _run_sessions(run)
     except (SimtrioError, BaseExceptionGroup) as exc:
         error = simtrio_error_of(exc)
         if error is None:

@@ -9,6 +9,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 from rich.console import Console
 
@@ -22,7 +23,6 @@ from simtrio.server.chain import slot_transactions
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pytest
 
 KEY = "sekret-api-key-123"
 SLOW = ServerConfig(slot_delay=0.001)
@@ -292,3 +292,37 @@ def test_a_create_the_server_refuses_as_invalid_is_a_usage_error(
         .splitlines()[-1]
         .startswith("simtrio run: error: CreateFailed: server error: InvalidRequest(")
     )
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+async def test_a_signal_during_the_create_ends_the_recording_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    import contextlib
+
+    import simtrio.managed.parallel
+    import simtrio.managed.session
+    from simtrio.recording import list_runs
+
+    interrupt = Interrupt()
+    module = simtrio.managed.parallel if parallel else simtrio.managed.session
+    name = "open_parallel_session" if parallel else "open_managed_session"
+    original = getattr(module, name)
+
+    @contextlib.asynccontextmanager
+    async def signalled(*args: Any, **kwargs: Any) -> Any:
+        interrupt.trigger()  # as if SIGINT arrived while the session is being created
+        async with original(*args, **kwargs) as session:
+            yield session
+
+    monkeypatch.setattr(module, name, signalled)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(
+        target=Target(None, ""), start_slot=0, end_slot=999, parallel=parallel, record=db
+    )
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    assert report.interrupted
+    assert exit_status(report, interrupt) == 130
+    (run,) = list_runs(db)
+    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
