@@ -43,6 +43,7 @@ from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
 from simtrio.transport.http import http_get
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_available_ranges, decode_frame, encode
+from simtrio.wire.redact import Redactor, redactor_for
 from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url, resolve_rpc_url
 
 if TYPE_CHECKING:
@@ -76,8 +77,13 @@ _Pending: TypeAlias = str | bytes | _Frame
 OnResponse: TypeAlias = Callable[[wire.BacktestResponse], object]
 
 
-def _decode(message: str | bytes) -> _Frame | None:
-    """Decode one control message; None for a Binary message that is not UTF-8 (ignored)."""
+def _decode(message: str | bytes, redactor: Redactor | None) -> _Frame | None:
+    """Decode one control message; None for a Binary message that is not UTF-8 (ignored).
+
+    With a ``redactor`` (an API key is configured), the key is taken out of the message first.
+    """
+    if redactor is not None:
+        message = redactor.message(message)
     if isinstance(message, bytes):
         try:
             message = message.decode("utf-8")
@@ -102,12 +108,6 @@ def _deadline(limit: float | None, what: str) -> Generator[None]:
         raise RequestTimeout(f"{what} timed out after {limit:g} s") from None
 
 
-def _redact(body: bytes, key: str) -> bytes:
-    if key:
-        body = body.replace(key.encode("ascii", "replace"), b"<redacted>")
-    return body
-
-
 class BacktestSession:
     """One backtest session on one control connection (yielded by the client's context managers).
 
@@ -121,6 +121,7 @@ class BacktestSession:
         "_last_sequence",
         "_pending",
         "_readiness",
+        "_redactor",
         "_request_timeout",
         "_rpc_base",
         "_rpc_endpoint",
@@ -134,12 +135,14 @@ class BacktestSession:
         self,
         conn: WebSocketConnection,
         request_timeout: float | None,
+        redactor: Redactor | None = None,
         *,
         rpc_base: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         run_on_count: int = RUN_ON_COUNT,
     ) -> None:
         self._conn = conn
+        self._redactor = redactor
         self._stepper = DiscoveryStepper()
         self._run_on_count = run_on_count
         self._request_timeout = request_timeout
@@ -218,7 +221,7 @@ class BacktestSession:
             item = pending.popleft()
             if isinstance(item, tuple):
                 return item
-            frame = _decode(item)
+            frame = _decode(item, self._redactor)
             if frame is not None:
                 return frame
 
@@ -258,7 +261,7 @@ class BacktestSession:
             item = pending.popleft()
             assert not isinstance(item, tuple)
             try:
-                frame = _decode(item)
+                frame = _decode(item, self._redactor)
             except ProtocolError:
                 kept.append(item)
                 continue
@@ -530,6 +533,7 @@ class BacktestClient:
         "_api_key",
         "_connect_timeout",
         "_max_message_size",
+        "_redactor",
         "_request_timeout",
         "_ssl_context",
         "_url",
@@ -547,6 +551,7 @@ class BacktestClient:
     ) -> None:
         self._url = normalize_control_url(url)
         self._api_key = api_key
+        self._redactor = redactor_for((api_key,))
         self._connect_timeout = connect_timeout
         self._request_timeout = request_timeout
         self._ssl_context = ssl_context
@@ -593,6 +598,7 @@ class BacktestClient:
         return BacktestSession(
             conn,
             self._request_timeout,
+            self._redactor,
             rpc_base=http_base_from_ws_url(self._url),
             ssl_context=self._ssl_context,
             run_on_count=(
@@ -669,7 +675,7 @@ class BacktestClient:
                 streamed: list[str] = []
                 while True:
                     for message in await conn.receive_batch():
-                        frame = _decode(message)
+                        frame = _decode(message, self._redactor)
                         if frame is None:
                             continue
                         response = frame[1]
@@ -712,8 +718,10 @@ class BacktestClient:
         )
         if not 200 <= status < 300:
             message = f"GET {url} returned HTTP {status}"
-            text = _redact(body, self._api_key).strip()
+            text = (body if self._redactor is None else self._redactor.data(body)).strip()
             if text:
                 message += f": {excerpt(text, _BODY_EXCERPT)}"
             raise ConnectError(message, status=status, fatal=status in _FATAL_HTTP)
-        return decode_available_ranges(body)
+        return decode_available_ranges(
+            body if self._redactor is None else self._redactor.message(body)
+        )

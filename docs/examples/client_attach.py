@@ -7,7 +7,8 @@ from simtrio.server import serve
 
 
 async def main() -> None:
-    async with serve() as server:
+    # deterministic_ids: the same session ids on every run, as printed below.
+    async with serve(deterministic_ids=True) as server:
         client = simtrio.BacktestClient(server.url, request_timeout=10.0)
         # A disconnect timeout keeps the session alive (and numbers its responses)
         # while no connection is attached.

@@ -26,7 +26,8 @@ async def drive(sub: simtrio.ParallelSubSession, results: dict[str, int]) -> Non
 
 
 async def main() -> None:
-    async with serve(seed=3) as server:
+    # deterministic_ids: the same session ids on every run, as printed below.
+    async with serve(seed=3, deterministic_ids=True) as server:
         program = server.config.program_ids[0]
         # The reference server splits a parallel range at multiples of 100 slots.
         create = simtrio.CreateSession(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 import trio
@@ -22,14 +24,63 @@ def add_parser(sub: Subparsers) -> None:
     p = sub.add_parser(
         "serve",
         help="run the reference server until Ctrl-C",
-        description="Prints the control URL on stdout once listening.",
+        description=(
+            "Prints the control URL on stdout once listening. The API key comes from "
+            "--api-key-file, else --api-key, else $SIMULATOR_API_KEY; with none, any key is "
+            "accepted."
+        ),
     )
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
-    p.add_argument("--api-key", help="require this X-API-Key on control upgrades")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument(
+        "--api-key-file",
+        type=Path,
+        metavar="PATH",
+        help="require the X-API-Key in this file (its first line) on control upgrades",
+    )
+    key.add_argument(
+        "--api-key",
+        help="require this X-API-Key (visible to other local users: prefer --api-key-file)",
+    )
     p.add_argument("--seed", type=int, default=0, help="synthetic chain number")
     p.add_argument("--slot-delay", type=float, default=0.0, metavar="S", help="seconds per slot")
+    p.add_argument(
+        "--deterministic-ids",
+        action="store_true",
+        help="derive session ids from --seed (same seed, same ids) instead of random ones",
+    )
+    limits = p.add_argument_group("limits")
+    limits.add_argument(
+        "--max-connections", type=int, metavar="N", help="connections served at once (4096)"
+    )
+    limits.add_argument(
+        "--max-sessions", type=int, metavar="N", help="live sessions and sub-sessions (4096)"
+    )
+    limits.add_argument(
+        "--max-session-slots", type=int, metavar="N", help="slots one create may ask for (1000000)"
+    )
     p.set_defaults(handler=command)
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    from simtrio.server.config import API_KEY_ENV
+
+    path: Path | None = args.api_key_file
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            raise UsageError(f"--api-key-file {path}: {reason}") from None
+        lines = text.splitlines()
+        key = lines[0].strip() if lines else ""
+        if not key:
+            raise UsageError(f"--api-key-file {path}: the file has no key on its first line")
+        return key
+    if args.api_key:
+        return str(args.api_key)
+    return os.environ.get(API_KEY_ENV) or None
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -39,7 +90,25 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UsageError("--port must be in 0..65535")
     if args.slot_delay < 0:
         raise UsageError("--slot-delay must be >= 0")
-    return ServerConfig(api_key=args.api_key or None, seed=args.seed, slot_delay=args.slot_delay)
+    defaults = ServerConfig()
+    return ServerConfig(
+        api_key=_api_key(args),
+        seed=args.seed,
+        slot_delay=args.slot_delay,
+        deterministic_ids=args.deterministic_ids,
+        max_connections=_limit(args, "max_connections", defaults.max_connections),
+        max_sessions=_limit(args, "max_sessions", defaults.max_sessions),
+        max_session_slots=_limit(args, "max_session_slots", defaults.max_session_slots),
+    )
+
+
+def _limit(args: argparse.Namespace, name: str, default: int) -> int:
+    value: int | None = getattr(args, name)
+    if value is None:
+        return default
+    if value < 1:
+        raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    return value
 
 
 async def serve_forever(

@@ -71,7 +71,9 @@ class ManagedConfig:
     Durations are seconds. ``reconnect_max_total`` None means "the session's
     ``disconnect_timeout_secs``, or 900 s when that is unset or 0" (see :meth:`max_total_for`).
     ``rng_seed`` makes backoff jitter reproducible; ``ssl_context`` overrides the default TLS
-    setup for ``wss://`` URLs.
+    setup for ``wss://`` URLs. A data-plane buffer holds at most ``event_buffer``
+    notifications and ``event_buffer_bytes`` of them (message sizes after decompression; an
+    empty buffer takes one notification of any size).
     """
 
     connect_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -84,6 +86,7 @@ class ManagedConfig:
     max_message_size: int = attrs.field(default=64 * _MIB, validator=_positive_int)
     reconnect_max_total: float | None = attrs.field(default=None, validator=_optional_positive)
     event_buffer: int = attrs.field(default=1024, validator=_positive_int)
+    event_buffer_bytes: int = attrs.field(default=16 * _MIB, validator=_positive_int)
     backoff: BackoffPolicy = attrs.field(factory=BackoffPolicy, validator=_backoff)
     continue_channel_capacity: int = attrs.field(default=256, validator=_positive_int)
     coordinator_fast_attempts: int = attrs.field(default=3, validator=_non_negative_int)

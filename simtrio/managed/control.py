@@ -53,6 +53,7 @@ from simtrio.managed.streams import (
 )
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import decode_frame, encode
+from simtrio.wire.redact import redactor_for
 from simtrio.wire.urls import normalize_control_url
 
 if TYPE_CHECKING:
@@ -66,19 +67,22 @@ if TYPE_CHECKING:
     )
 
     from simtrio.core.phase import ControlCore
+    from simtrio.errors import RpcError
     from simtrio.events import Event
     from simtrio.managed.config import ManagedConfig, SessionInfo
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.subscriptions import NotificationRecorder, SessionSubscriptions
     from simtrio.recording.errors import RecordingFailed
     from simtrio.recording.recorder import Recorder
+    from simtrio.rpc.session import RpcObserver
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.redact import Redactor
     from simtrio.wire.rpc import (
         AccountDiffNotification,
         LogsNotification,
         TransactionNotification,
     )
-    from simtrio.wire.types import BacktestRequest, BacktestResponse
+    from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
 
 __all__ = [
     "API_KEY_HEADER",
@@ -122,18 +126,21 @@ _cancel_shielded_checkpoint: Final = trio.lowlevel.cancel_shielded_checkpoint
 _FAILED: Final = ConnectionStatus.FAILED
 
 
-def decode_batch(messages: Sequence[str | bytes]) -> tuple[list[Frame], ProtocolError | None]:
+def decode_batch(
+    messages: Sequence[str | bytes], redactor: Redactor | None = None
+) -> tuple[list[Frame], ProtocolError | None]:
     """Decode every message of one read, stopping at the first malformed one (protocol §2.4).
 
     A Binary message that is valid UTF-8 is decoded like Text; one that is not is skipped with a
     warning (§1.7). The frames before a malformed one are returned together with its error, so
-    the caller can process them before it drops the connection.
+    the caller can process them before it drops the connection. With a ``redactor``, the API
+    key is taken out of each message before it is decoded.
     """
     frames: list[Frame] = []
     append = frames.append
     for message in messages:
         try:
-            append(decode_frame(message))
+            append(decode_frame(message if redactor is None else redactor.message(message)))
         except ProtocolError as exc:
             if isinstance(message, bytes) and not _is_utf8(message):
                 logger.warning("ignoring a Binary control message that is not UTF-8")
@@ -257,6 +264,22 @@ class RecordingTap:
 
         return notification
 
+    def rpc_observer(self, session_id: str) -> RpcObserver:
+        """What a (sub-)session's ``SessionRpc`` calls with every answered call."""
+        record = self.recorder.record_rpc_nowait
+
+        def exchange(
+            method: str, params: JsonValue, result: JsonValue, error: RpcError | None
+        ) -> None:
+            if self.failure is not None:
+                return
+            try:
+                record(session_id, method, params, result, error)
+            except SimtrioError as exc:
+                self.fail(exc)
+
+        return exchange
+
     async def wait_for_room(self) -> None:
         """Back-pressure: wait while too many entries wait for the disk."""
         try:
@@ -314,6 +337,7 @@ class EventSink:
         "_coordinator",
         "_drain_timeout",
         "_max_total",
+        "_redactor",
         "_start_slot",
         "_subscriptions",
         "_tap",
@@ -328,15 +352,17 @@ class EventSink:
         config: ManagedConfig,
         *,
         start_slot: int | None,
+        redactor: Redactor | None = None,
         coordinator: ReconnectCoordinator | None = None,
         max_total: float | None = None,
         tap: RecordingTap | None = None,
     ) -> None:
-        self.stream = EventStream(config.event_buffer)
+        self.stream = EventStream(config.event_buffer, config.event_buffer_bytes)
         self.info: SessionInfo | None = None
         self.nursery: trio.Nursery | None = None
         self.open_host: Callable[[EventSink], None] | None = None
         self._config = config
+        self._redactor = redactor
         self._start_slot = start_slot
         self._coordinator = coordinator
         self._max_total = max_total
@@ -362,6 +388,7 @@ class EventSink:
                 start_slot=self._start_slot,
                 stream=self.stream,
                 config=self._config,
+                redactor=self._redactor,
                 coordinator=self._coordinator,
                 nursery=self.nursery,
                 max_total=self._max_total,
@@ -641,6 +668,8 @@ class ControlLoop(abc.ABC):
         tap: RecordingTap | None = None,
     ) -> None:
         self.url = normalize_control_url(url)
+        self.redactor = redactor_for((api_key,))
+        """Takes the API key out of everything the server sends (None: no key to protect)."""
         self._core = core
         self.tap = tap
         self.config = config
@@ -1004,7 +1033,7 @@ class ControlLoop(abc.ABC):
                 if len(messages) <= DECODE_CHUNK
                 else messages[start : start + DECODE_CHUNK]
             )
-            frames, error = decode_batch(part)
+            frames, error = decode_batch(part, self.redactor)
             if frames:
                 routed = True
                 if tap is not None:

@@ -111,6 +111,7 @@ class _ParallelControl(ControlLoop):
                 coordinator=self.coordinator,
                 max_total=self.max_total,
                 tap=self.tap,
+                redactor=self.redactor,
             )
             sink.info = SessionInfo(
                 spec.session_id, resolve_rpc_url(base, spec.rpc_endpoint), spec.task_id
@@ -158,7 +159,7 @@ class ParallelSubSession(SessionEvents):
     ) -> None:
         super().__init__(sink)
         self._control = control
-        self._stepper = DiscoveryStepper()
+        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
         self.range: tuple[int, int] = slot_range
         """``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it."""
 
@@ -187,6 +188,8 @@ class ParallelSubSession(SessionEvents):
             RemoteError: the server refused the step.
             ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
         """
+        if self._stepper is None:
+            self._stepper = DiscoveryStepper()
         return await step_to_discovery(
             self,
             self._stepper,
@@ -203,12 +206,16 @@ class ParallelSubSession(SessionEvents):
         ``async with`` block.
 
         Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
-        configuration's ``ssl_context``.
+        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
+        the run, so that a replay can answer it.
 
         Raises:
             RpcError: the session has no RPC endpoint (raised here, not on entering).
         """
-        return session_rpc(self.session_info, self._control.config)
+        info = self.session_info
+        tap = self._control.tap
+        observer = tap.rpc_observer(info.session_id) if tap is not None else None
+        return session_rpc(info, self._control.config, observer)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continueSessionV1`` on the shared control connection."""

@@ -46,6 +46,7 @@ from simtrio.managed.discovery import OnEvent, step_to_discovery
 from simtrio.params import Continue, as_continue_params, as_create_request
 from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode
+from simtrio.wire.redact import redactor_for
 from simtrio.wire.types import (
     CloseBacktestSession,
     ContinueToParams,
@@ -200,7 +201,7 @@ class ManagedSession(SessionEvents):
     ) -> None:
         super().__init__(sink)
         self._control = control
-        self._stepper = DiscoveryStepper()
+        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
         self._run_on_count = run_on_count
 
     def __repr__(self) -> str:
@@ -235,6 +236,8 @@ class ManagedSession(SessionEvents):
             RemoteError: the server refused the step.
             ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
         """
+        if self._stepper is None:
+            self._stepper = DiscoveryStepper()
         return await step_to_discovery(
             self,
             self._stepper,
@@ -251,12 +254,16 @@ class ManagedSession(SessionEvents):
         ``async with`` block.
 
         Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
-        configuration's ``ssl_context``.
+        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
+        the run, so that a replay can answer it.
 
         Raises:
             RpcError: the session has no RPC endpoint (raised here, not on entering).
         """
-        return session_rpc(self.session_info, self._control.config)
+        info = self.session_info
+        tap = self._control.tap
+        observer = tap.rpc_observer(info.session_id) if tap is not None else None
+        return session_rpc(info, self._control.config, observer)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continue`` once the control connection and every subscription are UP."""
@@ -304,6 +311,7 @@ async def open_managed_session(
         start_slot=request.start_slot,
         max_total=config.max_total_for(request.disconnect_timeout_secs),
         tap=tap,
+        redactor=redactor_for((api_key,)),
     )
     control = _SingleControl(url, api_key, request, config, sink, tap)
     async with control.running():

@@ -6,6 +6,11 @@ driver must never stall the shared control socket) and a bounded one for data-pl
 merges them and enforces the one ordering rule the protocol has: every notification already
 buffered is delivered before ``Completed`` (or before a stalled-drain failure).
 
+The data buffers are bounded twice: by count and by bytes. A producer gives each notification's
+size (the length of the message it came in, after decompression); one that would take the
+buffer past its byte bound waits like one that finds it full, except that an empty buffer
+always takes the next notification, however large, so that nothing can wait forever.
+
 Both sides are on the hot path of every run, so they are plain deques rather than trio memory
 channels: a producer hands over a whole read's events without a task switch per event, and a
 reader takes what is queued without a trip through the scheduler per event. A reader with
@@ -57,10 +62,17 @@ _reschedule: Final = trio.lowlevel.reschedule
 _wait_task_rescheduled: Final = trio.lowlevel.wait_task_rescheduled
 
 
-def _check_capacity(capacity: int) -> int:
+def _check_capacity(capacity: int, what: str = "capacity") -> int:
     if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise InvalidParams(f"capacity must be a positive integer, got {capacity!r}")
+        raise InvalidParams(f"{what} must be a positive integer, got {capacity!r}")
     return capacity
+
+
+def _check_max_bytes(max_bytes: int | None) -> int:
+    return _UNBOUNDED if max_bytes is None else _check_capacity(max_bytes, "max_bytes")
+
+
+_UNBOUNDED: Final = 1 << 62
 
 
 @attrs.frozen
@@ -77,12 +89,15 @@ class EventStream:
 
     __slots__ = (
         "_abort_wait",
+        "_bytes",
         "_capacity",
         "_control",
         "_data",
         "_finished",
+        "_max_bytes",
         "_other_readers",
         "_pending",
+        "_sizes",
         "_streak",
         "_terminal_queued",
         "_waiter",
@@ -91,10 +106,13 @@ class EventStream:
         "raised",
     )
 
-    def __init__(self, data_capacity: int) -> None:
+    def __init__(self, data_capacity: int, data_max_bytes: int | None = None) -> None:
         self._capacity = _check_capacity(data_capacity)
+        self._max_bytes = _check_max_bytes(data_max_bytes)
         self._control: deque[Event | _Failure] = deque()
         self._data: deque[Event] = deque()
+        self._sizes: deque[int] = deque()  # the size of each queued notification
+        self._bytes = 0  # their sum
         # The driver, while nothing is queued. One waiting reader is the rule, and it waits
         # without the allocations a parking lot makes per wait: a thousand parked drivers
         # re-parked every round otherwise keep the garbage collector busy.
@@ -154,28 +172,37 @@ class EventStream:
         self._control.append(_Failure(error, after_data))
         self._wake_readers()
 
-    def put_data_nowait(self, event: Event) -> bool:
-        """Queue a notification if the buffer has room; False (nothing queued) when it is full."""
+    def _full(self, size: int) -> bool:
         data = self._data
-        if len(data) >= self._capacity:
+        return bool(data) and (len(data) >= self._capacity or self._bytes + size > self._max_bytes)
+
+    def put_data_nowait(self, event: Event, size: int = 0) -> bool:
+        """Queue a notification of ``size`` bytes if the buffer has room; False (nothing
+        queued) when it is full, by count or by bytes."""
+        data = self._data
+        if data and (len(data) >= self._capacity or self._bytes + size > self._max_bytes):
             return False
         data.append(event)
+        self._sizes.append(size)
+        self._bytes += size
         if self._waiter is not None or self._other_readers:
             self._wake_readers()
         return True
 
-    async def put_data(self, event: Event) -> None:
-        """Queue a notification, waiting while the bounded buffer is full.
+    async def put_data(self, event: Event, size: int = 0) -> None:
+        """Queue a notification of ``size`` bytes, waiting while the bounded buffer is full.
 
         Cancelled while waiting, nothing was queued; once it has returned, the event is queued.
         """
         await _checkpoint_if_cancelled()
         data = self._data
-        while len(data) >= self._capacity:
+        while self._full(size):
             if self._writers is None:
                 self._writers = trio.lowlevel.ParkingLot()
             await self._writers.park()
         data.append(event)
+        self._sizes.append(size)
+        self._bytes += size
         if self._waiter is not None or self._other_readers:
             self._wake_readers()
         self._write_streak += 1
@@ -212,6 +239,11 @@ class EventStream:
         """Notifications queued and not yet read."""
         return len(self._data)
 
+    @property
+    def buffered_bytes(self) -> int:
+        """The sizes of the notifications queued and not yet read, summed."""
+        return self._bytes
+
     async def next_event(self, ended: type[Exception] = ControlClosed) -> Event:
         """The next event: control events and notifications in arrival order, the terminal last.
 
@@ -243,6 +275,7 @@ class EventStream:
                     return await self._finish_with(pending)
                 if data:
                     event = data.popleft()
+                    self._bytes -= self._sizes.popleft()
                     writers = self._writers
                     if writers:
                         writers.unpark()
@@ -302,22 +335,41 @@ class EventIterator:
 class _ChannelState(Generic[T]):
     __slots__ = (
         "buffer",
+        "bytes",
         "capacity",
+        "max_bytes",
         "peak",
         "readers",
         "receiver_closed",
         "sender_closed",
+        "sizes",
         "writers",
     )
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int) -> None:
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self.buffer: deque[T] = deque()
+        self.sizes: deque[int] = deque()
+        self.bytes = 0
         self.readers = trio.lowlevel.ParkingLot()
         self.writers = trio.lowlevel.ParkingLot()
         self.sender_closed = False
         self.receiver_closed = False
         self.peak = 0
+
+    def full(self, size: int) -> bool:
+        buffer = self.buffer
+        return bool(buffer) and (len(buffer) >= self.capacity or self.bytes + size > self.max_bytes)
+
+    def take(self) -> T:
+        self.bytes -= self.sizes.popleft()
+        return self.buffer.popleft()
+
+    def clear(self) -> None:
+        self.buffer.clear()
+        self.sizes.clear()
+        self.bytes = 0
 
     def statistics(self) -> trio.MemoryChannelStatistics:
         used = len(self.buffer)
@@ -333,16 +385,18 @@ class _ChannelState(Generic[T]):
 
 
 def open_notification_channel(
-    capacity: int,
+    capacity: int, max_bytes: int | None = None
 ) -> tuple[NotificationSendChannel[T], NotificationReceiveChannel[T]]:
     """A bounded single-producer channel whose reads cost no task switch while items are queued.
 
     It behaves like ``trio.open_memory_channel(capacity)`` with one receiver (no ``clone``;
-    several tasks may share the send half): ``send`` waits while full, the receiver's ``async for`` ends once the sender
-    is closed and the buffer is empty, and a closed receiver makes ``send`` raise
-    ``trio.BrokenResourceError``.
+    several tasks may share the send half): ``send`` waits while full, the receiver's
+    ``async for`` ends once the sender is closed and the buffer is empty, and a closed receiver
+    makes ``send`` raise ``trio.BrokenResourceError``. With ``max_bytes``, the sizes given to
+    :meth:`~NotificationSendChannel.send_sized` / ``try_send`` are bounded too (an empty
+    buffer takes any one value).
     """
-    state: _ChannelState[T] = _ChannelState(_check_capacity(capacity))
+    state: _ChannelState[T] = _ChannelState(_check_capacity(capacity), _check_max_bytes(max_bytes))
     return NotificationSendChannel(state), NotificationReceiveChannel(state)
 
 
@@ -362,6 +416,11 @@ class _ChannelHalf(Generic[T]):
     def statistics(self) -> trio.MemoryChannelStatistics:
         """The same figures as a trio memory channel's (one sender, one receiver)."""
         return self._state.statistics()
+
+    @property
+    def buffered_bytes(self) -> int:
+        """The sizes of the values queued and not yet received, summed."""
+        return self._state.bytes
 
     def __enter__(self) -> Self:
         return self
@@ -398,8 +457,9 @@ class NotificationSendChannel(_ChannelHalf[T], trio.abc.SendChannel[T]):
         if not self.try_send(value):
             raise trio.WouldBlock
 
-    def try_send(self, value: T) -> bool:
-        """Queue ``value`` if the buffer has room; False (nothing queued) when it is full.
+    def try_send(self, value: T, size: int = 0) -> bool:
+        """Queue ``value`` (of ``size`` bytes) if the buffer has room; False (nothing queued)
+        when it is full.
 
         The cheap path of a producer that hands over a whole read: ``send`` only for the value
         that found the buffer full. Raises like ``send`` once either half is closed.
@@ -408,9 +468,11 @@ class NotificationSendChannel(_ChannelHalf[T], trio.abc.SendChannel[T]):
         if state.sender_closed or state.receiver_closed:
             self._check_open()
         buffer = state.buffer
-        if len(buffer) >= state.capacity:
+        if buffer and (len(buffer) >= state.capacity or state.bytes + size > state.max_bytes):
             return False
         buffer.append(value)
+        state.sizes.append(size)
+        state.bytes += size
         if len(buffer) > state.peak:
             state.peak = len(buffer)
         if state.readers:
@@ -418,14 +480,21 @@ class NotificationSendChannel(_ChannelHalf[T], trio.abc.SendChannel[T]):
         return True
 
     async def send(self, value: T) -> None:
+        await self.send_sized(value, 0)
+
+    async def send_sized(self, value: T, size: int) -> None:
+        """``send`` for a value of ``size`` bytes: waits while the buffer is full by count or
+        would pass its byte bound."""
         await _checkpoint_if_cancelled()
         state = self._state
         self._check_open()
         buffer = state.buffer
-        while len(buffer) >= state.capacity:
+        while state.full(size):
             await state.writers.park()
             self._check_open()
         buffer.append(value)
+        state.sizes.append(size)
+        state.bytes += size
         if len(buffer) > state.peak:
             state.peak = len(buffer)
         if state.readers:
@@ -458,7 +527,7 @@ class NotificationReceiveChannel(_ChannelHalf[T], trio.abc.ReceiveChannel[T]):
         if state.receiver_closed:
             raise trio.ClosedResourceError("the receive channel is closed")
         if state.buffer:
-            value = state.buffer.popleft()
+            value = state.take()
             if state.writers:
                 state.writers.unpark()
             return value
@@ -474,7 +543,7 @@ class NotificationReceiveChannel(_ChannelHalf[T], trio.abc.ReceiveChannel[T]):
             if state.receiver_closed:
                 raise trio.ClosedResourceError("the receive channel is closed")
             if buffer:
-                value = buffer.popleft()
+                value = state.take()
                 if state.writers:
                     state.writers.unpark()
                 self._streak += 1
@@ -492,7 +561,7 @@ class NotificationReceiveChannel(_ChannelHalf[T], trio.abc.ReceiveChannel[T]):
         """Stop receiving: queued values are dropped and the sender gets BrokenResourceError."""
         state = self._state
         state.receiver_closed = True
-        state.buffer.clear()
+        state.clear()
         state.readers.unpark_all()
         state.writers.unpark_all()
 

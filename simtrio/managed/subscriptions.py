@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.streams import EventStream
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.redact import Redactor
 
 __all__ = [
     "ACCOUNT_DIFFS",
@@ -284,9 +285,10 @@ class SubscriptionManager(Generic[E]):
         rpc_endpoint: str,
         kind: SubscriptionKind[E],
         program_ids: Sequence[str],
+        redactor: Redactor | None = None,
         config: ManagedConfig,
-        deliver: Callable[[E], Awaitable[None]],
-        deliver_nowait: Callable[[E], bool] | None = None,
+        deliver: Callable[[E, int], Awaitable[None]],
+        deliver_nowait: Callable[[E, int], bool] | None = None,
         start_slot: int | None = None,
         max_total: float | None = None,
         coordinator: ReconnectCoordinator | SessionGate | None = None,
@@ -298,6 +300,7 @@ class SubscriptionManager(Generic[E]):
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
         self._config = config
+        self._redactor = redactor
         self._deliver = deliver
         self._deliver_nowait = deliver_nowait
         self._start_slot = start_slot
@@ -452,7 +455,9 @@ class SubscriptionManager(Generic[E]):
                     await self._handle(link, message)
                 await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
-                link.lose(str(exc))
+                # A corrupt compressed message is quoted as received: take the key out of it.
+                reason = str(exc)
+                link.lose(reason if self._redactor is None else self._redactor.text(reason))
             except _ConsumerGone:
                 consumer_gone = True
             nursery.cancel_scope.cancel()
@@ -561,7 +566,8 @@ class SubscriptionManager(Generic[E]):
             if trio.current_time() >= conn.last_received + silence:
                 raise _Lost(f"no subscribe reply within {silence:g} s")
         raw = link.pending.popleft()
-        return decode_rpc(decoder.decode(raw) if isinstance(raw, bytes) else raw)
+        text = decoder.decode(raw) if isinstance(raw, bytes) else raw
+        return decode_rpc(text if self._redactor is None else self._redactor.message(text))
 
     # -- delivering ----------------------------------------------------------------------------
 
@@ -584,6 +590,7 @@ class SubscriptionManager(Generic[E]):
         record = self._record
         observer = self._observer
         decode = decoder.decode
+        redactor = self._redactor
         run = 0  # notifications handed over since the last report to the observer
         while True:
             if not pending:
@@ -595,7 +602,8 @@ class SubscriptionManager(Generic[E]):
                 pending.extend(await conn.receive_batch())
                 continue
             raw = pending.popleft()
-            message = decode_rpc(decode(raw) if type(raw) is bytes else raw)
+            text = decode(raw) if type(raw) is bytes else raw
+            message = decode_rpc(text if redactor is None else redactor.message(text))
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
@@ -606,7 +614,7 @@ class SubscriptionManager(Generic[E]):
                 )
                 if event is not None and sub is not None:
                     try:
-                        queued = nowait(event)
+                        queued = nowait(event, len(text))
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         raise _ConsumerGone from None
                     if queued:
@@ -622,11 +630,12 @@ class SubscriptionManager(Generic[E]):
             if run:
                 run = 0
                 observer.delivered()
-            await self._handle(link, message)
+            await self._handle(link, message, len(text))
             if all(sub.complete for sub in subs):
                 return
 
-    async def _handle(self, link: _Link, message: RpcMessage) -> None:
+    async def _handle(self, link: _Link, message: RpcMessage, size: int = 0) -> None:
+        """Deliver or route one message; ``size`` is its length, for the byte bound."""
         if isinstance(
             message, AccountDiffNotification | TransactionNotification | LogsNotification
         ):
@@ -642,7 +651,7 @@ class SubscriptionManager(Generic[E]):
                     self._kind.label,
                 )
                 return
-            await self._hand_over(link, event)
+            await self._hand_over(link, event, size)
             sub.cursor = self.cursor = message.slot
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
@@ -657,11 +666,11 @@ class SubscriptionManager(Generic[E]):
         else:
             self._drop(message)
 
-    async def _hand_over(self, link: _Link, event: E) -> None:
+    async def _hand_over(self, link: _Link, event: E, size: int) -> None:
         link.delivering = True
         self._observer.delivery_started()
         try:
-            await self._deliver(event)
+            await self._deliver(event, size)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             raise _ConsumerGone from None
         finally:
@@ -826,6 +835,7 @@ class SessionSubscriptions:
         start_slot: int | None,
         stream: EventStream,
         config: ManagedConfig,
+        redactor: Redactor | None = None,
         coordinator: ReconnectCoordinator | None,
         nursery: trio.Nursery | None,
         max_total: float | None = None,
@@ -836,6 +846,7 @@ class SessionSubscriptions:
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
+        self._redactor = redactor
         self._gate = SessionGate(coordinator) if coordinator is not None else None
         self._nursery = nursery
         self._not_started: list[tuple[Callable[..., Awaitable[object]], tuple[object, ...]]] = []
@@ -893,6 +904,7 @@ class SessionSubscriptions:
             kind=kind,
             program_ids=program_ids,
             config=self._config,
+            redactor=self._redactor,
             deliver=self._stream.put_data,
             deliver_nowait=self._stream.put_data_nowait,
             start_slot=self._start_slot,
@@ -1115,13 +1127,13 @@ async def _open_standalone(
     ids = _check_program_ids(program_ids)
     send: NotificationSendChannel[E]
     receive: NotificationReceiveChannel[E]
-    send, receive = open_notification_channel(config.event_buffer)
+    send, receive = open_notification_channel(config.event_buffer, config.event_buffer_bytes)
     manager = SubscriptionManager(
         rpc_endpoint=rpc_endpoint,
         kind=kind,
         program_ids=ids,
         config=config,
-        deliver=send.send,
+        deliver=send.send_sized,
         deliver_nowait=send.try_send,
         observer=_ChannelObserver(send),
     )

@@ -47,6 +47,7 @@ from simtrio.recording.wireform import (
     SentItem,
     control_form,
     notification_form,
+    rpc_form,
     sent_form,
 )
 from simtrio.wire import codec
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Sequence
     from pathlib import Path
 
+    from simtrio.errors import RpcError
     from simtrio.wire.types import CreateBacktestSessionRequest, JsonValue
 
 __all__ = [
@@ -203,6 +205,19 @@ class Recorder:
         self._check_open()
         kind, text, _slot = notification_form(item)
         self._enqueue(Plane.DATA, kind, session_id, program_id, text)
+
+    def record_rpc_nowait(
+        self,
+        session_id: str | None,
+        method: str,
+        params: JsonValue,
+        result: JsonValue,
+        error: RpcError | None = None,
+    ) -> None:
+        """Record one answered per-session JSON-RPC call (a replay answers it from this)."""
+        self._check_open()
+        kind, text = rpc_form(method, params, result, error)
+        self._enqueue(Plane.RPC, kind, session_id, None, text)
 
     def record_sent_nowait(self, session_id: str | None, request: SentItem) -> None:
         """Synchronous :meth:`record_sent`."""
@@ -354,7 +369,21 @@ class Recorder:
                     async with self._write_lock:
                         await self._write_pending()
             finally:
+                if self._failure is not None:
+                    await trio.to_thread.run_sync(self._stop_failed, self._failure)
                 await trio.to_thread.run_sync(self._store.release, self._run)
+
+    def _stop_failed(self, failure: RecordingFailed) -> None:
+        """Worker thread: close a run the writer gave up on as an error, not as a crash."""
+        try:
+            self._store.stop_run(self._run, problem=str(failure))
+        except StoreError as exc:
+            logger.error(
+                "run %s could not be closed as failed (%s); the next open of the store closes "
+                "it as crashed",
+                self.run_id,
+                exc,
+            )
 
 
 def _redact(entry: PendingEntry, secrets: Sequence[bytes]) -> PendingEntry:

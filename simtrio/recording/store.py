@@ -7,7 +7,13 @@ manifest always describes exactly the committed entries, whatever moment a proce
 
 Opening a store runs the recovery sweep: every run still ``RUNNING`` whose recorder is not alive
 (its per-run lock file is not held) is verified and closed as ``ENDED`` (it has ``run.ended``),
-``CRASHED_RECOVERED`` (intact without it) or ``QUARANTINED`` (broken chain or gap).
+``CRASHED_RECOVERED`` (intact without it) or ``QUARANTINED`` (broken chain or gap). One damaged
+run never locks the store: an entry or manifest row of the wrong type or encoding is damage of
+that run (it is quarantined), and the rest of the store keeps working.
+
+A new store is built in a temporary file and linked into place complete, so a store file is
+never seen half-initialised; an existing file that is not a run store (an empty file included)
+is refused, never initialised.
 """
 
 from __future__ import annotations
@@ -15,11 +21,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import secrets
 import sqlite3
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import attrs
 import orjson
@@ -95,12 +102,37 @@ CREATE TABLE entries (
 CREATE INDEX runs_by_status ON runs (status);
 """
 
+_TEXT_MANIFEST_COLUMNS: Final = frozenset(
+    {
+        "run_id",
+        "parent_run_id",
+        "status",
+        "create_request",
+        "server_url",
+        "simtrio_version",
+        "outcome",
+        "problem",
+    }
+)
 _MANIFEST_COLUMNS: Final = (
     "run_id, parent_run_id, status, create_request, server_url, simtrio_version, "
     "started_at_ns, ended_at_ns, entry_count, control_count, data_count, sent_count, "
     "head_hash, outcome, problem"
 )
 _ENTRY_COLUMNS: Final = "seq, ts_ns, plane, kind, session_id, topic, payload, hash"
+_CHECKED_ENTRY_COLUMNS: Final = (
+    "seq, ts_ns, CAST(plane AS BLOB), CAST(kind AS BLOB), CAST(session_id AS BLOB), "
+    "CAST(topic AS BLOB), typeof(payload), CAST(payload AS BLOB), typeof(hash), "
+    "CAST(hash AS BLOB)"
+)
+"""Entry columns read so that a value of the wrong type or encoding cannot fail the query:
+text comes back as bytes (decoded, and checked, in Python), with the storage type of the
+binary columns alongside."""
+_CHECKED_MANIFEST_COLUMNS: Final = ", ".join(
+    f"CAST({name} AS BLOB)" if name in _TEXT_MANIFEST_COLUMNS else name
+    for name in _MANIFEST_COLUMNS.split(", ")
+)
+_HASH_SIZE: Final = 32
 
 
 # --------------------------------------------------------------------------------------------
@@ -130,7 +162,9 @@ class RunManifest:
     outcome: str | None
     """``completed``, ``error:<ExceptionType>``, ``cancelled`` or ``crashed``."""
     problem: str | None
-    """Why a run was quarantined."""
+    """Why a run was quarantined (or stopped, for a run whose writer failed)."""
+    malformed: bool = attrs.field(default=False, repr=False)
+    """The stored manifest row itself is damaged; the run is shown as ``QUARANTINED``."""
 
     @property
     def create_params(self) -> JsonValue:
@@ -309,13 +343,25 @@ class RunStore:
     ) -> RunStore:
         """Open (or create) a store and run the recovery sweep.
 
+        A missing file is created (complete, see the module docstring) unless ``create`` is
+        False; an existing one must already be a run store.
+
         Raises:
-            StoreError: the file is missing (``create=False``), not a run store, written by a
-                newer schema, or cannot be read.
+            StoreError: the file is missing (``create=False``), empty, not a run store, written
+                by a newer schema, or cannot be read.
         """
         file = Path(path)
-        if not create and not file.exists():
-            raise StoreError(f"no run store at {str(file)!r}")
+        try:
+            size = file.stat().st_size
+        except FileNotFoundError:
+            if not create:
+                raise StoreError(f"no run store at {str(file)!r}") from None
+            _create_store_file(file)
+        except OSError as exc:
+            raise StoreError(f"cannot open run store {str(file)!r}: {exc}") from None
+        else:
+            if size == 0:
+                raise StoreError(f"{str(file)!r} is an empty file, not a simtrio run store")
         try:
             conn = sqlite3.connect(
                 file, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
@@ -348,18 +394,8 @@ class RunStore:
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             # Identify the file before changing anything about it.
             if not self._check_identity():
-                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                if str(mode).lower() != "wal":
-                    raise StoreError(f"run store {str(self.path)!r} cannot use WAL mode ({mode})")
-                with self._write():
-                    if not self._check_identity():  # nobody created it meanwhile
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                conn.execute(statement)
-                        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            else:
-                conn.execute("PRAGMA journal_mode = WAL")
+                raise StoreError(f"{str(self.path)!r} is an empty database, not a run store")
+            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.Error as exc:
@@ -548,6 +584,25 @@ class RunStore:
         run.sent_count += counts[Plane.SENT]
         run.ended = ended
 
+    def stop_run(self, run: ActiveRun, *, problem: str) -> bool:
+        """Close a RUNNING run whose writer failed (a full disk, say) with outcome ``error``.
+
+        What was committed is intact but has no ``run.ended``, so the status is
+        ``CRASHED_RECOVERED``; ``outcome`` says it was an error, not a crash, and ``problem``
+        why. One small update, so it usually still fits where a batch did not; returns False
+        when the run was no longer RUNNING.
+
+        Raises:
+            StoreError: not even that update could be written (the next sweep closes the run).
+        """
+        return self._set_status(
+            run.run_id,
+            RunStatus.CRASHED_RECOVERED,
+            problem=problem,
+            outcome="error",
+            only_running=True,
+        )
+
     def release(self, run: ActiveRun) -> None:
         """Give up the run's liveness lock (after its last batch, or after a failure)."""
         lock, run._lock = run._lock, None  # pyright: ignore[reportPrivateUsage]
@@ -579,7 +634,7 @@ class RunStore:
         """Every run, oldest first (run ids sort by start time)."""
         try:
             rows = self._conn.execute(
-                f"SELECT {_MANIFEST_COLUMNS} FROM runs ORDER BY run_id"
+                f"SELECT {_CHECKED_MANIFEST_COLUMNS} FROM runs ORDER BY run_id"
             ).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read run store {str(self.path)!r}: {exc}") from None
@@ -599,7 +654,7 @@ class RunStore:
     def _manifest_or_none(self, run_id: str) -> RunManifest | None:
         try:
             row = self._conn.execute(
-                f"SELECT {_MANIFEST_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {_CHECKED_MANIFEST_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read run store {str(self.path)!r}: {exc}") from None
@@ -615,14 +670,18 @@ class RunStore:
         self.get_run(run_id)
         try:
             cursor = self._conn.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq", (run_id,)
+                f"SELECT {_CHECKED_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq",
+                (run_id,),
             )
             for row in cursor:
                 try:
-                    payload = decompress_payload(row[6])
+                    seq, ts_ns, plane, kind, session_id, topic, stored, stored_hash = _entry_row(
+                        row
+                    )
+                    payload = decompress_payload(stored)
                 except ValueError as exc:
                     raise StoreError(f"run {run_id}: entry {row[0]} is unreadable: {exc}") from None
-                yield Entry(row[0], row[1], Plane(row[2]), row[3], row[4], row[5], payload, row[7])
+                yield Entry(seq, ts_ns, Plane(plane), kind, session_id, topic, payload, stored_hash)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read run {run_id}: {exc}") from None
 
@@ -653,12 +712,21 @@ class RunStore:
         def broken(problem: str, seq: int) -> VerifyResult:
             return VerifyResult(run_id, False, expected - 1, ended, problem, seq)
 
+        if manifest.malformed:
+            return VerifyResult(run_id, False, 0, False, manifest.problem, None)
         cursor = self._conn.execute(
-            f"SELECT {_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq", (run_id,)
+            f"SELECT {_CHECKED_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq",
+            (run_id,),
         )
-        for seq, ts_ns, plane, kind, session_id, topic, stored, stored_hash in cursor:
-            if seq != expected:
-                return broken(f"entry {expected} is missing (next is {seq})", expected)
+        for row in cursor:
+            if type(row[0]) is not int:
+                return broken(f"entry {expected} has a sequence number that is not one", expected)
+            if row[0] != expected:
+                return broken(f"entry {expected} is missing (next is {row[0]})", expected)
+            try:
+                seq, ts_ns, plane, kind, session_id, topic, stored, stored_hash = _entry_row(row)
+            except ValueError as exc:
+                return broken(f"entry {expected} is malformed: {exc}", expected)
             if ended:
                 return broken(f"entry {seq} follows run.ended", seq)
             try:
@@ -704,14 +772,21 @@ class RunStore:
             running = [
                 row[0]
                 for row in self._conn.execute(
-                    "SELECT run_id FROM runs WHERE status = ? ORDER BY run_id",
+                    "SELECT CAST(run_id AS BLOB) FROM runs WHERE status = ? ORDER BY run_id",
                     (RunStatus.RUNNING.value,),
                 )
             ]
         except sqlite3.Error as exc:
             raise StoreError(f"cannot read run store {str(self.path)!r}: {exc}") from None
         results: list[RecoveryResult] = []
-        for run_id in running:
+        for raw_id in running:
+            try:
+                run_id = _text(raw_id, "run_id")
+            except ValueError as exc:
+                logger.warning("cannot recover a run: %s", exc)
+                continue
+            if run_id is None:
+                continue
             lock = self._lock_for(run_id)
             try:
                 if not lock.acquire():
@@ -721,6 +796,10 @@ class RunStore:
                 continue
             try:
                 result = self._recover_one(run_id)
+            except StoreError as exc:
+                # This run cannot be read or closed now: it must not keep the store from opening.
+                logger.warning("cannot recover run %s: %s", run_id, exc)
+                continue
             finally:
                 lock.release()
             if result is not None:
@@ -791,7 +870,73 @@ def _chain(previous: bytes, entry: PendingEntry) -> bytes:
     )
 
 
+def _text(value: object, name: str) -> str | None:
+    """A text column read as bytes (or str): None stays None; ValueError if it is not text."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{name} is not UTF-8 text") from None
+    raise ValueError(f"{name} is not text")
+
+
+def _entry_row(
+    row: Sequence[object],
+) -> tuple[int, int, str, str, str | None, str | None, bytes, bytes]:
+    """One row of ``_CHECKED_ENTRY_COLUMNS`` as typed values; ValueError names what is wrong."""
+    seq, ts_ns, plane, kind, session_id, topic, payload_type, payload, hash_type, digest = row
+    if type(seq) is not int or type(ts_ns) is not int:
+        raise ValueError("its sequence number or time is not an integer")
+    plane_text = _text(plane, "plane")
+    kind_text = _text(kind, "kind")
+    if plane_text not in _PLANES or kind_text is None:
+        raise ValueError(f"unknown plane {plane_text!r}" if kind_text else "it has no kind")
+    if payload_type != "blob" or not isinstance(payload, bytes):
+        raise ValueError(f"its payload is stored as {payload_type}, not binary")
+    if hash_type != "blob" or not isinstance(digest, bytes) or len(digest) != _HASH_SIZE:
+        raise ValueError("its hash is not a 32-byte binary value")
+    return (
+        seq,
+        ts_ns,
+        plane_text,
+        kind_text,
+        _text(session_id, "session_id"),
+        _text(topic, "topic"),
+        payload,
+        digest,
+    )
+
+
+_PLANES: Final = frozenset(plane.value for plane in Plane)
+_MALFORMED: Final = "the run's manifest row is malformed"
+
+
 def _manifest(row: Sequence[object]) -> RunManifest:
+    """A manifest row (text columns as str or bytes); a damaged row gives a QUARANTINED view."""
+    problems: list[str] = []
+
+    def text(value: object, name: str, *, required: bool = False) -> str | None:
+        try:
+            out = _text(value, name)
+        except ValueError as exc:
+            problems.append(str(exc))
+            if isinstance(value, bytes):
+                return value.decode("utf-8", errors="replace")
+            return None
+        if out is None and required:
+            problems.append(f"{name} is missing")
+        return out
+
+    def number(value: object, name: str, *, required: bool = True) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if value is None and not required:
+            return None
+        problems.append(f"{name} is not an integer")
+        return None
+
     (
         run_id,
         parent,
@@ -809,20 +954,73 @@ def _manifest(row: Sequence[object]) -> RunManifest:
         outcome,
         problem,
     ) = row
-    return RunManifest(
-        run_id=cast("str", run_id),
-        parent_run_id=cast("str | None", parent),
-        status=RunStatus(cast("str", status)),
-        create_request=cast("str | None", create_request),
-        server_url=cast("str | None", url),
-        simtrio_version=cast("str", version),
-        started_at_ns=cast("int", started),
-        ended_at_ns=cast("int | None", ended),
-        entry_count=cast("int", entries),
-        control_count=cast("int", controls),
-        data_count=cast("int", datas),
-        sent_count=cast("int", sents),
-        head_hash=cast("bytes", head),
-        outcome=cast("str | None", outcome),
-        problem=cast("str | None", problem),
+    status_text = text(status, "status", required=True)
+    try:
+        run_status = RunStatus(status_text or "")
+    except ValueError:
+        problems.append(f"status {status_text!r} is not a run status")
+        run_status = RunStatus.QUARANTINED
+    if not isinstance(head, bytes):
+        problems.append("head_hash is not binary")
+    manifest = RunManifest(
+        run_id=text(run_id, "run_id", required=True) or "",
+        parent_run_id=text(parent, "parent_run_id"),
+        status=run_status,
+        create_request=text(create_request, "create_request"),
+        server_url=text(url, "server_url"),
+        simtrio_version=text(version, "simtrio_version", required=True) or "",
+        started_at_ns=number(started, "started_at_ns") or 0,
+        ended_at_ns=number(ended, "ended_at_ns", required=False),
+        entry_count=number(entries, "entry_count") or 0,
+        control_count=number(controls, "control_count") or 0,
+        data_count=number(datas, "data_count") or 0,
+        sent_count=number(sents, "sent_count") or 0,
+        head_hash=head if isinstance(head, bytes) else b"",
+        outcome=text(outcome, "outcome"),
+        problem=text(problem, "problem"),
     )
+    if not problems:
+        return manifest
+    return attrs.evolve(
+        manifest,
+        status=RunStatus.QUARANTINED,
+        problem=f"{_MALFORMED}: {'; '.join(problems)}",
+        malformed=True,
+    )
+
+
+def _create_store_file(file: Path) -> None:
+    """Build an empty store beside ``file``, then link it into place (unless one appeared).
+
+    Nobody ever sees the file half-built, so an empty file at a store's path is never mistaken
+    for one being created.
+    """
+    temp = file.with_name(f".{file.name}.{secrets.token_hex(6)}.new")
+    try:
+        conn = sqlite3.connect(temp, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"run store {str(file)!r} cannot use WAL mode ({mode})")
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        finally:
+            conn.close()  # checkpoints: the file alone is the whole store
+        try:
+            os.link(temp, file)
+        except FileExistsError:
+            pass  # created by someone else meanwhile: that one is used
+        except OSError:
+            if not file.exists():  # a file system without hard links
+                os.rename(temp, file)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot create run store {str(file)!r}: {exc}") from None
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                Path(f"{temp}{suffix}").unlink()

@@ -345,11 +345,13 @@ async def open_session_rpc(
 
 
 def session_rpc(
-    info: SessionInfo, config: ManagedConfig
+    info: SessionInfo, config: ManagedConfig, observer: RpcObserver | None = None
 ) -> contextlib.AbstractAsyncContextManager[SessionRpc]:
     """:func:`open_session_rpc` for a managed (sub-)session, or ``RpcError`` at once when the
     session reported no RPC endpoint."""
     url = info.rpc_endpoint
     if not url:
         raise RpcError("session has no rpc endpoint")
-    return open_session_rpc(url, ssl_context=config.ssl_context, backoff=config.backoff)
+    return open_session_rpc(
+        url, ssl_context=config.ssl_context, backoff=config.backoff, observer=observer
+    )

@@ -119,7 +119,13 @@ class ReferenceServer:
 
     @property
     def open_connections(self) -> int:
+        """WebSocket connections open now."""
         return len(self._state.conns)
+
+    @property
+    def tcp_connections(self) -> int:
+        """TCP connections being served now, plain HTTP and WebSocket (``max_connections``)."""
+        return self._state.tcp_connections
 
     @property
     def sessions(self) -> Mapping[str, SessionSnapshot]:

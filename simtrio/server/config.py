@@ -11,13 +11,24 @@ from simtrio.server.faults import FaultPlan
 from simtrio.wire.compression import MAX_MESSAGE_SIZE
 from simtrio.wire.types import AvailableRange
 
-__all__ = ["MAX_DISCONNECT_TIMEOUT_SECS", "ServerConfig"]
+__all__ = ["API_KEY_ENV", "MAX_DISCONNECT_TIMEOUT_SECS", "ServerConfig"]
 
 MAX_DISCONNECT_TIMEOUT_SECS: Final = 900
-"""The server caps ``disconnectTimeoutSecs`` here (protocol §3.1)."""
+"""The default cap on ``disconnectTimeoutSecs`` (protocol §3.1)."""
+
+API_KEY_ENV: Final = "SIMULATOR_API_KEY"
+"""Environment variable ``simtrio serve`` reads the API key from."""
+
+_KIB: Final = 1024
+_MIB: Final = 1024 * 1024
 
 _ge0 = attrs.validators.ge(0)
 _ge1 = attrs.validators.ge(1)
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
 
 
 def _non_negative(_inst: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -45,12 +56,32 @@ class ServerConfig:
         window_end: last slot of the chain window.
         strict_ranges: apply the bundle rules of protocol §1.5 to creates.
         max_parallel_sessions: most sub-sessions one parallel create may produce.
+        max_session_slots: longest range (``endSlot - startSlot + 1``) one create may ask for,
+            parallel or not.
+        max_sessions: most live sessions (single and sub-sessions, attached or not); a create
+            that would pass it is refused.
+        max_detached_sessions: most sessions (a parallel group counting once) kept without a
+            control connection while they wait for an attach; past it, the one detached
+            longest is removed.
+        max_disconnect_timeout: cap on a create's ``disconnectTimeoutSecs``.
         retained_responses: numbered responses kept per session for attach replay.
         retained_slots: slots of data-plane events kept per session for ``replayFromSlot``.
         control_backlog: unsent responses a step may run ahead of an attached, live control
             connection before it waits for the connection (back-pressure).
-        message_queue_size: inbound WebSocket messages buffered per connection.
-        max_message_size: largest inbound WebSocket message accepted.
+        message_queue_size: inbound WebSocket messages buffered per connection, beyond the
+            one being read and the one being handled.
+        max_message_size: the protocol's message limit: the size an ``oversize_at`` fault
+            exceeds when it has no ``oversize_bytes``.
+        max_request_size: largest inbound message on a control connection (a bigger one
+            is refused with Close 1009).
+        max_data_request_size: largest inbound message on a data connection.
+        max_connections: most TCP connections served at once (lowered to what the process's
+            file-descriptor limit leaves room for); past it, a connection is answered 503 and
+            closed.
+        handshake_timeout: bound on reading a request head (and body) and on the WebSocket
+            upgrade; a slower peer is disconnected.
+        deterministic_ids: derive session ids from the chain number and a counter (same
+            seed, same ids; for tests and reproducible runs). Off: ids are random.
         slot_delay: seconds each executed slot takes (0: as fast as the clients read).
         close_timeout: bound on a server-initiated WebSocket close handshake.
         faults: injected faults (protocol §12.9).
@@ -71,11 +102,20 @@ class ServerConfig:
     window_end: int = attrs.field(default=99_999, validator=_ge0)
     strict_ranges: bool = False
     max_parallel_sessions: int = attrs.field(default=1_024, validator=_ge1)
+    max_session_slots: int = attrs.field(default=1_000_000, validator=_ge1)
+    max_sessions: int = attrs.field(default=4_096, validator=_ge1)
+    max_detached_sessions: int = attrs.field(default=64, validator=_ge1)
+    max_disconnect_timeout: int = attrs.field(default=MAX_DISCONNECT_TIMEOUT_SECS, validator=_ge0)
     retained_responses: int = attrs.field(default=10_000, validator=_ge1)
     retained_slots: int = attrs.field(default=100, validator=_ge1)
     control_backlog: int = attrs.field(default=1_024, validator=_ge1)
-    message_queue_size: int = attrs.field(default=16, validator=_ge1)
+    message_queue_size: int = attrs.field(default=2, validator=_ge1)
     max_message_size: int = attrs.field(default=MAX_MESSAGE_SIZE, validator=_ge1)
+    max_request_size: int = attrs.field(default=16 * _MIB, validator=_ge1)
+    max_data_request_size: int = attrs.field(default=64 * _KIB, validator=_ge1)
+    max_connections: int = attrs.field(default=4_096, validator=_ge1)
+    handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    deterministic_ids: bool = False
     slot_delay: float = attrs.field(default=0.0, validator=_non_negative)
     close_timeout: float = attrs.field(default=1.0, validator=_non_negative)
     faults: FaultPlan = attrs.field(factory=FaultPlan)

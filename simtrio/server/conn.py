@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Final
 
 import trio
 import trio_websocket
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import CloseConnection
 
 from simtrio.server.faults import FaultKind
 from simtrio.wire.compression import ZstdStreamEncoder
@@ -25,7 +28,7 @@ if TYPE_CHECKING:
 
     from simtrio.server.faults import Faults, Plane
 
-__all__ = ["Conn", "ConnectionGone", "ServerStream"]
+__all__ = ["Conn", "ConnectionGone", "ServerStream", "wrap_server_stream"]
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +106,43 @@ class ServerStream(trio.abc.Stream):
         self._aborted = True
         self.unstall()
         await self._inner.aclose()
+
+
+class _ServerWebSocket(trio_websocket.WebSocketConnection):
+    """A server-side WebSocket that says why before it drops a peer breaking the protocol.
+
+    When wsproto cannot parse what the peer sent (an unmasked frame, a bad opcode, invalid
+    UTF-8 in a Text message...), it reports a close with the matching code (1002, 1007) while
+    the connection is still open; trio-websocket would then drop TCP without a word. This
+    sends that Close frame first, so the peer learns the code and the reason.
+    """
+
+    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
+        if self._wsproto.state is ConnectionState.OPEN:  # pyright: ignore[reportPrivateUsage]
+            logger.info("closing a WebSocket with %d: %s", event.code, event.reason)
+            with contextlib.suppress(trio_websocket.ConnectionClosed):
+                await self._send(CloseConnection(event.code, event.reason))  # pyright: ignore[reportPrivateUsage]
+        await super()._handle_close_connection_event(event)  # pyright: ignore[reportPrivateUsage]
+
+
+async def wrap_server_stream(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    *,
+    message_queue_size: int,
+    max_message_size: int,
+    receive_buffer_size: int,
+) -> trio_websocket.WebSocketRequest:
+    """``trio_websocket.wrap_server_stream`` with a :class:`_ServerWebSocket`."""
+    connection = _ServerWebSocket(
+        stream,
+        WSConnection(ConnectionType.SERVER),
+        message_queue_size=message_queue_size,
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+    )
+    nursery.start_soon(connection._reader_task)  # pyright: ignore[reportPrivateUsage]
+    return await connection._get_request()  # pyright: ignore[reportPrivateUsage]
 
 
 class Conn:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 import trio
 
 from simtrio.errors import ProtocolError
-from simtrio.server.config import MAX_DISCONNECT_TIMEOUT_SECS
 from simtrio.server.conn import ConnectionGone
 from simtrio.server.session import ParallelGroup, Session
 from simtrio.wire.codec import decode_request, encode_response
@@ -49,7 +48,7 @@ if TYPE_CHECKING:
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
 
-__all__ = ["ControlHandler", "split_range"]
+__all__ = ["ControlHandler", "count_ranges", "split_range"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +58,15 @@ _OPENING_EVENTS = 3
 TAKEOVER_CLOSE_REASON = "session attached on another connection"
 
 
+def count_ranges(start: int, end: int, bundle_size: int) -> int:
+    """How many sub-ranges :func:`split_range` makes of ``[start, end]``, without making them."""
+    if start > end:
+        return 0
+    return end // bundle_size - start // bundle_size + 1
+
+
 def split_range(start: int, end: int, bundle_size: int) -> list[tuple[int, int]]:
-    """Split ``[start, end]`` at multiples of ``bundle_size``."""
+    """Split ``[start, end]`` at multiples of ``bundle_size`` (bound the count first)."""
     ranges: list[tuple[int, int]] = []
     low = start
     while low <= end:
@@ -190,7 +196,12 @@ class ControlHandler:
         if config.strict_ranges and not self._in_bundles(start, end, request.parallel):
             await self._send(Error(BundleNotFound(start, end)))
             return
-        timeout = min(request.disconnect_timeout_secs or 0, MAX_DISCONNECT_TIMEOUT_SECS)
+        problem = self._over_limits(start, end, parallel=request.parallel)
+        if problem is not None:
+            logger.info("create refused: %s", problem)
+            await self._send(Error(InvalidRequest(problem)))
+            return
+        timeout = min(request.disconnect_timeout_secs or 0, config.max_disconnect_timeout)
         if request.parallel:
             await self._create_parallel(request, timeout)
             return
@@ -210,6 +221,32 @@ class ControlHandler:
         await self._send(SessionCreated(session.id, session.rpc_endpoint, None))
         self._start_streamer(session, 0)
 
+    def _over_limits(self, start: int, end: int, *, parallel: bool) -> str | None:
+        """Why a create of ``[start, end]`` asks for more than this server gives; None if not.
+
+        Decided from the numbers alone, before anything is allocated.
+        """
+        config = self._state.config
+        slots = end - start + 1
+        if slots > config.max_session_slots:
+            return (
+                f"the range has {slots} slots; this server allows at most"
+                f" {config.max_session_slots} per create"
+            )
+        wanted = count_ranges(start, end, config.bundle_size) if parallel else 1
+        if parallel and wanted > config.max_parallel_sessions:
+            return (
+                f"the range splits into {wanted} sub-sessions; this server allows at most"
+                f" {config.max_parallel_sessions}"
+            )
+        room = self._state.session_room()
+        if wanted > room:
+            return (
+                f"the server is at its session limit ({config.max_sessions}); {wanted} more"
+                " would pass it"
+            )
+        return None
+
     def _in_bundles(self, start: int, end: int, parallel: bool) -> bool:
         config = self._state.config
         if start % config.bundle_size != 0:
@@ -221,9 +258,6 @@ class ControlHandler:
     async def _create_parallel(self, request: CreateBacktestSessionRequest, keep_secs: int) -> None:
         state = self._state
         ranges = split_range(request.start_slot, request.end_slot, state.config.bundle_size)
-        if len(ranges) > state.config.max_parallel_sessions:
-            await self._send(Error(InvalidRequest(f"range splits into {len(ranges)} sub-sessions")))
-            return
         group = ParallelGroup(state, state.new_id("parallel"), keep_secs)
         for low, high in ranges:
             sub = Session(

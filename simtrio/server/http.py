@@ -5,6 +5,12 @@ runs, because trio-websocket only speaks the upgrade. Plain requests are answere
 connection closed. Upgrades are routed, checked and handed to trio-websocket on a
 :class:`~simtrio.server.conn.ServerStream` that replays the bytes already read. The server owns
 the TCP stream throughout and always closes it itself.
+
+Abuse is bounded: at most ``max_connections`` connections are served at once (more are
+answered 503 at once), a peer has ``handshake_timeout`` to send its request head (and body)
+and to finish the upgrade, and inbound WebSocket messages are limited per plane
+(``max_request_size`` on control connections, ``max_data_request_size`` on data ones), with
+at most ``message_queue_size`` of them buffered per connection.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import h11
 import trio
 import trio_websocket
 
-from simtrio.server.conn import Conn, ServerStream
+from simtrio.server.conn import Conn, ServerStream, wrap_server_stream
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
@@ -39,8 +45,8 @@ CONTROL_PATH: Final = "/backtest"
 _SESSION_PREFIX: Final = "/backtest/"
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
-_HANDSHAKE_TIMEOUT: Final = 30.0
 _RECEIVE_BYTES: Final = 64 * 1024
+_REFUSE_LINGER: Final = 0.1
 
 
 class _Request:
@@ -80,6 +86,23 @@ async def _reply(
 ) -> None:
     with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
         await stream.send_all(_response(status, body, content_type))
+
+
+async def _refuse(stream: trio.SocketStream, linger: float) -> None:
+    """Answer 503 without reading the request, then let the peer's request drain a moment.
+
+    Closing a socket with unread bytes in it makes the peer see a reset instead of the reply.
+    """
+    with trio.move_on_after(linger):
+        await _reply(stream, 503, b"too many connections")
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await stream.send_eof()
+            received = 0
+            while received < MAX_HEAD_BYTES:
+                data = await stream.receive_some(_RECEIVE_BYTES)
+                if not data:
+                    break
+                received += len(data)
 
 
 async def _read_head(
@@ -129,13 +152,20 @@ async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes
 
 async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
     """Serve one TCP connection: one plain HTTP request, or one WebSocket."""
+    state.tcp_connections += 1
     try:
+        if state.tcp_connections > state.connection_cap:
+            logger.warning("connection refused: %d connections open", state.tcp_connections - 1)
+            await _refuse(stream, min(state.config.handshake_timeout, _REFUSE_LINGER))
+            return
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         raw = bytearray()
-        try:
-            event = await _read_head(stream, parser, raw)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+        event: h11.Request | None = None
+        with trio.move_on_after(state.config.handshake_timeout):
+            try:
+                event = await _read_head(stream, parser, raw)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
         if event is None:
             return
         request = _Request(event)
@@ -146,6 +176,7 @@ async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
     except Exception:
         logger.exception("connection handler failed")
     finally:
+        state.tcp_connections -= 1
         await stream.aclose()
 
 
@@ -171,10 +202,12 @@ async def _plain(
         if session is None:
             await _reply(stream, 404, b"unknown session")
             return
-        try:
-            body = await _read_body(stream, parser)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            return
+        body: bytes | None = None
+        with trio.move_on_after(state.config.handshake_timeout):
+            try:
+                body = await _read_body(stream, parser)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return
         if body is None:
             await _reply(stream, 400, b"bad request body")
             return
@@ -245,14 +278,15 @@ async def _run_websocket(
 ) -> None:
     config = state.config
     server_stream = ServerStream(stream, raw)
+    limit = config.max_request_size if plane is Plane.CONTROL else config.max_data_request_size
     async with trio.open_nursery() as nursery:
         try:
-            with trio.fail_after(_HANDSHAKE_TIMEOUT):
-                ws_request = await trio_websocket.wrap_server_stream(
+            with trio.fail_after(config.handshake_timeout):
+                ws_request = await wrap_server_stream(
                     nursery,
                     server_stream,
                     message_queue_size=config.message_queue_size,
-                    max_message_size=config.max_message_size,
+                    max_message_size=limit,
                     receive_buffer_size=_RECEIVE_BYTES,
                 )
                 ws = await ws_request.accept()

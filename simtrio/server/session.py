@@ -296,7 +296,8 @@ class Ownership:
 
     When the owner goes away the session waits ``timeout`` seconds for an attach; with 0 it
     is removed at once. The timer is a ``trio.sleep`` in the server's nursery, so it follows
-    a mock clock.
+    a mock clock. The server keeps at most ``max_detached_sessions`` waiting; past that, the
+    one detached longest is removed early.
     """
 
     def __init__(self, state: ServerState, timeout: int, remove: Callable[[], None]) -> None:
@@ -304,13 +305,13 @@ class Ownership:
         self.timeout = timeout
         self._remove = remove
         self.owner: Conn | None = None
-        self._generation = 0
+        self._timer: trio.CancelScope | None = None
         self.on_change: list[Callable[[], None]] = []
 
     def take(self, conn: Conn) -> Conn | None:
         """Make ``conn`` the owner; returns the previous owner, if any."""
         previous, self.owner = self.owner, conn
-        self._generation += 1
+        self._stop_timer()
         self._changed()
         return previous if previous is not conn else None
 
@@ -319,18 +320,32 @@ class Ownership:
         if self.owner is not conn:
             return
         self.owner = None
-        self._generation += 1
         self._changed()
         if self.timeout <= 0:
             self._remove()
-        else:
-            self._state.nursery.start_soon(self._expire, self._generation)
+            return
+        self._stop_timer()
+        timer = self._timer = trio.CancelScope()
+        self._state.nursery.start_soon(self._expire, timer)
+        self._state.note_detached(self)
 
-    async def _expire(self, generation: int) -> None:
-        await trio.sleep(self.timeout)
-        if self.owner is None and generation == self._generation:
-            logger.info("disconnect timeout expired; removing the session")
-            self._remove()
+    async def _expire(self, timer: trio.CancelScope) -> None:
+        with timer:
+            await trio.sleep(self.timeout)
+            if self.owner is None and self._timer is timer:
+                logger.info("disconnect timeout expired; removing the session")
+                self.expire_now()
+
+    def expire_now(self) -> None:
+        """Remove the session (or group) now, as if its disconnect timeout had run out."""
+        self._stop_timer()
+        self._remove()
+
+    def _stop_timer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self._state.forget_detached(self)
 
     def _changed(self) -> None:
         for callback in self.on_change:

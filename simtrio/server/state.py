@@ -5,6 +5,8 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import secrets
+import sys
 from typing import TYPE_CHECKING
 
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
@@ -15,11 +17,33 @@ if TYPE_CHECKING:
     from simtrio.server.chain import ChainConfig
     from simtrio.server.config import ServerConfig
     from simtrio.server.conn import Conn
-    from simtrio.server.session import ParallelGroup, Session
+    from simtrio.server.session import Ownership, ParallelGroup, Session
 
-__all__ = ["ServerState"]
+__all__ = ["FD_RESERVE", "ServerState", "connection_cap"]
 
 logger = logging.getLogger(__name__)
+
+FD_RESERVE = 32
+"""File descriptors kept free of connections: listeners, logs, the run store, the event loop."""
+
+
+def connection_cap(max_connections: int, fd_limit: int | None) -> int:
+    """``max_connections``, lowered to what the process's file-descriptor limit leaves room for.
+
+    Past the descriptor limit ``accept`` fails and nobody is served, not even with a 503.
+    """
+    if fd_limit is None or fd_limit <= 0:
+        return max_connections
+    return max(1, min(max_connections, fd_limit - FD_RESERVE))
+
+
+def _fd_limit() -> int | None:
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 class ServerState:
@@ -39,6 +63,12 @@ class ServerState:
         """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
         self.groups: dict[str, ParallelGroup] = {}
         self.conns: set[Conn] = set()
+        self.tcp_connections = 0
+        """TCP connections being served now (plain HTTP and WebSocket)."""
+        self.connection_cap = connection_cap(config.max_connections, _fd_limit())
+        """``max_connections``, or less when the file-descriptor limit is lower."""
+        self.detached: dict[Ownership, None] = {}
+        """Sessions (or parallel groups) waiting for an attach, the longest-detached first."""
         self._ids = 0
         self._conn_counts: dict[Plane, int] = {Plane.CONTROL: 0, Plane.DATA: 0}
         self.faults_fired: collections.Counter[tuple[Plane, FaultKind]] = collections.Counter()
@@ -46,12 +76,33 @@ class ServerState:
         reached is not counted)."""
 
     def new_id(self, prefix: str) -> str:
-        """``<prefix>_<hex>``, derived from the chain number and a per-server counter."""
+        """``<prefix>_<hex>``: 128 random bits, or with ``deterministic_ids`` 64 bits derived
+        from the chain number and a per-server counter."""
+        if not self.config.deterministic_ids:
+            return f"{prefix}_{secrets.token_hex(16)}"
         self._ids += 1
         digest = hashlib.blake2b(
             f"{self.config.seed}|{prefix}|{self._ids}".encode(), digest_size=8
         ).hexdigest()
         return f"{prefix}_{digest}"
+
+    def session_room(self) -> int:
+        """How many more sessions may be created before ``max_sessions`` is reached."""
+        return max(self.config.max_sessions - len(self.sessions), 0)
+
+    def note_detached(self, ownership: Ownership) -> None:
+        """``ownership`` lost its control connection: keep it, within ``max_detached_sessions``.
+
+        Past the cap, the session (or group) detached longest is removed at once.
+        """
+        self.detached[ownership] = None
+        while len(self.detached) > self.config.max_detached_sessions:
+            oldest = next(iter(self.detached))
+            logger.info("too many detached sessions; removing the one detached longest")
+            oldest.expire_now()
+
+    def forget_detached(self, ownership: Ownership) -> None:
+        self.detached.pop(ownership, None)
 
     def next_connection_index(self, plane: Plane) -> int:
         self._conn_counts[plane] += 1

@@ -152,7 +152,7 @@ def _server_config(item: pytest.Item) -> ServerConfig:
     """Markers from the farthest (module) to the closest (function), then the parameter."""
     from simtrio.server import ServerConfig
 
-    config = ServerConfig()
+    config = ServerConfig(deterministic_ids=True)  # tests compare runs: the same ids each time
     where = f"@pytest.mark.{SERVER_MARKER}"
     for mark in reversed(list(item.iter_markers(SERVER_MARKER))):
         if len(mark.args) > 1:

@@ -205,7 +205,9 @@ def decode_rpc_request(text: str | bytes) -> RpcRequest:
         return InvalidRpcRequest(None, "missing or non-integer id")
     if method in _SUBSCRIBE_METHODS:
         return _decode_subscribe(obj, method, request_id)
-    if method in _UNSUBSCRIBE_METHODS:
+    if method == LOGS_SUBSCRIBE:
+        return _decode_logs_subscribe(obj, request_id)
+    if method in _UNSUBSCRIBE_METHODS or method == LOGS_UNSUBSCRIBE:
         params = _as_list(obj.get("params"))
         subscription = _as_uint(params[0]) if params else None
         if subscription is None:
@@ -238,6 +240,18 @@ def _decode_subscribe(obj: _JsonObject, method: str, request_id: int) -> RpcRequ
             break
     compression = config.get("compression") == _COMPRESSION_ZSTD
     return Subscribe(method, request_id, program_id, replay, compression=compression)
+
+
+def _decode_logs_subscribe(obj: _JsonObject, request_id: int) -> RpcRequest:
+    """``logsSubscribe``: the filter must mention exactly one program, as simtrio sends it."""
+    params = _as_list(obj.get("params")) or []
+    target = _as_object(params[0]) if params else None
+    mentions = _as_list(target.get("mentions")) if target is not None else None
+    if mentions is None or len(mentions) != 1 or not isinstance(mentions[0], str):
+        return InvalidRpcRequest(request_id, 'expected [{"mentions": [one program id]}, config]')
+    program_id: str = mentions[0]
+    rewritten: _JsonObject = {"params": [program_id, *params[1:]]}
+    return _decode_subscribe(rewritten, LOGS_SUBSCRIBE, request_id)
 
 
 def encode_unsubscribe_reply(request_id: int | None, result: bool = True) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -12,6 +13,9 @@ import trio
 from simtrio.cli.main import build_parser, main
 from simtrio.cli.serve import config_from_args, serve_forever
 from simtrio.client import BacktestClient
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 async def test_serve_prints_its_url_and_stops_when_cancelled() -> None:
@@ -81,3 +85,39 @@ def test_ranges_bad_dates_are_usage_errors(
 ) -> None:
     assert main(["ranges", "--embedded", *argv]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_serve_takes_the_api_key_from_a_file_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIMULATOR_API_KEY", "from-env")
+    assert config_from_args(build_parser().parse_args(["serve"])).api_key == "from-env"
+    key_file = tmp_path / "key"
+    key_file.write_text("from-file\n", encoding="utf-8")
+    args = build_parser().parse_args(["serve", "--api-key-file", str(key_file)])
+    config = config_from_args(args)
+    assert config.api_key == "from-file"
+    assert "from-file" not in repr(config)
+    monkeypatch.delenv("SIMULATOR_API_KEY")
+    assert config_from_args(build_parser().parse_args(["serve"])).api_key is None
+
+
+def test_serve_refuses_an_unusable_key_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    assert main(["serve", "--api-key-file", str(empty)]) == 2
+    assert "no key" in capsys.readouterr().err
+    assert main(["serve", "--api-key-file", str(tmp_path / "missing")]) == 2
+    assert "missing" in capsys.readouterr().err
+
+
+def test_serve_limits_and_id_mode() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--max-connections", "10", "--max-sessions", "20", "--deterministic-ids"]
+    )
+    config = config_from_args(args)
+    assert (config.max_connections, config.max_sessions) == (10, 20)
+    assert config.deterministic_ids
+    assert not config_from_args(build_parser().parse_args(["serve"])).deterministic_ids

@@ -192,6 +192,49 @@ async def test_put_data_waits_for_room() -> None:
         assert [await stream.next_event() for _ in range(3)] == [diff(1), diff(2), diff(3)]
 
 
+async def test_the_data_buffer_is_bounded_in_bytes_too() -> None:
+    stream = EventStream(1024, data_max_bytes=1000)
+    assert stream.put_data_nowait(diff(1), 600)
+    assert not stream.put_data_nowait(diff(2), 600)  # room by count, not by bytes
+    assert stream.put_data_nowait(diff(2), 400)
+    assert stream.buffered_bytes == 1000
+    assert not stream.put_data_nowait(diff(3), 1)
+    assert await stream.next_event() == diff(1)
+    assert stream.buffered_bytes == 400
+    assert stream.put_data_nowait(diff(3), 600)
+    assert [await stream.next_event() for _ in range(2)] == [diff(2), diff(3)]
+    assert stream.buffered_bytes == 0
+    assert stream.put_data_nowait(diff(4), 5000)  # an empty buffer takes any one notification
+    assert not stream.put_data_nowait(diff(5), 0)
+
+
+async def test_put_data_waits_for_bytes_to_drain() -> None:
+    stream = EventStream(1024, data_max_bytes=1000)
+    done: list[int] = []
+
+    async def producer() -> None:
+        for slot in range(4):
+            await stream.put_data(diff(slot), 400)
+            done.append(slot)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == [0, 1]
+        assert stream.buffered_bytes == 800
+        assert await stream.next_event() == diff(0)
+        await trio.testing.wait_all_tasks_blocked()
+        assert done == [0, 1, 2]
+        assert [await stream.next_event() for _ in range(3)] == [diff(1), diff(2), diff(3)]
+
+
+def test_max_bytes_must_be_a_positive_int() -> None:
+    with pytest.raises(InvalidParams, match="max_bytes"):
+        EventStream(4, data_max_bytes=0)
+    with pytest.raises(InvalidParams, match="max_bytes"):
+        open_notification_channel(4, 0)
+
+
 async def test_cancelled_put_data_queues_nothing() -> None:
     stream = EventStream(1)
     await stream.put_data(diff(1))
@@ -355,6 +398,34 @@ async def test_channel_full_buffer() -> None:
     assert receive.receive_nowait() == 2
     with pytest.raises(trio.WouldBlock):
         receive.receive_nowait()
+
+
+async def test_channel_is_bounded_in_bytes() -> None:
+    send: NotificationSendChannel[int]
+    receive: NotificationReceiveChannel[int]
+    send, receive = open_notification_channel(1024, 1000)
+    assert send.try_send(1, 700)
+    assert not send.try_send(2, 700)
+    assert send.buffered_bytes == 700
+    sent: list[int] = []
+
+    async def producer() -> None:
+        for value in (2, 3):
+            await send.send_sized(value, 700)
+            sent.append(value)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(producer)
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == []
+        assert await receive.receive() == 1
+        await trio.testing.wait_all_tasks_blocked()
+        assert sent == [2]
+        assert receive.buffered_bytes == 700
+        assert await receive.receive() == 2
+    assert sent == [2, 3]
+    receive.close()
+    assert receive.buffered_bytes == 0
 
 
 async def test_channel_send_waits_for_room() -> None:

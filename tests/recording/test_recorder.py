@@ -206,10 +206,13 @@ async def test_writer_failure_stops_the_run(
     with pytest.raises(RecordingFailed):
         rec.record_control_nowait("s", types.SlotNotification(9))
     monkeypatch.undo()
-    with RunStore.open(path) as store:  # the next open recovers what was committed
-        [result] = store.recovered
-        assert result.status is RunStatus.CRASHED_RECOVERED
-        assert result.entries == 1
+    with RunStore.open(path) as store:  # the recorder closed the run itself, as an error
+        assert store.recovered == ()
+        manifest = store.get_run(rec.run_id)
+        assert manifest.status is RunStatus.CRASHED_RECOVERED
+        assert (manifest.outcome, manifest.entry_count) == ("error", 1)
+        assert manifest.problem is not None
+        assert "No space left on device" in manifest.problem
 
 
 async def test_writer_failure_reaches_record_and_flush(

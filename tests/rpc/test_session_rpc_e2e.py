@@ -150,3 +150,14 @@ async def test_every_method_against_the_executing_server() -> None:
             with pytest.raises(RpcError) as info:
                 await rpc.send_transaction(b"\x01\x02")
             assert info.value.code is not None
+
+
+def test_plain_session_without_endpoint_is_rpc_error() -> None:
+    from typing import Any, cast
+
+    from simtrio.client import BacktestSession
+
+    session = BacktestSession(cast("Any", None), None, rpc_base="http://127.0.0.1:1")
+    assert session.rpc_url is None
+    with pytest.raises(RpcError, match="session has no rpc endpoint"):
+        session.rpc()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import orjson
 import trio
@@ -53,7 +54,7 @@ async def test_create_emits_the_opening_frames() -> None:
             created = orjson.loads(await client.recv_text())
             session_id = created["params"]["session_id"]
             assert session_id.startswith("backtest_")
-            assert len(session_id) == len("backtest_") + 16
+            assert len(session_id) == len("backtest_") + 32
             await client.expect(STATUS_PREPARING, STATUS_READY, slot(4000), READY)
             assert session_created(session_id) == orjson.dumps(created).decode()
             snapshot = server.sessions[session_id]
@@ -62,13 +63,24 @@ async def test_create_emits_the_opening_frames() -> None:
             assert not snapshot.numbered
 
 
-async def test_session_ids_are_deterministic() -> None:
+async def test_session_ids_are_deterministic_when_asked() -> None:
+    ids = []
+    for _ in range(2):
+        with trio.fail_after(5):
+            async with serve(seed=11, deterministic_ids=True) as server, connect(server) as client:
+                ids.append(await open_session(client, create(1, 2)))
+    assert ids[0] == ids[1]
+    assert len(ids[0]) == len("backtest_") + 16
+
+
+async def test_session_ids_are_unguessable_by_default() -> None:
     ids = []
     for _ in range(2):
         with trio.fail_after(5):
             async with serve(seed=11) as server, connect(server) as client:
                 ids.append(await open_session(client, create(1, 2)))
-    assert ids[0] == ids[1]
+    assert ids[0] != ids[1]
+    assert all(re.fullmatch(r"backtest_[0-9a-f]{32}", session_id) for session_id in ids)
 
 
 async def test_continue_steps_then_waits() -> None:

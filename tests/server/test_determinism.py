@@ -16,7 +16,7 @@ from .helpers import ATOKEN, TOKEN, ZstdReader, connect, cont, create, subscribe
 async def _transcript(seed: int) -> list[str | bytes]:
     out: list[str | bytes] = []
     async with (
-        serve(seed=seed, failure_rate=0.2, mismatch_rate=0.3) as server,
+        serve(seed=seed, failure_rate=0.2, mismatch_rate=0.3, deterministic_ids=True) as server,
         connect(server) as control,
     ):
         frame = create(

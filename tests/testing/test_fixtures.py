@@ -55,6 +55,10 @@ async def test_server_marker_injects_faults(
     assert simtrio_server.connection_count("control") == 2
 
 
+async def test_server_ids_are_deterministic(simtrio_server: ReferenceServer) -> None:
+    assert simtrio_server.config.deterministic_ids
+
+
 @pytest.mark.parametrize(
     "simtrio_server", [{"api_key": "k1"}, ServerConfig(api_key="k2", seed=8)], indirect=True
 )

@@ -360,7 +360,15 @@ def _request(method: Any, params: Any, request_id: Any = 1) -> str:
             _request(ACCOUNT_DIFF_UNSUBSCRIBE, [7], 3),
             Unsubscribe(ACCOUNT_DIFF_UNSUBSCRIBE, 3, 7),
         ),
-        (_request("logsSubscribe", [{"mentions": []}], 2), UnknownRpcRequest(2, "logsSubscribe")),
+        (_request("slotSubscribe", [], 2), UnknownRpcRequest(2, "slotSubscribe")),
+        (
+            _request("logsSubscribe", [{"mentions": []}], 2),
+            InvalidRpcRequest(2, 'expected [{"mentions": [one program id]}, config]'),
+        ),
+        (
+            _request("logsSubscribe", [{"mentions": ["P"]}, {"replayFromSlot": 5}], 4),
+            Subscribe("logsSubscribe", 4, "P", 5, compression=False),
+        ),
     ],
 )
 def test_decode_request(text: str, expected: Any) -> None:
@@ -400,11 +408,11 @@ def test_decode_request_invalid(text: str, request_id: int | None) -> None:
 
 
 def test_unknown_method_reply() -> None:
-    decoded = decode_rpc_request(_request("logsSubscribe", [], 9))
+    decoded = decode_rpc_request(_request("slotSubscribe", [], 9))
     assert isinstance(decoded, UnknownRpcRequest)
     assert decoded.code == METHOD_NOT_FOUND
     assert decoded.error_reply() == SubscribeError(
-        9, METHOD_NOT_FOUND, "method not found: logsSubscribe"
+        9, METHOD_NOT_FOUND, "method not found: slotSubscribe"
     )
 
 
