@@ -1,7 +1,8 @@
 """The embedded reference server: a deterministic stand-in for the backtest service.
 
-It speaks the control plane, the per-session data plane and the small HTTP surface of the
-protocol (§12), over one port, with a synthetic chain and optional fault injection, so that
+It speaks the control plane, the per-session data plane, the per-session JSON-RPC and the
+small HTTP surface of the protocol (§12), over one port, with a synthetic chain, real execution
+of the user's transactions on one LiteSVM per session, and optional fault injection, so that
 tests and local runs need no external service::
 
     async with simtrio.server.serve(seed=7) as server:

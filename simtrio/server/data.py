@@ -90,8 +90,14 @@ class DataHandler:
         logs = decode_logs_request(message)
         match logs:
             case LogsSubscribe():
+                # A view of the program's transactions: their logs instead of themselves.
                 await self._subscribe(
-                    logs.id, "logs", logs.address, logs.replay_from_slot, logs.compression
+                    logs.id,
+                    "transaction",
+                    logs.address,
+                    logs.replay_from_slot,
+                    logs.compression,
+                    logs=True,
                 )
                 return
             case LogsUnsubscribe():
@@ -136,6 +142,8 @@ class DataHandler:
         program_id: str,
         replay_from_slot: int | None,
         compression: bool,
+        *,
+        logs: bool = False,
     ) -> None:
         if not is_address(program_id):
             error = SubscribeError(request_id, INVALID_PARAMS, "invalid program id")
@@ -156,7 +164,7 @@ class DataHandler:
             self._compressed = True
         await self._conn.send_text(encode_rpc(SubscribeAck(request_id, sub_id)))
         # Registered only once the ack is out, so no notification can precede it.
-        sub = Subscription(sub_id, key, position, self._conn)
+        sub = Subscription(sub_id, key, position, self._conn, logs=logs)
         self._subs[sub_id] = sub
         data.subs.add(sub)
         data.signal.notify()
@@ -187,7 +195,7 @@ class DataHandler:
                     event = sub.peek(data)
                     assert event is not None
                     sub.position = position + 1
-                    await self._send(event.notification.text_for(sub.id))
+                    await self._send(event.notification.text_for(sub.id, sub.logs))
                     session.notify_progress()
                     continue
                 if session.ended:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias, cast
 import attrs
 import orjson
 from solders.account import Account
+from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
 from solders.message import Message, MessageV0, MessageV1
@@ -38,7 +39,6 @@ from simtrio.wire.types import JsonValue
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from solders.hash import Hash
     from solders.transaction_metadata import InnerInstruction
 
     from simtrio.wire.types import AccountData
@@ -47,13 +47,18 @@ __all__ = [
     "BLOCKHASH_VALID_SLOTS",
     "MAX_RECORDS",
     "UPGRADEABLE_LOADER",
+    "MAX_LIVE_CHAINS",
+    "MAX_USER_TRANSACTIONS_PER_SLOT",
     "AccountRejected",
+    "ChainBudget",
+    "ChainUnavailable",
     "Executed",
     "SessionChain",
     "Simulated",
     "TransactionRejected",
     "WrittenAccount",
     "account_json",
+    "decode_base64_transaction",
     "decode_transaction",
     "ui_account",
 ]
@@ -64,6 +69,11 @@ MAX_RECORDS: Final = 4_096
 """Executed transactions a session remembers for ``getTransaction``/``getSignatureStatuses``."""
 BLOCKHASH_VALID_SLOTS: Final = 150
 """What ``lastValidBlockHeight`` promises; the session's blockhash never expires in fact."""
+MAX_USER_TRANSACTIONS_PER_SLOT: Final = 4_096
+"""User transactions (continues, ``sendTransaction``, airdrops) one slot of a session takes:
+their notifications are kept until the slot leaves the retained window, so this bounds them."""
+MAX_LIVE_CHAINS: Final = 512
+"""LiteSVMs one server keeps at once (about 7.6 MiB each): past it, chain use is refused."""
 _FEE_PER_SIGNATURE: Final = 5_000
 _PROGRAM_TAG: Final = (2).to_bytes(4, "little")
 _PROGRAMDATA_TAG: Final = (3).to_bytes(4, "little")
@@ -84,6 +94,29 @@ class AccountRejected(ValueError):
         self.address = address
         self.kind = kind
         self.reason = reason
+
+
+class ChainUnavailable(Exception):
+    """The server already keeps as many LiteSVMs as it may; this session cannot have one now."""
+
+
+class ChainBudget:
+    """How many sessions of one server hold a LiteSVM, against a limit."""
+
+    def __init__(self, limit: int | None = None) -> None:
+        self.limit = MAX_LIVE_CHAINS if limit is None else limit
+        self.live = 0
+
+    def acquire(self) -> None:
+        if self.live >= self.limit:
+            raise ChainUnavailable(
+                f"{self.live} sessions of this server already hold a chain (the limit); "
+                "close one and try again"
+            )
+        self.live += 1
+
+    def release(self) -> None:
+        self.live -= 1
 
 
 def decode_transaction(raw: bytes) -> VersionedTransaction:
@@ -172,9 +205,7 @@ class Executed:
     payload: JsonValue = attrs.field(repr=False)
     """``getTransaction``-shaped (encoding json)."""
     programs: tuple[str, ...]
-    """Program accounts among its keys: who its transaction notification goes to."""
-    mentions: tuple[str, ...]
-    """Every account key: who its logs notification goes to."""
+    """Program accounts among its keys: who its transaction and logs notifications go to."""
     written: tuple[WrittenAccount, ...] = attrs.field(repr=False)
 
     @property
@@ -200,6 +231,7 @@ class Simulated:
     err: JsonValue
     logs: tuple[str, ...]
     units_consumed: int
+    replacement_blockhash: Hash | None = None
 
 
 def _faucet(seed: int, index: int) -> Keypair:
@@ -212,8 +244,9 @@ def _faucet(seed: int, index: int) -> Keypair:
 class SessionChain:
     """A session's LiteSVM and the record of what the user executed on it."""
 
-    def __init__(self, cfg: chain.ChainConfig) -> None:
+    def __init__(self, cfg: chain.ChainConfig, budget: ChainBudget | None = None) -> None:
         self._cfg = cfg
+        self._budget = budget or ChainBudget()
         self._svm: LiteSVM | None = None
         self._clock_slot = -1
         self._airdrops = 0
@@ -225,10 +258,18 @@ class SessionChain:
         return self._svm is not None
 
     def svm_at(self, slot: int) -> LiteSVM:
-        """The LiteSVM, its clock at ``slot`` (created on first use)."""
+        """The LiteSVM, its clock at ``slot`` (created on first use).
+
+        Raises:
+            ChainUnavailable: this is the first use and the server's budget is spent.
+        """
         svm = self._svm
         if svm is None:
+            self._budget.acquire()
             svm = self._svm = LiteSVM().with_transaction_history(MAX_RECORDS)
+            # LiteSVM's own airdrop account has a random address: empty it, so that no read
+            # (getProgramAccounts of the system program) differs from run to run.
+            svm.set_account(svm.airdrop_pubkey(), Account(0, b"", SYSTEM_PROGRAM, False, 0))
         if slot != self._clock_slot:
             svm.warp_to_slot(slot)
             clock = svm.get_clock()
@@ -241,7 +282,9 @@ class SessionChain:
 
     def release(self) -> None:
         """Drop the LiteSVM and the records (the session is over)."""
-        self._svm = None
+        if self._svm is not None:
+            self._svm = None
+            self._budget.release()
         self._records.clear()
 
     # -- accounts --------------------------------------------------------------------------
@@ -335,7 +378,6 @@ class SessionChain:
             logs=logs,
             payload=payload,
             programs=programs,
-            mentions=tuple(names),
             written=tuple(written),
         )
         if signature not in self._records:
@@ -345,15 +387,38 @@ class SessionChain:
                 self._records.popitem(last=False)
         return done
 
-    def simulate(self, tx: VersionedTransaction, slot: int) -> Simulated:
-        result = self.svm_at(slot).simulate_transaction(tx)
+    def simulate(
+        self,
+        tx: VersionedTransaction,
+        slot: int,
+        *,
+        verify_signatures: bool = False,
+        replace_blockhash: bool = False,
+    ) -> Simulated:
+        """Run ``tx`` without keeping anything (Solana's defaults: signatures not checked).
+
+        With ``replace_blockhash`` the message gets the latest blockhash first (its signatures
+        then no longer match, so they must not be verified).
+        """
+        svm = self.svm_at(slot)
+        replacement: Hash | None = None
+        if replace_blockhash:
+            replacement = svm.latest_blockhash()
+            tx = VersionedTransaction.populate(
+                _with_blockhash(tx.message, replacement), tx.signatures
+            )
+        svm.with_sigverify(verify_signatures)
+        try:
+            result = svm.simulate_transaction(tx)
+        finally:
+            svm.with_sigverify(True)
         if isinstance(result, FailedTransactionMetadata):
             meta = result.meta()
             err = error_json(result.err())
         else:
             meta = result.meta()
             err = None
-        return Simulated(err, tuple(meta.logs()), meta.compute_units_consumed())
+        return Simulated(err, tuple(meta.logs()), meta.compute_units_consumed(), replacement)
 
     def airdrop(self, address: Pubkey, lamports: int, slot: int) -> Executed:
         """Credit ``lamports`` with a real system transfer from a fresh, derived faucet."""
@@ -406,6 +471,28 @@ def _account(address: str, data: AccountData) -> Account:
     return Account(data.lamports, raw, owner, data.executable, 0)
 
 
+def _with_blockhash(message: AnyMessage, blockhash: Hash) -> Message | MessageV0:
+    header = message.header
+    if isinstance(message, Message):
+        return Message.new_with_compiled_instructions(
+            header.num_required_signatures,
+            header.num_readonly_signed_accounts,
+            header.num_readonly_unsigned_accounts,
+            message.account_keys,
+            blockhash,
+            message.instructions,
+        )
+    if isinstance(message, MessageV0):
+        return MessageV0(
+            header,
+            message.account_keys,
+            blockhash,
+            message.instructions,
+            message.address_table_lookups,
+        )
+    raise TransactionRejected("replaceRecentBlockhash is not supported for this message version")
+
+
 def _live(account: Account | None) -> Account | None:
     """None for an account that does not exist (absent, or drained to zero lamports)."""
     return account if account is not None and account.lamports > 0 else None
@@ -440,8 +527,9 @@ def _programs(
             name = names[ix.program_id_index]
             if name not in out:
                 out.append(name)
+    # An unsanitized header may claim more read-only keys than there are.
     readonly = message.header.num_readonly_unsigned_accounts
-    for index in range(len(keys) - readonly, len(keys)):
+    for index in range(max(len(keys) - readonly, 0), len(keys)):
         name = names[index]
         if name not in out:
             account = svm.get_account(keys[index])

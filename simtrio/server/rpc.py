@@ -20,6 +20,7 @@ from solders.signature import Signature
 from simtrio.server.executor import (
     BLOCKHASH_VALID_SLOTS,
     AccountRejected,
+    ChainUnavailable,
     TransactionRejected,
     decode_base64_transaction,
     ui_account,
@@ -43,6 +44,8 @@ INVALID_REQUEST: Final = -32600
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 INTERNAL_ERROR: Final = -32603
+SERVER_BUSY: Final = -32005
+"""The server keeps as many LiteSVMs as it may (Solana's "node is behind/busy" range)."""
 MAX_ACCOUNTS: Final = 100
 """Addresses one ``getMultipleAccounts`` may ask for (Solana's limit)."""
 MAX_SIGNATURES: Final = 256
@@ -98,6 +101,8 @@ def _one(session: Session, request: JsonValue) -> JsonValue:
         result = handler(session, params)
     except _BadParams as exc:
         return _error(request_id, INVALID_PARAMS, f"invalid params: {exc}")
+    except ChainUnavailable as exc:
+        return _error(request_id, SERVER_BUSY, str(exc))
     except Exception:
         logger.exception("rpc %s on session %s failed", method, session.id)
         return _error(request_id, INTERNAL_ERROR, "internal error")
@@ -264,21 +269,44 @@ def _signature(value: JsonValue) -> str:
 
 
 def _simulate_transaction(session: Session, params: _Params) -> JsonValue:
-    simulated = session.chain.simulate(_transaction(params), session.slot)
-    return _context(
-        session,
-        {
-            "err": simulated.err,
-            "logs": list(simulated.logs),
-            "accounts": None,
-            "unitsConsumed": simulated.units_consumed,
-            "returnData": None,
-        },
-    )
+    tx = _transaction(params)
+    config = _config(params, 1)
+    verify = config.get("sigVerify", False)
+    replace = config.get("replaceRecentBlockhash", False)
+    if not isinstance(verify, bool) or not isinstance(replace, bool):
+        raise _BadParams("sigVerify and replaceRecentBlockhash must be booleans")
+    if verify and replace:
+        raise _BadParams("sigVerify may not be used with replaceRecentBlockhash")
+    try:
+        simulated = session.chain.simulate(
+            tx, session.slot, verify_signatures=verify, replace_blockhash=replace
+        )
+    except TransactionRejected as exc:
+        raise _BadParams(str(exc)) from None
+    value: dict[str, JsonValue] = {
+        "err": simulated.err,
+        "logs": list(simulated.logs),
+        "accounts": None,
+        "unitsConsumed": simulated.units_consumed,
+        "returnData": None,
+    }
+    if simulated.replacement_blockhash is not None:
+        value["replacementBlockhash"] = {
+            "blockhash": str(simulated.replacement_blockhash),
+            "lastValidBlockHeight": session.slot + BLOCKHASH_VALID_SLOTS,
+        }
+    return _context(session, value)
 
 
 def _send_transaction(session: Session, params: _Params) -> JsonValue:
-    return session.execute_user(_transaction(params)).signature
+    tx = _transaction(params)
+    _room(session)
+    return session.execute_user(tx).signature
+
+
+def _room(session: Session) -> None:
+    if session.user_room() <= 0:
+        raise ChainUnavailable("this slot takes no more user transactions; advance the session")
 
 
 def _request_airdrop(session: Session, params: _Params) -> JsonValue:
@@ -286,6 +314,7 @@ def _request_airdrop(session: Session, params: _Params) -> JsonValue:
     lamports = _uint(_arg(params, 1, "lamports"), "lamports")
     if lamports == 0 or lamports > 2**63:
         raise _BadParams("lamports must be between 1 and 2^63")
+    _room(session)
     done = session.chain.airdrop(address, lamports, session.slot)
     session.publish(done)
     return done.signature

@@ -25,7 +25,9 @@ import trio
 
 from simtrio.server import chain
 from simtrio.server.executor import (
+    MAX_USER_TRANSACTIONS_PER_SLOT,
     AccountRejected,
+    ChainUnavailable,
     Executed,
     SessionChain,
     TransactionRejected,
@@ -103,7 +105,7 @@ Emitted: TypeAlias = (
 )
 """What a session emits: valid both as a top-level response and as a session event."""
 
-DataKind: TypeAlias = Literal["account", "transaction", "logs"]
+DataKind: TypeAlias = Literal["account", "transaction"]
 BucketKey: TypeAlias = tuple[DataKind, str]
 Notification: TypeAlias = AccountDiffNotification | TransactionNotification
 _DISCOVERY_SCAN_SLOTS = 10_000
@@ -165,21 +167,35 @@ class LazyNotification:
     Most events are never sent (nobody subscribed to that program), so payloads are not
     built at execution time. The text is encoded once with subscription 0 and the id is
     patched in per subscription; one transaction's events for several programs share it.
+
+    A transaction's event also carries its ``logsNotification`` (``logs``): a logs
+    subscription is a view of the transaction stream of the same program, so the data log
+    holds one event for both.
     """
 
-    __slots__ = ("_build", "_text")
+    __slots__ = ("_build", "_logs", "_logs_text", "_text")
 
-    def __init__(self, build: Callable[[], Notification | str]) -> None:
-        self._build: Callable[[], Notification | str] | None = build
+    def __init__(
+        self, build: Callable[[], Notification], logs: Callable[[], str] | None = None
+    ) -> None:
+        self._build: Callable[[], Notification] | None = build
         self._text: str | None = None
+        self._logs = logs
+        self._logs_text: str | None = None
 
-    def text_for(self, subscription: int) -> str:
-        text = self._text
-        if text is None:
-            assert self._build is not None
-            built = self._build()
-            text = self._text = built if isinstance(built, str) else encode_rpc(built)
-            self._build = None
+    def text_for(self, subscription: int, logs: bool = False) -> str:
+        if logs:
+            text = self._logs_text
+            if text is None:
+                assert self._logs is not None, "a logs subscription reads transaction events"
+                text = self._logs_text = self._logs()
+                self._logs = None
+        else:
+            text = self._text
+            if text is None:
+                assert self._build is not None
+                text = self._text = encode_rpc(self._build())
+                self._build = None
         if subscription == 0:
             return text
         return text.replace(
@@ -199,8 +215,8 @@ class DataEvent:
 class _Bucket:
     __slots__ = ("base", "entries")
 
-    def __init__(self) -> None:
-        self.base = 0
+    def __init__(self, base: int = 0) -> None:
+        self.base = base
         self.entries: deque[DataEvent] = deque()
 
     @property
@@ -221,14 +237,18 @@ class _Bucket:
 class Subscription:
     """One data-plane subscription: a cursor into one bucket of a session's data log."""
 
-    __slots__ = ("complete", "conn", "id", "key", "position")
+    __slots__ = ("complete", "conn", "id", "key", "logs", "position")
 
-    def __init__(self, sub_id: int, key: BucketKey, position: int, conn: Conn) -> None:
+    def __init__(
+        self, sub_id: int, key: BucketKey, position: int, conn: Conn, *, logs: bool = False
+    ) -> None:
         self.id = sub_id
         self.key = key
         self.position = position
         self.conn = conn
         self.complete = False
+        self.logs = logs
+        """Sends the transactions' ``logsNotification`` instead (``logsSubscribe``)."""
 
     def peek(self, log: DataLog) -> DataEvent | None:
         """The next event owed, skipping anything trimmed meanwhile."""
@@ -254,8 +274,14 @@ class DataLog:
     def bucket(self, key: BucketKey) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket()
+            # Numbered from the event count, so a bucket made again after being dropped
+            # starts above any position handed out for its earlier life.
+            bucket = self._buckets[key] = _Bucket(self._next_index)
         return bucket
+
+    @property
+    def bucket_count(self) -> int:
+        return len(self._buckets)
 
     def append(self, key: BucketKey, slot: int, notification: LazyNotification) -> None:
         self.bucket(key).entries.append(DataEvent(self._next_index, slot, notification))
@@ -271,15 +297,23 @@ class DataLog:
     def trim(self, min_slot: int) -> None:
         """Drop events of slots below ``min_slot`` that no live subscription still needs."""
         floors: dict[BucketKey, int] = {}
+        watched: set[BucketKey] = set()
         for sub in self.subs:
+            watched.add(sub.key)
             if sub.live:
                 floors[sub.key] = min(floors.get(sub.key, sub.position), sub.position)
+        empty: list[BucketKey] = []
         for key, bucket in self._buckets.items():
             floor = floors.get(key, bucket.end)
             entries = bucket.entries
             while entries and entries[0].slot < min_slot and bucket.base < floor:
                 entries.popleft()
                 bucket.base += 1
+            if not entries and key not in watched:
+                empty.append(key)
+        # User transactions can mention any address: keep no bucket nobody needs.
+        for key in empty:
+            del self._buckets[key]
 
     def lagging(self, min_slot: int) -> bool:
         """True while a live subscription still owes events of a slot below ``min_slot``."""
@@ -411,9 +445,11 @@ class Session:
         self.balance_diff = 0
         self.log_diff = 0
         self.overrides: dict[str, AccountData] = {}
-        self.chain = SessionChain(state.chain)
+        self.chain = SessionChain(state.chain, state.chain_budget)
         """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
         self._pending: list[VersionedTransaction] = []
+        self._user_slot = (start_slot, 0)
+        """(slot, user transactions published at it), for the per-slot bound."""
         self._step_scope: trio.CancelScope | None = None
         self.ownership.on_change.append(self.notify_progress)
 
@@ -492,19 +528,28 @@ class Session:
     def request_continue(self, params: ContinueParams) -> None:
         if self._refuse_step():
             return
-        problem = self._validate(params)
-        decoded = self._decode_transactions(params.transactions) if problem is None else problem
+        # Everything is checked before anything changes: a refused continue leaves no trace.
+        decoded = self._decode_transactions(params.transactions)
         if isinstance(decoded, BacktestError):
             self.emit(Error(decoded))
             return
-        problem = self._apply_accounts(params.modify_account_states)
+        problem = self._validate(params)
+        if problem is None and decoded:
+            problem = self._ensure_chain()
+            if problem is None and len(decoded) > self.user_room():
+                problem = InvalidRequest(
+                    f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
+                )
+        if problem is None:
+            problem = self._apply_accounts(params.modify_account_states)
         if problem is not None:
             self.emit(Error(problem))
             return
         for address, account in params.modify_account_states.items():
             self.overrides[address] = account
-        # Executed after the historical transactions of the step's first slot.
-        self._pending = decoded
+        # Executed after the historical transactions of the next slot that runs (with
+        # advanceCount 0 that is a later step's: they wait, never dropped).
+        self._pending.extend(decoded)
         self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
         self._spawn(self._run_count, params.advance_count)
 
@@ -550,15 +595,20 @@ class Session:
         try:
             self.chain.set_accounts(states, self.slot)
         except AccountRejected as exc:
-            return account_error(exc)
+            return _account_error(exc)
+        except ChainUnavailable as exc:
+            return InvalidRequest(str(exc))
+        return None
+
+    def _ensure_chain(self) -> BacktestError | None:
+        """Make the LiteSVM now, so a spent budget refuses the continue, not its step."""
+        try:
+            self.chain.svm_at(self.slot)
+        except ChainUnavailable as exc:
+            return InvalidRequest(str(exc))
         return None
 
     def _validate(self, params: ContinueParams) -> BacktestError | None:
-        for index, text in enumerate(params.transactions):
-            try:
-                base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                return InvalidTransactionEncoding(index, f"invalid base64: {exc}")
         for address, account in params.modify_account_states.items():
             if not is_address(address):
                 return InvalidAccountPubkey(address, "not a 32-byte base58 address")
@@ -668,11 +718,12 @@ class Session:
                     self.log_diff += 1
             else:
                 self.correct += 1
-            shared = LazyNotification(functools.partial(_transaction_note, cfg, tx))
-            logs = LazyNotification(functools.partial(_synthetic_logs, cfg, tx))
+            shared = LazyNotification(
+                functools.partial(_transaction_note, cfg, tx),
+                functools.partial(_synthetic_logs, cfg, tx),
+            )
             for program in tx.program_ids:
                 self.data.append(("transaction", program), slot, shared)
-                self.data.append(("logs", program), slot, logs)
             if not tx.success:
                 continue
             for owner in tx.program_ids:
@@ -698,17 +749,26 @@ class Session:
         self.publish(done)
         return done
 
+    def user_room(self) -> int:
+        """How many more user transactions the current slot takes (the data log's bound).
+
+        Those a zero-slot continue left waiting count: they run in this slot.
+        """
+        slot, used = self._user_slot
+        used = (used if slot == self.slot else 0) + len(self._pending)
+        return MAX_USER_TRANSACTIONS_PER_SLOT - used
+
     def publish(self, done: Executed) -> None:
         """Put an executed transaction's notifications in the data log."""
         slot = done.slot
-        note = LazyNotification(functools.partial(TransactionNotification, 0, slot, done.payload))
+        used = self._user_slot[1] if self._user_slot[0] == slot else 0
+        self._user_slot = (slot, used + 1)
+        note = LazyNotification(
+            functools.partial(TransactionNotification, 0, slot, done.payload),
+            functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs),
+        )
         for program in done.programs:
             self.data.append(("transaction", program), slot, note)
-        logs = LazyNotification(
-            functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs)
-        )
-        for key in done.mentions:
-            self.data.append(("logs", key), slot, logs)
         for written in done.written:
             diff = LazyNotification(functools.partial(_written_note, slot, done.signature, written))
             for owner in written.owners:
@@ -813,7 +873,7 @@ def _written_note(slot: int, signature: str, written: WrittenAccount) -> Notific
     )
 
 
-def account_error(exc: AccountRejected) -> BacktestError:
+def _account_error(exc: AccountRejected) -> BacktestError:
     """The control-plane error for an account override the chain refused."""
     if exc.kind == "pubkey":
         return InvalidAccountPubkey(exc.address, exc.reason)

@@ -9,6 +9,7 @@ import secrets
 import sys
 from typing import TYPE_CHECKING
 
+from simtrio.server.executor import ChainBudget
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
         self.groups: dict[str, ParallelGroup] = {}
+        self.chain_budget = ChainBudget()
+        """Bounds the sessions holding a LiteSVM at once (each costs several MiB)."""
         self.conns: set[Conn] = set()
         self.tcp_connections = 0
         """TCP connections being served now (plain HTTP and WebSocket)."""

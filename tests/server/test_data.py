@@ -310,3 +310,23 @@ def test_data_log_retention_respects_live_subscriptions() -> None:
     event = sub.peek(log)
     assert event is not None
     assert event.slot == 8
+
+
+def test_buckets_nobody_needs_are_dropped_and_renumbered_above_old_positions() -> None:
+    log = DataLog()
+    note = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
+    key = ("logs", ATOKEN)
+    for s in range(3):
+        log.append(key, s, note)
+        log.append(("logs", TOKEN), s, note)
+    stale = log.end_position(key)
+    conn = _FakeConn()
+    log.subs.add(Subscription(1, ("logs", TOKEN), 0, conn))  # type: ignore[arg-type]
+    log.trim(10)
+    # The watched bucket stays (empty); the other one is gone.
+    assert log.bucket_count == 1
+    log.append(key, 11, note)
+    sub = Subscription(2, key, stale, conn)  # type: ignore[arg-type]
+    event = sub.peek(log)
+    assert event is not None
+    assert event.slot == 11

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
@@ -12,7 +12,8 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from simtrio.server import chain, serve
+from simtrio.server import chain, executor, serve
+from simtrio.server import session as session_module
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
@@ -41,6 +42,9 @@ from .helpers import (
     slot,
     subscribe,
 )
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
@@ -74,7 +78,7 @@ async def test_a_continue_s_transactions_are_reported_everywhere() -> None:
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(subscribe(1, SYSTEM))
                 await data.send(subscribe(2, SYSTEM, method="accountDiffSubscribe"))
-                await data.send(logs_subscribe(3, str(payer.pubkey())))
+                await data.send(logs_subscribe(3, SYSTEM))
                 assert [m["result"] for m in await read_data(data, 3)] == [1, 2, 3]
                 funded = {str(payer.pubkey()): system_account(10 * SOL)}
                 frame = cont(1, transactions=[b64(good), b64(bad)], modifyAccountStates=funded)
@@ -153,15 +157,12 @@ async def test_a_continue_s_transactions_are_reported_everywhere() -> None:
 async def test_transactions_run_after_the_first_slot_s_historical_ones() -> None:
     config = ServerConfig(seed=5)
     payer = keypair(3)
-    program_txs = [
-        tx for tx in chain.slot_transactions(config.chain, 4000) if chain.DEFAULT_PROGRAM_IDS[0]
-    ]
     with trio.fail_after(10):
         async with serve(config) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4003))
             async with connect(server, f"/backtest/{session_id}") as data:
-                # The payer's logs and every synthetic transaction's logs, on one connection.
-                await data.send(logs_subscribe(1, str(payer.pubkey())))
+                # The system program's logs and every synthetic program's, on one connection.
+                await data.send(logs_subscribe(1, SYSTEM))
                 for n, program in enumerate(config.program_ids, start=2):
                     await data.send(logs_subscribe(n, program))
                 await read_data(data, 1 + len(config.program_ids))
@@ -173,7 +174,7 @@ async def test_transactions_run_after_the_first_slot_s_historical_ones() -> None
                 while str(tx.signatures[0]) not in seen:
                     message = await data.recv_json()
                     seen.append(message["params"]["result"]["value"]["signature"])
-    historical = {t.signature for t in program_txs}
+    historical = {t.signature for t in chain.slot_transactions(config.chain, 4000)}
     # Everything before the user's transaction is slot 4000's history, all of it.
     assert set(seen[:-1]) == historical
 
@@ -363,3 +364,88 @@ async def test_same_requests_give_the_same_bytes() -> None:
     assert "Program log: Memo (len 1)" in inflated
     # The system program sees the airdrop and the transfer (the memo call does not use it).
     assert inflated.count("transactionNotification") == 2
+
+
+async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> None:
+    payer = keypair(70)
+    first = transfer_tx(payer, keypair(71).pubkey(), SOL)
+    second = transfer_tx(payer, keypair(72).pubkey(), SOL)
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            funded = {str(payer.pubkey()): system_account(5 * SOL)}
+            await control.send(cont(0, transactions=[b64(first)], modifyAccountStates=funded))
+            await control.expect(STATUS_DECODED, READY)
+            signatures = [str(first.signatures[0]), str(second.signatures[0])]
+            statuses = await rpc.call("getSignatureStatuses", [signatures])
+            assert statuses["value"] == [None, None]
+            await control.send(cont(1, transactions=[b64(second)]))
+            await control.expect(STATUS_DECODED, slot(4001), READY)
+            statuses = await rpc.call("getSignatureStatuses", [signatures])
+            assert [s["slot"] for s in statuses["value"]] == [4000, 4000]
+
+
+async def test_the_server_bounds_the_sessions_holding_a_chain(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(executor, "MAX_LIVE_CHAINS", 1)
+    payer = keypair(80)
+    funded = {str(payer.pubkey()): system_account(SOL)}
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as first, connect(server) as second:
+            first_id = await open_session(first, create(4000, 4010))
+            second_id = await open_session(second, create(4000, 4010))
+            assert (await Rpc(server, first_id).call("getBalance", [SYSTEM]))["value"] == 1
+            # The second session cannot have a chain while the first holds the only one...
+            code, message = await Rpc(server, second_id).error("getBalance", [SYSTEM])
+            assert code == -32005
+            assert "limit" in message
+            await second.send(cont(1, modifyAccountStates=funded))
+            assert "InvalidRequest" in await second.recv_text()
+            tx = b64(transfer_tx(payer, keypair(81).pubkey(), 1))
+            await second.send(cont(1, transactions=[tx]))
+            assert "InvalidRequest" in await second.recv_text()
+            # ...and still runs without one; once the first is closed, it gets it.
+            await second.send(cont(1))
+            await second.expect(STATUS_DECODED, slot(4001), READY)
+            await first.send('{"method":"closeBacktestSession"}')
+            await first.recv_until(lambda t: "success" in t)
+            rpc = Rpc(server, second_id)
+            assert (await rpc.call("getBalance", [SYSTEM]))["value"] == 1
+
+
+async def test_a_slot_takes_a_bounded_number_of_user_transactions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(session_module, "MAX_USER_TRANSACTIONS_PER_SLOT", 2)
+    payer = keypair(90)
+    txs = [b64(transfer_tx(payer, keypair(91).pubkey(), SOL + n)) for n in range(4)]
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(4000, 4010))
+            rpc = Rpc(server, session_id)
+            await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(10 * SOL)}])
+            await rpc.call("sendTransaction", [txs[0]])
+            await control.send(cont(0, transactions=[txs[1]]))
+            await control.expect(STATUS_DECODED, READY)
+            # The slot is full: one sent, one waiting for it.
+            code, _ = await rpc.error("sendTransaction", [txs[2]])
+            assert code == -32005
+            code, _ = await rpc.error("requestAirdrop", [SYSTEM, SOL])
+            assert code == -32005
+            # A refused continue changes nothing, its account overrides included.
+            extra = {str(keypair(92).pubkey()): system_account(SOL)}
+            await control.send(cont(1, transactions=[txs[2]], modifyAccountStates=extra))
+            assert "InvalidRequest" in await control.recv_text()
+            assert (await rpc.call("getBalance", [str(keypair(92).pubkey())]))["value"] == 0
+            await control.send(cont(1))
+            await control.expect(STATUS_DECODED, slot(4001), READY)
+            # The next slot has room again.
+            assert await rpc.call("sendTransaction", [txs[3]])
+            statuses = await rpc.call("getSignatureStatuses", [[_sig(t) for t in txs]])
+            assert [s and s["slot"] for s in statuses["value"]] == [4000, 4000, None, 4001]
+
+
+def _sig(text: str) -> str:
+    return str(VersionedTransaction.from_bytes(base64.b64decode(text)).signatures[0])

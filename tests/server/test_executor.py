@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from solders.pubkey import Pubkey
 
@@ -113,3 +118,64 @@ def test_airdrops_are_the_same_on_every_run() -> None:
 def test_undecodable_bytes_are_rejected(raw: bytes) -> None:
     with pytest.raises(executor.TransactionRejected):
         decode_transaction(raw)
+
+
+def test_a_header_claiming_too_many_read_only_keys_is_a_failed_result() -> None:
+    session_chain = SessionChain(ChainConfig())
+    raw = bytearray(bytes(transfer_tx(keypair(8), keypair(9).pubkey(), 1)))
+    raw[1 + 64 + 2] = 200  # numReadonlyUnsignedAccounts, far above the 3 keys
+    done = session_chain.execute(decode_transaction(bytes(raw)), 4000)
+    assert not done.success
+    assert done.payload["meta"]["fee"] == 0  # type: ignore[index, call-overload]
+
+
+def test_no_read_shows_litesvm_s_random_airdrop_account() -> None:
+    system = Pubkey.from_string(SYSTEM)
+    for _ in range(2):
+        assert SessionChain(ChainConfig()).program_accounts(system, 4000) == []
+
+
+_SCRIPT = """
+import hashlib, orjson
+from solders.pubkey import Pubkey
+from simtrio.server.chain import ChainConfig
+from simtrio.server.executor import SessionChain, account_json, decode_transaction
+from tests.server.chain_helpers import MEMO, SOL, SYSTEM, invoke_tx, keypair, transfer_tx
+
+chain = SessionChain(ChainConfig(seed=3))
+payer = keypair(1)
+out = [chain.airdrop(payer.pubkey(), 5 * SOL, 4000)]
+for n, tx in enumerate([
+    transfer_tx(payer, keypair(2).pubkey(), SOL),
+    transfer_tx(payer, keypair(3).pubkey(), 50 * SOL),
+    invoke_tx(payer, Pubkey.from_string(MEMO), b"memo"),
+]):
+    out.append(chain.execute(decode_transaction(bytes(tx)), 4001 + n))
+digest = hashlib.sha256()
+for done in out:
+    digest.update(orjson.dumps(done.payload))
+    for written in done.written:
+        digest.update(orjson.dumps([written.address, account_json(written.pre), account_json(written.post)]))
+for key, account in chain.program_accounts(Pubkey.from_string(SYSTEM), 4005):
+    digest.update(bytes(key) + bytes(account.data) + account.lamports.to_bytes(8, "little"))
+print(digest.hexdigest())
+"""
+
+
+def test_results_are_the_same_in_every_process() -> None:
+    root = Path(__file__).resolve().parents[2]
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", _SCRIPT],
+            cwd=root,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        digests.add(done.stdout.strip())
+    assert len(digests) == 1
+    assert len(digests.pop()) == 64

@@ -9,7 +9,7 @@ from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 from simtrio.server.pubsub import decode_logs_request, logs_notification_text
 
-from .chain_helpers import SOL, Rpc, keypair, system_account
+from .chain_helpers import SOL, SYSTEM, Rpc, keypair, system_account
 from .helpers import (
     ATOKEN,
     TOKEN,
@@ -18,6 +18,7 @@ from .helpers import (
     cont,
     create,
     open_session,
+    subscribe,
     wait_until,
 )
 from .test_data import read_until_terminals, terminal
@@ -104,7 +105,7 @@ async def test_logs_unsubscribe_and_errors() -> None:
                 await data.expect('{"jsonrpc":"2.0","id":6,"result":2}')
 
 
-async def test_user_transactions_reach_logs_of_every_account_they_mention() -> None:
+async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -> None:
     payer, to = keypair(60), keypair(61).pubkey()
     with trio.fail_after(5):
         async with serve() as server, connect(server) as control:
@@ -112,12 +113,20 @@ async def test_user_transactions_reach_logs_of_every_account_they_mention() -> N
             rpc = Rpc(server, session_id)
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(logs_subscribe(1, str(to)))
-                await data.recv_text()
+                await data.send(logs_subscribe(2, SYSTEM))
+                await data.send(subscribe(3, SYSTEM))
+                await data.recv_texts(3)
                 await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(SOL)}])
                 signature = await rpc.call("requestAirdrop", [str(to), SOL])
-                note = await data.recv_json()
-    assert note["params"]["result"]["value"]["signature"] == signature
-    assert note["params"]["result"]["context"] == {"slot": 4000}
+                logs, transaction = await data.recv_json(), await data.recv_json()
+                # Nothing for the wallet: it is no program.
+                await data.send(logs_subscribe(4, SYSTEM))
+                assert await data.recv_json() == {"jsonrpc": "2.0", "id": 4, "result": 4}
+    assert logs["params"]["subscription"] == 2
+    assert logs["params"]["result"]["value"]["signature"] == signature
+    assert logs["params"]["result"]["context"] == {"slot": 4000}
+    assert transaction["params"]["subscription"] == 3
+    assert transaction["params"]["result"]["transaction"]["signatures"] == [signature]
 
 
 def test_decoding_is_only_for_logs_methods() -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+from solders.hash import Hash
 from solders.pubkey import Pubkey
 
 from simtrio.server import serve
@@ -224,3 +225,31 @@ async def test_unknown_methods_batches_and_closed_sessions(session: Any) -> None
     await control.recv_until(lambda t: "success" in t)
     status, _, _ = await http(server, "POST", rpc.path, b'{"id":1,"method":"getSlot"}')
     assert status == 404
+
+
+async def test_simulation_options_follow_solana(session: Any) -> None:
+    _, _, rpc = session
+    payer, to = keypair(22), keypair(23).pubkey()
+    await rpc.call("requestAirdrop", [str(payer.pubkey()), 3 * SOL])
+    raw = bytearray(bytes(transfer_tx(payer, to, SOL)))
+    raw[5] ^= 0xFF  # a signature that does not verify
+    forged = base64.b64encode(raw).decode()
+    # Signatures are not checked unless asked for.
+    assert (await rpc.call("simulateTransaction", [forged]))["value"]["err"] is None
+    checked = await rpc.call("simulateTransaction", [forged, {"sigVerify": True}])
+    assert checked["value"]["err"] == "SignatureFailure"
+    stale = b64(transfer_tx(payer, to, SOL, blockhash=Hash(bytes([9]) * 32)))
+    assert (await rpc.call("simulateTransaction", [stale]))["value"]["err"] == "BlockhashNotFound"
+    replaced = await rpc.call("simulateTransaction", [stale, {"replaceRecentBlockhash": True}])
+    assert replaced["value"]["err"] is None
+    assert replaced["value"]["replacementBlockhash"] == {
+        "blockhash": str(BLOCKHASH),
+        "lastValidBlockHeight": 4150,
+    }
+    both = {"sigVerify": True, "replaceRecentBlockhash": True}
+    assert (await rpc.error("simulateTransaction", [stale, both]))[0] == -32602
+    assert (await rpc.error("simulateTransaction", [stale, {"sigVerify": 1}]))[0] == -32602
+    # Execution still checks signatures.
+    signature = await rpc.call("sendTransaction", [forged])
+    status = (await rpc.call("getSignatureStatuses", [[signature]]))["value"][0]
+    assert status["err"] == "SignatureFailure"
