@@ -23,7 +23,7 @@ from simtrio.core.demux import AllCompleted, ParallelAttached, ParallelCreated, 
 from simtrio.core.discovery import DISCOVERY_SETTLE, DiscoveryStep, DiscoveryStepper
 from simtrio.core.session import Fail, Retry
 from simtrio.errors import ContinueSendFailed
-from simtrio.events import Completed
+from simtrio.events import Completed, Slot
 from simtrio.managed.config import ManagedConfig, SessionInfo
 from simtrio.managed.control import (
     ConnectionRun,
@@ -88,6 +88,8 @@ class _ParallelControl(ControlLoop):
                 if type(event) is Completed:
                     sink.complete(event)
                 else:
+                    if type(event) is Slot:
+                        sink.control_slot = event.slot
                     sink.stream.put_control(event)
             elif isinstance(item, ParallelCreated):
                 self._created(run, item)
