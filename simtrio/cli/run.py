@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TextIO
 
 import trio
+from solders.pubkey import Pubkey
 
 from simtrio import events
 from simtrio.cli.common import (
@@ -219,6 +220,11 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
     if "logs" in kinds and not LOGS_AVAILABLE:
         raise UsageError("--subscriptions logs: program logs are not available in this build")
     program_ids = tuple(dict.fromkeys(iter_csv(args.program_id)))
+    for program_id in program_ids:
+        try:
+            Pubkey.from_string(program_id)
+        except ValueError:
+            raise UsageError(f"--program-id {program_id!r} is not a base58 address") from None
     try:
         programs = load_program_builds(program_ids, [Path(p) for p in iter_csv(args.program_so)])
     except ProgramBuildError as exc:

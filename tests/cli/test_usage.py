@@ -48,6 +48,7 @@ def _run_args(*argv: str) -> argparse.Namespace:
         ["ranges"],
         ["compare", "a", "b", "nonsense-section"],
         ["run", "--start-slot", "1", "--end-slot", "5", "--embedded", "--program-so", "x.so"],
+        ["run", "--start-slot", "1", "--end-slot", "5", "--embedded", "--program-id", "not-b58!"],
     ],
 )
 def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -123,14 +124,14 @@ def test_subscribe_lists_are_merged_and_program_ids_imply_transactions() -> None
         env={},
     )  # fmt: skip
     assert opts.subscribe == ("transactions", "account-diffs")
+    a, b = "MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr", "11111111111111111111111111111111"
     opts = options_from_args(
-        _run_args(
-            "--start-slot", "0", "--end-slot", "1", "--program-id", "A,B", "--program-id", "A"
-        ),
+        _run_args("--start-slot", "0", "--end-slot", "1", "--program-id", f"{a},{b}",
+                  "--program-id", a),
         env={"SIMULATOR_URL": "ws://sim.example"},
-    )
+    )  # fmt: skip
     assert opts.subscribe == ("transactions",)
-    assert opts.program_ids == ("A", "B")
+    assert opts.program_ids == (a, b)
 
 
 def test_remote_subscriptions_need_program_ids() -> None:
