@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from benchmarks import control, data, execution, plain, rpc, scale
+from benchmarks import control, data, execution, plain, rpc, scale, sweep
 from benchmarks.common import frame_server
 
 BENCHMARKS = {
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "plain": plain.run,
     "execution": execution.run,
     "rpc": rpc.run,
+    "sweep": sweep.run,
 }
 
 

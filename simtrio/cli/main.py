@@ -15,7 +15,7 @@ import sys
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
 
-from simtrio.cli import compare, ranges, replay, run, runs, serve, summarize
+from simtrio.cli import compare, ranges, replay, run, runs, serve, summarize, sweep
 from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -36,7 +36,7 @@ class _Command(Protocol):
     def add_parser(self, sub: Subparsers, /) -> None: ...
 
 
-COMMANDS: list[_Command] = [run, serve, ranges, runs, compare, summarize, replay]
+COMMANDS: list[_Command] = [run, serve, ranges, runs, compare, summarize, replay, sweep]
 """The command modules, in the order ``--help`` lists them."""
 
 EXIT_BROKEN_PIPE = 141

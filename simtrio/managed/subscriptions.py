@@ -82,7 +82,7 @@ from simtrio.wire.rpc import (
     UnknownRpcMessage,
     decode_rpc,
 )
-from simtrio.wire.urls import http_to_ws_url
+from simtrio.wire.urls import http_to_ws_url, split_ws_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
@@ -230,6 +230,9 @@ class _Sub:
         """Slot of this subscription's last delivered notification."""
 
 
+_BUDGET_SPENT: Final = "reconnect budget spent before connecting"
+
+
 class _Lost(Exception):
     """Internal: the current connection has to be replaced (the message says why)."""
 
@@ -252,6 +255,8 @@ class _Outcome:
     came_up: bool = False
     reason: str = ""
     fatal: bool = False
+    healthy_until: float | None = None
+    """For a connection lost on silence: when it stopped receiving."""
 
 
 class _Link:
@@ -270,6 +275,7 @@ class _Link:
         "resumed_at",
         "scope",
         "slot_held",
+        "stalled_since",
         "streaming",
         "up",
         "watch",
@@ -285,6 +291,7 @@ class _Link:
         self.delivering = False
         self.resumed_at = -math.inf
         self.slot_held = False
+        self.stalled_since: float | None = None
         self.streaming = False
         self.up = False
         """Streaming: every ack is in and the held notifications are handed over."""
@@ -331,9 +338,11 @@ class SubscriptionManager(Generic[E]):
         observer: SubscriptionObserver | None = None,
         record: NotificationRecorder | None = None,
         position: Callable[[], int | None] | None = None,
+        first_connect_max_total: float | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._position = position
+        self._first_max_total = first_connect_max_total
         self._record = record
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
@@ -482,9 +491,12 @@ class SubscriptionManager(Generic[E]):
             self._set(ConnectionStatus.DOWN)
 
     async def _reconnect_loop(self, ws_url: str) -> None:
-        state = ReconnectState(self._config.backoff, self._max_total)
+        state = ReconnectState(
+            self._config.backoff, self._max_total, first_max_total=self._first_max_total
+        )
         rng = self._config.make_rng()
         failures = 0  # consecutive failed attempts since the last UP
+        last_error = ""
         while True:
             state.attempt_started(trio.current_time())
             gated = (
@@ -495,7 +507,7 @@ class SubscriptionManager(Generic[E]):
                 return
             now = trio.current_time()
             if outcome.came_up:
-                state.connection_lost(now)
+                state.connection_lost(now, healthy_until=outcome.healthy_until)
                 failures = 0
             else:
                 state.attempt_failed(now)
@@ -504,7 +516,11 @@ class SubscriptionManager(Generic[E]):
                 self._give_up(outcome.reason)
             delay = state.next_delay(now, rng)
             if delay is None:
-                self._give_up(f"stopped reconnecting; last error: {outcome.reason}")
+                # An attempt cut short by the budget says nothing: name the failure before it.
+                last = last_error if outcome.reason == _BUDGET_SPENT and last_error else None
+                self._give_up(f"stopped reconnecting; last error: {last or outcome.reason}")
+            if outcome.reason != _BUDGET_SPENT:
+                last_error = outcome.reason
             self._set(ConnectionStatus.RECONNECTING)
             logger.warning(
                 "%s subscription: %s; retrying in %.3f s", self._kind.label, outcome.reason, delay
@@ -549,7 +565,10 @@ class SubscriptionManager(Generic[E]):
                     ssl_context=config.ssl_context,
                 )
             if link.conn is None:
-                return _Outcome("failed", reason="reconnect budget spent before connecting")
+                return _Outcome("failed", reason=_BUDGET_SPENT)
+            state.connected()  # the first-connect budget no longer applies to the handshake
+            opened = state.deadline()
+            deadline = math.inf if opened is None else opened
             link.decoder = ZstdStreamDecoder(config.max_message_size)
             link.conn.on_pong = lambda payload, ahead: self._on_pong(link, payload, ahead)
             self._link = link
@@ -612,7 +631,13 @@ class SubscriptionManager(Generic[E]):
         if consumer_gone:
             return _Outcome("stopped")
         if link.lost is not None:
-            return _Outcome("failed", came_up=came_up, reason=link.lost, fatal=rejected)
+            return _Outcome(
+                "failed",
+                came_up=came_up,
+                reason=link.lost,
+                fatal=rejected,
+                healthy_until=link.stalled_since,
+            )
         # Every terminal is in: the consumer learns it now, the socket closes afterwards.
         self.finished = True
         self._set(ConnectionStatus.DOWN)
@@ -670,9 +695,12 @@ class SubscriptionManager(Generic[E]):
             if not link.delivering:
                 quiet = now - max(conn.last_received, link.resumed_at)
                 if quiet >= miss_deadline:
+                    # A connection that went silent was healthy only until then (outage budget).
+                    link.stalled_since = trio.current_time() - quiet
                     link.lose(f"missed keepalive: nothing received for {quiet:g} s")
                     return
                 if watch.overdue(now, conn.last_received, link.resumed_at):
+                    link.stalled_since = max(conn.last_received, link.resumed_at)
                     link.lose(f"no reply to a ping within {watch.timeout:g} s")
                     return
             payload: bytes | None = None
@@ -1354,7 +1382,7 @@ async def _open_standalone(
         raise InvalidParams("config must be a ManagedConfig")
     if not isinstance(rpc_endpoint, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidParams("rpc_endpoint must be a str")
-    http_to_ws_url(rpc_endpoint)  # an unusable URL fails here, before any task starts
+    split_ws_url(http_to_ws_url(rpc_endpoint))  # an unusable URL fails here, before any task
     ids = _check_program_ids(program_ids)
     send: NotificationSendChannel[E]
     receive: NotificationReceiveChannel[E]
@@ -1367,6 +1395,7 @@ async def _open_standalone(
         deliver=send.send_sized,
         deliver_nowait=send.try_send,
         observer=_ChannelObserver(send),
+        first_connect_max_total=config.first_connect_max_total,
     )
     failures: list[SubscriptionFailed] = []
 

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import orjson
 import trio
@@ -419,9 +419,17 @@ def _scrub(text: str | None, secrets: Sequence[str]) -> str | None:
 def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
     if exc is None:
         return "completed", None
-    if isinstance(exc, trio.Cancelled):
+    if isinstance(exc, trio.Cancelled) or _only_cancelled(exc):
         return "cancelled", None
     return "error", type(exc).__name__
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """A (nested) group of nothing but ``Cancelled``, as nurseries raise when cancelled."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return False
+    _, rest = cast("BaseExceptionGroup[BaseException]", exc).split(trio.Cancelled)
+    return rest is None
 
 
 @asynccontextmanager

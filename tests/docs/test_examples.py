@@ -53,6 +53,7 @@ FRAGMENTS = {
     ("guide/testing.md", "Fragment", "@pytest.mark.simtrio_server(seed=7, api_key="),
     ("guide/testing.md", "Fragment", '@pytest.mark.parametrize("simtrio_server", [{"seed": 1},'),
     ("guide/testing.md", "Fragment", '@pytest.mark.simtrio_replay(store="runs.db")'),
+    ("guide/sweeps.md", "Executors", "from simtrio.sweep import LocalExecutor"),
 }
 """Python blocks that are not complete programs, by (page, title, start of the first line)."""
 
@@ -71,6 +72,15 @@ NOT_RUNNABLE = {
     "--program-id MyProgram111111111111111111111111111111111 "
     "--program-so target/deploy/my_program.so --output-file experiment.ndjson",
     "simtrio ranges --url sim.example.com --after 2025-06-01 --before 2025-06-30T12:00:00Z",
+    # Sweep commands need the sweep file and a store (tests/cli/test_sweep.py runs the file
+    # shown), a Ray cluster, or a recorded run id.
+    "simtrio sweep sweep.toml --record runs.db",
+    "simtrio sweep sweep.toml --record runs.db --executor processes --workers 2",
+    "simtrio sweep sweep.toml --record runs.db --executor ray --address ray://head:10001 "
+    "--url wss://simulator.example/backtest",
+    "simtrio sweep report runs.db step-grid --json",
+    "simtrio runs export runs.db 20250102T030405.123456Z-9f2c1a -o one.simrun",
+    "simtrio runs import other.db one.simrun",
 }
 """Console commands that are shown but not run here."""
 
