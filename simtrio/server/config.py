@@ -80,6 +80,11 @@ class ServerConfig:
             closed.
         handshake_timeout: bound on reading a request head (and body) and on the WebSocket
             upgrade; a slower peer is disconnected.
+        max_chain_sessions: most sessions holding a LiteSVM at once (each costs several MiB);
+            past it, chain use is refused until one of them is closed or removed.
+        max_user_transactions_per_slot: user transactions (continues, ``sendTransaction``,
+            airdrops) one slot of a session takes; past it, they are refused until the session
+            advances.
         deterministic_ids: derive session ids from the chain number and a counter (same
             seed, same ids; for tests and reproducible runs). Off: ids are random.
         slot_delay: seconds each executed slot takes (0: as fast as the clients read).
@@ -115,6 +120,8 @@ class ServerConfig:
     max_data_request_size: int = attrs.field(default=64 * _KIB, validator=_ge1)
     max_connections: int = attrs.field(default=4_096, validator=_ge1)
     handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    max_chain_sessions: int = attrs.field(default=512, validator=_ge1)
+    max_user_transactions_per_slot: int = attrs.field(default=4_096, validator=_ge1)
     deterministic_ids: bool = False
     slot_delay: float = attrs.field(default=0.0, validator=_non_negative)
     close_timeout: float = attrs.field(default=1.0, validator=_non_negative)

@@ -48,7 +48,6 @@ __all__ = [
     "MAX_RECORDS",
     "UPGRADEABLE_LOADER",
     "MAX_LIVE_CHAINS",
-    "MAX_USER_TRANSACTIONS_PER_SLOT",
     "AccountRejected",
     "ChainBudget",
     "ChainUnavailable",
@@ -69,11 +68,8 @@ MAX_RECORDS: Final = 4_096
 """Executed transactions a session remembers for ``getTransaction``/``getSignatureStatuses``."""
 BLOCKHASH_VALID_SLOTS: Final = 150
 """What ``lastValidBlockHeight`` promises; the session's blockhash never expires in fact."""
-MAX_USER_TRANSACTIONS_PER_SLOT: Final = 4_096
-"""User transactions (continues, ``sendTransaction``, airdrops) one slot of a session takes:
-their notifications are kept until the slot leaves the retained window, so this bounds them."""
 MAX_LIVE_CHAINS: Final = 512
-"""LiteSVMs one server keeps at once (about 7.6 MiB each): past it, chain use is refused."""
+"""LiteSVMs a :class:`ChainBudget` allows by default (``ServerConfig.max_chain_sessions``)."""
 _FEE_PER_SIGNATURE: Final = 5_000
 _PROGRAM_TAG: Final = (2).to_bytes(4, "little")
 _PROGRAMDATA_TAG: Final = (3).to_bytes(4, "little")

@@ -25,7 +25,6 @@ import trio
 
 from simtrio.server import chain
 from simtrio.server.executor import (
-    MAX_USER_TRANSACTIONS_PER_SLOT,
     AccountRejected,
     ChainUnavailable,
     Executed,
@@ -538,7 +537,8 @@ class Session:
             problem = self._ensure_chain()
             if problem is None and len(decoded) > self.user_room():
                 problem = InvalidRequest(
-                    f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
+                    f"more than {self._config.max_user_transactions_per_slot} user transactions "
+                    "in one slot"
                 )
         if problem is None:
             problem = self._apply_accounts(params.modify_account_states)
@@ -756,7 +756,7 @@ class Session:
         """
         slot, used = self._user_slot
         used = (used if slot == self.slot else 0) + len(self._pending)
-        return MAX_USER_TRANSACTIONS_PER_SLOT - used
+        return self._config.max_user_transactions_per_slot - used
 
     def publish(self, done: Executed) -> None:
         """Put an executed transaction's notifications in the data log."""

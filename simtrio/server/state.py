@@ -63,7 +63,7 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
         self.groups: dict[str, ParallelGroup] = {}
-        self.chain_budget = ChainBudget()
+        self.chain_budget = ChainBudget(config.max_chain_sessions)
         """Bounds the sessions holding a LiteSVM at once (each costs several MiB)."""
         self.conns: set[Conn] = set()
         self.tcp_connections = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 import trio
@@ -12,8 +12,7 @@ from solders.litesvm import LiteSVM
 from solders.pubkey import Pubkey
 from solders.transaction import VersionedTransaction
 
-from simtrio.server import chain, executor, serve
-from simtrio.server import session as session_module
+from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
@@ -42,9 +41,6 @@ from .helpers import (
     slot,
     subscribe,
 )
-
-if TYPE_CHECKING:
-    import pytest
 
 
 def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
@@ -386,14 +382,15 @@ async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> 
             assert [s["slot"] for s in statuses["value"]] == [4000, 4000]
 
 
-async def test_the_server_bounds_the_sessions_holding_a_chain(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(executor, "MAX_LIVE_CHAINS", 1)
+async def test_the_server_bounds_the_sessions_holding_a_chain() -> None:
     payer = keypair(80)
     funded = {str(payer.pubkey()): system_account(SOL)}
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as first, connect(server) as second:
+        async with (
+            serve(max_chain_sessions=1) as server,
+            connect(server) as first,
+            connect(server) as second,
+        ):
             first_id = await open_session(first, create(4000, 4010))
             second_id = await open_session(second, create(4000, 4010))
             assert (await Rpc(server, first_id).call("getBalance", [SYSTEM]))["value"] == 1
@@ -415,14 +412,11 @@ async def test_the_server_bounds_the_sessions_holding_a_chain(
             assert (await rpc.call("getBalance", [SYSTEM]))["value"] == 1
 
 
-async def test_a_slot_takes_a_bounded_number_of_user_transactions(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(session_module, "MAX_USER_TRANSACTIONS_PER_SLOT", 2)
+async def test_a_slot_takes_a_bounded_number_of_user_transactions() -> None:
     payer = keypair(90)
     txs = [b64(transfer_tx(payer, keypair(91).pubkey(), SOL + n)) for n in range(4)]
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
+        async with serve(max_user_transactions_per_slot=2) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4010))
             rpc = Rpc(server, session_id)
             await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(10 * SOL)}])
