@@ -444,7 +444,9 @@ class Session:
         self.balance_diff = 0
         self.log_diff = 0
         self.overrides: dict[str, AccountData] = {}
-        self.chain = SessionChain(state.chain, state.chain_budget)
+        self.chain = SessionChain(
+            state.chain, state.chain_budget, extra_compute_units=request.extra_compute_units or 0
+        )
         """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
         self._pending: list[VersionedTransaction] = []
         self._user_slot = (start_slot, 0)
