@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -10,6 +10,9 @@ from simtrio.server.chain import DEFAULT_BLOCK_TIME_ORIGIN, DEFAULT_PROGRAM_IDS,
 from simtrio.server.faults import FaultPlan
 from simtrio.wire.compression import MAX_MESSAGE_SIZE
 from simtrio.wire.types import AvailableRange
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["API_KEY_ENV", "MAX_DISCONNECT_TIMEOUT_SECS", "ServerConfig"]
 
@@ -153,21 +156,21 @@ class ServerConfig:
 
     def available_ranges(self) -> list[AvailableRange]:
         """Bundles of ``bundle_size`` slots covering the chain window (protocol §12.8)."""
+        return list(self.iter_available_ranges())
+
+    def iter_available_ranges(self) -> Iterator[AvailableRange]:
+        """:meth:`available_ranges` one bundle at a time (the server yields between them)."""
         chain = self.chain
-        ranges: list[AvailableRange] = []
         start = self.bundle_start(self.window_start)
         while start <= self.window_end:
             end = min(start + self.bundle_size - 1, self.window_end)
             snapshot = start - 1 if start > 0 else None
-            ranges.append(
-                AvailableRange(
-                    bundle_start_slot=start,
-                    snapshot_slot=snapshot,
-                    snapshot_slot_utc=utc_of(chain, snapshot) if snapshot is not None else None,
-                    bundle_start_slot_utc=utc_of(chain, start),
-                    max_bundle_end_slot=end,
-                    max_bundle_end_slot_utc=utc_of(chain, end),
-                )
+            yield AvailableRange(
+                bundle_start_slot=start,
+                snapshot_slot=snapshot,
+                snapshot_slot_utc=utc_of(chain, snapshot) if snapshot is not None else None,
+                bundle_start_slot_utc=utc_of(chain, start),
+                max_bundle_end_slot=end,
+                max_bundle_end_slot_utc=utc_of(chain, end),
             )
             start += self.bundle_size
-        return ranges

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from simtrio.server.state import ServerState
+    from simtrio.wire.types import AvailableRange
 
-__all__ = ["handle_tcp"]
+__all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _RECEIVE_BYTES: Final = 64 * 1024
 _REFUSE_LINGER: Final = 0.1
+_RANGES_PER_CHECKPOINT: Final = 256
 
 
 class _Request:
@@ -103,6 +105,28 @@ async def _refuse(stream: trio.SocketStream, linger: float) -> None:
                 if not data:
                     break
                 received += len(data)
+
+
+async def available_ranges_body(state: ServerState) -> bytes:
+    """The ``/available-ranges`` body, built on first use with checkpoints, then kept.
+
+    A wide window has many bundles (seconds of work for 100,000): they are made and encoded
+    a few hundred at a time so the server keeps serving meanwhile.
+    """
+    async with state.ranges_lock:
+        if state.ranges_body is None:
+            parts: list[str] = []
+            chunk: list[AvailableRange] = []
+            for item in state.config.iter_available_ranges():
+                chunk.append(item)
+                if len(chunk) == _RANGES_PER_CHECKPOINT:
+                    parts.append(encode_available_ranges(chunk)[1:-1])
+                    chunk = []
+                    await trio.lowlevel.checkpoint()
+            if chunk:
+                parts.append(encode_available_ranges(chunk)[1:-1])
+            state.ranges_body = ("[" + ",".join(parts) + "]").encode("utf-8")
+        return state.ranges_body
 
 
 async def _read_head(
@@ -195,8 +219,7 @@ async def _plain(
         else:
             await _reply(stream, 200, b"ready")
     elif method == "GET" and path == "/available-ranges":
-        ranges = encode_available_ranges(state.config.available_ranges()).encode("utf-8")
-        await _reply(stream, 200, ranges, "application/json")
+        await _reply(stream, 200, await available_ranges_body(state), "application/json")
     elif method == "POST" and path.startswith(_SESSION_PREFIX):
         session = state.sessions.get(path[len(_SESSION_PREFIX) :])
         if session is None:

@@ -109,6 +109,8 @@ BucketKey: TypeAlias = tuple[DataKind, str]
 Notification: TypeAlias = AccountDiffNotification | TransactionNotification
 _DISCOVERY_SCAN_SLOTS = 10_000
 """How far ahead one discovery announcement looks for a matching batch."""
+_SCAN_CHECKPOINT_SLOTS = 32
+"""Slots a discovery scan looks at between two checkpoints (about 10 ms of work)."""
 
 Position: TypeAlias = tuple[int, int]
 """(slot, batch index): the next batch a session will execute."""
@@ -495,7 +497,11 @@ class Session:
         self.emit(Status(BacktestStatus.PREPARING_BUNDLE))
         self.emit(Status(BacktestStatus.BUNDLE_READY))
         self.emit(SlotNotification(self.start_slot))
-        self._become_ready(ReadyForContinue())
+        if self._discovery_programs():
+            # The first announcement may scan far: it runs as a step, between checkpoints.
+            self._spawn(self._announce, ReadyForContinue())
+        else:
+            self._become_ready(ReadyForContinue(), None)
 
     def close(self) -> None:
         """``closeBacktestSession`` / ``closeSessionV1``: answer ``success`` and end."""
@@ -650,8 +656,7 @@ class Session:
             await self._pace()
             if self._finish_slot():
                 return
-        self.running = False
-        self._become_ready(ReadyForContinue())
+        await self._announce(ReadyForContinue())
 
     async def _run_to(self, target: Position, params: ContinueToParams) -> None:
         while self.position < target:
@@ -663,8 +668,7 @@ class Session:
                 for batch in range(self.batch, target[1]):
                     self._execute_batch(self.slot, batch)
                 self.batch = target[1]
-        self.running = False
-        self._become_ready(Paused(PausedEvent(params.slot, params.batch_index)))
+        await self._announce(Paused(PausedEvent(params.slot, params.batch_index)))
 
     async def _pace(self) -> None:
         """One slot's worth of time, then wait until every live reader has caught up.
@@ -801,10 +805,25 @@ class Session:
 
     # -- readiness and discoveries -----------------------------------------------------------
 
-    def _become_ready(self, event: ReadyForContinue | Paused) -> None:
+    async def _announce(self, event: ReadyForContinue | Paused) -> None:
+        """End a step: find the next discovery (between checkpoints), then announce both.
+
+        The step is still running while the scan goes on, so nothing else is emitted in
+        between: readiness and its discovery come out in the same order as ever.
+        """
+        found = await self._next_discovery()
+        self.running = False
+        self._become_ready(event, found)
+
+    def _become_ready(
+        self, event: ReadyForContinue | Paused, discovery: DiscoveryBatchEvent | None
+    ) -> None:
         self.ready_seq = self.emit(event)
         self.ready_event = event
-        self._announce_discovery()
+        if discovery is not None:
+            self.emit(DiscoveryBatch(discovery))
+            assert discovery.batch_index is not None, "the scan always names the batch"
+            self.announced = (discovery.slot, discovery.batch_index)
 
     def _clear_ready(self) -> None:
         self.ready_seq = None
@@ -820,12 +839,20 @@ class Session:
         self.ready_seq = self.emit(event)
         return True
 
-    def _announce_discovery(self) -> None:
-        programs = {f.program_id for f in self.discoveries if isinstance(f, ProgramExecuted)} & set(
+    def _discovery_programs(self) -> set[str]:
+        """The chain's programs some ``ProgramExecuted`` filter of the session names."""
+        return {f.program_id for f in self.discoveries if isinstance(f, ProgramExecuted)} & set(
             self._chain.program_ids
         )
-        if not programs:
-            return
+
+    async def _next_discovery(self) -> DiscoveryBatchEvent | None:
+        """The next batch a discovery filter matches, at most ``_DISCOVERY_SCAN_SLOTS`` ahead.
+
+        A checkpoint every ``_SCAN_CHECKPOINT_SLOTS`` slots keeps the server (and Ctrl-C)
+        responsive during a long scan; a session closed meanwhile ends the step.
+        """
+        if not self._discovery_programs():
+            return None
         start = self.position
         if self.announced is not None and self.announced >= start:
             start = _position_after(self.announced, self._chain.batches_per_slot)
@@ -833,31 +860,45 @@ class Session:
         cfg = self._chain
         # Bounded per announcement; a later readiness resumes the scan from further on.
         last = min(self.end_slot, start[0] + _DISCOVERY_SCAN_SLOTS - 1)
+        scanned = 0
         while slot <= last:
-            for batch in range(first_batch, cfg.batches_per_slot):
-                txs = [
-                    tx
-                    for tx in chain.batch_transactions(cfg, slot, batch)
-                    if tx.fee_payer not in self.signer_filter
-                ]
-                involved = {p for tx in txs for p in tx.program_ids}
-                matched: list[DiscoveryFilter] = [
-                    f
-                    for f in self.discoveries
-                    if isinstance(f, ProgramExecuted) and f.program_id in involved
-                ]
-                if matched:
-                    encoded = [
-                        EncodedBinary(
-                            base64.b64encode(chain.serialize_transaction(cfg, tx)).decode("ascii")
-                        )
-                        for tx in txs
-                    ]
-                    self.emit(DiscoveryBatch(DiscoveryBatchEvent(slot, batch, matched, encoded)))
-                    self.announced = (slot, batch)
-                    return
+            if scanned and scanned % _SCAN_CHECKPOINT_SLOTS == 0:
+                await trio.lowlevel.checkpoint()
+                if self.gone:
+                    raise _StepAborted
+            found = self._match_in(cfg, slot, first_batch)
+            if found is not None:
+                return found
             slot += 1
             first_batch = 0
+            scanned += 1
+        return None
+
+    def _match_in(
+        self, cfg: chain.ChainConfig, slot: int, first_batch: int
+    ) -> DiscoveryBatchEvent | None:
+        """The first batch of ``slot`` from ``first_batch`` on that a filter matches."""
+        for batch in range(first_batch, cfg.batches_per_slot):
+            txs = [
+                tx
+                for tx in chain.batch_transactions(cfg, slot, batch)
+                if tx.fee_payer not in self.signer_filter
+            ]
+            involved = {p for tx in txs for p in tx.program_ids}
+            matched: list[DiscoveryFilter] = [
+                f
+                for f in self.discoveries
+                if isinstance(f, ProgramExecuted) and f.program_id in involved
+            ]
+            if matched:
+                encoded = [
+                    EncodedBinary(
+                        base64.b64encode(chain.serialize_transaction(cfg, tx)).decode("ascii")
+                    )
+                    for tx in txs
+                ]
+                return DiscoveryBatchEvent(slot, batch, matched, encoded)
+        return None
 
 
 def _transaction_note(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> Notification:
