@@ -69,8 +69,14 @@ class ServerConfig:
         max_disconnect_timeout: cap on a create's ``disconnectTimeoutSecs``.
         retained_responses: numbered responses kept per session for attach replay.
         retained_slots: slots of data-plane events kept per session for ``replayFromSlot``.
+        retained_bytes: bound on what a session's retained data-plane events count for
+            (their encoded size; a fixed upper estimate for synthetic ones): past it the oldest
+            slots leave the window early, and a live subscriber still owed them holds the
+            session back instead. The newest slot is always kept; a slot whose user events
+            already count for this much takes no more user transactions.
         control_backlog: unsent responses a step may run ahead of an attached, live control
             connection before it waits for the connection (back-pressure).
+        control_backlog_bytes: the same bound in bytes of encoded responses.
         message_queue_size: inbound WebSocket messages buffered per connection, beyond the
             one being read and the one being handled.
         max_message_size: the protocol's message limit: the size an ``oversize_at`` fault
@@ -120,7 +126,9 @@ class ServerConfig:
     max_disconnect_timeout: int = attrs.field(default=MAX_DISCONNECT_TIMEOUT_SECS, validator=_ge0)
     retained_responses: int = attrs.field(default=10_000, validator=_ge1)
     retained_slots: int = attrs.field(default=100, validator=_ge1)
+    retained_bytes: int = attrs.field(default=32 * _MIB, validator=_ge1)
     control_backlog: int = attrs.field(default=1_024, validator=_ge1)
+    control_backlog_bytes: int = attrs.field(default=16 * _MIB, validator=_ge1)
     message_queue_size: int = attrs.field(default=2, validator=_ge1)
     max_message_size: int = attrs.field(default=MAX_MESSAGE_SIZE, validator=_ge1)
     max_request_size: int = attrs.field(default=16 * _MIB, validator=_ge1)

@@ -49,6 +49,8 @@ __all__ = ["DataHandler"]
 logger = logging.getLogger(__name__)
 
 _CLOSE_REASON: Final = "session ended"
+_BEHIND_CODE: Final = 1013
+_BEHIND_REASON: Final = "fell behind the retained window; reconnect and replay"
 
 
 class DataHandler:
@@ -190,6 +192,12 @@ class DataHandler:
                     event = sub.peek(data)
                     if event is not None and (best is None or event.index < best_index):
                         best, best_index = (sub, sub.position), event.index
+                if any(sub.overtaken for sub in self._subs.values()):
+                    # Events it was owed are gone: end the connection rather than skip them,
+                    # so the client reconnects and replays what is retained (§12.7).
+                    logger.info("data connection of %s fell behind the retained window", session.id)
+                    await self._conn.close(_BEHIND_CODE, _BEHIND_REASON)
+                    return
                 if best is not None:
                     sub, position = best
                     event = sub.peek(data)
