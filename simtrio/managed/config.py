@@ -74,6 +74,13 @@ class ManagedConfig:
     setup for ``wss://`` URLs. A data-plane buffer holds at most ``event_buffer``
     notifications and ``event_buffer_bytes`` of them (message sizes after decompression; an
     empty buffer takes one notification of any size).
+
+    The data-plane barrier: a continue waits while a subscription's provably received slot
+    lags the control plane by more than ``data_lag_window`` slots; a data connection that
+    answers no ping within ``data_pong_timeout`` seconds is replaced; a re-subscription that
+    would need events more than ``server_retained_slots`` slots old (the server's replay
+    retention) fails with a gap. Keep ``data_lag_window`` plus the longest step well below
+    ``server_retained_slots``.
     """
 
     connect_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -90,10 +97,20 @@ class ManagedConfig:
     backoff: BackoffPolicy = attrs.field(factory=BackoffPolicy, validator=_backoff)
     continue_channel_capacity: int = attrs.field(default=256, validator=_positive_int)
     coordinator_fast_attempts: int = attrs.field(default=3, validator=_non_negative_int)
+    data_lag_window: int = attrs.field(default=50, validator=_positive_int)
+    data_pong_timeout: float = attrs.field(default=10.0, validator=_positive)
+    server_retained_slots: int = attrs.field(default=100, validator=_positive_int)
     ssl_context: ssl.SSLContext | None = attrs.field(
         default=None, eq=False, repr=False, validator=_ssl_context
     )
     rng_seed: int | None = attrs.field(default=None, validator=_seed)
+
+    def __attrs_post_init__(self) -> None:
+        if self.data_lag_window >= self.server_retained_slots:
+            raise InvalidParams(
+                f"data_lag_window ({self.data_lag_window}) must be below"
+                f" server_retained_slots ({self.server_retained_slots})"
+            )
 
     def max_total_for(self, disconnect_timeout_secs: int | None) -> float:
         """The outage budget for a session created with this ``disconnect_timeout_secs``."""

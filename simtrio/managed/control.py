@@ -41,7 +41,7 @@ from simtrio.errors import (
     ProtocolError,
     SimtrioError,
 )
-from simtrio.events import Completed
+from simtrio.events import Completed, Slot
 from simtrio.managed.config import ConnectionStatus
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
@@ -318,6 +318,7 @@ class EventSink:
         "_start_slot",
         "_subscriptions",
         "_tap",
+        "control_slot",
         "info",
         "nursery",
         "open_host",
@@ -347,6 +348,9 @@ class EventSink:
         self._subscriptions: SessionSubscriptions | None = None
         self._drain_timeout: float | None = None
         self._closed = False
+        self.control_slot: int | None = start_slot
+        """The slot of the last ``Slot`` event the control plane delivered (the start slot
+        before any): what the data-plane barrier compares its subscriptions with."""
 
     # -- subscriptions ----------------------------------------------------------------------
 
@@ -370,6 +374,7 @@ class EventSink:
                 nursery=self.nursery,
                 max_total=self._max_total,
                 record=None if tap is None else tap.notifications_of(self.info.session_id),
+                position=self._control_position,
             )
             if self._drain_timeout is not None:
                 subs.set_completion_drain_timeout(self._drain_timeout)
@@ -378,6 +383,9 @@ class EventSink:
                 assert self.open_host is not None
                 self.open_host(self)
         return subs
+
+    def _control_position(self) -> int | None:
+        return self.control_slot
 
     def hosted(self, nursery: trio.Nursery) -> None:
         """The nursery ``open_host`` opened: the subscriptions start in it."""
@@ -406,11 +414,15 @@ class EventSink:
             self._subscriptions.set_completion_drain_timeout(float(seconds))
 
     def subscriptions_up(self) -> bool:
-        """True when :meth:`wait_subscriptions_up` would have nothing to wait for."""
-        return self._subscriptions is None or self._subscriptions.all_up()
+        """True when :meth:`wait_subscriptions_up` would have nothing to wait for.
+
+        Also probes every data connection at the control plane's slot (the data-plane barrier).
+        """
+        return self._subscriptions is None or self._subscriptions.ready_to_continue()
 
     async def wait_subscriptions_up(self) -> None:
-        """Until every subscription is UP or finished; ``ContinueSendFailed`` if one FAILED."""
+        """Until every subscription is UP or finished and none lags too far behind the control
+        plane; ``ContinueSendFailed`` if one FAILED."""
         if self._subscriptions is not None:
             await self._subscriptions.wait_all_up()
 
@@ -431,6 +443,8 @@ class EventSink:
         if type(event) is Completed:
             self.complete(event)
         else:
+            if type(event) is Slot:
+                self.control_slot = event.slot
             self.stream.put_control(event)
 
     def complete(self, event: Completed) -> None:

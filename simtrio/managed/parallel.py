@@ -22,7 +22,7 @@ import trio
 from simtrio.core.demux import AllCompleted, ParallelAttached, ParallelCreated, ParallelDemux
 from simtrio.core.session import Fail, Retry
 from simtrio.errors import ContinueSendFailed
-from simtrio.events import Completed
+from simtrio.events import Completed, Slot
 from simtrio.managed.config import ManagedConfig, SessionInfo
 from simtrio.managed.control import (
     ConnectionRun,
@@ -85,6 +85,8 @@ class _ParallelControl(ControlLoop):
                 if type(event) is Completed:
                     sink.complete(event)
                 else:
+                    if type(event) is Slot:
+                        sink.control_slot = event.slot
                     sink.stream.put_control(event)
             elif isinstance(item, ParallelCreated):
                 self._created(run, item)

@@ -30,9 +30,18 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final, Generic, Literal, NoReturn, TypeAlias, TypeVar, cast
 
 import attrs
+import orjson
 import trio
 
 from simtrio.core.backoff import ReconnectState
+from simtrio.core.barrier import (
+    PingWatch,
+    gap_between,
+    lags_behind,
+    probe_due,
+    probe_payload,
+    probe_slot,
+)
 from simtrio.core.drain import STALLED_MESSAGE, DrainTracker
 from simtrio.errors import (
     ConnectError,
@@ -53,10 +62,13 @@ from simtrio.managed.streams import (
     open_notification_channel,
 )
 from simtrio.transport.connection import connect
+from simtrio.transport.http import http_post_json
 from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.construct import plain_constructor
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
     TRANSACTION_SUBSCRIBE,
     AccountDiffNotification,
     RpcMessage,
@@ -99,6 +111,8 @@ E = TypeVar("E", bound=AccountDiff | Transaction)
 
 _Notification = AccountDiffNotification | TransactionNotification
 _NOTIFICATION_TYPES: Final = frozenset({AccountDiffNotification, TransactionNotification})
+_TERMINAL_SUBSCRIBE_ERRORS: Final = frozenset({INVALID_PARAMS, METHOD_NOT_FOUND})
+"""JSON-RPC error codes of a subscribe reply that retrying cannot fix (protocol §9.3)."""
 
 NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]]
 """Called with each notification and its subscription's program id once it was handed over."""
@@ -200,6 +214,14 @@ class _Lost(Exception):
     """Internal: the current connection has to be replaced (the message says why)."""
 
 
+class _Rejected(Exception):
+    """Internal: the server refused a subscribe for good (invalid params, unknown method)."""
+
+
+class _Gap(Exception):
+    """Internal: a re-subscription may have missed events the server no longer keeps."""
+
+
 class _ConsumerGone(Exception):
     """Internal: the standalone consumer closed its receive channel."""
 
@@ -221,14 +243,19 @@ class _Link:
         "decoder",
         "delivering",
         "lost",
+        "lot",
         "pending",
+        "probe_sent",
+        "proof_waiting",
         "resumed_at",
         "scope",
         "slot_held",
         "streaming",
+        "up",
+        "watch",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, pong_timeout: float) -> None:
         self.conn: WebSocketConnection | None = None
         self.decoder: ZstdStreamDecoder | None = None
         self.pending: deque[str | bytes] = deque()
@@ -239,6 +266,15 @@ class _Link:
         self.resumed_at = -math.inf
         self.slot_held = False
         self.streaming = False
+        self.up = False
+        """Streaming: every ack is in and the held notifications are handed over."""
+        self.probe_sent: int | None = None
+        """The slot of the probe Ping in flight, if any."""
+        self.proof_waiting: int | None = None
+        """A probe answered behind messages not handed over yet: proven once they are."""
+        self.watch = PingWatch(pong_timeout)
+        self.lot = trio.lowlevel.ParkingLot()
+        """Wakes the keepalive task (a probe to send, a Pong to follow up)."""
 
     def lose(self, reason: str) -> None:
         if self.lost is None:
@@ -274,8 +310,10 @@ class SubscriptionManager(Generic[E]):
         coordinator: ReconnectCoordinator | SessionGate | None = None,
         observer: SubscriptionObserver | None = None,
         record: NotificationRecorder | None = None,
+        position: Callable[[], int | None] | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
+        self._position = position
         self._record = record
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
@@ -294,6 +332,15 @@ class SubscriptionManager(Generic[E]):
         self.failure: SubscriptionFailed | None = None
         self.connections = 0
         """Connection attempts made so far (for diagnostics and tests)."""
+        self.probes = 0
+        """Probe Pings sent so far (for diagnostics and tests)."""
+        self.origin: int | None = position() if position is not None else None
+        """The slot this manager's stream starts from: the control plane's slot when it was
+        created (session-bound), or the session's slot at the first subscribe (standalone)."""
+        self.proven: int | None = None
+        """Every notification up to this slot has been handed over (data-plane barrier)."""
+        self._wanted: int | None = None
+        self._link: _Link | None = None
 
     def __repr__(self) -> str:
         return (
@@ -318,6 +365,83 @@ class SubscriptionManager(Generic[E]):
     def incomplete(self) -> tuple[int, ...]:
         """Indexes of the subscriptions still waiting for their terminal."""
         return tuple(sub.index for sub in self._subs if not sub.complete)
+
+    # -- the data-plane barrier ----------------------------------------------------------------
+
+    @property
+    def proven_position(self) -> int | None:
+        """What the barrier compares with the control plane's slot (None: nothing to prove)."""
+        if self.finished:
+            return None
+        proven = self.proven
+        return proven if proven is not None else self.origin
+
+    @property
+    def consumer_behind(self) -> bool:
+        """Blocked handing a notification to a consumer that is behind (or to the recorder)."""
+        link = self._link
+        return link is not None and link.delivering
+
+    def probe(self, slot: int) -> None:
+        """Ask for proof that everything up to ``slot`` arrived (a Ping; returns at once)."""
+        if self._wanted is None or slot > self._wanted:
+            self._wanted = slot
+        link = self._link
+        if link is not None and link.up and link.probe_sent is None and self._probe_due():
+            link.lot.unpark_all()
+
+    def _probe_due(self) -> bool:
+        return probe_due(self._wanted, self.proven_position, self._config.data_lag_window)
+
+    def _prove(self, slot: int) -> None:
+        if self.proven is None or slot > self.proven:
+            self.proven = slot
+            self._observer.changed()
+
+    def _retract(self, slot: int) -> None:
+        """A notification of ``slot`` arrived after a proof beyond it: the Pong overtook it.
+
+        A server may answer a Ping ahead of notifications it still had to send (after a stall,
+        say). The proof then claimed too much; it falls back to what this notification shows.
+        """
+        self.proven = slot - 1
+        link = self._link
+        if link is not None:
+            link.proof_waiting = None
+
+    def _on_pong(self, link: _Link, payload: bytes, ahead: int) -> None:
+        slot = probe_slot(payload)
+        if slot is None:
+            return
+        if link.probe_sent is not None and slot >= link.probe_sent:
+            link.probe_sent = None
+        if ahead == 0 and not link.pending:
+            # The reader is in receive_batch: everything before this Pong is handed over.
+            self._prove(slot)
+        elif link.proof_waiting is None or slot > link.proof_waiting:
+            link.proof_waiting = slot
+        link.lot.unpark_all()
+
+    def _needed_from(self) -> int | None:
+        """The oldest slot a re-subscription still needs events of (None: unknown)."""
+        needed: int | None = None
+        for sub in self._subs:
+            if sub.complete:
+                continue
+            candidates = [
+                x for x in (sub.cursor, self.proven, self.origin, self._start_slot) if x is not None
+            ]
+            if not candidates:
+                return None
+            first = max(candidates)
+            needed = first if needed is None else min(needed, first)
+        return needed
+
+    async def _current_slot(self) -> int | None:
+        """The session's slot now: the control plane's, else the session RPC's ``getSlot``."""
+        if self._position is not None:
+            return self._position()
+        return await _get_slot(self._rpc_endpoint, self._config)
 
     # -- the reconnect loop -------------------------------------------------------------------
 
@@ -387,7 +511,12 @@ class SubscriptionManager(Generic[E]):
         deadline = math.inf if deadline is None else deadline
         coordinator = self._coordinator
         config = self._config
-        link = _Link()
+        if not replay and self.origin is None and self._start_slot is None:
+            # Standalone: where the stream starts, so that a drop before the first
+            # notification resumes from here rather than from "now".
+            with trio.move_on_at(deadline):
+                self.origin = await _get_slot(self._rpc_endpoint, config)
+        link = _Link(config.data_pong_timeout)
         try:
             with trio.move_on_at(deadline):
                 if gated and coordinator is not None:
@@ -402,10 +531,14 @@ class SubscriptionManager(Generic[E]):
             if link.conn is None:
                 return _Outcome("failed", reason="reconnect budget spent before connecting")
             link.decoder = ZstdStreamDecoder(config.max_message_size)
+            link.conn.on_pong = lambda payload, ahead: self._on_pong(link, payload, ahead)
+            self._link = link
             return await self._serve(link, state, deadline, replay=replay)
         except ConnectError as exc:
             return _Outcome("failed", reason=str(exc), fatal=exc.fatal)
         finally:
+            if self._link is link:
+                self._link = None
             if link.slot_held and coordinator is not None:
                 coordinator.release_slot()
             if link.conn is not None:
@@ -420,6 +553,7 @@ class SubscriptionManager(Generic[E]):
         assert conn is not None
         came_up = False
         consumer_gone = False
+        rejected = False
         async with trio.open_nursery() as nursery:
             link.scope = nursery.cancel_scope
             nursery.start_soon(self._keepalive, link)
@@ -429,22 +563,36 @@ class SubscriptionManager(Generic[E]):
                     held = await self._handshake(link, replay=replay)
                 if budget.cancelled_caught:
                     raise _Lost("reconnect budget spent during the subscribe handshake")
+                if replay:
+                    # Not reading meanwhile is our doing, not the peer's silence.
+                    link.delivering = True
+                    try:
+                        await self._check_gap()
+                    finally:
+                        link.delivering = False
+                        link.resumed_at = trio.current_time()
                 came_up = True
                 self._up(link, state)
                 for message in held:
                     await self._handle(link, message)
+                link.up = True
+                link.lot.unpark_all()
                 await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
                 # A corrupt compressed message is quoted as received: take the key out of it.
                 reason = str(exc)
                 link.lose(reason if self._redactor is None else self._redactor.text(reason))
+            except (_Rejected, _Gap) as exc:
+                reason = str(exc)
+                link.lose(reason if self._redactor is None else self._redactor.text(reason))
+                rejected = True
             except _ConsumerGone:
                 consumer_gone = True
             nursery.cancel_scope.cancel()
         if consumer_gone:
             return _Outcome("stopped")
         if link.lost is not None:
-            return _Outcome("failed", came_up=came_up, reason=link.lost)
+            return _Outcome("failed", came_up=came_up, reason=link.lost, fatal=rejected)
         # Every terminal is in: the consumer learns it now, the socket closes afterwards.
         self.finished = True
         self._set(ConnectionStatus.DOWN)
@@ -452,6 +600,24 @@ class SubscriptionManager(Generic[E]):
         with trio.CancelScope(shield=True):  # an orderly Close even while the owner winds down
             await conn.aclose(self._config.graceful_close_timeout)
         return _Outcome("finished", came_up=True)
+
+    async def _check_gap(self) -> None:
+        """After re-subscribing: fail if the server may have dropped events still needed.
+
+        Checked once the acks are in, against the session's slot then: from that point the
+        server keeps what the new subscriptions are owed.
+        """
+        needed = self._needed_from()
+        if needed is None:
+            return
+        current = await self._current_slot()
+        retained = self._config.server_retained_slots
+        if gap_between(current, needed, retained):
+            raise _Gap(
+                f"data-plane gap: the session is at slot {current} and the server keeps only"
+                f" the last {retained} slots, but this subscription still needed slot {needed}"
+                " onward; notifications in between may be missing"
+            )
 
     def _up(self, link: _Link, state: ReconnectState) -> None:
         state.connection_up(trio.current_time())
@@ -465,27 +631,52 @@ class SubscriptionManager(Generic[E]):
         self._set(ConnectionStatus.UP)
 
     async def _keepalive(self, link: _Link) -> None:
-        """Ping every interval (the first at once); silence past the deadline is a loss.
+        """Ping every interval (the first at once) and send probes; silence is a loss.
 
-        While the reader is blocked on the consumer it reads nothing, Pongs included, so that
-        time does not count as silence.
+        A connection is lost when nothing at all arrived for the keepalive deadline, or when
+        nothing arrived within ``data_pong_timeout`` of a ping (a stalled or half-open peer is
+        found in seconds). While the reader is blocked on the consumer it reads nothing, Pongs
+        included, so that time counts as neither.
         """
         conn = link.conn
         assert conn is not None
-        interval = self._config.keepalive_interval
-        miss_deadline = self._config.keepalive_miss_deadline
+        config = self._config
+        interval = config.keepalive_interval
+        miss_deadline = config.keepalive_miss_deadline
+        watch = link.watch
+        next_ping = trio.current_time()
         while True:
+            now = trio.current_time()
             if not link.delivering:
-                quiet = trio.current_time() - max(conn.last_received, link.resumed_at)
+                quiet = now - max(conn.last_received, link.resumed_at)
                 if quiet >= miss_deadline:
                     link.lose(f"missed keepalive: nothing received for {quiet:g} s")
                     return
-            try:
-                await conn.ping()
-            except ConnectionClosed as exc:
-                link.lose(f"keepalive ping failed: {exc}")
-                return
-            await trio.sleep(interval)
+                if watch.overdue(now, conn.last_received, link.resumed_at):
+                    link.lose(f"no reply to a ping within {watch.timeout:g} s")
+                    return
+            payload: bytes | None = None
+            wanted = self._wanted
+            if link.up and link.probe_sent is None and wanted is not None and self._probe_due():
+                link.probe_sent = wanted
+                payload = probe_payload(wanted)
+                self.probes += 1
+            elif now >= next_ping:
+                payload = b""
+            if payload is not None:
+                try:
+                    await conn.ping(payload)
+                except ConnectionClosed as exc:
+                    link.lose(f"keepalive ping failed: {exc}")
+                    return
+                watch.sent(now)
+                next_ping = now + interval
+            wake = next_ping
+            pong_deadline = None if link.delivering else watch.deadline(link.resumed_at)
+            if pong_deadline is not None:
+                wake = min(wake, pong_deadline)
+            with trio.move_on_at(wake):
+                await link.lot.park()
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -499,7 +690,9 @@ class SubscriptionManager(Generic[E]):
             return None
         if sub.cursor is not None:
             return sub.cursor
-        return self._start_slot if self._start_slot is not None else self.cursor
+        if self._start_slot is not None:
+            return self._start_slot
+        return self.cursor if self.cursor is not None else self.origin
 
     async def _handshake(self, link: _Link, *, replay: bool) -> list[RpcMessage]:
         """Subscribe every incomplete subscription in turn; return what arrived meanwhile."""
@@ -520,10 +713,13 @@ class SubscriptionManager(Generic[E]):
                     link.by_sub[message.subscription] = sub
                     break
                 if isinstance(message, SubscribeError) and message.id in (request_id, None):
-                    raise _Lost(
+                    reason = (
                         f"subscribe to {excerpt(sub.program_id)} rejected with JSON-RPC error"
                         f" {message.code}: {excerpt(message.message)}"
                     )
+                    if message.code in _TERMINAL_SUBSCRIBE_ERRORS:
+                        raise _Rejected(reason)
+                    raise _Lost(reason)
                 if isinstance(message, _Notification | SubscriptionComplete):
                     held.append(message)
                 else:
@@ -577,6 +773,9 @@ class SubscriptionManager(Generic[E]):
                 if run:
                     run = 0
                     observer.delivered()
+                if link.proof_waiting is not None:
+                    self._prove(link.proof_waiting)
+                    link.proof_waiting = None
                 if all(sub.complete for sub in subs):
                     return
                 pending.extend(await conn.receive_batch())
@@ -594,7 +793,9 @@ class SubscriptionManager(Generic[E]):
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         raise _ConsumerGone from None
                     if queued:
-                        sub.cursor = self.cursor = notification.slot
+                        slot = sub.cursor = self.cursor = notification.slot
+                        if self.proven is not None and slot < self.proven:
+                            self._retract(slot)
                         if record is not None:
                             await self._recorded(link, record, notification, sub.program_id)
                         run += 1
@@ -626,7 +827,9 @@ class SubscriptionManager(Generic[E]):
                 )
                 return
             await self._hand_over(link, event, size)
-            sub.cursor = self.cursor = message.slot
+            slot = sub.cursor = self.cursor = message.slot
+            if self.proven is not None and slot < self.proven:
+                self._retract(slot)
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
                 await self._recorded(link, self._record, message, sub.program_id)
@@ -767,6 +970,7 @@ class _SessionObserver(SubscriptionObserver):
 
     def delivery_started(self) -> None:
         self._activity.delivering += 1
+        self._activity.wake()  # a continue held by the barrier no longer waits for this one
 
     def delivery_finished(self) -> None:
         self._activity.delivering -= 1
@@ -811,9 +1015,12 @@ class SessionSubscriptions:
         nursery: trio.Nursery | None,
         max_total: float | None = None,
         record: NotificationRecorder | None = None,
+        position: Callable[[], int | None] | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._record = record
+        self._position = position if position is not None else (lambda: start_slot)
+        self._window = config.data_lag_window
         self._start_slot = start_slot
         self._stream = stream
         self._config = config
@@ -874,6 +1081,7 @@ class SessionSubscriptions:
             coordinator=self._gate,
             observer=_SessionObserver(self._activity, len(self._entries)),
             record=self._record,
+            position=self._position,
         )
 
     def _start(
@@ -909,22 +1117,45 @@ class SessionSubscriptions:
                 return False
         return True
 
+    def ready_to_continue(self) -> bool:
+        """Probe every subscription at the control plane's slot; True if a continue may go.
+
+        That is: every subscription is UP or finished, and none has its proven slot more than
+        ``data_lag_window`` behind the control plane's (the data-plane barrier) -- unless it is
+        blocked on the consumer: the driver waiting here is that consumer, so waiting for it
+        would never end.
+        """
+        slot = self._position()
+        window = self._window
+        ready = True
+        for entry in self._entries:
+            manager = entry.manager
+            if slot is not None:
+                manager.probe(slot)
+            if entry.done:
+                continue
+            up = manager.status.value is ConnectionStatus.UP or manager.finished
+            # Never for a manager blocked on the consumer: the driver that would wait here is
+            # that consumer.
+            lagging = (
+                lags_behind(slot, manager.proven_position, window) and not manager.consumer_behind
+            )
+            if not up or lagging:
+                ready = False
+        return ready
+
     async def wait_all_up(self) -> None:
-        """Wait until every subscription is UP or finished.
+        """Wait until every subscription is UP or finished and the barrier lets a continue go.
 
         Raises:
             ContinueSendFailed: a subscription gave up (chained from its SubscriptionFailed).
         """
         while True:
-            waiting = False
             for entry in self._entries:
                 manager = entry.manager
                 if manager.failure is not None:
                     raise ContinueSendFailed(str(manager.failure)) from manager.failure
-                up = manager.status.value is ConnectionStatus.UP
-                if not (up or manager.finished or entry.done):
-                    waiting = True
-            if not waiting:
+            if self.ready_to_continue():
                 await trio.lowlevel.checkpoint()
                 return
             await self._activity.lot.park()
@@ -1118,3 +1349,35 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     if len(group.exceptions) == 1:
         return group.exceptions[0]
     return group
+
+
+async def _get_slot(rpc_endpoint: str, config: ManagedConfig) -> int | None:
+    """The session's current slot from its RPC endpoint (``getSlot``), or None if unavailable.
+
+    Best effort: a server without it, or any failure, leaves the caller without a slot.
+    """
+    body = b'{"jsonrpc":"2.0","id":1,"method":"getSlot"}'
+    try:
+        status, reply = await http_post_json(
+            rpc_endpoint,
+            body,
+            timeout=config.connect_timeout,
+            ssl_context=config.ssl_context,
+            max_body=64 * 1024,
+        )
+    except ConnectError as exc:
+        logger.info("getSlot failed: %s", exc)
+        return None
+    if status != 200:
+        logger.info("getSlot answered with HTTP %d", status)
+        return None
+    try:
+        parsed: object = orjson.loads(reply)
+    except orjson.JSONDecodeError:
+        logger.info("getSlot answered with something that is not JSON")
+        return None
+    slot = cast("dict[str, object]", parsed).get("result") if isinstance(parsed, dict) else None
+    if isinstance(slot, int) and not isinstance(slot, bool):
+        return slot
+    logger.info("getSlot answered without a slot")
+    return None

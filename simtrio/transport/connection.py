@@ -25,6 +25,7 @@ from simtrio.transport.engine import (
     Closed,
     Endpoint,
     Event,
+    PongReceived,
     Rejected,
     Text,
     parse_url,
@@ -201,6 +202,7 @@ class WebSocketConnection:
         "_stream_closed",
         "_where",
         "_why",
+        "on_pong",
     )
 
     def __init__(
@@ -224,6 +226,9 @@ class WebSocketConnection:
         self._send_broken = False
         self._stream_closed = False
         self._last_received = trio.current_time()
+        self.on_pong: Callable[[bytes, int], None] | None = None
+        """Called for each Pong with its payload and how many messages arrived before it that
+        :meth:`receive_batch` has not returned yet."""
         if pending:
             self._queue.extend(self._absorb(pending))
 
@@ -307,6 +312,9 @@ class WebSocketConnection:
         for event in events:
             if isinstance(event, _MESSAGE_EVENTS):
                 out.append(event)
+            elif type(event) is PongReceived:
+                if self.on_pong is not None:
+                    self.on_pong(event.payload, len(out) + len(self._queue))
             elif isinstance(event, Closed):
                 self._close_code = event.code
                 if event.code is None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
     from simtrio.transport.engine import Endpoint
 
-__all__ = ["DEFAULT_MAX_BODY", "http_get"]
+__all__ = ["DEFAULT_MAX_BODY", "http_get", "http_post_json"]
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 _RECEIVE_SIZE: Final = 64 * 1024
@@ -42,20 +42,49 @@ async def http_get(
         extra = encode_headers(headers, reserved=_RESERVED)
     except InvalidParams as exc:
         raise ConnectError(f"cannot GET: {exc}", fatal=True) from None
+    return await _request(endpoint, extra, timeout, ssl_context, max_body, None)
+
+
+async def http_post_json(
+    url: str,
+    body: bytes,
+    *,
+    timeout: float,  # noqa: ASYNC109 - one bound for the whole exchange
+    ssl_context: ssl.SSLContext | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> tuple[int, bytes]:
+    """POST ``body`` as ``application/json`` to ``url``; errors as for :func:`http_get`."""
+    try:
+        endpoint = parse_url(url, plain="http", secure="https")
+    except InvalidParams as exc:
+        raise ConnectError(f"cannot POST: {exc}", fatal=True) from None
+    extra = [(b"Content-Type", b"application/json")]
+    return await _request(endpoint, extra, timeout, ssl_context, max_body, body)
+
+
+async def _request(
+    endpoint: Endpoint,
+    extra: list[tuple[bytes, bytes]],
+    timeout: float,  # noqa: ASYNC109 - one bound for the whole exchange
+    ssl_context: ssl.SSLContext | None,
+    max_body: int,
+    body: bytes | None,
+) -> tuple[int, bytes]:
     where = endpoint.display
+    verb = "GET" if body is None else "POST"
     try:
         with trio.fail_after(timeout):
             stream = await open_stream(endpoint, ssl_context)
             try:
-                return await _exchange(stream, endpoint, extra, max_body)
+                return await _exchange(stream, endpoint, extra, max_body, body)
             finally:
                 await trio.aclose_forcefully(stream)
     except trio.TooSlowError:
-        raise ConnectError(f"GET {where} timed out after {timeout:g} s") from None
+        raise ConnectError(f"{verb} {where} timed out after {timeout:g} s") from None
     except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise ConnectError(f"GET {where} failed: {exc or type(exc).__name__}") from exc
+        raise ConnectError(f"{verb} {where} failed: {exc or type(exc).__name__}") from exc
     except h11.RemoteProtocolError as exc:
-        raise ConnectError(f"GET {where}: invalid HTTP response: {exc}") from exc
+        raise ConnectError(f"{verb} {where}: invalid HTTP response: {exc}") from exc
 
 
 async def _exchange(
@@ -63,18 +92,19 @@ async def _exchange(
     endpoint: Endpoint,
     extra: list[tuple[bytes, bytes]],
     max_body: int,
+    payload: bytes | None = None,
 ) -> tuple[int, bytes]:
     conn = h11.Connection(h11.CLIENT)
+    headers = [(b"Host", endpoint.host_header.encode("idna")), (b"Connection", b"close"), *extra]
+    if payload is not None:
+        headers.append((b"Content-Length", str(len(payload)).encode("ascii")))
     request = h11.Request(
-        method="GET",
-        target=endpoint.target,
-        headers=[
-            (b"Host", endpoint.host_header.encode("idna")),
-            (b"Connection", b"close"),
-            *extra,
-        ],
+        method="GET" if payload is None else "POST", target=endpoint.target, headers=headers
     )
-    await stream.send_all((conn.send(request) or b"") + (conn.send(h11.EndOfMessage()) or b""))
+    out = conn.send(request) or b""
+    if payload:
+        out += conn.send(h11.Data(data=payload)) or b""
+    await stream.send_all(out + (conn.send(h11.EndOfMessage()) or b""))
     status = 0
     body = bytearray()
     while True:

@@ -19,7 +19,14 @@ from simtrio.managed.subscriptions import SessionGate
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane, serve
 from simtrio.wire.types import BacktestStatus
-from tests.managed.chaos import _Tally, check_control, check_stream, run_chaos
+from tests.managed.chaos import (
+    GAP_MARK,
+    STANDALONE,
+    _Tally,
+    check_control,
+    check_stream,
+    run_chaos,
+)
 from tests.managed.fakes import control_of
 
 if TYPE_CHECKING:
@@ -45,6 +52,40 @@ async def test_chaos_fifty_sub_sessions_two_hundred_faults(
     assert report.control_events_checked >= 50 * 19
     assert report.data_notifications_checked > 1000
     assert report.boundary_duplicates > 0  # replays did happen, and only repeated boundaries
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("seed", "sub_sessions", "single", "faults"),
+    [
+        (994_367_574, 2, False, 20),  # two 400-slot sub-sessions; lost ~1,000 without a barrier
+        (622_138_524, 1, True, 15),  # one 400-slot managed session
+    ],
+)
+async def test_chaos_long_sessions_lose_nothing_silently(
+    autojump_clock: trio.testing.MockClock,
+    seed: int,
+    sub_sessions: int,
+    single: bool,
+    faults: int,
+) -> None:
+    """Stalls, half-open connections and cuts on 400-slot sessions and a standalone stream.
+
+    Every (sub-)session completes with every notification; the standalone subscription,
+    which cannot hold its session back, either gets everything too or reports a gap.
+    """
+    report = await run_chaos(
+        seed, sub_sessions=sub_sessions, slots=400, faults=faults, single=single
+    )
+    assert report.faults_injected >= faults * 3 // 4, report.faults_by_kind
+    assert report.unexpected_failures == {}
+    assert set(report.failures) <= {STANDALONE}
+    assert all(GAP_MARK in failure for failure in report.failures.values())
+    assert report.lost == 0
+    assert report.duplicated == 0
+    assert report.out_of_order == 0
+    assert report.mismatched == 0
+    assert report.data_notifications_checked > 1000
 
 
 # -- the checker itself ------------------------------------------------------------------------
@@ -94,6 +135,9 @@ def test_stream_check_tolerates_only_boundary_repeats() -> None:
     assert old_repeat.duplicated == 1
     gap = stream_tally([a, b, d], expected)
     assert gap.lost == 1
+    said = _Tally()
+    check_stream([a, b], expected, said, raised=True)  # its owner raised: explicit, not lost
+    assert (said.lost, said.explicit) == (0, 2)
     late = stream_tally([a, c, b, d], expected)
     assert late.out_of_order == 1
     foreign = stream_tally([a, b, c, (7, b"x"), d], expected)

@@ -352,7 +352,7 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
     async def script(conn: FakeConn) -> None:
         await conn.expect(FIRST)
         if conn.index == 1:
-            await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"busy"}}')
+            await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}')
             await conn.wait_closed()
             return
         await conn.ack(1, 1)
@@ -366,6 +366,29 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
     assert len(server.connections) == 2
+
+
+@pytest.mark.parametrize(
+    ("code", "message"), [(-32602, "invalid program id"), (-32601, "method not found")]
+)
+async def test_invalid_params_or_unknown_method_reply_is_terminal(
+    autojump_clock: trio.testing.MockClock, code: int, message: str
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(FIRST)
+        reply = {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
+        await conn.send(orjson.dumps(reply).decode())
+        await conn.wait_closed()
+
+    start = trio.current_time()
+    async with fake_server(script) as server:
+        with pytest.raises(SubscriptionFailed) as caught:
+            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+                await collect(sub.notifications)
+    assert f"{code}: {message}" in str(caught.value)
+    assert len(server.connections) == 1  # no retry
+    assert trio.current_time() - start < 1.0
+    assert sub.connection_status is ConnectionStatus.FAILED
 
 
 async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClock) -> None:
@@ -387,7 +410,16 @@ async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClo
     assert slots_of(got) == [4000]
 
 
-async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockClock) -> None:
+@pytest.mark.parametrize(
+    ("pong_timeout", "lost_after"),
+    [
+        (100.0, 45.0),  # the keepalive deadline: nothing received for 45 s
+        (10.0, 25.0),  # the ping at 15 s is not answered within 10 s: found in seconds
+    ],
+)
+async def test_missed_keepalive_reconnects(
+    autojump_clock: trio.testing.MockClock, pong_timeout: float, lost_after: float
+) -> None:
     lost_at: list[float] = []
 
     async def script(conn: FakeConn) -> None:
@@ -406,6 +438,7 @@ async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockCloc
     config = ManagedConfig(
         keepalive_interval=15,
         keepalive_miss_deadline=45,
+        data_pong_timeout=pong_timeout,
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
     start = trio.current_time()
@@ -415,7 +448,7 @@ async def test_missed_keepalive_reconnects(autojump_clock: trio.testing.MockCloc
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
-    assert 45 <= lost_at[0] - start <= 46
+    assert lost_after <= lost_at[0] - start <= lost_after + 1
 
 
 async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClock) -> None:
@@ -636,3 +669,146 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     assert slots_of(events[:-1]) == [0, 1, 2]
     assert recorded == [0, 1, 2]
     assert len(server.connections) == 1
+
+
+def barrier_subscriptions(
+    url: str, stream: EventStream, nursery: trio.Nursery, control_slot: list[int]
+) -> SessionSubscriptions:
+    """A session's subscriptions whose control plane is at ``control_slot[0]``."""
+    return SessionSubscriptions(
+        rpc_endpoint=url,
+        start_slot=4100,
+        stream=stream,
+        config=ManagedConfig(data_lag_window=5),
+        coordinator=None,
+        nursery=nursery,
+        position=lambda: control_slot[0],
+    )
+
+
+async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_position(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        conn.stall()  # no reads, no Pongs
+        await trio.sleep_forever()
+
+    control_slot = [4100]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()  # nothing to prove yet
+        control_slot[0] = 4105
+        assert subs.ready_to_continue()  # within the window: no wait, though nothing is proven
+        control_slot[0] = 4130
+        assert not subs.ready_to_continue()  # 30 slots unproven: a continue waits
+        with trio.move_on_after(5) as scope:  # below data_pong_timeout
+            await subs.wait_all_up()
+        assert scope.cancelled_caught
+        assert subs.managers[0].status.value is ConnectionStatus.UP
+        subs.stop()
+
+
+async def test_barrier_never_waits_for_a_consumer_that_is_behind(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The driver waiting in send_continue is the consumer a blocked manager waits for.
+
+    Against a server whose Pong follows the notifications it already sent, the proof sits
+    unread behind them while the stream is full; waiting for it would never end.
+    """
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        for slot in range(4101, 4109):  # more than the stream holds
+            await conn.tx(1, slot)
+        await conn.complete(1)
+        await conn.wait_closed()
+
+    control_slot = [4100]
+    stream = EventStream(2)
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = barrier_subscriptions(server.url(), stream, nursery, control_slot)
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        with trio.fail_after(60):
+            while not subs.managers[0].consumer_behind:
+                await trio.testing.wait_all_tasks_blocked()
+        control_slot[0] = 4130
+        with trio.fail_after(60):
+            await subs.wait_all_up()
+        subs.complete_after_drain(Completed())
+        got = [event async for event in stream.events()]
+    slots = [e.notification.slot for e in got if isinstance(e, Transaction)]
+    assert slots == list(range(4101, 4109))
+
+
+async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        await conn.wait_closed()
+
+    control_slot = [4100]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = SessionSubscriptions(
+            rpc_endpoint=server.url(),
+            start_slot=4100,
+            stream=EventStream(8),
+            config=ManagedConfig(),  # window 50: a probe every 25 slots
+            coordinator=None,
+            nursery=nursery,
+            position=lambda: control_slot[0],
+        )
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        held = 0
+        for slot in range(4101, 4301):
+            control_slot[0] = slot
+            if not subs.ready_to_continue():
+                held += 1
+            await trio.sleep(0.001)  # the step
+        manager = subs.managers[0]
+        subs.stop()
+    assert held == 0
+    assert 200 // 25 - 1 <= manager.probes <= 200 // 25 + 1
+    assert manager.proven is not None
+    assert manager.proven >= 4300 - 25
+
+
+async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A server answering a Ping ahead of its backlog must not leave a proof standing."""
+    backlog = trio.Event()
+
+    async def script(conn: FakeConn) -> None:
+        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+        await conn.ack(1, 1)
+        await backlog.wait()  # the Pong of the probe has gone out already
+        await conn.tx(1, 4110)
+        await conn.tx(1, 4111)
+        await conn.wait_closed()
+
+    control_slot = [4100]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        control_slot[0] = 4160
+        with trio.fail_after(5):
+            await subs.wait_all_up()  # the probe's Pong proves 4160
+        manager = subs.managers[0]
+        assert manager.proven == 4160
+        backlog.set()
+        with trio.fail_after(5):
+            while manager.cursor != 4111:
+                await trio.testing.wait_all_tasks_blocked()
+        assert manager.proven is not None
+        assert manager.proven < 4111  # what the late notifications show, no more
+        subs.stop()

@@ -11,6 +11,7 @@ import trio
 
 from simtrio.errors import ConnectError
 from simtrio.transport import http_get
+from simtrio.transport.http import http_post_json
 
 from .test_connection import client_tls, server_tls
 
@@ -165,3 +166,22 @@ async def test_bad_header_value_is_fatal_and_not_shown() -> None:
         await http_get("http://127.0.0.1:1/", headers=[("X-API-Key", KEY + "\r\n")], timeout=5)
     assert info.value.fatal
     assert KEY not in str(info.value)
+
+
+async def test_post_json_sends_the_body_with_its_length() -> None:
+    requests: list[bytes] = []
+    reply = b'{"jsonrpc":"2.0","id":1,"result":4321}'
+    response = b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(reply), reply)
+    body = b'{"jsonrpc":"2.0","id":1,"method":"getSlot"}'
+    async with http_server(response, requests) as url:
+        assert await http_post_json(url + "/backtest/s1", body, timeout=5) == (200, reply)
+    (request,) = requests
+    assert request.startswith(b"POST /backtest/s1 HTTP/1.1\r\n")
+    assert b"content-type: application/json\r\n" in request.lower()
+    assert b"content-length: %d\r\n" % len(body) in request.lower()
+
+
+async def test_post_json_failures_are_connect_errors() -> None:
+    with pytest.raises(ConnectError, match="cannot POST") as caught:
+        await http_post_json("ftp://nowhere", b"{}", timeout=5)
+    assert caught.value.fatal
