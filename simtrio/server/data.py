@@ -154,6 +154,18 @@ class DataHandler:
         session = self._session
         key: BucketKey = (kind, program_id)
         data = session.data
+        if replay_from_slot is not None and self._cut(replay_from_slot):
+            # Inside the slot window a client counts on, but dropped for the byte bound: a
+            # replay from the oldest retained slot would be a gap nobody could see.
+            reason = (
+                f"data-plane gap: slots from {replay_from_slot} on are no longer all retained"
+                f" (this server keeps at most {self._state.config.retained_bytes} bytes of"
+                " events per session)"
+            )
+            await self._conn.send_text(
+                encode_rpc(SubscribeError(request_id, INVALID_PARAMS, reason))
+            )
+            return
         if replay_from_slot is not None:
             position = data.start_position(key, max(replay_from_slot, 0))
         elif session.ended:
@@ -171,6 +183,12 @@ class DataHandler:
         data.subs.add(sub)
         data.signal.notify()
         logger.debug("subscription %d on %s: %s %s", sub_id, session.id, kind, program_id)
+
+    def _cut(self, replay_from_slot: int) -> bool:
+        """Whether a replay from there misses events the byte bound dropped early."""
+        session = self._session
+        window_start = session.slot - self._state.config.retained_slots
+        return window_start <= replay_from_slot < session.data.cut_below
 
     async def _send(self, text: str) -> None:
         if self._compressed:

@@ -309,6 +309,9 @@ class DataLog:
         """What the retained events count for (``DataEvent.size``)."""
         self._slot_bytes: dict[int, int] = {}
         """The same by slot, oldest first (events are appended in slot order)."""
+        self.cut_below = 0
+        """Events of slots below this may be gone before ``retained_slots`` ran out (the byte
+        bound dropped them): a replay from there cannot be complete."""
         self.subs: set[Subscription] = set()
         self.signal = Signal()
 
@@ -783,7 +786,10 @@ class Session:
             for tx in pending:
                 self.execute_user(tx)
         self.executed_slots += 1
-        self.data.trim(self._retention_floor(slot))
+        floor = self._retention_floor(slot)
+        if floor > slot - self._config.retained_slots + 1:
+            self.data.cut_below = max(self.data.cut_below, floor)
+        self.data.trim(floor)
         if slot >= self.end_slot:
             self._complete()
             return True

@@ -156,3 +156,38 @@ async def test_a_slot_full_of_user_bytes_takes_no_more_user_transactions() -> No
             await control.send(cont(1))
             await control.recv_until(lambda t: "readyForContinue" in t)
             assert await rpc.call("sendTransaction", [second])
+
+
+async def test_a_replay_the_byte_bound_cut_short_is_refused_as_a_gap() -> None:
+    with trio.fail_after(10):
+        async with (
+            serve(retained_bytes=4 * 4096) as server,
+            connect(server) as control,
+        ):
+            session_id = await open_session(control, create(1000, 1100))
+            await control.send(cont(20))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                # Slot 1000 is within the 100 slots a client counts on, but its events are gone.
+                await data.send(subscribe(1, TOKEN, replay=1000))
+                reply = orjson.loads(await data.recv_text())
+                assert reply["error"]["code"] == -32602
+                assert reply["error"]["message"].startswith("data-plane gap")
+                # From the newest slot, everything is there.
+                await data.send(subscribe(2, TOKEN, replay=1019))
+                assert orjson.loads(await data.recv_text()) == {
+                    "jsonrpc": "2.0",
+                    "id": 2,
+                    "result": 1,
+                }
+
+
+async def test_without_the_byte_bound_in_play_old_replays_are_served() -> None:
+    with trio.fail_after(10):
+        async with serve() as server, connect(server) as control:
+            session_id = await open_session(control, create(1000, 1100))
+            await control.send(cont(20))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            async with connect(server, f"/backtest/{session_id}") as data:
+                await data.send(subscribe(1, TOKEN, replay=1000))
+                assert "result" in orjson.loads(await data.recv_text())
