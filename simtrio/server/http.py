@@ -3,9 +3,10 @@
 Each connection's request head is read and parsed here (with h11) before any WebSocket logic
 runs, because trio-websocket only speaks the upgrade. Plain requests are answered one after
 another on the same connection (HTTP/1.1 keep-alive, pipelining included) until the peer
-closes it or asks to, stays idle ``http_idle_timeout``, or has sent ``http_max_requests``;
-only a connection's first request may be an upgrade. Upgrades are routed, checked and handed to trio-websocket on a
-:class:`~simtrio.server.conn.ServerStream` that replays the bytes already read. The server owns
+closes it or asks to, stays idle ``http_idle_timeout``, or has sent ``http_max_requests``.
+Only a connection's first request may be an upgrade: upgrades are routed, checked and handed
+to trio-websocket on a :class:`~simtrio.server.conn.ServerStream` that replays the bytes
+already read. The server owns
 the TCP stream throughout and always closes it itself.
 
 Abuse is bounded: at most ``max_connections`` connections are served at once (more are
@@ -136,7 +137,7 @@ async def available_ranges_body(state: ServerState) -> bytes:
 async def _read_head(
     stream: trio.SocketStream,
     parser: h11.Connection,
-    raw: bytearray,
+    raw: bytearray | None,
     *,
     head_timeout: float,
     idle_timeout: float | None = None,
@@ -146,7 +147,7 @@ async def _read_head(
 
     The head must arrive within ``head_timeout``; with ``idle_timeout`` (a kept-alive
     connection between requests) that clock starts only with the first new bytes, which may
-    take up to ``idle_timeout`` to come.
+    take up to ``idle_timeout`` to come. The bytes read are added to ``raw`` if given.
     """
     waiting = idle_timeout is not None
     budget = idle_timeout if idle_timeout is not None else head_timeout
@@ -164,7 +165,8 @@ async def _read_head(
                 if waiting:
                     waiting = False
                     scope.deadline = trio.current_time() + head_timeout
-                raw += data
+                if raw is not None:
+                    raw += data
                 parser.receive_data(data)
                 continue
             if isinstance(event, h11.Request):
@@ -228,7 +230,7 @@ async def _serve_connection(state: ServerState, stream: trio.SocketStream) -> No
         event = await _read_head(
             stream,
             parser,
-            raw,
+            None if served else raw,
             head_timeout=config.handshake_timeout,
             idle_timeout=config.http_idle_timeout if served else None,
         )
@@ -242,15 +244,14 @@ async def _serve_connection(state: ServerState, stream: trio.SocketStream) -> No
                 await _upgrade(state, stream, request, bytes(raw))
             return
         served += 1
+        raw.clear()
         body: bytes | None = None
         with trio.move_on_after(config.handshake_timeout):
             body = await _read_body(stream, parser)
         if body is None:
             await _reply(stream, 400, b"bad request body")
             return
-        status, payload, content_type = _route(state, request, body)
-        if request.path == "/available-ranges" and status == 200:
-            payload = await available_ranges_body(state)
+        status, payload, content_type = await _route(state, request, body)
         last = served >= config.http_max_requests
         await stream.send_all(
             _keep_alive_response(parser, request, status, payload, content_type, last)
@@ -286,19 +287,15 @@ def _keep_alive_response(
 # -- plain HTTP -------------------------------------------------------------------------------
 
 
-def _route(state: ServerState, request: _Request, body: bytes) -> tuple[int, bytes, str]:
-    """Status, body and content type of a plain request's answer.
-
-    ``/available-ranges`` is answered with an empty body here: its body is built apart,
-    between checkpoints.
-    """
+async def _route(state: ServerState, request: _Request, body: bytes) -> tuple[int, bytes, str]:
+    """Status, body and content type of a plain request's answer."""
     path, method = request.path, request.method
     if method == "GET" and path == "/health":
         return 200, b"ok", _TEXT
     if method == "GET" and path == "/ready":
         return (503, b"draining", _TEXT) if state.draining else (200, b"ready", _TEXT)
     if method == "GET" and path == "/available-ranges":
-        return 200, b"", _JSON
+        return 200, await available_ranges_body(state), _JSON
     if method == "POST" and path.startswith(_SESSION_PREFIX):
         session = state.sessions.get(path[len(_SESSION_PREFIX) :])
         if session is None:
