@@ -204,13 +204,15 @@ class DataHandler:
                 waiter = data.signal.event
                 best: tuple[Subscription, int] | None = None
                 best_index = 0
+                behind = False
                 for sub in list(self._subs.values()):
                     if sub.complete:
                         continue
                     event = sub.peek(data)
+                    behind = behind or sub.overtaken
                     if event is not None and (best is None or event.index < best_index):
                         best, best_index = (sub, sub.position), event.index
-                if any(sub.overtaken for sub in self._subs.values()):
+                if behind:
                     # Events it was owed are gone: end the connection rather than skip them,
                     # so the client reconnects and replays what is retained (§12.7).
                     logger.info("data connection of %s fell behind the retained window", session.id)
