@@ -14,7 +14,7 @@ import sys
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
-from simtrio.cli import compare, ranges, replay, run, runs, serve
+from simtrio.cli import compare, ranges, replay, run, runs, serve, sweep
 from simtrio.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"simtrio {_version()}")
     _add_verbose(parser, default=0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
-    for module in (run, serve, ranges, runs, compare, replay):
+    for module in (run, serve, ranges, runs, compare, replay, sweep):
         module.add_parser(sub)
     for sub_parser in sub.choices.values():
         # Nested parsers (``runs list``) set their own, which then win.

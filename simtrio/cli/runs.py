@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from simtrio.cli import runs_transfer
 from simtrio.cli.common import EXIT_FAILED, EXIT_OK
 from simtrio.cli.ndjson import RunFileError
 from simtrio.cli.output import json_object, render_table, write_json
@@ -27,7 +28,7 @@ __all__ = ["add_parser", "command", "render_runs", "verify_json"]
 
 
 def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser("runs", help="inspect recorded runs (list, show, verify)")
+    p = sub.add_parser("runs", help="inspect recorded runs (list, show, verify, export, import)")
     actions = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="list the runs of a store")
     ls.add_argument("db", metavar="DB", type=Path)
@@ -44,6 +45,7 @@ def add_parser(sub: Subparsers) -> None:
     verify.add_argument("--json", action="store_true", help="print a JSON array")
     for parser in (ls, show, verify):
         parser.set_defaults(handler=command, usage_parser=parser)
+    runs_transfer.add_actions(actions)
     p.set_defaults(handler=command)
 
 

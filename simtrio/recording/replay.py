@@ -27,9 +27,10 @@ import contextlib
 import logging
 import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
+import orjson
 import trio
 import trio_websocket
 
@@ -53,6 +54,15 @@ _SESSION_PREFIX: Final = "/backtest/"
 _HANDSHAKE_TIMEOUT: Final = 10.0
 _CLOSE_TIMEOUT: Final = 2.0
 _CLOSE_METHODS: Final = (types.CloseBacktestSession, types.CloseSessionRequestV1)
+_MAX_HEAD: Final = 64 * 1024
+_MAX_RPC_BODY: Final = 64 * 1024 * 1024
+_RECEIVE_SIZE: Final = 64 * 1024
+_DIVERGED: Final = -32000
+_NOTIFICATION_OF: Final = {
+    rpc.ACCOUNT_DIFF_SUBSCRIBE: rpc.ACCOUNT_DIFF_NOTIFICATION,
+    rpc.TRANSACTION_SUBSCRIBE: rpc.TRANSACTION_NOTIFICATION,
+    rpc.LOGS_SUBSCRIBE: rpc.LOGS_NOTIFICATION,
+}
 
 _Received = tuple["types.BacktestRequest | types.UnknownRequest", str]
 
@@ -95,6 +105,110 @@ class ReplayServer:
     # -- connections -----------------------------------------------------------------------
 
     async def _handle_tcp(self, stream: trio.SocketStream) -> None:
+        try:
+            with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                head = await _read_head(stream)
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.aclose()
+            return
+        if head.startswith(b"POST "):
+            try:
+                with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                    await self._serve_rpc(stream, head)
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            except Exception:
+                logger.exception("replay rpc handler failed")
+            finally:
+                await stream.aclose()
+            return
+        await self._handle_websocket(_Prefixed(stream, head))
+
+    async def _serve_rpc(self, stream: trio.SocketStream, head: bytes) -> None:
+        """One per-session JSON-RPC request over HTTP, answered from the recording."""
+        header, _, body = head.partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        if length > _MAX_RPC_BODY:
+            await stream.send_all(_http(413, b"request body too large", "text/plain"))
+            return
+        while len(body) < length:
+            chunk = await stream.receive_some(_RECEIVE_SIZE)
+            if not chunk:
+                return
+            body += chunk
+        session = (
+            self._sessions.get(path[len(_SESSION_PREFIX) :])
+            if path.startswith(_SESSION_PREFIX)
+            else None
+        )
+        if session is None:
+            await stream.send_all(_http(404, b"not found", "text/plain"))
+            return
+        reply = self._answer_rpc(session, body[:length])
+        await stream.send_all(_http(200, reply, "application/json"))
+
+    def _answer_rpc(self, session: _Session, body: bytes) -> bytes:
+        try:
+            request: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict):
+            return _rpc_reply(None, {"error": {"code": -32700, "message": "parse error"}})
+        fields = cast("dict[str, Any]", request)
+        request_id = fields.get("id")
+        method = fields.get("method")
+        params = orjson.dumps(fields.get("params")).decode()
+        session.rpc_step += 1
+        step = session.rpc_step
+        calls = session.track.rpc
+        expected = calls[step - 1] if step <= len(calls) else None
+        received = f"{method} {params}"
+        if (
+            session.rpc_divergence is None
+            and expected is not None
+            and (expected.method, expected.params) == (method, params)
+        ):
+            return _rpc_reply(request_id, orjson.loads(expected.answer))
+        if session.rpc_divergence is None:
+            session.rpc_divergence = self._diverge_rpc(
+                session.track.session_id,
+                step,
+                None if expected is None else f"{expected.method} {expected.params}",
+                received,
+            )
+        error = {"code": _DIVERGED, "message": str(session.rpc_divergence)}
+        return _rpc_reply(request_id, {"error": error})
+
+    def _diverge_rpc(
+        self, session_id: str, step: int, expected: str | None, received: str
+    ) -> ReplayDivergence:
+        if expected is None:
+            detail = f"the recording has no such call; the client sent {excerpt(received, 200)}"
+        else:
+            detail = (
+                f"the recording has {excerpt(expected, 200)} but the client sent "
+                f"{excerpt(received, 200)}"
+            )
+        divergence = ReplayDivergence(
+            f"replay of run {self.run_id} diverged at rpc call {step} of session "
+            f"{session_id}: {detail}",
+            session_id=session_id,
+            step=step,
+            expected=expected,
+            received=received,
+        )
+        logger.warning("%s", divergence)
+        self.divergences.append(divergence)
+        return divergence
+
+    async def _handle_websocket(self, stream: trio.abc.Stream) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 try:
@@ -378,6 +492,8 @@ class _Session:
         self.posted: list[DataItem] = []
         self.subs: list[_Sub] = []
         self.first_program: dict[str, str] = {}
+        self.rpc_step = 0
+        self.rpc_divergence: ReplayDivergence | None = None
 
     def frame(self, response: types.Error | types.Success) -> str:
         """A frame for this session: wrapped and numbered on a parallel connection."""
@@ -427,11 +543,7 @@ class _Session:
 
     def subscribe(self, conn: _DataConn, request: rpc.Subscribe) -> None:
         """Ack, catch up on what was posted so far, then go live (all without a checkpoint)."""
-        kind = (
-            rpc.ACCOUNT_DIFF_NOTIFICATION
-            if request.method == rpc.ACCOUNT_DIFF_SUBSCRIBE
-            else rpc.TRANSACTION_NOTIFICATION
-        )
+        kind = _NOTIFICATION_OF.get(request.method, rpc.TRANSACTION_NOTIFICATION)
         sub = _Sub(conn.next_id, kind, request.program_id, conn)
         conn.next_id += 1
         if request.compression:
@@ -482,6 +594,55 @@ async def _serve_data(ws: trio_websocket.WebSocketConnection, session: _Session)
             nursery.cancel_scope.cancel()
     finally:
         session.drop(conn)
+
+
+class _Prefixed(trio.abc.Stream):
+    """A stream whose first bytes were already read: they are received again first."""
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            out, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return out
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _read_head(stream: trio.SocketStream) -> bytes:
+    """Bytes up to the end of the HTTP request head (and whatever came with it)."""
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < _MAX_HEAD:
+        chunk = await stream.receive_some(_RECEIVE_SIZE)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _http(status: int, body: bytes, content_type: str) -> bytes:
+    reason = {200: "OK", 404: "Not Found", 413: "Payload Too Large"}.get(status, "Error")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _rpc_reply(request_id: Any, answer: dict[str, Any]) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, **answer})
 
 
 def _decode(text: str) -> types.BacktestRequest | types.UnknownRequest:
