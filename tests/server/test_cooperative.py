@@ -5,15 +5,26 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+import orjson
 import trio
 
-from simtrio.server import serve
+from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 from simtrio.server.http import available_ranges_body
 from simtrio.server.state import ServerState
 from simtrio.wire.codec import encode_available_ranges
 
-from .helpers import READY, STATUS_PREPARING, STATUS_READY, TOKEN, connect, cont, create, slot
+from .helpers import (
+    READY,
+    STATUS_PREPARING,
+    STATUS_READY,
+    TOKEN,
+    connect,
+    cont,
+    cont_to,
+    create,
+    slot,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -71,3 +82,44 @@ async def test_available_ranges_are_built_between_checkpoints_and_kept() -> None
         assert body == encode_available_ranges(config.available_ranges()).encode()
         # Kept: asked again, it is the same object, not built anew.
         assert await available_ranges_body(state) is body
+
+
+def _matches(config: ServerConfig, skip: set[str], start: int, count: int) -> list[tuple[int, int]]:
+    """The first ``count`` batches from ``start`` with a TOKEN transaction not in ``skip``."""
+    cfg = config.chain
+    found: list[tuple[int, int]] = []
+    slot_ = start
+    while len(found) < count:
+        for batch in range(cfg.batches_per_slot):
+            txs = chain.batch_transactions(cfg, slot_, batch)
+            if any(TOKEN in tx.program_ids for tx in txs if tx.fee_payer not in skip):
+                found.append((slot_, batch))
+        slot_ += 1
+    return found[:count]
+
+
+async def test_a_scan_across_checkpoints_finds_the_same_batches() -> None:
+    # Filtering all fee payers but one makes matches rare: the scans cross checkpoints.
+    config = ServerConfig(seed=4, max_transactions_per_slot=1)
+    skip = set(chain.fee_payers(config.chain)[1:])
+    first, second = _matches(config, skip, 4000, 2)
+    assert first[0] - 4000 > 32
+    assert second[0] - first[0] > 32
+    with trio.fail_after(10):
+        async with serve(config) as server, connect(server) as client:
+            await client.send(
+                create(
+                    4000,
+                    4500,
+                    discoveries=[{"ProgramExecuted": TOKEN}],
+                    signerFilter=sorted(skip),
+                )
+            )
+            await client.recv_text()
+            await client.expect(STATUS_PREPARING, STATUS_READY, slot(4000), READY)
+            announced = orjson.loads(await client.recv_text())["params"]
+            assert (announced["slot"], announced["batch_index"]) == first
+            await client.send(cont_to(*first))
+            await client.recv_until(lambda t: '"method":"paused"' in t)
+            announced = orjson.loads(await client.recv_text())["params"]
+            assert (announced["slot"], announced["batch_index"]) == second
