@@ -95,7 +95,8 @@ class ServerConfig:
             airdrops) one slot of a session takes; past it, they are refused until the session
             advances.
         http_idle_timeout: how long a kept-alive HTTP connection may wait for its next request
-            to begin; then it is closed.
+            to begin; then it is closed. Longer than httpx's 5 s, so that a pooling client
+            drops an idle connection before the server does and never sends into a closing one.
         http_max_requests: plain HTTP requests one connection may carry; the last answer
             says ``connection: close``.
         deterministic_ids: derive session ids from the chain number and a counter (same
@@ -137,7 +138,7 @@ class ServerConfig:
     handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
     max_chain_sessions: int = attrs.field(default=512, validator=_ge1)
     max_user_transactions_per_slot: int = attrs.field(default=4_096, validator=_ge1)
-    http_idle_timeout: float = attrs.field(default=5.0, validator=_positive)
+    http_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
     http_max_requests: int = attrs.field(default=1_000, validator=_ge1)
     deterministic_ids: bool = False
     slot_delay: float = attrs.field(default=0.0, validator=_non_negative)
