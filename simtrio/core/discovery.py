@@ -32,11 +32,13 @@ __all__ = [
     "Next",
 ]
 
-DISCOVERY_SETTLE: Final = 0.25
+DISCOVERY_SETTLE: Final = 2.0
 """Seconds to wait, once ready, for a ``discoveryBatch`` before deciding none is coming.
 
-Servers announce the next matching batch right after the readiness event, so it normally
-arrives with it; the wait only covers a batch split off into a later read.
+The protocol has no "no further discovery" message: a server scans ahead after each readiness
+event and announces the next matching batch when it finds one, so silence is the only sign that
+none is left. A scan over a long stretch of slots can take a noticeable time, so the default
+leaves room for it; a wait that ends too early would run past a discovery.
 """
 
 _LAST_BATCH: Final = 2**32

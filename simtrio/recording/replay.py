@@ -70,7 +70,7 @@ _Received = tuple["types.BacktestRequest | types.UnknownRequest", str]
 class ReplayServer:
     """Handle on a running replay (yielded by :func:`replay_server`)."""
 
-    def __init__(self, script: ReplayScript, host: str, port: int) -> None:
+    def __init__(self, script: ReplayScript, host: str, port: int, *, repeat: bool = False) -> None:
         self.run_id = script.run_id
         self.host = host
         self.port = port
@@ -78,11 +78,15 @@ class ReplayServer:
         """WebSocket base URL (what a client is given); the control plane is ``control_url``."""
         self.control_url = self.url + CONTROL_PATH
         self.divergences: list[ReplayDivergence] = []
+        self._diverged = trio.Event()
         self._script = script
         self._sessions = {
             sid: _Session(track, script.parallel) for sid, track in script.tracks.items()
         }
         self._created = False
+        self._repeat = repeat
+        self._clients = 0
+        """Control connections whose create matched and that are still open."""
 
     def __repr__(self) -> str:
         return f"<ReplayServer {self.url} run={self.run_id}>"
@@ -96,6 +100,11 @@ class ReplayServer:
     def finished(self) -> bool:
         """True once every session's track has been replayed to its end."""
         return all(s.finished for s in self._sessions.values())
+
+    async def wait_divergence(self) -> ReplayDivergence:
+        """Wait until a client diverges from the recording; return that first divergence."""
+        await self._diverged.wait()
+        return self.divergences[0]
 
     def check(self) -> None:
         """Raise the first divergence, if there was one."""
@@ -253,6 +262,13 @@ class ReplayServer:
         conn = _Control(ws)
         if not await self._accept_create(conn):
             return
+        self._clients += 1
+        try:
+            await self._serve_tracks(conn)
+        finally:
+            self._clients -= 1
+
+    async def _serve_tracks(self, conn: _Control) -> None:
         async with trio.open_nursery() as nursery:
             with contextlib.suppress(_Gone):
                 for text in self._script.handshake:
@@ -272,6 +288,12 @@ class ReplayServer:
             return False
         request = _decode(text)
         script = self._script
+        if self._created and self._repeat and self._clients == 0:
+            # The previous client has left: the next one gets the run from the start.
+            self._sessions = {
+                sid: _Session(track, script.parallel) for sid, track in script.tracks.items()
+            }
+            self._created = False
         if self._created:
             await conn.send(_error_frame("this replay server has already served its run"))
         elif request == script.create:
@@ -386,6 +408,7 @@ class ReplayServer:
         )
         logger.warning("%s", divergence)
         self.divergences.append(divergence)
+        self._diverged.set()
         return divergence
 
 
@@ -670,11 +693,13 @@ async def replay_server(
     host: str = "127.0.0.1",
     port: int = 0,
     raise_on_divergence: bool = True,
+    repeat: bool = False,
 ) -> AsyncGenerator[ReplayServer]:
     """Serve the recorded run ``run_id`` for the duration of the block.
 
     The run is verified first; the server is listening when the block starts. One run is
-    served once: a second create is refused. When the block ends without an exception and a
+    served once: a second create is refused, unless ``repeat`` is true, in which case a client
+    connecting after the previous one has left gets the run from the start. When the block ends without an exception and a
     divergence happened, it is raised (unless ``raise_on_divergence=False``).
 
     Raises:
@@ -684,7 +709,7 @@ async def replay_server(
     """
     script = await trio.to_thread.run_sync(load_replay_script, store, run_id)
     listeners, bound_port = await open_listeners(host, port)
-    server = ReplayServer(script, host, bound_port)
+    server = ReplayServer(script, host, bound_port, repeat=repeat)
     async with serving_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, server._handle_tcp, listeners)  # pyright: ignore[reportPrivateUsage]
         yield server
