@@ -67,16 +67,22 @@ if TYPE_CHECKING:
     )
 
     from simtrio.core.phase import ControlCore
+    from simtrio.errors import RpcError
     from simtrio.events import Event
     from simtrio.managed.config import ManagedConfig, SessionInfo
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.subscriptions import NotificationRecorder, SessionSubscriptions
     from simtrio.recording.errors import RecordingFailed
     from simtrio.recording.recorder import Recorder
+    from simtrio.rpc.session import RpcObserver
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.redact import Redactor
-    from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
-    from simtrio.wire.types import BacktestRequest, BacktestResponse
+    from simtrio.wire.rpc import (
+        AccountDiffNotification,
+        LogsNotification,
+        TransactionNotification,
+    )
+    from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
 
 __all__ = [
     "API_KEY_HEADER",
@@ -244,7 +250,8 @@ class RecordingTap:
         record = self.recorder.record_notification_nowait
 
         async def notification(
-            message: AccountDiffNotification | TransactionNotification, program_id: str
+            message: AccountDiffNotification | TransactionNotification | LogsNotification,
+            program_id: str,
         ) -> None:
             if self.failure is not None:
                 return
@@ -256,6 +263,22 @@ class RecordingTap:
             await self.wait_for_room()
 
         return notification
+
+    def rpc_observer(self, session_id: str) -> RpcObserver:
+        """What a (sub-)session's ``SessionRpc`` calls with every answered call."""
+        record = self.recorder.record_rpc_nowait
+
+        def exchange(
+            method: str, params: JsonValue, result: JsonValue, error: RpcError | None
+        ) -> None:
+            if self.failure is not None:
+                return
+            try:
+                record(session_id, method, params, result, error)
+            except SimtrioError as exc:
+                self.fail(exc)
+
+        return exchange
 
     async def wait_for_room(self) -> None:
         """Back-pressure: wait while too many entries wait for the disk."""
@@ -401,6 +424,10 @@ class EventSink:
         """Start a transaction subscription (the first one creates the subscriptions)."""
         self._subs().subscribe_transactions(program_ids)
 
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Start a logs subscription (the first one creates the subscriptions)."""
+        self._subs().subscribe_program_logs(program_ids)
+
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Check and keep the drain's idle bound; subscriptions created later get it too."""
         if (
@@ -512,6 +539,19 @@ class SessionEvents:
             ControlClosed: the session was closed, or its block has been left.
         """
         self._sink.subscribe_transactions(program_ids)
+
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Stream the logs of transactions that mention these programs into this session's
+        events, as :class:`~simtrio.events.ProgramLogs` (one ``logsSubscribe`` per program).
+
+        Returns at once, like :meth:`subscribe_account_diffs`; resumes with
+        ``replayFromSlot`` across reconnects and drains before ``Completed`` like it.
+
+        Raises:
+            InvalidParams: ``program_ids`` is empty, a single ``str``, or holds a non-``str``.
+            ControlClosed: the session was closed, or its block has been left.
+        """
+        self._sink.subscribe_program_logs(program_ids)
 
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Idle bound of the subscription drain that precedes ``Completed``.

@@ -52,7 +52,7 @@ from simtrio.errors import (
     SubscriptionFailed,
     excerpt,
 )
-from simtrio.events import AccountDiff, Transaction
+from simtrio.events import AccountDiff, ProgramLogs, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
@@ -68,9 +68,11 @@ from simtrio.wire.construct import plain_constructor
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
     INVALID_PARAMS,
+    LOGS_SUBSCRIBE,
     METHOD_NOT_FOUND,
     TRANSACTION_SUBSCRIBE,
     AccountDiffNotification,
+    LogsNotification,
     RpcMessage,
     Subscribe,
     SubscribeAck,
@@ -107,10 +109,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=AccountDiff | Transaction)
+E = TypeVar("E", bound=AccountDiff | Transaction | ProgramLogs)
 
-_Notification = AccountDiffNotification | TransactionNotification
-_NOTIFICATION_TYPES: Final = frozenset({AccountDiffNotification, TransactionNotification})
+_Notification = AccountDiffNotification | TransactionNotification | LogsNotification
+_NOTIFICATION_TYPES: Final = frozenset(
+    {AccountDiffNotification, TransactionNotification, LogsNotification}
+)
 _TERMINAL_SUBSCRIBE_ERRORS: Final = frozenset({INVALID_PARAMS, METHOD_NOT_FOUND})
 """JSON-RPC error codes of a subscribe reply that retrying cannot fix (protocol §9.3)."""
 
@@ -125,11 +129,14 @@ NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]
 
 @attrs.frozen
 class SubscriptionKind(Generic[E]):
-    """What a manager subscribes to and how a notification becomes a driver event."""
+    """What a manager subscribes to and how a notification becomes a driver event.
+
+    ``wrap`` gets the notification and its subscription's program id.
+    """
 
     label: str
     method: str
-    wrap: Callable[[_Notification], E | None]
+    wrap: Callable[[_Notification, str], E | None]
 
 
 _new_account_diff: Final[Callable[[AccountDiffNotification], AccountDiff]] = plain_constructor(
@@ -140,15 +147,27 @@ _new_transaction: Final[Callable[[TransactionNotification], Transaction]] = plai
 )
 
 
-def _wrap_account_diff(notification: _Notification) -> AccountDiff | None:
+def _wrap_account_diff(notification: _Notification, program_id: str) -> AccountDiff | None:
     if type(notification) is AccountDiffNotification:
         return _new_account_diff(notification)
     return None
 
 
-def _wrap_transaction(notification: _Notification) -> Transaction | None:
+def _wrap_transaction(notification: _Notification, program_id: str) -> Transaction | None:
     if type(notification) is TransactionNotification:
         return _new_transaction(notification)
+    return None
+
+
+def _wrap_logs(notification: _Notification, program_id: str) -> ProgramLogs | None:
+    if type(notification) is LogsNotification:
+        return ProgramLogs(
+            notification.slot,
+            notification.signature,
+            notification.err,
+            notification.logs,
+            program_id,
+        )
     return None
 
 
@@ -158,6 +177,7 @@ ACCOUNT_DIFFS: Final = SubscriptionKind[AccountDiff](
 TRANSACTIONS: Final = SubscriptionKind[Transaction](
     "transaction", TRANSACTION_SUBSCRIBE, _wrap_transaction
 )
+LOGS: Final = SubscriptionKind[ProgramLogs]("logs", LOGS_SUBSCRIBE, _wrap_logs)
 
 
 def _check_program_ids(program_ids: Sequence[str]) -> tuple[str, ...]:
@@ -814,7 +834,11 @@ class SubscriptionManager(Generic[E]):
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
-                event = wrap(notification) if sub is not None and not sub.complete else None
+                event = (
+                    wrap(notification, sub.program_id)
+                    if sub is not None and not sub.complete
+                    else None
+                )
                 if event is not None and sub is not None:
                     try:
                         queued = nowait(event, len(text))
@@ -841,12 +865,14 @@ class SubscriptionManager(Generic[E]):
 
     async def _handle(self, link: _Link, message: RpcMessage, size: int = 0) -> None:
         """Deliver or route one message; ``size`` is its length, for the byte bound."""
-        if isinstance(message, AccountDiffNotification | TransactionNotification):
+        if isinstance(
+            message, AccountDiffNotification | TransactionNotification | LogsNotification
+        ):
             sub = link.by_sub.get(message.subscription)
             if sub is None or sub.complete:
                 logger.debug("dropping notification for subscription %d", message.subscription)
                 return
-            event = self._kind.wrap(message)
+            event = self._kind.wrap(message, sub.program_id)
             if event is None:
                 logger.warning(
                     "dropping a %s on a %s subscription",
@@ -967,7 +993,10 @@ class _Entry:
     __slots__ = ("done", "manager", "scope")
 
     def __init__(
-        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+        self,
+        manager: SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
     ) -> None:
         self.manager = manager
         self.scope = trio.CancelScope()
@@ -1082,7 +1111,12 @@ class SessionSubscriptions:
     @property
     def managers(
         self,
-    ) -> tuple[SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction], ...]:
+    ) -> tuple[
+        SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
+        ...,
+    ]:
         return tuple(entry.manager for entry in self._entries)
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
@@ -1092,6 +1126,10 @@ class SessionSubscriptions:
     def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
         """Start a transaction manager for ``program_ids`` (returns at once)."""
         self._start(self._manager(TRANSACTIONS, program_ids))
+
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Start a logs manager for ``program_ids`` (returns at once)."""
+        self._start(self._manager(LOGS, program_ids))
 
     def _manager(
         self, kind: SubscriptionKind[E], program_ids: Sequence[str]
@@ -1113,7 +1151,10 @@ class SessionSubscriptions:
         )
 
     def _start(
-        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+        self,
+        manager: SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
     ) -> None:
         position = len(self._entries)
         entry = _Entry(manager)
@@ -1315,6 +1356,16 @@ async def open_transaction_subscription(
 ) -> AsyncGenerator[DataSubscription[Transaction]]:
     """Transactions involving ``program_ids``; see :func:`open_account_diff_subscription`."""
     async with _open_standalone(TRANSACTIONS, rpc_endpoint, program_ids, config) as sub:
+        yield sub
+
+
+@asynccontextmanager
+async def open_logs_subscription(
+    rpc_url: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
+) -> AsyncGenerator[DataSubscription[ProgramLogs]]:
+    """``logsSubscribe`` for each of ``program_ids`` (its ``mentions`` filter), as
+    :class:`~simtrio.events.ProgramLogs` events; see :func:`open_account_diff_subscription`."""
+    async with _open_standalone(LOGS, rpc_url, program_ids, config) as sub:
         yield sub
 
 
