@@ -36,6 +36,7 @@ import trio
 from simtrio.core.backoff import ReconnectState
 from simtrio.core.barrier import (
     PingWatch,
+    Proofs,
     gap_between,
     lags_behind,
     probe_due,
@@ -238,6 +239,7 @@ class _Link:
     """One connection attempt: its socket, decoder, unread messages and fate."""
 
     __slots__ = (
+        "answer_waiting",
         "by_sub",
         "conn",
         "decoder",
@@ -246,7 +248,6 @@ class _Link:
         "lot",
         "pending",
         "probe_sent",
-        "proof_waiting",
         "resumed_at",
         "scope",
         "slot_held",
@@ -270,8 +271,8 @@ class _Link:
         """Streaming: every ack is in and the held notifications are handed over."""
         self.probe_sent: int | None = None
         """The slot of the probe Ping in flight, if any."""
-        self.proof_waiting: int | None = None
-        """A probe answered behind messages not handed over yet: proven once they are."""
+        self.answer_waiting: int | None = None
+        """A probe answered behind messages not handed over yet: counted once they are."""
         self.watch = PingWatch(pong_timeout)
         self.lot = trio.lowlevel.ParkingLot()
         """Wakes the keepalive task (a probe to send, a Pong to follow up)."""
@@ -337,8 +338,7 @@ class SubscriptionManager(Generic[E]):
         self.origin: int | None = position() if position is not None else None
         """The slot this manager's stream starts from: the control plane's slot when it was
         created (session-bound), or the session's slot at the first subscribe (standalone)."""
-        self.proven: int | None = None
-        """Every notification up to this slot has been handed over (data-plane barrier)."""
+        self._proofs = Proofs()
         self._wanted: int | None = None
         self._link: _Link | None = None
 
@@ -369,6 +369,14 @@ class SubscriptionManager(Generic[E]):
     # -- the data-plane barrier ----------------------------------------------------------------
 
     @property
+    def proven(self) -> int | None:
+        """Every event of a slot below this one has been handed over (data-plane barrier).
+
+        Only evidence that cannot be early counts: a confirmed probe, or a notification.
+        """
+        return self._proofs.proven
+
+    @property
     def proven_position(self) -> int | None:
         """What the barrier compares with the control plane's slot (None: nothing to prove)."""
         if self.finished:
@@ -393,33 +401,36 @@ class SubscriptionManager(Generic[E]):
     def _probe_due(self) -> bool:
         return probe_due(self._wanted, self.proven_position, self._config.data_lag_window)
 
-    def _prove(self, slot: int) -> None:
-        if self.proven is None or slot > self.proven:
-            self.proven = slot
+    def _answered(self, slot: int) -> None:
+        """A probe's Pong, every message before it handed over: a claim, confirming the last."""
+        if self._proofs.answered(slot):
             self._observer.changed()
 
-    def _retract(self, slot: int) -> None:
-        """A notification of ``slot`` arrived after a proof beyond it: the Pong overtook it.
+    def _withdraw(self, slot: int) -> None:
+        """A new notification below what was claimed or proven: the claim was early.
 
         A server may answer a Ping ahead of notifications it still had to send (after a stall,
-        say). The proof then claimed too much; it falls back to what this notification shows.
+        say); the claim then said too much. Dropping it costs one more probe.
         """
-        self.proven = slot - 1
-        link = self._link
-        if link is not None:
-            link.proof_waiting = None
+        if self._proofs.withdraw(slot):
+            self._observer.changed()
+            logger.warning(
+                "%s subscription: a notification of slot %d arrived after a confirmed proof"
+                " beyond it; the proof falls back",
+                self._kind.label,
+                slot,
+            )
 
     def _on_pong(self, link: _Link, payload: bytes, ahead: int) -> None:
         slot = probe_slot(payload)
-        if slot is None:
-            return
-        if link.probe_sent is not None and slot >= link.probe_sent:
-            link.probe_sent = None
+        if slot is None or slot != link.probe_sent:
+            return  # a keepalive's Pong, or one for no probe of ours: it proves nothing
+        link.probe_sent = None
         if ahead == 0 and not link.pending:
             # The reader is in receive_batch: everything before this Pong is handed over.
-            self._prove(slot)
-        elif link.proof_waiting is None or slot > link.proof_waiting:
-            link.proof_waiting = slot
+            self._answered(slot)
+        else:
+            link.answer_waiting = slot
         link.lot.unpark_all()
 
     def _needed_from(self) -> int | None:
@@ -429,7 +440,9 @@ class SubscriptionManager(Generic[E]):
             if sub.complete:
                 continue
             candidates = [
-                x for x in (sub.cursor, self.proven, self.origin, self._start_slot) if x is not None
+                x
+                for x in (sub.cursor, self._proofs.proven, self.origin, self._start_slot)
+                if x is not None
             ]
             if not candidates:
                 return None
@@ -517,6 +530,7 @@ class SubscriptionManager(Generic[E]):
             with trio.move_on_at(deadline):
                 self.origin = await _get_slot(self._rpc_endpoint, config)
         link = _Link(config.data_pong_timeout)
+        self._proofs.connection_changed()
         try:
             with trio.move_on_at(deadline):
                 if gated and coordinator is not None:
@@ -767,15 +781,21 @@ class SubscriptionManager(Generic[E]):
         observer = self._observer
         decode = decoder.decode
         redactor = self._redactor
+        proofs = self._proofs
+        # Every ack is in: from here on this connection's notifications come in slot order.
+        entry_cursor = self.cursor
         run = 0  # notifications handed over since the last report to the observer
         while True:
             if not pending:
                 if run:
                     run = 0
                     observer.delivered()
-                if link.proof_waiting is not None:
-                    self._prove(link.proof_waiting)
-                    link.proof_waiting = None
+                cursor = self.cursor
+                if cursor is not None and cursor != entry_cursor and proofs.in_order(cursor):
+                    observer.changed()
+                if link.answer_waiting is not None:
+                    self._answered(link.answer_waiting)
+                    link.answer_waiting = None
                 if all(sub.complete for sub in subs):
                     return
                 pending.extend(await conn.receive_batch())
@@ -793,9 +813,10 @@ class SubscriptionManager(Generic[E]):
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         raise _ConsumerGone from None
                     if queued:
+                        previous = sub.cursor
                         slot = sub.cursor = self.cursor = notification.slot
-                        if self.proven is not None and slot < self.proven:
-                            self._retract(slot)
+                        if slot < proofs.ceiling and (previous is None or slot > previous):
+                            self._withdraw(slot)
                         if record is not None:
                             await self._recorded(link, record, notification, sub.program_id)
                         run += 1
@@ -827,9 +848,11 @@ class SubscriptionManager(Generic[E]):
                 )
                 return
             await self._hand_over(link, event, size)
+            previous = sub.cursor
             slot = sub.cursor = self.cursor = message.slot
-            if self.proven is not None and slot < self.proven:
-                self._retract(slot)
+            # A replay's boundary repeats the last delivered slot: no sign of an early claim.
+            if slot < self._proofs.ceiling and (previous is None or slot > previous):
+                self._withdraw(slot)
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
                 await self._recorded(link, self._record, message, sub.program_id)
