@@ -3,7 +3,8 @@
 A server keeps only the data-plane events of its last few slots (100 for the reference server)
 for replay. A session whose control plane runs on while a data connection is stalled or
 half-open would leave that subscription's replay with a hole. So every data connection carries
-*probes*: a WebSocket Ping whose payload names the control plane's current slot.
+*probes*: a WebSocket Ping whose payload names a slot the session has reached (the control
+plane's, or for a standalone subscription the session RPC's ``getSlot``).
 
 A slot *proven* here means: every event of a slot below it has been handed to the consumer.
 Its sources (:class:`Proofs`):

@@ -591,6 +591,8 @@ class SubscriptionManager(Generic[E]):
                     await self._handle(link, message)
                 link.up = True
                 link.lot.unpark_all()
+                if self._position is None:
+                    nursery.start_soon(self._poll_position)
                 await self._stream(link)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
                 # A corrupt compressed message is quoted as received: take the key out of it.
@@ -691,6 +693,26 @@ class SubscriptionManager(Generic[E]):
                 wake = min(wake, pong_deadline)
             with trio.move_on_at(wake):
                 await link.lot.park()
+
+    async def _poll_position(self) -> None:
+        """Standalone: probe the session's slot (``getSlot``) every so often.
+
+        Nobody else tells a standalone manager how far its session has run, so without this a
+        subscription to a quiet program would have nothing but its start to resume from, and
+        after 100 quiet slots any drop would look like a gap. A failed ``getSlot`` only makes
+        the next try wait longer (up to the keepalive interval).
+        """
+        config = self._config
+        interval = config.standalone_probe_interval
+        wait = interval
+        while True:
+            slot = await _get_slot(self._rpc_endpoint, config, log=logging.DEBUG)
+            if slot is None:
+                wait = min(wait * 2, max(interval, config.keepalive_interval))
+            else:
+                wait = interval
+                self.probe(slot)
+            await trio.sleep(wait)
 
     # -- subscribing ---------------------------------------------------------------------------
 
@@ -1374,10 +1396,13 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group
 
 
-async def _get_slot(rpc_endpoint: str, config: ManagedConfig) -> int | None:
+async def _get_slot(
+    rpc_endpoint: str, config: ManagedConfig, *, log: int = logging.INFO
+) -> int | None:
     """The session's current slot from its RPC endpoint (``getSlot``), or None if unavailable.
 
-    Best effort: a server without it, or any failure, leaves the caller without a slot.
+    Best effort: a server without it, or any failure, leaves the caller without a slot (and a
+    log record at level ``log``).
     """
     body = b'{"jsonrpc":"2.0","id":1,"method":"getSlot"}'
     try:
@@ -1389,18 +1414,18 @@ async def _get_slot(rpc_endpoint: str, config: ManagedConfig) -> int | None:
             max_body=64 * 1024,
         )
     except ConnectError as exc:
-        logger.info("getSlot failed: %s", exc)
+        logger.log(log, "getSlot failed: %s", exc)
         return None
     if status != 200:
-        logger.info("getSlot answered with HTTP %d", status)
+        logger.log(log, "getSlot answered with HTTP %d", status)
         return None
     try:
         parsed: object = orjson.loads(reply)
     except orjson.JSONDecodeError:
-        logger.info("getSlot answered with something that is not JSON")
+        logger.log(log, "getSlot answered with something that is not JSON")
         return None
     slot = cast("dict[str, object]", parsed).get("result") if isinstance(parsed, dict) else None
     if isinstance(slot, int) and not isinstance(slot, bool):
         return slot
-    logger.info("getSlot answered without a slot")
+    logger.log(log, "getSlot answered without a slot")
     return None

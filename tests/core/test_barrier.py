@@ -70,6 +70,8 @@ def test_config_window_must_stay_inside_the_retention() -> None:
         ManagedConfig(data_lag_window=100)
     with pytest.raises(InvalidParams):
         ManagedConfig(data_pong_timeout=0)
+    with pytest.raises(InvalidParams):
+        ManagedConfig(standalone_probe_interval=0)
 
 
 def test_a_probe_answer_is_a_claim_until_the_next_one_confirms_it() -> None:

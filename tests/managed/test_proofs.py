@@ -1,4 +1,4 @@
-"""A subscription's proof of receipt cannot be early.
+"""A subscription's proof of receipt cannot be early, and a quiet one can still prove itself.
 
 A server may answer a probe's Ping ahead of notifications it still owes (the reference server
 answers Pings from its reader, so after a stall the Pong overtakes the backlog). Such a Pong is
@@ -10,21 +10,30 @@ server, only the events of the last 100 slots for a replay.
 
 from __future__ import annotations
 
+import pytest
 import trio
 import trio.testing
 
+import simtrio.server
+from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.streams import EventStream
 from simtrio.managed.subscriptions import (
+    DataSubscription,
     SessionSubscriptions,
+    open_transaction_subscription,
 )
+from simtrio.server import FaultPlan, Faults
 from tests.managed.test_subscriptions import resubscribe
 from tests.managed.test_subscriptions_harness import RPC_VECTORS, TOKEN, FakeConn, fake_server
+from tests.server import helpers
 
 FIRST = RPC_VECTORS["transaction_subscribe_first_connection"]
 RETAINED = 100
 START = 4100
+QUIET = "US517G5965aydkZ46HS38QLi7UQiSojurfbQfKCELFx"
+"""A valid program id that the reference server's synthetic chain never touches."""
 
 
 def subscriptions(
@@ -138,3 +147,63 @@ async def test_a_claim_the_connection_did_not_confirm_does_not_hide_a_gap(
         assert "data-plane gap" in str(manager.failure)
         assert manager.connections == 2
         subs.stop()
+
+
+# -- standalone subscriptions against the reference server ------------------------------------
+
+
+async def wait_reconnected(sub: DataSubscription[Transaction]) -> None:
+    """Until the connection that was up is replaced and the new one is up."""
+    manager = sub._manager  # pyright: ignore[reportPrivateUsage]
+    await manager.status.wait_until(lambda s: s is not ConnectionStatus.UP)
+    await manager.status.wait_until(lambda s: s is ConnectionStatus.UP)
+    assert manager.connections == 2
+
+
+async def test_a_quiet_standalone_subscription_resumes_without_a_false_gap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No notification for 150 slots, then a drop: nothing was missed, so no gap either."""
+    async with (
+        simtrio.server.serve(seed=3) as server,
+        helpers.connect(server) as control,
+    ):
+        session_id = await helpers.open_session(
+            control, helpers.create(5000, 5400, disconnectTimeoutSecs=60)
+        )
+        rpc = f"{server.http_url}/backtest/{session_id}"
+        async with open_transaction_subscription(rpc, [QUIET]) as sub:
+            await sub.wait_up()
+            await control.send(helpers.cont(150))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            await trio.sleep(5)  # the subscription learns the slot and proves it meanwhile
+            server.restart()  # every connection dropped; the session stays
+            with trio.fail_after(60):
+                await wait_reconnected(sub)
+            assert sub.cursor is None
+
+
+async def test_a_standalone_subscription_still_reports_a_real_gap(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Its data connection stalls while the session runs 150 slots: the replay cannot be
+    complete, and the subscription says so."""
+    faults = FaultPlan(data_connections={1: Faults(stall_after=3)})
+    async with (
+        simtrio.server.serve(seed=3, faults=faults) as server,
+        helpers.connect(server) as control,
+    ):
+        session_id = await helpers.open_session(
+            control, helpers.create(5000, 5400, disconnectTimeoutSecs=60)
+        )
+        rpc = f"{server.http_url}/backtest/{session_id}"
+
+        async def subscribe_and_run() -> None:
+            async with open_transaction_subscription(rpc, [TOKEN]) as sub:
+                await sub.wait_up()
+                await control.send(helpers.cont(150))
+                await control.recv_until(lambda t: "readyForContinue" in t)
+                await trio.sleep_forever()
+
+        with pytest.raises(SubscriptionFailed, match="data-plane gap"):
+            await subscribe_and_run()
