@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from benchmarks import control, data, execution, plain, scale
+from benchmarks import control, data, execution, plain, rpc, scale, sweep
 from benchmarks.common import frame_server
 
 BENCHMARKS = {
@@ -15,6 +15,8 @@ BENCHMARKS = {
     "scale": scale.run,
     "plain": plain.run,
     "execution": execution.run,
+    "rpc": rpc.run,
+    "sweep": sweep.run,
 }
 
 

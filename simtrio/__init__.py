@@ -15,6 +15,8 @@ from simtrio.client import (
     BacktestSession as BacktestSession,
 )
 from simtrio.core.backoff import BackoffPolicy as BackoffPolicy
+from simtrio.core.discovery import DiscoveryCompleted as DiscoveryCompleted
+from simtrio.core.discovery import DiscoveryPaused as DiscoveryPaused
 from simtrio.core.session import ContinueResult as ContinueResult
 from simtrio.core.session import ReadyOutcome as ReadyOutcome
 from simtrio.errors import (
@@ -51,11 +53,18 @@ from simtrio.errors import (
     RequestTimeout as RequestTimeout,
 )
 from simtrio.errors import (
+    RpcError as RpcError,
+)
+from simtrio.errors import (
+    RpcHttpError as RpcHttpError,
+)
+from simtrio.errors import (
     SimtrioError as SimtrioError,
 )
 from simtrio.errors import (
     SubscriptionFailed as SubscriptionFailed,
 )
+from simtrio.events import ProgramLogs as ProgramLogs
 from simtrio.managed.config import ConnectionStatus as ConnectionStatus
 from simtrio.managed.config import ManagedConfig as ManagedConfig
 from simtrio.managed.config import SessionInfo as SessionInfo
@@ -68,10 +77,20 @@ from simtrio.managed.subscriptions import (
     open_account_diff_subscription as open_account_diff_subscription,
 )
 from simtrio.managed.subscriptions import (
+    open_logs_subscription as open_logs_subscription,
+)
+from simtrio.managed.subscriptions import (
     open_transaction_subscription as open_transaction_subscription,
 )
 from simtrio.params import Continue as Continue
 from simtrio.params import CreateSession as CreateSession
+from simtrio.rpc import SessionRpc as SessionRpc
+from simtrio.rpc import SimulationResult as SimulationResult
+from simtrio.rpc import modify_program as modify_program
+from simtrio.rpc import open_session_rpc as open_session_rpc
+from simtrio.wire.programs import build_program_account as build_program_account
+from simtrio.wire.programs import build_program_injection as build_program_injection
+from simtrio.wire.programs import programdata_address as programdata_address
 from simtrio.wire.types import AccountData as AccountData
 from simtrio.wire.types import DiscoveryFilter as DiscoveryFilter
 from simtrio.wire.types import ProgramExecuted as ProgramExecuted
@@ -94,7 +113,9 @@ __all__ = [
     "ControlFailed",
     "CreateFailed",
     "CreateSession",
+    "DiscoveryCompleted",
     "DiscoveryFilter",
+    "DiscoveryPaused",
     "InvalidParams",
     "ManagedConfig",
     "ManagedSession",
@@ -102,16 +123,27 @@ __all__ = [
     "ParallelSession",
     "ParallelSubSession",
     "ProgramExecuted",
+    "ProgramLogs",
     "ProtocolError",
     "ReadyOutcome",
     "RemoteError",
     "RequestTimeout",
+    "RpcError",
+    "RpcHttpError",
     "SessionInfo",
+    "SessionRpc",
     "SimtrioError",
+    "SimulationResult",
     "SubscriptionFailed",
     "__version__",
+    "build_program_account",
+    "build_program_injection",
+    "modify_program",
     "open_account_diff_subscription",
+    "open_logs_subscription",
     "open_managed_session",
     "open_parallel_session",
+    "open_session_rpc",
     "open_transaction_subscription",
+    "programdata_address",
 ]

@@ -13,11 +13,18 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 import trio
 
+from simtrio.core.discovery import (
+    DISCOVERY_SETTLE,
+    RUN_ON_COUNT,
+    DiscoveryStep,
+    DiscoveryStepper,
+    Next,
+)
 from simtrio.core.session import ContinueResult, ReadinessTracker, ReadyOutcome, StepAccumulator
 from simtrio.errors import (
     ConnectError,
@@ -26,16 +33,18 @@ from simtrio.errors import (
     ProtocolError,
     RemoteError,
     RequestTimeout,
+    RpcError,
     excerpt,
 )
 from simtrio.params import Continue, CreateSession, as_continue_params, as_create_request
+from simtrio.rpc.session import SessionRpc, open_session_rpc
 from simtrio.transport.connection import connect
 from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
 from simtrio.transport.http import http_get
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_available_ranges, decode_frame, encode
 from simtrio.wire.redact import Redactor, redactor_for
-from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url
+from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url, resolve_rpc_url
 
 if TYPE_CHECKING:
     import ssl
@@ -114,8 +123,12 @@ class BacktestSession:
         "_readiness",
         "_redactor",
         "_request_timeout",
+        "_rpc_base",
         "_rpc_endpoint",
+        "_run_on_count",
         "_session_id",
+        "_ssl_context",
+        "_stepper",
     )
 
     def __init__(
@@ -123,10 +136,18 @@ class BacktestSession:
         conn: WebSocketConnection,
         request_timeout: float | None,
         redactor: Redactor | None = None,
+        *,
+        rpc_base: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        run_on_count: int = RUN_ON_COUNT,
     ) -> None:
         self._conn = conn
         self._redactor = redactor
+        self._stepper = DiscoveryStepper()
+        self._run_on_count = run_on_count
         self._request_timeout = request_timeout
+        self._rpc_base = rpc_base
+        self._ssl_context = ssl_context
         self._pending: deque[_Pending] = deque()
         self._readiness = ReadinessTracker()
         self._last_sequence: int | None = None
@@ -152,6 +173,32 @@ class BacktestSession:
     def rpc_endpoint(self) -> str | None:
         """The session's RPC endpoint exactly as the server sent it (often relative)."""
         return self._rpc_endpoint
+
+    @property
+    def rpc_url(self) -> str | None:
+        """The absolute ``http(s)://`` URL of the session's RPC endpoint, when it has one."""
+        endpoint = self._rpc_endpoint
+        if not endpoint:
+            return None
+        if self._rpc_base is None:
+            return endpoint if endpoint.startswith(("http://", "https://")) else None
+        return resolve_rpc_url(self._rpc_base, endpoint)
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
+        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
+        ``async with`` block.
+
+        Each call is bounded by the client's ``request_timeout`` (None: no bound); TLS uses the
+        client's ``ssl_context``. For other settings, pass :attr:`rpc_url` to
+        :func:`~simtrio.rpc.open_session_rpc`.
+
+        Raises:
+            RpcError: the session has no RPC endpoint (raised here, not on entering).
+        """
+        url = self.rpc_url
+        if url is None:
+            raise RpcError("session has no rpc endpoint")
+        return open_session_rpc(url, timeout=self._request_timeout, ssl_context=self._ssl_context)
 
     @property
     def last_sequence(self) -> int | None:
@@ -183,6 +230,10 @@ class BacktestSession:
         if seq is not None and (self._last_sequence is None or seq > self._last_sequence):
             self._last_sequence = seq
         self._readiness.observe(response)
+        if isinstance(response, wire.SlotNotification):
+            self._stepper.slot(response.slot)
+        elif isinstance(response, wire.DiscoveryBatch):
+            self._stepper.batch(response.event)
         return response
 
     async def _next(self) -> wire.BacktestResponse:
@@ -312,6 +363,77 @@ class BacktestSession:
                 if isinstance(response, wire.Error):
                     raise RemoteError(response.error)
                 _skipped(response, "waiting for a status")
+
+    async def advance_to_discovery(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109
+        on_response: OnResponse | None = None,
+        *,
+        settle: float = DISCOVERY_SETTLE,
+    ) -> DiscoveryStep:
+        """Run up to the next announced discovery batch (protocol §6.7).
+
+        Takes the next queued ``discoveryBatch`` (waiting for readiness, and for one to be
+        announced), sends ``continueTo(slot, batch_index)`` and waits for ``paused``:
+        returns :class:`~simtrio.core.discovery.DiscoveryPaused`. When, once ready, no batch
+        is announced within ``settle`` seconds, none is coming: a plain ``continue`` runs on,
+        and :class:`~simtrio.core.discovery.DiscoveryCompleted` is returned at ``completed``
+        (or the loop goes on if a batch is announced at a later readiness event).
+
+        ``discoveryBatch`` events read by any method of this session (before readiness
+        included) are kept for this call. Every response read here is passed to
+        ``on_response``. Raises ``RemoteError`` on an ``error``, ``RequestTimeout``,
+        ``ConnectionClosed``.
+        """
+        with _deadline(self._limit(timeout), "advance_to_discovery"):
+            return await self._discovery_loop(on_response, settle)
+
+    async def _discovery_loop(self, on_response: OnResponse | None, settle: float) -> DiscoveryStep:
+        stepper = self._stepper
+        if self._readiness.ready:
+            stepper.is_ready = True
+        settled = False
+        while True:
+            action = stepper.next(settled)
+            if isinstance(action, wire.DiscoveryBatchEvent):
+                stepper.sent()
+                request = wire.ContinueToParams(action.slot, action.batch_index)
+                await self._send_text(encode(request), continues=True)
+                settled = False
+                continue
+            if action is Next.RUN_ON:
+                stepper.sent_run_on()
+                await self._send_text(
+                    encode(wire.ContinueParams(self._run_on_count)), continues=True
+                )
+                settled = False
+                continue
+            if action is Next.SETTLE:
+                response: wire.BacktestResponse | None = None
+                with trio.move_on_after(settle):
+                    response = await self._next()
+                if response is None:
+                    settled = True
+                    continue
+            else:
+                response = await self._next()
+            if on_response is not None:
+                on_response(response)
+            match response:
+                case wire.Paused(event=paused):
+                    result = stepper.ready(paused)
+                    if result is not None:
+                        return result
+                case wire.ReadyForContinue():
+                    stepper.ready(None)
+                case wire.Completed(summary=summary, agent_stats=agent_stats):
+                    return stepper.completed(summary, agent_stats)
+                case wire.Error(error=error):
+                    if not stepper.is_ready:
+                        stepper.refused()
+                    raise RemoteError(error)
+                case _:
+                    pass
 
     # -- raw access -----------------------------------------------------------------------------
 
@@ -468,6 +590,22 @@ class BacktestClient:
             ssl_context=self._ssl_context,
         )
 
+    def _session(
+        self,
+        conn: WebSocketConnection,
+        create: wire.CreateBacktestSessionRequest | None = None,
+    ) -> BacktestSession:
+        return BacktestSession(
+            conn,
+            self._request_timeout,
+            self._redactor,
+            rpc_base=http_base_from_ws_url(self._url),
+            ssl_context=self._ssl_context,
+            run_on_count=(
+                RUN_ON_COUNT if create is None else create.end_slot - create.start_slot + 1
+            ),
+        )
+
     @asynccontextmanager
     async def create_session(
         self, create: CreateSession | wire.CreateBacktestSessionRequest
@@ -487,7 +625,7 @@ class BacktestClient:
         text = encode(request)
         conn = await self._connect()
         try:
-            session = BacktestSession(conn, self._request_timeout, self._redactor)
+            session = self._session(conn, request)
             with _deadline(self._request_timeout, "createBacktestSession"):
                 await session._handshake(text, wire.SessionCreated)  # pyright: ignore[reportPrivateUsage]
             yield session
@@ -509,7 +647,7 @@ class BacktestClient:
         text = encode(wire.AttachBacktestSession(session_id, last_sequence))
         conn = await self._connect()
         try:
-            session = BacktestSession(conn, self._request_timeout, self._redactor)
+            session = self._session(conn)
             with _deadline(self._request_timeout, "attachBacktestSession"):
                 await session._handshake(text, wire.SessionAttached)  # pyright: ignore[reportPrivateUsage]
             yield session

@@ -6,10 +6,10 @@ code never has to catch an ``OSError`` or a ``zstandard.ZstdError`` coming out o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast, overload
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import BacktestError
+    from simtrio.wire.types import BacktestError, JsonValue
 
 __all__ = [
     "ConnectError",
@@ -23,6 +23,8 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "RequestTimeout",
+    "RpcError",
+    "RpcHttpError",
     "SimtrioError",
     "SubscriptionFailed",
     "excerpt",
@@ -128,3 +130,39 @@ class SubscriptionFailed(ManagedSessionError):
 
 class ContinueSendFailed(ManagedSessionError):
     """A continue could not be queued because the control task has ended."""
+
+
+class RpcError(SimtrioError):
+    """A per-session JSON-RPC call failed: the server's ``error`` object, or no usable reply.
+
+    Built as ``RpcError(code, message, data)`` from a JSON-RPC error object, or as
+    ``RpcError(message)`` for a failure that has no code (a session without an RPC endpoint,
+    say); ``code`` and ``data`` are None then.
+    """
+
+    @overload
+    def __init__(self, message: str, /) -> None: ...
+    @overload
+    def __init__(self, code: int, message: str, data: JsonValue = None, /) -> None: ...
+
+    def __init__(self, *args: object) -> None:
+        code: int | None = None
+        data: JsonValue = None
+        if args and isinstance(args[0], int) and not isinstance(args[0], bool):
+            code = args[0]
+            message = str(args[1]) if len(args) > 1 else ""
+            data = cast("JsonValue", args[2]) if len(args) > 2 else None
+        else:
+            message = str(args[0]) if args else ""
+        super().__init__(message if code is None else f"rpc error {code}: {excerpt(message)}")
+        self.code = code
+        self.message = message
+        self.data = data
+
+
+class RpcHttpError(RpcError):
+    """The RPC endpoint answered with an HTTP status other than 200; ``status`` holds it."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status

@@ -29,6 +29,7 @@ from simtrio.wire.types import (
     BacktestError,
     BacktestStatus,
     DiscoveryBatchEvent,
+    JsonValue,
     PausedEvent,
     SessionSummary,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ErrorEvent",
     "Event",
     "Paused",
+    "ProgramLogs",
     "ReadyForContinue",
     "Slot",
     "Status",
@@ -109,6 +111,19 @@ class AccountDiff:
     notification: AccountDiffNotification
 
 
+@attrs.frozen
+class ProgramLogs:
+    """A data-plane ``logsNotification``: the log lines of one transaction that mentions
+    ``program_id`` (the subscription's program); ``err`` is its raw JSON error, None when it
+    succeeded."""
+
+    slot: int
+    signature: str
+    err: JsonValue
+    logs: tuple[str, ...]
+    program_id: str
+
+
 Event: TypeAlias = (
     ReadyForContinue
     | Slot
@@ -119,5 +134,6 @@ Event: TypeAlias = (
     | Completed
     | Transaction
     | AccountDiff
+    | ProgramLogs
 )
 """Anything ``next_event()`` can return."""

@@ -8,12 +8,14 @@ constructors, so a bad parameter fails where it was written rather than inside a
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeGuard
 
 import attrs
 
 from simtrio.errors import InvalidParams
-from simtrio.wire.base58 import address_value, sort_addresses
+from simtrio.wire.base58 import sort_addresses
+from simtrio.wire.jsonrpc import AccountMods, TransactionInput, account_mods, transaction_base64
 from simtrio.wire.types import (
     AccountData,
     ContinueParams,
@@ -223,37 +225,27 @@ class CreateSession:
         return f"CreateSession({', '.join(parts)})"
 
 
-def _account_states(value: Mapping[str, AccountData]) -> dict[str, AccountData]:
-    if not isinstance(value, Mapping):  # pyright: ignore[reportUnnecessaryIsInstance]
-        raise InvalidParams(f"modify_account_states must be a mapping, not {_type_name(value)}")
-    keyed: list[tuple[int, str, AccountData]] = []
-    for address, account in value.items():
-        if not isinstance(account, AccountData):  # pyright: ignore[reportUnnecessaryIsInstance]
-            raise InvalidParams(
-                f"modify_account_states values must be AccountData, not {_type_name(account)}"
-            )
-        keyed.append((address_value(address), address, account))
-    keyed.sort(key=lambda item: item[0])
-    return {address: account for _, address, account in keyed}
+_NO_ACCOUNTS: Mapping[str, AccountData] = MappingProxyType({})
 
 
-def _transactions(value: Iterable[str]) -> tuple[str, ...]:
+def _transactions(value: Iterable[TransactionInput]) -> tuple[str, ...]:
     items = _collection("transactions", value)
-    for tx in items:
-        if not isinstance(tx, str):
-            raise InvalidParams(f"transactions must be base64 str, not {_type_name(tx)}")
-    return tuple(items)
+    return tuple(transaction_base64(tx, f"transactions[{i}]") for i, tx in enumerate(items))
 
 
 @attrs.frozen(init=False, repr=False)
 class Continue:
     """One ``continue`` step: run ``advance_count`` slots with these transactions and overrides.
 
-    ``modify_account_states`` is keyed by account address and kept in wire order.
+    Each transaction is a solders ``VersionedTransaction`` or ``Transaction``, its serialized
+    ``bytes``, or those bytes as base64 ``str``; ``modify_account_states`` maps addresses
+    (``Pubkey`` or ``str``) to solders ``Account`` or ``AccountData`` values. Both are
+    normalised to the wire form here (base64 text; ``str`` keys, kept in wire order).
 
     Raises:
-        InvalidParams: from the constructor, for a negative count, a non-str transaction, or a
-            key that is not a base58 address.
+        InvalidParams: from the constructor, for a negative count, a transaction or an account
+            of the wrong kind (the message names its index or address), or a key that is not a
+            base58 address.
     """
 
     advance_count: int
@@ -264,14 +256,14 @@ class Continue:
         self,
         advance_count: int = 1,
         *,
-        transactions: Iterable[str] = (),
-        modify_account_states: Mapping[str, AccountData] = {},
+        transactions: Iterable[TransactionInput] = (),
+        modify_account_states: AccountMods = _NO_ACCOUNTS,
     ) -> None:
         _set_fields(
             self,
             advance_count=_unsigned("advance_count", advance_count),
             transactions=_transactions(transactions),
-            modify_account_states=_account_states(modify_account_states),
+            modify_account_states=account_mods(modify_account_states),
         )
 
     def to_params(self) -> ContinueParams:

@@ -25,6 +25,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "Interrupt",
     "Target",
@@ -35,6 +36,7 @@ __all__ = [
     "iter_csv",
     "resolve_target",
     "simtrio_error_of",
+    "url_problem",
 ]
 
 _E = TypeVar("_E", bound=BaseException)
@@ -50,6 +52,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+"""Stopped by SIGINT (128 + 2)."""
+EXIT_TERMINATED = 143
+"""Stopped by SIGTERM (128 + 15)."""
 
 
 class UsageError(Exception):
@@ -60,7 +65,8 @@ def add_target_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("server")
     group.add_argument(
         "--url",
-        help=f"control URL of the simulator (default: ${ENV_URL}; none: embedded server)",
+        help=f"control URL of the simulator (default: ${ENV_URL}); a bare host means "
+        "wss://HOST/backtest",
     )
     group.add_argument(
         "--api-key",
@@ -70,7 +76,7 @@ def add_target_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--embedded",
         action="store_true",
-        help="use an in-process reference server (the default when no URL is given)",
+        help="use an in-process reference server with a synthetic chain (never implied)",
     )
 
 
@@ -87,7 +93,11 @@ class Target:
 
 
 def resolve_target(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> Target:
-    """``--url`` beats ``$SIMULATOR_URL``; ``--embedded`` (or no URL at all) wins over the env."""
+    """``--url`` beats ``$SIMULATOR_URL``; ``--embedded`` wins over the env.
+
+    With neither a URL nor ``--embedded`` there is no server to talk to: a usage error, never a
+    silent run against the synthetic embedded chain.
+    """
     env = os.environ if env is None else env
     api_key: str = args.api_key if args.api_key is not None else env.get(ENV_API_KEY, "")
     if args.embedded:
@@ -95,29 +105,58 @@ def resolve_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
             raise UsageError("--embedded and --url are mutually exclusive")
         return Target(None, api_key)
     url = args.url if args.url is not None else env.get(ENV_URL) or None
-    if url is not None:
-        if not url.strip():
-            raise UsageError("--url must not be empty")
-        url = normalize_control_url(url.strip())
+    if url is None:
+        raise UsageError(
+            f"no server given: pass --url URL or set ${ENV_URL} "
+            "(or --embedded for the synthetic reference server)"
+        )
+    if not url.strip():
+        raise UsageError("--url must not be empty")
+    url = normalize_control_url(url.strip())
+    problem = url_problem(url)
+    if problem is not None:
+        raise UsageError(f"--url {display_url(url)!r}: {problem}")
     return Target(url, api_key)
 
 
-class Interrupt:
-    """Turns SIGINT into cancellation instead of a ``KeyboardInterrupt`` traceback.
+def url_problem(url: str) -> str | None:
+    """Why a normalised control URL cannot be connected to, or None when it looks usable."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("ws", "wss"):
+        return "the scheme must be ws:// or wss:// (or give a bare host)"
+    host = parts.hostname or ""
+    if not host or any(c.isspace() for c in url) or port == 0:
+        return "not a URL with a host (and an optional port)"
+    return None
 
-    The first Ctrl-C cancels the innermost *soft* scope, if one is active, so the enclosing
-    ``async with`` blocks are left normally (a managed session then sends its close); with no
-    soft scope active, or on a second Ctrl-C, the hard scope is cancelled and everything stops.
+
+class Interrupt:
+    """Turns SIGINT and SIGTERM into cancellation instead of a traceback or a sudden death.
+
+    The first signal cancels the innermost *soft* scope, if one is active, so the enclosing
+    ``async with`` blocks are left normally (a managed session then sends its close, a recording
+    ends as cancelled); with no soft scope active, or on a second signal, the hard scope is
+    cancelled and everything stops. ``exit_status`` is 130 after SIGINT and 143 after SIGTERM.
     """
 
     def __init__(self) -> None:
         self.hard = trio.CancelScope()
         self.requested = False
+        self.signal: int | None = None
+        """The first signal received (None: stopped some other way, or not at all)."""
         self._soft: list[trio.CancelScope] = []
+
+    @property
+    def exit_status(self) -> int:
+        return EXIT_TERMINATED if self.signal == signal.SIGTERM else EXIT_INTERRUPTED
 
     @contextmanager
     def soft_scope(self) -> Generator[trio.CancelScope]:
-        """A scope the first Ctrl-C cancels (instead of the whole command)."""
+        """A scope the first signal cancels (instead of the whole command)."""
         with trio.CancelScope() as scope:
             self._soft.append(scope)
             if self.requested:
@@ -127,7 +166,9 @@ class Interrupt:
             finally:
                 self._soft.remove(scope)
 
-    def trigger(self) -> None:
+    def trigger(self, signum: int = signal.SIGINT) -> None:
+        if self.signal is None:
+            self.signal = signum
         if not self.requested and self._soft:
             self.requested = True
             self._soft[-1].cancel()
@@ -136,14 +177,14 @@ class Interrupt:
         self.hard.cancel()
 
     async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Trigger on every SIGINT until cancelled (signals work in the main thread only)."""
+        """Trigger on every SIGINT or SIGTERM until cancelled (main thread only)."""
         if threading.current_thread() is not threading.main_thread():
             task_status.started()
             await trio.sleep_forever()
-        with trio.open_signal_receiver(signal.SIGINT) as signals:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
-            async for _ in signals:
-                self.trigger()
+            async for signum in signals:
+                self.trigger(signum)
 
 
 def iter_csv(values: list[str] | None) -> Iterator[str]:

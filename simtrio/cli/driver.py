@@ -11,14 +11,15 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
 from simtrio import events
 from simtrio.cli.common import Interrupt, Target, display_url, simtrio_error_of
-from simtrio.cli.progress import ProgressBar
+from simtrio.cli.inject import ProgramBuild, injection_states
+from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionTally, tx_facts
 from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
@@ -27,7 +28,9 @@ from simtrio.params import Continue, CreateSession
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from simtrio.cli.ndjson import NdjsonWriter
+    from rich.console import Console
+
+    from simtrio.cli.ndjson import RunWriter
     from simtrio.managed.config import SessionInfo
     from simtrio.recording.recorder import Recorder
     from simtrio.server import ServerConfig
@@ -48,14 +51,27 @@ class RunOptions:
     parallel: bool = True
     subscribe: tuple[str, ...] = ()
     program_ids: tuple[str, ...] = ()
+    programs: tuple[ProgramBuild, ...] = ()
+    """Program builds injected into every (sub-)session before its first step."""
     step: int = 1
     disconnect_timeout: int = DEFAULT_DISCONNECT_TIMEOUT
     reconnect_max_total: float | None = None
     json: bool = False
     record: Path | None = None
     output: Path | None = None
+    output_format: str = "sim"
+    """``sim`` (the Rust command line's NDJSON) or ``simtrio`` (simtrio's own records)."""
+    extra_compute_units: int | None = None
+    verbose: int = 0
     seed: int = 0
     slot_delay: float = 0.0
+
+    def first_continue(self, start_slot: int) -> Continue:
+        """The first step of a session starting at ``start_slot``: with the injections."""
+        if not self.programs:
+            return Continue(self.step)
+        states = injection_states(self.programs, start_slot)
+        return Continue(self.step, modify_account_states=states)
 
     def create(self) -> CreateSession:
         return CreateSession(
@@ -64,6 +80,7 @@ class RunOptions:
             send_summary=True,
             parallel=self.parallel,
             disconnect_timeout_secs=self.disconnect_timeout,
+            extra_compute_units=self.extra_compute_units,
         )
 
     def managed_config(self) -> ManagedConfig:
@@ -72,10 +89,6 @@ class RunOptions:
 
 class RunFailed(SimtrioError):
     """Raised inside a recorder's block so the recording ends with outcome ``error``."""
-
-
-class RunInterrupted(SimtrioError):
-    """As :class:`RunFailed`, for a run stopped by Ctrl-C."""
 
 
 class _Driven(Protocol):
@@ -88,6 +101,8 @@ class _Driven(Protocol):
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None: ...
 
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None: ...
+
     def events(self) -> AsyncIterator[events.Event]: ...
 
     async def send_continue(self, cont: Continue) -> None: ...
@@ -96,14 +111,22 @@ class _Driven(Protocol):
 class _Sinks:
     """Where notifications go besides the tallies: the NDJSON file."""
 
-    def __init__(self, ndjson: NdjsonWriter | None) -> None:
+    def __init__(self, ndjson: RunWriter | None) -> None:
         self.ndjson = ndjson
+
+    def session_started(self, tally: SessionTally) -> None:
+        if self.ndjson is not None:
+            self.ndjson.session_started(tally.session_id, tally.start_slot, tally.end_slot)
 
     def transaction(self, session_id: str, event: events.Transaction, tally: SessionTally) -> None:
         payload = event.notification.transaction
         facts = tx_facts(payload)
         if tally.on_transaction(facts) and self.ndjson is not None:
             self.ndjson.transaction(session_id, event.notification.slot, facts, payload)
+
+    def program_logs(self, session_id: str, event: events.ProgramLogs, tally: SessionTally) -> None:
+        if tally.on_program_logs(event.signature, event.program_id) and self.ndjson is not None:
+            self.ndjson.program_logs(session_id, event)
 
     def account_diff(self, session_id: str, event: events.AccountDiff, tally: SessionTally) -> None:
         n = event.notification
@@ -116,20 +139,29 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def _drive(session: _Driven, tally: SessionTally, cont: Continue, sinks: _Sinks) -> None:
-    """Answer readiness with ``cont`` until ``Completed``; a failure ends up in ``tally``."""
+async def _drive(
+    session: _Driven, tally: SessionTally, first: Continue, cont: Continue, sinks: _Sinks
+) -> None:
+    """Answer readiness with ``first``, then ``cont``, until ``Completed``.
+
+    A failure ends up in ``tally``.
+    """
     session_id = tally.session_id
+    step = first
     try:
         async for event in session.events():
             match event:
                 case events.ReadyForContinue() | events.Paused():
-                    await session.send_continue(cont)
+                    await session.send_continue(step)
+                    step = cont
                 case events.Slot(slot=slot):
                     tally.on_slot(slot)
                 case events.Transaction():
                     sinks.transaction(session_id, event, tally)
                 case events.AccountDiff():
                     sinks.account_diff(session_id, event, tally)
+                case events.ProgramLogs():
+                    sinks.program_logs(session_id, event, tally)
                 case events.ErrorEvent(error=error):
                     # The step it answers did not happen and no readiness will follow:
                     # waiting on would hang, so the session is given up as failed.
@@ -152,6 +184,8 @@ def _subscribe(session: _Driven, opts: RunOptions, program_ids: Sequence[str]) -
         session.subscribe_transactions(program_ids)
     if "account-diffs" in opts.subscribe:
         session.subscribe_account_diffs(program_ids)
+    if "logs" in opts.subscribe:
+        session.subscribe_program_logs(program_ids)
 
 
 @attrs.frozen
@@ -179,12 +213,15 @@ async def _run_parallel(run: _Run, recorder: Recorder | None = None) -> None:
             for sub in subs
         ]
         run.report.sessions.extend(t for _, t in pairs)
+        for _, tally in pairs:
+            run.sinks.session_started(tally)
         for sub, _ in pairs:
             _subscribe(sub, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
             async with trio.open_nursery() as nursery:
                 for sub, tally in pairs:
-                    nursery.start_soon(_drive, sub, tally, cont, run.sinks)
+                    first = run.opts.first_continue(tally.start_slot)
+                    nursery.start_soon(_drive, sub, tally, first, cont, run.sinks)
 
 
 async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
@@ -201,25 +238,37 @@ async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
             info.session_id, create.start_slot, create.end_slot, trio.current_time()
         )
         run.report.sessions.append(tally)
+        run.sinks.session_started(tally)
         _subscribe(session, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
-            await _drive(session, tally, cont, run.sinks)
+            first = run.opts.first_continue(tally.start_slot)
+            await _drive(session, tally, first, cont, run.sinks)
+
+
+async def _run_sessions(run: _Run, recorder: Recorder | None = None) -> None:
+    """The run's session(s); a signal before the drivers start (during the create) stops it
+    here, so what encloses it (the recorder) is left normally."""
+    with run.interrupt.soft_scope():
+        await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
 
 
 async def _run_recorded(run: _Run, db: Path) -> None:
     from simtrio.recording.recorder import open_recorder
 
     create = run.opts.create()
-    async with open_recorder(
-        db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
-    ) as recorder:
-        run.report.run_id = recorder.run_id
-        await (_run_parallel if run.opts.parallel else _run_single)(run, recorder)
-        # End the recording with an outcome that says how the run went.
-        if run.interrupt.requested:
-            raise RunInterrupted("interrupted")
-        if run.report.failed:
-            raise RunFailed("one or more sessions failed")
+    # A stopped run leaves the recorder's block cancelled, so the recording ends CANCELLED.
+    with trio.CancelScope() as stopping:
+        async with open_recorder(
+            db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
+        ) as recorder:
+            run.report.run_id = recorder.run_id
+            await _run_sessions(run, recorder)
+            # End the recording with an outcome that says how the run went.
+            if run.interrupt.requested:
+                stopping.cancel()
+                await trio.lowlevel.checkpoint()
+            if run.report.failed:
+                raise RunFailed("one or more sessions failed")
 
 
 def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[str, Any]:
@@ -235,7 +284,9 @@ def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[st
         "seed": opts.seed if opts.target.embedded else None,
         "subscriptions": list(opts.subscribe),
         "program_ids": list(program_ids) if opts.subscribe else [],
+        "program_so": [build.path for build in opts.programs],
         "step": opts.step,
+        "extra_compute_units": opts.extra_compute_units,
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
     }
 
@@ -243,20 +294,18 @@ def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[st
 async def _run_at(run: _Run) -> None:
     ndjson = run.sinks.ndjson
     if ndjson is not None:
-        ndjson.metadata(**_metadata(run.opts, run.url, run.program_ids))
+        ndjson.metadata(_metadata(run.opts, run.url, run.program_ids))
         ndjson.flush()
     try:
         if run.opts.record is not None:
             await _run_recorded(run, run.opts.record)
-        elif run.opts.parallel:
-            await _run_parallel(run)
         else:
-            await _run_single(run)
+            await _run_sessions(run)
     except (SimtrioError, BaseExceptionGroup) as exc:
         error = simtrio_error_of(exc)
         if error is None:
             raise
-        if isinstance(error, RunFailed | RunInterrupted):
+        if isinstance(error, RunFailed):
             return
         run.report.error = describe(error)
         for tally in run.report.sessions:
@@ -291,16 +340,15 @@ async def execute_run(
     opts: RunOptions,
     *,
     interrupt: Interrupt | None = None,
-    ndjson: NdjsonWriter | None = None,
-    progress: TextIO | None = None,
+    ndjson: RunWriter | None = None,
+    console: Console | None = None,
     server_config: ServerConfig | None = None,
-    notice: TextIO | None = None,
 ) -> RunReport:
     """Run the backtest ``opts`` describes; a failed run is reported, not raised.
 
     ``server_config`` configures the embedded server (tests inject faults through it);
-    ``progress`` is the stream to draw the progress display on, if any; ``notice`` gets a line
-    naming the embedded server's URL.
+    ``console`` (stderr) gets a line naming the embedded server's URL and, when it is a
+    terminal, the progress display.
     """
     interrupt = interrupt or Interrupt()
     create = opts.create()
@@ -315,18 +363,15 @@ async def execute_run(
     sinks = _Sinks(ndjson)
 
     def say(text: str) -> None:
-        if notice is not None:
-            notice.write(text + "\n")
-            notice.flush()
+        if console is not None:
+            console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     with interrupt.hard:
         async with trio.open_nursery() as nursery:
-            if progress is not None:
+            if console is not None and console.is_terminal:
                 total = create.end_slot - create.start_slot + 1
-                bar = ProgressBar(progress, lambda: report.sessions, total)
-                if notice is progress:
-                    say = bar.message
-                nursery.start_soon(bar.run, report.started_at)
+                display = RunProgress(console, lambda: report.sessions, total)
+                nursery.start_soon(display.run)
             try:
                 await _run_target(opts, report, sinks, interrupt, server_config, say)
             finally:

@@ -1,8 +1,9 @@
 """Entry point of the ``simtrio`` command.
 
 Every subcommand lives in its own module with ``add_parser`` and a ``command(args) -> int``;
-this module only parses, dispatches and turns the few process-level conditions (usage errors,
-Ctrl-C, a closed stdout pipe) into exit statuses without a traceback.
+adding one is adding its module to :data:`COMMANDS`. This module only parses, dispatches and
+turns process-level conditions (usage errors, signals, a closed stdout pipe, an unexpected
+failure) into exit statuses with one line on stderr: a traceback only with ``-v``.
 """
 
 from __future__ import annotations
@@ -12,15 +13,31 @@ import logging
 import os
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
 
-from simtrio.cli import compare, ranges, replay, run, runs, serve
-from simtrio.cli.common import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from simtrio.cli import compare, ranges, replay, run, runs, serve, summarize, sweep
+from simtrio.cli.common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    UsageError,
+    simtrio_error_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["EXIT_BROKEN_PIPE", "build_parser", "main"]
+    from simtrio.cli.common import Subparsers
+
+__all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "build_parser", "main"]
+
+
+class _Command(Protocol):
+    def add_parser(self, sub: Subparsers, /) -> None: ...
+
+
+COMMANDS: list[_Command] = [run, serve, ranges, runs, compare, summarize, replay, sweep]
+"""The command modules, in the order ``--help`` lists them."""
 
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a process killed by SIGPIPE (128 + 13)."""
@@ -34,15 +51,17 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="simtrio",
         description="Run and inspect Solana simulator backtests.",
         epilog="Environment: SIMULATOR_URL, SIMULATOR_API_KEY.",
     )
     parser.add_argument("--version", action="version", version=f"simtrio {_version()}")
     _add_verbose(parser, default=0)
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
-    for module in (run, serve, ranges, runs, compare, replay):
+    sub: Subparsers = parser.add_subparsers(  # pyright: ignore[reportAssignmentType]
+        dest="command", metavar="COMMAND", parser_class=_CommandParser
+    )
+    for module in COMMANDS:
         module.add_parser(sub)
     for sub_parser in sub.choices.values():
         # Nested parsers (``runs list``) set their own, which then win.
@@ -60,7 +79,14 @@ def _add_verbose(parser: argparse.ArgumentParser, *, default: object) -> None:
     )
 
 
-class _CommandParser(argparse.ArgumentParser):
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line (``prog: error: ...``) instead of usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+class _CommandParser(_Parser):
     """A command's parser: takes ``-v`` too, without resetting one given before the command.
 
     Nested commands (``runs list``) are made with the same class, so they take it as well.
@@ -72,13 +98,10 @@ class _CommandParser(argparse.ArgumentParser):
 
 
 def _configure_logging(verbosity: int) -> None:
-    if verbosity <= 0:
-        return
-    logging.basicConfig(
-        level=logging.DEBUG if verbosity > 1 else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """Commands that draw on the console configure logging themselves, through it."""
+    from simtrio.cli.console import configure_logging, stderr_console
+
+    configure_logging(verbosity, stderr_console())
 
 
 def _only_interrupts(group: BaseExceptionGroup[BaseException]) -> bool:
@@ -97,8 +120,12 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 ok, 1 failed, 2 usage, 130 Ctrl-C)."""
+    """Run the command line; returns the exit status.
+
+    0 ok, 1 failed, 2 usage or unreadable input, 130 SIGINT, 143 SIGTERM, 141 closed stdout.
+    """
     parser = build_parser()
+    verbose = 0
     try:
         try:
             args = parser.parse_args(argv)
@@ -107,25 +134,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command is None:
             parser.print_help(sys.stderr)
             return EXIT_USAGE
-        _configure_logging(args.verbose)
+        verbose = args.verbose
+        _configure_logging(verbose)
         try:
             status: int = args.handler(args)
         except UsageError as exc:
             sub: argparse.ArgumentParser = getattr(args, "usage_parser", parser)
-            sub.print_usage(sys.stderr)
             print(f"{sub.prog}: error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         sys.stdout.flush()
         return status
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    except BaseExceptionGroup as group:
-        if _only_interrupts(group):
-            return EXIT_INTERRUPTED
-        raise
     except BrokenPipeError:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except BaseExceptionGroup as group:
+        if _only_interrupts(group):
+            return EXIT_INTERRUPTED
+        return _unexpected(group, verbose)
+    except Exception as exc:
+        return _unexpected(exc, verbose)
+    finally:
+        from simtrio.cli.console import reset_logging
+
+        reset_logging()
+
+
+def _unexpected(exc: BaseException, verbose: int) -> int:
+    """A failure no command turned into a message: one line, the traceback with ``-v``."""
+    error = simtrio_error_of(exc)
+    if verbose > 0:
+        logging.getLogger("simtrio.cli").error("unexpected failure", exc_info=exc)
+    if error is not None:
+        print(f"simtrio: error: {error}", file=sys.stderr)
+    else:
+        leaf = _first_leaf(exc)
+        print(
+            f"simtrio: internal error: {type(leaf).__name__}: {leaf}"
+            + ("" if verbose else " (run with -v for the traceback)"),
+            file=sys.stderr,
+        )
+    return EXIT_FAILED
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", exc)
+        exc = group.exceptions[0]
+    return exc
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
-"""The NDJSON run file written by ``simtrio run --output`` and read by ``simtrio compare``.
+"""simtrio's own NDJSON run file (``simtrio run --output FILE --format simtrio``).
 
-One JSON object per line, in this order:
+The default output is the ``sim`` format (:mod:`simtrio.cli.simfile`); this richer one keeps
+the session of every record. One JSON object per line, in this order:
 
 * ``{"type": "metadata", ...create parameters, "url", "started_at", ...}`` (never the key);
 * ``{"type": "transaction", "session_id", "slot", "signature", "success", "err", ...}`` and
@@ -8,25 +9,47 @@ One JSON object per line, in this order:
   one per distinct notification, in arrival order;
 * ``{"type": "summary", "sessions": [...], "totals": {...}, ...}`` last.
 
-A file whose run was cut short has no summary line; readers accept that.
+A file whose run was cut short has no summary line; readers accept that. Reading every format
+is :mod:`simtrio.cli.runfile`'s job.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
-import attrs
 import orjson
 
 from simtrio.cli.output import json_object
+from simtrio.cli.runfile import RunFile, RunFileError, read_run_file
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Mapping
 
     from simtrio.cli.report import TxFacts
+    from simtrio.events import ProgramLogs
     from simtrio.wire.rpc import AccountDiffNotification
 
-__all__ = ["NdjsonWriter", "RunFile", "RunFileError", "read_run_file"]
+# RunFile, RunFileError and read_run_file live in simtrio.cli.runfile; importing them from
+# here keeps working.
+__all__ = ["NdjsonWriter", "RunFile", "RunFileError", "RunWriter", "read_run_file"]
+
+
+class RunWriter(Protocol):
+    """What ``simtrio run`` feeds an output file with, whatever its format."""
+
+    def metadata(self, fields: Mapping[str, Any]) -> None: ...
+
+    def session_started(self, session_id: str, start_slot: int, end_slot: int) -> None: ...
+
+    def transaction(self, session_id: str, slot: int, facts: TxFacts, payload: Any) -> None: ...
+
+    def account_diff(self, session_id: str, notification: AccountDiffNotification) -> None: ...
+
+    def program_logs(self, session_id: str, event: ProgramLogs) -> None: ...
+
+    def summary(self, report: Mapping[str, Any]) -> None: ...
+
+    def flush(self) -> None: ...
 
 
 class NdjsonWriter:
@@ -38,8 +61,11 @@ class NdjsonWriter:
     def write(self, record: dict[str, Any]) -> None:
         self._stream.write(orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS) + b"\n")
 
-    def metadata(self, **fields: Any) -> None:
+    def metadata(self, fields: Mapping[str, Any]) -> None:
         self.write({"type": "metadata", **fields})
+
+    def session_started(self, session_id: str, start_slot: int, end_slot: int) -> None:
+        """Not a record of this format: the summary lists every session."""
 
     def transaction(self, session_id: str, slot: int, facts: TxFacts, payload: Any) -> None:
         meta = json_object((json_object(payload) or {}).get("meta"))
@@ -70,58 +96,21 @@ class NdjsonWriter:
             }
         )
 
-    def summary(self, report: dict[str, Any]) -> None:
+    def program_logs(self, session_id: str, event: ProgramLogs) -> None:
+        self.write(
+            {
+                "type": "logs",
+                "session_id": session_id,
+                "slot": event.slot,
+                "signature": event.signature,
+                "program_id": event.program_id,
+                "err": event.err,
+                "logs": list(event.logs),
+            }
+        )
+
+    def summary(self, report: Mapping[str, Any]) -> None:
         self.write({**report, "type": "summary"})
 
     def flush(self) -> None:
         self._stream.flush()
-
-
-class RunFileError(Exception):
-    """A run file that cannot be read or is not NDJSON of the expected shape."""
-
-
-@attrs.define
-class RunFile:
-    """A parsed run: transactions keyed by signature (the last record of each wins)."""
-
-    source: str
-    metadata: dict[str, Any] | None = None
-    transactions: dict[str, dict[str, Any]] = attrs.field(factory=dict[str, dict[str, Any]])
-    account_diffs: int = 0
-    summary: dict[str, Any] | None = None
-
-
-def read_run_file(path: Path) -> RunFile:
-    """Parse a file written by ``--output``."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise RunFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    run = RunFile(source=str(path))
-    for number, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            raise RunFileError(f"{path}:{number}: not a JSON line") from None
-        obj = json_object(record)
-        if obj is None:
-            raise RunFileError(f"{path}:{number}: not a JSON object")
-        match obj.get("type"):
-            case "metadata":
-                run.metadata = obj
-            case "transaction":
-                signature = obj.get("signature")
-                if isinstance(signature, str):
-                    run.transactions[signature] = obj
-            case "accountDiff":
-                run.account_diffs += 1
-            case "summary":
-                run.summary = obj
-            case _:
-                pass
-    if run.metadata is None and run.summary is None and not run.transactions:
-        raise RunFileError(f"{path}: no simtrio run records found")
-    return run

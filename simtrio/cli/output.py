@@ -1,65 +1,14 @@
-"""Plain-text tables and JSON lines for the commands' stdout.
-
-Tables are hand-rolled (no dependency): columns are sized to their widest cell, numbers are
-right-aligned, everything else left-aligned.
-"""
+"""Tables and JSON lines for the commands' stdout (tables: :mod:`simtrio.cli.console`)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import Any, TextIO, cast
 
 import orjson
 
-if TYPE_CHECKING:
-    from collections.abc import Sequence
+from simtrio.cli.console import Cell, render_table
 
 __all__ = ["Cell", "dumps", "format_duration", "json_object", "render_table", "write_json"]
-
-Cell = str | int | float | None
-
-
-def _text(cell: Cell) -> str:
-    if cell is None:
-        return "-"
-    if isinstance(cell, float):
-        return f"{cell:.2f}"
-    return str(cell)
-
-
-def _numeric(cell: Cell) -> bool:
-    return isinstance(cell, int | float) and not isinstance(cell, bool)
-
-
-def render_table(
-    headers: Sequence[str],
-    rows: Sequence[Sequence[Cell]],
-    *,
-    footer: Sequence[Sequence[Cell]] = (),
-) -> str:
-    """Columns padded to fit; ``footer`` rows follow a rule line (for totals)."""
-    texts = [[_text(c) for c in row] for row in (*rows, *footer)]
-    widths = [len(h) for h in headers]
-    for text_row in texts:
-        for i, text in enumerate(text_row):
-            widths[i] = max(widths[i], len(text))
-    right = [False] * len(headers)
-    for row in (*rows, *footer):
-        for i, cell in enumerate(row):
-            right[i] = right[i] or _numeric(cell)
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(widths[i]) if right[i] else cell.ljust(widths[i])
-            for i, cell in enumerate(cells)
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(list(headers))]
-    out.extend(line(row) for row in texts[: len(rows)])
-    if footer:
-        out.append("  ".join("-" * w for w in widths))
-        out.extend(line(row) for row in texts[len(rows) :])
-    return "\n".join(out)
 
 
 def format_duration(seconds: float) -> str:

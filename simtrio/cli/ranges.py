@@ -1,7 +1,15 @@
-"""``simtrio ranges``: the slot ranges a server can replay (``GET /available-ranges``)."""
+"""``simtrio ranges``: the slot ranges a server can replay (``GET /available-ranges``).
+
+``--after DATE`` and ``--before DATE`` (ISO 8601; UTC unless the date says otherwise) keep the
+ranges that overlap that period: a range is listed when it ends at or after ``--after`` and
+starts at or before ``--before``. A range whose times the server does not give is left out as
+soon as a date is given.
+"""
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +22,7 @@ from simtrio.cli.common import (
     EXIT_OK,
     Interrupt,
     Target,
+    UsageError,
     add_target_args,
     resolve_target,
     simtrio_error_of,
@@ -23,19 +32,78 @@ from simtrio.client import BacktestClient
 from simtrio.errors import SimtrioError
 
 if TYPE_CHECKING:
-    import argparse
-
     from simtrio.cli.common import Subparsers
     from simtrio.wire.types import AvailableRange
 
-__all__ = ["add_parser", "command", "fetch_ranges", "render_ranges", "ranges_json"]
+__all__ = [
+    "add_parser",
+    "command",
+    "fetch_ranges",
+    "filter_ranges",
+    "parse_date",
+    "ranges_json",
+    "render_ranges",
+]
+
+
+def parse_date(text: str) -> dt.datetime:
+    """An ISO 8601 date or date-time; without a zone it is UTC."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO 8601 date: {text!r} (e.g. 2025-01-31 or 2025-01-31T12:00:00Z)"
+        ) from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser("ranges", help="list the slot ranges a server can replay")
+    p = sub.add_parser(
+        "ranges",
+        help="list the slot ranges a server can replay",
+        description="--after and --before keep the ranges that overlap the period they give.",
+    )
     add_target_args(p)
+    p.add_argument(
+        "--after", type=parse_date, metavar="DATE", help="ranges ending at or after DATE (UTC)"
+    )
+    p.add_argument(
+        "--before",
+        type=parse_date,
+        metavar="DATE",
+        help="ranges starting at or before DATE (UTC)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON array")
     p.set_defaults(handler=command)
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_date(text)
+    except argparse.ArgumentTypeError:
+        return None
+
+
+def filter_ranges(
+    ranges: list[AvailableRange], after: dt.datetime | None, before: dt.datetime | None
+) -> list[AvailableRange]:
+    """The ranges that overlap ``[after, before]`` (either bound may be open)."""
+    if after is None and before is None:
+        return list(ranges)
+    kept: list[AvailableRange] = []
+    for r in ranges:
+        start = _time(r.bundle_start_slot_utc)
+        end = _time(r.max_bundle_end_slot_utc) or start
+        if start is None or end is None:
+            continue
+        if after is not None and end < after:
+            continue
+        if before is not None and start > before:
+            continue
+        kept.append(r)
+    return kept
 
 
 async def fetch_ranges(target: Target) -> list[AvailableRange]:
@@ -89,6 +157,8 @@ async def _main(target: Target) -> list[AvailableRange] | SimtrioError | None:
 
 
 def command(args: argparse.Namespace) -> int:
+    if args.after is not None and args.before is not None and args.after > args.before:
+        raise UsageError("--after must not be later than --before")
     target = resolve_target(args)
     ranges = trio.run(_main, target)
     if isinstance(ranges, SimtrioError):
@@ -96,6 +166,7 @@ def command(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     if ranges is None:
         return EXIT_INTERRUPTED
+    ranges = filter_ranges(ranges, args.after, args.before)
     if args.json:
         write_json(sys.stdout, ranges_json(ranges))
     else:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from simtrio.cli.ndjson import RunFile, RunFileError
 from simtrio.cli.output import json_object
 from simtrio.cli.report import RunReport, SessionState, SessionTally, tx_facts
+from simtrio.cli.runfile import RunFile, RunFileError
+from simtrio.cli.simfile import sim_transaction
 from simtrio.errors import ProtocolError, SimtrioError
 from simtrio.wire import codec, rpc, types
 
@@ -144,14 +145,9 @@ class _Summarizer:
             self.seen_kinds.add("transactions")
             facts = tx_facts(message.transaction)
             if tally.on_transaction(facts) and facts.signature is not None:
-                self.transactions[facts.signature] = {
-                    "type": "transaction",
-                    "session_id": entry.session_id,
-                    "slot": message.slot,
-                    "signature": facts.signature,
-                    "success": facts.success,
-                    "err": facts.err,
-                }
+                record = sim_transaction(message.slot, facts, message.transaction)
+                record.setdefault("error", None)
+                self.transactions[facts.signature] = record
         elif isinstance(message, rpc.AccountDiffNotification):
             self.seen_kinds.add("account-diffs")
             if tally.on_account_diff(message.account, message.signature, message.slot):
@@ -202,6 +198,7 @@ def summarize_recording(manifest: RunManifest, entries: Iterable[Entry], source:
                 tally.fail("the recording ends before the session completed", now)
     return RunFile(
         source=source,
+        format="recording",
         metadata={"type": "metadata", **manifest.to_json()},
         transactions=summarizer.transactions,
         account_diffs=summarizer.account_diffs,

@@ -95,6 +95,7 @@ class SessionTally:
     diff_keys: set[tuple[str | None, str | None, int]] = attrs.field(
         factory=set[tuple[str | None, str | None, int]]
     )
+    log_keys: set[tuple[str, str]] = attrs.field(factory=set[tuple[str, str]])
 
     @property
     def total_slots(self) -> int:
@@ -139,6 +140,14 @@ class SessionTally:
         if key in self.diff_keys:
             return False
         self.diff_keys.add(key)
+        return True
+
+    def on_program_logs(self, signature: str, program_id: str) -> bool:
+        """Count a logs notification; False when it repeats one already counted."""
+        key = (signature, program_id)
+        if key in self.log_keys:
+            return False
+        self.log_keys.add(key)
         return True
 
     def on_error(self, message: str) -> None:
@@ -186,6 +195,7 @@ class SessionTally:
             "transactions": self.transactions,
             "failed_transactions": self.tx_failed,
             "account_diffs": self.account_diffs,
+            "logs": len(self.log_keys),
             "summary": summary,
             "summary_transactions": None if self.summary is None else _summary_total(summary),
             "correct": self.summary_value("correct_simulation"),
@@ -249,6 +259,7 @@ class RunReport:
             "transactions": sum(r["transactions"] for r in rows),
             "failed_transactions": sum(r["failed_transactions"] for r in rows),
             "account_diffs": sum(r["account_diffs"] for r in rows),
+            "logs": sum(r["logs"] for r in rows),
             "summary_transactions": _sum([r["summary_transactions"] for r in rows]),
             "errors": sum(r["errors"] for r in rows),
             "wall_time": round(max(0.0, end - self.started_at), 6),
@@ -268,6 +279,8 @@ class RunReport:
             fields += ["transactions", "failed_transactions"]
         if "account-diffs" not in self.subscriptions:
             fields.append("account_diffs")
+        if "logs" not in self.subscriptions:
+            fields.append("logs")
         return tuple(fields)
 
     def to_json(self, now: float) -> dict[str, Any]:
@@ -329,18 +342,60 @@ def _row(name: str, data: Mapping[str, Any], range_text: str, status: str) -> li
     ]
 
 
-def render_summary(report: Mapping[str, Any]) -> str:
-    """The human-readable summary of :meth:`RunReport.to_json` output."""
-    rows = [
-        _row(s["session_id"], s, f"{s['start_slot']}-{s['end_slot']}", s["status"])
-        for s in report["sessions"]
-    ]
+def _count(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def _overview(report: Mapping[str, Any]) -> list[str]:
+    """The run in a few ``name  value`` lines, however many sub-sessions it had."""
     totals = report["totals"]
-    total_range = f"{report['start_slot']}-{report['end_slot']}"
-    footer = [_row("TOTAL", totals, total_range, report["status"])]
-    lines = [render_table(_HEADERS, rows, footer=footer)]
-    if any(s["summary"] is None and s["status"] == "completed" for s in report["sessions"]):
-        lines.append("('-': no summary from the server for that session)")
+    sessions = report["sessions"]
+    states: dict[str, int] = {}
+    for s in sessions:
+        states[s["status"]] = states.get(s["status"], 0) + 1
+    noun = "sub-session" if report["parallel"] else "session"
+    split = ", ".join(f"{n} {state}" for state, n in states.items())
+    span = report["end_slot"] - report["start_slot"] + 1
+    txs = _count(totals["transactions"])
+    if totals["failed_transactions"] is not None:
+        txs += f" ({totals['failed_transactions']} failed)"
+    pairs = [
+        ("status", report["status"]),
+        ("range", f"{report['start_slot']}-{report['end_slot']} ({span} slots)"),
+        ("sessions", f"{len(sessions)} {noun}{'' if len(sessions) == 1 else 's'}"
+         + (f": {split}" if split else "")),
+        ("slots run", f"{totals['slots']}/{totals['total_slots']}"),
+        ("transactions", txs),
+        ("account diffs", _count(totals["account_diffs"])),
+        ("program logs", _count(totals.get("logs"))),
+        ("correct", _count(totals["correct"])),
+        ("incorrect", _count(totals["incorrect"])),
+        ("exec errors", _count(totals["execution_errors"])),
+        ("server errors", _count(totals["errors"])),
+        ("time", format_duration(totals["wall_time"])),
+    ]  # fmt: skip
+    if report.get("run_id"):
+        pairs.append(("recorded as", report["run_id"]))
+    width = max(len(name) for name, _ in pairs)
+    return [f"{name.ljust(width)}  {value}" for name, value in pairs]
+
+
+def render_summary(report: Mapping[str, Any], *, detailed: bool = False) -> str:
+    """The human-readable summary of :meth:`RunReport.to_json` output.
+
+    A few lines about the whole run; ``detailed`` adds one table row per sub-session.
+    """
+    lines = _overview(report)
+    if detailed and report["sessions"]:
+        rows = [
+            _row(s["session_id"], s, f"{s['start_slot']}-{s['end_slot']}", s["status"])
+            for s in report["sessions"]
+        ]
+        total_range = f"{report['start_slot']}-{report['end_slot']}"
+        footer = [_row("TOTAL", report["totals"], total_range, report["status"])]
+        lines += ["", render_table(_HEADERS, rows, footer=footer)]
+        if any(s["summary"] is None and s["status"] == "completed" for s in report["sessions"]):
+            lines.append("('-': no summary from the server for that session)")
     problems = [s for s in report["sessions"] if s["failure"] or s["error_messages"]]
     if report["error"] or problems:
         lines.append("")

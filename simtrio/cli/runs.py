@@ -10,11 +10,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK
-from simtrio.cli.ndjson import RunFileError
+from simtrio.cli import runs_transfer
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from simtrio.cli.output import json_object, render_table, write_json
 from simtrio.cli.recorded import summarize_recording
 from simtrio.cli.report import render_summary
+from simtrio.cli.runfile import RunFileError
 from simtrio.errors import SimtrioError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ __all__ = ["add_parser", "command", "render_runs", "verify_json"]
 
 
 def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser("runs", help="inspect recorded runs (list, show, verify)")
+    p = sub.add_parser("runs", help="inspect recorded runs (list, show, verify, export, import)")
     actions = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="list the runs of a store")
     ls.add_argument("db", metavar="DB", type=Path)
@@ -44,6 +45,7 @@ def add_parser(sub: Subparsers) -> None:
     verify.add_argument("--json", action="store_true", help="print a JSON array")
     for parser in (ls, show, verify):
         parser.set_defaults(handler=command, usage_parser=parser)
+    runs_transfer.add_actions(actions)
     p.set_defaults(handler=command)
 
 
@@ -146,12 +148,13 @@ def command(args: argparse.Namespace) -> int:
     try:
         from simtrio.recording.store import RunStore
     except ImportError:
-        print("simtrio runs: run recording is not available in this build", file=sys.stderr)
-        return EXIT_FAILED
+        print("simtrio runs: error: run recording is not available in this build", file=sys.stderr)
+        return EXIT_USAGE
     action = {"list": _list, "show": _show, "verify": _verify}[args.runs_command]
     try:
         with RunStore.open(args.db, create=False) as store:
             return action(store, args)
     except (SimtrioError, RunFileError) as exc:
-        print(f"simtrio runs {args.runs_command}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+        # A missing or unreadable store or run: unreadable input, as for ``compare``.
+        print(f"simtrio runs {args.runs_command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -54,7 +54,8 @@ class BackoffPolicy:
     """Exponential backoff with an optional full jitter (protocol §8.3).
 
     ``max_retries`` caps the retries of one outage; ``reset_after`` is how long a connection must
-    stay up before the next loss starts again from ``initial``.
+    stay healthy before the outage it ended is over: the next loss starts a new one, again from
+    ``initial`` (see :class:`ReconnectState`).
     """
 
     initial: float = attrs.field(default=0.25, validator=_positive)
@@ -93,37 +94,58 @@ class ReconnectState:
     The shell reports what happened and asks for the next delay::
 
         state.attempt_started(now)          # before every connection attempt
+        state.connected()                   # the transport connection opened (upgrade accepted)
         state.connection_up(now)            # handshake done: the component is UP
         state.attempt_failed(now)           # an attempt failed before UP
         state.connection_lost(now)          # an UP connection was lost
         delay = state.next_delay(now, rng)  # None: give up
 
-    The backoff exponent counts the retries since the component was last stable: it survives
-    a connection that came up but did not stay up for ``policy.reset_after``, so a flapping
-    peer backs off like a refusing one. ``max_retries`` counts the retries since the component
-    was last UP. The outage runs from the loss (or, for a component never UP, from its first
-    attempt) until the next UP; it is bounded by ``max_total`` (None: unbounded).
+    An outage begins with the first loss (or, for a component never UP, with its first attempt)
+    and ends only once a connection has stayed healthy for ``policy.reset_after``: a
+    connection that comes UP and fails sooner (a peer that accepts and then sends garbage)
+    does not end it. Healthy means UP until the loss, or until the ``healthy_until`` the shell
+    reports with it (the moment a stalled connection stopped making progress). The outage is
+    bounded by ``max_total`` (None: unbounded); ``max_retries`` counts the retries within it,
+    and the backoff exponent grows through it. So whatever the mix of refused attempts, short
+    connections and stalls, the component gives up at the latest ``reset_after`` after the
+    budget ran out (a connection UP at that moment gets that long to prove itself).
+
+    ``first_max_total``, when set, bounds the outage of a component that has not yet opened a
+    single transport connection (:meth:`connected`): a server that refuses the very first
+    connection is most likely not there at all, so it is retried only briefly.
     """
 
     __slots__ = (
         "_attempt",
+        "_connected",
         "_gave_up",
         "_outage_start",
         "_retries",
         "_up_since",
+        "first_max_total",
         "max_total",
         "policy",
     )
 
-    def __init__(self, policy: BackoffPolicy, max_total: float | None = None) -> None:
+    def __init__(
+        self,
+        policy: BackoffPolicy,
+        max_total: float | None = None,
+        *,
+        first_max_total: float | None = None,
+    ) -> None:
         if max_total is not None and not max_total > 0:
             raise InvalidParams(f"max_total must be None or > 0, got {max_total!r}")
+        if first_max_total is not None and not first_max_total > 0:
+            raise InvalidParams(f"first_max_total must be None or > 0, got {first_max_total!r}")
         self.policy = policy
         self.max_total = max_total
+        self.first_max_total = first_max_total
         self._attempt = 0
         self._retries = 0
         self._up_since: float | None = None
         self._outage_start: float | None = None
+        self._connected = False
         self._gave_up = False
 
     @property
@@ -142,13 +164,31 @@ class ReconnectState:
 
     @property
     def outage_start(self) -> float | None:
-        """When the current outage began; None while UP or before the first attempt."""
+        """When the current outage began; None when no outage is open.
+
+        A connection that is UP but has not yet stayed healthy for ``reset_after`` leaves the
+        outage open.
+        """
         return self._outage_start
+
+    @property
+    def budget(self) -> float | None:
+        """The outage bound that applies now (None: unbounded)."""
+        first = self.first_max_total
+        if first is None or self._connected:
+            return self.max_total
+        if self.max_total is None:
+            return first
+        return min(first, self.max_total)
 
     def attempt_started(self, now: float) -> None:
         """An attempt begins; the first one of a component never UP starts the outage clock."""
         if self._up_since is None and self._outage_start is None:
             self._outage_start = now
+
+    def connected(self) -> None:
+        """A transport connection opened: ``first_max_total`` no longer applies."""
+        self._connected = True
 
     def attempt_failed(self, now: float) -> None:
         """An attempt failed before the component came UP."""
@@ -160,26 +200,49 @@ class ReconnectState:
             self._outage_start = now
 
     def connection_up(self, now: float) -> None:
-        """The handshake completed: the outage ends and the retry budget refills."""
-        self._up_since = now
-        self._outage_start = None
-        self._retries = 0
+        """The handshake completed: the component is UP (the outage ends once it proves healthy).
 
-    def connection_lost(self, now: float) -> None:
-        """An UP connection was lost; a connection that stayed up long enough resets backoff."""
+        Coming UP without an attempt reported first opens an outage here, so a connection that
+        never proves itself is still bounded by the budget.
+        """
+        self._up_since = now
+        self._connected = True
+        if self._outage_start is None:
+            self._outage_start = now
+
+    def healthy_for(self, now: float, healthy_until: float | None = None) -> float:
+        """How long the current UP connection has been healthy (0 when not UP)."""
+        up_since = self._up_since
+        if up_since is None:
+            return 0.0
+        until = now if healthy_until is None else min(now, healthy_until)
+        return max(0.0, until - up_since)
+
+    def connection_lost(self, now: float, *, healthy_until: float | None = None) -> None:
+        """An UP connection was lost.
+
+        If it stayed healthy for ``reset_after`` (until ``healthy_until`` when given: the
+        moment it stopped making progress, else until ``now``), the old outage is over: a new
+        one starts now with a fresh backoff exponent and retry count. Otherwise the old outage
+        simply goes on.
+        """
         if self._up_since is None:
             self.attempt_failed(now)
             return
-        if now - self._up_since >= self.policy.reset_after:
+        if self.healthy_for(now, healthy_until) >= self.policy.reset_after:
             self._attempt = 0
+            self._retries = 0
+            self._outage_start = now
+        elif self._outage_start is None:  # pragma: no cover - connection_up opens one
+            self._outage_start = now
         self._up_since = None
-        self._outage_start = now
 
     def deadline(self) -> float | None:
-        """When the current outage exhausts ``max_total``; None when unbounded or UP."""
-        if self.max_total is None or self._outage_start is None:
+        """When the current outage exhausts its budget; None when unbounded or no outage is open."""
+        budget = self.budget
+        if budget is None or self._outage_start is None:
             return None
-        return self._outage_start + self.max_total
+        return self._outage_start + budget
 
     def remaining(self, now: float) -> float | None:
         """Seconds left of the outage budget (>= 0), to bound a single attempt; None: no bound."""
@@ -205,8 +268,9 @@ class ReconnectState:
             self._gave_up = True
             return None
         delay = self.policy.delay(self._attempt, rng)
-        if self.max_total is not None:
-            left = self._outage_start + self.max_total - now
+        budget = self.budget
+        if budget is not None:
+            left = self._outage_start + budget - now
             if left <= 0:
                 self._gave_up = True
                 return None

@@ -111,12 +111,13 @@ _ECompleted: Final = events.Completed
 class _Sub:
     """Per-sub-session state. ``cursor`` -1 means no event accepted yet."""
 
-    __slots__ = ("completed", "cursor", "held")
+    __slots__ = ("completed", "continued", "cursor", "held")
 
     def __init__(self) -> None:
         self.cursor = -1
         self.held = False
         self.completed = False
+        self.continued = False
 
 
 class ParallelDemux(PhasedCore):
@@ -179,6 +180,15 @@ class ParallelDemux(PhasedCore):
     def is_completed(self, session_id: str) -> bool:
         return self._subs[session_id].completed
 
+    @property
+    def step_outstanding(self) -> bool:
+        """Whether a sub-session's written continue still waits for its readiness event."""
+        if self._phase is not Phase.RUNNING:
+            return False
+        return any(
+            sub.continued and not sub.held and not sub.completed for sub in self._subs.values()
+        )
+
     # -- inputs from the shell ----------------------------------------------------------------
 
     def connection_opened(
@@ -199,7 +209,9 @@ class ParallelDemux(PhasedCore):
 
     def continue_written(self, session_id: str) -> None:
         """A continue for ``session_id`` was written (even part-way): its readiness is spent."""
-        self._subs[session_id].held = False
+        sub = self._subs[session_id]
+        sub.held = False
+        sub.continued = True
 
     def give_up(self) -> None:
         """The shell stopped reconnecting (budget spent or a fatal connect error)."""

@@ -100,6 +100,11 @@ class ControlCore(Protocol):
         """True while the create is pending (a give-up then raises ``CreateFailed``)."""
         ...
 
+    @property
+    def step_outstanding(self) -> bool:
+        """Whether a written continue waits for its answer (the idle-step detector's question)."""
+        ...
+
     def connection_opened(self) -> wire.BacktestRequest:
         """A new connection is open: the first request to write on it."""
         ...

@@ -339,6 +339,7 @@ class ManagedSessionCore(PhasedCore):
     __slots__ = (
         "_backlog",
         "_close_pending",
+        "_continued",
         "_create",
         "_holds_readiness",
         "_resume_pending",
@@ -356,6 +357,7 @@ class ManagedSessionCore(PhasedCore):
         self.rpc_endpoint: str | None = None
         self.task_id: str | None = None
         self._holds_readiness = False
+        self._continued = False
         self._backlog: list[Decision] = []
         self._resume_pending = False
         self._close_pending = False
@@ -366,6 +368,11 @@ class ManagedSessionCore(PhasedCore):
     def holds_readiness(self) -> bool:
         """True while the driver has a readiness event it has not answered with a write."""
         return self._holds_readiness
+
+    @property
+    def step_outstanding(self) -> bool:
+        """Whether a written continue still waits for its readiness event (or ``completed``)."""
+        return self._phase is Phase.RUNNING and self._continued and not self._holds_readiness
 
     # -- inputs from the shell ----------------------------------------------------------------
 
@@ -397,6 +404,7 @@ class ManagedSessionCore(PhasedCore):
     def continue_written(self) -> None:
         """A ``continue``/``continueTo`` was written (even part-way): readiness is spent."""
         self._holds_readiness = False
+        self._continued = True
 
     def close_sent(self) -> None:
         """``closeBacktestSession`` was written; :class:`CloseDone` reports its reply."""

@@ -17,6 +17,8 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import InvalidParams
 
 __all__ = [
+    "DEFAULT_FIRST_CONNECT_MAX_TOTAL",
+    "DEFAULT_IDLE_STEP_TIMEOUT",
     "DEFAULT_RECONNECT_MAX_TOTAL",
     "ConnectionStatus",
     "ManagedConfig",
@@ -25,6 +27,12 @@ __all__ = [
 
 DEFAULT_RECONNECT_MAX_TOTAL: Final = 900.0
 """Outage budget when the session has no ``disconnect_timeout_secs`` (protocol §8.1)."""
+
+DEFAULT_FIRST_CONNECT_MAX_TOTAL: Final = 10.0
+"""How long a server that refuses the very first connection is retried."""
+
+DEFAULT_IDLE_STEP_TIMEOUT: Final = 300.0
+"""Longest control-plane silence while a continue is unanswered before the connection is lost."""
 
 _MIB: Final = 1024 * 1024
 
@@ -69,7 +77,12 @@ class ManagedConfig:
     """Timeouts, limits and reconnect policy of managed sessions and subscriptions.
 
     Durations are seconds. ``reconnect_max_total`` None means "the session's
-    ``disconnect_timeout_secs``, or 900 s when that is unset or 0" (see :meth:`max_total_for`).
+    ``disconnect_timeout_secs``, or 900 s when that is unset or 0" (see :meth:`max_total_for`);
+    an outage ends only once a connection has stayed healthy for ``backoff.reset_after``.
+    ``first_connect_max_total`` bounds the retries of a component that has not yet opened a
+    single connection (a refused or unreachable server); None applies the outage budget instead.
+    ``idle_step_timeout`` is how long the control connection may stay silent (Pongs aside)
+    while a written continue is unanswered before it counts as lost; None disables the check.
     ``rng_seed`` makes backoff jitter reproducible; ``ssl_context`` overrides the default TLS
     setup for ``wss://`` URLs. A data-plane buffer holds at most ``event_buffer``
     notifications and ``event_buffer_bytes`` of them (message sizes after decompression; an
@@ -94,6 +107,12 @@ class ManagedConfig:
     graceful_close_timeout: float = attrs.field(default=5.0, validator=_positive)
     max_message_size: int = attrs.field(default=64 * _MIB, validator=_positive_int)
     reconnect_max_total: float | None = attrs.field(default=None, validator=_optional_positive)
+    first_connect_max_total: float | None = attrs.field(
+        default=DEFAULT_FIRST_CONNECT_MAX_TOTAL, validator=_optional_positive
+    )
+    idle_step_timeout: float | None = attrs.field(
+        default=DEFAULT_IDLE_STEP_TIMEOUT, validator=_optional_positive
+    )
     event_buffer: int = attrs.field(default=1024, validator=_positive_int)
     event_buffer_bytes: int = attrs.field(default=16 * _MIB, validator=_positive_int)
     backoff: BackoffPolicy = attrs.field(factory=BackoffPolicy, validator=_backoff)

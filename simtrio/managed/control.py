@@ -67,16 +67,22 @@ if TYPE_CHECKING:
     )
 
     from simtrio.core.phase import ControlCore
+    from simtrio.errors import RpcError
     from simtrio.events import Event
     from simtrio.managed.config import ManagedConfig, SessionInfo
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.subscriptions import NotificationRecorder, SessionSubscriptions
     from simtrio.recording.errors import RecordingFailed
     from simtrio.recording.recorder import Recorder
+    from simtrio.rpc.session import RpcObserver
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.redact import Redactor
-    from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
-    from simtrio.wire.types import BacktestRequest, BacktestResponse
+    from simtrio.wire.rpc import (
+        AccountDiffNotification,
+        LogsNotification,
+        TransactionNotification,
+    )
+    from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
 
 __all__ = [
     "API_KEY_HEADER",
@@ -244,7 +250,8 @@ class RecordingTap:
         record = self.recorder.record_notification_nowait
 
         async def notification(
-            message: AccountDiffNotification | TransactionNotification, program_id: str
+            message: AccountDiffNotification | TransactionNotification | LogsNotification,
+            program_id: str,
         ) -> None:
             if self.failure is not None:
                 return
@@ -256,6 +263,22 @@ class RecordingTap:
             await self.wait_for_room()
 
         return notification
+
+    def rpc_observer(self, session_id: str) -> RpcObserver:
+        """What a (sub-)session's ``SessionRpc`` calls with every answered call."""
+        record = self.recorder.record_rpc_nowait
+
+        def exchange(
+            method: str, params: JsonValue, result: JsonValue, error: RpcError | None
+        ) -> None:
+            if self.failure is not None:
+                return
+            try:
+                record(session_id, method, params, result, error)
+            except SimtrioError as exc:
+                self.fail(exc)
+
+        return exchange
 
     async def wait_for_room(self) -> None:
         """Back-pressure: wait while too many entries wait for the disk."""
@@ -401,6 +424,10 @@ class EventSink:
         """Start a transaction subscription (the first one creates the subscriptions)."""
         self._subs().subscribe_transactions(program_ids)
 
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Start a logs subscription (the first one creates the subscriptions)."""
+        self._subs().subscribe_program_logs(program_ids)
+
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Check and keep the drain's idle bound; subscriptions created later get it too."""
         if (
@@ -513,6 +540,19 @@ class SessionEvents:
         """
         self._sink.subscribe_transactions(program_ids)
 
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Stream the logs of transactions that mention these programs into this session's
+        events, as :class:`~simtrio.events.ProgramLogs` (one ``logsSubscribe`` per program).
+
+        Returns at once, like :meth:`subscribe_account_diffs`; resumes with
+        ``replayFromSlot`` across reconnects and drains before ``Completed`` like it.
+
+        Raises:
+            InvalidParams: ``program_ids`` is empty, a single ``str``, or holds a non-``str``.
+            ControlClosed: the session was closed, or its block has been left.
+        """
+        self._sink.subscribe_program_logs(program_ids)
+
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Idle bound of the subscription drain that precedes ``Completed``.
 
@@ -560,7 +600,10 @@ class ConnectionRun:
         "nursery",
         "reading_paused",
         "reading_resumed",
+        "reads",
+        "stalled_since",
         "up",
+        "written_at",
     )
 
     def __init__(self, conn: WebSocketConnection) -> None:
@@ -575,6 +618,12 @@ class ConnectionRun:
         self.reading_paused = False
         """The pump waits for the recorder's disk, so silence on the socket is not the peer's."""
         self.reading_resumed = -math.inf
+        self.reads = 0
+        """Reads that brought control frames (a cheap progress mark for the idle-step watch)."""
+        self.stalled_since: float | None = None
+        """For a loss declared on silence: when the connection stopped making progress."""
+        self.written_at = -math.inf
+        """When the last batch of continues began to be written on this connection."""
 
     @property
     def stopped(self) -> bool:
@@ -586,10 +635,15 @@ class ConnectionRun:
         """Stopped, or closing in order: the pump reads no further frames."""
         return self.closing or self.stopped
 
-    def lose(self, reason: str) -> None:
-        """The connection is lost (reconnect), unless an outcome was recorded already."""
+    def lose(self, reason: str, *, stalled_since: float | None = None) -> None:
+        """The connection is lost (reconnect), unless an outcome was recorded already.
+
+        ``stalled_since``: the loss is a silence that began then; the connection counts as
+        healthy only until that moment (see ``ReconnectState.connection_lost``).
+        """
         if not self.over:
             self.loss = reason
+            self.stalled_since = stalled_since
             logger.warning("control connection lost: %s", reason)
         self._cancel()
 
@@ -612,6 +666,10 @@ class ConnectionRun:
 
 class _GiveUp(Exception):
     """Internal: no further connection attempt (budget spent, or a fatal connect error)."""
+
+    def __init__(self, message: str, cause: ConnectError | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 # --------------------------------------------------------------------------------------------
@@ -652,7 +710,9 @@ class ControlLoop(abc.ABC):
         self.finished = False
         self.done = trio.Event()
         self._headers = ((API_KEY_HEADER, api_key),)
-        self._state = ReconnectState(config.backoff, max_total)
+        self._state = ReconnectState(
+            config.backoff, max_total, first_max_total=config.first_connect_max_total
+        )
         self._rng = config.make_rng()
         self._last_connect_error: str | None = None
         # Many drivers queue, one writer takes whatever is queued at once (no task switch each).
@@ -716,6 +776,8 @@ class ControlLoop(abc.ABC):
         self.status.set(_UP)
         assert run.nursery is not None
         run.nursery.start_soon(self._writer, run)
+        if self.config.idle_step_timeout is not None:
+            run.nursery.start_soon(self._watch_steps, run, self.config.idle_step_timeout)
 
     def _frame_timeout(self) -> float | None:
         """Longest silence allowed right now (a handshake is pending), or None."""
@@ -860,18 +922,21 @@ class ControlLoop(abc.ABC):
         retry = False
         core = self._core
         while core.wants_reconnect and not self._close_requested:
-            message = ""
+            give_up: _GiveUp | None = None
             conn: WebSocketConnection | None = None
             try:
                 conn = await self._connect(retry=retry)
             except _GiveUp as exc:
-                message = str(exc)
+                give_up = exc
             if conn is None:
+                assert give_up is not None
                 creating = core.creating
                 core.give_up()
+                error = (CreateFailed if creating else ControlFailed)(str(give_up))
+                error.__cause__ = give_up.cause
                 if creating:
-                    raise CreateFailed(message)
-                self._fail(None, ControlFailed(message))
+                    raise error
+                self._fail(None, error)
                 return
             retry = True
             run = ConnectionRun(conn)
@@ -891,7 +956,7 @@ class ControlLoop(abc.ABC):
             core.connection_lost()
             now = trio.current_time()
             if run.up:
-                self._state.connection_lost(now)
+                self._state.connection_lost(now, healthy_until=run.stalled_since)
             else:
                 self._state.attempt_failed(now)
             self._last_connect_error = run.loss
@@ -916,7 +981,7 @@ class ControlLoop(abc.ABC):
             if remaining is not None:
                 timeout = max(min(timeout, remaining), _MIN_CONNECT_TIMEOUT)
             try:
-                return await connect(
+                conn = await connect(
                     self.url,
                     headers=self._headers,
                     connect_timeout=timeout,
@@ -925,14 +990,17 @@ class ControlLoop(abc.ABC):
                 )
             except ConnectError as exc:
                 if exc.fatal:
-                    raise _GiveUp(str(exc)) from None
+                    raise _GiveUp(str(exc), exc) from None
                 logger.warning("control connection attempt failed: %s", exc)
                 self._last_connect_error = str(exc)
                 state.attempt_failed(trio.current_time())
                 self.status.set(ConnectionStatus.RECONNECTING)
+            else:
+                state.connected()
+                return conn
 
     def _budget_message(self) -> str:
-        budget = self._state.max_total
+        budget = self._state.budget
         if self._state.gave_up and self.config.backoff.max_retries is not None:
             head = f"gave up after {self.config.backoff.max_retries} failed reconnect attempts"
         elif budget is not None:
@@ -979,6 +1047,7 @@ class ControlLoop(abc.ABC):
             except ProtocolError as exc:
                 run.lose(f"protocol error: {exc}")
                 return
+            run.reads += 1
             routed, error = self._route(run, messages)
             if routed and tap is not None:
                 run.reading_paused = True
@@ -1025,7 +1094,10 @@ class ControlLoop(abc.ABC):
         while True:
             silent = trio.current_time() - max(conn.last_received, run.reading_resumed)
             if silent >= deadline and not run.reading_paused:
-                run.lose(f"nothing received for {silent:g} s (keepalive)")
+                run.lose(
+                    f"nothing received for {silent:g} s (keepalive)",
+                    stalled_since=trio.current_time() - silent,
+                )
                 return
             with trio.move_on_after(deadline) as scope:
                 try:
@@ -1037,6 +1109,36 @@ class ControlLoop(abc.ABC):
                 run.lose("a keepalive Ping could not be sent")
                 return
             await trio.sleep(interval)
+
+    async def _watch_steps(self, run: ConnectionRun, limit: float) -> None:
+        """The idle-step detector: a connection silent while a step is unanswered is lost.
+
+        A peer that answers Pings (so the keepalive is satisfied) but sends no frame for
+        ``limit`` seconds while a written continue waits for its readiness event is treated
+        as a lost connection: the loop re-attaches, and the readiness rule of protocol §6.8
+        re-announces a continue the server never got. Pongs are not progress; waiting for the
+        recorder's disk is not silence. Checked every quarter of ``limit``, from the last read
+        that brought frames, so a stall is declared between ``limit`` and 1.25 x ``limit``.
+        """
+        core = self._core
+        tick = limit / 4
+        reads = run.reads
+        quiet_since = trio.current_time()
+        while True:
+            await trio.sleep(tick)
+            now = trio.current_time()
+            if run.reads != reads or run.reading_paused or not core.step_outstanding:
+                reads = run.reads
+                quiet_since = now
+                continue
+            quiet_since = max(quiet_since, run.written_at)
+            if now - quiet_since >= limit:
+                run.lose(
+                    f"no reply to an outstanding step for {now - quiet_since:g} s"
+                    " though the server answers Pings (idle step)",
+                    stalled_since=quiet_since,
+                )
+                return
 
     async def _watch_close(self, run: ConnectionRun) -> None:
         await self._close_event.wait()
@@ -1073,6 +1175,7 @@ class ControlLoop(abc.ABC):
             # Counted as written before the first byte goes out: a readiness event that the
             # server sends while this write is still in progress answers this continue, and
             # must not be mistaken for a redundant one.
+            run.written_at = trio.current_time()
             for written in batch:
                 self._continue_written(written)
                 if tap is not None:

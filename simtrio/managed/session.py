@@ -13,9 +13,10 @@ as it enters the driver's stream.
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
+from simtrio.core.discovery import DISCOVERY_SETTLE, RUN_ON_COUNT, DiscoveryStep, DiscoveryStepper
 from simtrio.core.session import (
     CloseDone,
     Deliver,
@@ -41,7 +42,9 @@ from simtrio.managed.control import (
     RecordingTap,
     SessionEvents,
 )
-from simtrio.params import as_continue_params, as_create_request
+from simtrio.managed.discovery import OnEvent, step_to_discovery
+from simtrio.params import Continue, as_continue_params, as_create_request
+from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode
 from simtrio.wire.redact import redactor_for
 from simtrio.wire.types import (
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     import trio
 
     from simtrio.managed.config import ConnectionStatus
-    from simtrio.params import Continue, CreateSession
+    from simtrio.params import CreateSession
     from simtrio.recording.recorder import Recorder
     from simtrio.wire.types import ContinueParams
 
@@ -191,11 +194,15 @@ class ManagedSession(SessionEvents):
     Obtained from :func:`open_managed_session`; valid inside its ``async with`` block.
     """
 
-    __slots__ = ("_control",)
+    __slots__ = ("_control", "_run_on_count", "_stepper")
 
-    def __init__(self, control: _SingleControl, sink: EventSink) -> None:
+    def __init__(
+        self, control: _SingleControl, sink: EventSink, run_on_count: int = RUN_ON_COUNT
+    ) -> None:
         super().__init__(sink)
         self._control = control
+        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
+        self._run_on_count = run_on_count
 
     def __repr__(self) -> str:
         info = self._sink.info
@@ -206,6 +213,57 @@ class ManagedSession(SessionEvents):
     def connection_status(self) -> ConnectionStatus:
         """Status of the control connection (``DOWN``, ``UP``, ``RECONNECTING``, ``FAILED``)."""
         return self._control.status.value
+
+    async def advance_to_discovery(
+        self,
+        on_event: OnEvent | None = None,
+        *,
+        settle: float = DISCOVERY_SETTLE,
+    ) -> DiscoveryStep:
+        """Run up to the next announced discovery batch (protocol §6.7).
+
+        Takes the next queued ``DiscoveryBatch`` (waiting for readiness, and for one to be
+        announced), sends ``continueTo(slot, batch_index)`` and waits for ``Paused``: returns
+        :class:`~simtrio.core.discovery.DiscoveryPaused`. When, once ready, no batch is
+        announced within ``settle`` seconds, none is coming: a ``continue`` runs on, and
+        :class:`~simtrio.core.discovery.DiscoveryCompleted` is returned at ``Completed``.
+
+        This call reads the session's events itself; each one is passed to ``on_event``
+        (notifications included). ``DiscoveryBatch`` events read here before readiness are
+        kept for later calls.
+
+        Raises:
+            RemoteError: the server refused the step.
+            ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
+        """
+        if self._stepper is None:
+            self._stepper = DiscoveryStepper()
+        return await step_to_discovery(
+            self,
+            self._stepper,
+            holds_readiness=self._control.core.holds_readiness,
+            send_continue_to=self.send_continue_to,
+            send_continue=self.send_continue,
+            run_on=Continue(self._run_on_count),
+            on_event=on_event,
+            settle=settle,
+        )
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
+        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
+        ``async with`` block.
+
+        Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
+        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
+        the run, so that a replay can answer it.
+
+        Raises:
+            RpcError: the session has no RPC endpoint (raised here, not on entering).
+        """
+        info = self.session_info
+        tap = self._control.tap
+        observer = tap.rpc_observer(info.session_id) if tap is not None else None
+        return session_rpc(info, self._control.config, observer)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continue`` once the control connection and every subscription are UP."""
@@ -257,4 +315,4 @@ async def open_managed_session(
     )
     control = _SingleControl(url, api_key, request, config, sink, tap)
     async with control.running():
-        yield ManagedSession(control, sink)
+        yield ManagedSession(control, sink, request.end_slot - request.start_slot + 1)

@@ -53,7 +53,7 @@ from simtrio.errors import (
     SubscriptionFailed,
     excerpt,
 )
-from simtrio.events import AccountDiff, Transaction
+from simtrio.events import AccountDiff, ProgramLogs, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
@@ -69,9 +69,11 @@ from simtrio.wire.construct import plain_constructor
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
     INVALID_PARAMS,
+    LOGS_SUBSCRIBE,
     METHOD_NOT_FOUND,
     TRANSACTION_SUBSCRIBE,
     AccountDiffNotification,
+    LogsNotification,
     RpcMessage,
     Subscribe,
     SubscribeAck,
@@ -81,7 +83,7 @@ from simtrio.wire.rpc import (
     UnknownRpcMessage,
     decode_rpc,
 )
-from simtrio.wire.urls import http_to_ws_url
+from simtrio.wire.urls import http_to_ws_url, split_ws_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
@@ -108,10 +110,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-E = TypeVar("E", bound=AccountDiff | Transaction)
+E = TypeVar("E", bound=AccountDiff | Transaction | ProgramLogs)
 
-_Notification = AccountDiffNotification | TransactionNotification
-_NOTIFICATION_TYPES: Final = frozenset({AccountDiffNotification, TransactionNotification})
+_Notification = AccountDiffNotification | TransactionNotification | LogsNotification
+_NOTIFICATION_TYPES: Final = frozenset(
+    {AccountDiffNotification, TransactionNotification, LogsNotification}
+)
 _TERMINAL_SUBSCRIBE_ERRORS: Final = frozenset({INVALID_PARAMS, METHOD_NOT_FOUND})
 """JSON-RPC error codes of a subscribe reply that retrying cannot fix (protocol §9.3)."""
 
@@ -126,11 +130,14 @@ NotificationRecorder: TypeAlias = Callable[[_Notification, str], Awaitable[None]
 
 @attrs.frozen
 class SubscriptionKind(Generic[E]):
-    """What a manager subscribes to and how a notification becomes a driver event."""
+    """What a manager subscribes to and how a notification becomes a driver event.
+
+    ``wrap`` gets the notification and its subscription's program id.
+    """
 
     label: str
     method: str
-    wrap: Callable[[_Notification], E | None]
+    wrap: Callable[[_Notification, str], E | None]
 
 
 _new_account_diff: Final[Callable[[AccountDiffNotification], AccountDiff]] = plain_constructor(
@@ -141,15 +148,27 @@ _new_transaction: Final[Callable[[TransactionNotification], Transaction]] = plai
 )
 
 
-def _wrap_account_diff(notification: _Notification) -> AccountDiff | None:
+def _wrap_account_diff(notification: _Notification, program_id: str) -> AccountDiff | None:
     if type(notification) is AccountDiffNotification:
         return _new_account_diff(notification)
     return None
 
 
-def _wrap_transaction(notification: _Notification) -> Transaction | None:
+def _wrap_transaction(notification: _Notification, program_id: str) -> Transaction | None:
     if type(notification) is TransactionNotification:
         return _new_transaction(notification)
+    return None
+
+
+def _wrap_logs(notification: _Notification, program_id: str) -> ProgramLogs | None:
+    if type(notification) is LogsNotification:
+        return ProgramLogs(
+            notification.slot,
+            notification.signature,
+            notification.err,
+            notification.logs,
+            program_id,
+        )
     return None
 
 
@@ -159,6 +178,7 @@ ACCOUNT_DIFFS: Final = SubscriptionKind[AccountDiff](
 TRANSACTIONS: Final = SubscriptionKind[Transaction](
     "transaction", TRANSACTION_SUBSCRIBE, _wrap_transaction
 )
+LOGS: Final = SubscriptionKind[ProgramLogs]("logs", LOGS_SUBSCRIBE, _wrap_logs)
 
 
 def _check_program_ids(program_ids: Sequence[str]) -> tuple[str, ...]:
@@ -211,6 +231,9 @@ class _Sub:
         """Slot of this subscription's last delivered notification."""
 
 
+_BUDGET_SPENT: Final = "reconnect budget spent before connecting"
+
+
 class _Lost(Exception):
     """Internal: the current connection has to be replaced (the message says why)."""
 
@@ -233,6 +256,8 @@ class _Outcome:
     came_up: bool = False
     reason: str = ""
     fatal: bool = False
+    healthy_until: float | None = None
+    """For a connection lost on silence: when it stopped receiving."""
 
 
 class _Link:
@@ -251,6 +276,7 @@ class _Link:
         "resumed_at",
         "scope",
         "slot_held",
+        "stalled_since",
         "streaming",
         "up",
         "watch",
@@ -266,6 +292,7 @@ class _Link:
         self.delivering = False
         self.resumed_at = -math.inf
         self.slot_held = False
+        self.stalled_since: float | None = None
         self.streaming = False
         self.up = False
         """Streaming: every ack is in and the held notifications are handed over."""
@@ -312,9 +339,11 @@ class SubscriptionManager(Generic[E]):
         observer: SubscriptionObserver | None = None,
         record: NotificationRecorder | None = None,
         position: Callable[[], int | None] | None = None,
+        first_connect_max_total: float | None = None,
     ) -> None:
         self._rpc_endpoint = rpc_endpoint
         self._position = position
+        self._first_max_total = first_connect_max_total
         self._record = record
         self._kind = kind
         self._subs = tuple(_Sub(i, p) for i, p in enumerate(_check_program_ids(program_ids)))
@@ -475,9 +504,12 @@ class SubscriptionManager(Generic[E]):
             self._set(ConnectionStatus.DOWN)
 
     async def _reconnect_loop(self, ws_url: str) -> None:
-        state = ReconnectState(self._config.backoff, self._max_total)
+        state = ReconnectState(
+            self._config.backoff, self._max_total, first_max_total=self._first_max_total
+        )
         rng = self._config.make_rng()
         failures = 0  # consecutive failed attempts since the last UP
+        last_error = ""
         while True:
             state.attempt_started(trio.current_time())
             gated = (
@@ -488,7 +520,7 @@ class SubscriptionManager(Generic[E]):
                 return
             now = trio.current_time()
             if outcome.came_up:
-                state.connection_lost(now)
+                state.connection_lost(now, healthy_until=outcome.healthy_until)
                 failures = 0
             else:
                 state.attempt_failed(now)
@@ -497,7 +529,11 @@ class SubscriptionManager(Generic[E]):
                 self._give_up(outcome.reason)
             delay = state.next_delay(now, rng)
             if delay is None:
-                self._give_up(f"stopped reconnecting; last error: {outcome.reason}")
+                # An attempt cut short by the budget says nothing: name the failure before it.
+                last = last_error if outcome.reason == _BUDGET_SPENT and last_error else None
+                self._give_up(f"stopped reconnecting; last error: {last or outcome.reason}")
+            if outcome.reason != _BUDGET_SPENT:
+                last_error = outcome.reason
             self._set(ConnectionStatus.RECONNECTING)
             logger.warning(
                 "%s subscription: %s; retrying in %.3f s", self._kind.label, outcome.reason, delay
@@ -543,7 +579,10 @@ class SubscriptionManager(Generic[E]):
                     ssl_context=config.ssl_context,
                 )
             if link.conn is None:
-                return _Outcome("failed", reason="reconnect budget spent before connecting")
+                return _Outcome("failed", reason=_BUDGET_SPENT)
+            state.connected()  # the first-connect budget no longer applies to the handshake
+            opened = state.deadline()
+            deadline = math.inf if opened is None else opened
             link.decoder = ZstdStreamDecoder(config.max_message_size)
             link.conn.on_pong = lambda payload, ahead: self._on_pong(link, payload, ahead)
             self._link = link
@@ -608,7 +647,13 @@ class SubscriptionManager(Generic[E]):
         if consumer_gone:
             return _Outcome("stopped")
         if link.lost is not None:
-            return _Outcome("failed", came_up=came_up, reason=link.lost, fatal=rejected)
+            return _Outcome(
+                "failed",
+                came_up=came_up,
+                reason=link.lost,
+                fatal=rejected,
+                healthy_until=link.stalled_since,
+            )
         # Every terminal is in: the consumer learns it now, the socket closes afterwards.
         self.finished = True
         self._set(ConnectionStatus.DOWN)
@@ -666,9 +711,12 @@ class SubscriptionManager(Generic[E]):
             if not link.delivering:
                 quiet = now - max(conn.last_received, link.resumed_at)
                 if quiet >= miss_deadline:
+                    # A connection that went silent was healthy only until then (outage budget).
+                    link.stalled_since = trio.current_time() - quiet
                     link.lose(f"missed keepalive: nothing received for {quiet:g} s")
                     return
                 if watch.overdue(now, conn.last_received, link.resumed_at):
+                    link.stalled_since = max(conn.last_received, link.resumed_at)
                     link.lose(f"no reply to a ping within {watch.timeout:g} s")
                     return
             payload: bytes | None = None
@@ -828,7 +876,11 @@ class SubscriptionManager(Generic[E]):
             if nowait is not None and type(message) in _NOTIFICATION_TYPES:
                 notification = cast("_Notification", message)
                 sub = by_sub.get(notification.subscription)
-                event = wrap(notification) if sub is not None and not sub.complete else None
+                event = (
+                    wrap(notification, sub.program_id)
+                    if sub is not None and not sub.complete
+                    else None
+                )
                 if event is not None and sub is not None:
                     try:
                         queued = nowait(event, len(text))
@@ -856,12 +908,14 @@ class SubscriptionManager(Generic[E]):
 
     async def _handle(self, link: _Link, message: RpcMessage, size: int = 0) -> None:
         """Deliver or route one message; ``size`` is its length, for the byte bound."""
-        if isinstance(message, AccountDiffNotification | TransactionNotification):
+        if isinstance(
+            message, AccountDiffNotification | TransactionNotification | LogsNotification
+        ):
             sub = link.by_sub.get(message.subscription)
             if sub is None or sub.complete:
                 logger.debug("dropping notification for subscription %d", message.subscription)
                 return
-            event = self._kind.wrap(message)
+            event = self._kind.wrap(message, sub.program_id)
             if event is None:
                 logger.warning(
                     "dropping a %s on a %s subscription",
@@ -984,7 +1038,10 @@ class _Entry:
     __slots__ = ("done", "manager", "scope")
 
     def __init__(
-        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+        self,
+        manager: SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
     ) -> None:
         self.manager = manager
         self.scope = trio.CancelScope()
@@ -1099,7 +1156,12 @@ class SessionSubscriptions:
     @property
     def managers(
         self,
-    ) -> tuple[SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction], ...]:
+    ) -> tuple[
+        SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
+        ...,
+    ]:
         return tuple(entry.manager for entry in self._entries)
 
     def subscribe_account_diffs(self, program_ids: Sequence[str]) -> None:
@@ -1109,6 +1171,10 @@ class SessionSubscriptions:
     def subscribe_transactions(self, program_ids: Sequence[str]) -> None:
         """Start a transaction manager for ``program_ids`` (returns at once)."""
         self._start(self._manager(TRANSACTIONS, program_ids))
+
+    def subscribe_program_logs(self, program_ids: Sequence[str]) -> None:
+        """Start a logs manager for ``program_ids`` (returns at once)."""
+        self._start(self._manager(LOGS, program_ids))
 
     def _manager(
         self, kind: SubscriptionKind[E], program_ids: Sequence[str]
@@ -1130,7 +1196,10 @@ class SessionSubscriptions:
         )
 
     def _start(
-        self, manager: SubscriptionManager[AccountDiff] | SubscriptionManager[Transaction]
+        self,
+        manager: SubscriptionManager[AccountDiff]
+        | SubscriptionManager[Transaction]
+        | SubscriptionManager[ProgramLogs],
     ) -> None:
         position = len(self._entries)
         entry = _Entry(manager)
@@ -1336,6 +1405,16 @@ async def open_transaction_subscription(
 
 
 @asynccontextmanager
+async def open_logs_subscription(
+    rpc_url: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
+) -> AsyncGenerator[DataSubscription[ProgramLogs]]:
+    """``logsSubscribe`` for each of ``program_ids`` (its ``mentions`` filter), as
+    :class:`~simtrio.events.ProgramLogs` events; see :func:`open_account_diff_subscription`."""
+    async with _open_standalone(LOGS, rpc_url, program_ids, config) as sub:
+        yield sub
+
+
+@asynccontextmanager
 async def _open_standalone(
     kind: SubscriptionKind[E],
     rpc_endpoint: str,
@@ -1348,7 +1427,7 @@ async def _open_standalone(
         raise InvalidParams("config must be a ManagedConfig")
     if not isinstance(rpc_endpoint, str):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidParams("rpc_endpoint must be a str")
-    http_to_ws_url(rpc_endpoint)  # an unusable URL fails here, before any task starts
+    split_ws_url(http_to_ws_url(rpc_endpoint))  # an unusable URL fails here, before any task
     ids = _check_program_ids(program_ids)
     send: NotificationSendChannel[E]
     receive: NotificationReceiveChannel[E]
@@ -1361,6 +1440,7 @@ async def _open_standalone(
         deliver=send.send_sized,
         deliver_nowait=send.try_send,
         observer=_ChannelObserver(send),
+        first_connect_max_total=config.first_connect_max_total,
     )
     failures: list[SubscriptionFailed] = []
 

@@ -6,6 +6,8 @@
   their whole run with it.
 * :func:`list_runs`, :func:`get_run`, :func:`read_entries`, :func:`verify_run` read stores;
   opening a store recovers runs whose recording process died.
+* :func:`export_run` / :func:`import_run` move a finished run between stores; an import
+  recomputes the hash chain and quarantines (never merges) a run that is not intact.
 * :func:`replay_server` serves a recorded run as a backtest server on loopback, so a strategy
   can be regression tested offline and deterministically.
 """
@@ -36,10 +38,12 @@ from simtrio.recording.reader import (
 from simtrio.recording.recorder import Recorder, open_recorder
 from simtrio.recording.replay import ReplayServer, replay_server
 from simtrio.recording.store import Entry, RecoveryResult, RunManifest, RunStore, VerifyResult
+from simtrio.recording.transfer import ImportResult, export_run, import_run
 
 __all__ = [
     "DecodedEntry",
     "Entry",
+    "ImportResult",
     "Plane",
     "RecordingClosed",
     "RecordingError",
@@ -56,8 +60,10 @@ __all__ = [
     "StoreError",
     "VerifyResult",
     "decode_entry",
+    "export_run",
     "format_runs_table",
     "get_run",
+    "import_run",
     "list_runs",
     "load_replay_script",
     "open_recorder",

@@ -82,6 +82,8 @@ class Plane(enum.StrEnum):
     """A data-plane notification or terminal received by the client."""
     SENT = "sent"
     """A control-plane request the client wrote (create, continue, close, ...)."""
+    RPC = "rpc"
+    """A per-session JSON-RPC call the client made and the answer it got (kind: the method)."""
 
 
 def genesis_hash(run_id: str) -> bytes:

@@ -30,7 +30,7 @@ import logging
 import math
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 import orjson
 import trio
@@ -47,6 +47,7 @@ from simtrio.recording.wireform import (
     SentItem,
     control_form,
     notification_form,
+    rpc_form,
     sent_form,
 )
 from simtrio.wire import codec
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Sequence
     from pathlib import Path
 
+    from simtrio.errors import RpcError
     from simtrio.wire.types import CreateBacktestSessionRequest, JsonValue
 
 __all__ = [
@@ -181,6 +183,10 @@ class Recorder:
         """Synchronous :meth:`record_event`."""
         if isinstance(event, events.AccountDiff | events.Transaction):
             self.record_notification_nowait(session_id, event, program_id=program_id)
+        elif isinstance(event, events.ProgramLogs):
+            self.record_notification_nowait(
+                session_id, event, program_id=program_id or event.program_id
+            )
         else:
             self.record_control_nowait(session_id, event)
 
@@ -199,6 +205,19 @@ class Recorder:
         self._check_open()
         kind, text, _slot = notification_form(item)
         self._enqueue(Plane.DATA, kind, session_id, program_id, text)
+
+    def record_rpc_nowait(
+        self,
+        session_id: str | None,
+        method: str,
+        params: JsonValue,
+        result: JsonValue,
+        error: RpcError | None = None,
+    ) -> None:
+        """Record one answered per-session JSON-RPC call (a replay answers it from this)."""
+        self._check_open()
+        kind, text = rpc_form(method, params, result, error)
+        self._enqueue(Plane.RPC, kind, session_id, None, text)
 
     def record_sent_nowait(self, session_id: str | None, request: SentItem) -> None:
         """Synchronous :meth:`record_sent`."""
@@ -400,9 +419,17 @@ def _scrub(text: str | None, secrets: Sequence[str]) -> str | None:
 def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
     if exc is None:
         return "completed", None
-    if isinstance(exc, trio.Cancelled):
+    if isinstance(exc, trio.Cancelled) or _only_cancelled(exc):
         return "cancelled", None
     return "error", type(exc).__name__
+
+
+def _only_cancelled(exc: BaseException) -> bool:
+    """A (nested) group of nothing but ``Cancelled``, as nurseries raise when cancelled."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return False
+    _, rest = cast("BaseExceptionGroup[BaseException]", exc).split(trio.Cancelled)
+    return rest is None
 
 
 @asynccontextmanager

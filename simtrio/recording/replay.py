@@ -27,9 +27,10 @@ import contextlib
 import logging
 import math
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
+import orjson
 import trio
 import trio_websocket
 
@@ -53,6 +54,15 @@ _SESSION_PREFIX: Final = "/backtest/"
 _HANDSHAKE_TIMEOUT: Final = 10.0
 _CLOSE_TIMEOUT: Final = 2.0
 _CLOSE_METHODS: Final = (types.CloseBacktestSession, types.CloseSessionRequestV1)
+_MAX_HEAD: Final = 64 * 1024
+_MAX_RPC_BODY: Final = 64 * 1024 * 1024
+_RECEIVE_SIZE: Final = 64 * 1024
+_DIVERGED: Final = -32000
+_NOTIFICATION_OF: Final = {
+    rpc.ACCOUNT_DIFF_SUBSCRIBE: rpc.ACCOUNT_DIFF_NOTIFICATION,
+    rpc.TRANSACTION_SUBSCRIBE: rpc.TRANSACTION_NOTIFICATION,
+    rpc.LOGS_SUBSCRIBE: rpc.LOGS_NOTIFICATION,
+}
 
 _Received = tuple["types.BacktestRequest | types.UnknownRequest", str]
 
@@ -60,7 +70,7 @@ _Received = tuple["types.BacktestRequest | types.UnknownRequest", str]
 class ReplayServer:
     """Handle on a running replay (yielded by :func:`replay_server`)."""
 
-    def __init__(self, script: ReplayScript, host: str, port: int) -> None:
+    def __init__(self, script: ReplayScript, host: str, port: int, *, repeat: bool = False) -> None:
         self.run_id = script.run_id
         self.host = host
         self.port = port
@@ -68,11 +78,15 @@ class ReplayServer:
         """WebSocket base URL (what a client is given); the control plane is ``control_url``."""
         self.control_url = self.url + CONTROL_PATH
         self.divergences: list[ReplayDivergence] = []
+        self._diverged = trio.Event()
         self._script = script
         self._sessions = {
             sid: _Session(track, script.parallel) for sid, track in script.tracks.items()
         }
         self._created = False
+        self._repeat = repeat
+        self._clients = 0
+        """Control connections whose create matched and that are still open."""
 
     def __repr__(self) -> str:
         return f"<ReplayServer {self.url} run={self.run_id}>"
@@ -87,6 +101,11 @@ class ReplayServer:
         """True once every session's track has been replayed to its end."""
         return all(s.finished for s in self._sessions.values())
 
+    async def wait_divergence(self) -> ReplayDivergence:
+        """Wait until a client diverges from the recording; return that first divergence."""
+        await self._diverged.wait()
+        return self.divergences[0]
+
     def check(self) -> None:
         """Raise the first divergence, if there was one."""
         if self.divergences:
@@ -95,6 +114,110 @@ class ReplayServer:
     # -- connections -----------------------------------------------------------------------
 
     async def _handle_tcp(self, stream: trio.SocketStream) -> None:
+        try:
+            with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                head = await _read_head(stream)
+        except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await stream.aclose()
+            return
+        if head.startswith(b"POST "):
+            try:
+                with trio.fail_after(_HANDSHAKE_TIMEOUT):
+                    await self._serve_rpc(stream, head)
+            except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+            except Exception:
+                logger.exception("replay rpc handler failed")
+            finally:
+                await stream.aclose()
+            return
+        await self._handle_websocket(_Prefixed(stream, head))
+
+    async def _serve_rpc(self, stream: trio.SocketStream, head: bytes) -> None:
+        """One per-session JSON-RPC request over HTTP, answered from the recording."""
+        header, _, body = head.partition(b"\r\n\r\n")
+        lines = header.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        path = parts[1].split("?", 1)[0] if len(parts) > 1 else ""
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length" and value.strip().isdigit():
+                length = int(value.strip())
+        if length > _MAX_RPC_BODY:
+            await stream.send_all(_http(413, b"request body too large", "text/plain"))
+            return
+        while len(body) < length:
+            chunk = await stream.receive_some(_RECEIVE_SIZE)
+            if not chunk:
+                return
+            body += chunk
+        session = (
+            self._sessions.get(path[len(_SESSION_PREFIX) :])
+            if path.startswith(_SESSION_PREFIX)
+            else None
+        )
+        if session is None:
+            await stream.send_all(_http(404, b"not found", "text/plain"))
+            return
+        reply = self._answer_rpc(session, body[:length])
+        await stream.send_all(_http(200, reply, "application/json"))
+
+    def _answer_rpc(self, session: _Session, body: bytes) -> bytes:
+        try:
+            request: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            request = None
+        if not isinstance(request, dict):
+            return _rpc_reply(None, {"error": {"code": -32700, "message": "parse error"}})
+        fields = cast("dict[str, Any]", request)
+        request_id = fields.get("id")
+        method = fields.get("method")
+        params = orjson.dumps(fields.get("params")).decode()
+        session.rpc_step += 1
+        step = session.rpc_step
+        calls = session.track.rpc
+        expected = calls[step - 1] if step <= len(calls) else None
+        received = f"{method} {params}"
+        if (
+            session.rpc_divergence is None
+            and expected is not None
+            and (expected.method, expected.params) == (method, params)
+        ):
+            return _rpc_reply(request_id, orjson.loads(expected.answer))
+        if session.rpc_divergence is None:
+            session.rpc_divergence = self._diverge_rpc(
+                session.track.session_id,
+                step,
+                None if expected is None else f"{expected.method} {expected.params}",
+                received,
+            )
+        error = {"code": _DIVERGED, "message": str(session.rpc_divergence)}
+        return _rpc_reply(request_id, {"error": error})
+
+    def _diverge_rpc(
+        self, session_id: str, step: int, expected: str | None, received: str
+    ) -> ReplayDivergence:
+        if expected is None:
+            detail = f"the recording has no such call; the client sent {excerpt(received, 200)}"
+        else:
+            detail = (
+                f"the recording has {excerpt(expected, 200)} but the client sent "
+                f"{excerpt(received, 200)}"
+            )
+        divergence = ReplayDivergence(
+            f"replay of run {self.run_id} diverged at rpc call {step} of session "
+            f"{session_id}: {detail}",
+            session_id=session_id,
+            step=step,
+            expected=expected,
+            received=received,
+        )
+        logger.warning("%s", divergence)
+        self.divergences.append(divergence)
+        return divergence
+
+    async def _handle_websocket(self, stream: trio.abc.Stream) -> None:
         try:
             async with trio.open_nursery() as nursery:
                 try:
@@ -139,6 +262,13 @@ class ReplayServer:
         conn = _Control(ws)
         if not await self._accept_create(conn):
             return
+        self._clients += 1
+        try:
+            await self._serve_tracks(conn)
+        finally:
+            self._clients -= 1
+
+    async def _serve_tracks(self, conn: _Control) -> None:
         async with trio.open_nursery() as nursery:
             with contextlib.suppress(_Gone):
                 for text in self._script.handshake:
@@ -158,6 +288,12 @@ class ReplayServer:
             return False
         request = _decode(text)
         script = self._script
+        if self._created and self._repeat and self._clients == 0:
+            # The previous client has left: the next one gets the run from the start.
+            self._sessions = {
+                sid: _Session(track, script.parallel) for sid, track in script.tracks.items()
+            }
+            self._created = False
         if self._created:
             await conn.send(_error_frame("this replay server has already served its run"))
         elif request == script.create:
@@ -272,6 +408,7 @@ class ReplayServer:
         )
         logger.warning("%s", divergence)
         self.divergences.append(divergence)
+        self._diverged.set()
         return divergence
 
 
@@ -378,6 +515,8 @@ class _Session:
         self.posted: list[DataItem] = []
         self.subs: list[_Sub] = []
         self.first_program: dict[str, str] = {}
+        self.rpc_step = 0
+        self.rpc_divergence: ReplayDivergence | None = None
 
     def frame(self, response: types.Error | types.Success) -> str:
         """A frame for this session: wrapped and numbered on a parallel connection."""
@@ -427,11 +566,7 @@ class _Session:
 
     def subscribe(self, conn: _DataConn, request: rpc.Subscribe) -> None:
         """Ack, catch up on what was posted so far, then go live (all without a checkpoint)."""
-        kind = (
-            rpc.ACCOUNT_DIFF_NOTIFICATION
-            if request.method == rpc.ACCOUNT_DIFF_SUBSCRIBE
-            else rpc.TRANSACTION_NOTIFICATION
-        )
+        kind = _NOTIFICATION_OF.get(request.method, rpc.TRANSACTION_NOTIFICATION)
         sub = _Sub(conn.next_id, kind, request.program_id, conn)
         conn.next_id += 1
         if request.compression:
@@ -484,6 +619,55 @@ async def _serve_data(ws: trio_websocket.WebSocketConnection, session: _Session)
         session.drop(conn)
 
 
+class _Prefixed(trio.abc.Stream):
+    """A stream whose first bytes were already read: they are received again first."""
+
+    def __init__(self, stream: trio.SocketStream, prefix: bytes) -> None:
+        self._stream = stream
+        self._prefix = prefix
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if self._prefix:
+            size = len(self._prefix) if max_bytes is None else max_bytes
+            out, self._prefix = self._prefix[:size], self._prefix[size:]
+            await trio.lowlevel.checkpoint()
+            return out
+        return await self._stream.receive_some(max_bytes)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self._stream.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self._stream.wait_send_all_might_not_block()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+async def _read_head(stream: trio.SocketStream) -> bytes:
+    """Bytes up to the end of the HTTP request head (and whatever came with it)."""
+    head = b""
+    while b"\r\n\r\n" not in head and len(head) < _MAX_HEAD:
+        chunk = await stream.receive_some(_RECEIVE_SIZE)
+        if not chunk:
+            break
+        head += chunk
+    return head
+
+
+def _http(status: int, body: bytes, content_type: str) -> bytes:
+    reason = {200: "OK", 404: "Not Found", 413: "Payload Too Large"}.get(status, "Error")
+    head = (
+        f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def _rpc_reply(request_id: Any, answer: dict[str, Any]) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "id": request_id, **answer})
+
+
 def _decode(text: str) -> types.BacktestRequest | types.UnknownRequest:
     try:
         return codec.decode_request(text)
@@ -509,11 +693,13 @@ async def replay_server(
     host: str = "127.0.0.1",
     port: int = 0,
     raise_on_divergence: bool = True,
+    repeat: bool = False,
 ) -> AsyncGenerator[ReplayServer]:
     """Serve the recorded run ``run_id`` for the duration of the block.
 
     The run is verified first; the server is listening when the block starts. One run is
-    served once: a second create is refused. When the block ends without an exception and a
+    served once: a second create is refused, unless ``repeat`` is true, in which case a client
+    connecting after the previous one has left gets the run from the start. When the block ends without an exception and a
     divergence happened, it is raised (unless ``raise_on_divergence=False``).
 
     Raises:
@@ -523,7 +709,7 @@ async def replay_server(
     """
     script = await trio.to_thread.run_sync(load_replay_script, store, run_id)
     listeners, bound_port = await open_listeners(host, port)
-    server = ReplayServer(script, host, bound_port)
+    server = ReplayServer(script, host, bound_port, repeat=repeat)
     async with serving_nursery() as nursery:
         nursery.start_soon(trio.serve_listeners, server._handle_tcp, listeners)  # pyright: ignore[reportPrivateUsage]
         yield server

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 import attrs
+import orjson
 
 from simtrio.errors import ProtocolError
 from simtrio.recording.errors import StoreError
@@ -47,6 +48,7 @@ __all__ = [
     "ReplayScript",
     "SendFrame",
     "Track",
+    "RpcCall",
     "TrackItem",
     "build_script",
 ]
@@ -77,10 +79,10 @@ class DataItem:
     """A data-plane notification for the session's subscriptions."""
 
     kind: str
-    """``accountDiffNotification`` or ``transactionNotification``."""
+    """``accountDiffNotification``, ``transactionNotification`` or ``logsNotification``."""
     topic: str | None
     """The program id of the subscription it was recorded from, when known."""
-    message: rpc.AccountDiffNotification | rpc.TransactionNotification
+    message: rpc.AccountDiffNotification | rpc.TransactionNotification | rpc.LogsNotification
     text: str
 
     @property
@@ -92,11 +94,24 @@ TrackItem: TypeAlias = SendFrame | Expect | DataItem
 
 
 @attrs.frozen
+class RpcCall:
+    """A recorded per-session JSON-RPC call: what was asked, and the answer to give back."""
+
+    method: str
+    params: str
+    """The request's ``params`` as canonical JSON text (``null`` when there were none)."""
+    answer: str
+    """The recorded ``{"result": …}`` or ``{"error": …}`` object, as JSON text."""
+
+
+@attrs.frozen
 class Track:
     session_id: str
     items: tuple[TrackItem, ...]
     start_seq: int = 0
     """The session's last ``seq_id`` sent during the handshake (parallel runs)."""
+    rpc: tuple[RpcCall, ...] = ()
+    """The session's recorded RPC calls, in the order they were answered."""
 
     @property
     def steps(self) -> int:
@@ -168,6 +183,7 @@ class _Builder:
         self.entries = entries
         self.handshake: list[str] = []
         self.items: dict[str, list[TrackItem]] = {}
+        self.rpc: dict[str, list[RpcCall]] = {}
         self.steps: dict[str, int] = {}
         self.seqs: dict[str, int] = {}
         self.last_route: str | None = None
@@ -232,8 +248,10 @@ class _Builder:
                 self._control(entry)
             elif entry.plane is Plane.DATA:
                 self._data(entry)
+            elif entry.plane is Plane.RPC:
+                self._rpc(entry)
         tracks = {
-            sid: Track(sid, tuple(items), start_seqs.get(sid, 0))
+            sid: Track(sid, tuple(items), start_seqs.get(sid, 0), tuple(self.rpc.get(sid, ())))
             for sid, items in self.items.items()
         }
         return ReplayScript(
@@ -390,6 +408,15 @@ class _Builder:
             self.completes_at[route] = len(items)
         items.append(frame)
 
+    def _rpc(self, entry: Entry) -> None:
+        if self.parallel:
+            if entry.session_id not in self.items:
+                return
+            route = entry.session_id
+        else:
+            route = self._main()
+        self.rpc.setdefault(route, []).append(_rpc_call(entry))
+
     def _data(self, entry: Entry) -> None:
         if self.parallel:
             if entry.session_id not in self.items:
@@ -405,6 +432,8 @@ class _Builder:
             kind = rpc.ACCOUNT_DIFF_NOTIFICATION
         elif isinstance(message, rpc.TransactionNotification):
             kind = rpc.TRANSACTION_NOTIFICATION
+        elif isinstance(message, rpc.LogsNotification):
+            kind = rpc.LOGS_NOTIFICATION
         else:
             return
         item = DataItem(kind, entry.topic, message, entry.text)
@@ -415,6 +444,24 @@ class _Builder:
             # Recorded while the client drained its subscriptions after ``completed``.
             self.items[route].insert(at, item)
             self.completes_at[route] = at + 1
+
+
+def _rpc_call(entry: Entry) -> RpcCall:
+    try:
+        record = orjson.loads(entry.payload)
+    except orjson.JSONDecodeError as exc:
+        raise _decode_error(entry, exc) from None
+    fields = cast("dict[str, Any]", record) if isinstance(record, dict) else {}
+    if not isinstance(fields.get("method"), str):
+        raise _decode_error(entry, ValueError("not a recorded rpc call"))
+    answer = {k: fields[k] for k in ("result", "error") if k in fields}
+    if len(answer) != 1:
+        raise _decode_error(entry, ValueError("a recorded rpc call needs a result or an error"))
+    return RpcCall(
+        fields["method"],
+        orjson.dumps(fields.get("params")).decode(),
+        orjson.dumps(answer).decode(),
+    )
 
 
 def _as_session_event(response: types.BacktestResponse) -> types.SessionEvent | None:

@@ -856,6 +856,56 @@ class RunStore:
             raise StoreError(f"cannot update run {run_id}: {exc}") from None
         return changed
 
+    # -- import ----------------------------------------------------------------------------
+
+    def adopt_run(self, manifest: RunManifest, entries: Sequence[Entry]) -> None:
+        """Insert a finished run recorded elsewhere, verbatim, in one transaction.
+
+        The caller has verified the run (:func:`simtrio.recording.import_run` does); this only
+        refuses what would corrupt the store: a run id already present, or a run that is not
+        finished.
+
+        Raises:
+            StoreError: the run id exists, the run is not finished, or the write failed.
+        """
+        if manifest.status not in (RunStatus.ENDED, RunStatus.CRASHED_RECOVERED):
+            raise StoreError(f"run {manifest.run_id} is {manifest.status.value}, not finished")
+        rows = [
+            (
+                PendingEntry(e.seq, e.ts_ns, e.plane, e.kind, e.session_id, e.topic, e.payload),
+                e.hash,
+            )
+            for e in entries
+        ]
+        try:
+            with self._write():
+                if self._manifest_or_none(manifest.run_id) is not None:
+                    raise StoreError(f"run {manifest.run_id} is already in {str(self.path)!r}")
+                self._conn.execute(
+                    f"INSERT INTO runs ({_MANIFEST_COLUMNS}) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        manifest.run_id,
+                        manifest.parent_run_id,
+                        manifest.status.value,
+                        manifest.create_request,
+                        manifest.server_url,
+                        manifest.simtrio_version,
+                        manifest.started_at_ns,
+                        manifest.ended_at_ns,
+                        manifest.entry_count,
+                        manifest.control_count,
+                        manifest.data_count,
+                        manifest.sent_count,
+                        manifest.head_hash,
+                        manifest.outcome,
+                        manifest.problem,
+                    ),
+                )
+                self._insert(manifest.run_id, rows)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot import run {manifest.run_id}: {exc}") from None
+
 
 def _chain(previous: bytes, entry: PendingEntry) -> bytes:
     return entry_hash(

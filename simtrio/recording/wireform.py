@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TypeAlias
 
+import orjson
+
 from simtrio import events
-from simtrio.errors import InvalidParams, ProtocolError
+from simtrio.errors import InvalidParams, ProtocolError, RpcError
 from simtrio.recording.format import EVENT_KIND_PREFIX
 from simtrio.wire import codec, rpc, types
 
@@ -22,6 +24,7 @@ __all__ = [
     "SentItem",
     "control_form",
     "notification_form",
+    "rpc_form",
     "request_method",
     "response_method",
     "sent_form",
@@ -44,9 +47,11 @@ ControlItem: TypeAlias = types.BacktestResponse | DriverEvent
 NotificationItem: TypeAlias = (
     rpc.AccountDiffNotification
     | rpc.TransactionNotification
+    | rpc.LogsNotification
     | rpc.SubscriptionComplete
     | events.AccountDiff
     | events.Transaction
+    | events.ProgramLogs
 )
 
 SentItem: TypeAlias = types.BacktestRequest | str
@@ -127,12 +132,17 @@ def notification_form(item: NotificationItem) -> tuple[str, str, int | None]:
     message: rpc.RpcMessage
     if isinstance(item, events.AccountDiff | events.Transaction):
         message = item.notification
+    elif isinstance(item, events.ProgramLogs):
+        # The event has no subscription id; replays number subscriptions themselves.
+        message = rpc.LogsNotification(0, item.slot, item.signature, item.err, item.logs)
     else:
         message = item
     if isinstance(message, rpc.AccountDiffNotification):
         kind, slot = rpc.ACCOUNT_DIFF_NOTIFICATION, message.slot
     elif isinstance(message, rpc.TransactionNotification):
         kind, slot = rpc.TRANSACTION_NOTIFICATION, message.slot
+    elif isinstance(message, rpc.LogsNotification):
+        kind, slot = rpc.LOGS_NOTIFICATION, message.slot
     elif isinstance(message, rpc.SubscriptionComplete):  # pyright: ignore[reportUnnecessaryIsInstance]
         kind, slot = rpc.SUBSCRIPTION_COMPLETE, None
     else:
@@ -168,3 +178,23 @@ def sent_form(session_id: str | None, request: SentItem) -> tuple[str | None, st
     except KeyError:
         raise InvalidParams(f"not a request: {type(request).__name__}") from None
     return session_id, method, codec.encode(request)
+
+
+def rpc_form(
+    method: str, params: types.JsonValue, result: types.JsonValue, error: RpcError | None
+) -> tuple[str, str]:
+    """``(kind, text)`` of one answered JSON-RPC call: the method, and the request's params
+    with the result (or the error object) it got, as one canonical JSON object.
+
+    Raises:
+        InvalidParams: a value cannot be written as JSON.
+    """
+    record: dict[str, types.JsonValue] = {"method": method, "params": params}
+    if error is None:
+        record["result"] = result
+    else:
+        record["error"] = {"code": error.code, "message": error.message, "data": error.data}
+    try:
+        return method, orjson.dumps(record).decode("utf-8")
+    except TypeError as exc:
+        raise InvalidParams(f"rpc call cannot be recorded: {exc}") from None

@@ -15,18 +15,23 @@ checked before the test's trio loop starts, so a mistake is reported as a setup 
   fields. Markers on the module, class and function are merged, the closest winning; the
   parameter is applied last.
 * ``simtrio_replay`` yields a running :class:`simtrio.recording.ReplayServer` for
-  ``@pytest.mark.simtrio_replay(store, run_id=None, *, raise_on_divergence=True)`` (or an
-  indirect parameter: a dict with the same keys). A relative ``store`` is found beside the test
-  file; without ``run_id`` the latest ended run of the store is served. A divergence from the
-  recording fails the test unless ``raise_on_divergence=False``.
+  ``@pytest.mark.simtrio_replay(store, run_id=None, *, raise_on_divergence=True,
+  deadline=60.0)`` (or an indirect parameter: a dict with the same keys). A relative ``store``
+  is found beside the test file; without ``run_id`` the latest ended run of the store is
+  served. A divergence from the recording fails the test at once, with one line naming the
+  step, unless ``raise_on_divergence=False``. A test still running ``deadline`` seconds (on
+  trio's clock; ``None``: no deadline) after the replay started fails the same way; with a
+  :class:`trio.testing.MockClock` there is no default deadline, since its time jumps whenever
+  every task waits, sockets included.
 * ``simtrio_recorded`` labels tests that depend on recorded runs; every test that uses
   ``simtrio_replay`` gets it, so ``-m "not simtrio_recorded"`` deselects them.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -45,6 +50,7 @@ __all__ = [
     "SERVER_MARKER",
     "pytest_collection_modifyitems",
     "pytest_configure",
+    "pytest_runtest_call",
     "simtrio_replay",
     "simtrio_server",
 ]
@@ -56,9 +62,10 @@ RECORDED_MARKER: Final = "simtrio_recorded"
 _MARKER_HELP: Final = (
     f"{SERVER_MARKER}(config=None, **fields): configure the simtrio_server fixture with a "
     "simtrio.server.ServerConfig and/or its fields (faults=, seed=, api_key=, ...)",
-    f"{REPLAY_MARKER}(store, run_id=None, *, raise_on_divergence=True): the recorded run the "
-    "simtrio_replay fixture serves (a relative store path is taken from the test file's "
-    "directory; no run_id: the latest ended run)",
+    f"{REPLAY_MARKER}(store, run_id=None, *, raise_on_divergence=True, deadline=60.0): the "
+    "recorded run the simtrio_replay fixture serves (a relative store path is taken from the "
+    "test file's directory; no run_id: the latest ended run; deadline: seconds before the test "
+    "fails, None for none)",
     f"{RECORDED_MARKER}: the test depends on a recorded run (added to every test that uses "
     "simtrio_replay)",
 )
@@ -184,16 +191,28 @@ async def simtrio_server(_simtrio_server_config: ServerConfig) -> AsyncIterator[
 # --------------------------------------------------------------------------------------------
 
 
+DEFAULT_REPLAY_DEADLINE: Final = 60.0
+"""Seconds a test using ``simtrio_replay`` may run before it fails (marker: ``deadline=``)."""
+
+_UNSET: Final = object()
+
+
 @attrs.frozen
 class _ReplaySpec:
     store: Path
     run_id: str
     raise_on_divergence: bool
+    deadline: float | object | None = _UNSET
+    """Seconds, None for no deadline, or unset (the default unless the clock is mocked)."""
+
+
+class ReplayDeadlineExceeded(Exception):
+    """A test using ``simtrio_replay`` ran past its deadline."""
 
 
 def _replay_arguments(
     args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str
-) -> tuple[Path, str | None, bool]:
+) -> tuple[Path, str | None, bool, float | object | None]:
     names = ("store", "run_id")
     if len(args) > len(names):
         pytest.fail(f"{where} takes at most two positional arguments", pytrace=False)
@@ -202,7 +221,7 @@ def _replay_arguments(
         if key in values:
             pytest.fail(f"{where}: {key} given twice", pytrace=False)
         values[key] = value
-    unknown = sorted(set(values) - {"store", "run_id", "raise_on_divergence"})
+    unknown = sorted(set(values) - {"store", "run_id", "raise_on_divergence", "deadline"})
     if unknown:
         pytest.fail(f"{where}: unknown argument(s) {', '.join(unknown)}", pytrace=False)
     store = values.get("store")
@@ -214,7 +233,16 @@ def _replay_arguments(
     raise_on_divergence = values.get("raise_on_divergence", True)
     if not isinstance(raise_on_divergence, bool):
         pytest.fail(f"{where}: raise_on_divergence must be a bool", pytrace=False)
-    return Path(os.fspath(store)), run_id, raise_on_divergence  # pyright: ignore[reportUnknownArgumentType]
+    deadline: object = values.get("deadline", _UNSET)
+    if deadline is not _UNSET and deadline is not None:
+        if (
+            isinstance(deadline, bool)
+            or not isinstance(deadline, int | float)
+            or not (math.isfinite(deadline) and deadline > 0)
+        ):
+            pytest.fail(f"{where}: deadline must be a positive number or None", pytrace=False)
+        deadline = float(deadline)
+    return Path(os.fspath(store)), run_id, raise_on_divergence, deadline  # pyright: ignore[reportUnknownArgumentType]
 
 
 def _resolve_run(store: Path, run_id: str | None) -> str:
@@ -252,12 +280,12 @@ def _replay_spec(item: pytest.Item, base: Path) -> _ReplaySpec:
                 pytrace=False,
             )
         arguments = _replay_arguments(mark.args, mark.kwargs, f"@pytest.mark.{REPLAY_MARKER}")
-    store, run_id, raise_on_divergence = arguments
+    store, run_id, raise_on_divergence, deadline = arguments
     if not store.is_absolute():
         store = base / store
     if not store.is_file():
         pytest.fail(f"{REPLAY_MARKER}: no run store at {str(store)!r}", pytrace=False)
-    return _ReplaySpec(store, _resolve_run(store, run_id), raise_on_divergence)
+    return _ReplaySpec(store, _resolve_run(store, run_id), raise_on_divergence, deadline)
 
 
 @pytest.fixture
@@ -275,10 +303,75 @@ async def simtrio_replay(_simtrio_replay_spec: _ReplaySpec) -> AsyncIterator[Rep
     fails with :class:`simtrio.recording.ReplayDivergence` once it is over (unless the marker
     says ``raise_on_divergence=False``; ``simtrio_replay.divergences`` lists them either way).
     """
+    import trio
+
     from simtrio.recording import replay_server
 
     spec = _simtrio_replay_spec
-    async with replay_server(
-        spec.store, spec.run_id, raise_on_divergence=spec.raise_on_divergence
-    ) as server:
+    deadline = spec.deadline
+    if deadline is _UNSET:
+        mocked = isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
+        deadline = None if mocked else DEFAULT_REPLAY_DEADLINE
+    async with (
+        replay_server(
+            spec.store, spec.run_id, raise_on_divergence=spec.raise_on_divergence
+        ) as server,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(_watch_replay, server, spec.raise_on_divergence, deadline)
         yield server
+        nursery.cancel_scope.cancel()
+
+
+async def _watch_replay(server: ReplayServer, raise_on_divergence: bool, deadline: object) -> None:
+    """Fail the running test at the first divergence (if asked) or at the deadline.
+
+    An exception here cancels the test (pytest-trio), so a strategy left waiting for an event
+    that a diverged replay will never send does not hang.
+    """
+    import trio
+
+    limit = deadline if isinstance(deadline, float) else math.inf
+    with trio.move_on_after(limit):
+        if raise_on_divergence:
+            raise await server.wait_divergence()
+        await trio.sleep_forever()
+    raise ReplayDeadlineExceeded(
+        f"the test was still running {limit:g} s after the replay of run {server.run_id} "
+        "started (simtrio_replay's deadline; set it with "
+        f"@pytest.mark.{REPLAY_MARKER}(..., deadline=SECONDS) or None)"
+    )
+
+
+def _replay_failure(exc: BaseException) -> BaseException | None:
+    """The divergence or deadline inside ``exc`` (nested groups included), if any."""
+    from simtrio.recording import ReplayDivergence
+
+    if isinstance(exc, ReplayDivergence | ReplayDeadlineExceeded):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", exc)
+        for inner in group.exceptions:
+            found = _replay_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
+    """Report a replay divergence or deadline as one clear failure, not nested groups."""
+    try:
+        return (yield)
+    except BaseException as exc:
+        if REPLAY_MARKER not in getattr(item, "fixturenames", ()):
+            raise
+        failure = _replay_failure(exc)
+        if failure is None:
+            raise
+        if isinstance(failure, ReplayDeadlineExceeded):
+            message = f"deadline exceeded: {failure}"
+        else:
+            message = f"ReplayDivergence: {failure}"
+    # Outside the handler, so the report carries no chain of the groups it came in.
+    pytest.fail(message, pytrace=False)

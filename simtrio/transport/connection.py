@@ -9,10 +9,11 @@ and reconnects live above this module.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar, cast
 
 import trio
 
@@ -41,8 +42,26 @@ logger = logging.getLogger(__name__)
 RECEIVE_SIZE: Final = 256 * 1024
 """Bytes asked of one ``receive_some``: also the slack of the inbound size limit."""
 
+CONTROL_BURST: Final = 256
+"""Control frames (Pings, Pongs) in one read above which the next reads are kept small."""
+
+BURST_RECEIVE_SIZE: Final = 8 * 1024
+"""Bytes asked of one ``receive_some`` during a burst of control frames.
+
+A read is processed without a checkpoint, so its size bounds how far a deadline can be overrun:
+256 KiB of empty Pings are 128k frames, most of a second of work. Small reads while control
+frames flood in keep that to milliseconds; the first read that is not such a burst restores
+the normal size.
+"""
+
 _STREAM_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 _FATAL_STATUSES: Final = frozenset({401, 403})
+_TRANSIENT_DNS: Final = frozenset(
+    code
+    for code in (getattr(socket, "EAI_AGAIN", None), getattr(socket, "EAI_SYSTEM", None))
+    if code is not None
+)
+"""Resolver failures that may clear by themselves (no answer yet); all others are final."""
 _P = TypeVar("_P")
 
 
@@ -50,12 +69,23 @@ _P = TypeVar("_P")
 
 
 async def open_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:
-    """TCP, plus TLS for a secure endpoint; failures become ``ConnectError``."""
+    """TCP, plus TLS for a secure endpoint; failures become ``ConnectError``.
+
+    A host name that does not resolve and a TLS handshake the peer cannot complete (a
+    certificate that does not verify, a plain-text server on the port) are ``fatal``: retrying
+    will not change them. A refused or reset connection, an unreachable network and a resolver
+    that could not answer yet are transient.
+    """
     where = endpoint.display
     try:
         tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
+    except socket.gaierror as exc:
+        raise ConnectError(
+            f"cannot resolve host {excerpt(endpoint.host)!r} of {where}: {exc.strerror or exc}",
+            fatal=exc.errno not in _TRANSIENT_DNS,
+        ) from exc
     except OSError as exc:
-        raise ConnectError(f"cannot connect to {where}: {exc}") from exc
+        raise ConnectError(f"cannot connect to {where}: {_tcp_failure(exc)}") from exc
     if not endpoint.secure:
         return tcp
     context = ssl_context if ssl_context is not None else ssl.create_default_context()
@@ -70,11 +100,44 @@ async def open_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext | None) ->
                 f"TLS certificate verification failed for {where}: {cause.verify_message}",
                 fatal=True,
             ) from exc
+        if isinstance(cause, ssl.SSLError) and not isinstance(
+            cause, ssl.SSLEOFError | ssl.SSLZeroReturnError
+        ):
+            # The peer answered, but not with TLS we can use (a plain ws:// server on this
+            # port, an unsupported protocol version): the same on every retry.
+            raise ConnectError(
+                f"TLS handshake with {where} failed: {_ssl_reason(cause)}"
+                " (does the server speak TLS on this port? ws:// is the plain-text scheme)",
+                fatal=True,
+            ) from exc
         raise ConnectError(f"TLS handshake with {where} failed: {cause or exc}") from exc
     except BaseException:
         await trio.aclose_forcefully(tls)
         raise
     return tls
+
+
+def _tcp_failure(exc: OSError) -> str:
+    """Why a TCP connect failed, in words: trio reports "all attempts failed" over a group."""
+    causes: list[BaseException] = [exc]
+    group = exc.__cause__
+    if isinstance(group, BaseExceptionGroup):
+        causes = list(cast("BaseExceptionGroup[BaseException]", group).exceptions)
+    if causes and all(isinstance(cause, ConnectionRefusedError) for cause in causes):
+        return "connection refused (is the server running on that port?)"
+    reasons = sorted({_reason(cause) for cause in causes})
+    return "; ".join(reasons)
+
+
+def _ssl_reason(exc: ssl.SSLError) -> str:
+    reason: str | None = exc.reason
+    return reason.replace("_", " ").lower() if reason else str(exc)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 async def connect(
@@ -195,6 +258,7 @@ class WebSocketConnection:
         "_engine",
         "_last_received",
         "_queue",
+        "_read_size",
         "_receiving",
         "_send_broken",
         "_send_lock",
@@ -226,6 +290,7 @@ class WebSocketConnection:
         self._send_broken = False
         self._stream_closed = False
         self._last_received = trio.current_time()
+        self._read_size = RECEIVE_SIZE
         self.on_pong: Callable[[bytes, int], None] | None = None
         """Called for each Pong with its payload and how many messages arrived before it that
         :meth:`receive_batch` has not returned yet."""
@@ -276,7 +341,7 @@ class WebSocketConnection:
                 continue
             self._receiving = True
             try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
+                data = await self._stream.receive_some(self._read_size)
             except _STREAM_ERRORS as exc:
                 self._mark_closed("was lost")
                 self._ended.set()
@@ -292,6 +357,10 @@ class WebSocketConnection:
                 self._ended.set()
                 raise
             out = self._absorb(events)
+            if len(events) - len(out) > CONTROL_BURST:
+                self._read_size = BURST_RECEIVE_SIZE
+            elif self._read_size != RECEIVE_SIZE:
+                self._read_size = RECEIVE_SIZE
             if self._engine.has_outbound:
                 try:
                     await self._flush()

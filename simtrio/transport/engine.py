@@ -148,6 +148,10 @@ class Endpoint:
     """``scheme://host[:port]/path`` for messages: no user info, no query."""
 
 
+_BAD_HOST_CHARS: Final = frozenset(' "<>\\^`{|}')
+"""Characters no host name or address may hold (besides whitespace and control characters)."""
+
+
 def parse_url(url: str, *, plain: str, secure: str) -> Endpoint:
     """Split ``url`` for one of two schemes (e.g. ``ws``/``wss``); raises ``InvalidParams``."""
     try:
@@ -163,6 +167,8 @@ def parse_url(url: str, *, plain: str, secure: str) -> Endpoint:
     host = parts.hostname
     if not host:
         raise InvalidParams(f"invalid URL {excerpt(url)!r}: no host")
+    if any(ch in _BAD_HOST_CHARS or not ch.isprintable() or ch.isspace() for ch in host):
+        raise InvalidParams(f"invalid URL {excerpt(url)!r}: not a valid host name")
     is_secure = scheme == secure
     if port is None:
         port = 443 if is_secure else 80
@@ -384,6 +390,7 @@ class ClientEngine:
         "_max",
         "_outbound",
         "_phase",
+        "_pong",
         "_reader",
         "_reject_body",
         "_reject_status",
@@ -410,6 +417,8 @@ class ClientEngine:
         self._ws = WSConnection(ConnectionType.CLIENT)
         self._phase = _Phase.IDLE
         self._outbound = bytearray()
+        self._pong: bytes | None = None
+        """Payload of the latest Ping not answered yet (one Pong answers a burst of Pings)."""
         self._reader: FrameReader | None = None
         self._reject_status = 0
         self._reject_body = bytearray()
@@ -529,14 +538,17 @@ class ClientEngine:
             ConnectionState.REMOTE_CLOSING,
         ):
             self._outbound += self._ws.send(CloseConnection(code=code))
+        self._pong = None
         self._phase = _Phase.FAILED
         return ProtocolError(message)
 
     def _control(self, event: Event) -> None:
         state = self._ws.state
         if isinstance(event, PingReceived):
+            # RFC 6455 §5.5.3: only the latest of several unanswered Pings needs its Pong. A
+            # flood of Pings then costs one Pong per read, not one frame built and sent each.
             if state is ConnectionState.OPEN:
-                self._outbound += self._ws.send(Pong(payload=event.payload))
+                self._pong = event.payload
         elif isinstance(event, Closed):
             self._phase = _Phase.DONE
             if event.code is None and state is not ConnectionState.CLOSED:
@@ -546,16 +558,27 @@ class ClientEngine:
                 ConnectionState.REMOTE_CLOSING,
             ):
                 self._outbound += self._ws.send(CloseConnection(code=event.code))
+            self._pong = None  # the connection is closing: an unanswered Ping needs no Pong
+
+    def _queue_pong(self) -> None:
+        """Turn the pending Pong into bytes (while a Pong may still be sent)."""
+        payload = self._pong
+        if payload is not None:
+            self._pong = None
+            if self._ws.state is ConnectionState.OPEN:
+                self._outbound += self._ws.send(Pong(payload=payload))
 
     # -- send side --
 
     @property
     def has_outbound(self) -> bool:
         """Whether :meth:`data_to_send` has something (cheap check for the hot path)."""
-        return bool(self._outbound)
+        return bool(self._outbound) or self._pong is not None
 
     def data_to_send(self) -> bytes:
         """Drain bytes the engine produced on its own (Pongs, Close replies)."""
+        if self._pong is not None:
+            self._queue_pong()
         if not self._outbound:
             return b""
         data = bytes(self._outbound)

@@ -3,11 +3,18 @@
 The canonical encoder orders address-keyed sets and maps by the 32-byte value each address
 denotes (protocol §2.5). Text order is not the same thing: a 43-character address can denote a
 smaller value than a 44-character one that sorts before it as text, so ordering needs the value.
+
+Addresses and signatures are read and written by solders (``Pubkey``, ``Signature``); the
+generic :func:`b58encode` / :func:`b58decode` remain for byte strings of other lengths, for
+which solders has no type.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from solders.pubkey import Pubkey
+from solders.signature import Signature
 
 from simtrio.errors import InvalidParams
 
@@ -31,6 +38,7 @@ _DIGITS: dict[str, int] = {c: i for i, c in enumerate(ALPHABET)}
 # 32 bytes never need more than 44 base58 digits; longer text cannot be an address, and the cap
 # keeps hostile input from costing quadratic big-integer work.
 _MAX_ADDRESS_TEXT = 44
+_SIGNATURE_LEN = 64
 
 
 def _decode_parts(text: str) -> tuple[int, int]:
@@ -62,6 +70,10 @@ def b58decode(text: str) -> bytes:
 def b58encode(data: bytes) -> str:
     """Encode bytes as base58, each leading zero byte as one ``1``."""
     raw = bytes(data)
+    if len(raw) == ADDRESS_LEN:
+        return str(Pubkey.from_bytes(raw))
+    if len(raw) == _SIGNATURE_LEN:
+        return str(Signature.from_bytes(raw))
     stripped = raw.lstrip(b"\x00")
     zeros = len(raw) - len(stripped)
     value = int.from_bytes(stripped, "big")
@@ -81,10 +93,11 @@ def address_value(text: str) -> int:
         raise InvalidParams(f"an address must be a str, not {type(text).__name__}")
     if not text or len(text) > _MAX_ADDRESS_TEXT:
         raise InvalidParams(f"not a 32-byte base58 address: {text[:60]!r}")
-    zeros, value = _decode_parts(text)
-    if zeros + (value.bit_length() + 7) // 8 != ADDRESS_LEN:
-        raise InvalidParams(f"not a 32-byte base58 address: {text!r}")
-    return value
+    try:
+        raw = bytes(Pubkey.from_string(text))
+    except ValueError:
+        raise InvalidParams(f"not a 32-byte base58 address: {text!r}") from None
+    return int.from_bytes(raw, "big")
 
 
 def is_address(text: object) -> bool:

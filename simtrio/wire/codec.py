@@ -14,6 +14,7 @@ class from :data:`SPELLINGS`, which is the single place where wire spellings liv
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -881,7 +882,44 @@ def _dumps(value: Any) -> str:
     try:
         return orjson.dumps(value).decode("utf-8")
     except orjson.JSONEncodeError as exc:
+        if "64-bit" not in str(exc):
+            raise InvalidParams(f"cannot be written as JSON: {exc}") from None
+    # orjson refuses integers beyond 64 bits; they only come from unknown frames kept
+    # verbatim, so this slower, lossless path is taken only for them.
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
         raise InvalidParams(f"cannot be written as JSON: {exc}") from None
+
+
+def _holds_float(value: object) -> bool:
+    """Whether a decoded JSON value holds a float anywhere (cheap for the usual small params)."""
+    items: Iterable[object]
+    if isinstance(value, float):
+        return True
+    if isinstance(value, dict):
+        items = cast("dict[str, object]", value).values()
+    elif isinstance(value, list):
+        items = cast("list[object]", value)
+    else:
+        return False
+    return any(_holds_float(item) for item in items)
+
+
+def _exact_params(text: str | bytes, params: Any) -> Any:
+    """``params`` of an unknown frame, re-read without loss when orjson may have rounded.
+
+    orjson reads an integer beyond 64 bits as a float. A frame simtrio keeps verbatim (an
+    unknown method, or params that do not fit theirs) is read again with the standard library,
+    which keeps such integers exact; only frames holding a float pay for it.
+    """
+    if not _holds_float(params):
+        return params
+    try:
+        obj = json.loads(text)
+    except ValueError:  # pragma: no cover - orjson accepted it
+        return params
+    return cast("dict[str, Any]", obj).get(PARAMS_KEY)
 
 
 def _loads_object(text: str | bytes) -> dict[str, Any]:
@@ -1245,12 +1283,12 @@ def decode_frame(text: str | bytes) -> tuple[int | None, BacktestResponse]:
     params = obj.get(PARAMS_KEY)
     decoder = _RESPONSE_DECODERS.get(method)
     if decoder is None:
-        return seq_id, UnknownResponse(method, params)
+        return seq_id, UnknownResponse(method, _exact_params(text, params))
     try:
         response: BacktestResponse = decoder(params)
     except _Mismatch as exc:
         logger.warning("%s frame does not fit its method (%s); kept as unknown", method, exc)
-        return seq_id, UnknownResponse(method, params)
+        return seq_id, UnknownResponse(method, _exact_params(text, params))
     return seq_id, response
 
 

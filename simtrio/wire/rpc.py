@@ -25,6 +25,9 @@ __all__ = [
     "ACCOUNT_DIFF_SUBSCRIBE",
     "ACCOUNT_DIFF_UNSUBSCRIBE",
     "INVALID_PARAMS",
+    "LOGS_NOTIFICATION",
+    "LOGS_SUBSCRIBE",
+    "LOGS_UNSUBSCRIBE",
     "METHOD_NOT_FOUND",
     "SUBSCRIPTION_COMPLETE",
     "TRANSACTION_NOTIFICATION",
@@ -33,6 +36,7 @@ __all__ = [
     "AccountDiffNotification",
     "InvalidRpcRequest",
     "JsonValue",
+    "LogsNotification",
     "RpcContext",
     "RpcMessage",
     "RpcRequest",
@@ -59,12 +63,17 @@ TRANSACTION_UNSUBSCRIBE: Final = "transactionUnsubscribe"
 ACCOUNT_DIFF_NOTIFICATION: Final = "accountDiffNotification"
 TRANSACTION_NOTIFICATION: Final = "transactionNotification"
 SUBSCRIPTION_COMPLETE: Final = "subscriptionComplete"
+LOGS_SUBSCRIBE: Final = "logsSubscribe"
+LOGS_UNSUBSCRIBE: Final = "logsUnsubscribe"
+LOGS_NOTIFICATION: Final = "logsNotification"
 
 METHOD_NOT_FOUND: Final = -32601
 INVALID_PARAMS: Final = -32602
 
 _SUBSCRIBE_METHODS: Final = frozenset({ACCOUNT_DIFF_SUBSCRIBE, TRANSACTION_SUBSCRIBE})
 _UNSUBSCRIBE_METHODS: Final = frozenset({ACCOUNT_DIFF_UNSUBSCRIBE, TRANSACTION_UNSUBSCRIBE})
+# What a client may send: the simulator's kinds, and standard Solana ``logsSubscribe``.
+_CLIENT_SUBSCRIBE_METHODS: Final = _SUBSCRIBE_METHODS | {LOGS_SUBSCRIBE}
 _COMPRESSION_ZSTD: Final = "zstd"
 _REPLAY_KEYS: Final = ("replayFromSlot", "replay_from_slot")
 _I64_MIN: Final = -(2**63)
@@ -80,7 +89,8 @@ _JsonObject: TypeAlias = "dict[str, JsonValue]"
 
 @attrs.frozen
 class Subscribe:
-    """``accountDiffSubscribe`` / ``transactionSubscribe`` for one program id (§9.2).
+    """``accountDiffSubscribe`` / ``transactionSubscribe`` / ``logsSubscribe`` for one program
+    id (§9.2; chain C5 for logs, whose filter is ``{"mentions": [program id]}``).
 
     ``replay_from_slot`` is set only on re-subscriptions after a reconnect. ``compression``
     is always on for simtrio's clients; the field exists so the server side can tell a
@@ -95,7 +105,7 @@ class Subscribe:
 
     def __attrs_post_init__(self) -> None:
         # Checked here so a bad request fails when it is built, before any I/O.
-        if self.method not in _SUBSCRIBE_METHODS:
+        if self.method not in _CLIENT_SUBSCRIBE_METHODS:
             raise InvalidParams(f"not a subscribe method: {self.method!r}")
         if not _is_int(self.id):
             raise InvalidParams("subscribe id must be an int")
@@ -108,6 +118,10 @@ class Subscribe:
     def encode(self) -> str:
         """The exact canonical text (compact, fixed key order)."""
         config: _JsonObject = {}
+        target: JsonValue = self.program_id
+        if self.method == LOGS_SUBSCRIBE:
+            target = {"mentions": [self.program_id]}
+            config["commitment"] = "confirmed"
         if self.compression:
             config["compression"] = _COMPRESSION_ZSTD
         if self.replay_from_slot is not None:
@@ -117,7 +131,7 @@ class Subscribe:
                 "jsonrpc": "2.0",
                 "id": self.id,
                 "method": self.method,
-                "params": [self.program_id, config],
+                "params": [target, config],
             }
         )
 
@@ -191,7 +205,9 @@ def decode_rpc_request(text: str | bytes) -> RpcRequest:
         return InvalidRpcRequest(None, "missing or non-integer id")
     if method in _SUBSCRIBE_METHODS:
         return _decode_subscribe(obj, method, request_id)
-    if method in _UNSUBSCRIBE_METHODS:
+    if method == LOGS_SUBSCRIBE:
+        return _decode_logs_subscribe(obj, request_id)
+    if method in _UNSUBSCRIBE_METHODS or method == LOGS_UNSUBSCRIBE:
         params = _as_list(obj.get("params"))
         subscription = _as_uint(params[0]) if params else None
         if subscription is None:
@@ -224,6 +240,18 @@ def _decode_subscribe(obj: _JsonObject, method: str, request_id: int) -> RpcRequ
             break
     compression = config.get("compression") == _COMPRESSION_ZSTD
     return Subscribe(method, request_id, program_id, replay, compression=compression)
+
+
+def _decode_logs_subscribe(obj: _JsonObject, request_id: int) -> RpcRequest:
+    """``logsSubscribe``: the filter must mention exactly one program, as simtrio sends it."""
+    params = _as_list(obj.get("params")) or []
+    target = _as_object(params[0]) if params else None
+    mentions = _as_list(target.get("mentions")) if target is not None else None
+    if mentions is None or len(mentions) != 1 or not isinstance(mentions[0], str):
+        return InvalidRpcRequest(request_id, 'expected [{"mentions": [one program id]}, config]')
+    program_id: str = mentions[0]
+    rewritten: _JsonObject = {"params": [program_id, *params[1:]]}
+    return _decode_subscribe(rewritten, LOGS_SUBSCRIBE, request_id)
 
 
 def encode_unsubscribe_reply(request_id: int | None, result: bool = True) -> str:
@@ -290,6 +318,21 @@ class TransactionNotification:
 
 
 @attrs.frozen
+class LogsNotification:
+    """A ``logsNotification``: one transaction's log lines; ``err`` is its raw JSON error."""
+
+    subscription: int
+    slot: int
+    signature: str
+    err: JsonValue
+    logs: tuple[str, ...]
+
+    @property
+    def context(self) -> RpcContext:
+        return RpcContext(self.slot)
+
+
+@attrs.frozen
 class SubscriptionComplete:
     """The terminal marker: nothing more will arrive for ``subscription``."""
 
@@ -308,6 +351,7 @@ RpcMessage: TypeAlias = (
     | SubscribeError
     | AccountDiffNotification
     | TransactionNotification
+    | LogsNotification
     | SubscriptionComplete
     | UnknownRpcMessage
 )
@@ -393,6 +437,8 @@ def _decode_object(obj: _JsonObject) -> RpcMessage | None:
             return _decode_account_diff(subscription, result)
         if method == TRANSACTION_NOTIFICATION:
             return _decode_transaction(subscription, result)
+        if method == LOGS_NOTIFICATION:
+            return _decode_logs(subscription, result)
         return None
 
     request_id = _as_int(obj.get("id"))
@@ -438,6 +484,22 @@ def _decode_transaction(subscription: int, result: _JsonObject) -> RpcMessage | 
     return TransactionNotification(subscription, slot, transaction)
 
 
+def _decode_logs(subscription: int, result: _JsonObject) -> RpcMessage | None:
+    slot = _slot_of(result)
+    value = _as_object(result.get("value"))
+    if slot is None or value is None:
+        return None
+    signature = value.get("signature")
+    lines = _as_list(value.get("logs"))
+    if not isinstance(signature, str) or lines is None:
+        return None
+    if not all(isinstance(line, str) for line in lines):
+        return None
+    return LogsNotification(
+        subscription, slot, signature, value.get("err"), tuple(cast("list[str]", lines))
+    )
+
+
 def encode_rpc(message: RpcMessage) -> str:
     """The canonical text of a server -> client message (what the reference server sends).
 
@@ -471,6 +533,14 @@ def encode_rpc(message: RpcMessage) -> str:
         else:
             payload = {"context": {"slot": message.slot}, "value": tx}
         return _notification(TRANSACTION_NOTIFICATION, message.subscription, payload)
+    if isinstance(message, LogsNotification):
+        value: _JsonObject = {
+            "signature": message.signature,
+            "err": message.err,
+            "logs": list(message.logs),
+        }
+        logs: _JsonObject = {"context": {"slot": message.slot}, "value": value}
+        return _notification(LOGS_NOTIFICATION, message.subscription, logs)
     if isinstance(message, SubscriptionComplete):
         params: _JsonObject = {"subscription": message.subscription}
         return _dumps({"jsonrpc": "2.0", "method": SUBSCRIPTION_COMPLETE, "params": params})

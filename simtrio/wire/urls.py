@@ -18,6 +18,8 @@ __all__ = [
 ]
 
 _CONTROL_SUFFIX = "/backtest"
+_BAD_HOST_CHARS = frozenset(' "<>\\^`{|}')
+"""Characters no host name or address may hold (besides whitespace and control characters)."""
 _WS_SCHEMES = ("ws://", "wss://")
 
 
@@ -89,7 +91,8 @@ def split_ws_url(url: str) -> tuple[bool, str, int, str]:
     ``host`` is bare (an IPv6 literal loses its brackets, ready for a socket connect); ``port``
     defaults to 80/443; ``target`` is the HTTP request target: the path (``/`` when there is
     none) plus the query, if any. A fragment is never sent, so it is dropped. User info is
-    refused rather than silently ignored, because simtrio never sends it.
+    refused rather than silently ignored, because simtrio never sends it. A host holding
+    whitespace, control characters or characters no host name can contain is refused too.
 
     Raises:
         InvalidParams: not a ``ws://``/``wss://`` URL, or an unusable host or port.
@@ -127,6 +130,8 @@ def split_ws_url(url: str) -> tuple[bool, str, int, str]:
         host, _, port_text = authority.partition(":")
     if not host:
         raise InvalidParams(f"WebSocket URL without a host: `{url}`")
+    if any(ch in _BAD_HOST_CHARS or not ch.isprintable() or ch.isspace() for ch in host):
+        raise InvalidParams(f"invalid host in WebSocket URL `{url}`")
     if not port_text:
         return secure, host, default_port, target
     if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:

@@ -1,4 +1,4 @@
-"""``simtrio compare`` on hand-made run files (runs produced by ``run --output`` are in test_run)."""
+"""``simtrio compare`` on hand-made simtrio-format run files (sim-format: test_simfiles)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from simtrio.cli.compare import compare_runs
 from simtrio.cli.main import main
-from simtrio.cli.ndjson import RunFileError, read_run_file
+from simtrio.cli.runfile import RunFileError, read_run_file
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -63,13 +63,14 @@ def test_identical_runs_exit_0(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["compare", str(a), str(b)]) == 0
     out = capsys.readouterr().out
     assert "No regressions." in out
-    assert "Transactions whose success changed: none" in out
+    assert "Regressions (success -> failure): none" in out
     assert main(["compare", str(a), str(b), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["regression"] is False
-    assert result["changed_transactions"] == []
-    assert [s["start_slot"] for s in result["sessions"]] == [0, 100]
-    assert all(v in (0, None) for v in result["totals"]["delta"].values())
+    assert result["regressions"] == result["improvements"] == result["balances"] == []
+    summary = result["summary"]
+    assert [s["start_slot"] for s in summary["sessions"]] == [0, 100]
+    assert all(v in (0, None) for v in summary["totals"]["delta"].values())
 
 
 def test_success_to_failure_is_a_regression(
@@ -82,19 +83,13 @@ def test_success_to_failure_is_a_regression(
     assert main(["compare", str(a), str(b), "--json"]) == 1
     result = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert result["regression"] is True
-    assert result["changed_transactions"] == [
-        {
-            "signature": "sigA",
-            "slot": 0,
-            "baseline_success": True,
-            "experiment_success": False,
-            "experiment_err": None,
-        }
+    assert result["regressions"] == [
+        {"signature": "sigA", "slot": 0, "baseline_error": None, "experiment_error": None}
     ]
     assert main(["compare", str(a), str(b)]) == 1
     out = capsys.readouterr().out
     assert "REGRESSIONS:" in out
-    assert "sigA  ok -> failed" in out
+    assert "slot 0  sigA" in out
 
 
 def test_fixing_a_transaction_is_not_a_regression(tmp_path: Path) -> None:
@@ -102,7 +97,8 @@ def test_fixing_a_transaction_is_not_a_regression(tmp_path: Path) -> None:
     b = _write_run(tmp_path / "b.ndjson", {**TXS, "sigB": True}, [_session(0, 99)])
     assert main(["compare", str(a), str(b)]) == 0
     result = compare_runs(read_run_file(a), read_run_file(b))
-    assert [c["signature"] for c in result.changed] == ["sigB"]
+    assert [c["signature"] for c in result.improved_transactions] == ["sigB"]
+    assert result.regressed_transactions == []
     assert not result.regressed
 
 
@@ -132,7 +128,9 @@ def test_unreadable_input_is_a_usage_error(
     bad = tmp_path / "bad.ndjson"
     bad.write_text("not json\n")
     assert main(["compare", str(good), str(bad)]) == 2
-    assert "bad.ndjson:1: not a JSON line" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.ndjson:1: not a JSON line" in err
+    assert len(err.strip().splitlines()) == 1
     assert main(["compare", str(good), str(tmp_path / "missing.ndjson")]) == 2
     with pytest.raises(RunFileError):
         read_run_file(bad)

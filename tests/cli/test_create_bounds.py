@@ -39,8 +39,10 @@ def test_a_huge_range_fails_fast_with_the_servers_reason(parallel: str) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("the run did not end within 60 s")
     output = (done.stdout + done.stderr).decode()
-    assert done.returncode == 1, output
+    # The server refused the create as invalid: a usage error, in one line.
+    assert done.returncode == 2, output
     assert "CreateFailed" in output
+    assert len([line for line in output.splitlines() if "error:" in line]) == 1
     assert "100000000001 slots" in output
     assert "at most 1000000" in output
     assert "Traceback" not in output

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import logging
 
 import trio
+from rich.console import Console
 from trio.testing import MockClock
 
+from simtrio.cli.console import configure_logging, reset_logging, stderr_console
 from simtrio.cli.output import format_duration, render_table
-from simtrio.cli.progress import ProgressBar, bar
+from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionState, SessionTally, render_summary, tx_facts
 from simtrio.wire.types import SessionSummary
 
@@ -19,7 +22,6 @@ def test_render_table_aligns_numbers_right() -> None:
         "NAME     N",
         "a        1",
         "bbb    100",
-        "-----  ---",
         "TOTAL  101",
     ]
 
@@ -82,59 +84,97 @@ def test_summary_lists_failures() -> None:
     assert data["totals"]["failed_sessions"] == 1
     text = render_summary(data)
     assert "backtest_b (100-199): SubscriptionFailed: gave up" in text
-    total = next(line for line in text.splitlines() if line.startswith("TOTAL"))
+    assert "backtest_a" not in text  # one line per sub-session only with -v
+    assert "150/200" in text
+    assert all(len(line) <= 80 for line in text.splitlines())
+    detailed = render_summary(data, detailed=True)
+    total = next(line for line in detailed.splitlines() if line.startswith("TOTAL"))
     assert "150/200" in total
+    assert any(line.startswith("backtest_a") for line in detailed.splitlines())
 
 
-def test_progress_bar_draws_in_place_and_clears() -> None:
+def _terminal(width: int = 100) -> tuple[Console, io.StringIO]:
     out = io.StringIO()
+    return Console(file=out, force_terminal=True, width=width, color_system=None), out
+
+
+def test_progress_shows_eta_and_one_line_per_sub_session() -> None:
+    console, out = _terminal()
     tallies = [SessionTally(f"backtest_{i}", i * 10, i * 10 + 9, started_at=0.0) for i in range(3)]
-    progress = ProgressBar(out, lambda: tallies, 30, width=80)
-    progress.draw(1.0, 0.0)
-    first = out.getvalue()
-    assert first.count("\n") == 4  # three sessions + total
-    assert "0/30" in first
-    progress.draw(1.0, 0.0)
-    assert out.getvalue() == first  # nothing changed: nothing written
-    tallies[0].on_slot(5)
-    progress.draw(2.0, 0.0)
-    frame = out.getvalue()[len(first) :]
-    assert frame.startswith("\x1b[4F")  # back to the top of the previous frame
-    assert "5/10" in frame
-    assert "5/30" in frame
-    progress.clear()
-    assert out.getvalue().endswith("\x1b[4F\x1b[J")
-
-
-def test_progress_bar_caps_lines_for_large_runs() -> None:
-    tallies = [SessionTally(f"s{i}", i * 10, i * 10 + 9, started_at=0.0) for i in range(50)]
-    tallies[0].complete(None, now=1.0)
-    lines = ProgressBar(io.StringIO(), lambda: tallies, 500, max_lines=8, width=100).lines(1, 0)
-    assert len(lines) == 10
-    assert "42 more (1 finished)" in lines[-2]
-    assert all(len(line) < 100 for line in lines)
-    assert bar(5, 10, 10) == "[#####.....]"
-
-
-def test_progress_run_redraws_until_cancelled() -> None:
-    out = io.StringIO()
-    tally = SessionTally("s", 0, 9, started_at=0.0)
 
     async def body() -> None:
-        with trio.move_on_after(0.35):
-            await ProgressBar(out, lambda: [tally], 10, width=60).run(0.0, interval=0.1)
+        progress = RunProgress(console, lambda: tallies, 30)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress.run)
+            await trio.sleep(1)
+            tallies[0].on_slot(5)
+            await trio.sleep(1)
+            nursery.cancel_scope.cancel()
 
     trio.run(body, clock=MockClock(autojump_threshold=0))
-    assert "0/10" in out.getvalue()
-    assert out.getvalue().endswith("\x1b[J")
+    text = out.getvalue()
+    assert "ETA" in text
+    assert "5/30" in text  # the total
+    for t in tallies:
+        assert f"{t.start_slot}-{t.end_slot}" in text
+    assert "5/10" in text
 
 
-def test_progress_message_prints_above_the_display() -> None:
-    out = io.StringIO()
+def test_progress_caps_lines_for_large_runs() -> None:
+    console, _ = _terminal()
+    tallies = [SessionTally(f"s{i}", i * 10, i * 10 + 9, started_at=0.0) for i in range(50)]
+    tallies[0].complete(None, now=1.0)
+    progress = RunProgress(console, lambda: tallies, 500, max_lines=8)
+    progress.update()
+    visible = [task for task in progress.progress.tasks if task.visible]
+    assert len(visible) == 9  # the total and eight running sub-sessions
+    assert "42 more" in visible[0].description
+
+
+def test_log_records_print_above_the_live_display() -> None:
+    """A warning during the run goes through the display's console, not over the bar."""
+    console, out = _terminal()
+    configure_logging(0, console)
     tally = SessionTally("s", 0, 9, started_at=0.0)
-    progress = ProgressBar(out, lambda: [tally], 10, width=60)
-    progress.draw(1.0, 0.0)
-    progress.message("hello")
-    assert out.getvalue().endswith("\x1b[2F\x1b[Jhello\n")
-    progress.draw(1.0, 0.0)  # drawn again below the message
-    assert out.getvalue().count("total") == 2
+    log = logging.getLogger("simtrio.managed.test")
+
+    async def body() -> None:
+        progress = RunProgress(console, lambda: [tally], 10)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(progress.run)
+            for i in range(10):
+                await trio.sleep(0.25)
+                log.warning("connection lost %d", i)
+            nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(body, clock=MockClock(autojump_threshold=0))
+    finally:
+        reset_logging()
+    text = out.getvalue()
+    for i in range(10):
+        at = text.index(f"connection lost {i}")
+        # The live display was erased (cursor moved up over it) before the line was printed.
+        assert "\x1b[2K" in text[max(0, at - 200) : at]
+    assert text.count("connection lost 3") == 1
+
+
+def test_plain_console_when_not_a_terminal() -> None:
+    out = io.StringIO()
+    console = stderr_console(out)
+    assert not console.is_terminal
+    configure_logging(0, console)
+    try:
+        logging.getLogger("simtrio.x").warning("plain line")
+    finally:
+        reset_logging()
+    assert "\x1b" not in out.getvalue()
+    assert "WARNING simtrio.x: plain line" in out.getvalue()
+
+
+def test_tables_fit_the_width_they_are_given() -> None:
+    rows = [["x" * 60, 1, "y" * 50]]
+    text = render_table(("A", "N", "B"), rows, width=80)
+    assert all(len(line) <= 80 for line in text.splitlines())
+    wide = render_table(("A", "N", "B"), rows)  # not a terminal: natural width, nothing folded
+    assert len(wide.splitlines()) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -39,30 +40,70 @@ def _wait_for_line(stream: IO[bytes] | None, needle: bytes, deadline: float) -> 
     raise AssertionError(f"{needle!r} not seen; got {seen!r}")
 
 
-@pytest.mark.parametrize("parallel", ["--parallel", "--no-parallel"])
-def test_ctrl_c_stops_the_run_cleanly(parallel: str) -> None:
+@pytest.mark.parametrize(
+    ("parallel", "signum", "status"),
+    [
+        ("--parallel", signal.SIGINT, 130),
+        ("--no-parallel", signal.SIGINT, 130),
+        ("--parallel", signal.SIGTERM, 143),
+        ("--no-parallel", signal.SIGTERM, 143),
+    ],
+)
+def test_a_signal_stops_the_run_gracefully(
+    tmp_path: Path, parallel: str, signum: int, status: int
+) -> None:
+    db = tmp_path / "runs.db"
+    out_file = tmp_path / "run.ndjson"
     proc = _spawn(
         "run", "--embedded", "--start-slot", "0", "--end-slot", "999", parallel,
-        "--slot-delay", "0.005",
+        "--slot-delay", "0.005", "--record", str(db), "--output-file", str(out_file),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 5
         head = _wait_for_line(proc.stderr, b"embedded reference server", deadline)
         time.sleep(0.3)  # let it get going
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=5)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     err = head + err
-    assert proc.returncode == 130, err.decode(errors="replace")
+    assert proc.returncode == status, err.decode(errors="replace")
     assert b"Traceback" not in err
     assert b"KeyboardInterrupt" not in err
     text = out.decode()
     assert "interrupted" in text
-    assert "TOTAL" in text
+    assert "slots run" in text
+    # The output file was flushed and closed with its summary.
+    last = json.loads(out_file.read_text().splitlines()[-1])
+    assert last["type"] == "summary"
+    assert last["data"]["status"] == "interrupted"
+    # The recording ended as cancelled, not as an error.
+    from simtrio.recording import list_runs
+
+    (run,) = list_runs(db)
+    assert run.status.value == "ENDED"
+    assert run.outcome == "cancelled"
+
+
+def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
+    proc = _spawn(
+        "run", "--embedded", "--start-slot", "0", "--end-slot", "99999", "--slot-delay", "0.005",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _wait_for_line(proc.stderr, b"embedded reference server", time.monotonic() + 5)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
 
 
 def test_closed_stdout_pipe_exits_quietly() -> None:

@@ -23,7 +23,8 @@ def test_outputs_and_recording_of_a_run_keep_the_key_out(
     echo_key(monkeypatch, KEY)
     out = tmp_path / "run.ndjson"
     db = tmp_path / "runs.db"
-    argv = ["run", "--start-slot", "0", "--end-slot", "29", "--api-key", KEY, "--json"]
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "29", "--api-key", KEY]
+    argv.append("--json")
     argv += ["--output", str(out), "--record", str(db), "--subscribe", "transactions"]
     assert main(argv) == 0
     captured = capsys.readouterr()
@@ -43,8 +44,9 @@ def test_an_echoed_server_error_in_the_json_summary(
 ) -> None:
     echo_key(monkeypatch, KEY)
     # 3,000 sub-sessions: more than the reference server accepts, so it answers with an error.
-    argv = ["run", "--start-slot", "0", "--end-slot", "299999", "--api-key", KEY, "--json"]
-    assert main(argv) == 1
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "299999", "--api-key", KEY]
+    # A create the server refuses as invalid is a usage error.
+    assert main([*argv, "--json"]) == 2
     captured = capsys.readouterr()
     summary = json.loads(captured.out.strip().splitlines()[-1])
     assert summary["status"] == "failed"

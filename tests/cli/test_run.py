@@ -9,11 +9,13 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
+from rich.console import Console
 
 from simtrio.cli.common import Interrupt, Target
 from simtrio.cli.main import main
-from simtrio.cli.report import render_summary
+from simtrio.cli.report import RunReport, render_summary
 from simtrio.cli.run import RunOptions, execute_run, exit_status
 from simtrio.server import FaultPlan, Faults, ServerConfig, serve
 from simtrio.server.chain import slot_transactions
@@ -21,7 +23,6 @@ from simtrio.server.chain import slot_transactions
 if TYPE_CHECKING:
     from pathlib import Path
 
-    import pytest
 
 KEY = "sekret-api-key-123"
 SLOW = ServerConfig(slot_delay=0.001)
@@ -40,9 +41,10 @@ def _chain_counts(start: int, end: int) -> tuple[int, int]:
 
 
 def test_parallel_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--start-slot", "0", "--end-slot", "249"]) == 0
+    assert main(["run", "--embedded", "--start-slot", "0", "--end-slot", "249", "-v"]) == 0
     captured = capsys.readouterr()
-    lines = captured.out.splitlines()
+    assert captured.out.splitlines()[0].split() == ["status", "completed"]
+    lines = captured.out.split("\n\n")[1].splitlines()  # -v: the table after the overview
     assert lines[0].split()[:3] == ["SESSION", "RANGE", "SLOTS"]
     rows = [line.split() for line in lines[1:] if line.startswith("backtest_")]
     assert [(r[1], r[2]) for r in rows] == [("0-99", "100/100"), ("100-199", "100/100"),
@@ -56,7 +58,22 @@ def test_parallel_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[st
 
 
 def test_json_summary_on_the_last_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--start-slot", "100", "--slot-count", "119", "--json", "--step", "7"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--embedded",
+                "--start-slot",
+                "100",
+                "--slot-count",
+                "119",
+                "--json",
+                "--step",
+                "7",
+            ]
+        )
+        == 0
+    )
     summary = _last_json(capsys.readouterr().out)
     assert summary["status"] == "completed"
     assert summary["ok"] is True
@@ -72,7 +89,21 @@ def test_json_summary_on_the_last_line(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_single_session_with_no_parallel(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["run", "--start-slot", "0", "--end-slot", "149", "--no-parallel", "--json"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--embedded",
+                "--start-slot",
+                "0",
+                "--end-slot",
+                "149",
+                "--no-parallel",
+                "--json",
+            ]
+        )
+        == 0
+    )
     summary = _last_json(capsys.readouterr().out)
     assert summary["parallel"] is False
     assert len(summary["sessions"]) == 1
@@ -83,7 +114,7 @@ def test_single_session_with_no_parallel(capsys: pytest.CaptureFixture[str]) -> 
 
 
 def test_subscriptions_count_every_transaction_once(capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["run", "--start-slot", "0", "--end-slot", "129", "--json"]
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "129", "--json"]
     assert main([*argv, "--subscribe", "transactions,account-diffs"]) == 0
     totals = _last_json(capsys.readouterr().out)["totals"]
     expected_txs, expected_failed = _chain_counts(0, 129)
@@ -95,7 +126,8 @@ def test_subscriptions_count_every_transaction_once(capsys: pytest.CaptureFixtur
 
 def test_output_ndjson_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run.ndjson"
-    argv = ["run", "--start-slot", "0", "--end-slot", "109", "--api-key", KEY, "--output", str(out)]
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "109", "--api-key", KEY]
+    argv += ["--output", str(out), "--format", "simtrio"]
     assert main([*argv, "--subscribe", "transactions,account-diffs"]) == 0
     captured = capsys.readouterr()
     text = out.read_text()
@@ -127,21 +159,23 @@ def test_identical_runs_compare_clean_and_a_different_chain_does_not(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     paths = [tmp_path / f"{name}.ndjson" for name in ("a", "b", "c")]
-    base = ["run", "--start-slot", "0", "--end-slot", "99", "--subscribe", "transactions"]
+    base = ["run", "--embedded", "--start-slot", "0", "--end-slot", "99"]
+    base += ["--subscribe", "transactions"]
     assert main([*base, "--output", str(paths[0])]) == 0
     assert main([*base, "--output", str(paths[1])]) == 0
     assert main([*base, "--output", str(paths[2]), "--seed", "5"]) == 0
     capsys.readouterr()
     assert main(["compare", str(paths[0]), str(paths[1]), "--json"]) == 0
     result = _last_json(capsys.readouterr().out)
-    assert result["changed_transactions"] == []
-    assert result["only_in_baseline"] == result["only_in_experiment"] == 0
+    assert result["regressions"] == result["improvements"] == result["balances"] == []
+    assert result["summary"]["only_in_baseline"] == result["summary"]["only_in_experiment"] == 0
     main(["compare", str(paths[0]), str(paths[2]), "--json"])
     other = _last_json(capsys.readouterr().out)
-    assert other["only_in_baseline"] > 0  # another chain: different signatures throughout
+    # Another chain: different signatures throughout.
+    assert other["summary"]["only_in_baseline"] > 0
 
 
-def test_unreachable_url_fails_with_a_summary(capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_url_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     import socket
 
     with socket.socket() as sock:
@@ -151,8 +185,10 @@ def test_unreachable_url_fails_with_a_summary(capsys: pytest.CaptureFixture[str]
     status = main([*argv, "--api-key", KEY, "--reconnect-max-total", "0.3"])
     assert status == 1
     captured = capsys.readouterr()
-    assert "Failures:" in captured.out
-    assert "CreateFailed" in captured.out
+    assert captured.out == ""  # nothing ran: no summary of zeros
+    lines = [line for line in captured.err.splitlines() if "simtrio run: error:" in line]
+    assert len(lines) == 1
+    assert "CreateFailed" in lines[0]
     assert KEY not in captured.out + captured.err
     status = main([*argv, "--reconnect-max-total", "0.3", "--json"])
     summary = _last_json(capsys.readouterr().out)
@@ -181,6 +217,7 @@ async def test_a_failed_sub_session_is_reported_and_the_others_finish() -> None:
     assert "403" in (failed.failure or "")
     text = render_summary(report.to_json(trio.current_time()))
     assert f"{failed.session_id} ({failed.start_slot}-{failed.end_slot}):" in text
+    assert "3 sub-sessions:" in text
 
 
 async def test_interrupt_leaves_the_session_block_and_closes_it() -> None:
@@ -209,21 +246,83 @@ async def test_interrupt_leaves_the_session_block_and_closes_it() -> None:
                 await trio.sleep(0.01)
 
 
-async def test_progress_display_and_notice_share_the_stream() -> None:
+async def test_progress_display_and_notice_share_the_console() -> None:
     stream = io.StringIO()
+    console = Console(file=stream, force_terminal=True, width=100, color_system=None)
     opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=149)
     with trio.fail_after(10):
-        report = await execute_run(opts, progress=stream, notice=stream, server_config=SLOW)
+        report = await execute_run(opts, console=console, server_config=SLOW)
     assert exit_status(report) == 0
     text = stream.getvalue()
     assert "simtrio: embedded reference server at ws://" in text
     assert "total" in text
-    assert text.endswith("\x1b[J")  # the display erased itself at the end
+    assert "ETA" in text
 
 
 def test_record_into_a_missing_directory_is_a_usage_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = tmp_path / "missing" / "runs.db"
-    assert main(["run", "--start-slot", "0", "--end-slot", "9", "--record", str(db)]) == 2
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "9", "--record", str(db)]
+    assert main(argv) == 2
     assert "--record" in capsys.readouterr().err
+
+
+def test_a_create_the_server_refuses_as_invalid_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(opts: RunOptions, **kwargs: Any) -> RunReport:
+        report = RunReport(url="ws://x", parallel=True, start_slot=0, end_slot=9, started_at=0)
+        report.error = (
+            "CreateFailed: server error: InvalidRequest(error='the range has 100000000001 "
+            "slots; this server allows at most 1000000 per create')"
+        )
+        report.finished_at = 0
+        return report
+
+    import simtrio.cli.run as run_module
+
+    monkeypatch.setattr(run_module, "execute_run", refused)
+    argv = ["run", "--embedded", "--start-slot", "1000", "--slot-count", "100000000000"]
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err.strip()
+        .splitlines()[-1]
+        .startswith("simtrio run: error: CreateFailed: server error: InvalidRequest(")
+    )
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+async def test_a_signal_during_the_create_ends_the_recording_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    import contextlib
+
+    import simtrio.managed.parallel
+    import simtrio.managed.session
+    from simtrio.recording import list_runs
+
+    interrupt = Interrupt()
+    module = simtrio.managed.parallel if parallel else simtrio.managed.session
+    name = "open_parallel_session" if parallel else "open_managed_session"
+    original = getattr(module, name)
+
+    @contextlib.asynccontextmanager
+    async def signalled(*args: Any, **kwargs: Any) -> Any:
+        interrupt.trigger()  # as if SIGINT arrived while the session is being created
+        async with original(*args, **kwargs) as session:
+            yield session
+
+    monkeypatch.setattr(module, name, signalled)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(
+        target=Target(None, ""), start_slot=0, end_slot=999, parallel=parallel, record=db
+    )
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    assert report.interrupted
+    assert exit_status(report, interrupt) == 130
+    (run,) = list_runs(db)
+    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")

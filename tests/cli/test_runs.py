@@ -7,6 +7,7 @@ show`` and ``compare DB:RUN_ID`` summarise those.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sqlite3
@@ -20,7 +21,7 @@ from simtrio.cli.common import Target
 from simtrio.cli.main import build_parser, main
 from simtrio.cli.recorded import load_recorded_run
 from simtrio.cli.replay import replay_forever
-from simtrio.cli.run import RunOptions, execute_run, exit_status
+from simtrio.cli.run import RunOptions, execute_run, exit_status, options_from_args
 from simtrio.recording import Plane, open_recorder, read_entries
 from simtrio.server import FaultPlan, Faults, ServerConfig
 from simtrio.server.chain import DEFAULT_PROGRAM_IDS
@@ -41,8 +42,9 @@ def recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, 
     """A parallel run recorded into a store and also written as NDJSON."""
     db = tmp_path / "runs.db"
     out = tmp_path / "run.ndjson"
-    argv = ["run", "--start-slot", "0", "--end-slot", "149", "--subscribe", "transactions"]
-    status = main([*argv, "--record", str(db), "--output", str(out), "--api-key", KEY, "--json"])
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "149"]
+    argv += ["--subscribe", "transactions", "--record", str(db), "--output", str(out)]
+    status = main([*argv, "--api-key", KEY, "--json"])
     assert status == 0
     summary = _last_json(capsys.readouterr().out)
     return db, out, summary["run_id"]
@@ -66,13 +68,13 @@ def test_record_then_list_show_and_verify(
     shown = _last_json(capsys.readouterr().out)
     assert shown["run"]["run_id"] == run_id
     recorded_totals = shown["summary"]["totals"]
-    ndjson_summary = json.loads(out.read_text().splitlines()[-1])
+    ndjson_summary = json.loads(out.read_text().splitlines()[-1])["data"]
     for name in ("slots", "transactions", "failed_transactions", "correct", "sessions"):
         assert recorded_totals[name] == ndjson_summary["totals"][name], name
     assert main(["runs", "show", str(db), run_id]) == 0
     text = capsys.readouterr().out
     assert "run_id" in text
-    assert "TOTAL" in text
+    assert "slots run" in text
 
     assert main(["runs", "verify", str(db), "--json"]) == 0
     [result] = _last_json(capsys.readouterr().out)
@@ -158,8 +160,8 @@ def test_compare_a_recording_with_its_ndjson(
     assert main(["compare", str(out), f"{db}:{run_id}", "--json"]) == 0
     result = _last_json(capsys.readouterr().out)
     assert result["regression"] is False
-    assert result["changed_transactions"] == []
-    assert result["only_in_baseline"] == result["only_in_experiment"] == 0
+    assert result["regressions"] == result["improvements"] == result["balances"] == []
+    assert result["summary"]["only_in_baseline"] == result["summary"]["only_in_experiment"] == 0
     assert main(["compare", str(out), f"{db}:no-such-run"]) == 2
 
 
@@ -178,7 +180,8 @@ def test_verify_detects_tampering(
 
 def test_single_session_recording(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "runs.db"
-    argv = ["run", "--start-slot", "10", "--end-slot", "39", "--no-parallel", "--json"]
+    argv = ["run", "--embedded", "--start-slot", "10", "--end-slot", "39", "--no-parallel"]
+    argv.append("--json")
     assert main([*argv, "--record", str(db)]) == 0
     run_id = _last_json(capsys.readouterr().out)["run_id"]
     assert main(["runs", "show", str(db), run_id, "--json"]) == 0
@@ -193,12 +196,19 @@ def test_single_session_recording(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 
 def test_missing_store_and_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["runs", "list", str(tmp_path / "none.db")]) == 1
-    assert "simtrio runs list:" in capsys.readouterr().err
+    """A missing run is unreadable input: exit 2 from every command that reads it."""
+    assert main(["runs", "list", str(tmp_path / "none.db")]) == 2
+    assert "simtrio runs list: error:" in capsys.readouterr().err
     db = tmp_path / "runs.db"
-    assert main(["run", "--start-slot", "0", "--end-slot", "5", "--record", str(db)]) == 0
+    argv = ["run", "--embedded", "--start-slot", "0", "--end-slot", "5", "--record", str(db)]
+    assert main(argv) == 0
     capsys.readouterr()
-    assert main(["runs", "show", str(db), "nope"]) == 1
+    assert main(["runs", "show", str(db), "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["compare", f"{db}:nope", f"{db}:nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["summarize", f"{db}:nope"]) == 2
+    assert main(["replay", str(db), "nope"]) == 2
     assert "nope" in capsys.readouterr().err
 
 
@@ -256,5 +266,61 @@ async def test_replay_reports_a_diverging_client(tmp_path: Path) -> None:
 def test_replay_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     args = build_parser().parse_args(["replay", "runs.db", "RID", "--port", "7001"])
     assert (str(args.db), args.run_id, args.port) == ("runs.db", "RID", 7001)
-    assert main(["replay", str(tmp_path / "none.db"), "RID"]) == 1
+    assert main(["replay", str(tmp_path / "none.db"), "RID"]) == 2
     assert "no run store" in capsys.readouterr().err
+
+
+async def test_replay_prints_a_working_recipe_and_serves_a_second_client(tmp_path: Path) -> None:
+    """A run recorded with subscriptions replays with the printed command, twice in a row."""
+    db = tmp_path / "runs.db"
+    base = RunOptions(
+        target=Target(None, ""),
+        start_slot=0,
+        end_slot=149,
+        subscribe=("transactions", "account-diffs"),
+        step=3,
+    )
+    with trio.fail_after(10):
+        original = await execute_run(attrs.evolve(base, record=db))
+    assert original.run_id is not None
+    hint = io.StringIO()
+    divergences: list[str] = []
+    now = trio.current_time()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await nursery.start(
+                functools.partial(
+                    replay_forever,
+                    db,
+                    original.run_id,
+                    "127.0.0.1",
+                    0,
+                    io.StringIO(),
+                    divergences,
+                    hint=hint,
+                )
+            )
+            command = hint.getvalue().split("repeat the run with: ", 1)[1].split()
+            assert command[:4] == ["simtrio", "run", "--url", server.control_url]
+            opts = options_from_args(build_parser().parse_args(command[1:]), env={})
+            for _ in range(2):  # the second client gets the run from the start
+                again = await execute_run(opts)
+                assert exit_status(again) == 0, again.error
+                for name in ("slots", "transactions", "account_diffs", "correct", "sessions"):
+                    assert again.totals(now)[name] == original.totals(now)[name], name
+            nursery.cancel_scope.cancel()
+    assert divergences == []
+
+
+def test_summarize_a_recording(
+    recorded: tuple[Path, Path, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, out, run_id = recorded
+    assert main(["summarize", f"{db}:{run_id}", "--json"]) == 0
+    from_recording = _last_json(capsys.readouterr().out)
+    assert main(["summarize", str(out), "--json"]) == 0
+    from_file = _last_json(capsys.readouterr().out)
+    assert from_recording["format"] == "recording"
+    assert from_file["format"] == "sim"
+    for name in ("start_slot", "end_slot", "total", "successes", "failures"):
+        assert from_recording[name] == from_file[name], name

@@ -7,6 +7,7 @@ import json
 import socket
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 
 from simtrio.cli.main import build_parser, main
@@ -15,8 +16,6 @@ from simtrio.client import BacktestClient
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-    import pytest
 
 
 async def test_serve_prints_its_url_and_stops_when_cancelled() -> None:
@@ -58,6 +57,34 @@ def test_ranges_from_an_unreachable_url_fails(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert "simtrio ranges:" in err
     assert "sekret" not in err
+
+
+def test_ranges_after_and_before_keep_the_overlapping_ones(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The embedded chain's slot 0 is 2026-01-05T09:33:20Z and each 100-slot bundle lasts 40 s.
+    argv = ["ranges", "--embedded", "--json"]
+    assert main([*argv, "--after", "2026-01-05T09:34:10Z", "--before", "2026-01-05T09:35:00"]) == 0
+    ranges = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert [r["bundle_start_slot"] for r in ranges] == [100, 200]
+    assert main([*argv, "--after", "2030-01-01"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == []
+    assert main([*argv, "--before", "2026-01-05"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1]) == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--after", "yesterday"],
+        ["--after", "2026-02-01", "--before", "2026-01-01"],
+    ],
+)
+def test_ranges_bad_dates_are_usage_errors(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["ranges", "--embedded", *argv]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
 def test_serve_takes_the_api_key_from_a_file_or_the_environment(

@@ -216,39 +216,115 @@ def test_attempt_failed_without_start_opens_the_outage() -> None:
     assert state.next_delay(7.5, RNG) is None
 
 
-def test_up_ends_the_outage() -> None:
+def test_healthy_connection_ends_the_outage() -> None:
     state = ReconnectState(NONE, max_total=5.0)
     state.attempt_started(0.0)
     state.attempt_failed(4.0)
     state.connection_up(4.5)
     assert state.is_up
-    assert state.deadline() is None
-    assert state.remaining(100.0) is None
+    assert state.deadline() == 5.0  # open until the connection proves itself
     state.connection_lost(100.0)
-    assert state.next_delay(100.0, RNG) is not None
+    assert state.outage_start == 100.0
+    assert state.deadline() == 105.0
+    assert state.next_delay(100.0, RNG) == 0.25
+
+
+def test_short_connection_does_not_end_the_outage() -> None:
+    """A peer that accepts and then fails at once must not refill the budget."""
+    state = ReconnectState(NONE, max_total=10.0)
+    state.attempt_started(0.0)
+    state.connection_up(0.1)
+    state.connection_lost(5.0)  # up for less than reset_after (30 s)
+    assert state.outage_start == 0.0
+    assert state.next_delay(5.0, RNG) == 0.25
+    state.connection_up(6.0)
+    state.connection_lost(9.0)
+    assert state.next_delay(9.0, RNG) == 0.5
+    state.connection_up(9.5)
+    state.connection_lost(10.5)
+    assert state.next_delay(10.5, RNG) is None
+    assert state.gave_up
+
+
+def test_stalled_connection_counts_as_healthy_only_until_it_stalled() -> None:
+    state = ReconnectState(NONE, max_total=100.0)
+    state.attempt_started(0.0)
+    state.connection_up(1.0)
+    # Lost at 500 s, but it stopped making progress at 2 s: not a healthy connection.
+    state.connection_lost(500.0, healthy_until=2.0)
+    assert state.outage_start == 0.0
+    assert state.next_delay(500.0, RNG) is None
+    fresh = ReconnectState(NONE, max_total=100.0)
+    fresh.connection_up(1.0)
+    fresh.connection_lost(500.0, healthy_until=31.0)  # healthy for reset_after first
+    assert fresh.outage_start == 500.0
+    assert fresh.next_delay(500.0, RNG) == 0.25
+
+
+def test_healthy_for() -> None:
+    state = ReconnectState(NONE)
+    assert state.healthy_for(5.0) == 0.0
+    state.connection_up(1.0)
+    assert state.healthy_for(5.0) == 4.0
+    assert state.healthy_for(5.0, healthy_until=3.0) == 2.0
+    assert state.healthy_for(5.0, healthy_until=9.0) == 4.0
+    assert state.healthy_for(5.0, healthy_until=0.0) == 0.0
 
 
 def test_max_retries_counts_retries_per_outage() -> None:
     state = ReconnectState(BackoffPolicy(jitter="none", max_retries=2))
     state.connection_up(0.0)
-    state.connection_lost(1.0)
-    assert state.next_delay(1.0, RNG) is not None
-    state.attempt_failed(2.0)
-    assert state.next_delay(2.0, RNG) is not None
-    state.attempt_failed(3.0)
-    assert state.next_delay(3.0, RNG) is None
+    state.connection_lost(40.0)
+    assert state.next_delay(40.0, RNG) is not None
+    state.attempt_failed(41.0)
+    assert state.next_delay(41.0, RNG) is not None
+    state.attempt_failed(42.0)
+    assert state.next_delay(42.0, RNG) is None
     assert state.gave_up
 
 
-def test_up_refills_the_retry_budget() -> None:
-    state = ReconnectState(BackoffPolicy(jitter="none", max_retries=1))
+def test_only_a_healthy_connection_refills_the_retry_budget() -> None:
+    state = ReconnectState(BackoffPolicy(jitter="none", max_retries=2))
     state.attempt_failed(0.0)
     assert state.next_delay(0.0, RNG) is not None
     state.connection_up(1.0)
-    state.connection_lost(2.0)
+    state.connection_lost(2.0)  # short: still the same outage
     assert state.next_delay(2.0, RNG) is not None
-    state.attempt_failed(3.0)
-    assert state.next_delay(3.0, RNG) is None
+    state.connection_up(3.0)
+    state.connection_lost(2.0 + 60.0)  # healthy: a new outage
+    assert state.next_delay(62.0, RNG) is not None
+    state.attempt_failed(63.0)
+    assert state.next_delay(63.0, RNG) is not None
+    state.attempt_failed(64.0)
+    assert state.next_delay(64.0, RNG) is None
+
+
+def test_first_connect_budget_applies_until_a_connection_opens() -> None:
+    state = ReconnectState(NONE, max_total=900.0, first_max_total=2.0)
+    assert state.budget == 2.0
+    state.attempt_started(0.0)
+    state.attempt_failed(0.0)
+    assert state.remaining(0.5) == 1.5
+    now = 0.0
+    while (delay := state.next_delay(now, RNG)) is not None:
+        now += delay
+        state.attempt_started(now)
+        state.attempt_failed(now)
+    assert now == 2.0
+
+    opened = ReconnectState(NONE, max_total=900.0, first_max_total=2.0)
+    opened.attempt_started(0.0)
+    opened.connected()
+    assert opened.budget == 900.0
+    opened.attempt_failed(5.0)  # e.g. lost during the handshake
+    assert opened.next_delay(5.0, RNG) == 0.25
+
+
+def test_first_connect_budget_alone_and_capped() -> None:
+    assert ReconnectState(NONE, first_max_total=3.0).budget == 3.0
+    assert ReconnectState(NONE, max_total=1.0, first_max_total=3.0).budget == 1.0
+    with pytest.raises(InvalidParams):
+        ReconnectState(NONE, first_max_total=0.0)
 
 
 def test_zero_retries_gives_up_at_once() -> None:
@@ -314,3 +390,46 @@ def test_delays_never_exceed_policy_or_budget(script: list[str], max_total: floa
             deadline = state.deadline()
             assert deadline is not None
             assert now + delay <= deadline + 1e-9
+
+
+_UP_SPANS = st.floats(min_value=0.0, max_value=29.9)
+
+
+@given(
+    st.lists(
+        st.one_of(st.just(("refused", 0.0)), st.tuples(st.just("up"), _UP_SPANS)),
+        min_size=1,
+        max_size=20,
+    ),
+    st.floats(min_value=0.5, max_value=120.0),
+    st.integers(0, 2**32),
+)
+def test_any_failure_mix_gives_up_within_the_budget(
+    mix: list[tuple[str, float]], max_total: float, seed: int
+) -> None:
+    """Refused attempts and connections that never stay up reset_after: always a give-up.
+
+    The loop replays ``mix`` over and over (as a hostile peer would), and must give up no later
+    than ``reset_after`` past the end of the budget, counted from the first attempt.
+    """
+    policy = BackoffPolicy()
+    state = ReconnectState(policy, max_total=max_total)
+    rng = random.Random(seed)
+    now = 0.0
+    for step in range(100_000):
+        kind, span = mix[step % len(mix)]
+        state.attempt_started(now)
+        if kind == "refused":
+            state.attempt_failed(now)
+        else:
+            state.connected()
+            state.connection_up(now)
+            now += span
+            state.connection_lost(now)
+        delay = state.next_delay(now, rng)
+        if delay is None:
+            break
+        now += delay
+    else:
+        pytest.fail("never gave up")
+    assert now <= max_total + policy.reset_after + 1e-6

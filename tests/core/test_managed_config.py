@@ -24,6 +24,8 @@ def test_defaults() -> None:
     assert config.graceful_close_timeout == 5
     assert config.max_message_size == 64 * 1024 * 1024
     assert config.reconnect_max_total is None
+    assert config.first_connect_max_total == 10
+    assert config.idle_step_timeout == 300
     assert config.event_buffer == 1024
     assert config.backoff == BackoffPolicy()
     assert config.continue_channel_capacity == 256
@@ -60,6 +62,10 @@ def test_max_total_for(disconnect: int | None, override: float | None, expected:
         {"max_message_size": 0},
         {"max_message_size": 1.5},
         {"reconnect_max_total": 0},
+        {"first_connect_max_total": 0},
+        {"first_connect_max_total": "10"},
+        {"idle_step_timeout": -1},
+        {"idle_step_timeout": True},
         {"event_buffer": 0},
         {"backoff": None},
         {"continue_channel_capacity": 0},
@@ -71,6 +77,12 @@ def test_max_total_for(disconnect: int | None, override: float | None, expected:
 def test_validation(kwargs: dict[str, object]) -> None:
     with pytest.raises(InvalidParams):
         ManagedConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_first_connect_and_idle_step_can_be_turned_off() -> None:
+    config = ManagedConfig(first_connect_max_total=None, idle_step_timeout=None)
+    assert config.first_connect_max_total is None
+    assert config.idle_step_timeout is None
 
 
 def test_keyword_only_and_evolve() -> None:

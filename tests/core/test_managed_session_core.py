@@ -420,3 +420,24 @@ def test_unnumbered_frames_during_attach_are_processed() -> None:
         events.Status(ST.BUNDLE_READY)
     ]
     assert core.phase is Phase.ATTACHING
+
+
+# -- the idle-step detector's question ---------------------------------------------------------
+
+
+def test_step_outstanding_from_continue_written_to_readiness() -> None:
+    core = running()
+    assert not core.step_outstanding  # nothing written yet: waiting for the server is no step
+    core.feed(1, wire.ReadyForContinue())
+    assert not core.step_outstanding
+    core.continue_written()
+    assert core.step_outstanding
+    core.feed(2, wire.SlotNotification(101))
+    assert core.step_outstanding
+    core.feed(3, wire.ReadyForContinue())
+    assert not core.step_outstanding
+    core.continue_written()
+    reattached(core)
+    assert core.step_outstanding  # still unanswered on the new connection
+    core.feed(4, wire.Completed(None, None))
+    assert not core.step_outstanding

@@ -545,3 +545,21 @@ def test_sub_session_announced_twice_keeps_the_last(caplog: pytest.LogCaptureFix
         )
     assert out == [ParallelCreated(CONTROL, (SubSessionSpec("a", "/new", None, 0, 99),))]
     assert any("announced twice" in r.getMessage() for r in caplog.records)
+
+
+def test_step_outstanding_while_any_written_continue_is_unanswered() -> None:
+    demux = running("a", "b")
+    assert not demux.step_outstanding
+    demux.feed(ev("a", 1, wire.ReadyForContinue()))
+    demux.feed(ev("b", 1, wire.ReadyForContinue()))
+    demux.continue_written("a")
+    demux.continue_written("b")
+    assert demux.step_outstanding
+    demux.feed(ev("a", 2, wire.ReadyForContinue()))
+    assert demux.step_outstanding  # b still waits
+    demux.feed(ev("b", 2, wire.Completed(None, None)))
+    assert not demux.step_outstanding  # a holds readiness, b is done
+    demux.continue_written("a")
+    assert demux.step_outstanding
+    demux.feed(ev("a", 3, wire.Completed(None, None)))
+    assert not demux.step_outstanding

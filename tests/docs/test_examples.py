@@ -48,22 +48,39 @@ CONFIG_SNIPPET = "pytest_config.toml"
 
 FRAGMENTS = {
     ("guide/managed.md", "Signature", "async with simtrio.open_managed_session("),
+    ("guide/chain.md", "Fragment", "while isinstance(step := await session.advance_to_discovery("),
     ("guide/subscriptions.md", "Fragment", "session.subscribe_account_diffs([program_id])"),
     ("guide/testing.md", "Fragment", "@pytest.mark.simtrio_server(seed=7, api_key="),
     ("guide/testing.md", "Fragment", '@pytest.mark.parametrize("simtrio_server", [{"seed": 1},'),
     ("guide/testing.md", "Fragment", '@pytest.mark.simtrio_replay(store="runs.db")'),
+    ("guide/sweeps.md", "Executors", "from simtrio.sweep import LocalExecutor"),
 }
 """Python blocks that are not complete programs, by (page, title, start of the first line)."""
 
 NOT_RUNNABLE = {
     # Installing needs the package index; running the whole suite is what CI does.
     "python3 -m venv .venv && .venv/bin/pip install . && .venv/bin/simtrio run --embedded "
-    "--start-slot 1000 --slot-count 300",
+    "--start-slot 1000 --slot-count 299",
     "python3 -m venv .venv && .venv/bin/pip install -e '.[test]' && .venv/bin/python -m pytest",
-    "pip install simtrio pytest-trio",
-    # A server that runs until Ctrl-C, and a run against it.
+    "pip install ./simtrio pytest-trio",
+    # Servers that run until stopped, and runs against them.
     "simtrio serve --port 7000 --seed 7",
-    "simtrio run --url ws://127.0.0.1:7000 --start-slot 1000 --slot-count 300",
+    "simtrio run --url ws://127.0.0.1:7000 --start-slot 1000 --slot-count 299",
+    "simtrio replay runs.db 20260105T100000.000000Z-1a2b3c",
+    # A remote server.
+    "simtrio run --url sim.example.com --start-slot 250000000 --end-slot 250000999 "
+    "--program-id MyProgram111111111111111111111111111111111 "
+    "--program-so target/deploy/my_program.so --output-file experiment.ndjson",
+    "simtrio ranges --url sim.example.com --after 2025-06-01 --before 2025-06-30T12:00:00Z",
+    # Sweep commands need the sweep file and a store (tests/cli/test_sweep.py runs the file
+    # shown), a Ray cluster, or a recorded run id.
+    "simtrio sweep sweep.toml --record runs.db",
+    "simtrio sweep sweep.toml --record runs.db --executor processes --workers 2",
+    "simtrio sweep sweep.toml --record runs.db --executor ray --address ray://head:10001 "
+    "--url wss://simulator.example/backtest",
+    "simtrio sweep report runs.db step-grid --json",
+    "simtrio runs export runs.db 20250102T030405.123456Z-9f2c1a -o one.simrun",
+    "simtrio runs import other.db one.simrun",
 }
 """Console commands that are shown but not run here."""
 

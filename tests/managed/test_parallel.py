@@ -599,3 +599,43 @@ async def test_every_frame_before_a_malformed_one_counts_however_many_came_toget
     ]
     assert seen_b == [events.ReadyForContinue(), events.Completed(None, None)]
     assert server.control[0].close_code == 1006
+
+
+async def test_a_sub_session_step_left_unanswered_is_an_idle_step(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """B's continue gets no answer while A holds readiness: the connection is replaced."""
+    lost_after: list[float] = []
+
+    async def zombie(conn: FakeConnection) -> None:
+        await handshake(conn)
+        await conn.expect(cont(B, 1))
+        written = trio.current_time()
+        await conn.wait_gone()  # Pongs keep coming meanwhile
+        lost_after.append(trio.current_time() - written)
+
+    async def healthy(conn: FakeConnection) -> None:
+        await conn.expect(attach({A: 1, B: 1}))
+        await conn.send(ready(B, 2), ATTACHED)  # B's readiness re-announced (protocol §6.8)
+        await conn.expect(cont(B, 1))
+        await complete_both_after(conn)
+
+    async def complete_both_after(conn: FakeConnection) -> None:
+        await conn.send(completed(A, 2), completed(B, 3))
+        await conn.wait_gone()
+
+    config = ManagedConfig(rng_seed=3, idle_step_timeout=40.0)
+    async with (
+        fake_server([zombie, healthy], script_timeout=1000) as server,
+        open_parallel_session(server.url, KEY, CREATE, config=config) as parallel,
+    ):
+        a, b = parallel.take_sub_sessions()
+        assert await a.next_event() == events.ReadyForContinue()
+        assert await b.next_event() == events.ReadyForContinue()
+        await b.send_continue(Continue(1))
+        assert await b.next_event() == events.ReadyForContinue()
+        await b.send_continue(Continue(1))
+        assert await b.next_event() == events.Completed(None, None)
+        assert await a.next_event() == events.Completed(None, None)
+    assert 40.0 <= lost_after[0] <= 40.0 * 1.25 + 1.0
+    assert len(server.control) == 2

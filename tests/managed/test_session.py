@@ -426,7 +426,7 @@ async def test_refused_tcp_connects_are_retried_until_the_budget_is_spent(
     with trio.socket.socket() as sock:  # a port nobody listens on
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    config = ManagedConfig(rng_seed=1, reconnect_max_total=20.0)
+    config = ManagedConfig(rng_seed=1, reconnect_max_total=20.0, first_connect_max_total=None)
     start = trio.current_time()
     with pytest.raises(CreateFailed) as info:
         async with open_managed_session(f"ws://127.0.0.1:{port}", KEY, CREATE, config=config):
@@ -434,6 +434,22 @@ async def test_refused_tcp_connects_are_retried_until_the_budget_is_spent(
     assert 20.0 <= trio.current_time() - start <= 21.0
     assert "20 s" in str(info.value)
     assert KEY not in repr(info.value)
+
+
+async def test_a_refused_first_connection_is_retried_only_briefly(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.socket.socket() as sock:  # a port nobody listens on
+        await sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = ManagedConfig(rng_seed=1)  # the default outage budget is 900 s
+    start = trio.current_time()
+    with pytest.raises(CreateFailed) as info:
+        async with open_managed_session(f"ws://127.0.0.1:{port}", KEY, CREATE, config=config):
+            raise AssertionError("not reached")
+    assert 10.0 <= trio.current_time() - start <= 10.5
+    assert "within 10 s" in str(info.value)
+    assert "connection refused" in str(info.value)
 
 
 async def test_budget_spent_on_rejected_upgrades(autojump_clock: trio.testing.MockClock) -> None:

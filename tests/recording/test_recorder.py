@@ -278,6 +278,24 @@ async def test_cancelled_run_still_ends(tmp_path: Path) -> None:
     )
 
 
+async def test_a_run_cancelled_inside_a_nursery_ends_as_cancelled(tmp_path: Path) -> None:
+    # A managed session cancelled in its block raises a group of Cancelled from its nurseries.
+    path = tmp_path / "runs.db"
+    with trio.move_on_after(0.05):
+        async with (
+            open_recorder(path, create_params=None, server_url=None) as rec,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(trio.sleep_forever)
+            await trio.sleep_forever()
+    assert get_run(path, rec.run_id).outcome == "cancelled"
+    assert read_entries(path, rec.run_id)[-1].value == {
+        "outcome": "cancelled",
+        "error": None,
+        "entries": 2,
+    }
+
+
 async def test_parent_run_and_validation(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     async with open_recorder(path, create_params=None, server_url=None) as parent:

@@ -157,6 +157,50 @@ def test_replay_fixture_serves_a_recorded_run(pytester: pytest.Pytester) -> None
     deselected.assert_outcomes(deselected=5, passed=0, errors=0)
 
 
+def test_a_divergence_fails_at_once_with_one_clear_line(pytester: pytest.Pytester) -> None:
+    """A strategy that waits on after a divergence is cancelled, not left hanging."""
+    _record(pytester)
+    _project(
+        pytester,
+        """
+        import pytest
+        import trio
+        import simtrio
+        from simtrio import events
+
+        from strategy import CREATE
+
+
+        @pytest.mark.simtrio_replay(store="data/runs.db")
+        async def test_waits_forever_after_the_error(simtrio_replay):
+            with trio.fail_after(30):  # a bound for this check only; the fixture ends it first
+                async with simtrio.open_managed_session(simtrio_replay.url, "", CREATE) as s:
+                    async for event in s.events():
+                        if isinstance(event, events.ReadyForContinue):
+                            await s.send_continue(simtrio.Continue(2))  # not as recorded
+
+
+        @pytest.mark.simtrio_replay(store="data/runs.db", deadline=0.2)
+        async def test_never_finishes(simtrio_replay):
+            with trio.fail_after(30):
+                await trio.sleep_forever()
+        """,
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*ReplayDivergence: replay of run * diverged at step 1 of session *",
+            "*deadline exceeded: the test was still running 0.2 s after the replay of run *",
+        ],
+        consecutive=False,
+    )
+    text = result.stdout.str()
+    assert "ExceptionGroup" not in text
+    assert "TooSlowError" not in text
+    assert "Traceback" not in text
+
+
 @pytest.mark.parametrize(
     ("tests", "trio_mode", "message"),
     [

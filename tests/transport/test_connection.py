@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 import struct
 import tempfile
@@ -17,9 +18,14 @@ from trio_websocket import ConnectionClosed as ConnectionClosed_
 from trio_websocket import WebSocketRequest, serve_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
+from wsproto.events import Pong as PongEvent
 
 from simtrio.errors import ConnectError, ConnectionClosed, ProtocolError
 from simtrio.transport import WebSocketConnection, connect, open_connection
+from simtrio.transport.connection import BURST_RECEIVE_SIZE, RECEIVE_SIZE
+from simtrio.transport.engine import Accepted, ClientEngine
+from tests.client.fakes import refused_port
+from tests.resolver import install_unknown_hosts
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -358,7 +364,9 @@ async def test_certificate_failure_is_fatal(server_tls: ssl.SSLContext) -> None:
     assert info.value.fatal
 
 
-async def test_tls_against_a_plain_server_is_transient() -> None:
+async def test_tls_against_a_plain_server_is_fatal_with_its_cause() -> None:
+    """A plain-text server on a wss:// port answers the same way on every retry."""
+
     async def plain(stream: trio.SocketStream) -> None:
         await stream.receive_some()
         await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
@@ -366,7 +374,57 @@ async def test_tls_against_a_plain_server_is_transient() -> None:
     async with tcp_server(plain) as port:
         with pytest.raises(ConnectError) as info:
             await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
+    assert info.value.fatal
+    message = str(info.value)
+    assert message.startswith(f"TLS handshake with wss://127.0.0.1:{port}/ failed: ")
+    assert "wrong version number" in message
+    assert "ws://" in message
+
+
+async def test_tls_handshake_cut_short_is_transient() -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+
+    async with tcp_server(hang_up) as port:
+        with pytest.raises(ConnectError) as info:
+            await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
     assert not info.value.fatal
+
+
+async def test_unknown_host_is_fatal_with_its_cause() -> None:
+    install_unknown_hosts()
+    with pytest.raises(ConnectError) as info:
+        await connect("ws://no-such-host.invalid:80", connect_timeout=5)
+    assert info.value.fatal
+    assert str(info.value).startswith("cannot resolve host 'no-such-host.invalid'")
+
+
+async def test_a_resolver_without_an_answer_yet_is_transient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def no_answer(host: str, port: int) -> trio.SocketStream:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(trio, "open_tcp_stream", no_answer)
+    with pytest.raises(ConnectError) as info:
+        await connect("ws://example.test:80", connect_timeout=5)
+    assert not info.value.fatal
+    assert "Temporary failure in name resolution" in str(info.value)
+
+
+async def test_refused_is_transient_and_says_so() -> None:
+    with pytest.raises(ConnectError) as info:
+        await connect(f"ws://127.0.0.1:{refused_port()}", connect_timeout=5)
+    assert not info.value.fatal
+    assert "connection refused" in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["wss://not a url/backtest", "ws://a{b}:80/", "ws://a<b/"])
+async def test_malformed_host_fails_before_any_io(url: str) -> None:
+    with pytest.raises(ConnectError) as info:
+        await connect(url, connect_timeout=5)
+    assert info.value.fatal
+    assert "not a valid host name" in str(info.value)
 
 
 # --- closing --------------------------------------------------------------------------------
@@ -646,3 +704,73 @@ async def test_aclose_reads_on_its_own_until_the_echo(autojump_clock: object) ->
         assert conn.close_code == 1000
         with pytest.raises(ConnectionClosed):
             await conn.receive()
+
+
+# --- control-frame floods ---------------------------------------------------------------------
+
+
+class _ScriptedStream(trio.abc.Stream):
+    """Hands out prepared chunks and records the size of every ``receive_some``."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+        self.asked: list[int | None] = []
+        self.sent = bytearray()
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await trio.lowlevel.checkpoint()
+        self.sent += data
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        await trio.lowlevel.checkpoint()
+        self.asked.append(max_bytes)
+        chunk = self.chunks.pop(0)
+        assert max_bytes is None or len(chunk) <= max_bytes
+        return chunk
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+
+def _open_engine() -> tuple[ClientEngine, WSConnection]:
+    engine = ClientEngine("x", "/", max_message_size=1 << 20)
+    server = WSConnection(ConnectionType.SERVER)
+    server.receive_data(engine.initiate())
+    assert any(isinstance(event, Request) for event in server.events())
+    assert engine.receive(server.send(AcceptConnection())) == [Accepted()]
+    return engine, server
+
+
+def test_a_burst_of_pings_is_answered_by_one_pong_for_the_latest() -> None:
+    engine, server = _open_engine()
+    pings = b"".join(server.send(Ping(payload=str(i).encode())) for i in range(10_000))
+    events = engine.receive(pings)
+    assert len(events) == 10_000
+    server.receive_data(engine.data_to_send())
+    assert [(type(e), getattr(e, "payload", None)) for e in server.events()] == [
+        (PongEvent, b"9999")
+    ]
+    assert engine.data_to_send() == b""
+
+
+def test_no_pong_after_the_peer_closed() -> None:
+    engine, server = _open_engine()
+    engine.receive(server.send(Ping(payload=b"p")) + server.send(CloseConnection(code=1000)))
+    server.receive_data(engine.data_to_send())
+    assert [type(e) for e in server.events()] == [CloseConnection]
+
+
+async def test_reads_stay_small_while_control_frames_flood_in() -> None:
+    """A read is processed without a checkpoint: a flood must not make one read long."""
+    engine, server = _open_engine()
+    flood = server.send(Ping(payload=b"")) * 4000  # 8000 bytes, within a small read
+    text = server.send(TextMessage(data="done"))
+    stream = _ScriptedStream([flood, flood, text, text])
+    conn = WebSocketConnection(stream, engine, "ws://x/")
+    assert await conn.receive_batch() == ["done"]
+    assert await conn.receive_batch() == ["done"]
+    assert stream.asked == [RECEIVE_SIZE, BURST_RECEIVE_SIZE, BURST_RECEIVE_SIZE, RECEIVE_SIZE]
+    assert stream.sent.count(b"\x8a") >= 1  # answered, once per read

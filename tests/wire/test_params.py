@@ -204,7 +204,7 @@ def test_continue_orders_account_overrides_by_address_value() -> None:
         ((True,), {}),
         (("1",), {}),
         ((), {"transactions": "AQID"}),
-        ((), {"transactions": [b"AQID"]}),
+        ((), {"transactions": [1]}),
         ((), {"modify_account_states": {"not-an-address": None}}),
         ((), {"modify_account_states": {TOKEN: {"lamports": 1}}}),
         ((), {"modify_account_states": [TOKEN]}),

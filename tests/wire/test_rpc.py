@@ -287,7 +287,7 @@ def test_subscribe_without_compression_and_error_reply_encoding() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"method": "logsSubscribe"},
+        {"method": "slotSubscribe"},
         {"id": True},
         {"id": "1"},
         {"program_id": 5},
@@ -360,7 +360,15 @@ def _request(method: Any, params: Any, request_id: Any = 1) -> str:
             _request(ACCOUNT_DIFF_UNSUBSCRIBE, [7], 3),
             Unsubscribe(ACCOUNT_DIFF_UNSUBSCRIBE, 3, 7),
         ),
-        (_request("logsSubscribe", [{"mentions": []}], 2), UnknownRpcRequest(2, "logsSubscribe")),
+        (_request("slotSubscribe", [], 2), UnknownRpcRequest(2, "slotSubscribe")),
+        (
+            _request("logsSubscribe", [{"mentions": []}], 2),
+            InvalidRpcRequest(2, 'expected [{"mentions": [one program id]}, config]'),
+        ),
+        (
+            _request("logsSubscribe", [{"mentions": ["P"]}, {"replayFromSlot": 5}], 4),
+            Subscribe("logsSubscribe", 4, "P", 5, compression=False),
+        ),
     ],
 )
 def test_decode_request(text: str, expected: Any) -> None:
@@ -400,11 +408,11 @@ def test_decode_request_invalid(text: str, request_id: int | None) -> None:
 
 
 def test_unknown_method_reply() -> None:
-    decoded = decode_rpc_request(_request("logsSubscribe", [], 9))
+    decoded = decode_rpc_request(_request("slotSubscribe", [], 9))
     assert isinstance(decoded, UnknownRpcRequest)
     assert decoded.code == METHOD_NOT_FOUND
     assert decoded.error_reply() == SubscribeError(
-        9, METHOD_NOT_FOUND, "method not found: logsSubscribe"
+        9, METHOD_NOT_FOUND, "method not found: slotSubscribe"
     )
 
 
@@ -529,3 +537,33 @@ def test_subscribe_round_trip(
 ) -> None:
     request = Subscribe(method, request_id, program_id, replay, compression=compression)
     assert decode_rpc_request(request.encode()) == request
+
+
+def test_logs_subscribe_is_standard_pubsub() -> None:
+    from simtrio.wire.rpc import LOGS_SUBSCRIBE
+
+    text = Subscribe(LOGS_SUBSCRIBE, 1, "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA").encode()
+    assert text == (
+        '{"jsonrpc":"2.0","id":1,"method":"logsSubscribe","params":'
+        '[{"mentions":["TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"]},'
+        '{"commitment":"confirmed","compression":"zstd"}]}'
+    )
+    replay = Subscribe(LOGS_SUBSCRIBE, 2, "p", replay_from_slot=7, compression=False).encode()
+    assert '"replayFromSlot":7' in replay
+
+
+def test_logs_notification_round_trip() -> None:
+    from simtrio.wire.rpc import LogsNotification
+
+    text = (
+        '{"jsonrpc":"2.0","method":"logsNotification","params":{"subscription":7,"result":'
+        '{"context":{"slot":4001},"value":{"signature":"sig","err":null,'
+        '"logs":["Program x invoke [1]","Program x success"]}}}}'
+    )
+    message = decode_rpc(text)
+    assert message == LogsNotification(
+        7, 4001, "sig", None, ("Program x invoke [1]", "Program x success")
+    )
+    assert encode_rpc(message) == text
+    bad = text.replace('"logs":[', '"logs":[1,')
+    assert not isinstance(decode_rpc(bad), LogsNotification)
