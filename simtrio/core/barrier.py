@@ -17,7 +17,10 @@ Its sources (:class:`Proofs`):
   it for a whole round trip while answering Pings;
 * a notification of slot ``s`` handed over on a connection whose subscriptions are all
   acknowledged: notifications of one connection come in non-decreasing slot order (protocol
-  §9.7), so everything below ``s`` came before it.
+  §9.7), so everything below ``s`` came before it. One exception: on a connection that
+  re-subscribed, a later subscription's replay may follow higher slots already sent for an
+  earlier one, so there this counts only once a probe was confirmed on it (the replay owed
+  below that probe's slot is then through).
 
 A notification older than a claim withdraws the claim (it was early); one older than the proof
 lowers the proof to it.
@@ -155,12 +158,15 @@ class Proofs:
     something was claimed too early (:meth:`withdraw`).
     """
 
-    __slots__ = ("ceiling", "claim", "proven")
+    __slots__ = ("ceiling", "claim", "proven", "settled")
 
     def __init__(self) -> None:
         self.proven: int | None = None
         self.claim: int | None = None
         self.ceiling: float = -math.inf
+        self.settled = False
+        """A claim was confirmed on the current connection: nothing it owed below that claim
+        is still to come, a re-subscription's replay included."""
 
     def __repr__(self) -> str:
         return f"<Proofs proven={self.proven} claim={self.claim}>"
@@ -168,6 +174,7 @@ class Proofs:
     def connection_changed(self) -> None:
         """A new connection: a claim the old one made can never be confirmed."""
         self.claim = None
+        self.settled = False
         self._update_ceiling()
 
     def answered(self, slot: int) -> bool:
@@ -178,14 +185,19 @@ class Proofs:
         """
         claim = self.claim
         self.claim = slot
-        rose = claim is not None and self._raise(claim)
+        rose = False
+        if claim is not None:
+            self.settled = True
+            rose = self._raise(claim)
         self._update_ceiling()
         return rose
 
     def in_order(self, slot: int) -> bool:
         """A notification of ``slot`` was handed over after every subscription's ack.
 
-        Everything below ``slot`` came before it. True when ``proven`` rose.
+        Everything below ``slot`` came before it -- on a first connection at once; on one that
+        re-subscribed with replays only once :attr:`settled` (a later subscription's replay may
+        come after higher slots already sent for an earlier one). True when ``proven`` rose.
         """
         rose = self._raise(slot)
         if rose:

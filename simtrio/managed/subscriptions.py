@@ -632,7 +632,7 @@ class SubscriptionManager(Generic[E]):
                 link.lot.unpark_all()
                 if self._position is None:
                     nursery.start_soon(self._poll_position)
-                await self._stream(link)
+                await self._stream(link, replay=replay)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
                 # A corrupt compressed message is quoted as received: take the key out of it.
                 reason = str(exc)
@@ -831,7 +831,7 @@ class SubscriptionManager(Generic[E]):
 
     # -- delivering ----------------------------------------------------------------------------
 
-    async def _stream(self, link: _Link) -> None:
+    async def _stream(self, link: _Link, *, replay: bool) -> None:
         """The steady state: every message until each subscription has its terminal.
 
         A notification the consumer has room for is handed over on the spot, so a whole read
@@ -852,7 +852,8 @@ class SubscriptionManager(Generic[E]):
         decode = decoder.decode
         redactor = self._redactor
         proofs = self._proofs
-        # Every ack is in: from here on this connection's notifications come in slot order.
+        # Every ack is in: from here on this connection's notifications come in slot order
+        # (after a re-subscription, once its replays are through: Proofs.in_order).
         entry_cursor = self.cursor
         run = 0  # notifications handed over since the last report to the observer
         while True:
@@ -861,7 +862,12 @@ class SubscriptionManager(Generic[E]):
                     run = 0
                     observer.delivered()
                 cursor = self.cursor
-                if cursor is not None and cursor != entry_cursor and proofs.in_order(cursor):
+                if (
+                    cursor is not None
+                    and cursor != entry_cursor
+                    and (not replay or proofs.settled)
+                    and proofs.in_order(cursor)
+                ):
                     observer.changed()
                 if link.answer_waiting is not None:
                     self._answered(link.answer_waiting)

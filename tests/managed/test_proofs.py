@@ -10,6 +10,7 @@ server, only the events of the last 100 slots for a replay.
 
 from __future__ import annotations
 
+import orjson
 import pytest
 import trio
 import trio.testing
@@ -26,7 +27,13 @@ from simtrio.managed.subscriptions import (
 )
 from simtrio.server import FaultPlan, Faults
 from tests.managed.test_subscriptions import resubscribe
-from tests.managed.test_subscriptions_harness import RPC_VECTORS, TOKEN, FakeConn, fake_server
+from tests.managed.test_subscriptions_harness import (
+    ATOKEN,
+    RPC_VECTORS,
+    TOKEN,
+    FakeConn,
+    fake_server,
+)
 from tests.server import helpers
 
 FIRST = RPC_VECTORS["transaction_subscribe_first_connection"]
@@ -207,3 +214,55 @@ async def test_a_standalone_subscription_still_reports_a_real_gap(
 
         with pytest.raises(SubscriptionFailed, match="data-plane gap"):
             await subscribe_and_run()
+
+
+async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_probe_is_confirmed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The second subscription's replay may come after a higher slot of the first one: that
+    higher slot must not count as proof for the second subscription."""
+    second_replay = orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "accountDiffSubscribe",
+            "params": [ATOKEN, {"compression": "zstd", "replayFromSlot": START + 10}],
+        }
+    ).decode()
+    release = trio.Event()
+
+    async def script(conn: FakeConn) -> None:
+        if conn.index == 1:
+            await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
+            await conn.ack(1, 1)
+            await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
+            await conn.ack(2, 2)
+            await conn.diff(1, START + 50)
+            await conn.diff(2, START + 10)
+            await conn.drop()
+        else:
+            await conn.expect(resubscribe(START + 50, TOKEN))
+            await conn.ack(1, 1)
+            await conn.expect(second_replay)
+            await conn.ack(2, 2)
+            await conn.diff(1, START + 60)  # chosen before the second subscription existed
+            await release.wait()
+            await conn.diff(2, START + 20)  # its replay
+            await conn.wait_closed()
+
+    control_slot = [START + 60]
+    async with fake_server(script) as server, trio.open_nursery() as nursery:
+        subs = subscriptions(server.url(), EventStream(1024), nursery, control_slot)
+        subs.subscribe_account_diffs([TOKEN, ATOKEN])
+        manager = subs.managers[0]
+        with trio.fail_after(30):
+            while manager.cursors != (START + 60, START + 10):  # noqa: ASYNC110 - no event for it
+                await trio.sleep(0.01)
+        assert manager.connections == 2
+        proven = manager.proven
+        assert proven is None or proven <= START + 10
+        release.set()
+        with trio.fail_after(30):
+            while manager.cursors != (START + 60, START + 20):  # noqa: ASYNC110 - no event for it
+                await trio.sleep(0.01)
+        subs.stop()
