@@ -15,12 +15,10 @@ Its sources (:class:`Proofs`):
   claim's Pong arrived -- confirms it, unless a notification older than the claim arrived in
   between. A server that still owed something below the claim would have had to send none of
   it for a whole round trip while answering Pings;
-* a notification of slot ``s`` handed over on a connection whose subscriptions are all
-  acknowledged: notifications of one connection come in non-decreasing slot order (protocol
-  §9.7), so everything below ``s`` came before it. One exception: on a connection that
-  re-subscribed, a later subscription's replay may follow higher slots already sent for an
-  earlier one, so there this counts only once a probe was confirmed on it (the replay owed
-  below that probe's slot is then through).
+* (:meth:`Proofs.in_order`, not used by the managers for now) a notification of slot ``s``
+  handed over once every subscription is acknowledged, on the grounds that one connection's
+  notifications come in non-decreasing slot order (protocol §9.7); the reference server does
+  not always keep that order across subscriptions, so the managers rely on probes alone.
 
 A notification older than a claim withdraws the claim (it was early); one older than the proof
 lowers the proof to it.

@@ -852,23 +852,12 @@ class SubscriptionManager(Generic[E]):
         decode = decoder.decode
         redactor = self._redactor
         proofs = self._proofs
-        # Every ack is in: from here on this connection's notifications come in slot order
-        # (after a re-subscription, once its replays are through: Proofs.in_order).
-        entry_cursor = self.cursor
         run = 0  # notifications handed over since the last report to the observer
         while True:
             if not pending:
                 if run:
                     run = 0
                     observer.delivered()
-                cursor = self.cursor
-                if (
-                    cursor is not None
-                    and cursor != entry_cursor
-                    and (not replay or proofs.settled)
-                    and proofs.in_order(cursor)
-                ):
-                    observer.changed()
                 if link.answer_waiting is not None:
                     self._answered(link.answer_waiting)
                     link.answer_waiting = None
