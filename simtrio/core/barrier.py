@@ -3,17 +3,31 @@
 A server keeps only the data-plane events of its last few slots (100 for the reference server)
 for replay. A session whose control plane runs on while a data connection is stalled or
 half-open would leave that subscription's replay with a hole. So every data connection carries
-*probes*: at each continue the client sends a WebSocket Ping whose payload names the control
-plane's current slot (not at every continue: see :func:`probe_due`). The server answers a Ping after the notifications it had already queued
-on that connection, so once its Pong arrived and every message before it was handed to the
-consumer, the subscription has provably received everything up to that slot. (A server that
-answers a Ping ahead of its backlog makes a proof early; the shell withdraws it when an older
-notification arrives after it.)
+*probes*: a WebSocket Ping whose payload names a slot the session has reached (the control
+plane's, or for a standalone subscription the session RPC's ``getSlot``).
+
+A slot *proven* here means: every event of a slot below it has been handed to the consumer.
+Its sources (:class:`Proofs`):
+
+* a probe's Pong, but only once confirmed: a server may answer a Ping ahead of notifications it
+  still owes (the reference server answers Pings from its reader), so a Pong on its own is a
+  *claim*. The Pong of the next probe on the same connection -- a Ping sent only after the
+  claim's Pong arrived -- confirms it, unless a notification older than the claim arrived in
+  between. A server that still owed something below the claim would have had to send none of
+  it for a whole round trip while answering Pings;
+* (:meth:`Proofs.in_order`, not used by the managers for now) a notification of slot ``s``
+  handed over once every subscription is acknowledged, on the grounds that one connection's
+  notifications come in non-decreasing slot order (protocol §9.7); the reference server does
+  not always keep that order across subscriptions, so the managers rely on probes alone.
+
+A notification older than a claim withdraws the claim (it was early); one older than the proof
+lowers the proof to it.
 
 The rules, kept free of I/O:
 
-* a probe goes out once the control plane is half a window past the last proof
-  (:func:`probe_due`), at most one at a time per connection;
+* a probe goes out once the session is half a window past the last proof
+  (:func:`probe_due`), at most one at a time per connection; a claim that is not confirmed yet
+  leaves the proof behind, so the next probe, which confirms it, follows at once;
 * a continue is held back only while some subscription's proven slot lags the control plane's
   slot by more than ``window`` slots (:func:`lags_behind`); the healthy path never waits for a
   Pong;
@@ -25,11 +39,13 @@ The rules, kept free of I/O:
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 __all__ = [
     "PROBE_PREFIX",
     "PingWatch",
+    "Proofs",
     "gap_between",
     "lags_behind",
     "probe_due",
@@ -129,3 +145,83 @@ class PingWatch:
         self.observe(last_received)
         deadline = self.deadline(resumed_at)
         return deadline is not None and now >= deadline
+
+
+class Proofs:
+    """One subscription manager's proof: what is proven, and the claim not yet confirmed.
+
+    ``proven`` only ever counts evidence that cannot be early (see the module docstring);
+    ``claim`` is the last probe answer of the current connection, which the next one confirms.
+    ``ceiling`` is the highest of the two: a newly delivered notification below it shows that
+    something was claimed too early (:meth:`withdraw`).
+    """
+
+    __slots__ = ("ceiling", "claim", "proven", "settled")
+
+    def __init__(self) -> None:
+        self.proven: int | None = None
+        self.claim: int | None = None
+        self.ceiling: float = -math.inf
+        self.settled = False
+        """A claim was confirmed on the current connection: nothing it owed below that claim
+        is still to come, a re-subscription's replay included."""
+
+    def __repr__(self) -> str:
+        return f"<Proofs proven={self.proven} claim={self.claim}>"
+
+    def connection_changed(self) -> None:
+        """A new connection: a claim the old one made can never be confirmed."""
+        self.claim = None
+        self.settled = False
+        self._update_ceiling()
+
+    def answered(self, slot: int) -> bool:
+        """A probe's Pong for ``slot``, every message before it handed over.
+
+        It confirms the claim before it on the same connection (that probe's Pong had arrived
+        before this probe was sent) and becomes the new claim. True when ``proven`` rose.
+        """
+        claim = self.claim
+        self.claim = slot
+        rose = False
+        if claim is not None:
+            self.settled = True
+            rose = self._raise(claim)
+        self._update_ceiling()
+        return rose
+
+    def in_order(self, slot: int) -> bool:
+        """A notification of ``slot`` was handed over after every subscription's ack.
+
+        Everything below ``slot`` came before it -- on a first connection at once; on one that
+        re-subscribed with replays only once :attr:`settled` (a later subscription's replay may
+        come after higher slots already sent for an earlier one). True when ``proven`` rose.
+        """
+        rose = self._raise(slot)
+        if rose:
+            self._update_ceiling()
+        return rose
+
+    def withdraw(self, slot: int) -> bool:
+        """A new notification of ``slot``, below the ceiling, was delivered.
+
+        A claim above it was early and is dropped; a proof above it (a server that broke the
+        rules the proof relies on) falls back to it. True when ``proven`` fell.
+        """
+        if self.claim is not None and slot < self.claim:
+            self.claim = None
+        fell = self.proven is not None and slot < self.proven
+        if fell:
+            self.proven = slot
+        self._update_ceiling()
+        return fell
+
+    def _raise(self, slot: int) -> bool:
+        if self.proven is None or slot > self.proven:
+            self.proven = slot
+            return True
+        return False
+
+    def _update_ceiling(self) -> None:
+        values = [x for x in (self.proven, self.claim) if x is not None]
+        self.ceiling = max(values) if values else -math.inf

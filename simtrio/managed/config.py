@@ -93,7 +93,9 @@ class ManagedConfig:
     answers no ping within ``data_pong_timeout`` seconds is replaced; a re-subscription that
     would need events more than ``server_retained_slots`` slots old (the server's replay
     retention) fails with a gap. Keep ``data_lag_window`` plus the longest step well below
-    ``server_retained_slots``.
+    ``server_retained_slots``. A standalone subscription learns its session's slot from
+    ``getSlot`` every ``standalone_probe_interval`` seconds and probes it, so that a quiet one
+    can prove how far it got.
     """
 
     connect_timeout: float = attrs.field(default=30.0, validator=_positive)
@@ -119,6 +121,7 @@ class ManagedConfig:
     data_lag_window: int = attrs.field(default=50, validator=_positive_int)
     data_pong_timeout: float = attrs.field(default=10.0, validator=_positive)
     server_retained_slots: int = attrs.field(default=100, validator=_positive_int)
+    standalone_probe_interval: float = attrs.field(default=1.0, validator=_positive)
     ssl_context: ssl.SSLContext | None = attrs.field(
         default=None, eq=False, repr=False, validator=_ssl_context
     )

@@ -36,6 +36,7 @@ import trio
 from simtrio.core.backoff import ReconnectState
 from simtrio.core.barrier import (
     PingWatch,
+    Proofs,
     gap_between,
     lags_behind,
     probe_due,
@@ -263,6 +264,7 @@ class _Link:
     """One connection attempt: its socket, decoder, unread messages and fate."""
 
     __slots__ = (
+        "answer_waiting",
         "by_sub",
         "conn",
         "decoder",
@@ -271,7 +273,6 @@ class _Link:
         "lot",
         "pending",
         "probe_sent",
-        "proof_waiting",
         "resumed_at",
         "scope",
         "slot_held",
@@ -297,8 +298,8 @@ class _Link:
         """Streaming: every ack is in and the held notifications are handed over."""
         self.probe_sent: int | None = None
         """The slot of the probe Ping in flight, if any."""
-        self.proof_waiting: int | None = None
-        """A probe answered behind messages not handed over yet: proven once they are."""
+        self.answer_waiting: int | None = None
+        """A probe answered behind messages not handed over yet: counted once they are."""
         self.watch = PingWatch(pong_timeout)
         self.lot = trio.lowlevel.ParkingLot()
         """Wakes the keepalive task (a probe to send, a Pong to follow up)."""
@@ -366,8 +367,7 @@ class SubscriptionManager(Generic[E]):
         self.origin: int | None = position() if position is not None else None
         """The slot this manager's stream starts from: the control plane's slot when it was
         created (session-bound), or the session's slot at the first subscribe (standalone)."""
-        self.proven: int | None = None
-        """Every notification up to this slot has been handed over (data-plane barrier)."""
+        self._proofs = Proofs()
         self._wanted: int | None = None
         self._link: _Link | None = None
 
@@ -398,6 +398,14 @@ class SubscriptionManager(Generic[E]):
     # -- the data-plane barrier ----------------------------------------------------------------
 
     @property
+    def proven(self) -> int | None:
+        """Every event of a slot below this one has been handed over (data-plane barrier).
+
+        Only evidence that cannot be early counts: a confirmed probe, or a notification.
+        """
+        return self._proofs.proven
+
+    @property
     def proven_position(self) -> int | None:
         """What the barrier compares with the control plane's slot (None: nothing to prove)."""
         if self.finished:
@@ -422,33 +430,36 @@ class SubscriptionManager(Generic[E]):
     def _probe_due(self) -> bool:
         return probe_due(self._wanted, self.proven_position, self._config.data_lag_window)
 
-    def _prove(self, slot: int) -> None:
-        if self.proven is None or slot > self.proven:
-            self.proven = slot
+    def _answered(self, slot: int) -> None:
+        """A probe's Pong, every message before it handed over: a claim, confirming the last."""
+        if self._proofs.answered(slot):
             self._observer.changed()
 
-    def _retract(self, slot: int) -> None:
-        """A notification of ``slot`` arrived after a proof beyond it: the Pong overtook it.
+    def _withdraw(self, slot: int) -> None:
+        """A new notification below what was claimed or proven: the claim was early.
 
         A server may answer a Ping ahead of notifications it still had to send (after a stall,
-        say). The proof then claimed too much; it falls back to what this notification shows.
+        say); the claim then said too much. Dropping it costs one more probe.
         """
-        self.proven = slot - 1
-        link = self._link
-        if link is not None:
-            link.proof_waiting = None
+        if self._proofs.withdraw(slot):
+            self._observer.changed()
+            logger.warning(
+                "%s subscription: a notification of slot %d arrived after a confirmed proof"
+                " beyond it; the proof falls back",
+                self._kind.label,
+                slot,
+            )
 
     def _on_pong(self, link: _Link, payload: bytes, ahead: int) -> None:
         slot = probe_slot(payload)
-        if slot is None:
-            return
-        if link.probe_sent is not None and slot >= link.probe_sent:
-            link.probe_sent = None
+        if slot is None or slot != link.probe_sent:
+            return  # a keepalive's Pong, or one for no probe of ours: it proves nothing
+        link.probe_sent = None
         if ahead == 0 and not link.pending:
             # The reader is in receive_batch: everything before this Pong is handed over.
-            self._prove(slot)
-        elif link.proof_waiting is None or slot > link.proof_waiting:
-            link.proof_waiting = slot
+            self._answered(slot)
+        else:
+            link.answer_waiting = slot
         link.lot.unpark_all()
 
     def _needed_from(self) -> int | None:
@@ -458,7 +469,9 @@ class SubscriptionManager(Generic[E]):
             if sub.complete:
                 continue
             candidates = [
-                x for x in (sub.cursor, self.proven, self.origin, self._start_slot) if x is not None
+                x
+                for x in (sub.cursor, self._proofs.proven, self.origin, self._start_slot)
+                if x is not None
             ]
             if not candidates:
                 return None
@@ -553,6 +566,7 @@ class SubscriptionManager(Generic[E]):
             with trio.move_on_at(deadline):
                 self.origin = await _get_slot(self._rpc_endpoint, config)
         link = _Link(config.data_pong_timeout)
+        self._proofs.connection_changed()
         try:
             with trio.move_on_at(deadline):
                 if gated and coordinator is not None:
@@ -616,7 +630,9 @@ class SubscriptionManager(Generic[E]):
                     await self._handle(link, message)
                 link.up = True
                 link.lot.unpark_all()
-                await self._stream(link)
+                if self._position is None:
+                    nursery.start_soon(self._poll_position)
+                await self._stream(link, replay=replay)
             except (ConnectionClosed, ProtocolError, _Lost) as exc:
                 # A corrupt compressed message is quoted as received: take the key out of it.
                 reason = str(exc)
@@ -726,6 +742,26 @@ class SubscriptionManager(Generic[E]):
             with trio.move_on_at(wake):
                 await link.lot.park()
 
+    async def _poll_position(self) -> None:
+        """Standalone: probe the session's slot (``getSlot``) every so often.
+
+        Nobody else tells a standalone manager how far its session has run, so without this a
+        subscription to a quiet program would have nothing but its start to resume from, and
+        after 100 quiet slots any drop would look like a gap. A failed ``getSlot`` only makes
+        the next try wait longer (up to the keepalive interval).
+        """
+        config = self._config
+        interval = config.standalone_probe_interval
+        wait = interval
+        while True:
+            slot = await _get_slot(self._rpc_endpoint, config, log=logging.DEBUG)
+            if slot is None:
+                wait = min(wait * 2, max(interval, config.keepalive_interval))
+            else:
+                wait = interval
+                self.probe(slot)
+            await trio.sleep(wait)
+
     # -- subscribing ---------------------------------------------------------------------------
 
     def _replay_slot(self, sub: _Sub, *, replay: bool) -> int | None:
@@ -795,7 +831,7 @@ class SubscriptionManager(Generic[E]):
 
     # -- delivering ----------------------------------------------------------------------------
 
-    async def _stream(self, link: _Link) -> None:
+    async def _stream(self, link: _Link, *, replay: bool) -> None:
         """The steady state: every message until each subscription has its terminal.
 
         A notification the consumer has room for is handed over on the spot, so a whole read
@@ -815,15 +851,16 @@ class SubscriptionManager(Generic[E]):
         observer = self._observer
         decode = decoder.decode
         redactor = self._redactor
+        proofs = self._proofs
         run = 0  # notifications handed over since the last report to the observer
         while True:
             if not pending:
                 if run:
                     run = 0
                     observer.delivered()
-                if link.proof_waiting is not None:
-                    self._prove(link.proof_waiting)
-                    link.proof_waiting = None
+                if link.answer_waiting is not None:
+                    self._answered(link.answer_waiting)
+                    link.answer_waiting = None
                 if all(sub.complete for sub in subs):
                     return
                 pending.extend(await conn.receive_batch())
@@ -845,9 +882,10 @@ class SubscriptionManager(Generic[E]):
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         raise _ConsumerGone from None
                     if queued:
+                        previous = sub.cursor
                         slot = sub.cursor = self.cursor = notification.slot
-                        if self.proven is not None and slot < self.proven:
-                            self._retract(slot)
+                        if slot < proofs.ceiling and (previous is None or slot > previous):
+                            self._withdraw(slot)
                         if record is not None:
                             await self._recorded(link, record, notification, sub.program_id)
                         run += 1
@@ -881,9 +919,11 @@ class SubscriptionManager(Generic[E]):
                 )
                 return
             await self._hand_over(link, event, size)
+            previous = sub.cursor
             slot = sub.cursor = self.cursor = message.slot
-            if self.proven is not None and slot < self.proven:
-                self._retract(slot)
+            # A replay's boundary repeats the last delivered slot: no sign of an early claim.
+            if slot < self._proofs.ceiling and (previous is None or slot > previous):
+                self._withdraw(slot)
             if self._record is not None:
                 # In the stream now: recorded before this task does anything else.
                 await self._recorded(link, self._record, message, sub.program_id)
@@ -1431,10 +1471,13 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return group
 
 
-async def _get_slot(rpc_endpoint: str, config: ManagedConfig) -> int | None:
+async def _get_slot(
+    rpc_endpoint: str, config: ManagedConfig, *, log: int = logging.INFO
+) -> int | None:
     """The session's current slot from its RPC endpoint (``getSlot``), or None if unavailable.
 
-    Best effort: a server without it, or any failure, leaves the caller without a slot.
+    Best effort: a server without it, or any failure, leaves the caller without a slot (and a
+    log record at level ``log``).
     """
     body = b'{"jsonrpc":"2.0","id":1,"method":"getSlot"}'
     try:
@@ -1446,18 +1489,18 @@ async def _get_slot(rpc_endpoint: str, config: ManagedConfig) -> int | None:
             max_body=64 * 1024,
         )
     except ConnectError as exc:
-        logger.info("getSlot failed: %s", exc)
+        logger.log(log, "getSlot failed: %s", exc)
         return None
     if status != 200:
-        logger.info("getSlot answered with HTTP %d", status)
+        logger.log(log, "getSlot answered with HTTP %d", status)
         return None
     try:
         parsed: object = orjson.loads(reply)
     except orjson.JSONDecodeError:
-        logger.info("getSlot answered with something that is not JSON")
+        logger.log(log, "getSlot answered with something that is not JSON")
         return None
     slot = cast("dict[str, object]", parsed).get("result") if isinstance(parsed, dict) else None
     if isinstance(slot, int) and not isinstance(slot, bool):
         return slot
-    logger.info("getSlot answered without a slot")
+    logger.log(log, "getSlot answered without a slot")
     return None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from simtrio.core.barrier import (
     PingWatch,
+    Proofs,
     gap_between,
     lags_behind,
     probe_due,
@@ -67,3 +70,54 @@ def test_config_window_must_stay_inside_the_retention() -> None:
         ManagedConfig(data_lag_window=100)
     with pytest.raises(InvalidParams):
         ManagedConfig(data_pong_timeout=0)
+    with pytest.raises(InvalidParams):
+        ManagedConfig(standalone_probe_interval=0)
+
+
+def test_a_probe_answer_is_a_claim_until_the_next_one_confirms_it() -> None:
+    proofs = Proofs()
+    assert not proofs.answered(1050)
+    assert proofs.proven is None  # a Pong alone may have overtaken a backlog
+    assert proofs.claim == 1050
+    assert proofs.ceiling == 1050
+    assert proofs.answered(1060)  # sent after the first Pong arrived: confirms it
+    assert (proofs.proven, proofs.claim) == (1050, 1060)
+    assert proofs.answered(1060)  # the same slot again (the session did not move): confirmed
+    assert (proofs.proven, proofs.claim) == (1060, 1060)
+    assert not proofs.answered(1060)  # nothing new
+
+
+def test_an_older_notification_withdraws_the_claim() -> None:
+    proofs = Proofs()
+    proofs.answered(1050)
+    assert not proofs.withdraw(1020)  # the Pong was early; nothing proven to lower
+    assert proofs.claim is None
+    assert proofs.ceiling == -math.inf
+    assert not proofs.answered(1070)  # nothing left to confirm
+    assert proofs.proven is None
+    assert proofs.answered(1080)
+    assert proofs.proven == 1070
+
+
+def test_a_claim_of_a_lost_connection_is_never_confirmed() -> None:
+    proofs = Proofs()
+    proofs.answered(1040)
+    assert not proofs.settled
+    assert proofs.answered(1050)
+    assert proofs.settled
+    proofs.connection_changed()  # 1050 was only claimed, on the old connection
+    assert (proofs.proven, proofs.claim, proofs.ceiling) == (1040, None, 1040)
+    assert not proofs.settled
+    assert not proofs.answered(1090)  # the first claim on the new connection
+    assert proofs.proven == 1040
+
+
+def test_notifications_in_order_prove_what_is_below_them() -> None:
+    proofs = Proofs()
+    assert proofs.in_order(1010)
+    assert not proofs.in_order(1005)
+    assert proofs.proven == 1010
+    # A server that broke the ordering the proof relies on: the proof falls back.
+    assert proofs.withdraw(1001)
+    assert proofs.proven == 1001
+    assert not proofs.withdraw(1005)

@@ -776,7 +776,9 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
         manager = subs.managers[0]
         subs.stop()
     assert held == 0
-    assert 200 // 25 - 1 <= manager.probes <= 200 // 25 + 1
+    # A quiet connection proves itself by probes alone: each half window, one probe claims the
+    # slot and the next one, sent as soon as that Pong is in, confirms it.
+    assert 2 * (200 // 25) - 2 <= manager.probes <= 2 * (200 // 25) + 2
     assert manager.proven is not None
     assert manager.proven >= 4300 - 25
 
@@ -809,6 +811,6 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
         with trio.fail_after(5):
             while manager.cursor != 4111:
                 await trio.testing.wait_all_tasks_blocked()
-        assert manager.proven is not None
-        assert manager.proven < 4111  # what the late notifications show, no more
+        # What the late notifications show, no more.
+        assert manager.proven == 4110
         subs.stop()

@@ -62,6 +62,8 @@ class FreezableStream(trio.abc.Stream):
         self._thawed = trio.Event()
         self._thawed.set()
         self._sending = trio.Lock()  # raw writes (FakeConn.send_many) and the library's alike
+        self.after_pong: Callable[[], None] | None = None
+        """Called once, right after the next Pong went out (trio-websocket answers Pings)."""
 
     def freeze(self) -> None:
         self._thawed = trio.Event()
@@ -73,6 +75,9 @@ class FreezableStream(trio.abc.Stream):
         await self._thawed.wait()
         async with self._sending:
             await self.inner.send_all(data)
+        if self.after_pong is not None and bytes(data[:1]) == b"\x8a":  # FIN + Pong
+            hook, self.after_pong = self.after_pong, None
+            hook()
 
     async def wait_send_all_might_not_block(self) -> None:
         await self.inner.wait_send_all_might_not_block()
