@@ -7,18 +7,12 @@ half-open would leave that subscription's replay with a hole. So every data conn
 plane's, or for a standalone subscription the session RPC's ``getSlot``).
 
 A slot *proven* here means: every event of a slot below it has been handed to the consumer.
-Its sources (:class:`Proofs`):
-
-* a probe's Pong, but only once confirmed: a server may answer a Ping ahead of notifications it
-  still owes (the reference server answers Pings from its reader), so a Pong on its own is a
-  *claim*. The Pong of the next probe on the same connection -- a Ping sent only after the
-  claim's Pong arrived -- confirms it, unless a notification older than the claim arrived in
-  between. A server that still owed something below the claim would have had to send none of
-  it for a whole round trip while answering Pings;
-* (:meth:`Proofs.in_order`, not used by the managers for now) a notification of slot ``s``
-  handed over once every subscription is acknowledged, on the grounds that one connection's
-  notifications come in non-decreasing slot order (protocol §9.7); the reference server does
-  not always keep that order across subscriptions, so the managers rely on probes alone.
+Its source (:class:`Proofs`) is a probe's Pong, but only once confirmed: a server may answer a
+Ping ahead of notifications it still owes (the reference server answers Pings from its reader),
+so a Pong on its own is a *claim*. The Pong of the next probe on the same connection -- a Ping
+sent only after the claim's Pong arrived -- confirms it, unless a notification older than the
+claim arrived in between. A server that still owed something below the claim would have had to
+send none of it for a whole round trip while answering Pings.
 
 A notification older than a claim withdraws the claim (it was early); one older than the proof
 lowers the proof to it.
@@ -156,15 +150,12 @@ class Proofs:
     something was claimed too early (:meth:`withdraw`).
     """
 
-    __slots__ = ("ceiling", "claim", "proven", "settled")
+    __slots__ = ("ceiling", "claim", "proven")
 
     def __init__(self) -> None:
         self.proven: int | None = None
         self.claim: int | None = None
         self.ceiling: float = -math.inf
-        self.settled = False
-        """A claim was confirmed on the current connection: nothing it owed below that claim
-        is still to come, a re-subscription's replay included."""
 
     def __repr__(self) -> str:
         return f"<Proofs proven={self.proven} claim={self.claim}>"
@@ -172,7 +163,6 @@ class Proofs:
     def connection_changed(self) -> None:
         """A new connection: a claim the old one made can never be confirmed."""
         self.claim = None
-        self.settled = False
         self._update_ceiling()
 
     def answered(self, slot: int) -> bool:
@@ -185,21 +175,8 @@ class Proofs:
         self.claim = slot
         rose = False
         if claim is not None:
-            self.settled = True
             rose = self._raise(claim)
         self._update_ceiling()
-        return rose
-
-    def in_order(self, slot: int) -> bool:
-        """A notification of ``slot`` was handed over after every subscription's ack.
-
-        Everything below ``slot`` came before it -- on a first connection at once; on one that
-        re-subscribed with replays only once :attr:`settled` (a later subscription's replay may
-        come after higher slots already sent for an earlier one). True when ``proven`` rose.
-        """
-        rose = self._raise(slot)
-        if rose:
-            self._update_ceiling()
         return rose
 
     def withdraw(self, slot: int) -> bool:
