@@ -60,6 +60,18 @@ def add_parser(sub: Subparsers) -> None:
     limits.add_argument(
         "--max-session-slots", type=int, metavar="N", help="slots one create may ask for (1000000)"
     )
+    limits.add_argument(
+        "--max-chain-sessions",
+        type=int,
+        metavar="N",
+        help="sessions holding a LiteSVM at once (512)",
+    )
+    limits.add_argument(
+        "--max-user-transactions-per-slot",
+        type=int,
+        metavar="N",
+        help="user transactions one slot of a session takes (4096)",
+    )
     p.set_defaults(handler=command)
 
 
@@ -99,6 +111,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_connections=_limit(args, "max_connections", defaults.max_connections),
         max_sessions=_limit(args, "max_sessions", defaults.max_sessions),
         max_session_slots=_limit(args, "max_session_slots", defaults.max_session_slots),
+        max_chain_sessions=_limit(args, "max_chain_sessions", defaults.max_chain_sessions),
+        max_user_transactions_per_slot=_limit(
+            args, "max_user_transactions_per_slot", defaults.max_user_transactions_per_slot
+        ),
     )
 
 

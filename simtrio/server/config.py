@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
@@ -10,6 +10,9 @@ from simtrio.server.chain import DEFAULT_BLOCK_TIME_ORIGIN, DEFAULT_PROGRAM_IDS,
 from simtrio.server.faults import FaultPlan
 from simtrio.wire.compression import MAX_MESSAGE_SIZE
 from simtrio.wire.types import AvailableRange
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 __all__ = ["API_KEY_ENV", "MAX_DISCONNECT_TIMEOUT_SECS", "ServerConfig"]
 
@@ -66,8 +69,14 @@ class ServerConfig:
         max_disconnect_timeout: cap on a create's ``disconnectTimeoutSecs``.
         retained_responses: numbered responses kept per session for attach replay.
         retained_slots: slots of data-plane events kept per session for ``replayFromSlot``.
+        retained_bytes: bound on what a session's retained data-plane events count for
+            (their encoded size; a fixed upper estimate for synthetic ones): past it the oldest
+            slots leave the window early, and a live subscriber still owed them holds the
+            session back instead. The newest slot is always kept; a slot whose user events
+            already count for this much takes no more user transactions.
         control_backlog: unsent responses a step may run ahead of an attached, live control
             connection before it waits for the connection (back-pressure).
+        control_backlog_bytes: the same bound in bytes of encoded responses.
         message_queue_size: inbound WebSocket messages buffered per connection, beyond the
             one being read and the one being handled.
         max_message_size: the protocol's message limit: the size an ``oversize_at`` fault
@@ -80,6 +89,16 @@ class ServerConfig:
             closed.
         handshake_timeout: bound on reading a request head (and body) and on the WebSocket
             upgrade; a slower peer is disconnected.
+        max_chain_sessions: most sessions holding a LiteSVM at once (each costs several MiB);
+            past it, chain use is refused until one of them is closed or removed.
+        max_user_transactions_per_slot: user transactions (continues, ``sendTransaction``,
+            airdrops) one slot of a session takes; past it, they are refused until the session
+            advances.
+        http_idle_timeout: how long a kept-alive HTTP connection may wait for its next request
+            to begin; then it is closed. Longer than httpx's 5 s, so that a pooling client
+            drops an idle connection before the server does and never sends into a closing one.
+        http_max_requests: plain HTTP requests one connection may carry; the last answer
+            says ``connection: close``.
         deterministic_ids: derive session ids from the chain number and a counter (same
             seed, same ids; for tests and reproducible runs). Off: ids are random.
         slot_delay: seconds each executed slot takes (0: as fast as the clients read).
@@ -108,13 +127,19 @@ class ServerConfig:
     max_disconnect_timeout: int = attrs.field(default=MAX_DISCONNECT_TIMEOUT_SECS, validator=_ge0)
     retained_responses: int = attrs.field(default=10_000, validator=_ge1)
     retained_slots: int = attrs.field(default=100, validator=_ge1)
+    retained_bytes: int = attrs.field(default=32 * _MIB, validator=_ge1)
     control_backlog: int = attrs.field(default=1_024, validator=_ge1)
+    control_backlog_bytes: int = attrs.field(default=16 * _MIB, validator=_ge1)
     message_queue_size: int = attrs.field(default=2, validator=_ge1)
     max_message_size: int = attrs.field(default=MAX_MESSAGE_SIZE, validator=_ge1)
     max_request_size: int = attrs.field(default=16 * _MIB, validator=_ge1)
     max_data_request_size: int = attrs.field(default=64 * _KIB, validator=_ge1)
     max_connections: int = attrs.field(default=4_096, validator=_ge1)
     handshake_timeout: float = attrs.field(default=10.0, validator=_positive)
+    max_chain_sessions: int = attrs.field(default=512, validator=_ge1)
+    max_user_transactions_per_slot: int = attrs.field(default=4_096, validator=_ge1)
+    http_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
+    http_max_requests: int = attrs.field(default=1_000, validator=_ge1)
     deterministic_ids: bool = False
     slot_delay: float = attrs.field(default=0.0, validator=_non_negative)
     close_timeout: float = attrs.field(default=1.0, validator=_non_negative)
@@ -146,21 +171,21 @@ class ServerConfig:
 
     def available_ranges(self) -> list[AvailableRange]:
         """Bundles of ``bundle_size`` slots covering the chain window (protocol §12.8)."""
+        return list(self.iter_available_ranges())
+
+    def iter_available_ranges(self) -> Iterator[AvailableRange]:
+        """:meth:`available_ranges` one bundle at a time (the server yields between them)."""
         chain = self.chain
-        ranges: list[AvailableRange] = []
         start = self.bundle_start(self.window_start)
         while start <= self.window_end:
             end = min(start + self.bundle_size - 1, self.window_end)
             snapshot = start - 1 if start > 0 else None
-            ranges.append(
-                AvailableRange(
-                    bundle_start_slot=start,
-                    snapshot_slot=snapshot,
-                    snapshot_slot_utc=utc_of(chain, snapshot) if snapshot is not None else None,
-                    bundle_start_slot_utc=utc_of(chain, start),
-                    max_bundle_end_slot=end,
-                    max_bundle_end_slot_utc=utc_of(chain, end),
-                )
+            yield AvailableRange(
+                bundle_start_slot=start,
+                snapshot_slot=snapshot,
+                snapshot_slot_utc=utc_of(chain, snapshot) if snapshot is not None else None,
+                bundle_start_slot_utc=utc_of(chain, start),
+                max_bundle_end_slot=end,
+                max_bundle_end_slot_utc=utc_of(chain, end),
             )
             start += self.bundle_size
-        return ranges

@@ -49,6 +49,8 @@ __all__ = ["DataHandler"]
 logger = logging.getLogger(__name__)
 
 _CLOSE_REASON: Final = "session ended"
+_BEHIND_CODE: Final = 1013
+_BEHIND_REASON: Final = "fell behind the retained window; reconnect and replay"
 
 
 class DataHandler:
@@ -152,6 +154,18 @@ class DataHandler:
         session = self._session
         key: BucketKey = (kind, program_id)
         data = session.data
+        if replay_from_slot is not None and self._cut(replay_from_slot):
+            # Inside the slot window a client counts on, but dropped for the byte bound: a
+            # replay from the oldest retained slot would be a gap nobody could see.
+            reason = (
+                f"data-plane gap: slots from {replay_from_slot} on are no longer all retained"
+                f" (this server keeps at most {self._state.config.retained_bytes} bytes of"
+                " events per session)"
+            )
+            await self._conn.send_text(
+                encode_rpc(SubscribeError(request_id, INVALID_PARAMS, reason))
+            )
+            return
         if replay_from_slot is not None:
             position = data.start_position(key, max(replay_from_slot, 0))
         elif session.ended:
@@ -170,6 +184,12 @@ class DataHandler:
         data.signal.notify()
         logger.debug("subscription %d on %s: %s %s", sub_id, session.id, kind, program_id)
 
+    def _cut(self, replay_from_slot: int) -> bool:
+        """Whether a replay from there misses events the byte bound dropped early."""
+        session = self._session
+        window_start = session.slot - self._state.config.retained_slots
+        return window_start <= replay_from_slot < session.data.cut_below
+
     async def _send(self, text: str) -> None:
         if self._compressed:
             await self._conn.send_compressed(text)
@@ -184,12 +204,20 @@ class DataHandler:
                 waiter = data.signal.event
                 best: tuple[Subscription, int] | None = None
                 best_index = 0
+                behind = False
                 for sub in list(self._subs.values()):
                     if sub.complete:
                         continue
                     event = sub.peek(data)
+                    behind = behind or sub.overtaken
                     if event is not None and (best is None or event.index < best_index):
                         best, best_index = (sub, sub.position), event.index
+                if behind:
+                    # Events it was owed are gone: end the connection rather than skip them,
+                    # so the client reconnects and replays what is retained (§12.7).
+                    logger.info("data connection of %s fell behind the retained window", session.id)
+                    await self._conn.close(_BEHIND_CODE, _BEHIND_REASON)
+                    return
                 if best is not None:
                     sub, position = best
                     event = sub.peek(data)

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias, cast
 import attrs
 import orjson
 from solders.account import Account
+from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM
+from solders.compute_budget import ComputeBudget
 from solders.hash import Hash
 from solders.keypair import Keypair
 from solders.litesvm import LiteSVM
@@ -48,7 +50,6 @@ __all__ = [
     "MAX_RECORDS",
     "UPGRADEABLE_LOADER",
     "MAX_LIVE_CHAINS",
-    "MAX_USER_TRANSACTIONS_PER_SLOT",
     "AccountRejected",
     "ChainBudget",
     "ChainUnavailable",
@@ -69,12 +70,15 @@ MAX_RECORDS: Final = 4_096
 """Executed transactions a session remembers for ``getTransaction``/``getSignatureStatuses``."""
 BLOCKHASH_VALID_SLOTS: Final = 150
 """What ``lastValidBlockHeight`` promises; the session's blockhash never expires in fact."""
-MAX_USER_TRANSACTIONS_PER_SLOT: Final = 4_096
-"""User transactions (continues, ``sendTransaction``, airdrops) one slot of a session takes:
-their notifications are kept until the slot leaves the retained window, so this bounds them."""
 MAX_LIVE_CHAINS: Final = 512
-"""LiteSVMs one server keeps at once (about 7.6 MiB each): past it, chain use is refused."""
+"""LiteSVMs a :class:`ChainBudget` allows by default (``ServerConfig.max_chain_sessions``)."""
 _FEE_PER_SIGNATURE: Final = 5_000
+DEFAULT_INSTRUCTION_UNITS: Final = 200_000
+"""Solana's compute-unit limit per instruction when a transaction asks for none."""
+MAX_TRANSACTION_UNITS: Final = 1_400_000
+"""The most compute units a transaction can ask for on Solana."""
+_SET_UNIT_LIMIT: Final = 2
+_REQUEST_HEAP_FRAME: Final = 1
 _PROGRAM_TAG: Final = (2).to_bytes(4, "little")
 _PROGRAMDATA_TAG: Final = (3).to_bytes(4, "little")
 _EPOCH_SLOTS: Final = 432_000
@@ -244,9 +248,17 @@ def _faucet(seed: int, index: int) -> Keypair:
 class SessionChain:
     """A session's LiteSVM and the record of what the user executed on it."""
 
-    def __init__(self, cfg: chain.ChainConfig, budget: ChainBudget | None = None) -> None:
+    def __init__(
+        self,
+        cfg: chain.ChainConfig,
+        budget: ChainBudget | None = None,
+        *,
+        extra_compute_units: int = 0,
+    ) -> None:
         self._cfg = cfg
         self._budget = budget or ChainBudget()
+        self._extra_units = extra_compute_units
+        """Added to every transaction's compute-unit limit (``extraComputeUnits``)."""
         self._svm: LiteSVM | None = None
         self._clock_slot = -1
         self._airdrops = 0
@@ -351,6 +363,7 @@ class SessionChain:
         pre_balances = [svm.get_balance(key) or 0 for key in keys]
         before = [(i, _live(svm.get_account(keys[i]))) for i in writable]
         programs = _programs(svm, message, keys, names)
+        self._budget_for(svm, message)
         result = svm.send_transaction(tx)
         # Only writable accounts can change: the other balances stay as they were.
         post_balances = list(pre_balances)
@@ -407,6 +420,7 @@ class SessionChain:
             tx = VersionedTransaction.populate(
                 _with_blockhash(tx.message, replacement), tx.signatures
             )
+        self._budget_for(svm, tx.message)
         svm.with_sigverify(verify_signatures)
         try:
             result = svm.simulate_transaction(tx)
@@ -419,6 +433,21 @@ class SessionChain:
             meta = result.meta()
             err = None
         return Simulated(err, tuple(meta.logs()), meta.compute_units_consumed(), replacement)
+
+    def _budget_for(self, svm: LiteSVM, message: AnyMessage) -> None:
+        """Give the next transaction its own limit plus the extra units, if any were asked for.
+
+        A budget set on a LiteSVM replaces the one the transaction asks for, so it is set anew
+        before each transaction, from what that transaction asks for.
+        """
+        if self._extra_units <= 0:
+            return
+        units, heap = requested_budget(message)
+        budget = ComputeBudget(True)
+        budget.compute_unit_limit = units + self._extra_units
+        if heap is not None:
+            budget.heap_size = heap
+        svm.with_compute_budget(budget)
 
     def airdrop(self, address: Pubkey, lamports: int, slot: int) -> Executed:
         """Credit ``lamports`` with a real system transfer from a fresh, derived faucet."""
@@ -446,6 +475,32 @@ class SessionChain:
 
     def record(self, signature: str) -> Executed | None:
         return self._records.get(signature)
+
+
+def requested_budget(message: AnyMessage) -> tuple[int, int | None]:
+    """The compute-unit limit and heap size a transaction asks for (None: the default heap).
+
+    Read from its Compute Budget instructions; without ``SetComputeUnitLimit`` the limit is
+    Solana's default of 200,000 units per other instruction, at most 1,400,000.
+    """
+    keys = message.account_keys
+    units: int | None = None
+    heap: int | None = None
+    others = 0
+    for ix in message.instructions:
+        index = ix.program_id_index
+        data = bytes(ix.data)
+        if index < len(keys) and keys[index] == COMPUTE_BUDGET_PROGRAM and len(data) >= 5:
+            value = int.from_bytes(data[1:5], "little")
+            if data[0] == _SET_UNIT_LIMIT:
+                units = value
+            elif data[0] == _REQUEST_HEAP_FRAME:
+                heap = value
+            continue
+        others += 1
+    if units is None:
+        units = others * DEFAULT_INSTRUCTION_UNITS
+    return min(units, MAX_TRANSACTION_UNITS), heap
 
 
 def _pubkey(text: str, kind: str) -> Pubkey:

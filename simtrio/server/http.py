@@ -1,14 +1,17 @@
 """The single TCP listener: plain HTTP routes, then WebSocket upgrades (protocol §12.1).
 
 Each connection's request head is read and parsed here (with h11) before any WebSocket logic
-runs, because trio-websocket only speaks the upgrade. Plain requests are answered and the
-connection closed. Upgrades are routed, checked and handed to trio-websocket on a
-:class:`~simtrio.server.conn.ServerStream` that replays the bytes already read. The server owns
+runs, because trio-websocket only speaks the upgrade. Plain requests are answered one after
+another on the same connection (HTTP/1.1 keep-alive, pipelining included) until the peer
+closes it or asks to, stays idle ``http_idle_timeout``, or has sent ``http_max_requests``.
+Only a connection's first request may be an upgrade: upgrades are routed, checked and handed
+to trio-websocket on a :class:`~simtrio.server.conn.ServerStream` that replays the bytes
+already read. The server owns
 the TCP stream throughout and always closes it itself.
 
 Abuse is bounded: at most ``max_connections`` connections are served at once (more are
-answered 503 at once), a peer has ``handshake_timeout`` to send its request head (and body)
-and to finish the upgrade, and inbound WebSocket messages are limited per plane
+answered 503 at once), a peer has ``handshake_timeout`` to send each request head (and body,
+at most 1 MiB) and to finish the upgrade, and inbound WebSocket messages are limited per plane
 (``max_request_size`` on control connections, ``max_data_request_size`` on data ones), with
 at most ``message_queue_size`` of them buffered per connection.
 """
@@ -36,8 +39,9 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from simtrio.server.state import ServerState
+    from simtrio.wire.types import AvailableRange
 
-__all__ = ["handle_tcp"]
+__all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,9 @@ MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _RECEIVE_BYTES: Final = 64 * 1024
 _REFUSE_LINGER: Final = 0.1
+_RANGES_PER_CHECKPOINT: Final = 256
+_TEXT: Final = "text/plain"
+_JSON: Final = "application/json"
 
 
 class _Request:
@@ -105,26 +112,67 @@ async def _refuse(stream: trio.SocketStream, linger: float) -> None:
                 received += len(data)
 
 
+async def available_ranges_body(state: ServerState) -> bytes:
+    """The ``/available-ranges`` body, built on first use with checkpoints, then kept.
+
+    A wide window has many bundles (seconds of work for 100,000): they are made and encoded
+    a few hundred at a time so the server keeps serving meanwhile.
+    """
+    async with state.ranges_lock:
+        if state.ranges_body is None:
+            parts: list[str] = []
+            chunk: list[AvailableRange] = []
+            for item in state.config.iter_available_ranges():
+                chunk.append(item)
+                if len(chunk) == _RANGES_PER_CHECKPOINT:
+                    parts.append(encode_available_ranges(chunk)[1:-1])
+                    chunk = []
+                    await trio.lowlevel.checkpoint()
+            if chunk:
+                parts.append(encode_available_ranges(chunk)[1:-1])
+            state.ranges_body = ("[" + ",".join(parts) + "]").encode("utf-8")
+        return state.ranges_body
+
+
 async def _read_head(
-    stream: trio.SocketStream, parser: h11.Connection, raw: bytearray
+    stream: trio.SocketStream,
+    parser: h11.Connection,
+    raw: bytearray | None,
+    *,
+    head_timeout: float,
+    idle_timeout: float | None = None,
 ) -> h11.Request | None:
-    """Read until the request head is complete; None if the peer gave up or sent garbage."""
-    while True:
-        try:
-            event = parser.next_event()
-        except h11.RemoteProtocolError:
-            await _reply(stream, 400, b"bad request")
-            return None
-        if event is h11.NEED_DATA:
-            data = await stream.receive_some(_RECEIVE_BYTES)
-            if not data:
+    """Read until the request head is complete; None if the peer gave up, was too slow or sent
+    garbage.
+
+    The head must arrive within ``head_timeout``; with ``idle_timeout`` (a kept-alive
+    connection between requests) that clock starts only with the first new bytes, which may
+    take up to ``idle_timeout`` to come. The bytes read are added to ``raw`` if given.
+    """
+    waiting = idle_timeout is not None
+    budget = idle_timeout if idle_timeout is not None else head_timeout
+    with trio.move_on_after(budget) as scope:
+        while True:
+            try:
+                event = parser.next_event()
+            except h11.RemoteProtocolError:
+                await _reply(stream, 400, b"bad request")
                 return None
-            raw += data
-            parser.receive_data(data)
-            continue
-        if isinstance(event, h11.Request):
-            return event
-        return None
+            if event is h11.NEED_DATA:
+                data = await stream.receive_some(_RECEIVE_BYTES)
+                if not data:
+                    return None
+                if waiting:
+                    waiting = False
+                    scope.deadline = trio.current_time() + head_timeout
+                if raw is not None:
+                    raw += data
+                parser.receive_data(data)
+                continue
+            if isinstance(event, h11.Request):
+                return event
+            return None
+    return None
 
 
 async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes | None:
@@ -151,28 +199,16 @@ async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes
 
 
 async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
-    """Serve one TCP connection: one plain HTTP request, or one WebSocket."""
+    """Serve one TCP connection: plain HTTP requests (kept alive), or one WebSocket."""
     state.tcp_connections += 1
     try:
         if state.tcp_connections > state.connection_cap:
             logger.warning("connection refused: %d connections open", state.tcp_connections - 1)
             await _refuse(stream, min(state.config.handshake_timeout, _REFUSE_LINGER))
             return
-        parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
-        raw = bytearray()
-        event: h11.Request | None = None
-        with trio.move_on_after(state.config.handshake_timeout):
-            try:
-                event = await _read_head(stream, parser, raw)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
-        if event is None:
-            return
-        request = _Request(event)
-        if request.is_upgrade:
-            await _upgrade(state, stream, request, bytes(raw))
-        else:
-            await _plain(state, stream, parser, request)
+        await _serve_connection(state, stream)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
     except Exception:
         logger.exception("connection handler failed")
     finally:
@@ -180,41 +216,92 @@ async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
         await stream.aclose()
 
 
-# -- plain HTTP -------------------------------------------------------------------------------
+async def _serve_connection(state: ServerState, stream: trio.SocketStream) -> None:
+    """Requests one after another until the peer closes, idles, or reaches the request cap.
 
-
-async def _plain(
-    state: ServerState, stream: trio.SocketStream, parser: h11.Connection, request: _Request
-) -> None:
-    path, method = request.path, request.method
-    if method == "GET" and path == "/health":
-        await _reply(stream, 200, b"ok")
-    elif method == "GET" and path == "/ready":
-        if state.draining:
-            await _reply(stream, 503, b"draining")
-        else:
-            await _reply(stream, 200, b"ready")
-    elif method == "GET" and path == "/available-ranges":
-        ranges = encode_available_ranges(state.config.available_ranges()).encode("utf-8")
-        await _reply(stream, 200, ranges, "application/json")
-    elif method == "POST" and path.startswith(_SESSION_PREFIX):
-        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
-        if session is None:
-            await _reply(stream, 404, b"unknown session")
+    Only the first request may be a WebSocket upgrade: its bytes are replayed to the
+    WebSocket layer, which reads the head again.
+    """
+    config = state.config
+    parser = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
+    raw = bytearray()
+    served = 0
+    while True:
+        event = await _read_head(
+            stream,
+            parser,
+            None if served else raw,
+            head_timeout=config.handshake_timeout,
+            idle_timeout=config.http_idle_timeout if served else None,
+        )
+        if event is None:
             return
+        request = _Request(event)
+        if request.is_upgrade:
+            if served:
+                await _reply(stream, 400, b"a WebSocket upgrade must open its own connection")
+            else:
+                await _upgrade(state, stream, request, bytes(raw))
+            return
+        served += 1
+        raw.clear()
         body: bytes | None = None
-        with trio.move_on_after(state.config.handshake_timeout):
-            try:
-                body = await _read_body(stream, parser)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return
+        with trio.move_on_after(config.handshake_timeout):
+            body = await _read_body(stream, parser)
         if body is None:
             await _reply(stream, 400, b"bad request body")
             return
-        reply = rpc_reply(session, body)
-        await _reply(stream, 200, reply, "application/json")
-    else:
-        await _reply(stream, 404, b"not found")
+        status, payload, content_type = await _route(state, request, body)
+        last = served >= config.http_max_requests
+        await stream.send_all(
+            _keep_alive_response(parser, request, status, payload, content_type, last)
+        )
+        if parser.our_state is not h11.DONE or parser.their_state is not h11.DONE:
+            return
+        parser.start_next_cycle()
+
+
+def _keep_alive_response(
+    parser: h11.Connection,
+    request: _Request,
+    status: int,
+    body: bytes,
+    content_type: str,
+    last: bool,
+) -> bytes:
+    """The response's bytes; h11 adds ``connection: close`` when the connection must end."""
+    headers = [("content-type", content_type), ("content-length", str(len(body)))]
+    if last:
+        headers.append(("connection", "close"))
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    out = parser.send(h11.Response(status_code=status, headers=headers, reason=phrase))
+    if request.method != "HEAD":
+        out += parser.send(h11.Data(data=body))
+    out += parser.send(h11.EndOfMessage())
+    return out
+
+
+# -- plain HTTP -------------------------------------------------------------------------------
+
+
+async def _route(state: ServerState, request: _Request, body: bytes) -> tuple[int, bytes, str]:
+    """Status, body and content type of a plain request's answer."""
+    path, method = request.path, request.method
+    if method == "GET" and path == "/health":
+        return 200, b"ok", _TEXT
+    if method == "GET" and path == "/ready":
+        return (503, b"draining", _TEXT) if state.draining else (200, b"ready", _TEXT)
+    if method == "GET" and path == "/available-ranges":
+        return 200, await available_ranges_body(state), _JSON
+    if method == "POST" and path.startswith(_SESSION_PREFIX):
+        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+        if session is None:
+            return 404, b"unknown session", _TEXT
+        return 200, rpc_reply(session, body), _JSON
+    return 404, b"not found", _TEXT
 
 
 # -- WebSocket --------------------------------------------------------------------------------

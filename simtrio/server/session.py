@@ -3,12 +3,13 @@
 A session owns two append-only logs. The *response log* holds its control-plane responses,
 numbered from 1; a control connection streams from it with a cursor, so an attach is just a
 new cursor (replay = entries above ``last_sequence``) and nothing is ever pushed at a socket.
-The *data log* holds the data-plane events of the last ``retained_slots`` slots, bucketed by
-(kind, program), and data connections stream from it the same way.
+The *data log* holds the data-plane events of the last ``retained_slots`` slots (fewer when
+they count for more than ``retained_bytes``), bucketed by (kind, program), and data connections
+stream from it the same way.
 
 Steps run as tasks in the server's nursery, so a session keeps executing when its control
 connection goes away. Memory stays bounded by back-pressure: before each slot a step waits
-while a live, attached reader (control or data) lags too far behind.
+while a live, attached reader (control or data) lags too far behind, in count or in bytes.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import trio
 
 from simtrio.server import chain
 from simtrio.server.executor import (
-    MAX_USER_TRANSACTIONS_PER_SLOT,
     AccountRejected,
     ChainUnavailable,
     Executed,
@@ -37,6 +37,7 @@ from simtrio.server.executor import (
 )
 from simtrio.server.pubsub import logs_notification_text
 from simtrio.wire.base58 import is_address
+from simtrio.wire.codec import encode_response
 from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
 from simtrio.wire.types import (
     AccountData,
@@ -110,6 +111,16 @@ BucketKey: TypeAlias = tuple[DataKind, str]
 Notification: TypeAlias = AccountDiffNotification | TransactionNotification
 _DISCOVERY_SCAN_SLOTS = 10_000
 """How far ahead one discovery announcement looks for a matching batch."""
+_SCAN_CHECKPOINT_SLOTS = 32
+"""Slots a discovery scan looks at between two checkpoints (about 10 ms of work)."""
+
+SYNTHETIC_TRANSACTION_BYTES: Final = 4_096
+"""What a synthetic transaction's event counts for against ``retained_bytes`` (its
+notification and its logs view are below 3.5 KiB)."""
+SYNTHETIC_DIFF_BYTES: Final = 1_024
+"""What a synthetic account diff counts for (below 700 bytes encoded)."""
+DIFF_OVERHEAD_BYTES: Final = 1_024
+"""What a user account diff counts for beyond its account data (keys, owners, lamports...)."""
 
 Position: TypeAlias = tuple[int, int]
 """(slot, batch index): the next batch a session will execute."""
@@ -133,16 +144,23 @@ class Signal:
 
 
 class ResponseLog:
-    """A session's numbered responses, the newest ``cap`` of them retained."""
+    """A session's numbered responses, the newest ``cap`` of them retained.
+
+    Each entry also remembers how many bytes (encoded, unnumbered) the log held before it,
+    so the size of any tail of the log is one subtraction.
+    """
 
     def __init__(self, cap: int) -> None:
-        self._entries: deque[tuple[int, Emitted]] = deque(maxlen=cap)
+        self._entries: deque[tuple[int, Emitted, int]] = deque(maxlen=cap)
         self.last_seq = 0
+        self.total_bytes = 0
+        """Bytes of every response appended so far (retained or not)."""
         self.signal = Signal()
 
     def append(self, response: Emitted) -> int:
         self.last_seq += 1
-        self._entries.append((self.last_seq, response))
+        self._entries.append((self.last_seq, response, self.total_bytes))
+        self.total_bytes += len(encode_response(response))
         self.signal.notify()
         return self.last_seq
 
@@ -151,11 +169,23 @@ class ResponseLog:
         if not self._entries:
             return None
         index = max(seq + 1 - self._entries[0][0], 0)
-        return self._entries[index] if index < len(self._entries) else None
+        if index >= len(self._entries):
+            return None
+        entry = self._entries[index]
+        return entry[0], entry[1]
 
     def between(self, after: int, upto: int) -> list[tuple[int, Emitted]]:
         """Retained entries numbered in ``(after, upto]``."""
-        return [entry for entry in self._entries if after < entry[0] <= upto]
+        return [(entry[0], entry[1]) for entry in self._entries if after < entry[0] <= upto]
+
+    def bytes_after(self, seq: int) -> int:
+        """Bytes of the responses numbered above ``seq`` (all retained ones if it is older)."""
+        if not self._entries:
+            return 0
+        index = max(seq + 1 - self._entries[0][0], 0)
+        if index >= len(self._entries):
+            return 0
+        return self.total_bytes - self._entries[index][2]
 
 
 _SUBSCRIPTION_SLOT: Final = '"params":{"subscription":0,'
@@ -210,6 +240,8 @@ class DataEvent:
     index: int
     slot: int
     notification: LazyNotification
+    size: int
+    """Bytes it counts for against ``retained_bytes``."""
 
 
 class _Bucket:
@@ -237,7 +269,7 @@ class _Bucket:
 class Subscription:
     """One data-plane subscription: a cursor into one bucket of a session's data log."""
 
-    __slots__ = ("complete", "conn", "id", "key", "logs", "position")
+    __slots__ = ("complete", "conn", "id", "key", "logs", "overtaken", "position")
 
     def __init__(
         self, sub_id: int, key: BucketKey, position: int, conn: Conn, *, logs: bool = False
@@ -249,11 +281,16 @@ class Subscription:
         self.complete = False
         self.logs = logs
         """Sends the transactions' ``logsNotification`` instead (``logsSubscribe``)."""
+        self.overtaken = False
+        """Events it was owed left the retained window before it could send them."""
 
     def peek(self, log: DataLog) -> DataEvent | None:
-        """The next event owed, skipping anything trimmed meanwhile."""
+        """The next event owed; events trimmed meanwhile (while the subscription was not
+        live) are skipped, and ``overtaken`` says so."""
         bucket = log.bucket(self.key)
-        self.position = max(self.position, bucket.base)
+        if self.position < bucket.base:
+            self.overtaken = True
+            self.position = bucket.base
         return bucket.get(self.position)
 
     @property
@@ -268,6 +305,13 @@ class DataLog:
     def __init__(self) -> None:
         self._buckets: dict[BucketKey, _Bucket] = {}
         self._next_index = 0
+        self.bytes = 0
+        """What the retained events count for (``DataEvent.size``)."""
+        self._slot_bytes: dict[int, int] = {}
+        """The same by slot, oldest first (events are appended in slot order)."""
+        self.cut_below = 0
+        """Events of slots below this may be gone before ``retained_slots`` ran out (the byte
+        bound dropped them): a replay from there cannot be complete."""
         self.subs: set[Subscription] = set()
         self.signal = Signal()
 
@@ -283,9 +327,30 @@ class DataLog:
     def bucket_count(self) -> int:
         return len(self._buckets)
 
-    def append(self, key: BucketKey, slot: int, notification: LazyNotification) -> None:
-        self.bucket(key).entries.append(DataEvent(self._next_index, slot, notification))
+    def append(self, key: BucketKey, slot: int, notification: LazyNotification, size: int) -> None:
+        self.bucket(key).entries.append(DataEvent(self._next_index, slot, notification, size))
         self._next_index += 1
+        self.bytes += size
+        self._slot_bytes[slot] = self._slot_bytes.get(slot, 0) + size
+
+    def slot_bytes(self, slot: int) -> int:
+        """What the retained events of ``slot`` count for."""
+        return self._slot_bytes.get(slot, 0)
+
+    def byte_floor(self, limit: int) -> int | None:
+        """The oldest slot to keep so that the retained events fit in ``limit`` bytes.
+
+        Whole slots are dropped, oldest first, and the newest slot is always kept, however
+        large; None when nothing is retained.
+        """
+        total = self.bytes
+        remaining = len(self._slot_bytes)
+        for slot, size in self._slot_bytes.items():
+            if total <= limit or remaining == 1:
+                return slot
+            total -= size
+            remaining -= 1
+        return None
 
     def start_position(self, key: BucketKey, from_slot: int) -> int:
         """Where a subscription starting at ``from_slot`` begins (oldest retained if older)."""
@@ -307,13 +372,22 @@ class DataLog:
             floor = floors.get(key, bucket.end)
             entries = bucket.entries
             while entries and entries[0].slot < min_slot and bucket.base < floor:
-                entries.popleft()
+                event = entries.popleft()
                 bucket.base += 1
+                self._forget(event)
             if not entries and key not in watched:
                 empty.append(key)
         # User transactions can mention any address: keep no bucket nobody needs.
         for key in empty:
             del self._buckets[key]
+
+    def _forget(self, event: DataEvent) -> None:
+        self.bytes -= event.size
+        left = self._slot_bytes[event.slot] - event.size
+        if left:
+            self._slot_bytes[event.slot] = left
+        else:
+            del self._slot_bytes[event.slot]
 
     def lagging(self, min_slot: int) -> bool:
         """True while a live subscription still owes events of a slot below ``min_slot``."""
@@ -445,7 +519,9 @@ class Session:
         self.balance_diff = 0
         self.log_diff = 0
         self.overrides: dict[str, AccountData] = {}
-        self.chain = SessionChain(state.chain, state.chain_budget)
+        self.chain = SessionChain(
+            state.chain, state.chain_budget, extra_compute_units=request.extra_compute_units or 0
+        )
         """The session's LiteSVM: user transactions, overrides, airdrops and RPC reads."""
         self._pending: list[VersionedTransaction] = []
         self._user_slot = (start_slot, 0)
@@ -494,7 +570,11 @@ class Session:
         self.emit(Status(BacktestStatus.PREPARING_BUNDLE))
         self.emit(Status(BacktestStatus.BUNDLE_READY))
         self.emit(SlotNotification(self.start_slot))
-        self._become_ready(ReadyForContinue())
+        if self._discovery_programs():
+            # The first announcement may scan far: it runs as a step, between checkpoints.
+            self._spawn(self._announce, ReadyForContinue())
+        else:
+            self._become_ready(ReadyForContinue(), None)
 
     def close(self) -> None:
         """``closeBacktestSession`` / ``closeSessionV1``: answer ``success`` and end."""
@@ -538,7 +618,8 @@ class Session:
             problem = self._ensure_chain()
             if problem is None and len(decoded) > self.user_room():
                 problem = InvalidRequest(
-                    f"more than {MAX_USER_TRANSACTIONS_PER_SLOT} user transactions in one slot"
+                    f"more than {self._config.max_user_transactions_per_slot} user transactions "
+                    "in one slot"
                 )
         if problem is None:
             problem = self._apply_accounts(params.modify_account_states)
@@ -648,8 +729,7 @@ class Session:
             await self._pace()
             if self._finish_slot():
                 return
-        self.running = False
-        self._become_ready(ReadyForContinue())
+        await self._announce(ReadyForContinue())
 
     async def _run_to(self, target: Position, params: ContinueToParams) -> None:
         while self.position < target:
@@ -661,8 +741,7 @@ class Session:
                 for batch in range(self.batch, target[1]):
                     self._execute_batch(self.slot, batch)
                 self.batch = target[1]
-        self.running = False
-        self._become_ready(Paused(PausedEvent(params.slot, params.batch_index)))
+        await self._announce(Paused(PausedEvent(params.slot, params.batch_index)))
 
     async def _pace(self) -> None:
         """One slot's worth of time, then wait until every live reader has caught up.
@@ -674,7 +753,7 @@ class Session:
             await trio.sleep(self._config.slot_delay)
         else:
             await trio.lowlevel.checkpoint()
-        min_slot = self.slot - self._config.retained_slots + 1
+        min_slot = self._retention_floor(self.slot)
         while not self.gone and (self._control_lagging() or self.data.lagging(min_slot)):
             await self.progress.event.wait()
         if self.gone:
@@ -684,7 +763,18 @@ class Session:
         owner = self.owner
         if owner is None or owner.stalled or owner.gone:
             return False
-        return self.log.last_seq - self.owner_written > self._config.control_backlog
+        config = self._config
+        return (
+            self.log.last_seq - self.owner_written > config.control_backlog
+            or self.log.bytes_after(self.owner_written) > config.control_backlog_bytes
+        )
+
+    def _retention_floor(self, newest: int) -> int:
+        """The oldest slot the data log keeps: the last ``retained_slots`` up to ``newest``,
+        fewer if their events count for more than ``retained_bytes``."""
+        floor = newest - self._config.retained_slots + 1
+        by_bytes = self.data.byte_floor(self._config.retained_bytes)
+        return floor if by_bytes is None else max(floor, by_bytes)
 
     def _finish_slot(self) -> bool:
         """Run the rest of the current slot; True when that completed the session."""
@@ -696,7 +786,10 @@ class Session:
             for tx in pending:
                 self.execute_user(tx)
         self.executed_slots += 1
-        self.data.trim(slot - self._config.retained_slots + 1)
+        floor = self._retention_floor(slot)
+        if floor > slot - self._config.retained_slots + 1:
+            self.data.cut_below = max(self.data.cut_below, floor)
+        self.data.trim(floor)
         if slot >= self.end_slot:
             self._complete()
             return True
@@ -723,7 +816,9 @@ class Session:
                 functools.partial(_synthetic_logs, cfg, tx),
             )
             for program in tx.program_ids:
-                self.data.append(("transaction", program), slot, shared)
+                self.data.append(
+                    ("transaction", program), slot, shared, SYNTHETIC_TRANSACTION_BYTES
+                )
             if not tx.success:
                 continue
             for owner in tx.program_ids:
@@ -732,7 +827,9 @@ class Session:
                     continue
                 override = self.overrides.pop(account, None)
                 build = functools.partial(_diff_note, cfg, tx, account, override)
-                self.data.append(("account", owner), slot, LazyNotification(build))
+                self.data.append(
+                    ("account", owner), slot, LazyNotification(build), SYNTHETIC_DIFF_BYTES
+                )
         self.data.signal.notify()
 
     def execute_user(self, tx: VersionedTransaction) -> Executed:
@@ -756,7 +853,9 @@ class Session:
         """
         slot, used = self._user_slot
         used = (used if slot == self.slot else 0) + len(self._pending)
-        return MAX_USER_TRANSACTIONS_PER_SLOT - used
+        if self.data.slot_bytes(self.slot) >= self._config.retained_bytes:
+            return 0
+        return self._config.max_user_transactions_per_slot - used
 
     def publish(self, done: Executed) -> None:
         """Put an executed transaction's notifications in the data log."""
@@ -767,12 +866,17 @@ class Session:
             functools.partial(TransactionNotification, 0, slot, done.payload),
             functools.partial(logs_notification_text, slot, done.signature, done.err, done.logs),
         )
-        for program in done.programs:
-            self.data.append(("transaction", program), slot, note)
+        if done.programs:
+            # Built now to be counted (the notification and its logs view): user payloads
+            # can be large, unlike synthetic ones.
+            size = len(note.text_for(0)) + len(note.text_for(0, logs=True))
+            for program in done.programs:
+                self.data.append(("transaction", program), slot, note, size)
         for written in done.written:
             diff = LazyNotification(functools.partial(_written_note, slot, done.signature, written))
+            size = _written_size(written)
             for owner in written.owners:
-                self.data.append(("account", owner), slot, diff)
+                self.data.append(("account", owner), slot, diff, size)
         self.data.signal.notify()
 
     def _complete(self) -> None:
@@ -799,10 +903,25 @@ class Session:
 
     # -- readiness and discoveries -----------------------------------------------------------
 
-    def _become_ready(self, event: ReadyForContinue | Paused) -> None:
+    async def _announce(self, event: ReadyForContinue | Paused) -> None:
+        """End a step: find the next discovery (between checkpoints), then announce both.
+
+        The step is still running while the scan goes on, so nothing else is emitted in
+        between: readiness and its discovery come out in the same order as ever.
+        """
+        found = await self._next_discovery()
+        self.running = False
+        self._become_ready(event, found)
+
+    def _become_ready(
+        self, event: ReadyForContinue | Paused, discovery: DiscoveryBatchEvent | None
+    ) -> None:
         self.ready_seq = self.emit(event)
         self.ready_event = event
-        self._announce_discovery()
+        if discovery is not None:
+            self.emit(DiscoveryBatch(discovery))
+            assert discovery.batch_index is not None, "the scan always names the batch"
+            self.announced = (discovery.slot, discovery.batch_index)
 
     def _clear_ready(self) -> None:
         self.ready_seq = None
@@ -818,12 +937,20 @@ class Session:
         self.ready_seq = self.emit(event)
         return True
 
-    def _announce_discovery(self) -> None:
-        programs = {f.program_id for f in self.discoveries if isinstance(f, ProgramExecuted)} & set(
+    def _discovery_programs(self) -> set[str]:
+        """The chain's programs some ``ProgramExecuted`` filter of the session names."""
+        return {f.program_id for f in self.discoveries if isinstance(f, ProgramExecuted)} & set(
             self._chain.program_ids
         )
-        if not programs:
-            return
+
+    async def _next_discovery(self) -> DiscoveryBatchEvent | None:
+        """The next batch a discovery filter matches, at most ``_DISCOVERY_SCAN_SLOTS`` ahead.
+
+        A checkpoint every ``_SCAN_CHECKPOINT_SLOTS`` slots keeps the server (and Ctrl-C)
+        responsive during a long scan; a session closed meanwhile ends the step.
+        """
+        if not self._discovery_programs():
+            return None
         start = self.position
         if self.announced is not None and self.announced >= start:
             start = _position_after(self.announced, self._chain.batches_per_slot)
@@ -831,31 +958,45 @@ class Session:
         cfg = self._chain
         # Bounded per announcement; a later readiness resumes the scan from further on.
         last = min(self.end_slot, start[0] + _DISCOVERY_SCAN_SLOTS - 1)
+        scanned = 0
         while slot <= last:
-            for batch in range(first_batch, cfg.batches_per_slot):
-                txs = [
-                    tx
-                    for tx in chain.batch_transactions(cfg, slot, batch)
-                    if tx.fee_payer not in self.signer_filter
-                ]
-                involved = {p for tx in txs for p in tx.program_ids}
-                matched: list[DiscoveryFilter] = [
-                    f
-                    for f in self.discoveries
-                    if isinstance(f, ProgramExecuted) and f.program_id in involved
-                ]
-                if matched:
-                    encoded = [
-                        EncodedBinary(
-                            base64.b64encode(chain.serialize_transaction(cfg, tx)).decode("ascii")
-                        )
-                        for tx in txs
-                    ]
-                    self.emit(DiscoveryBatch(DiscoveryBatchEvent(slot, batch, matched, encoded)))
-                    self.announced = (slot, batch)
-                    return
+            if scanned and scanned % _SCAN_CHECKPOINT_SLOTS == 0:
+                await trio.lowlevel.checkpoint()
+                if self.gone:
+                    raise _StepAborted
+            found = self._match_in(cfg, slot, first_batch)
+            if found is not None:
+                return found
             slot += 1
             first_batch = 0
+            scanned += 1
+        return None
+
+    def _match_in(
+        self, cfg: chain.ChainConfig, slot: int, first_batch: int
+    ) -> DiscoveryBatchEvent | None:
+        """The first batch of ``slot`` from ``first_batch`` on that a filter matches."""
+        for batch in range(first_batch, cfg.batches_per_slot):
+            txs = [
+                tx
+                for tx in chain.batch_transactions(cfg, slot, batch)
+                if tx.fee_payer not in self.signer_filter
+            ]
+            involved = {p for tx in txs for p in tx.program_ids}
+            matched: list[DiscoveryFilter] = [
+                f
+                for f in self.discoveries
+                if isinstance(f, ProgramExecuted) and f.program_id in involved
+            ]
+            if matched:
+                encoded = [
+                    EncodedBinary(
+                        base64.b64encode(chain.serialize_transaction(cfg, tx)).decode("ascii")
+                    )
+                    for tx in txs
+                ]
+                return DiscoveryBatchEvent(slot, batch, matched, encoded)
+        return None
 
 
 def _transaction_note(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> Notification:
@@ -865,6 +1006,15 @@ def _transaction_note(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) ->
 def _synthetic_logs(cfg: chain.ChainConfig, tx: chain.SyntheticTransaction) -> str:
     err = None if tx.success else chain.transaction_error(cfg, tx)
     return logs_notification_text(tx.slot, tx.signature, err, tx.log_messages)
+
+
+def _written_size(written: WrittenAccount) -> int:
+    """What an account diff counts for: its data in base64, before and after, and the rest."""
+    size = DIFF_OVERHEAD_BYTES
+    for account in (written.pre, written.post):
+        if account is not None:
+            size += 4 * ((len(account.data) + 2) // 3)
+    return size
 
 
 def _written_note(slot: int, signature: str, written: WrittenAccount) -> Notification:

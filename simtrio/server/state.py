@@ -9,12 +9,12 @@ import secrets
 import sys
 from typing import TYPE_CHECKING
 
+import trio
+
 from simtrio.server.executor import ChainBudget
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
 
 if TYPE_CHECKING:
-    import trio
-
     from simtrio.server.chain import ChainConfig
     from simtrio.server.config import ServerConfig
     from simtrio.server.conn import Conn
@@ -63,7 +63,7 @@ class ServerState:
         self.sessions: dict[str, Session] = {}
         """Sessions reachable by id: single sessions and sub-sessions, until closed or removed."""
         self.groups: dict[str, ParallelGroup] = {}
-        self.chain_budget = ChainBudget()
+        self.chain_budget = ChainBudget(config.max_chain_sessions)
         """Bounds the sessions holding a LiteSVM at once (each costs several MiB)."""
         self.conns: set[Conn] = set()
         self.tcp_connections = 0
@@ -73,6 +73,9 @@ class ServerState:
         self.detached: dict[Ownership, None] = {}
         """Sessions (or parallel groups) waiting for an attach, the longest-detached first."""
         self._ids = 0
+        self.ranges_body: bytes | None = None
+        """``/available-ranges``, encoded once (the configuration never changes)."""
+        self.ranges_lock = trio.Lock()
         self._conn_counts: dict[Plane, int] = {Plane.CONTROL: 0, Plane.DATA: 0}
         self.faults_fired: collections.Counter[tuple[Plane, FaultKind]] = collections.Counter()
         """Faults that took effect, by plane and kind (a planned fault whose trigger was never

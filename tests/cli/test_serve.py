@@ -121,3 +121,13 @@ def test_serve_limits_and_id_mode() -> None:
     assert (config.max_connections, config.max_sessions) == (10, 20)
     assert config.deterministic_ids
     assert not config_from_args(build_parser().parse_args(["serve"])).deterministic_ids
+
+
+def test_serve_execution_limits() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--max-chain-sessions", "3", "--max-user-transactions-per-slot", "7"]
+    )
+    config = config_from_args(args)
+    assert (config.max_chain_sessions, config.max_user_transactions_per_slot) == (3, 7)
+    defaults = config_from_args(build_parser().parse_args(["serve"]))
+    assert (defaults.max_chain_sessions, defaults.max_user_transactions_per_slot) == (512, 4096)

@@ -223,7 +223,8 @@ async def http(
     lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}"]
     if body or method == "POST":
         lines.append(f"Content-Length: {len(body)}")
-    lines.extend(f"{k}: {v}" for k, v in (headers or {}).items())
+    all_headers = {"Connection": "close", **(headers or {})}
+    lines.extend(f"{k}: {v}" for k, v in all_headers.items())
     request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
     return await http_raw(server, request)
 

@@ -291,7 +291,7 @@ def test_data_log_retention_respects_live_subscriptions() -> None:
     log = DataLog()
     note = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
     for s in range(10):
-        log.append(("transaction", TOKEN), s, note)
+        log.append(("transaction", TOKEN), s, note, 1)
     assert note.text_for(3) == (
         '{"jsonrpc":"2.0","method":"transactionNotification","params":{"subscription":3,'
         '"result":{"slot":0}}}'
@@ -310,6 +310,7 @@ def test_data_log_retention_respects_live_subscriptions() -> None:
     event = sub.peek(log)
     assert event is not None
     assert event.slot == 8
+    assert sub.overtaken  # what it was owed is gone: not skipped in silence
 
 
 def test_buckets_nobody_needs_are_dropped_and_renumbered_above_old_positions() -> None:
@@ -317,15 +318,15 @@ def test_buckets_nobody_needs_are_dropped_and_renumbered_above_old_positions() -
     note = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
     key = ("logs", ATOKEN)
     for s in range(3):
-        log.append(key, s, note)
-        log.append(("logs", TOKEN), s, note)
+        log.append(key, s, note, 1)
+        log.append(("logs", TOKEN), s, note, 1)
     stale = log.end_position(key)
     conn = _FakeConn()
     log.subs.add(Subscription(1, ("logs", TOKEN), 0, conn))  # type: ignore[arg-type]
     log.trim(10)
     # The watched bucket stays (empty); the other one is gone.
     assert log.bucket_count == 1
-    log.append(key, 11, note)
+    log.append(key, 11, note, 1)
     sub = Subscription(2, key, stale, conn)  # type: ignore[arg-type]
     event = sub.peek(log)
     assert event is not None

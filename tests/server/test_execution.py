@@ -7,16 +7,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
+from solders.compute_budget import request_heap_frame, set_compute_unit_limit
 from solders.hash import Hash
 from solders.litesvm import LiteSVM
+from solders.message import Message
 from solders.pubkey import Pubkey
-from solders.transaction import VersionedTransaction
+from solders.system_program import TransferParams, transfer
+from solders.transaction import Transaction, VersionedTransaction
 
 from simtrio.server import chain, executor, serve
-from simtrio.server import session as session_module
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
+    BLOCKHASH,
     MEMO,
     SOL,
     SYSTEM,
@@ -44,7 +47,7 @@ from .helpers import (
 )
 
 if TYPE_CHECKING:
-    import pytest
+    from solders.keypair import Keypair
 
 
 def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
@@ -386,14 +389,15 @@ async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> 
             assert [s["slot"] for s in statuses["value"]] == [4000, 4000]
 
 
-async def test_the_server_bounds_the_sessions_holding_a_chain(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(executor, "MAX_LIVE_CHAINS", 1)
+async def test_the_server_bounds_the_sessions_holding_a_chain() -> None:
     payer = keypair(80)
     funded = {str(payer.pubkey()): system_account(SOL)}
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as first, connect(server) as second:
+        async with (
+            serve(max_chain_sessions=1) as server,
+            connect(server) as first,
+            connect(server) as second,
+        ):
             first_id = await open_session(first, create(4000, 4010))
             second_id = await open_session(second, create(4000, 4010))
             assert (await Rpc(server, first_id).call("getBalance", [SYSTEM]))["value"] == 1
@@ -415,14 +419,11 @@ async def test_the_server_bounds_the_sessions_holding_a_chain(
             assert (await rpc.call("getBalance", [SYSTEM]))["value"] == 1
 
 
-async def test_a_slot_takes_a_bounded_number_of_user_transactions(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(session_module, "MAX_USER_TRANSACTIONS_PER_SLOT", 2)
+async def test_a_slot_takes_a_bounded_number_of_user_transactions() -> None:
     payer = keypair(90)
     txs = [b64(transfer_tx(payer, keypair(91).pubkey(), SOL + n)) for n in range(4)]
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
+        async with serve(max_user_transactions_per_slot=2) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4010))
             rpc = Rpc(server, session_id)
             await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(10 * SOL)}])
@@ -449,3 +450,45 @@ async def test_a_slot_takes_a_bounded_number_of_user_transactions(
 
 def _sig(text: str) -> str:
     return str(VersionedTransaction.from_bytes(base64.b64decode(text)).signatures[0])
+
+
+def _tight_transfer(payer: Keypair, to: Pubkey, units: int) -> Transaction:
+    """A transfer asking for ``units`` compute units (it takes 300: 150 per instruction)."""
+    ixs = [
+        set_compute_unit_limit(units),
+        transfer(TransferParams(from_pubkey=payer.pubkey(), to_pubkey=to, lamports=SOL)),
+    ]
+    return Transaction([payer], Message(ixs, payer.pubkey()), BLOCKHASH)
+
+
+async def test_extra_compute_units_raise_every_transactions_limit() -> None:
+    payer = keypair(100)
+    results: dict[int | None, Any] = {}
+    with trio.fail_after(10):
+        async with serve() as server:
+            for extra in (None, 1_000):
+                async with connect(server) as control:
+                    session_id = await open_session(
+                        control, create(4000, 4010, extraComputeUnits=extra)
+                    )
+                    rpc = Rpc(server, session_id)
+                    await rpc.call("requestAirdrop", [str(payer.pubkey()), 10 * SOL])
+                    tx = b64(_tight_transfer(payer, keypair(101).pubkey(), 200))
+                    simulated = await rpc.call("simulateTransaction", [tx, {"encoding": "base64"}])
+                    sig = await rpc.call("sendTransaction", [tx])
+                    fetched = await rpc.call("getTransaction", [sig])
+                    results[extra] = (simulated["value"]["err"], fetched["meta"]["err"])
+    exceeded = {"InstructionError": [1, "ComputationalBudgetExceeded"]}
+    assert results[None] == (exceeded, exceeded)
+    assert results[1_000] == (None, None)
+
+
+def test_the_requested_budget_is_read_from_compute_budget_instructions() -> None:
+    payer = keypair(102).pubkey()
+    move = transfer(TransferParams(from_pubkey=payer, to_pubkey=keypair(103).pubkey(), lamports=1))
+    plain = Message([move, move], payer)
+    assert executor.requested_budget(plain) == (400_000, None)
+    asked = Message([set_compute_unit_limit(5_000), request_heap_frame(64 * 1024), move], payer)
+    assert executor.requested_budget(asked) == (5_000, 64 * 1024)
+    many = Message([move] * 10, payer)
+    assert executor.requested_budget(many) == (executor.MAX_TRANSACTION_UNITS, None)
