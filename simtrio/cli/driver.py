@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
 import trio
 
 from simtrio import events
-from simtrio.cli.common import Interrupt, Target, display_url, simtrio_error_of
+from simtrio.cli.agents import Agent, agent_pnl, read_balances, stats_json
+from simtrio.cli.common import Interrupt, Target, display_url, find_leaf, simtrio_error_of
 from simtrio.cli.inject import ProgramBuild, injection_states
 from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionTally, tx_facts
@@ -27,12 +28,14 @@ from simtrio.params import Continue, CreateSession
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+    from contextlib import AbstractAsyncContextManager
 
     from rich.console import Console
 
     from simtrio.cli.ndjson import RunWriter
     from simtrio.managed.config import SessionInfo
     from simtrio.recording.recorder import Recorder
+    from simtrio.rpc import SessionRpc
     from simtrio.server import ServerConfig
 
 __all__ = ["DEFAULT_DISCONNECT_TIMEOUT", "RunOptions", "execute_run"]
@@ -65,6 +68,8 @@ class RunOptions:
     verbose: int = 0
     seed: int = 0
     slot_delay: float = 0.0
+    agents: tuple[Agent, ...] = ()
+    """Agents of the create request (verbatim entries); their wallets get a PnL summary."""
 
     def first_continue(self, start_slot: int) -> Continue:
         """The first step of a session starting at ``start_slot``: with the injections."""
@@ -81,6 +86,7 @@ class RunOptions:
             parallel=self.parallel,
             disconnect_timeout_secs=self.disconnect_timeout,
             extra_compute_units=self.extra_compute_units,
+            agents=[agent.entry for agent in self.agents],
         )
 
     def managed_config(self) -> ManagedConfig:
@@ -106,6 +112,8 @@ class _Driven(Protocol):
     def events(self) -> AsyncIterator[events.Event]: ...
 
     async def send_continue(self, cont: Continue) -> None: ...
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]: ...
 
 
 class _Sinks:
@@ -139,19 +147,81 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+class _Wallets:
+    """The agents' wallet balances of one (sub-)session: read before its first step and
+    after ``completed``. A read that fails is noted in the tally; the session goes on."""
+
+    def __init__(self, rpc: SessionRpc, agents: tuple[Agent, ...], tally: SessionTally) -> None:
+        self.rpc = rpc
+        self.agents = agents
+        self.wallets = [a.wallet for a in agents if a.wallet is not None]
+        self.tally = tally
+        self.before: dict[str, Any] | None = None
+        self.started = False
+
+    async def _read(self) -> dict[str, Any] | None:
+        try:
+            return await read_balances(self.rpc, self.wallets)
+        except SimtrioError as exc:
+            if self.tally.agent_error is None:
+                self.tally.agent_error = describe(exc)
+            return None
+
+    async def first_step(self) -> None:
+        if not self.started:
+            self.started = True
+            self.before = await self._read()
+
+    async def completed(self) -> None:
+        if self.before is None:
+            return
+        after = await self._read()
+        if after is not None:
+            self.tally.agent_pnl = agent_pnl(self.agents, self.before, after)
+
+
 async def _drive(
-    session: _Driven, tally: SessionTally, first: Continue, cont: Continue, sinks: _Sinks
+    session: _Driven,
+    tally: SessionTally,
+    first: Continue,
+    cont: Continue,
+    sinks: _Sinks,
+    agents: tuple[Agent, ...] = (),
 ) -> None:
-    """Answer readiness with ``first``, then ``cont``, until ``Completed``.
+    """Answer readiness with ``first``, then ``cont``, until ``Completed``; with agents that
+    name wallets, their balances are read through the session RPC around the steps.
 
     A failure ends up in ``tally``.
     """
+    if not any(agent.wallet is not None for agent in agents):
+        await _drive_events(session, tally, first, cont, sinks, None)
+        return
+    try:
+        endpoint = session.rpc()
+    except SimtrioError as exc:
+        tally.agent_error = describe(exc)
+        await _drive_events(session, tally, first, cont, sinks, None)
+        return
+    async with endpoint as rpc:
+        await _drive_events(session, tally, first, cont, sinks, _Wallets(rpc, agents, tally))
+
+
+async def _drive_events(
+    session: _Driven,
+    tally: SessionTally,
+    first: Continue,
+    cont: Continue,
+    sinks: _Sinks,
+    wallets: _Wallets | None,
+) -> None:
     session_id = tally.session_id
     step = first
     try:
         async for event in session.events():
             match event:
                 case events.ReadyForContinue() | events.Paused():
+                    if wallets is not None:
+                        await wallets.first_step()
                     await session.send_continue(step)
                     step = cont
                 case events.Slot(slot=slot):
@@ -168,7 +238,11 @@ async def _drive(
                     tally.on_error(str(error))
                     tally.fail(f"server error: {error}", trio.current_time())
                     return
-                case events.Completed(summary=summary):
+                case events.Completed(summary=summary, agent_stats=stats):
+                    if stats:
+                        tally.agent_stats = stats_json(stats)
+                    if wallets is not None:
+                        await wallets.completed()
                     tally.complete(summary, trio.current_time())
                 case _:
                     pass
@@ -221,7 +295,8 @@ async def _run_parallel(run: _Run, recorder: Recorder | None = None) -> None:
             async with trio.open_nursery() as nursery:
                 for sub, tally in pairs:
                     first = run.opts.first_continue(tally.start_slot)
-                    nursery.start_soon(_drive, sub, tally, first, cont, run.sinks)
+                    agents = run.opts.agents
+                    nursery.start_soon(_drive, sub, tally, first, cont, run.sinks, agents)
 
 
 async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
@@ -242,7 +317,7 @@ async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
         _subscribe(session, run.opts, run.program_ids)
         with run.interrupt.soft_scope():
             first = run.opts.first_continue(tally.start_slot)
-            await _drive(session, tally, first, cont, run.sinks)
+            await _drive(session, tally, first, cont, run.sinks, run.opts.agents)
 
 
 async def _run_sessions(run: _Run, recorder: Recorder | None = None) -> None:
@@ -262,13 +337,40 @@ async def _run_recorded(run: _Run, db: Path) -> None:
             db, create_params=create, server_url=run.url, secrets=[run.opts.target.api_key]
         ) as recorder:
             run.report.run_id = recorder.run_id
-            await _run_sessions(run, recorder)
+            try:
+                await _run_sessions(run, recorder)
+            except (SimtrioError, BaseExceptionGroup) as exc:
+                error = _error_of_a_stop(exc) if run.interrupt.requested else None
+                if error is None:
+                    raise
+                # A session stopped by a signal may fail on its way out (its close or its
+                # control task cut short, depending on where the stop found it): the run was
+                # still stopped as asked, so it ends cancelled below; the error is reported.
+                run.report.error = describe(error)
             # End the recording with an outcome that says how the run went.
             if run.interrupt.requested:
                 stopping.cancel()
                 await trio.lowlevel.checkpoint()
             if run.report.failed:
                 raise RunFailed("one or more sessions failed")
+
+
+def _error_of_a_stop(exc: BaseException) -> SimtrioError | None:
+    """The simtrio error in ``exc`` when ``exc`` holds nothing but simtrio errors and
+    cancellations (what stopping sessions may raise); else None. A failed recording is never
+    one of them: it must end the run as an error."""
+    from simtrio.recording import RecordingFailed
+
+    rest: BaseException | None = exc
+    if isinstance(exc, BaseExceptionGroup):
+        group = cast("BaseExceptionGroup[BaseException]", exc)
+        _, rest = group.split(trio.Cancelled)
+    if rest is None:
+        return None
+    error = simtrio_error_of(rest)
+    if error is None or find_leaf(rest, RecordingFailed) is not None:
+        return None
+    return error
 
 
 def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[str, Any]:
@@ -359,6 +461,7 @@ async def execute_run(
         end_slot=create.end_slot,
         started_at=trio.current_time(),
         subscriptions=opts.subscribe,
+        agents=bool(opts.agents),
     )
     sinks = _Sinks(ndjson)
 

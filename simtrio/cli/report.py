@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from simtrio.cli.agents import render_agents
 from simtrio.cli.output import format_duration, json_object, render_table
 from simtrio.wire.types import JsonValue, SessionSummary
 
@@ -96,6 +97,12 @@ class SessionTally:
         factory=set[tuple[str | None, str | None, int]]
     )
     log_keys: set[tuple[str, str]] = attrs.field(factory=set[tuple[str, str]])
+    agent_pnl: list[dict[str, Any]] | None = None
+    """Balance changes of the agents' wallets (``simtrio.cli.agents.agent_pnl``)."""
+    agent_stats: list[dict[str, Any]] | None = None
+    """``AgentStatsReport`` values of ``completed``, as JSON objects."""
+    agent_error: str | None = None
+    """Why the agents' balances could not be read (the session itself may have completed)."""
 
     @property
     def total_slots(self) -> int:
@@ -235,6 +242,8 @@ class RunReport:
     run_id: str | None = None
     subscriptions: tuple[str, ...] | None = None
     """Subscribed kinds (``transactions``, ``account-diffs``); None: unknown, show all."""
+    agents: bool = False
+    """The create request had agents: the summary carries their PnL and stats."""
 
     @property
     def failed(self) -> bool:
@@ -306,6 +315,22 @@ class RunReport:
         }
         if self.run_id is not None:
             out["run_id"] = self.run_id
+        if self.agents:
+            out["agents"] = [
+                {"session_id": s.session_id, **row}
+                for s in self.sessions
+                for row in s.agent_pnl or ()
+            ]
+            out["agent_stats"] = [
+                {"session_id": s.session_id, **row}
+                for s in self.sessions
+                for row in s.agent_stats or ()
+            ]
+            out["agent_errors"] = [
+                {"session_id": s.session_id, "error": s.agent_error}
+                for s in self.sessions
+                if s.agent_error is not None
+            ]
         return out
 
 
@@ -409,4 +434,5 @@ def render_summary(report: Mapping[str, Any], *, detailed: bool = False) -> str:
                 )
             for message in s["error_messages"]:
                 lines.append(f"  {s['session_id']}: server error: {message}")
+    lines += render_agents(report)
     return "\n".join(lines)

@@ -11,6 +11,7 @@ import trio
 from solders.pubkey import Pubkey
 
 from simtrio import events
+from simtrio.cli.agents import load_agents
 from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -151,6 +152,13 @@ def add_parser(sub: Subparsers) -> None:
         metavar="N",
         help="extra compute units the server grants each transaction",
     )
+    p.add_argument(
+        "--agents",
+        metavar="FILE",
+        type=Path,
+        help="JSON list of agent objects sent verbatim in the create request; an entry's "
+        "wallet (key wallet, wallet_pubkey or walletPubkey) gets a SOL and token PnL summary",
+    )
     p.add_argument("--step", type=int, default=1, metavar="N", help="slots per continue")
     p.add_argument(
         "--disconnect-timeout",
@@ -231,6 +239,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
         raise UsageError(str(exc)) from None
     if program_ids and not kinds:
         kinds.append("transactions")
+    agents = load_agents(args.agents) if args.agents is not None else ()
     target = resolve_target(args, env)
     if kinds and not program_ids and not target.embedded:
         raise UsageError("--subscriptions needs --program-id when not using the embedded server")
@@ -253,6 +262,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
         verbose=args.verbose,
         seed=args.seed,
         slot_delay=args.slot_delay,
+        agents=agents,
     )
     try:
         opts.create()

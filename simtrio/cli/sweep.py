@@ -166,14 +166,21 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _url(args: argparse.Namespace, spec: SweepSpec, env: Mapping[str, str]) -> str | None:
-    """``--url``, then the spec's, then ``$SIMULATOR_URL``; None (embedded) with --embedded."""
+    """``--url``, then the spec's, then ``$SIMULATOR_URL``; None (embedded) with --embedded.
+
+    As for ``simtrio run``, the embedded server is never implied: no URL anywhere and no
+    ``--embedded`` is a usage error.
+    """
     if args.embedded:
         if args.url is not None:
             raise UsageError("--embedded and --url are mutually exclusive")
         return None
     url = args.url if args.url is not None else spec.url or env.get(ENV_URL) or None
     if url is None:
-        return None
+        raise UsageError(
+            f"no server given: pass --url URL, set url in the sweep file or ${ENV_URL} "
+            "(or --embedded for the synthetic reference server)"
+        )
     if not url.strip():
         raise UsageError("--url must not be empty")
     return normalize_control_url(url.strip())

@@ -326,3 +326,47 @@ async def test_a_signal_during_the_create_ends_the_recording_cancelled(
     assert exit_status(report, interrupt) == 130
     (run,) = list_runs(db)
     assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """Stopped by a signal while driving, a session that fails on its way out (here: its
+    control task reports a failure when it is left) must not turn the recording into an
+    error: the run was stopped as asked."""
+    import contextlib
+
+    import simtrio.managed.parallel
+    import simtrio.managed.session
+    from simtrio.errors import ControlFailed
+    from simtrio.recording import list_runs
+
+    interrupt = Interrupt()
+    module = simtrio.managed.parallel if parallel else simtrio.managed.session
+    name = "open_parallel_session" if parallel else "open_managed_session"
+    original = getattr(module, name)
+
+    @contextlib.asynccontextmanager
+    async def failing_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
+        try:
+            async with original(*args, **kwargs) as session:
+                interrupt.trigger()  # as if SIGINT arrived once the session is up
+                yield session
+        finally:
+            # Whatever the stop raised inside, the session reports a failure on leaving.
+            raise ControlFailed("connection lost while closing")
+
+    monkeypatch.setattr(module, name, failing_on_the_way_out)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(
+        target=Target(None, ""), start_slot=0, end_slot=999, parallel=parallel, record=db
+    )
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    assert report.interrupted
+    assert report.status == "interrupted"
+    assert report.error == "ControlFailed: connection lost while closing"
+    assert exit_status(report, interrupt) == 130
+    (run,) = list_runs(db)
+    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")

@@ -41,7 +41,9 @@ def _spec(tmp_path: Path, text: str = SPEC) -> Path:
 
 
 def _sweep(tmp_path: Path, *extra: str) -> list[str]:
-    return ["sweep", str(_spec(tmp_path)), "--record", str(tmp_path / "runs.db"), *extra]
+    return [
+        "sweep", str(_spec(tmp_path)), "--record", str(tmp_path / "runs.db"), "--embedded", *extra
+    ]  # fmt: skip
 
 
 def test_a_sweep_runs_every_cell_and_reports_them(
@@ -134,6 +136,24 @@ def test_usage_errors(
     assert message in capsys.readouterr().err
 
 
+def test_no_server_is_a_usage_error_not_an_embedded_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SIMULATOR_URL", raising=False)
+    db = tmp_path / "runs.db"
+    assert main(["sweep", str(_spec(tmp_path)), "--record", str(db)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = captured.err.splitlines()
+    assert "no server given" in line
+    assert "--embedded" in line
+    assert not db.exists()
+    # --embedded together with a URL is refused as well.
+    argv = ["sweep", str(_spec(tmp_path)), "--record", str(db), "--embedded", "--url", "ws://h"]
+    assert main(argv) == 2
+    assert "mutually exclusive" in capsys.readouterr().err
+
+
 def test_a_report_of_an_unknown_sweep_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -185,7 +205,7 @@ def test_a_stopped_or_killed_sweep_keeps_finished_cells_and_resumes(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("SIMULATOR_URL", None)
     argv = [sys.executable, "-m", "simtrio", "sweep", str(spec), "--record", str(db),
-            "--workers", "3"]  # fmt: skip
+            "--workers", "3", "--embedded"]  # fmt: skip
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -247,7 +267,8 @@ def test_the_sweep_file_of_the_guide_runs(
 ) -> None:
     monkeypatch.delenv("SIMULATOR_URL", raising=False)
     spec = ROOT / "docs" / "examples" / "sweep.toml"
-    assert main(["sweep", str(spec), "--record", str(tmp_path / "runs.db"), "--json"]) == 0
+    argv = ["sweep", str(spec), "--record", str(tmp_path / "runs.db"), "--embedded", "--json"]
+    assert main(argv) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["sweep"] == "step-grid"
     assert table["counts"]["ok"] == 4

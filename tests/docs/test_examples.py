@@ -74,8 +74,8 @@ NOT_RUNNABLE = {
     "simtrio ranges --url sim.example.com --after 2025-06-01 --before 2025-06-30T12:00:00Z",
     # Sweep commands need the sweep file and a store (tests/cli/test_sweep.py runs the file
     # shown), a Ray cluster, or a recorded run id.
-    "simtrio sweep sweep.toml --record runs.db",
-    "simtrio sweep sweep.toml --record runs.db --executor processes --workers 2",
+    "simtrio sweep sweep.toml --record runs.db --embedded",
+    "simtrio sweep sweep.toml --record runs.db --executor processes --workers 2 --embedded",
     "simtrio sweep sweep.toml --record runs.db --executor ray --address ray://head:10001 "
     "--url wss://simulator.example/backtest",
     "simtrio sweep report runs.db step-grid --json",
