@@ -9,7 +9,7 @@ from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 from simtrio.server.pubsub import decode_logs_request, logs_notification_text
 
-from .chain_helpers import SOL, SYSTEM, Rpc, keypair, system_account
+from .chain_helpers import SOL, SYSTEM, Rpc, funded, keypair
 from .helpers import (
     ATOKEN,
     TOKEN,
@@ -116,7 +116,7 @@ async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -
                 await data.send(logs_subscribe(2, SYSTEM))
                 await data.send(subscribe(3, SYSTEM))
                 await data.recv_texts(3)
-                await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(SOL)}])
+                await rpc.call("modifyAccounts", [funded(payer, SOL)])
                 signature = await rpc.call("requestAirdrop", [str(to), SOL])
                 logs, transaction = await data.recv_json(), await data.recv_json()
                 # Nothing for the wallet: it is no program.
