@@ -15,13 +15,12 @@ from .helpers import (
     TOKEN,
     ZstdReader,
     connect,
-    cont,
     create,
     open_session,
     subscribe,
     wait_until,
 )
-from .test_data import read_until_terminals, terminal
+from .test_data import read_until_terminals, run_to_end, terminal
 from .test_execution import logs_subscribe
 
 
@@ -46,8 +45,7 @@ async def test_synthetic_transactions_produce_logs_notifications() -> None:
                 await data.send(logs_subscribe(5, TOKEN))
                 await data.expect('{"jsonrpc":"2.0","id":5,"result":1}')
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-                await control.send(cont(8))
-                await control.recv_until(lambda t: "completed" in t)
+                await run_to_end(control, 8)
                 frames = await read_until_terminals(data, {1})
     expected = expected_logs(config, TOKEN, range(4000, 4008), 1)
     assert frames == [*expected, terminal(1)]
@@ -62,8 +60,7 @@ async def test_logs_replay_inclusively_compressed() -> None:
     with trio.fail_after(5):
         async with serve(config) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4009))
-            await control.send(cont(10))
-            await control.recv_until(lambda t: "completed" in t)
+            await run_to_end(control, 10)
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
