@@ -27,6 +27,7 @@ from simtrio.sweep.plan import Outcome
 from simtrio.sweep.worker import (
     CellReport,
     CellTask,
+    init_worker_process,
     run_cell,
     run_cell_in_process,
     run_cell_shipped,
@@ -136,7 +137,7 @@ class ProcessExecutor(Executor):
     async def open(self, *, store: Path, api_key: str) -> AsyncGenerator[CellRunner]:
         trio_parallel: Any = importlib.import_module("trio_parallel")
         limiter = trio.CapacityLimiter(self.slots)
-        async with trio_parallel.open_worker_context() as context:
+        async with trio_parallel.open_worker_context(init=init_worker_process) as context:
 
             async def run(task: CellTask) -> CellReport:
                 started_ns, clock = time.time_ns(), time.perf_counter()

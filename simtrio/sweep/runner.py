@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Sequence
 from contextlib import asynccontextmanager
@@ -33,6 +34,8 @@ from simtrio.sweep.worker import (
 )
 
 if TYPE_CHECKING:
+    from importlib.machinery import ModuleSpec
+
     from simtrio.server import ServerConfig
 
 __all__ = ["SweepProgress", "run_sweep", "sweep_report"]
@@ -73,10 +76,56 @@ class SweepProgress:
         return elapsed / self.finished * self.remaining
 
 
+def _origin(spec: ModuleSpec | None) -> str | None:
+    origin = None if spec is None else spec.origin
+    return None if origin is None else os.path.realpath(origin)
+
+
+def _find_by_name(name: str) -> ModuleSpec | None:
+    """The spec a fresh interpreter would find for ``name`` (``sys.modules`` is not consulted)."""
+    spec: ModuleSpec | None = None
+    parts = name.split(".")
+    for depth in range(1, len(parts) + 1):
+        path = None if spec is None else spec.submodule_search_locations
+        if depth > 1 and path is None:
+            return None
+        spec = None
+        for finder in sys.meta_path:
+            find_spec = getattr(finder, "find_spec", None)
+            if find_spec is None:
+                continue
+            spec = find_spec(".".join(parts[:depth]), path, None)
+            if spec is not None:
+                break
+        if spec is None:
+            return None
+    return spec
+
+
+def _check_importable(function: Any, what: str) -> None:
+    """A worker unpickles a function by importing its module by name: that must give it.
+
+    A module loaded from a file path (``importlib.util.spec_from_file_location``, ``runpy``)
+    and put in ``sys.modules`` pickles fine here, yet a worker cannot import it.
+    """
+    name = getattr(function, "__module__", None)
+    module = sys.modules.get(name) if isinstance(name, str) else None
+    if module is None or not isinstance(name, str):
+        raise NotShippable(f"strategy {what} does not come from an importable module")
+    found = _find_by_name(name)
+    own = _origin(getattr(module, "__spec__", None)) or getattr(module, "__file__", None)
+    if found is None or (own is not None and _origin(found) != os.path.realpath(own)):
+        where = f" (it was loaded from {own})" if own else ""
+        raise NotShippable(
+            f"strategy {what} lives in module {name!r}, which workers cannot import by that "
+            f"name{where}: put it in a module on the import path and pass 'module:function'"
+        )
+
+
 def _check_shippable(strategy: Strategy, cells: Sequence[Cell]) -> None:
     """Fail early, in the driver, for what a worker process could not receive."""
     if isinstance(strategy, str):
-        resolve_strategy(strategy)
+        _check_importable(resolve_strategy(strategy), repr(strategy))
     else:
         name = getattr(strategy, "__qualname__", repr(strategy))
         module = getattr(strategy, "__module__", None)
@@ -91,6 +140,7 @@ def _check_shippable(strategy: Strategy, cells: Sequence[Cell]) -> None:
             raise NotShippable(f"strategy {name!r} cannot be pickled: {exc}") from None
         if back is not strategy:
             raise NotShippable(f"strategy {name!r} does not import back as itself")
+        _check_importable(strategy, repr(name))
     for cell in cells:
         try:
             pickle.dumps((cell.create, dict(cell.params)))
@@ -190,6 +240,8 @@ async def _run_cell(
     url: str,
     cell: Cell,
     first_attempt: int,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     progress = sweep.progress
     for attempt in range(first_attempt, first_attempt + sweep.retries + 1):
@@ -205,6 +257,8 @@ async def _run_cell(
             config=sweep.config,
         )
         async with limiter:
+            if attempt == first_attempt:
+                task_status.started()  # the next cell may queue for a slot now
             if not progress.started_at:
                 progress.started_at = time.monotonic()
             progress.running += 1
@@ -318,8 +372,10 @@ async def run_sweep(
                         async with executor.open(store=path, api_key=key) as runner:
                             limiter = trio.CapacityLimiter(runner.slots)
                             async with trio.open_nursery() as nursery:
+                                # Cells are handed out in the order given: each one holds
+                                # its slot before the next one queues for a slot.
                                 for cell in todo:
-                                    nursery.start_soon(
+                                    await nursery.start(
                                         _run_cell,
                                         sweep,
                                         runner.run,

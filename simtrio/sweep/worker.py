@@ -9,6 +9,7 @@ environment (``SIMULATOR_API_KEY``).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import tempfile
@@ -183,6 +184,29 @@ async def run_cell(task: CellTask, *, api_key: str, store: str | os.PathLike[str
 
 def _env_key() -> str:
     return os.environ.get(ENV_API_KEY, "")
+
+
+_CELL_MODULES: Final = (
+    "simtrio.managed.parallel",
+    "simtrio.managed.session",
+    "simtrio.recording.recorder",
+)
+
+
+def init_worker_process() -> bool:
+    """Set up a worker process of the ``processes`` executor, before its first cell.
+
+    The worker leaves the driver's session, so that a kernel that shares CPU time between
+    sessions (Linux autogroup scheduling) gives each worker its own share, as it gives to any
+    other program, instead of splitting the driver's one share among all the workers. The
+    modules a cell needs are imported here, while the worker waits for its first cell.
+    """
+    if hasattr(os, "setsid"):
+        with contextlib.suppress(OSError):
+            os.setsid()
+    for module in _CELL_MODULES:
+        importlib.import_module(module)
+    return True
 
 
 def run_cell_in_process(task: CellTask, store: str) -> CellReport:

@@ -57,3 +57,9 @@ async def first_step_then_wait(session: Any, params: dict[str, JsonValue]) -> Js
         return await stepping(session, params)
     await trio.sleep_forever()
     return None
+
+
+async def whereabouts(session: Any, params: dict[str, JsonValue]) -> JsonValue:
+    """The process and session the cell ran in (and a short backtest stepped)."""
+    await stepping(session, params)
+    return {"pid": os.getpid(), "sid": os.getsid(0)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import pickle
 import re
 from pathlib import Path
@@ -101,6 +102,29 @@ async def test_local_and_processes_record_the_same_events(
     assert procs_events == local_events
     assert all(data for _, data in local_events.values())
     assert {c.executor for c in procs.cells} == {"processes"}
+
+
+@pytest.mark.skipif(not hasattr(os, "getsid"), reason="POSIX sessions")
+async def test_process_workers_lead_their_own_sessions_and_are_reused(tmp_path: Path) -> None:
+    # A scheduler that shares CPU time per session (Linux autogroup) must see every worker as
+    # its own program; with all workers in the driver's session they shared one core's worth.
+    cells = expand_grid([CreateSession(i * 10, end_slot=i * 10 + 1) for i in range(4)], None)
+    table = await run_sweep(
+        cells,
+        "tests.sweep.strategies:whereabouts",
+        store=tmp_path / "runs.db",
+        name="where",
+        executor=ProcessExecutor(2),
+    )
+    assert table.all_ok, table
+    places = [c.result for c in table.cells]
+    assert all(isinstance(p, dict) for p in places)
+    pids = {p["pid"] for p in places}  # type: ignore[index]
+    assert os.getpid() not in pids
+    assert len(pids) <= 2  # workers run cell after cell; none is started per cell
+    for place in places:
+        assert place["sid"] == place["pid"]  # type: ignore[index]
+        assert place["sid"] != os.getsid(0)  # type: ignore[index]
 
 
 def _ray_session_files() -> list[Path]:

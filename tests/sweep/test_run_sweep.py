@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sqlite3
 import sys
 from contextlib import asynccontextmanager
@@ -191,6 +192,36 @@ async def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) ->
     assert not db.exists()
 
 
+STRATEGY_FILE = """
+async def from_a_file(session, params):
+    return None
+"""
+
+
+@pytest.mark.parametrize("executor", [ProcessExecutor(1), RayExecutor()], ids=["processes", "ray"])
+async def test_a_strategy_loaded_from_a_file_path_is_not_shippable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: Executor
+) -> None:
+    # Registered in sys.modules it pickles (by reference) in the driver, but a worker process
+    # cannot import it by its name: refused up front, before any cell runs.
+    path = tmp_path / "strategy_file_only.py"
+    path.write_text(STRATEGY_FILE)
+    spec = importlib.util.spec_from_file_location("strategy_file_only", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "strategy_file_only", module)
+    spec.loader.exec_module(module)
+    db = tmp_path / "runs.db"
+    for strategy in (module.from_a_file, "strategy_file_only:from_a_file"):
+        with pytest.raises(NotShippable, match="cannot import by that name"):
+            await run_sweep([Cell(RANGES[0])], strategy, store=db, name="x", executor=executor)
+    assert not db.exists()
+    # In the driver's own process nothing needs importing: the local executor runs it.
+    table = await run_sweep([Cell(RANGES[0])], module.from_a_file, store=db, name="x")
+    assert table.all_ok, table
+
+
 async def test_the_api_key_reaches_the_server_but_never_the_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -251,6 +282,39 @@ class _ThreadShipping(Executor):
             return report
 
         yield CellRunner(2, run)
+
+
+@attrs.frozen
+class _Order(Executor):
+    """Runs nothing; notes the order in which cells are handed out (one slot, or two)."""
+
+    name: ClassVar[str] = "order"
+    needs_pickling: ClassVar[bool] = False
+    slots: int = 1
+    seen: list[str] = attrs.field(factory=list)
+
+    @asynccontextmanager
+    async def open(self, *, store: Path, api_key: str) -> AsyncGenerator[CellRunner]:
+        async def run(task: CellTask) -> CellReport:
+            self.seen.append(task.key)
+            await trio.lowlevel.checkpoint()
+            return CellReport(task.key, task.attempt, "ok", None, None, None, 0, 0.0)
+
+        yield CellRunner(self.slots, run)
+
+
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_cells_are_handed_out_in_the_order_given(tmp_path: Path, slots: int) -> None:
+    # The scheduler may start sibling tasks in any order; the sweep must not pass that on
+    # (a user's first cells, or a slow cell put first on purpose, start first).
+    cells = [Cell(CreateSession(i * 10, end_slot=i * 10 + 1)) for i in range(6)]
+    for round_ in range(12):
+        executor = _Order(slots)
+        table = await run_sweep(cells, f"{S}:counting", store=tmp_path / "runs.db",
+                                name=f"order-{round_}", executor=executor,
+                                url="ws://127.0.0.1:9/unused")  # fmt: skip
+        assert table.all_ok
+        assert executor.seen == [c.key for c in cells]
 
 
 async def test_shipped_runs_are_imported_verified(tmp_path: Path) -> None:
