@@ -61,9 +61,9 @@ def _raw_loop(payer: Keypair, txs: list[Transaction]) -> float:
     return time.perf_counter() - started
 
 
-async def _continue(payer: Keypair, txs: list[Transaction]) -> float:
-    encoded = [base64.b64encode(bytes(tx)).decode() for tx in txs]
-    funded = {
+def _funded(payer: Keypair) -> dict[str, object]:
+    """The payer's account, funded for every transaction, as account overrides on the wire."""
+    return {
         str(payer.pubkey()): {
             "data": {"data": "", "encoding": "base64"},
             "executable": False,
@@ -72,6 +72,11 @@ async def _continue(payer: Keypair, txs: list[Transaction]) -> float:
             "space": 0,
         }
     }
+
+
+async def _continue(payer: Keypair, txs: list[Transaction]) -> float:
+    encoded = [base64.b64encode(bytes(tx)).decode() for tx in txs]
+    funded = _funded(payer)
     async with (
         serve(max_transactions_per_slot=0) as server,
         trio_websocket.open_websocket_url(
@@ -120,17 +125,7 @@ async def _send_transaction(payer: Keypair, txs: list[Transaction]) -> float:
             "jsonrpc": "2.0",
             "id": 0,
             "method": "modifyAccounts",
-            "params": [
-                {
-                    str(payer.pubkey()): {
-                        "data": {"data": "", "encoding": "base64"},
-                        "executable": False,
-                        "lamports": 10**18,
-                        "owner": str(SYSTEM),
-                        "space": 0,
-                    }
-                }
-            ],
+            "params": [_funded(payer)],
         }
         (await http.post(url, content=orjson.dumps(fund))).raise_for_status()
         bodies = [

@@ -1,22 +1,29 @@
 """``advance_to_discovery`` for managed sessions and sub-sessions: the trio shell of
-:class:`~simtrio.core.discovery.DiscoveryStepper` over a session's event stream."""
+:class:`~simtrio.core.discovery.DiscoveryStepper` over a session's event stream, and the base
+class that both session kinds share for it (and for their RPC endpoint)."""
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
 from simtrio import events
-from simtrio.core.discovery import DiscoveryStep, DiscoveryStepper, Next
+from simtrio.core.discovery import DISCOVERY_SETTLE, DiscoveryStep, DiscoveryStepper, Next
 from simtrio.errors import RemoteError
+from simtrio.managed.control import ControlLoop, SessionEvents
+from simtrio.rpc.session import SessionRpc, session_rpc
 
 if TYPE_CHECKING:
-    from simtrio.managed.control import SessionEvents
-    from simtrio.params import Continue
+    from contextlib import AbstractAsyncContextManager
 
-__all__ = ["OnEvent", "step_to_discovery"]
+    from simtrio.managed.control import EventSink
+    from simtrio.params import Continue
+    from simtrio.wire.types import ContinueParams
+
+__all__ = ["ControlledSession", "OnEvent", "step_to_discovery"]
 
 OnEvent = Callable[[events.Event], object]
 """Called with every event ``advance_to_discovery`` reads."""
@@ -83,3 +90,88 @@ async def step_to_discovery(
                 raise RemoteError(error)
             case _:
                 pass
+
+
+_Control = TypeVar("_Control", bound=ControlLoop)
+
+
+class ControlledSession(SessionEvents, Generic[_Control], abc.ABC):
+    """What a managed session and a parallel sub-session share beyond their events: discovery
+    stepping and the RPC endpoint, over the control loop that serves them.
+
+    Subclasses say how continues are queued and how a discovery run-on looks.
+    """
+
+    __slots__ = ("_control", "_stepper")
+
+    def __init__(self, control: _Control, sink: EventSink) -> None:
+        super().__init__(sink)
+        self._control = control
+        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
+
+    @abc.abstractmethod
+    async def send_continue(self, cont: Continue | ContinueParams) -> None:
+        """Queue a ``continue`` for this session."""
+
+    @abc.abstractmethod
+    async def send_continue_to(self, slot: int, batch_index: int | None = None) -> None:
+        """Queue a ``continueTo`` for this session."""
+
+    @abc.abstractmethod
+    def _holds_readiness(self) -> bool:
+        """Whether the control plane holds a readiness event of this session not yet answered."""
+
+    @abc.abstractmethod
+    def _run_on(self) -> Continue:
+        """The ``continue`` sent when no further discovery batch is coming."""
+
+    async def advance_to_discovery(
+        self,
+        on_event: OnEvent | None = None,
+        *,
+        settle: float = DISCOVERY_SETTLE,
+    ) -> DiscoveryStep:
+        """Run up to the next announced discovery batch (protocol §6.7).
+
+        Takes the next queued ``DiscoveryBatch`` (waiting for readiness, and for one to be
+        announced), sends ``continueTo(slot, batch_index)`` and waits for ``Paused``: returns
+        :class:`~simtrio.core.discovery.DiscoveryPaused`. When, once ready, no batch is
+        announced within ``settle`` seconds, none is coming: a ``continue`` runs on, and
+        :class:`~simtrio.core.discovery.DiscoveryCompleted` is returned at ``Completed``.
+
+        This call reads the session's events itself; each one is passed to ``on_event``
+        (notifications included). ``DiscoveryBatch`` events read here before readiness are
+        kept for later calls.
+
+        Raises:
+            RemoteError: the server refused the step.
+            ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
+        """
+        if self._stepper is None:
+            self._stepper = DiscoveryStepper()
+        return await step_to_discovery(
+            self,
+            self._stepper,
+            holds_readiness=self._holds_readiness(),
+            send_continue_to=self.send_continue_to,
+            send_continue=self.send_continue,
+            run_on=self._run_on(),
+            on_event=on_event,
+            settle=settle,
+        )
+
+    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
+        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
+        ``async with`` block.
+
+        Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
+        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
+        the run, so that a replay can answer it.
+
+        Raises:
+            RpcError: the session has no RPC endpoint (raised here, not on entering).
+        """
+        info = self.session_info
+        tap = self._control.tap
+        observer = tap.rpc_observer(info.session_id) if tap is not None else None
+        return session_rpc(info, self._control.config, observer)

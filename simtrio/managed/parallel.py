@@ -13,14 +13,13 @@ request as it is written, every notification as it enters its sub-session's stre
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from simtrio.core.demux import AllCompleted, ParallelAttached, ParallelCreated, ParallelDemux
-from simtrio.core.discovery import DISCOVERY_SETTLE, DiscoveryStep, DiscoveryStepper
 from simtrio.core.session import Fail, Retry
 from simtrio.errors import ContinueSendFailed
 from simtrio.events import Completed, Slot
@@ -32,12 +31,10 @@ from simtrio.managed.control import (
     EventSink,
     Frame,
     RecordingTap,
-    SessionEvents,
 )
 from simtrio.managed.coordinator import ReconnectCoordinator
-from simtrio.managed.discovery import OnEvent, step_to_discovery
+from simtrio.managed.discovery import ControlledSession
 from simtrio.params import Continue, as_continue_params, as_create_request
-from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode, encode_plain_continue
 from simtrio.wire.types import (
     ContinueSessionRequestV1,
@@ -147,77 +144,30 @@ class _ParallelControl(ControlLoop):
         self.demux.continue_written(session_id)
 
 
-class ParallelSubSession(SessionEvents):
+class ParallelSubSession(ControlledSession[_ParallelControl]):
     """One sub-session of a parallel run: its own events, subscriptions and continues.
 
     Obtained from :meth:`~simtrio.managed.parallel.ParallelSession.take_sub_sessions`; valid
     inside the ``async with`` block of :func:`open_parallel_session`.
     """
 
-    __slots__ = ("_control", "_stepper", "range")
+    __slots__ = ("range",)
 
     def __init__(
         self, control: _ParallelControl, sink: EventSink, slot_range: tuple[int, int]
     ) -> None:
-        super().__init__(sink)
-        self._control = control
-        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
+        super().__init__(control, sink)
         self.range: tuple[int, int] = slot_range
         """``(start_slot, end_slot)``, both inclusive, as ``sessionsCreatedV2`` gave it."""
 
     def __repr__(self) -> str:
         return f"<ParallelSubSession {self.session_info.session_id} {self.range}>"
 
-    async def advance_to_discovery(
-        self,
-        on_event: OnEvent | None = None,
-        *,
-        settle: float = DISCOVERY_SETTLE,
-    ) -> DiscoveryStep:
-        """Run up to the next announced discovery batch (protocol §6.7).
+    def _holds_readiness(self) -> bool:
+        return self._control.demux.holds_readiness(self.session_info.session_id)
 
-        Takes the next queued ``DiscoveryBatch`` (waiting for readiness, and for one to be
-        announced), sends ``continueTo(slot, batch_index)`` and waits for ``Paused``: returns
-        :class:`~simtrio.core.discovery.DiscoveryPaused`. When, once ready, no batch is
-        announced within ``settle`` seconds, none is coming: a ``continue`` runs on, and
-        :class:`~simtrio.core.discovery.DiscoveryCompleted` is returned at ``Completed``.
-
-        This call reads the session's events itself; each one is passed to ``on_event``
-        (notifications included). ``DiscoveryBatch`` events read here before readiness are
-        kept for later calls.
-
-        Raises:
-            RemoteError: the server refused the step.
-            ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
-        """
-        if self._stepper is None:
-            self._stepper = DiscoveryStepper()
-        return await step_to_discovery(
-            self,
-            self._stepper,
-            holds_readiness=self._control.demux.holds_readiness(self.session_info.session_id),
-            send_continue_to=self.send_continue_to,
-            send_continue=self.send_continue,
-            run_on=Continue(self.range[1] - self.range[0] + 1),
-            on_event=on_event,
-            settle=settle,
-        )
-
-    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
-        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
-        ``async with`` block.
-
-        Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
-        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
-        the run, so that a replay can answer it.
-
-        Raises:
-            RpcError: the session has no RPC endpoint (raised here, not on entering).
-        """
-        info = self.session_info
-        tap = self._control.tap
-        observer = tap.rpc_observer(info.session_id) if tap is not None else None
-        return session_rpc(info, self._control.config, observer)
+    def _run_on(self) -> Continue:
+        return Continue(self.range[1] - self.range[0] + 1)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continueSessionV1`` on the shared control connection."""

@@ -13,10 +13,10 @@ as it enters the driver's stream.
 from __future__ import annotations
 
 import logging
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
-from simtrio.core.discovery import DISCOVERY_SETTLE, RUN_ON_COUNT, DiscoveryStep, DiscoveryStepper
+from simtrio.core.discovery import RUN_ON_COUNT
 from simtrio.core.session import (
     CloseDone,
     Deliver,
@@ -40,11 +40,9 @@ from simtrio.managed.control import (
     EventSink,
     Frame,
     RecordingTap,
-    SessionEvents,
 )
-from simtrio.managed.discovery import OnEvent, step_to_discovery
+from simtrio.managed.discovery import ControlledSession
 from simtrio.params import Continue, as_continue_params, as_create_request
-from simtrio.rpc.session import SessionRpc, session_rpc
 from simtrio.wire.codec import encode
 from simtrio.wire.redact import redactor_for
 from simtrio.wire.types import (
@@ -188,20 +186,18 @@ class _SingleControl(ControlLoop):
             )
 
 
-class ManagedSession(SessionEvents):
+class ManagedSession(ControlledSession[_SingleControl]):
     """A backtest session whose control connection reconnects on its own.
 
     Obtained from :func:`open_managed_session`; valid inside its ``async with`` block.
     """
 
-    __slots__ = ("_control", "_run_on_count", "_stepper")
+    __slots__ = ("_run_on_count",)
 
     def __init__(
         self, control: _SingleControl, sink: EventSink, run_on_count: int = RUN_ON_COUNT
     ) -> None:
-        super().__init__(sink)
-        self._control = control
-        self._stepper: DiscoveryStepper | None = None  # made by the first discovery step
+        super().__init__(control, sink)
         self._run_on_count = run_on_count
 
     def __repr__(self) -> str:
@@ -214,56 +210,11 @@ class ManagedSession(SessionEvents):
         """Status of the control connection (``DOWN``, ``UP``, ``RECONNECTING``, ``FAILED``)."""
         return self._control.status.value
 
-    async def advance_to_discovery(
-        self,
-        on_event: OnEvent | None = None,
-        *,
-        settle: float = DISCOVERY_SETTLE,
-    ) -> DiscoveryStep:
-        """Run up to the next announced discovery batch (protocol §6.7).
+    def _holds_readiness(self) -> bool:
+        return self._control.core.holds_readiness
 
-        Takes the next queued ``DiscoveryBatch`` (waiting for readiness, and for one to be
-        announced), sends ``continueTo(slot, batch_index)`` and waits for ``Paused``: returns
-        :class:`~simtrio.core.discovery.DiscoveryPaused`. When, once ready, no batch is
-        announced within ``settle`` seconds, none is coming: a ``continue`` runs on, and
-        :class:`~simtrio.core.discovery.DiscoveryCompleted` is returned at ``Completed``.
-
-        This call reads the session's events itself; each one is passed to ``on_event``
-        (notifications included). ``DiscoveryBatch`` events read here before readiness are
-        kept for later calls.
-
-        Raises:
-            RemoteError: the server refused the step.
-            ControlClosed, ControlFailed, SubscriptionFailed: as :meth:`next_event`.
-        """
-        if self._stepper is None:
-            self._stepper = DiscoveryStepper()
-        return await step_to_discovery(
-            self,
-            self._stepper,
-            holds_readiness=self._control.core.holds_readiness,
-            send_continue_to=self.send_continue_to,
-            send_continue=self.send_continue,
-            run_on=Continue(self._run_on_count),
-            on_event=on_event,
-            settle=settle,
-        )
-
-    def rpc(self) -> AbstractAsyncContextManager[SessionRpc]:
-        """A :class:`~simtrio.rpc.SessionRpc` on this session's RPC endpoint, for an
-        ``async with`` block.
-
-        Each call is bounded by :data:`~simtrio.rpc.DEFAULT_RPC_TIMEOUT`; TLS uses the
-        configuration's ``ssl_context``. With a recorder, every answered call is recorded with
-        the run, so that a replay can answer it.
-
-        Raises:
-            RpcError: the session has no RPC endpoint (raised here, not on entering).
-        """
-        info = self.session_info
-        tap = self._control.tap
-        observer = tap.rpc_observer(info.session_id) if tap is not None else None
-        return session_rpc(info, self._control.config, observer)
+    def _run_on(self) -> Continue:
+        return Continue(self._run_on_count)
 
     async def send_continue(self, cont: Continue | ContinueParams) -> None:
         """Queue a ``continue`` once the control connection and every subscription are UP."""

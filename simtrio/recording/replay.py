@@ -198,24 +198,8 @@ class ReplayServer:
     def _diverge_rpc(
         self, session_id: str, step: int, expected: str | None, received: str
     ) -> ReplayDivergence:
-        if expected is None:
-            detail = f"the recording has no such call; the client sent {excerpt(received, 200)}"
-        else:
-            detail = (
-                f"the recording has {excerpt(expected, 200)} but the client sent "
-                f"{excerpt(received, 200)}"
-            )
-        divergence = ReplayDivergence(
-            f"replay of run {self.run_id} diverged at rpc call {step} of session "
-            f"{session_id}: {detail}",
-            session_id=session_id,
-            step=step,
-            expected=expected,
-            received=received,
-        )
-        logger.warning("%s", divergence)
-        self.divergences.append(divergence)
-        return divergence
+        where = f"rpc call {step} of session {session_id}"
+        return self._note_divergence(where, "call", session_id, step, expected, received)
 
     async def _handle_websocket(self, stream: trio.abc.Stream) -> None:
         try:
@@ -392,8 +376,22 @@ class ReplayServer:
         where = "step 0 (the create)" if step == 0 else f"step {step}"
         if session_id is not None:
             where += f" of session {session_id}"
+        divergence = self._note_divergence(where, "step", session_id, step, expected, received)
+        self._diverged.set()
+        return divergence
+
+    def _note_divergence(
+        self,
+        where: str,
+        what: str,
+        session_id: str | None,
+        step: int,
+        expected: str | None,
+        received: str,
+    ) -> ReplayDivergence:
+        """Make, log and keep the divergence at ``where`` (``what``: the recording's unit)."""
         if expected is None:
-            detail = f"the recording has no such step; the client sent {excerpt(received, 200)}"
+            detail = f"the recording has no such {what}; the client sent {excerpt(received, 200)}"
         else:
             detail = (
                 f"the recording has {excerpt(expected, 200)} but the client sent "
@@ -408,7 +406,6 @@ class ReplayServer:
         )
         logger.warning("%s", divergence)
         self.divergences.append(divergence)
-        self._diverged.set()
         return divergence
 
 

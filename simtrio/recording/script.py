@@ -408,22 +408,24 @@ class _Builder:
             self.completes_at[route] = len(items)
         items.append(frame)
 
+    def _session_route(self, entry: Entry) -> str | None:
+        """The route of a session-bound entry; ``None`` for a sub-session the run never made."""
+        if not self.parallel:
+            return self._main()
+        if entry.session_id not in self.items:
+            return None
+        return entry.session_id
+
     def _rpc(self, entry: Entry) -> None:
-        if self.parallel:
-            if entry.session_id not in self.items:
-                return
-            route = entry.session_id
-        else:
-            route = self._main()
+        route = self._session_route(entry)
+        if route is None:
+            return
         self.rpc.setdefault(route, []).append(_rpc_call(entry))
 
     def _data(self, entry: Entry) -> None:
-        if self.parallel:
-            if entry.session_id not in self.items:
-                return
-            route = entry.session_id
-        else:
-            route = self._main()
+        route = self._session_route(entry)
+        if route is None:
+            return
         try:
             message = rpc.decode_rpc(entry.payload)
         except ProtocolError as exc:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Final, TypeAlias, cast
 import attrs
 import orjson
 
+from simtrio.wire.rpc import LOGS_NOTIFICATION, LOGS_SUBSCRIBE, LOGS_UNSUBSCRIBE
+
 if TYPE_CHECKING:
     from simtrio.wire.types import JsonValue
 
@@ -26,9 +28,6 @@ __all__ = [
     "logs_notification_text",
 ]
 
-LOGS_SUBSCRIBE: Final = "logsSubscribe"
-LOGS_UNSUBSCRIBE: Final = "logsUnsubscribe"
-LOGS_NOTIFICATION: Final = "logsNotification"
 _REPLAY_KEYS: Final = ("replayFromSlot", "replay_from_slot")
 _I64_MIN: Final = -(2**63)
 _I64_MAX: Final = 2**63 - 1

@@ -38,6 +38,7 @@ from simtrio.server.executor import (
 from simtrio.server.pubsub import logs_notification_text
 from simtrio.wire.base58 import is_address
 from simtrio.wire.codec import encode_response
+from simtrio.wire.jsonrpc import account_data_json
 from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
 from simtrio.wire.types import (
     AccountData,
@@ -1051,7 +1052,7 @@ def _diff_note(
 ) -> Notification:
     for diff in chain.account_diffs(cfg, tx):
         if diff.account == account:
-            pre = _account_json(override) if override is not None else diff.pre
+            pre = account_data_json(override) if override is not None else diff.pre
             return AccountDiffNotification(0, tx.slot, account, diff.signature, pre, diff.post)
     raise AssertionError("the chain has no diff for a touched account")
 
@@ -1062,16 +1063,6 @@ def _unique_filters(filters: Iterable[DiscoveryFilter]) -> list[DiscoveryFilter]
         if f not in out:
             out.append(f)
     return out
-
-
-def _account_json(account: AccountData) -> JsonValue:
-    return {
-        "data": {"data": account.data.data, "encoding": account.data.encoding},
-        "executable": account.executable,
-        "lamports": account.lamports,
-        "owner": account.owner,
-        "space": account.space,
-    }
 
 
 class ParallelGroup:

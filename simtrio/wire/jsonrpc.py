@@ -143,15 +143,7 @@ def address_text(value: object, what: str = "address") -> str:
     Raises:
         InvalidParams: not a ``Pubkey``, or text that is not a 32-byte base58 address.
     """
-    if isinstance(value, Pubkey):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            Pubkey.from_string(value)
-        except ValueError:
-            raise InvalidParams(f"{what} is not a 32-byte base58 address: {value[:60]!r}") from None
-        return value
-    raise InvalidParams(f"{what} must be a Pubkey or str, not {type(value).__name__}")
+    return _base58_text(value, Pubkey, what, f"{what} is not a 32-byte base58 address", 60)
 
 
 def signature_text(value: object) -> str:
@@ -160,15 +152,26 @@ def signature_text(value: object) -> str:
     Raises:
         InvalidParams: not a ``Signature``, or text that is not a 64-byte base58 signature.
     """
-    if isinstance(value, Signature):
+    return _base58_text(value, Signature, "a signature", "not a base58 signature", 100)
+
+
+def _base58_text(
+    value: object, kind: type[Pubkey | Signature], what: str, invalid: str, shown: int
+) -> str:
+    """``value`` as checked base58 text: a ``kind`` instance, or text that parses as one.
+
+    ``invalid`` starts the error for unparsable text, of which the first ``shown`` characters
+    are quoted.
+    """
+    if isinstance(value, kind):
         return str(value)
     if isinstance(value, str):
         try:
-            Signature.from_string(value)
+            kind.from_string(value)
         except ValueError:
-            raise InvalidParams(f"not a base58 signature: {value[:100]!r}") from None
+            raise InvalidParams(f"{invalid}: {value[:shown]!r}") from None
         return value
-    raise InvalidParams(f"a signature must be a Signature or str, not {type(value).__name__}")
+    raise InvalidParams(f"{what} must be a {kind.__name__} or str, not {type(value).__name__}")
 
 
 def transaction_base64(value: object, what: str = "transaction") -> str:

@@ -41,34 +41,63 @@ GARBAGE = "{this is not json"
 RESET_AFTER = BackoffPolicy().reset_after
 
 
+async def _create_then_attach(conn: FakeConnection) -> None:
+    """Create the session on the first connection, attach to it on every later one."""
+    if conn.index == 1:
+        await conn.expect(CREATE_TEXT)
+        await conn.send(CREATED, ready(1))
+    else:
+        await conn.expect(attach(1))
+        await conn.send(ATTACHED)
+
+
+async def _until_control_failed(
+    url: str, config: ManagedConfig, *, deadline: float, step: bool = False
+) -> tuple[ControlFailed, ConnectionStatus, float]:
+    """Open a session, take its readiness (and continue once if ``step``), then read until it
+    fails: the failure, the connection status then, and the time taken."""
+    start = trio.current_time()
+    with trio.fail_after(deadline):
+        async with open_managed_session(url, KEY, CREATE, config=config) as session:
+            assert await session.next_event() == events.ReadyForContinue()
+            if step:
+                await session.send_continue(Continue(1))
+            with pytest.raises(ControlFailed) as info:
+                await session.next_event()
+            status = session.connection_status
+    return info.value, status, trio.current_time() - start
+
+
+async def _until_subscription_failed(
+    url: str, config: ManagedConfig, *, deadline: float
+) -> tuple[SubscriptionFailed, float]:
+    """Read a standalone account-diff subscription until it fails: the failure, time taken."""
+    start = trio.current_time()
+    with trio.fail_after(deadline), pytest.raises(SubscriptionFailed) as info:  # noqa: PT012
+        async with open_account_diff_subscription(url, [TOKEN], config=config) as sub:
+            async for _ in sub.notifications:
+                pass
+    return info.value, trio.current_time() - start
+
+
 async def test_control_peer_that_fails_right_after_the_handshake_exhausts_the_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Every connection comes UP, then gets garbage: the outage must still run out."""
 
     async def script(conn: FakeConnection) -> None:
-        if conn.index == 1:
-            await conn.expect(CREATE_TEXT)
-            await conn.send(CREATED, ready(1))
-        else:
-            await conn.expect(attach(1))
-            await conn.send(ATTACHED)
+        await _create_then_attach(conn)
         await trio.sleep(2.0)
         await conn.send(GARBAGE)
         await conn.wait_gone()
 
     config = ManagedConfig(rng_seed=3, reconnect_max_total=20.0)
     async with fake_server(script) as server:
-        start = trio.current_time()
-        with trio.fail_after(600):  # without the fix: reconnects forever
-            async with open_managed_session(server.url, KEY, CREATE, config=config) as session:
-                assert await session.next_event() == events.ReadyForContinue()
-                with pytest.raises(ControlFailed) as info:
-                    await session.next_event()
-                assert session.connection_status is ConnectionStatus.FAILED
-        elapsed = trio.current_time() - start
+        # without the fix: reconnects forever
+        error, status, elapsed = await _until_control_failed(server.url, config, deadline=600)
+    assert status is ConnectionStatus.FAILED
     assert elapsed <= 20.0 + RESET_AFTER
-    assert "within 20 s" in str(info.value)
+    assert "within 20 s" in str(error)
     assert 2 < len(server.control) < 30
 
 
@@ -116,30 +145,21 @@ async def test_a_server_that_stays_a_zombie_fails_the_session_past_the_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConnection) -> None:
+        await _create_then_attach(conn)  # and never a readiness event again after an attach
         if conn.index == 1:
-            await conn.expect(CREATE_TEXT)
-            await conn.send(CREATED, ready(1))
             await conn.expect(cont(1))
-        else:
-            await conn.expect(attach(1))
-            await conn.send(ATTACHED)  # and never a readiness event again
         await conn.wait_gone()
 
     config = ManagedConfig(rng_seed=3, idle_step_timeout=40.0, reconnect_max_total=100.0)
     async with fake_server(script, script_timeout=1000) as server:
-        start = trio.current_time()
-        with trio.fail_after(2000):
-            async with open_managed_session(server.url, KEY, CREATE, config=config) as session:
-                assert await session.next_event() == events.ReadyForContinue()
-                await session.send_continue(Continue(1))
-                with pytest.raises(ControlFailed) as info:
-                    await session.next_event()
-        elapsed = trio.current_time() - start
+        error, _, elapsed = await _until_control_failed(
+            server.url, config, deadline=2000, step=True
+        )
     # The outage began with the first attempt; the connection open when it ran out is
     # lost by the detector (at most 1.25 x 40 s later).
     assert 100.0 <= elapsed <= 100.0 + 1.25 * 40.0 + 1.0
-    assert "within 100 s" in str(info.value)
-    assert "idle step" in str(info.value)
+    assert "within 100 s" in str(error)
+    assert "idle step" in str(error)
 
 
 async def test_idle_step_detector_leaves_a_quiet_session_without_a_step_alone(
@@ -220,14 +240,9 @@ async def test_data_peer_that_fails_right_after_the_ack_exhausts_the_budget(
         backoff=BackoffPolicy(jitter="none", max=2.0),
     )
     async with data_server(script) as server:
-        start = trio.current_time()
-        with trio.fail_after(600), pytest.raises(SubscriptionFailed) as info:  # noqa: PT012
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub:
-                async for _ in sub.notifications:
-                    pass
-        elapsed = trio.current_time() - start
+        failure, elapsed = await _until_subscription_failed(server.url(), config, deadline=600)
     assert elapsed <= 40.0 + RESET_AFTER
-    assert "gave up" in str(info.value)
+    assert "gave up" in str(failure)
     assert len(server.connections) > 2
 
 
@@ -247,12 +262,7 @@ async def test_data_peer_that_stalls_after_every_ack_exhausts_the_budget(
 
     config = ManagedConfig(reconnect_max_total=100.0, backoff=BackoffPolicy(jitter="none", max=2.0))
     async with data_server(script) as server:
-        start = trio.current_time()
-        with trio.fail_after(2000), pytest.raises(SubscriptionFailed):  # noqa: PT012
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub:
-                async for _ in sub.notifications:
-                    pass
-        elapsed = trio.current_time() - start
+        _, elapsed = await _until_subscription_failed(server.url(), config, deadline=2000)
     # The connection up when the budget ran out is lost at most 25 s + one keepalive_interval
     # + data_pong_timeout later.
     assert elapsed <= 100.0 + 25.0 + 15.0 + 10.0 + 1.0
@@ -263,12 +273,7 @@ async def test_control_peer_that_stalls_after_every_attach_exhausts_the_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConnection) -> None:
-        if conn.index == 1:
-            await conn.expect(CREATE_TEXT)
-            await conn.send(CREATED, ready(1))
-        else:
-            await conn.expect(attach(1))
-            await conn.send(ATTACHED)
+        await _create_then_attach(conn)
         conn.stall()  # not even Pongs any more
         await conn.wait_gone()
 
@@ -276,15 +281,9 @@ async def test_control_peer_that_stalls_after_every_attach_exhausts_the_budget(
         rng_seed=3, reconnect_max_total=40.0, backoff=BackoffPolicy(jitter="none", max=2.0)
     )
     async with fake_server(script, script_timeout=1000) as server:
-        start = trio.current_time()
-        with trio.fail_after(2000):
-            async with open_managed_session(server.url, KEY, CREATE, config=config) as session:
-                assert await session.next_event() == events.ReadyForContinue()
-                with pytest.raises(ControlFailed) as info:
-                    await session.next_event()
-        elapsed = trio.current_time() - start
+        error, _, elapsed = await _until_control_failed(server.url, config, deadline=2000)
     assert elapsed <= 40.0 + 45.0 + 15.0 + 1.0
-    assert "keepalive" in str(info.value)
+    assert "keepalive" in str(error)
 
 
 async def test_session_subscription_fed_garbage_after_every_ack_fails_the_session(

@@ -50,12 +50,18 @@ async def _strategy(url: str, path: Path | None, *, lamports: int = 10**9) -> li
     return seen
 
 
-async def test_rpc_and_logs_replay_from_the_recording(tmp_path: Path) -> None:
-    path = tmp_path / "runs.db"
+async def _record(path: Path) -> tuple[list[object], str]:
+    """Record the strategy against a reference server: what it saw, and the run's id."""
     async with server.serve(seed=11) as reference:
         live = await _strategy(reference.url, path)
     run_id = live.pop()
     assert isinstance(run_id, str)
+    return live, run_id
+
+
+async def test_rpc_and_logs_replay_from_the_recording(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    live, run_id = await _record(path)
     assert any(item[0] == "logs" for item in live)  # type: ignore[index]
     assert any(item[0] == "airdrop" for item in live)  # type: ignore[index]
 
@@ -73,10 +79,7 @@ async def test_rpc_and_logs_replay_from_the_recording(tmp_path: Path) -> None:
 
 async def test_a_differing_rpc_call_is_a_divergence(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
-    async with server.serve(seed=11) as reference:
-        live = await _strategy(reference.url, path)
-    run_id = live.pop()
-    assert isinstance(run_id, str)
+    _, run_id = await _record(path)
 
     async with replay_server(path, run_id, raise_on_divergence=False) as replay:
         with pytest.raises(RpcError) as rpc_error:

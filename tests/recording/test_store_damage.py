@@ -52,16 +52,17 @@ def _record(store: RunStore, count: int, *, end: bool = True) -> str:
     return run.run_id
 
 
-def _three_runs(path: Path) -> tuple[str, str, str]:
+def _three_runs(tmp_path: Path) -> tuple[Path, str, str, str]:
+    """A store holding an ended run, a crashed one and another ended one: its path and ids."""
+    path = tmp_path / "runs.db"
     with RunStore.open(path) as store:
-        return _record(store, 3), _record(store, 3, end=False), _record(store, 2)
+        return path, _record(store, 3), _record(store, 3, end=False), _record(store, 2)
 
 
 def test_a_text_payload_in_a_crashed_run_is_quarantined_and_the_rest_works(
     tmp_path: Path,
 ) -> None:
-    path = tmp_path / "runs.db"
-    good, crashed, other = _three_runs(path)
+    path, good, crashed, other = _three_runs(tmp_path)
     sql(
         path,
         "UPDATE entries SET payload = CAST(payload AS TEXT) WHERE run_id = ? AND seq = 2",
@@ -90,8 +91,7 @@ def test_a_text_payload_in_a_crashed_run_is_quarantined_and_the_rest_works(
 def test_a_bad_row_in_an_ended_run_is_found_by_verify(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "runs.db"
-    good, _, other = _three_runs(path)
+    path, good, _, other = _three_runs(tmp_path)
     sql(path, "UPDATE entries SET payload = 'oops' WHERE run_id = ? AND seq = 3", good)
     sql(
         path,
@@ -113,8 +113,7 @@ def test_a_bad_row_in_an_ended_run_is_found_by_verify(
 def test_a_malformed_manifest_row_lists_as_quarantined(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "runs.db"
-    good, crashed, other = _three_runs(path)
+    path, good, crashed, other = _three_runs(tmp_path)
     sql(path, "UPDATE runs SET status = 'WEIRD' WHERE run_id = ?", good)
     sql(path, "UPDATE runs SET create_request = CAST(x'c328' AS TEXT) WHERE run_id = ?", other)
     runs = {m.run_id: m for m in list_runs(path)}

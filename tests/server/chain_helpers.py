@@ -47,6 +47,11 @@ def system_account(lamports: int) -> dict[str, Any]:
     }
 
 
+def funded(payer: Keypair, lamports: int) -> dict[str, dict[str, Any]]:
+    """``modifyAccountStates`` that give ``payer`` a plain wallet holding ``lamports``."""
+    return {str(payer.pubkey()): system_account(lamports)}
+
+
 def account_data(account: Account) -> dict[str, Any]:
     return {
         "data": {"data": base64.b64encode(account.data).decode(), "encoding": "base64"},

@@ -83,7 +83,8 @@ async def read_until_terminals(
     return out
 
 
-async def _run_to_end(control: WsClient, count: int) -> None:
+async def run_to_end(control: WsClient, count: int) -> None:
+    """Continue the session by ``count`` slots and read its control frames to ``completed``."""
     await control.send(cont(count))
     await control.recv_until(lambda t: "completed" in t)
 
@@ -99,7 +100,7 @@ async def test_live_notifications_in_slot_order_then_terminals() -> None:
                 await data.send(subscribe(8, ATOKEN, method="accountDiffSubscribe"))
                 assert await data.recv_text() == '{"jsonrpc":"2.0","id":8,"result":2}'
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 2)
-                await _run_to_end(control, 6)
+                await run_to_end(control, 6)
                 frames = await read_until_terminals(data, {1, 2})
             slots = range(4000, 4006)
             sub1 = [f for f in frames if '"subscription":1' in f]
@@ -120,7 +121,7 @@ async def test_compressed_stream_decodes_with_python_zstandard() -> None:
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(subscribe(1, TOKEN, compression=True))
                 assert await data.recv() == '{"jsonrpc":"2.0","id":1,"result":1}'
-                await _run_to_end(control, 4)
+                await run_to_end(control, 4)
                 reader = ZstdReader()
                 first = await data.recv()
                 assert isinstance(first, bytes)
@@ -138,7 +139,7 @@ async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
     with trio.fail_after(5):
         async with serve(config) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4005))
-            await _run_to_end(control, 10)
+            await run_to_end(control, 10)
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(subscribe(1, TOKEN, replay=4002))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
@@ -165,7 +166,7 @@ async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
     with trio.fail_after(5):
         async with serve(config) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4019))
-            await _run_to_end(control, 20)
+            await run_to_end(control, 20)
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(subscribe(1, TOKEN, replay=4000))
                 await data.recv_text()
@@ -187,7 +188,7 @@ async def test_subscription_started_mid_run_streams_from_the_current_slot() -> N
                 await data.send(subscribe(1, TOKEN))
                 await data.recv_text()
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-                await _run_to_end(control, 6)
+                await run_to_end(control, 6)
                 frames = await read_until_terminals(data, {1})
             assert frames == [
                 *expected_transactions(config, TOKEN, range(4004, 4010), 1),

@@ -25,6 +25,7 @@ from .chain_helpers import (
     SYSTEM,
     Rpc,
     b64,
+    funded,
     injection,
     invoke_tx,
     keypair,
@@ -83,8 +84,8 @@ async def test_a_continue_s_transactions_are_reported_everywhere() -> None:
                 await data.send(subscribe(2, SYSTEM, method="accountDiffSubscribe"))
                 await data.send(logs_subscribe(3, SYSTEM))
                 assert [m["result"] for m in await read_data(data, 3)] == [1, 2, 3]
-                funded = {str(payer.pubkey()): system_account(10 * SOL)}
-                frame = cont(1, transactions=[b64(good), b64(bad)], modifyAccountStates=funded)
+                funding = funded(payer, 10 * SOL)
+                frame = cont(1, transactions=[b64(good), b64(bad)], modifyAccountStates=funding)
                 await control.send(frame)
                 await control.expect(STATUS_DECODED, slot(4001), READY)
                 # Per transaction: its transaction, its logs, then its diffs (payer first).
@@ -169,9 +170,9 @@ async def test_transactions_run_after_the_first_slot_s_historical_ones() -> None
                 for n, program in enumerate(config.program_ids, start=2):
                     await data.send(logs_subscribe(n, program))
                 await read_data(data, 1 + len(config.program_ids))
-                funded = {str(payer.pubkey()): system_account(SOL)}
+                funding = funded(payer, SOL)
                 tx = transfer_tx(payer, keypair(4).pubkey(), 1_000_000)
-                await control.send(cont(2, transactions=[b64(tx)], modifyAccountStates=funded))
+                await control.send(cont(2, transactions=[b64(tx)], modifyAccountStates=funding))
                 await control.recv_until(lambda t: "readyForContinue" in t)
                 seen: list[str] = []
                 while str(tx.signatures[0]) not in seen:
@@ -189,8 +190,8 @@ async def test_a_version_0_transaction_executes() -> None:
         async with serve() as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4003))
             rpc = Rpc(server, session_id)
-            funded = {str(payer.pubkey()): system_account(3 * SOL)}
-            await control.send(cont(1, transactions=[b64(tx)], modifyAccountStates=funded))
+            funding = funded(payer, 3 * SOL)
+            await control.send(cont(1, transactions=[b64(tx)], modifyAccountStates=funding))
             await control.recv_until(lambda t: "readyForContinue" in t)
             fetched = await rpc.call("getTransaction", [str(tx.signatures[0])])
             assert fetched["version"] == 0
@@ -210,12 +211,12 @@ async def test_signature_and_blockhash_failures_are_results_too() -> None:
         async with serve() as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4003, sendSummary=True))
             rpc = Rpc(server, session_id)
-            funded = {str(payer.pubkey()): system_account(SOL)}
+            funding = funded(payer, SOL)
             await control.send(
                 cont(
                     1,
                     transactions=[b64(stale), base64.b64encode(raw).decode()],
-                    modifyAccountStates=funded,
+                    modifyAccountStates=funding,
                 )
             )
             await control.recv_until(lambda t: "readyForContinue" in t)
@@ -377,8 +378,8 @@ async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> 
         async with serve() as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4010))
             rpc = Rpc(server, session_id)
-            funded = {str(payer.pubkey()): system_account(5 * SOL)}
-            await control.send(cont(0, transactions=[b64(first)], modifyAccountStates=funded))
+            funding = funded(payer, 5 * SOL)
+            await control.send(cont(0, transactions=[b64(first)], modifyAccountStates=funding))
             await control.expect(STATUS_DECODED, READY)
             signatures = [str(first.signatures[0]), str(second.signatures[0])]
             statuses = await rpc.call("getSignatureStatuses", [signatures])
@@ -391,7 +392,7 @@ async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> 
 
 async def test_the_server_bounds_the_sessions_holding_a_chain() -> None:
     payer = keypair(80)
-    funded = {str(payer.pubkey()): system_account(SOL)}
+    funding = funded(payer, SOL)
     with trio.fail_after(10):
         async with (
             serve(max_chain_sessions=1) as server,
@@ -405,7 +406,7 @@ async def test_the_server_bounds_the_sessions_holding_a_chain() -> None:
             code, message = await Rpc(server, second_id).error("getBalance", [SYSTEM])
             assert code == -32005
             assert "limit" in message
-            await second.send(cont(1, modifyAccountStates=funded))
+            await second.send(cont(1, modifyAccountStates=funding))
             assert "InvalidRequest" in await second.recv_text()
             tx = b64(transfer_tx(payer, keypair(81).pubkey(), 1))
             await second.send(cont(1, transactions=[tx]))
@@ -426,7 +427,7 @@ async def test_a_slot_takes_a_bounded_number_of_user_transactions() -> None:
         async with serve(max_user_transactions_per_slot=2) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4010))
             rpc = Rpc(server, session_id)
-            await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(10 * SOL)}])
+            await rpc.call("modifyAccounts", [funded(payer, 10 * SOL)])
             await rpc.call("sendTransaction", [txs[0]])
             await control.send(cont(0, transactions=[txs[1]]))
             await control.expect(STATUS_DECODED, READY)

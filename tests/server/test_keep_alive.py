@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import h11
 import orjson
@@ -11,6 +13,11 @@ import trio
 from simtrio.server import serve
 
 from .helpers import connect, create, open_session
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from simtrio.server import ReferenceServer
 
 
 class _Client:
@@ -49,14 +56,27 @@ class _Client:
     async def closed_by_server(self) -> bool:
         return await self.stream.receive_some(1) == b""
 
+    async def read_to_close(self) -> bytes:
+        """Everything the server sends until it closes the connection."""
+        data = bytearray()
+        while chunk := await self.stream.receive_some(65536):
+            data += chunk
+        return bytes(data)
+
+
+@asynccontextmanager
+async def _open_client(server: ReferenceServer) -> AsyncIterator[_Client]:
+    """A raw HTTP client on a new TCP connection to ``server``, closed on the way out."""
+    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    async with stream:
+        yield _Client(stream)
+
 
 async def test_one_connection_carries_several_requests() -> None:
     with trio.fail_after(10):
         async with serve() as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4010))
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                client = _Client(stream)
+            async with _open_client(server) as client:
                 rpc = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "getSlot"})
                 for _ in range(3):
                     await client.send("POST", f"/backtest/{session_id}", rpc)
@@ -75,79 +95,67 @@ async def test_one_connection_carries_several_requests() -> None:
 
 async def test_pipelined_requests_are_answered_in_order() -> None:
     with trio.fail_after(10):
-        async with serve() as server:
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                await stream.send_all(
-                    b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
-                    b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-                    b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                )
-                data = bytearray()
-                while chunk := await stream.receive_some(65536):
-                    data += chunk
+        async with serve() as server, _open_client(server) as client:
+            await client.stream.send_all(
+                b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            )
+            data = await client.read_to_close()
     assert re.findall(rb"HTTP/1.1 (\d+) ", data) == [b"200", b"404", b"200"]
     assert data.endswith(b"ready")
 
 
 async def test_a_connection_carries_at_most_http_max_requests() -> None:
     with trio.fail_after(10):
-        async with serve(http_max_requests=2) as server:
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                client = _Client(stream)
-                await client.send("GET", "/health")
-                assert "connection" not in (await client.receive())[1]
-                await client.send("GET", "/health")
-                status, headers, _ = await client.receive()
-                assert (status, headers["connection"]) == (200, "close")
-                assert await client.closed_by_server()
+        async with serve(http_max_requests=2) as server, _open_client(server) as client:
+            await client.send("GET", "/health")
+            assert "connection" not in (await client.receive())[1]
+            await client.send("GET", "/health")
+            status, headers, _ = await client.receive()
+            assert (status, headers["connection"]) == (200, "close")
+            assert await client.closed_by_server()
 
 
 async def test_an_idle_kept_alive_connection_is_closed(autojump_clock: trio.abc.Clock) -> None:
-    async with serve(http_idle_timeout=7, handshake_timeout=3) as server:
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        async with stream:
-            client = _Client(stream)
-            await client.send("GET", "/health")
-            await client.receive()
-            answered = trio.current_time()
-            with trio.fail_after(60):
-                assert await client.closed_by_server()
-            assert trio.current_time() - answered >= 7
+    async with (
+        serve(http_idle_timeout=7, handshake_timeout=3) as server,
+        _open_client(server) as client,
+    ):
+        await client.send("GET", "/health")
+        await client.receive()
+        answered = trio.current_time()
+        with trio.fail_after(60):
+            assert await client.closed_by_server()
+        assert trio.current_time() - answered >= 7
 
 
 async def test_the_next_head_still_has_the_handshake_timeout(
     autojump_clock: trio.abc.Clock,
 ) -> None:
-    async with serve(http_idle_timeout=7, handshake_timeout=3) as server:
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-        async with stream:
-            client = _Client(stream)
-            await client.send("GET", "/health")
-            await client.receive()
-            await trio.sleep(5)
-            await stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-            started = trio.current_time()
-            with trio.fail_after(60):
-                assert await client.closed_by_server()
-            assert 3 <= trio.current_time() - started < 7
+    async with (
+        serve(http_idle_timeout=7, handshake_timeout=3) as server,
+        _open_client(server) as client,
+    ):
+        await client.send("GET", "/health")
+        await client.receive()
+        await trio.sleep(5)
+        await client.stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        started = trio.current_time()
+        with trio.fail_after(60):
+            assert await client.closed_by_server()
+        assert 3 <= trio.current_time() - started < 7
 
 
 async def test_an_upgrade_after_a_plain_request_is_refused() -> None:
     with trio.fail_after(10):
-        async with serve() as server:
-            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
-            async with stream:
-                client = _Client(stream)
-                await client.send("GET", "/health")
-                await client.receive()
-                await stream.send_all(
-                    b"GET /backtest HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                    b"Sec-WebSocket-Version: 13\r\n\r\n"
-                )
-                data = bytearray()
-                while chunk := await stream.receive_some(65536):
-                    data += chunk
-                assert data.startswith(b"HTTP/1.1 400 ")
+        async with serve() as server, _open_client(server) as client:
+            await client.send("GET", "/health")
+            await client.receive()
+            await client.stream.send_all(
+                b"GET /backtest HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                b"Sec-WebSocket-Version: 13\r\n\r\n"
+            )
+            data = await client.read_to_close()
+            assert data.startswith(b"HTTP/1.1 400 ")

@@ -9,19 +9,18 @@ from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 from simtrio.server.pubsub import decode_logs_request, logs_notification_text
 
-from .chain_helpers import SOL, SYSTEM, Rpc, keypair, system_account
+from .chain_helpers import SOL, SYSTEM, Rpc, funded, keypair
 from .helpers import (
     ATOKEN,
     TOKEN,
     ZstdReader,
     connect,
-    cont,
     create,
     open_session,
     subscribe,
     wait_until,
 )
-from .test_data import read_until_terminals, terminal
+from .test_data import read_until_terminals, run_to_end, terminal
 from .test_execution import logs_subscribe
 
 
@@ -46,8 +45,7 @@ async def test_synthetic_transactions_produce_logs_notifications() -> None:
                 await data.send(logs_subscribe(5, TOKEN))
                 await data.expect('{"jsonrpc":"2.0","id":5,"result":1}')
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-                await control.send(cont(8))
-                await control.recv_until(lambda t: "completed" in t)
+                await run_to_end(control, 8)
                 frames = await read_until_terminals(data, {1})
     expected = expected_logs(config, TOKEN, range(4000, 4008), 1)
     assert frames == [*expected, terminal(1)]
@@ -62,8 +60,7 @@ async def test_logs_replay_inclusively_compressed() -> None:
     with trio.fail_after(5):
         async with serve(config) as server, connect(server) as control:
             session_id = await open_session(control, create(4000, 4009))
-            await control.send(cont(10))
-            await control.recv_until(lambda t: "completed" in t)
+            await run_to_end(control, 10)
             async with connect(server, f"/backtest/{session_id}") as data:
                 await data.send(logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
@@ -116,7 +113,7 @@ async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -
                 await data.send(logs_subscribe(2, SYSTEM))
                 await data.send(subscribe(3, SYSTEM))
                 await data.recv_texts(3)
-                await rpc.call("modifyAccounts", [{str(payer.pubkey()): system_account(SOL)}])
+                await rpc.call("modifyAccounts", [funded(payer, SOL)])
                 signature = await rpc.call("requestAirdrop", [str(to), SOL])
                 logs, transaction = await data.recv_json(), await data.recv_json()
                 # Nothing for the wallet: it is no program.
