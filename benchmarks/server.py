@@ -271,16 +271,34 @@ async def run_data(peer: Peer, n: int) -> None:
         pass
 
 
+async def answer_rpc(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, length: int
+) -> None:
+    """A plain HTTP request (a subscription asking ``getSlot``): one JSON-RPC answer, then close."""
+    body = orjson.loads(await reader.readexactly(length)) if length else {}
+    reply = orjson.dumps({"jsonrpc": "2.0", "id": body.get("id"), "result": FIRST_SLOT})
+    writer.write(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n"
+        + f"content-length: {len(reply)}\r\n\r\n".encode()
+        + reply
+    )
+    await writer.drain()
+    writer.close()
+
+
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         head = await reader.readuntil(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         path = lines[0].split(" ")[1]
-        key = next(
-            line.split(":", 1)[1].strip()
-            for line in lines[1:]
-            if line.lower().startswith("sec-websocket-key:")
+        headers = dict(
+            (name.strip().lower(), value.strip())
+            for name, _, value in (line.partition(":") for line in lines[1:] if line)
         )
+        key = headers.get("sec-websocket-key")
+        if key is None:
+            await answer_rpc(reader, writer, int(headers.get("content-length", "0")))
+            return
         accept = base64.b64encode(hashlib.sha1(key.encode() + GUID).digest()).decode()
         writer.write(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
