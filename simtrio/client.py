@@ -198,7 +198,12 @@ class BacktestSession:
         url = self.rpc_url
         if url is None:
             raise RpcError("session has no rpc endpoint")
-        return open_session_rpc(url, timeout=self._request_timeout, ssl_context=self._ssl_context)
+        return open_session_rpc(
+            url,
+            timeout=self._request_timeout,
+            ssl_context=self._ssl_context,
+            redactor=self._redactor,
+        )
 
     @property
     def last_sequence(self) -> int | None:

@@ -174,4 +174,4 @@ class ControlledSession(SessionEvents, Generic[_Control], abc.ABC):
         info = self.session_info
         tap = self._control.tap
         observer = tap.rpc_observer(info.session_id) if tap is not None else None
-        return session_rpc(info, self._control.config, observer)
+        return session_rpc(info, self._control.config, observer, self._control.redactor)

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from solders.transaction_status import TransactionStatus
 
     from simtrio.managed.config import ManagedConfig, SessionInfo
+    from simtrio.wire.redact import Redactor
 
 __all__ = [
     "DEFAULT_READ_RETRIES",
@@ -95,6 +96,7 @@ class SessionRpc:
         "_ids",
         "_observer",
         "_read_retries",
+        "_redactor",
         "_rng",
         "_timeout",
         "url",
@@ -110,8 +112,10 @@ class SessionRpc:
         backoff: BackoffPolicy,
         rng: random.Random,
         observer: RpcObserver | None = None,
+        redactor: Redactor | None = None,
     ) -> None:
         self.url = url
+        self._redactor = redactor
         self._client = client
         self._timeout = timeout
         self._read_retries = read_retries
@@ -184,12 +188,15 @@ class SessionRpc:
             raise ConnectError(f"rpc {method}: {exc or type(exc).__name__}") from None
         except httpx.HTTPError as exc:
             raise ConnectError(f"rpc {method}: {exc or type(exc).__name__}") from None
+        content = response.content
+        if self._redactor is not None:
+            content = self._redactor.data(content)
         if response.status_code != 200:
             raise RpcHttpError(
-                f"rpc {method}: HTTP {response.status_code}: {excerpt(response.content)}",
+                f"rpc {method}: HTTP {response.status_code}: {excerpt(content)}",
                 status=response.status_code,
             )
-        return response.content
+        return content
 
     # -- typed methods ----------------------------------------------------------------------
 
@@ -309,6 +316,7 @@ async def open_session_rpc(
     rng: random.Random | None = None,
     observer: RpcObserver | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    redactor: Redactor | None = None,
 ) -> AsyncGenerator[SessionRpc]:
     """A :class:`SessionRpc` for the ``http(s)://`` endpoint ``url``, open for the block.
 
@@ -316,7 +324,8 @@ async def open_session_rpc(
     it. ``timeout`` bounds each call (None: no bound); ``ssl_context`` is the TLS setup for
     ``https://`` (the system default when None); ``read_retries`` and ``backoff`` shape the
     retries of reads; ``observer`` sees every answered call (a recorder uses it);
-    ``transport`` replaces the network (for tests).
+    ``transport`` replaces the network (for tests); ``redactor`` takes secrets (the API key)
+    out of every answer before it is decoded, so none reaches a result, an error or a log.
 
     Raises:
         InvalidParams: ``url`` is not ``http://``/``https://``, or a setting is out of range.
@@ -341,11 +350,15 @@ async def open_session_rpc(
             backoff=backoff if backoff is not None else BackoffPolicy(),
             rng=rng if rng is not None else _random.Random(),
             observer=observer,
+            redactor=redactor,
         )
 
 
 def session_rpc(
-    info: SessionInfo, config: ManagedConfig, observer: RpcObserver | None = None
+    info: SessionInfo,
+    config: ManagedConfig,
+    observer: RpcObserver | None = None,
+    redactor: Redactor | None = None,
 ) -> contextlib.AbstractAsyncContextManager[SessionRpc]:
     """:func:`open_session_rpc` for a managed (sub-)session, or ``RpcError`` at once when the
     session reported no RPC endpoint."""
@@ -353,5 +366,9 @@ def session_rpc(
     if not url:
         raise RpcError("session has no rpc endpoint")
     return open_session_rpc(
-        url, ssl_context=config.ssl_context, backoff=config.backoff, observer=observer
+        url,
+        ssl_context=config.ssl_context,
+        backoff=config.backoff,
+        observer=observer,
+        redactor=redactor,
     )

@@ -28,6 +28,7 @@ from simtrio.errors import (
 )
 from simtrio.rpc import SessionRpc, modify_program, open_session_rpc
 from simtrio.wire.programs import programdata_address
+from simtrio.wire.redact import redactor_for
 from simtrio.wire.types import AccountData, EncodedBinary
 
 URL = "http://rpc.test/backtest/backtest_1"
@@ -319,3 +320,27 @@ async def test_modify_program_gives_up_after_ten_retries(
     assert flaky.attempts == 11
     # Full jitter: every delay is at most min(10, 2**n) seconds.
     assert trio.current_time() - start <= 1 + 2 + 4 + 8 + 10 * 6
+
+
+async def test_an_echoed_api_key_never_reaches_a_result_or_an_error() -> None:
+    key = "sk-echoed-secret-0123"
+
+    def handler(method: str, params: Any) -> Any:
+        if method == "getSlot":
+            raise RpcError(-32000, f"bad key {key}", {"key": key})
+        if method == "getHealth":
+            return httpx.Response(500, text=f"denied for {key}")
+        return {"echo": key}
+
+    transport = httpx.MockTransport(FakeRpc(handler))
+    async with open_session_rpc(URL, transport=transport, redactor=redactor_for((key,))) as rpc:
+        assert key not in repr(await rpc.call("whatever"))
+        with pytest.raises(RpcError) as caught:
+            await rpc.get_slot()
+        assert key not in str(caught.value)
+        assert key not in repr(caught.value.data)
+        with pytest.raises(RpcHttpError) as http_error:
+            await rpc.call("getHealth")
+        assert key not in str(http_error.value)
+    async with open_session_rpc(URL, transport=transport) as plain:  # no key known: as sent
+        assert key in repr(await plain.call("whatever"))
