@@ -141,6 +141,11 @@ class Interrupt:
     ``async with`` blocks are left normally (a managed session then sends its close, a recording
     ends as cancelled); with no soft scope active, or on a second signal, the hard scope is
     cancelled and everything stops. ``exit_status`` is 130 after SIGINT and 143 after SIGTERM.
+
+    Once the run is *settled* (every session's driver has finished before any signal), the
+    outcome is fixed: the first signal after that cancels nothing and does not make the run
+    interrupted, so teardown (closing sessions, ending the recording) goes on as for a finished
+    run; a further signal still stops everything at once, and then the run is interrupted.
     """
 
     def __init__(self) -> None:
@@ -149,6 +154,9 @@ class Interrupt:
         self.signal: int | None = None
         """The first signal received (None: stopped some other way, or not at all)."""
         self._soft: list[trio.CancelScope] = []
+        self.settled = False
+        """Every session finished before any signal: the first signal no longer stops the run."""
+        self._late = False
 
     @property
     def exit_status(self) -> int:
@@ -166,10 +174,19 @@ class Interrupt:
             finally:
                 self._soft.remove(scope)
 
+    def settle(self) -> None:
+        """Mark the run's sessions as finished; without an earlier signal, the outcome is fixed."""
+        if not self.requested:
+            self.settled = True
+
     def trigger(self, signum: int = signal.SIGINT) -> None:
         if self.signal is None:
             self.signal = signum
-        if not self.requested and self._soft:
+        if self.settled and not self.requested and not self._late:
+            # The run has already finished: teardown goes on, the outcome stays.
+            self._late = True
+            return
+        if not self.requested and not self.settled and self._soft:
             self.requested = True
             self._soft[-1].cancel()
             return

@@ -297,6 +297,8 @@ async def _run_parallel(run: _Run, recorder: Recorder | None = None) -> None:
                     first = run.opts.first_continue(tally.start_slot)
                     agents = run.opts.agents
                     nursery.start_soon(_drive, sub, tally, first, cont, run.sinks, agents)
+        # Every sub-session finished: a signal from here on (teardown) keeps the outcome.
+        run.interrupt.settle()
 
 
 async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
@@ -318,6 +320,8 @@ async def _run_single(run: _Run, recorder: Recorder | None = None) -> None:
         with run.interrupt.soft_scope():
             first = run.opts.first_continue(tally.start_slot)
             await _drive(session, tally, first, cont, run.sinks, run.opts.agents)
+        # The session finished: a signal from here on (teardown) keeps the outcome.
+        run.interrupt.settle()
 
 
 async def _run_sessions(run: _Run, recorder: Recorder | None = None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -370,3 +371,143 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     assert exit_status(report, interrupt) == 130
     (run,) = list_runs(db)
     assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+
+
+@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+async def test_a_signal_during_session_teardown_keeps_a_finished_run_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """Every session has completed when the signal arrives (the session block is being left):
+    the run stays completed, and so does its recording."""
+    import contextlib
+
+    import simtrio.managed.parallel
+    import simtrio.managed.session
+    from simtrio.recording import list_runs
+
+    interrupt = Interrupt()
+    module = simtrio.managed.parallel if parallel else simtrio.managed.session
+    name = "open_parallel_session" if parallel else "open_managed_session"
+    original = getattr(module, name)
+
+    @contextlib.asynccontextmanager
+    async def signalled_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
+        async with original(*args, **kwargs) as session:
+            yield session
+            interrupt.trigger()  # as if SIGINT arrived as the finished session is closed
+
+    monkeypatch.setattr(module, name, signalled_on_the_way_out)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(
+        target=Target(None, ""), start_slot=0, end_slot=99, parallel=parallel, record=db
+    )
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    assert [t.state.value for t in report.sessions] == ["completed"] * len(report.sessions)
+    assert not report.interrupted
+    assert report.status == "completed"
+    assert exit_status(report, interrupt) == 0
+    (run,) = list_runs(db)
+    assert (run.status.value, run.outcome) == ("ENDED", "completed")
+
+
+async def test_a_signal_after_the_recording_ended_keeps_the_run_completed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recording has ended completed when the signal arrives (the embedded server is being
+    stopped): the summary and the exit status must not say otherwise."""
+    import contextlib
+
+    import simtrio.recording.recorder
+    from simtrio.recording import list_runs
+
+    interrupt = Interrupt()
+    original = simtrio.recording.recorder.open_recorder
+
+    @contextlib.asynccontextmanager
+    async def signalled_after(*args: Any, **kwargs: Any) -> Any:
+        async with original(*args, **kwargs) as recorder:
+            yield recorder
+        interrupt.trigger()  # as if SIGINT arrived once the recording has ended
+
+    monkeypatch.setattr(simtrio.recording.recorder, "open_recorder", signalled_after)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=99, record=db)
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    (run,) = list_runs(db)
+    assert (run.status.value, run.outcome) == ("ENDED", "completed")
+    assert report.status == "completed"
+    assert exit_status(report, interrupt) == 0
+
+
+async def test_a_second_signal_during_teardown_stops_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a finished run, the first signal is absorbed; a second one still stops everything
+    and the run (and a recording still open) then says interrupted / cancelled."""
+    import contextlib
+
+    import simtrio.managed.session
+    from simtrio.recording import list_runs
+
+    interrupt = Interrupt()
+    original = simtrio.managed.session.open_managed_session
+
+    @contextlib.asynccontextmanager
+    async def signalled_twice(*args: Any, **kwargs: Any) -> Any:
+        async with original(*args, **kwargs) as session:
+            yield session
+            interrupt.trigger(signal.SIGTERM)
+            interrupt.trigger(signal.SIGTERM)
+            await trio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(simtrio.managed.session, "open_managed_session", signalled_twice)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=99, parallel=False, record=db)
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    assert report.interrupted
+    assert exit_status(report, interrupt) == 143
+    (run,) = list_runs(db)
+    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+
+
+async def test_a_signal_after_every_session_finished_cancels_nothing() -> None:
+    interrupt = Interrupt()
+    interrupt.settle()
+    interrupt.trigger()
+    assert not interrupt.requested
+    assert not interrupt.hard.cancel_called
+    interrupt.trigger()
+    assert interrupt.requested
+    assert interrupt.hard.cancel_called
+
+
+async def test_a_signal_before_the_recording_starts_leaves_no_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped before the store is opened, the run never created a session: the store gets
+    no run, and the summary says interrupted with no sessions."""
+    import contextlib
+
+    import simtrio.recording.recorder
+
+    interrupt = Interrupt()
+    original = simtrio.recording.recorder.open_recorder
+
+    @contextlib.asynccontextmanager
+    async def signalled_before(*args: Any, **kwargs: Any) -> Any:
+        interrupt.trigger()  # as if SIGINT arrived just before the store is opened
+        async with original(*args, **kwargs) as recorder:
+            yield recorder
+
+    monkeypatch.setattr(simtrio.recording.recorder, "open_recorder", signalled_before)
+    db = tmp_path / "runs.db"
+    opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=99, record=db)
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    assert report.interrupted
+    assert report.sessions == []
+    assert exit_status(report, interrupt) == 130
+    assert not db.exists()  # the store was not even created
