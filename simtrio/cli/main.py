@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from importlib import metadata
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
@@ -185,5 +186,18 @@ def _first_leaf(exc: BaseException) -> BaseException:
     return exc
 
 
+def entry() -> NoReturn:
+    """The process's entry point: :func:`main`, then exit with its status.
+
+    Once ``main`` has returned, the command has finished and its status, output and recording
+    are final: SIGINT and SIGTERM are then ignored, so a signal arriving while the interpreter
+    shuts down cannot kill the process with a status that contradicts them.
+    """
+    status = main()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

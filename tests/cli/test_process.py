@@ -131,3 +131,23 @@ def test_head_closing_early_exits_quietly() -> None:
     assert first.startswith(b"BUNDLE-START")
     assert b"BrokenPipeError" not in err
     assert b"Traceback" not in err
+
+
+def test_signals_are_ignored_once_the_command_has_finished(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signal while the interpreter shuts down must not kill a process whose status,
+    summary and recording are final."""
+    import simtrio.cli.main as cli_main
+
+    monkeypatch.setattr(cli_main, "main", lambda: 0)
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli_main.entry()
+        assert exited.value.code == 0
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
