@@ -61,6 +61,7 @@ __all__ = [
     "RunManifest",
     "RunStore",
     "VerifyResult",
+    "chain_hash",
 ]
 
 logger = logging.getLogger(__name__)
@@ -490,7 +491,7 @@ class RunStore:
             }
         )
         first = PendingEntry(1, ts, Plane.RUN, RUN_STARTED, None, None, payload)
-        head = _chain(genesis_hash(run_id), first)
+        head = chain_hash(genesis_hash(run_id), first)
         try:
             with self._write():
                 self._conn.execute(
@@ -544,7 +545,7 @@ class RunStore:
                 )
             if ended:
                 raise StoreError(f"run {run.run_id}: entries after run.ended")
-            head = _chain(head, entry)
+            head = chain_hash(head, entry)
             rows.append((entry, head))
             if entry.plane in counts:
                 counts[entry.plane] += 1
@@ -907,7 +908,8 @@ class RunStore:
             raise StoreError(f"cannot import run {manifest.run_id}: {exc}") from None
 
 
-def _chain(previous: bytes, entry: PendingEntry) -> bytes:
+def chain_hash(previous: bytes, entry: PendingEntry | Entry) -> bytes:
+    """The hash that chains ``entry`` onto the entry hashed ``previous``."""
     return entry_hash(
         previous,
         seq=entry.seq,

@@ -32,10 +32,9 @@ from simtrio.recording.format import (
     RUN_STARTED,
     Plane,
     RunStatus,
-    entry_hash,
     genesis_hash,
 )
-from simtrio.recording.store import Entry, RunManifest, RunStore
+from simtrio.recording.store import Entry, RunManifest, RunStore, chain_hash
 from simtrio.wire.types import JsonValue
 
 __all__ = [
@@ -325,16 +324,7 @@ def _check(export: RunExport) -> None:
             raise _Invalid(f"entry {expected} is missing (next is {e.seq})")
         if ended:
             raise _Invalid(f"entry {e.seq} follows run.ended")
-        head = entry_hash(
-            head,
-            seq=e.seq,
-            ts_ns=e.ts_ns,
-            plane=e.plane.value,
-            kind=e.kind,
-            session_id=e.session_id,
-            topic=e.topic,
-            payload=e.payload,
-        )
+        head = chain_hash(head, e)
         if head != e.hash:
             raise _Invalid(f"entry {e.seq} does not match its hash (modified)")
         if e.seq == 1 and (e.plane is not Plane.RUN or e.kind != RUN_STARTED):
