@@ -22,6 +22,7 @@ from simtrio.server import FaultPlan, Faults, ServerConfig, serve
 from simtrio.server.chain import slot_transactions
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -39,6 +40,38 @@ def _chain_counts(start: int, end: int) -> tuple[int, int]:
     cfg = ServerConfig().chain
     txs = [tx for slot in range(start, end + 1) for tx in slot_transactions(cfg, slot)]
     return len(txs), sum(1 for tx in txs if not tx.success)
+
+
+def _wrap_session_opener(
+    monkeypatch: pytest.MonkeyPatch, parallel: bool, wrap: Callable[[Any], Any]
+) -> None:
+    """Replace the managed opener the run uses with ``wrap(original)``."""
+    import simtrio.managed.parallel
+    import simtrio.managed.session
+
+    module = simtrio.managed.parallel if parallel else simtrio.managed.session
+    name = "open_parallel_session" if parallel else "open_managed_session"
+    monkeypatch.setattr(module, name, wrap(getattr(module, name)))
+
+
+def _wrap_recorder_opener(monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Any], Any]) -> None:
+    import simtrio.recording.recorder
+
+    recorder = simtrio.recording.recorder
+    monkeypatch.setattr(recorder, "open_recorder", wrap(recorder.open_recorder))
+
+
+async def _run_recorded(
+    tmp_path: Path, interrupt: Interrupt, *, end_slot: int, parallel: bool = True
+) -> tuple[RunReport, Path]:
+    """A recorded run on the embedded server, bounded in time."""
+    db = tmp_path / "runs.db"
+    opts = RunOptions(
+        target=Target(None, ""), start_slot=0, end_slot=end_slot, parallel=parallel, record=db
+    )
+    with trio.fail_after(10):
+        report = await execute_run(opts, interrupt=interrupt)
+    return report, db
 
 
 def test_parallel_run_prints_a_consistent_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -301,28 +334,21 @@ async def test_a_signal_during_the_create_ends_the_recording_cancelled(
 ) -> None:
     import contextlib
 
-    import simtrio.managed.parallel
-    import simtrio.managed.session
     from simtrio.recording import list_runs
 
     interrupt = Interrupt()
-    module = simtrio.managed.parallel if parallel else simtrio.managed.session
-    name = "open_parallel_session" if parallel else "open_managed_session"
-    original = getattr(module, name)
 
-    @contextlib.asynccontextmanager
-    async def signalled(*args: Any, **kwargs: Any) -> Any:
-        interrupt.trigger()  # as if SIGINT arrived while the session is being created
-        async with original(*args, **kwargs) as session:
-            yield session
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def signalled(*args: Any, **kwargs: Any) -> Any:
+            interrupt.trigger()  # as if SIGINT arrived while the session is being created
+            async with original(*args, **kwargs) as session:
+                yield session
 
-    monkeypatch.setattr(module, name, signalled)
-    db = tmp_path / "runs.db"
-    opts = RunOptions(
-        target=Target(None, ""), start_slot=0, end_slot=999, parallel=parallel, record=db
-    )
-    with trio.fail_after(10):
-        report = await execute_run(opts, interrupt=interrupt)
+        return signalled
+
+    _wrap_session_opener(monkeypatch, parallel, wrap)
+    report, db = await _run_recorded(tmp_path, interrupt, end_slot=999, parallel=parallel)
     assert report.interrupted
     assert exit_status(report, interrupt) == 130
     (run,) = list_runs(db)
@@ -338,33 +364,26 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     error: the run was stopped as asked."""
     import contextlib
 
-    import simtrio.managed.parallel
-    import simtrio.managed.session
     from simtrio.errors import ControlFailed
     from simtrio.recording import list_runs
 
     interrupt = Interrupt()
-    module = simtrio.managed.parallel if parallel else simtrio.managed.session
-    name = "open_parallel_session" if parallel else "open_managed_session"
-    original = getattr(module, name)
 
-    @contextlib.asynccontextmanager
-    async def failing_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
-        try:
-            async with original(*args, **kwargs) as session:
-                interrupt.trigger()  # as if SIGINT arrived once the session is up
-                yield session
-        finally:
-            # Whatever the stop raised inside, the session reports a failure on leaving.
-            raise ControlFailed("connection lost while closing")
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def failing_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
+            try:
+                async with original(*args, **kwargs) as session:
+                    interrupt.trigger()  # as if SIGINT arrived once the session is up
+                    yield session
+            finally:
+                # Whatever the stop raised inside, the session reports a failure on leaving.
+                raise ControlFailed("connection lost while closing")
 
-    monkeypatch.setattr(module, name, failing_on_the_way_out)
-    db = tmp_path / "runs.db"
-    opts = RunOptions(
-        target=Target(None, ""), start_slot=0, end_slot=999, parallel=parallel, record=db
-    )
-    with trio.fail_after(10):
-        report = await execute_run(opts, interrupt=interrupt)
+        return failing_on_the_way_out
+
+    _wrap_session_opener(monkeypatch, parallel, wrap)
+    report, db = await _run_recorded(tmp_path, interrupt, end_slot=999, parallel=parallel)
     assert report.interrupted
     assert report.status == "interrupted"
     assert report.error == "ControlFailed: connection lost while closing"
@@ -381,28 +400,21 @@ async def test_a_signal_during_session_teardown_keeps_a_finished_run_completed(
     the run stays completed, and so does its recording."""
     import contextlib
 
-    import simtrio.managed.parallel
-    import simtrio.managed.session
     from simtrio.recording import list_runs
 
     interrupt = Interrupt()
-    module = simtrio.managed.parallel if parallel else simtrio.managed.session
-    name = "open_parallel_session" if parallel else "open_managed_session"
-    original = getattr(module, name)
 
-    @contextlib.asynccontextmanager
-    async def signalled_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
-        async with original(*args, **kwargs) as session:
-            yield session
-            interrupt.trigger()  # as if SIGINT arrived as the finished session is closed
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def signalled_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
+            async with original(*args, **kwargs) as session:
+                yield session
+                interrupt.trigger()  # as if SIGINT arrived as the finished session is closed
 
-    monkeypatch.setattr(module, name, signalled_on_the_way_out)
-    db = tmp_path / "runs.db"
-    opts = RunOptions(
-        target=Target(None, ""), start_slot=0, end_slot=99, parallel=parallel, record=db
-    )
-    with trio.fail_after(10):
-        report = await execute_run(opts, interrupt=interrupt)
+        return signalled_on_the_way_out
+
+    _wrap_session_opener(monkeypatch, parallel, wrap)
+    report, db = await _run_recorded(tmp_path, interrupt, end_slot=99, parallel=parallel)
     assert [t.state.value for t in report.sessions] == ["completed"] * len(report.sessions)
     assert not report.interrupted
     assert report.status == "completed"
@@ -418,23 +430,21 @@ async def test_a_signal_after_the_recording_ended_keeps_the_run_completed(
     stopped): the summary and the exit status must not say otherwise."""
     import contextlib
 
-    import simtrio.recording.recorder
     from simtrio.recording import list_runs
 
     interrupt = Interrupt()
-    original = simtrio.recording.recorder.open_recorder
 
-    @contextlib.asynccontextmanager
-    async def signalled_after(*args: Any, **kwargs: Any) -> Any:
-        async with original(*args, **kwargs) as recorder:
-            yield recorder
-        interrupt.trigger()  # as if SIGINT arrived once the recording has ended
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def signalled_after(*args: Any, **kwargs: Any) -> Any:
+            async with original(*args, **kwargs) as recorder:
+                yield recorder
+            interrupt.trigger()  # as if SIGINT arrived once the recording has ended
 
-    monkeypatch.setattr(simtrio.recording.recorder, "open_recorder", signalled_after)
-    db = tmp_path / "runs.db"
-    opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=99, record=db)
-    with trio.fail_after(10):
-        report = await execute_run(opts, interrupt=interrupt)
+        return signalled_after
+
+    _wrap_recorder_opener(monkeypatch, wrap)
+    report, db = await _run_recorded(tmp_path, interrupt, end_slot=99)
     (run,) = list_runs(db)
     assert (run.status.value, run.outcome) == ("ENDED", "completed")
     assert report.status == "completed"
@@ -448,25 +458,23 @@ async def test_a_second_signal_during_teardown_stops_at_once(
     and the run (and a recording still open) then says interrupted / cancelled."""
     import contextlib
 
-    import simtrio.managed.session
     from simtrio.recording import list_runs
 
     interrupt = Interrupt()
-    original = simtrio.managed.session.open_managed_session
 
-    @contextlib.asynccontextmanager
-    async def signalled_twice(*args: Any, **kwargs: Any) -> Any:
-        async with original(*args, **kwargs) as session:
-            yield session
-            interrupt.trigger(signal.SIGTERM)
-            interrupt.trigger(signal.SIGTERM)
-            await trio.lowlevel.checkpoint()
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def signalled_twice(*args: Any, **kwargs: Any) -> Any:
+            async with original(*args, **kwargs) as session:
+                yield session
+                interrupt.trigger(signal.SIGTERM)
+                interrupt.trigger(signal.SIGTERM)
+                await trio.lowlevel.checkpoint()
 
-    monkeypatch.setattr(simtrio.managed.session, "open_managed_session", signalled_twice)
-    db = tmp_path / "runs.db"
-    opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=99, parallel=False, record=db)
-    with trio.fail_after(10):
-        report = await execute_run(opts, interrupt=interrupt)
+        return signalled_twice
+
+    _wrap_session_opener(monkeypatch, False, wrap)
+    report, db = await _run_recorded(tmp_path, interrupt, end_slot=99, parallel=False)
     assert report.interrupted
     assert exit_status(report, interrupt) == 143
     (run,) = list_runs(db)
@@ -491,22 +499,19 @@ async def test_a_signal_before_the_recording_starts_leaves_no_run(
     no run, and the summary says interrupted with no sessions."""
     import contextlib
 
-    import simtrio.recording.recorder
-
     interrupt = Interrupt()
-    original = simtrio.recording.recorder.open_recorder
 
-    @contextlib.asynccontextmanager
-    async def signalled_before(*args: Any, **kwargs: Any) -> Any:
-        interrupt.trigger()  # as if SIGINT arrived just before the store is opened
-        async with original(*args, **kwargs) as recorder:
-            yield recorder
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def signalled_before(*args: Any, **kwargs: Any) -> Any:
+            interrupt.trigger()  # as if SIGINT arrived just before the store is opened
+            async with original(*args, **kwargs) as recorder:
+                yield recorder
 
-    monkeypatch.setattr(simtrio.recording.recorder, "open_recorder", signalled_before)
-    db = tmp_path / "runs.db"
-    opts = RunOptions(target=Target(None, ""), start_slot=0, end_slot=99, record=db)
-    with trio.fail_after(10):
-        report = await execute_run(opts, interrupt=interrupt)
+        return signalled_before
+
+    _wrap_recorder_opener(monkeypatch, wrap)
+    report, db = await _run_recorded(tmp_path, interrupt, end_slot=99)
     assert report.interrupted
     assert report.sessions == []
     assert exit_status(report, interrupt) == 130
