@@ -73,13 +73,13 @@ from simtrio.managed.parallel import ParallelSubSession as ParallelSubSession
 from simtrio.managed.parallel import open_parallel_session as open_parallel_session
 from simtrio.managed.session import ManagedSession as ManagedSession
 from simtrio.managed.session import open_managed_session as open_managed_session
-from simtrio.managed.subscriptions import (
+from simtrio.managed.standalone import (
     open_account_diff_subscription as open_account_diff_subscription,
 )
-from simtrio.managed.subscriptions import (
+from simtrio.managed.standalone import (
     open_logs_subscription as open_logs_subscription,
 )
-from simtrio.managed.subscriptions import (
+from simtrio.managed.standalone import (
     open_transaction_subscription as open_transaction_subscription,
 )
 from simtrio.params import Continue as Continue

@@ -65,7 +65,7 @@ from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.session import ManagedSession, open_managed_session
-from simtrio.managed.subscriptions import open_transaction_subscription
+from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane
 

@@ -10,9 +10,15 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import SubscriptionFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.coordinator import ReconnectCoordinator
+from simtrio.managed.session_subscriptions import SessionSubscriptions
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import SessionSubscriptions
-from tests.managed.test_subscriptions_harness import TOKEN, FakeConn, FakeServer, fake_server
+from tests.managed.test_subscriptions_harness import (
+    TOKEN,
+    FakeConn,
+    FakeServer,
+    fake_server,
+    running_subscriptions,
+)
 
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 
@@ -95,10 +101,11 @@ def sibling(
         stream=stream,
         config=CONFIG,
         coordinator=coordinator,
-        nursery=nursery,
         max_total=max_total,
     )
     subs.subscribe_account_diffs([TOKEN])
+    subs.close_requests()  # its service ends with its one subscription
+    nursery.start_soon(subs.run)
     return subs, stream
 
 
@@ -184,17 +191,8 @@ async def test_without_a_coordinator_there_is_no_parking(
 
     async with (
         fake_server(script, reject=lambda path, attempt: 503 if attempt <= 6 else None) as server,
-        trio.open_nursery() as nursery,
+        running_subscriptions(server.url(), EventStream(4), config=CONFIG) as subs,
     ):
-        stream = EventStream(4)
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
-            start_slot=None,
-            stream=stream,
-            config=CONFIG,
-            coordinator=None,
-            nursery=nursery,
-        )
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
     assert server.attempts == {"/backtest/s1": 7}

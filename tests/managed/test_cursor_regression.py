@@ -20,8 +20,8 @@ from simtrio.events import Completed
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import open_parallel_session
 from simtrio.managed.session import open_managed_session
+from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import SessionSubscriptions, open_account_diff_subscription
 from simtrio.params import CreateSession
 from simtrio.server import FaultPlan, Faults, serve
 from tests.managed.test_subscriptions_harness import (
@@ -30,6 +30,7 @@ from tests.managed.test_subscriptions_harness import (
     TOKEN,
     FakeConn,
     fake_server,
+    running_subscriptions,
     slots_of,
 )
 
@@ -119,15 +120,10 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
             await conn.complete(2)
 
     stream = EventStream(16)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
-            start_slot=3990,
-            stream=stream,
-            config=CONFIG,
-            coordinator=None,
-            nursery=nursery,
-        )
+    async with (
+        fake_server(script) as server,
+        running_subscriptions(server.url(), stream, config=CONFIG, start_slot=3990) as subs,
+    ):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())

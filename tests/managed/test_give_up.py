@@ -16,7 +16,7 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import ControlFailed, SubscriptionFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.session import open_managed_session
-from simtrio.managed.subscriptions import open_account_diff_subscription
+from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.params import Continue
 from tests.managed.test_subscriptions_harness import TOKEN, FakeConn, diff_text
 from tests.managed.test_subscriptions_harness import fake_server as data_server

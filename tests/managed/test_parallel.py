@@ -461,13 +461,13 @@ async def test_sub_session_aclose_stops_only_its_own_subscriptions(
         async with open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel:
             a, b = parallel.take_sub_sessions()
             await trio.testing.wait_all_tasks_blocked()
-            # A sub-session gets its nursery (for its subscriptions) when it first subscribes.
-            assert a._sink.nursery is None
-            assert b._sink.nursery is None
+            # A sub-session gets its service (for its subscriptions) when it first subscribes.
+            assert not a._sink.serving
+            assert not b._sink.serving
             a.subscribe_transactions([program])
             await server.wait_for(lambda: len(server.data()) == 1)
-            assert a._sink.nursery is not None
-            assert b._sink.nursery is None
+            assert a._sink.serving
+            assert not b._sink.serving
             b.subscribe_transactions([program])
             await server.wait_for(lambda: len(server.data()) == 2)
             await a.aclose()

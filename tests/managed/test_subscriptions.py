@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -15,12 +16,11 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import InvalidParams, SubscriptionFailed
 from simtrio.events import AccountDiff, Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
-from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import (
-    SessionSubscriptions,
+from simtrio.managed.standalone import (
     open_account_diff_subscription,
     open_transaction_subscription,
 )
+from simtrio.managed.streams import EventStream
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -30,8 +30,12 @@ from tests.managed.test_subscriptions_harness import (
     complete_text,
     diff_text,
     fake_server,
+    running_subscriptions,
     slots_of,
 )
+
+if TYPE_CHECKING:
+    from simtrio.managed.session_subscriptions import SessionSubscriptions
 
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 FIRST = RPC_VECTORS["account_diff_subscribe_first_connection"]
@@ -47,13 +51,10 @@ def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubsc
 
 
 def session_subscriptions(
-    url: str, stream: EventStream, nursery: trio.Nursery, **options: Any
-) -> SessionSubscriptions:
-    """A single session's subscriptions (no coordinator) with this module's config."""
-    options.setdefault("start_slot", None)
-    return SessionSubscriptions(
-        rpc_endpoint=url, stream=stream, config=CONFIG, coordinator=None, nursery=nursery, **options
-    )
+    url: str, stream: EventStream, **options: Any
+) -> AbstractAsyncContextManager[SessionSubscriptions]:
+    """A single session's subscriptions (no coordinator) with this module's config, running."""
+    return running_subscriptions(url, stream, config=CONFIG, **options)
 
 
 async def collect(channel: trio.abc.ReceiveChannel[Any]) -> list[Any]:
@@ -277,8 +278,11 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
             await conn.complete(1)
 
     stream = EventStream(8)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = session_subscriptions(server.url(), stream, nursery, start_slot=4100)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        session_subscriptions(server.url(), stream, start_slot=4100) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -660,8 +664,11 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
             await trio.sleep(300)  # far past the 45 s keepalive deadline
 
     stream = EventStream(16)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = session_subscriptions(server.url(), stream, nursery, record=slow_disk)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        session_subscriptions(server.url(), stream, record=slow_disk) as subs,
+    ):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -672,16 +679,14 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
 
 
 def barrier_subscriptions(
-    url: str, stream: EventStream, nursery: trio.Nursery, control_slot: list[int]
-) -> SessionSubscriptions:
-    """A session's subscriptions whose control plane is at ``control_slot[0]``."""
-    return SessionSubscriptions(
-        rpc_endpoint=url,
+    url: str, stream: EventStream, control_slot: list[int]
+) -> AbstractAsyncContextManager[SessionSubscriptions]:
+    """A session's subscriptions whose control plane is at ``control_slot[0]``, running."""
+    return running_subscriptions(
+        url,
+        stream,
         start_slot=4100,
-        stream=stream,
         config=ManagedConfig(data_lag_window=5),
-        coordinator=None,
-        nursery=nursery,
         position=lambda: control_slot[0],
     )
 
@@ -696,8 +701,11 @@ async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_po
         await trio.sleep_forever()
 
     control_slot = [4100]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        barrier_subscriptions(server.url(), EventStream(8), control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()  # nothing to prove yet
         control_slot[0] = 4105
@@ -730,8 +738,11 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
 
     control_slot = [4100]
     stream = EventStream(2)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), stream, nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        barrier_subscriptions(server.url(), stream, control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         with trio.fail_after(60):
@@ -755,16 +766,17 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
         await conn.wait_closed()
 
     control_slot = [4100]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        running_subscriptions(
+            server.url(),
+            EventStream(8),
             start_slot=4100,
-            stream=EventStream(8),
             config=ManagedConfig(),  # window 50: a probe every 25 slots
-            coordinator=None,
-            nursery=nursery,
             position=lambda: control_slot[0],
-        )
+        ) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         held = 0
@@ -798,8 +810,11 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
         await conn.wait_closed()
 
     control_slot = [4100]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        barrier_subscriptions(server.url(), EventStream(8), control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         control_slot[0] = 4160

@@ -12,12 +12,13 @@ import json
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import trio
 import trio_websocket
 
+from simtrio.managed.session_subscriptions import SessionSubscriptions
 from simtrio.wire.compression import ZstdStreamEncoder
 from simtrio.wire.rpc import (
     AccountDiffNotification,
@@ -26,6 +27,11 @@ from simtrio.wire.rpc import (
     TransactionNotification,
     encode_rpc,
 )
+
+if TYPE_CHECKING:
+    from simtrio.managed.config import ManagedConfig
+    from simtrio.managed.coordinator import ReconnectCoordinator
+    from simtrio.managed.streams import EventStream
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 ATOKEN = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
@@ -283,3 +289,32 @@ async def test_compressed_frames_share_one_stream() -> None:
 
 def test_vectors_loaded() -> None:
     assert orjson.loads(RPC_VECTORS["account_diff_subscribe_first_connection"])["id"] == 1
+
+
+@asynccontextmanager
+async def running_subscriptions(
+    url: str,
+    stream: EventStream,
+    *,
+    config: ManagedConfig,
+    start_slot: int | None = None,
+    coordinator: ReconnectCoordinator | None = None,
+    **options: Any,
+) -> AsyncGenerator[SessionSubscriptions]:
+    """One session's subscriptions with their service running for the block.
+
+    On leaving, no further subscription is taken and the block waits until the running ones
+    have ended, as a nursery waits for its tasks.
+    """
+    subs = SessionSubscriptions(
+        rpc_endpoint=url,
+        start_slot=start_slot,
+        stream=stream,
+        config=config,
+        coordinator=coordinator,
+        **options,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(subs.run)
+        yield subs
+        subs.close_requests()
