@@ -51,6 +51,7 @@ from simtrio.managed.control_connection import (
     Frame,
     GiveUp,
     decode_batch,
+    give_up_message,
     keepalive,
     watch_steps,
 )
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
     from simtrio.managed.recording_tap import RecordingTap
     from simtrio.managed.sink import EventSink
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.types import BacktestRequest
 
 __all__ = ["API_KEY_HEADER", "ControlLoop"]
 
@@ -198,6 +200,18 @@ class ControlLoop(abc.ABC):
         self._state.connection_up(trio.current_time())
         self.status.set(_UP)
         run.came_up.set()
+
+    async def _send_request(
+        self, run: ConnectionRun, request: BacktestRequest, text: str | None = None
+    ) -> ConnectionClosed | None:
+        """Record ``request`` and write it (``text``: already encoded); the error if it failed."""
+        if self.tap is not None:
+            self.tap.sent(self._recorded_session, request)
+        try:
+            await run.conn.send_text(encode(request) if text is None else text)
+        except ConnectionClosed as exc:
+            return exc
+        return None
 
     def _frame_timeout(self) -> float | None:
         """Longest silence allowed right now (a handshake is pending), or None."""
@@ -406,7 +420,9 @@ class ControlLoop(abc.ABC):
             if retry:
                 delay = state.next_delay(trio.current_time(), self._rng)
                 if delay is None:
-                    raise GiveUp(self._budget_message())
+                    raise GiveUp(
+                        give_up_message(self._state, self.config, self._last_connect_error)
+                    )
                 logger.debug("next control connection attempt in %.3f s", delay)
                 await trio.sleep(delay)
             retry = True
@@ -435,17 +451,6 @@ class ControlLoop(abc.ABC):
                 state.connected()
                 return conn
 
-    def _budget_message(self) -> str:
-        budget = self._state.budget
-        if self._state.gave_up and self.config.backoff.max_retries is not None:
-            head = f"gave up after {self.config.backoff.max_retries} failed reconnect attempts"
-        elif budget is not None:
-            head = f"no usable control connection within {budget:g} s"
-        else:
-            head = "gave up reconnecting"
-        last = self._last_connect_error
-        return f"{head} (last error: {last})" if last else head
-
     async def _serve(self, run: ConnectionRun) -> None:
         async with trio.open_nursery() as nursery:
             run.scope = nursery.cancel_scope
@@ -454,13 +459,9 @@ class ControlLoop(abc.ABC):
             nursery.start_soon(self._bring_up_after_attach, run)
             if self.config.idle_step_timeout is not None:
                 nursery.start_soon(watch_steps, run, self.config.idle_step_timeout, self._core)
-            request = self._core.connection_opened()
-            if self.tap is not None:
-                self.tap.sent(self._recorded_session, request)
-            try:
-                await run.conn.send_text(encode(request))
-            except ConnectionClosed as exc:
-                run.lose(str(exc))
+            failed = await self._send_request(run, self._core.connection_opened())
+            if failed is not None:
+                run.lose(str(failed))
             else:
                 await self._pump(run)
             nursery.cancel_scope.cancel()

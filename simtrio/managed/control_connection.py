@@ -21,6 +21,7 @@ from simtrio.wire.codec import decode_frame
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from simtrio.core.backoff import ReconnectState
     from simtrio.core.phase import ControlCore
     from simtrio.errors import ConnectError, ManagedSessionError
     from simtrio.managed.config import ManagedConfig
@@ -35,6 +36,7 @@ __all__ = [
     "Frame",
     "GiveUp",
     "decode_batch",
+    "give_up_message",
     "keepalive",
     "watch_steps",
 ]
@@ -170,6 +172,18 @@ class ConnectionRun:
     def _cancel(self) -> None:
         if self.scope is not None:
             self.scope.cancel()
+
+
+def give_up_message(state: ReconnectState, config: ManagedConfig, last_error: str | None) -> str:
+    """Why the control loop stops reconnecting, with the last connection error if any."""
+    budget = state.budget
+    if state.gave_up and config.backoff.max_retries is not None:
+        head = f"gave up after {config.backoff.max_retries} failed reconnect attempts"
+    elif budget is not None:
+        head = f"no usable control connection within {budget:g} s"
+    else:
+        head = "gave up reconnecting"
+    return f"{head} (last error: {last_error})" if last_error else head
 
 
 class GiveUp(Exception):

@@ -27,7 +27,6 @@ from simtrio.core.session import (
     Retry,
 )
 from simtrio.errors import (
-    ConnectionClosed,
     ContinueSendFailed,
     InvalidParams,
     ManagedSessionError,
@@ -132,12 +131,9 @@ class _SingleControl(ControlLoop):
         if run.over:
             return
         self.core.resume_sent()
-        if self.tap is not None:
-            self.tap.sent(self.core.session_id, _RESUME_REQUEST)
-        try:
-            await run.conn.send_text(_RESUME)
-        except ConnectionClosed as exc:
-            run.lose(str(exc))
+        failed = await self._send_request(run, _RESUME_REQUEST, _RESUME)
+        if failed is not None:
+            run.lose(str(failed))
             return
         self._up(run)
 
@@ -160,12 +156,9 @@ class _SingleControl(ControlLoop):
         if not run.handshake_done:
             return
         self.core.close_sent()
-        if self.tap is not None:
-            self.tap.sent(self.core.session_id, _CLOSE_REQUEST)
-        try:
-            await run.conn.send_text(_CLOSE)
-        except ConnectionClosed as exc:
-            logger.debug("closeBacktestSession not sent: %s", exc)
+        failed = await self._send_request(run, _CLOSE_REQUEST, _CLOSE)
+        if failed is not None:
+            logger.debug("closeBacktestSession not sent: %s", failed)
             return
         await self._read_until(run, self.config.graceful_close_timeout)
         if not run.close_done:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +17,7 @@ from simtrio.errors import InvalidParams, SubscriptionFailed
 from simtrio.events import AccountDiff, Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.standalone import (
+    DataSubscription,
     open_account_diff_subscription,
     open_transaction_subscription,
 )
@@ -26,6 +27,7 @@ from tests.managed.test_subscriptions_harness import (
     RPC_VECTORS,
     TOKEN,
     FakeConn,
+    FakeServer,
     closed_port,
     complete_text,
     diff_text,
@@ -35,6 +37,8 @@ from tests.managed.test_subscriptions_harness import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Callable
+
     from simtrio.managed.session_subscriptions import SessionSubscriptions
 
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
@@ -57,6 +61,24 @@ def session_subscriptions(
     return running_subscriptions(url, stream, config=CONFIG, **options)
 
 
+@asynccontextmanager
+async def standalone(
+    script: Callable[[FakeConn], Awaitable[None]],
+    program_ids: list[str],
+    *,
+    opener: Callable[..., AbstractAsyncContextManager[DataSubscription[Any]]] = (
+        open_account_diff_subscription
+    ),
+    config: ManagedConfig = CONFIG,
+) -> AsyncGenerator[tuple[FakeServer, DataSubscription[Any]]]:
+    """A fake data-plane server running ``script``, and a standalone subscription to it."""
+    async with (
+        fake_server(script) as server,
+        opener(server.url(), program_ids, config=config) as sub,
+    ):
+        yield server, sub
+
+
 async def collect(channel: trio.abc.ReceiveChannel[Any]) -> list[Any]:
     return [item async for item in channel]
 
@@ -73,10 +95,7 @@ async def test_subscribes_in_order_with_exact_texts(autojump_clock: trio.testing
         await conn.complete(7)
         await conn.complete(8)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN, ATOKEN]) as (_server, sub):
         got = await collect(sub.notifications)
     assert all(isinstance(item, AccountDiff) for item in got)
     assert [(d.notification.subscription, d.notification.slot) for d in got] == [
@@ -109,10 +128,7 @@ async def test_notifications_during_later_handshake_are_held_in_order(
         await conn.complete(1)
         await conn.complete(2)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN, ATOKEN]) as (_server, sub):
         handle.append(sub)
         got = await collect(sub.notifications)
     assert [(d.notification.subscription, d.notification.slot) for d in got] == [
@@ -154,10 +170,7 @@ async def test_decodes_one_zstd_stream_with_context_takeover(
             await conn.send_binary(frame)
         await conn.complete(3)
 
-    async with (
-        fake_server(script) as server,
-        open_transaction_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN], opener=open_transaction_subscription) as (_server, sub):
         got = await collect(sub.notifications)
     assert all(isinstance(item, Transaction) for item in got)
     assert slots_of(got) == list(range(4000, 4020))
@@ -206,10 +219,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
                 await conn.diff(5, slot)
             await conn.complete(5)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         got = await collect(sub.notifications)
         assert sub.cursor == 4004
     assert slots_of(got) == [4000, 4001, 4002, 4002, 4003, 4004]
@@ -235,10 +245,7 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
             await conn.diff(1, 4001)
             await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN, ATOKEN]) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001, 4001]
     assert len(server.connections[1].received) == 1
@@ -255,10 +262,7 @@ async def test_standalone_reconnect_with_nothing_delivered_omits_replay(
         await conn.ack(1, 1)
         await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         assert await collect(sub.notifications) == []
     assert len(server.connections) == 2
 
@@ -310,10 +314,7 @@ async def test_corrupt_compressed_frame_reconnects_with_a_fresh_decoder(
             await conn.diff(1, 4001)
             await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4000, 4001]
     assert len(server.connections) == 2
@@ -341,10 +342,7 @@ async def test_oversize_compressed_message_reconnects(
     config = ManagedConfig(
         max_message_size=limit, backoff=BackoffPolicy(initial=0.25, jitter="none")
     )
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
     assert len(server.connections) == 2
@@ -363,10 +361,7 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
         await conn.diff(1, 4000)
         await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
     assert len(server.connections) == 2
@@ -406,10 +401,7 @@ async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClo
         await conn.send_z(complete_text(9))
         await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (_server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
 
@@ -446,10 +438,7 @@ async def test_missed_keepalive_reconnects(
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
     start = trio.current_time()
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (_server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
     assert lost_after <= lost_at[0] - start <= lost_after + 1
@@ -466,10 +455,7 @@ async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClo
 
     config = ManagedConfig(handshake_timeout=5, backoff=BackoffPolicy(initial=0.25, jitter="none"))
     start = trio.current_time()
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (server, sub):
         assert await collect(sub.notifications) == []
     assert 5 <= trio.current_time() - start < 6
     assert len(server.connections) == 2
@@ -568,10 +554,7 @@ async def test_stalled_consumer_back_pressures_the_socket(
         done_sending.set()
 
     config = ManagedConfig(event_buffer=4, backoff=BackoffPolicy(initial=0.25, jitter="none"))
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (server, sub):
         await sub.wait_up()
         await trio.sleep(300)  # far past the keepalive deadline: a slow consumer is no loss
         conn = server.connections[0]
@@ -631,10 +614,7 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
                 sent_before_the_end.append(slot)
                 await trio.sleep(0.01)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         first = await sub.notifications.receive()
         await sub.notifications.aclose()
         with trio.fail_after(60):
