@@ -18,8 +18,8 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed
 from simtrio.managed.config import ManagedConfig
-from simtrio.managed.parallel import open_parallel_session
-from simtrio.managed.session import open_managed_session
+from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
+from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.params import CreateSession
@@ -144,6 +144,22 @@ FAST = ManagedConfig(
 )
 
 
+async def read_until_a_subscription_gives_up(
+    session: ManagedSession | ParallelSubSession,
+) -> tuple[float, list[events.Event]]:
+    """Subscribe ``session`` to transactions and read its events until that subscription
+    gives up; return how long it took and the events read before."""
+    started = trio.current_time()
+    session.subscribe_transactions([TOKEN])
+    seen: list[events.Event] = []
+    try:
+        async for event in session.events():
+            seen.append(event)
+    except SubscriptionFailed:
+        return trio.current_time() - started, seen
+    raise AssertionError("the events ended without a subscription giving up")
+
+
 async def test_managed_subscription_gives_up_after_the_session_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -152,16 +168,8 @@ async def test_managed_subscription_gives_up_after_the_session_budget(
     create = CreateSession(4000, end_slot=4009, disconnect_timeout_secs=20)
     async with serve(faults=plan) as server:
         async with open_managed_session(server.url, "k", create, config=FAST) as session:
-            started = trio.current_time()
-            session.subscribe_transactions([TOKEN])
-            failed_at: float | None = None
-            try:
-                async for _ in session.events():
-                    pass
-            except SubscriptionFailed:
-                failed_at = trio.current_time()
-        assert failed_at is not None
-        assert 20 <= failed_at - started < 25
+            took, _ = await read_until_a_subscription_gives_up(session)
+        assert 20 <= took < 25
 
 
 async def test_parallel_subscription_gives_up_after_the_session_budget(
@@ -172,15 +180,6 @@ async def test_parallel_subscription_gives_up_after_the_session_budget(
     async with serve(faults=plan) as server:
         async with open_parallel_session(server.url, "k", create, config=FAST) as parallel:
             first, _second = parallel.take_sub_sessions()
-            started = trio.current_time()
-            first.subscribe_transactions([TOKEN])
-            seen: list[events.Event] = []
-            failed_at: float | None = None
-            try:
-                async for event in first.events():
-                    seen.append(event)
-            except SubscriptionFailed:
-                failed_at = trio.current_time()
-        assert failed_at is not None
-        assert 15 <= failed_at - started < 20
+            took, seen = await read_until_a_subscription_gives_up(first)
+        assert 15 <= took < 20
         assert events.ReadyForContinue() in seen

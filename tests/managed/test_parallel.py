@@ -17,7 +17,17 @@ from simtrio.params import Continue, CreateSession
 from simtrio.transport.connection import WebSocketConnection
 from simtrio.wire import types as wire
 
-from .fakes import FakeConnection, control_of, event, fake_server, frame, request, status_of
+from .fakes import (
+    FakeConnection,
+    FakeServer,
+    Script,
+    control_of,
+    event,
+    fake_server,
+    frame,
+    request,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -96,6 +106,18 @@ async def drive_all(subs: list[ParallelSubSession]) -> dict[str, list[events.Eve
         for sub in subs:
             nursery.start_soon(one, sub)
     return out
+
+
+async def run_to_the_end(
+    scripts: Sequence[Script],
+) -> tuple[FakeServer, dict[str, list[events.Event]]]:
+    """Drive every sub-session to its end against a fake server running ``scripts``."""
+    async with (
+        fake_server(scripts) as server,
+        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
+    ):
+        seen = await drive_all(parallel.take_sub_sessions())
+    return server, seen
 
 
 async def test_create_handshake_routing_continues_and_graceful_close(
@@ -204,11 +226,7 @@ async def test_drop_mid_create_resends_the_create(autojump_clock: trio.testing.M
         await expect_any_order(conn, cont(A, 1), cont(B, 1))
         await complete_both(conn)
 
-    async with (
-        fake_server([first, second]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
-    ):
-        seen = await drive_all(parallel.take_sub_sessions())
+    server, seen = await run_to_the_end([first, second])
     # Nothing of the abandoned create leaks into the new one.
     assert seen == {
         A: [events.ReadyForContinue(), events.Completed(None, None)],
@@ -242,11 +260,7 @@ async def test_reconnect_attaches_with_cursors_and_dedups(
         await conn.send(ready(B, 4), completed(B, 5), completed(A, 5), completed(A, 5))
         await conn.wait_gone()
 
-    async with (
-        fake_server([first, second]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
-    ):
-        seen = await drive_all(parallel.take_sub_sessions())
+    server, seen = await run_to_the_end([first, second])
     assert seen == {
         A: [
             events.ReadyForContinue(),
@@ -285,11 +299,7 @@ async def test_lost_continue_is_reannounced_per_sub_session(
         await conn.send(completed(A, 3))
         await conn.wait_gone()
 
-    async with (
-        fake_server([first, second]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
-    ):
-        seen = await drive_all(parallel.take_sub_sessions())
+    _server, seen = await run_to_the_end([first, second])
     assert seen == {
         A: [events.ReadyForContinue(), events.ReadyForContinue(), events.Completed(None, None)],
         B: [events.ReadyForContinue(), events.Slot(4101), events.Completed(None, None)],
