@@ -12,7 +12,8 @@ reconnects. Errors never travel as exceptions between these tasks: each one reco
 happened on the :class:`~simtrio.managed.control_connection.ConnectionRun` and cancels it. A
 close request is a direct call on the current connection's run.
 
-Next to the control task, :meth:`ControlLoop.running` runs the service that starts each
+Next to the control task, :meth:`ControlLoop.running` runs
+:func:`~simtrio.managed.session_subscriptions.serve_subscriptions`, which starts each
 (sub-)session's own data-plane service the first time that session subscribes.
 
 With a recorder (:class:`~simtrio.managed.recording_tap.RecordingTap`), every control frame is recorded as the pump decodes
@@ -55,7 +56,7 @@ from simtrio.managed.control_connection import (
     keepalive,
     watch_steps,
 )
-from simtrio.managed.session_subscriptions import SessionSubscriptions
+from simtrio.managed.session_subscriptions import SessionSubscriptions, serve_subscriptions
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
     NotificationReceiveChannel,
@@ -257,7 +258,7 @@ class ControlLoop(abc.ABC):
                     tap.scope = nursery.cancel_scope
                 await nursery.start(self.run)
                 try:
-                    await nursery.start(self._serve_subscriptions)
+                    await nursery.start(serve_subscriptions, self._launch_rx)
                     yield
                 finally:
                     await self.wait_closed()
@@ -269,21 +270,6 @@ class ControlLoop(abc.ABC):
         failure = self.failure
         if failure is not None and not any(sink.was_reported(failure) for sink in self.sinks):
             raise failure
-
-    async def _serve_subscriptions(
-        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-    ) -> None:
-        """Start each (sub-)session's data-plane service when its first subscription asks.
-
-        A (sub-)session that never subscribes has no data-plane task: with a thousand
-        sub-sessions, a service each up front would cost a task each and delay the first
-        events by as much. Every service runs in this task's nursery, so all of them end with
-        the session.
-        """
-        async with trio.open_nursery() as services:
-            task_status.started()
-            async for subscriptions in self._launch_rx:
-                await services.start(subscriptions.run)
 
     def request_close(self) -> None:
         """End the loop in order: close the current connection (gracefully), no reconnects."""

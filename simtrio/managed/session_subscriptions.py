@@ -3,9 +3,11 @@
 :class:`SessionSubscriptions` holds every :class:`~simtrio.managed.subscription.SubscriptionManager`
 of one (sub-)session. A ``subscribe_*`` call registers its manager at once (so ``send_continue``
 and the completion drain wait for it before it connects) and sends it to the session's service
-over a channel; the service (:meth:`SessionSubscriptions.run`, started with ``nursery.start``)
-owns the nursery that runs the managers and the drain. :meth:`SessionSubscriptions.stop`
-cancels that service directly.
+over a channel; the service (:meth:`SessionSubscriptions.run`) opens the nursery that runs the
+managers and the drain, and reports itself started (for ``nursery.start``) once it takes
+requests. :meth:`SessionSubscriptions.stop`
+cancels that service directly. :func:`serve_subscriptions` starts the services of a whole
+(parallel) session as their first subscriptions ask for them.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ if TYPE_CHECKING:
     from simtrio.managed.subscription_kinds import SubscriptionKind
     from simtrio.wire.redact import Redactor
 
-__all__ = ["AnyManager", "SessionSubscriptions"]
+__all__ = ["AnyManager", "SessionSubscriptions", "serve_subscriptions"]
 
 logger = logging.getLogger(__name__)
 
@@ -412,3 +414,30 @@ class SessionSubscriptions:
                 stream.put_failure(SubscriptionFailed(STALLED_MESSAGE), after_data=True)
                 self.stop()
                 return
+
+
+async def serve_subscriptions(
+    receive: trio.MemoryReceiveChannel[SessionSubscriptions],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Start the service of every (sub-)session's subscriptions that ``receive`` brings.
+
+    Each :class:`SessionSubscriptions` given a ``launcher`` sends itself there with its first
+    request, so a (sub-)session that never subscribes has no data-plane task: with a thousand
+    sub-sessions, a service each up front would cost a task each and delay the first events
+    by as much. Every service runs in this task's nursery, so all of them end with it.
+
+    Nothing here waits for a service to be up (its requests wait in its own channel), so the
+    services of every session that asked meanwhile start together, in one step: started one
+    after another, each would be a scheduling round later than the one before.
+    """
+    async with trio.open_nursery() as services:
+        task_status.started()
+        async for subscriptions in receive:
+            services.start_soon(subscriptions.run)
+            while True:
+                try:
+                    services.start_soon(receive.receive_nowait().run)
+                except trio.WouldBlock:
+                    break
