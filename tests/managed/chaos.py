@@ -68,7 +68,7 @@ from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane
-from tests.managed.e2e import without_reannounced
+from tests.managed.driving import without_reannounced
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

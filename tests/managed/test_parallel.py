@@ -17,6 +17,7 @@ from simtrio.params import Continue, CreateSession
 from simtrio.transport.connection import WebSocketConnection
 from simtrio.wire import types as wire
 
+from .driving import drive
 from .fakes import (
     FakeConnection,
     FakeServer,
@@ -87,20 +88,11 @@ async def complete_both(conn: FakeConnection) -> None:
     await conn.wait_gone()
 
 
-async def drive(sub: ParallelSubSession, count: int = 1) -> list[events.Event]:
-    seen: list[events.Event] = []
-    async for ev in sub.events():
-        seen.append(ev)
-        if isinstance(ev, events.ReadyForContinue):
-            await sub.send_continue(Continue(count))
-    return seen
-
-
 async def drive_all(subs: list[ParallelSubSession]) -> dict[str, list[events.Event]]:
     out: dict[str, list[events.Event]] = {}
 
     async def one(sub: ParallelSubSession) -> None:
-        out[sub.session_info.session_id] = await drive(sub)
+        out[sub.session_info.session_id] = await drive(sub, 1)
 
     async with trio.open_nursery() as nursery:
         for sub in subs:

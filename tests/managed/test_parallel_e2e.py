@@ -15,7 +15,7 @@ from simtrio import events
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
-from tests.managed.e2e import CONFIG, KEY, drive, on_first_control, without_reannounced
+from tests.managed.driving import CONFIG, KEY, drive, on_first_control, without_reannounced
 
 PARALLEL = CreateSession(1000, end_slot=1549, disconnect_timeout_secs=60)
 

@@ -17,7 +17,7 @@ from simtrio.errors import ControlFailed
 from simtrio.managed.session import open_managed_session
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
-from tests.managed.e2e import CONFIG, KEY, drive, on_first_control, without_reannounced
+from tests.managed.driving import CONFIG, KEY, drive, on_first_control, without_reannounced
 
 if TYPE_CHECKING:
     import trio.testing

@@ -1,5 +1,5 @@
-"""What the end-to-end tests against the reference server share: how they drive a session,
-which faults they inject, and how a faulted run is compared with a clean one."""
+"""How the managed tests drive a session to its end, which control-plane faults the
+end-to-end tests inject, and how they compare a faulted run with a clean one."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from simtrio.server import Faults
 
 KEY = "e2e-key"
+"""The API key of the end-to-end tests."""
 CONFIG = ManagedConfig(rng_seed=11)
+"""The configuration of the end-to-end tests."""
 
 
 async def drive(session: ManagedSession | ParallelSubSession, step: int) -> list[events.Event]:
