@@ -19,22 +19,14 @@ if TYPE_CHECKING:
     import trio
 
     from simtrio.errors import RpcError
+    from simtrio.managed.control_connection import Frame
+    from simtrio.managed.subscription_kinds import Notification
     from simtrio.rpc.session import RpcObserver
-    from simtrio.wire.rpc import (
-        AccountDiffNotification,
-        LogsNotification,
-        TransactionNotification,
-    )
     from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
 
-    Notification: TypeAlias = AccountDiffNotification | TransactionNotification | LogsNotification
-
-__all__ = ["Frame", "NotificationRecorder", "Recorder", "RecordingTap"]
+__all__ = ["NotificationRecorder", "Recorder", "RecordingTap"]
 
 logger = logging.getLogger(__name__)
-
-Frame: TypeAlias = "tuple[int | None, BacktestResponse]"
-"""A decoded control frame: its ``seqId`` (None when unnumbered) and its response."""
 
 NotificationRecorder: TypeAlias = "Callable[[Notification, str], Awaitable[None]]"
 """Called with each notification and its subscription's program id once it was handed over."""

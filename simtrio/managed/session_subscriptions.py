@@ -139,6 +139,29 @@ class SessionSubscriptions:
     starts the service; without one, the owner starts it.
     """
 
+    __slots__ = (
+        "_activity",
+        "_config",
+        "_drain_timeout",
+        "_entries",
+        "_gate",
+        "_launcher",
+        "_max_total",
+        "_no_more_requests",
+        "_pending",
+        "_position",
+        "_redactor",
+        "_requests",
+        "_scope",
+        "_start_slot",
+        "_stopped",
+        "_window",
+        "record",
+        "rpc_endpoint",
+        "serving",
+        "stream",
+    )
+
     def __init__(
         self,
         *,

@@ -41,6 +41,8 @@ class EventSink(SessionSubscriptions):
     the control plane's (None: the config default).
     """
 
+    __slots__ = ("_closed", "_info", "_tap", "control_slot")
+
     def __init__(
         self,
         config: ManagedConfig,
