@@ -7,11 +7,12 @@ import signal
 import threading
 import urllib.parse
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
+from simtrio.core.groups import find_leaf, only
 from simtrio.errors import SimtrioError
 from simtrio.wire.urls import normalize_control_url
 
@@ -32,14 +33,11 @@ __all__ = [
     "UsageError",
     "add_target_args",
     "display_url",
-    "find_leaf",
     "iter_csv",
     "resolve_target",
     "simtrio_error_of",
     "url_problem",
 ]
-
-_E = TypeVar("_E", bound=BaseException)
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # pyright: ignore[reportPrivateUsage]
@@ -213,29 +211,10 @@ def iter_csv(values: list[str] | None) -> Iterator[str]:
                 yield item
 
 
-def find_leaf(exc: BaseException, cls: type[_E]) -> _E | None:
-    """``exc`` itself or the first exception of type ``cls`` inside (nested) groups."""
-    if isinstance(exc, cls):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        for inner in group.exceptions:
-            found = find_leaf(inner, cls)
-            if found is not None:
-                return found
-    return None
-
-
 def simtrio_error_of(exc: BaseException) -> SimtrioError | None:
-    """The simtrio error ``exc`` is, or wraps alone (possibly in nested groups); else None."""
-    if isinstance(exc, SimtrioError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        _, rest = group.split(SimtrioError)
-        if rest is None:
-            return find_leaf(group, SimtrioError)
-    return None
+    """The simtrio error ``exc`` is, or the first of the simtrio errors that alone make up its
+    (nested) groups; else None."""
+    return find_leaf(exc, SimtrioError) if only(exc, SimtrioError) else None
 
 
 def display_url(url: str) -> str:

@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from simtrio.cli import compare, ranges, replay, run, runs, serve, summarize, sweep
 from simtrio.cli.common import (
@@ -24,6 +24,7 @@ from simtrio.cli.common import (
     UsageError,
     simtrio_error_of,
 )
+from simtrio.core.groups import first_leaf, only
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -105,11 +106,6 @@ def _configure_logging(verbosity: int) -> None:
     configure_logging(verbosity, stderr_console())
 
 
-def _only_interrupts(group: BaseExceptionGroup[BaseException]) -> bool:
-    _, rest = group.split(KeyboardInterrupt)
-    return rest is None
-
-
 def _silence_stdout() -> None:
     """After EPIPE: point stdout at /dev/null so the interpreter's final flush cannot fail."""
     try:
@@ -151,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except BaseExceptionGroup as group:
-        if _only_interrupts(group):
+        if only(group, KeyboardInterrupt):
             return EXIT_INTERRUPTED
         return _unexpected(group, verbose)
     except Exception as exc:
@@ -170,20 +166,13 @@ def _unexpected(exc: BaseException, verbose: int) -> int:
     if error is not None:
         print(f"simtrio: error: {error}", file=sys.stderr)
     else:
-        leaf = _first_leaf(exc)
+        leaf = first_leaf(exc)
         print(
             f"simtrio: internal error: {type(leaf).__name__}: {leaf}"
             + ("" if verbose else " (run with -v for the traceback)"),
             file=sys.stderr,
         )
     return EXIT_FAILED
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        exc = group.exceptions[0]
-    return exc
 
 
 def entry() -> NoReturn:

@@ -21,9 +21,9 @@ from simtrio.cli.common import (
     EXIT_USAGE,
     Interrupt,
     UsageError,
-    find_leaf,
     simtrio_error_of,
 )
+from simtrio.core.groups import find_leaf
 from simtrio.errors import SimtrioError
 from simtrio.wire import types
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import trio
 
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK, Interrupt, UsageError, find_leaf
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, Interrupt, UsageError
+from simtrio.core.groups import find_leaf
 
 if TYPE_CHECKING:
     import argparse
