@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Mapping
 
 __all__ = [
+    "CommandInfo",
     "ENV_API_KEY",
     "ENV_URL",
     "EXIT_FAILED",
@@ -32,6 +33,7 @@ __all__ = [
     "Target",
     "UsageError",
     "add_target_args",
+    "control_url",
     "display_url",
     "iter_csv",
     "resolve_target",
@@ -53,6 +55,16 @@ EXIT_INTERRUPTED = 130
 """Stopped by SIGINT (128 + 2)."""
 EXIT_TERMINATED = 143
 """Stopped by SIGTERM (128 + 15)."""
+
+
+@attrs.frozen
+class CommandInfo:
+    """A command's name and what ``--help`` says of it; each command module has one."""
+
+    name: str
+    help: str
+    description: str | None = None
+    usage: str | None = None
 
 
 class UsageError(Exception):
@@ -98,23 +110,35 @@ def resolve_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
     """
     env = os.environ if env is None else env
     api_key: str = args.api_key if args.api_key is not None else env.get(ENV_API_KEY, "")
-    if args.embedded:
-        if args.url is not None:
-            raise UsageError("--embedded and --url are mutually exclusive")
-        return Target(None, api_key)
-    url = args.url if args.url is not None else env.get(ENV_URL) or None
+    url = control_url(args, env.get(ENV_URL), f" or set ${ENV_URL}")
     if url is None:
-        raise UsageError(
-            f"no server given: pass --url URL or set ${ENV_URL} "
-            "(or --embedded for the synthetic reference server)"
-        )
-    if not url.strip():
-        raise UsageError("--url must not be empty")
-    url = normalize_control_url(url.strip())
+        return Target(None, api_key)
     problem = url_problem(url)
     if problem is not None:
         raise UsageError(f"--url {display_url(url)!r}: {problem}")
     return Target(url, api_key)
+
+
+def control_url(args: argparse.Namespace, fallback: str | None, where: str) -> str | None:
+    """The normalised ``--url``, else ``fallback``; None (embedded) with ``--embedded``.
+
+    No URL and no ``--embedded`` is a usage error (``where`` follows ``--url URL`` in it, naming
+    what else gives a URL); the
+    embedded server is never implied.
+    """
+    if args.embedded:
+        if args.url is not None:
+            raise UsageError("--embedded and --url are mutually exclusive")
+        return None
+    url = args.url if args.url is not None else fallback or None
+    if url is None:
+        raise UsageError(
+            f"no server given: pass --url URL{where} "
+            "(or --embedded for the synthetic reference server)"
+        )
+    if not url.strip():
+        raise UsageError("--url must not be empty")
+    return normalize_control_url(url.strip())
 
 
 def url_problem(url: str) -> str | None:

@@ -29,13 +29,18 @@ from simtrio.core.groups import first_leaf, only
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from simtrio.cli.common import Subparsers
+    from simtrio.cli.common import CommandInfo, Subparsers
 
 __all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "build_parser", "main"]
 
 
 class _Command(Protocol):
-    def add_parser(self, sub: Subparsers, /) -> None: ...
+    @property
+    def INFO(self) -> CommandInfo: ...
+
+    def add_arguments(self, p: argparse.ArgumentParser, /) -> None: ...
+
+    def command(self, args: argparse.Namespace, /) -> int: ...
 
 
 COMMANDS: list[_Command] = [run, serve, ranges, runs, compare, summarize, replay, sweep]
@@ -64,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", parser_class=_CommandParser
     )
     for module in COMMANDS:
-        module.add_parser(sub)
+        info = module.INFO
+        p = sub.add_parser(
+            info.name, help=info.help, description=info.description, usage=info.usage
+        )
+        p.set_defaults(handler=module.command)
+        module.add_arguments(p)
     for sub_parser in sub.choices.values():
         # Nested parsers (``runs list``) set their own, which then win.
         sub_parser.set_defaults(usage_parser=sub_parser)
