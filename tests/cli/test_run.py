@@ -98,6 +98,14 @@ def _signal(interrupt: Interrupt) -> Callable[[], Awaitable[None]]:
     return hook
 
 
+def _recorded(db: Path) -> tuple[str, str | None]:
+    """The status and outcome of the one run ``db`` holds."""
+    from simtrio.recording import list_runs
+
+    (run,) = list_runs(db)
+    return run.status.value, run.outcome
+
+
 async def _run_recorded(
     tmp_path: Path, interrupt: Interrupt, *, end_slot: int, parallel: bool = True
 ) -> tuple[RunReport, Path]:
@@ -369,8 +377,6 @@ def test_a_create_the_server_refuses_as_invalid_is_a_usage_error(
 async def test_a_signal_during_the_create_ends_the_recording_cancelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
 ) -> None:
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
     # As if SIGINT arrived while the session is being created.
@@ -378,8 +384,7 @@ async def test_a_signal_during_the_create_ends_the_recording_cancelled(
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=999, parallel=parallel)
     assert report.interrupted
     assert exit_status(report, interrupt) == 130
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+    assert _recorded(db) == ("ENDED", "cancelled")
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
@@ -390,7 +395,6 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     control task reports a failure when it is left) must not turn the recording into an
     error: the run was stopped as asked."""
     from simtrio.errors import ControlFailed
-    from simtrio.recording import list_runs
 
     interrupt = Interrupt()
 
@@ -413,8 +417,7 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     assert report.status == "interrupted"
     assert report.error == "ControlFailed: connection lost while closing"
     assert exit_status(report, interrupt) == 130
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+    assert _recorded(db) == ("ENDED", "cancelled")
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
@@ -423,8 +426,6 @@ async def test_a_signal_during_session_teardown_keeps_a_finished_run_completed(
 ) -> None:
     """Every session has completed when the signal arrives (the session block is being left):
     the run stays completed, and so does its recording."""
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
     # As if SIGINT arrived as the finished session is closed.
@@ -434,8 +435,7 @@ async def test_a_signal_during_session_teardown_keeps_a_finished_run_completed(
     assert not report.interrupted
     assert report.status == "completed"
     assert exit_status(report, interrupt) == 0
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "completed")
+    assert _recorded(db) == ("ENDED", "completed")
 
 
 async def test_a_signal_after_the_recording_ended_keeps_the_run_completed(
@@ -443,15 +443,12 @@ async def test_a_signal_after_the_recording_ended_keeps_the_run_completed(
 ) -> None:
     """The recording has ended completed when the signal arrives (the embedded server is being
     stopped): the summary and the exit status must not say otherwise."""
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
     # As if SIGINT arrived once the recording has ended.
     _wrap_recorder_opener(monkeypatch, _around(after=_signal(interrupt)))
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=99)
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "completed")
+    assert _recorded(db) == ("ENDED", "completed")
     assert report.status == "completed"
     assert exit_status(report, interrupt) == 0
 
@@ -461,8 +458,6 @@ async def test_a_second_signal_during_teardown_stops_at_once(
 ) -> None:
     """After a finished run, the first signal is absorbed; a second one still stops everything
     and the run (and a recording still open) then says interrupted / cancelled."""
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
     async def signalled_twice() -> None:
@@ -474,8 +469,7 @@ async def test_a_second_signal_during_teardown_stops_at_once(
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=99, parallel=False)
     assert report.interrupted
     assert exit_status(report, interrupt) == 143
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+    assert _recorded(db) == ("ENDED", "cancelled")
 
 
 async def test_a_signal_after_every_session_finished_cancels_nothing() -> None:
