@@ -202,6 +202,23 @@ def test_export_resolves(module: str, name: str) -> None:
     assert hasattr(importlib.import_module(module), name)
 
 
+@pytest.mark.parametrize("module", PUBLIC_MODULES)
+def test_star_import_gives_all(module: str) -> None:
+    namespace: dict[str, object] = {}
+    exec(f"from {module} import *", namespace)
+    assert set(importlib.import_module(module).__all__) <= namespace.keys()
+
+
+@pytest.mark.parametrize(("module", "name"), EXPORTS)
+def test_static_analysis_sees_export(module: str, name: str) -> None:
+    """Read without running it, the export resolves to the same definition as at run time."""
+    static = _static(module, name)
+    target = static.final_target if isinstance(static, griffe.Alias) else static
+    value = _resolve(f"{module}.{name}")
+    found = _resolve(target.path)
+    assert found is value if _is_identifiable(value) else found == value
+
+
 @pytest.mark.parametrize(
     ("module", "name"),
     [
