@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_KIND_PREFIX",
     "MAX_PAYLOAD_SIZE",
+    "PLANE_VALUES",
     "RUN_ENDED",
     "RUN_STARTED",
     "Plane",
@@ -84,6 +85,10 @@ class Plane(enum.StrEnum):
     """A control-plane request the client wrote (create, continue, close, ...)."""
     RPC = "rpc"
     """A per-session JSON-RPC call the client made and the answer it got (kind: the method)."""
+
+
+PLANE_VALUES: Final = frozenset(plane.value for plane in Plane)
+"""Every plane's stored name."""
 
 
 def genesis_hash(run_id: str) -> bytes:

@@ -26,8 +26,10 @@ import attrs
 import orjson
 import zstandard
 
+from simtrio.recording.boundary import store_errors
 from simtrio.recording.errors import RunNotFound, RunUnusable, StoreError
 from simtrio.recording.format import (
+    PLANE_VALUES,
     RUN_ENDED,
     RUN_STARTED,
     Plane,
@@ -56,7 +58,6 @@ MAX_EXPORT_SIZE: Final = 1024 * 1024 * 1024
 
 _RUN_ID: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:-]{0,127}")
 _FINISHED: Final = (RunStatus.ENDED, RunStatus.CRASHED_RECOVERED)
-_PLANES: Final = frozenset(p.value for p in Plane)
 
 
 def _no_labels() -> dict[str, JsonValue]:
@@ -128,16 +129,7 @@ def export_run(
     }
     lines = [orjson.dumps(header)]
     for e in store.iter_entries(run_id):
-        row = [
-            e.seq,
-            e.ts_ns,
-            e.plane.value,
-            e.kind,
-            e.session_id,
-            e.topic,
-            base64.b64encode(e.payload).decode("ascii"),
-            e.hash.hex(),
-        ]
+        row = [*e.head(), base64.b64encode(e.payload).decode("ascii"), e.hash.hex()]
         lines.append(orjson.dumps(row))
     return zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
 
@@ -245,7 +237,7 @@ def _parse_entry(line: bytes) -> Entry:
         isinstance(seq, int)
         and isinstance(ts_ns, int)
         and isinstance(plane, str)
-        and plane in _PLANES
+        and plane in PLANE_VALUES
         and isinstance(kind, str)
         and (session_id is None or isinstance(session_id, str))
         and (topic is None or isinstance(topic, str))
@@ -365,14 +357,12 @@ def _quarantine(store: RunStore, data: bytes, run_id: str | None, problem: str) 
     digest = hashlib.sha256(data).hexdigest()[:16]
     stem = f"{run_id}-{digest}" if run_id is not None else digest
     target = folder / f"{stem}.simrun"
-    try:
+    with store_errors("cannot quarantine a refused export"):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
         target.with_suffix(".problem").write_text(problem + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise StoreError(f"cannot quarantine a refused export: {exc}") from None
     return target
 
 

@@ -18,7 +18,8 @@ from simtrio.recording.format import (
     new_run_id,
     redact_url,
 )
-from simtrio.recording.store import APPLICATION_ID, SCHEMA_VERSION, ActiveRun, PendingEntry
+from simtrio.recording.schema import APPLICATION_ID
+from simtrio.recording.store import SCHEMA_VERSION, ActiveRun, PendingEntry
 from tests.recording.helpers import sql
 
 if TYPE_CHECKING:
