@@ -22,6 +22,7 @@ import attrs
 import orjson
 import trio
 
+from simtrio.core.groups import first_leaf
 from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.params import CreateSession
@@ -107,16 +108,9 @@ class CellReport:
     export: bytes | None = attrs.field(default=None, repr=False)
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        return _leaf(group.exceptions[0]) if group.exceptions else group
-    return exc
-
-
 def describe(exc: BaseException) -> str:
     """``Type: message`` of the first leaf of ``exc`` (exception groups are unwrapped)."""
-    leaf = _leaf(exc)
+    leaf = first_leaf(exc)
     text = str(leaf)
     return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
 

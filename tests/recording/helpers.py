@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import trio
@@ -15,8 +15,10 @@ from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.types import BacktestStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
+    import pytest
     import trio_websocket
 
     from simtrio.recording import Recorder
@@ -24,6 +26,8 @@ if TYPE_CHECKING:
 PROGRAM_A = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 PROGRAM_B = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
 SESSION = "backtest_0001"
+_T = TypeVar("_T")
+
 CREATE = types.CreateBacktestSessionRequest(
     start_slot=100, end_slot=103, disconnect_timeout_secs=30
 )
@@ -67,6 +71,23 @@ async def make_single_run(path: Path) -> str:
     async with open_recorder(path, create_params=CREATE, server_url="ws://h/backtest") as rec:
         await record_single_run(rec)
         return rec.run_id
+
+
+def disk_in_trio_time(monkeypatch: pytest.MonkeyPatch, *, latency: float = 0.0) -> None:
+    """Run what the recorder hands to worker threads inline, each call after ``latency``
+    seconds of trio time.
+
+    With the autojump clock a recorder's timing is then exact: no thread runs beside the trio
+    run, so its clock alone says when a batch is committed, and a slow disk costs no real time.
+    """
+
+    async def run_sync(
+        fn: Callable[..., _T], *args: object, limiter: object = None, **_: object
+    ) -> _T:
+        await trio.sleep(latency)
+        return fn(*args)
+
+    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync)
 
 
 class RawClient:
