@@ -10,10 +10,9 @@ from simtrio.recording.format import (
     Plane,
     RunStatus,
     decompress_payload,
-    entry_hash,
     genesis_hash,
 )
-from simtrio.recording.records import VerifyResult
+from simtrio.recording.records import PendingEntry, VerifyResult, chain_hash
 from simtrio.recording.rows import entry_row
 
 if TYPE_CHECKING:
@@ -52,16 +51,8 @@ def check_run(manifest: RunManifest, rows: Iterable[Sequence[object]]) -> Verify
             payload = decompress_payload(stored)
         except ValueError as exc:
             return broken(f"entry {seq} is unreadable: {exc}", seq)
-        head = entry_hash(
-            head,
-            seq=seq,
-            ts_ns=ts_ns,
-            plane=plane,
-            kind=kind,
-            session_id=session_id,
-            topic=topic,
-            payload=payload,
-        )
+        entry = PendingEntry(seq, ts_ns, Plane(plane), kind, session_id, topic, payload)
+        head = chain_hash(head, entry)
         if head != stored_hash:
             return broken(f"entry {seq} does not match its hash (modified)", seq)
         if seq == 1 and (plane != Plane.RUN.value or kind != RUN_STARTED):

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import trio
+import trio_websocket
 
-from simtrio.recording import open_recorder
+from simtrio.recording import open_recorder, replay_server
 from simtrio.wire import rpc, types
 from simtrio.wire.codec import encode
 from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.types import BacktestStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Callable
     from pathlib import Path
 
     import pytest
-    import trio_websocket
 
-    from simtrio.recording import Recorder
+    from simtrio.recording import Recorder, ReplayServer
 
 PROGRAM_A = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 PROGRAM_B = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
@@ -73,21 +74,40 @@ async def make_single_run(path: Path) -> str:
         return rec.run_id
 
 
-def disk_in_trio_time(monkeypatch: pytest.MonkeyPatch, *, latency: float = 0.0) -> None:
-    """Run what the recorder hands to worker threads inline, each call after ``latency``
-    seconds of trio time.
+class TrioDisk:
+    """What the recorder hands to worker threads, run inline after ``latency`` seconds of trio
+    time instead (:meth:`install` puts it in place of ``trio.to_thread.run_sync``).
 
     With the autojump clock a recorder's timing is then exact: no thread runs beside the trio
     run, so its clock alone says when a batch is committed, and a slow disk costs no real time.
     """
 
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+
+    @classmethod
+    def install(cls, monkeypatch: pytest.MonkeyPatch) -> TrioDisk:
+        disk = cls()
+        monkeypatch.setattr(trio.to_thread, "run_sync", disk.run_sync)
+        return disk
+
     async def run_sync(
-        fn: Callable[..., _T], *args: object, limiter: object = None, **_: object
+        self, fn: Callable[..., _T], *args: object, limiter: object = None, **_: object
     ) -> _T:
-        await trio.sleep(latency)
+        await trio.sleep(self.latency)
         return fn(*args)
 
-    monkeypatch.setattr(trio.to_thread, "run_sync", run_sync)
+
+@asynccontextmanager
+async def replay_client(
+    path: Path, run_id: str, *, raise_on_divergence: bool = True
+) -> AsyncGenerator[tuple[ReplayServer, RawClient]]:
+    """A replay server for ``run_id`` and a raw control client connected to it."""
+    async with (
+        replay_server(path, run_id, raise_on_divergence=raise_on_divergence) as server,
+        trio_websocket.open_websocket_url(server.control_url) as ws,
+    ):
+        yield server, RawClient(ws)
 
 
 class RawClient:

@@ -22,7 +22,7 @@ from simtrio.recording import (
     read_entries,
 )
 from simtrio.wire import encode, rpc, types
-from tests.recording.helpers import CREATE, PROGRAM_A, diff, disk_in_trio_time, sql
+from tests.recording.helpers import CREATE, PROGRAM_A, TrioDisk, diff, sql
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     from simtrio.recording.store import ActiveRun, PendingEntry
 
 API_KEY = "sk_live_7hTq9ZpL2mXvB4nR8cWd"
+
+
+@pytest.fixture
+def trio_disk(monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock) -> TrioDisk:
+    """The recorder's disk work runs inline, in the autojump clock's time (see TrioDisk)."""
+    return TrioDisk.install(monkeypatch)
 
 
 def _break_disk(monkeypatch: pytest.MonkeyPatch, error: OSError) -> None:
@@ -96,10 +102,7 @@ async def test_entries_and_forms(tmp_path: Path) -> None:
     assert (manifest.control_count, manifest.data_count, manifest.sent_count) == (3, 1, 2)
 
 
-async def test_flush_size_commits_without_a_flush_call(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
-) -> None:
-    disk_in_trio_time(monkeypatch)
+async def test_flush_size_commits_without_a_flush_call(tmp_path: Path, trio_disk: TrioDisk) -> None:
     path = tmp_path / "runs.db"
     async with open_recorder(
         path, create_params=None, server_url=None, flush_size=10, flush_interval=3600
@@ -118,10 +121,7 @@ async def test_flush_size_commits_without_a_flush_call(
         assert rec.entries_durable == 16
 
 
-async def test_flush_interval_bounds_the_wait(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
-) -> None:
-    disk_in_trio_time(monkeypatch)
+async def test_flush_interval_bounds_the_wait(tmp_path: Path, trio_disk: TrioDisk) -> None:
     path = tmp_path / "runs.db"
     async with open_recorder(
         path, create_params=None, server_url=None, flush_size=1000, flush_interval=0.3
@@ -163,9 +163,9 @@ async def test_record_calls_never_wait_for_disk(
 
 
 async def test_backpressure_bounds_what_waits_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+    tmp_path: Path, trio_disk: TrioDisk
 ) -> None:
-    disk_in_trio_time(monkeypatch, latency=0.02)  # a slow disk: each write takes 20 ms
+    trio_disk.latency = 0.02  # a slow disk: each write takes 20 ms
     path = tmp_path / "runs.db"
     async with open_recorder(
         path, create_params=None, server_url=None, flush_size=4, max_pending=8
@@ -231,11 +231,10 @@ async def test_writer_failure_reaches_record_and_flush(
 
 
 async def test_writer_failure_while_the_body_waits_for_room_is_raised_plainly(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trio_disk: TrioDisk
 ) -> None:
     # The body, held by back-pressure, raises the writer's own failure object too: the block
     # still ends with that one RecordingFailed, not with a group holding it twice.
-    disk_in_trio_time(monkeypatch)
     path = tmp_path / "runs.db"
 
     async def run() -> None:
