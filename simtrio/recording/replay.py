@@ -432,7 +432,7 @@ async def replay_server(
     listeners, bound_port = await open_listeners(host, port)
     server = ReplayServer(script, host, bound_port, repeat=repeat)
     async with serving_nursery() as nursery:
-        nursery.start_soon(trio.serve_listeners, server._handle_tcp, listeners)  # pyright: ignore[reportPrivateUsage]
+        await nursery.start(trio.serve_listeners, server._handle_tcp, listeners)  # pyright: ignore[reportPrivateUsage]
         yield server
     if raise_on_divergence:
         server.check()

@@ -18,7 +18,8 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, cast
 
@@ -161,12 +162,8 @@ def _manifest_json(m: RunManifest) -> dict[str, JsonValue]:
 
 def _inflate(data: bytes) -> bytes:
     try:
-        size = zstandard.frame_content_size(data)
-    except zstandard.ZstdError as exc:
-        raise _Invalid(f"not a run export ({exc})") from None
-    if size > MAX_EXPORT_SIZE:
-        raise _Invalid("the export claims an implausible size")
-    try:
+        if zstandard.frame_content_size(data) > MAX_EXPORT_SIZE:
+            raise _Invalid("the export claims an implausible size")
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_EXPORT_SIZE)
     except zstandard.ZstdError as exc:
         raise _Invalid(f"not a run export ({exc})") from None
@@ -253,16 +250,23 @@ def _parse_entry(line: bytes) -> Entry:
     return Entry(seq, ts_ns, Plane(plane), kind, session_id, topic, body, hash_)
 
 
+@contextmanager
+def _refused_as_store_error() -> Generator[None]:
+    """What the parse and the check refuse reaches a caller as a ``StoreError``."""
+    try:
+        yield
+    except _Invalid as exc:
+        raise StoreError(str(exc)) from None
+
+
 def parse_export(data: bytes) -> RunExport:
     """Parse an export without verifying it.
 
     Raises:
         StoreError: the bytes are not a run export this simtrio can read.
     """
-    try:
+    with _refused_as_store_error():
         return _parse(data)
-    except _Invalid as exc:
-        raise StoreError(str(exc)) from None
 
 
 def _parse(data: bytes) -> RunExport:
@@ -298,10 +302,8 @@ def check_export(export: RunExport) -> None:
     Raises:
         StoreError: the run is not intact (the message says where).
     """
-    try:
+    with _refused_as_store_error():
         _check(export)
-    except _Invalid as exc:
-        raise StoreError(str(exc)) from None
 
 
 def _check(export: RunExport) -> None:
