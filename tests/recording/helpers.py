@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
@@ -10,7 +11,9 @@ import orjson
 import trio
 import trio_websocket
 
-from simtrio.recording import open_recorder, replay_server
+from simtrio.recording import Plane, open_recorder, replay_server
+from simtrio.recording.format import RUN_ENDED
+from simtrio.recording.store import PendingEntry
 from simtrio.wire import rpc, types
 from simtrio.wire.codec import encode
 from simtrio.wire.compression import ZstdStreamDecoder
@@ -22,12 +25,16 @@ if TYPE_CHECKING:
 
     import pytest
 
-    from simtrio.recording import Recorder, ReplayServer
+    from simtrio.recording import Recorder, ReplayServer, RunStore
+    from simtrio.recording.store import ActiveRun
 
 PROGRAM_A = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 PROGRAM_B = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
 SESSION = "backtest_0001"
 _T = TypeVar("_T")
+
+CREATE_TEXT = '{"method":"createBacktestSession","params":{"startSlot":1,"endSlot":2}}'
+"""A create request as the store keeps it (canonical text)."""
 
 CREATE = types.CreateBacktestSessionRequest(
     start_slot=100, end_slot=103, disconnect_timeout_secs=30
@@ -72,6 +79,12 @@ async def make_single_run(path: Path) -> str:
     async with open_recorder(path, create_params=CREATE, server_url="ws://h/backtest") as rec:
         await record_single_run(rec)
         return rec.run_id
+
+
+def end_run(store: RunStore, run: ActiveRun) -> None:
+    """Commit ``run.ended`` with outcome ``completed``, as a recorder ends a run."""
+    ended = PendingEntry(run.next_seq, time.time_ns(), Plane.RUN, RUN_ENDED, None, None, b"{}")
+    store.append(run, [ended], outcome="completed")
 
 
 class TrioDisk:
