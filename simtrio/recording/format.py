@@ -34,6 +34,7 @@ __all__ = [
     "PLANE_VALUES",
     "RUN_ENDED",
     "RUN_STARTED",
+    "ZSTD_LEVEL",
     "Plane",
     "RunStatus",
     "compress_payload",
@@ -56,7 +57,8 @@ MAX_PAYLOAD_SIZE: Final = 256 * 1024 * 1024
 """A stored payload that claims to decompress beyond this is treated as corrupt."""
 
 _CHAIN_DOMAIN: Final = b"simtrio-run-chain-v1\x00"
-_ZSTD_LEVEL: Final = 3
+ZSTD_LEVEL: Final = 3
+"""The zstd level of stored payloads and of run exports."""
 _SUFFIX_BYTES: Final = 3
 
 
@@ -128,7 +130,7 @@ class _Codecs(threading.local):
     """One zstd compressor and decompressor per thread (building them costs more than a call)."""
 
     def __init__(self) -> None:
-        self.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.decompressor = zstandard.ZstdDecompressor()
 
 

@@ -52,6 +52,7 @@ from simtrio.recording.wireform import (
     sent_form,
 )
 from simtrio.wire import codec
+from simtrio.wire.redact import REDACTED
 
 if TYPE_CHECKING:
     import os
@@ -79,6 +80,7 @@ DEFAULT_MAX_PENDING: Final = 65_536
 """Entries not yet durable beyond which ``record_*`` coroutines wait for the writer."""
 
 _MAX_BATCH: Final = 8192
+_REDACTED_BYTES: Final = REDACTED.encode()
 
 
 class Recorder:
@@ -392,7 +394,7 @@ def _redact(entry: PendingEntry, secrets: Sequence[bytes]) -> PendingEntry:
     for secret in secrets:
         if secret in payload:
             logger.warning("a recorded %s entry contained a secret; it was redacted", entry.kind)
-            payload = payload.replace(secret, b"<redacted>")
+            payload = payload.replace(secret, _REDACTED_BYTES)
     if payload is entry.payload:
         return entry
     return PendingEntry(
@@ -413,7 +415,7 @@ def _scrub(text: str | None, secrets: Sequence[str]) -> str | None:
     if text is None:
         return None
     for secret in secrets:
-        text = text.replace(secret, "<redacted>")
+        text = text.replace(secret, REDACTED)
     return text
 
 

@@ -33,6 +33,7 @@ from simtrio.recording.format import (
     PLANE_VALUES,
     RUN_ENDED,
     RUN_STARTED,
+    ZSTD_LEVEL,
     Plane,
     RunStatus,
     genesis_hash,
@@ -132,7 +133,7 @@ def export_run(
     for e in store.iter_entries(run_id):
         row = [*e.head(), base64.b64encode(e.payload).decode("ascii"), e.hash.hex()]
         lines.append(orjson.dumps(row))
-    return zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(b"\n".join(lines) + b"\n")
 
 
 def _manifest_json(m: RunManifest) -> dict[str, JsonValue]:

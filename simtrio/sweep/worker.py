@@ -28,6 +28,7 @@ from simtrio.managed.config import ManagedConfig
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import NotShippable, SweepError
 from simtrio.sweep.plan import Outcome
+from simtrio.wire.redact import REDACTED
 from simtrio.wire.types import JsonValue
 
 __all__ = [
@@ -116,7 +117,7 @@ def describe(exc: BaseException) -> str:
 
 
 def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "<redacted>") if secret else text
+    return text.replace(secret, REDACTED) if secret else text
 
 
 def _result_text(result: object) -> str:
