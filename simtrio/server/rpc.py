@@ -23,8 +23,8 @@ from simtrio.server.executor import (
     ChainUnavailable,
     TransactionRejected,
     decode_base64_transaction,
-    ui_account,
 )
+from simtrio.server.solana_json import ui_account
 from simtrio.wire.types import AccountData, EncodedBinary, JsonValue
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from simtrio.server.chain import ChainConfig
     from simtrio.server.config import ServerConfig
     from simtrio.server.conn import Conn
-    from simtrio.server.session import Ownership, ParallelGroup, Session
+    from simtrio.server.ownership import Ownership
+    from simtrio.server.session import ParallelGroup, Session
 
 __all__ = ["FD_RESERVE", "ServerState", "connection_cap"]
 

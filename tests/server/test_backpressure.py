@@ -6,7 +6,8 @@ import trio
 import trio.testing
 
 from simtrio.server.config import ServerConfig
-from simtrio.server.session import Session, Subscription
+from simtrio.server.data_log import Subscription
+from simtrio.server.session import Session
 from simtrio.server.state import ServerState
 from simtrio.wire.types import ContinueParams, CreateBacktestSessionRequest
 

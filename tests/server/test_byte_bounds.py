@@ -7,7 +7,8 @@ import trio
 import trio_websocket
 
 from simtrio.server import FaultPlan, Faults, serve
-from simtrio.server.session import DataLog, LazyNotification, ResponseLog, Subscription
+from simtrio.server.data_log import DataLog, LazyNotification, Subscription
+from simtrio.server.response_log import ResponseLog
 from simtrio.wire.codec import encode_response
 from simtrio.wire.rpc import TransactionNotification
 from simtrio.wire.types import SlotNotification

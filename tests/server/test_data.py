@@ -7,7 +7,7 @@ import trio
 
 from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
-from simtrio.server.session import DataLog, LazyNotification, Subscription
+from simtrio.server.data_log import DataLog, LazyNotification, Subscription
 from simtrio.wire.rpc import (
     AccountDiffNotification,
     SubscriptionComplete,

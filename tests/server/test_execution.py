@@ -15,7 +15,7 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction, VersionedTransaction
 
-from simtrio.server import chain, executor, serve
+from simtrio.server import chain, compute_budget, serve
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
@@ -488,8 +488,8 @@ def test_the_requested_budget_is_read_from_compute_budget_instructions() -> None
     payer = keypair(102).pubkey()
     move = transfer(TransferParams(from_pubkey=payer, to_pubkey=keypair(103).pubkey(), lamports=1))
     plain = Message([move, move], payer)
-    assert executor.requested_budget(plain) == (400_000, None)
+    assert compute_budget.requested_budget(plain) == (400_000, None)
     asked = Message([set_compute_unit_limit(5_000), request_heap_frame(64 * 1024), move], payer)
-    assert executor.requested_budget(asked) == (5_000, 64 * 1024)
+    assert compute_budget.requested_budget(asked) == (5_000, 64 * 1024)
     many = Message([move] * 10, payer)
-    assert executor.requested_budget(many) == (executor.MAX_TRANSACTION_UNITS, None)
+    assert compute_budget.requested_budget(many) == (compute_budget.MAX_TRANSACTION_UNITS, None)
