@@ -8,7 +8,8 @@ tests and local runs need no external service::
     async with simtrio.server.serve(seed=7) as server:
         ...  # connect to server.url + "/backtest"
 
-It shares :mod:`simtrio.wire` with the clients, and nothing else.
+It shares :mod:`simtrio.wire` with the clients, and no state machine (only the helpers that
+take exception groups apart).
 """
 
 from __future__ import annotations
@@ -163,8 +164,9 @@ async def run_server(
 ) -> None:
     """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`."""
     config = config or ServerConfig()
+    state = ServerState(config)
     async with trio.open_nursery() as nursery:
-        state = ServerState(config, nursery)
+        await nursery.start(state.run)
         listeners, bound_port = await open_listeners(host, port)
         server = ReferenceServer(state, host, bound_port)
         handler = functools.partial(handle_tcp, state)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -24,11 +25,11 @@ from simtrio.server.faults import FaultKind
 from simtrio.wire.compression import ZstdStreamEncoder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from simtrio.server.faults import Faults, Plane
 
-__all__ = ["Conn", "ConnectionGone", "ServerStream", "wrap_server_stream"]
+__all__ = ["Conn", "ConnectionGone", "ServerStream", "accept_websocket"]
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +126,20 @@ class _ServerWebSocket(trio_websocket.WebSocketConnection):
         await super()._handle_close_connection_event(event)  # pyright: ignore[reportPrivateUsage]
 
 
-async def wrap_server_stream(
-    nursery: trio.Nursery,
+@asynccontextmanager
+async def accept_websocket(
     stream: trio.abc.Stream,
     *,
+    handshake_timeout: float,
     message_queue_size: int,
     max_message_size: int,
     receive_buffer_size: int,
-) -> trio_websocket.WebSocketRequest:
-    """``trio_websocket.wrap_server_stream`` with a :class:`_ServerWebSocket`."""
+) -> AsyncGenerator[trio_websocket.WebSocketConnection | None]:
+    """The accepted WebSocket over ``stream``, its reader running for the block's duration.
+
+    None when the peer did not finish the upgrade within ``handshake_timeout`` or went away
+    meanwhile. Leaving the block stops the reader.
+    """
     connection = _ServerWebSocket(
         stream,
         WSConnection(ConnectionType.SERVER),
@@ -141,8 +147,19 @@ async def wrap_server_stream(
         max_message_size=max_message_size,
         receive_buffer_size=receive_buffer_size,
     )
-    nursery.start_soon(connection._reader_task)  # pyright: ignore[reportPrivateUsage]
-    return await connection._get_request()  # pyright: ignore[reportPrivateUsage]
+    async with trio.open_nursery() as nursery:
+        try:
+            nursery.start_soon(connection._reader_task)  # pyright: ignore[reportPrivateUsage]
+            accepted: trio_websocket.WebSocketConnection | None = None
+            try:
+                with trio.fail_after(handshake_timeout):
+                    request = await connection._get_request()  # pyright: ignore[reportPrivateUsage]
+                    accepted = await request.accept()
+            except (trio.TooSlowError, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+                pass
+            yield accepted
+        finally:
+            nursery.cancel_scope.cancel()
 
 
 class Conn:
@@ -158,7 +175,6 @@ class Conn:
         faults: Faults,
         max_message_size: int,
         close_timeout: float,
-        nursery: trio.Nursery,
         on_fault: Callable[[Plane, FaultKind], None] | None = None,
     ) -> None:
         self.plane = plane
@@ -171,7 +187,7 @@ class Conn:
         self._ws = ws
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
-        self._nursery = nursery
+        self._stall_began = trio.Event()
         self._on_fault = on_fault
         self._lock = trio.StrictFIFOLock()
         self._encoder: ZstdStreamEncoder | None = None
@@ -192,9 +208,18 @@ class Conn:
     def gone(self) -> bool:
         return self._gone
 
-    def start(self) -> None:
-        """Apply the triggers that fire before any message (``drop_after=0``, ``stall_after=0``)."""
-        self._after_send(0)
+    async def serve(self, handler: Callable[[Conn], Awaitable[None]]) -> None:
+        """Run ``handler`` on this connection until it returns or the connection is ended.
+
+        The triggers that fire before any message (``drop_after=0``, ``stall_after=0``) are
+        applied first; a timed stall is ended by a task beside the handler.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._end_stall_when_due)
+            with self.cancel_scope:
+                self._after_send(0)
+                await handler(self)
+            nursery.cancel_scope.cancel()
 
     async def receive(self) -> str | bytes:
         """The next inbound message; ``ConnectionGone`` once the peer is gone."""
@@ -283,11 +308,15 @@ class Conn:
             logger.info("%r: stalling after %d messages (fault)", self, number)
             self._fired(FaultKind.STALL)
             self._stream.stall()
+            self._stall_began.set()
             self._notify_stall()
-            if faults.stall_for is not None and not math.isinf(faults.stall_for):
-                self._nursery.start_soon(self._unstall_later, faults.stall_for)
 
-    async def _unstall_later(self, seconds: float) -> None:
+    async def _end_stall_when_due(self) -> None:
+        """End a stall fault once its ``stall_for`` has passed (an endless one never ends)."""
+        seconds = self.faults.stall_for
+        if self.faults.stall_after is None or seconds is None or math.isinf(seconds):
+            return
+        await self._stall_began.wait()
         await trio.sleep(seconds)
         self._stream.unstall()
         self._notify_stall()

@@ -26,9 +26,8 @@ from typing import TYPE_CHECKING, Final
 
 import h11
 import trio
-import trio_websocket
 
-from simtrio.server.conn import Conn, ServerStream, wrap_server_stream
+from simtrio.server.conn import Conn, ServerStream, accept_websocket
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
@@ -366,20 +365,15 @@ async def _run_websocket(
     config = state.config
     server_stream = ServerStream(stream, raw)
     limit = config.max_request_size if plane is Plane.CONTROL else config.max_data_request_size
-    async with trio.open_nursery() as nursery:
-        try:
-            with trio.fail_after(config.handshake_timeout):
-                ws_request = await wrap_server_stream(
-                    nursery,
-                    server_stream,
-                    message_queue_size=config.message_queue_size,
-                    max_message_size=limit,
-                    receive_buffer_size=_RECEIVE_BYTES,
-                )
-                ws = await ws_request.accept()
-        except (trio.TooSlowError, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+    async with accept_websocket(
+        server_stream,
+        handshake_timeout=config.handshake_timeout,
+        message_queue_size=config.message_queue_size,
+        max_message_size=limit,
+        receive_buffer_size=_RECEIVE_BYTES,
+    ) as ws:
+        if ws is None:
             server_stream.abort()
-            nursery.cancel_scope.cancel()
             return
         conn = Conn(
             plane=plane,
@@ -389,20 +383,16 @@ async def _run_websocket(
             faults=state.faults.for_connection(plane, index),
             max_message_size=config.max_message_size,
             close_timeout=config.close_timeout,
-            nursery=nursery,
             on_fault=state.fault_fired,
         )
         state.conns.add(conn)
         logger.debug("%r open", conn)
         try:
-            with conn.cancel_scope:
-                conn.start()
-                await serve(conn)
+            await conn.serve(serve)
         finally:
             state.conns.discard(conn)
             if conn.pending_close is not None:
                 code, reason = conn.pending_close
                 await conn.close(code, reason)
             server_stream.abort()
-            nursery.cancel_scope.cancel()
             logger.debug("%r closed", conn)

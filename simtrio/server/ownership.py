@@ -22,7 +22,7 @@ class Ownership:
     """Which control connection streams a session (or parallel group), and its disconnect timer.
 
     When the owner goes away the session waits ``timeout`` seconds for an attach; with 0 it
-    is removed at once. The timer is a ``trio.sleep`` in the server's nursery, so it follows
+    is removed at once. The timer is a ``trio.sleep`` among the server's session tasks, so it follows
     a mock clock. The server keeps at most ``max_detached_sessions`` waiting; past that, the
     one detached longest is removed early.
     """
@@ -53,7 +53,7 @@ class Ownership:
             return
         self._stop_timer()
         timer = self._timer = trio.CancelScope()
-        self._state.nursery.start_soon(self._expire, timer)
+        self._state.spawn(self._expire, timer)
         self._state.note_detached(self)
 
     async def _expire(self, timer: trio.CancelScope) -> None:

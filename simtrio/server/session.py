@@ -289,7 +289,7 @@ class Session:
     def _spawn(self, body: Callable[..., object], *args: object) -> None:
         self.running = True
         self._clear_ready()
-        self._state.nursery.start_soon(self._step, body, args)
+        self._state.spawn(self._step, body, args)
 
     async def _step(self, body: Callable[..., object], args: tuple[object, ...]) -> None:
         with trio.CancelScope() as scope:

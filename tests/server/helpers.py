@@ -14,10 +14,13 @@ import trio
 import trio_websocket
 import zstandard
 
+from simtrio.server.state import ServerState
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
     from simtrio.server import ReferenceServer
+    from simtrio.server.config import ServerConfig
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 ATOKEN = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
@@ -296,3 +299,13 @@ async def wait_until(predicate: Any, timeout: float = RECEIVE_TIMEOUT) -> None:
     with trio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - server state has no event to wait on
             await trio.sleep(0.001)
+
+
+@asynccontextmanager
+async def running_state(config: ServerConfig) -> AsyncGenerator[ServerState]:
+    """Server state with its session tasks running, for tests that need no listener."""
+    state = ServerState(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(state.run)
+        yield state
+        nursery.cancel_scope.cancel()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 import trio.testing
 
 from simtrio.server.config import ServerConfig
 from simtrio.server.data_log import Subscription
 from simtrio.server.session import Session
-from simtrio.server.state import ServerState
 from simtrio.wire.types import ContinueParams, CreateBacktestSessionRequest
 
-from .helpers import TOKEN
+from .helpers import TOKEN, running_state
+
+if TYPE_CHECKING:
+    from simtrio.server.state import ServerState
 
 
 class _FakeConn:
@@ -37,8 +41,7 @@ def _session(state: ServerState) -> Session:
 
 async def test_a_lagging_control_reader_holds_the_step() -> None:
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            state = ServerState(ServerConfig(control_backlog=5), nursery)
+        async with running_state(ServerConfig(control_backlog=5)) as state:
             session = _session(state)
             conn = _FakeConn()
             session.ownership.take(conn)  # type: ignore[arg-type]
@@ -58,15 +61,13 @@ async def test_a_lagging_control_reader_holds_the_step() -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert session.slot == 500
             assert not session.running
-            nursery.cancel_scope.cancel()
 
 
 async def test_a_lagging_subscription_holds_the_step() -> None:
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            state = ServerState(
-                ServerConfig(retained_slots=3, max_transactions_per_slot=2), nursery
-            )
+        async with running_state(
+            ServerConfig(retained_slots=3, max_transactions_per_slot=2)
+        ) as state:
             session = _session(state)
             session.start()
             conn = _FakeConn()
@@ -87,13 +88,11 @@ async def test_a_lagging_subscription_holds_the_step() -> None:
             session.notify_progress()
             await trio.testing.wait_all_tasks_blocked()
             assert session.slot == 200
-            nursery.cancel_scope.cancel()
 
 
 async def test_close_stops_a_waiting_step() -> None:
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            state = ServerState(ServerConfig(control_backlog=3), nursery)
+        async with running_state(ServerConfig(control_backlog=3)) as state:
             session = _session(state)
             state.add_session(session)
             session.ownership.take(_FakeConn())  # type: ignore[arg-type]
@@ -108,4 +107,3 @@ async def test_close_stops_a_waiting_step() -> None:
             assert type(last[1]).__name__ == "Success"
             assert not session.running
             assert "backtest_test" not in state.sessions
-            nursery.cancel_scope.cancel()
