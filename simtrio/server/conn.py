@@ -21,6 +21,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
 
+from simtrio.server.boundaries import PEER_GONE, WEBSOCKET_GONE, map_exceptions
 from simtrio.server.faults import FaultKind
 from simtrio.wire.compression import ZstdStreamEncoder
 
@@ -155,7 +156,7 @@ async def accept_websocket(
                 with trio.fail_after(handshake_timeout):
                     request = await connection._get_request()  # pyright: ignore[reportPrivateUsage]
                     accepted = await request.accept()
-            except (trio.TooSlowError, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+            except (trio.TooSlowError, *WEBSOCKET_GONE):
                 pass
             yield accepted
         finally:
@@ -188,6 +189,8 @@ class Conn:
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
         self._stall_began = trio.Event()
+        self._broken = map_exceptions(WEBSOCKET_GONE, self._went_away)
+        """The WebSocket boundary: a closed or broken connection is ``ConnectionGone``."""
         self._on_fault = on_fault
         self._lock = trio.StrictFIFOLock()
         self._encoder: ZstdStreamEncoder | None = None
@@ -223,11 +226,8 @@ class Conn:
 
     async def receive(self) -> str | bytes:
         """The next inbound message; ``ConnectionGone`` once the peer is gone."""
-        try:
+        with self._broken:
             message = await self._ws.get_message()
-        except trio_websocket.ConnectionClosed:
-            self._gone = True
-            raise ConnectionGone from None
         await self._stream.wait_open()
         return message
 
@@ -245,7 +245,7 @@ class Conn:
         async with self._lock:
             number = self.sent + 1
             faults = self.faults
-            try:
+            with self._broken:
                 if faults.delay:
                     await trio.sleep(faults.delay)
                 if faults.malformed_at == number:
@@ -266,15 +266,12 @@ class Conn:
                 await self._ws.send_message(payload)
                 if corrupt:
                     self._fired(FaultKind.CORRUPT)
-            except (
-                trio_websocket.ConnectionClosed,
-                trio.BrokenResourceError,
-                trio.ClosedResourceError,
-            ):
-                self._gone = True
-                raise ConnectionGone from None
             self.sent = number
             self._after_send(number)
+
+    def _went_away(self, _exc: BaseException) -> ConnectionGone:
+        self._gone = True
+        return ConnectionGone()
 
     def _fired(self, kind: FaultKind) -> None:
         """A fault took effect (counted by the server, for chaos tests)."""
@@ -344,6 +341,6 @@ class Conn:
         self._gone = True
         with trio.move_on_after(self._close_timeout) as scope:
             scope.shield = True
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            with contextlib.suppress(*PEER_GONE):
                 await self._ws.aclose(code, reason)
         self._stream.abort()

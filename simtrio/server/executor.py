@@ -15,7 +15,6 @@ requests give byte-identical results on every run.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -33,6 +32,7 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_metadata import FailedTransactionMetadata
 
 from simtrio.server import chain
+from simtrio.server.boundaries import BAD_BASE64, LITESVM_REJECTS, SOLDERS_REJECTS, map_exceptions
 from simtrio.server.compute_budget import requested_budget
 from simtrio.server.solana_json import error_json, transaction_json
 from simtrio.wire.types import JsonValue
@@ -114,20 +114,18 @@ class ChainBudget:
 
 def decode_transaction(raw: bytes) -> VersionedTransaction:
     """Deserialize a wire transaction (the legacy layout is a valid versioned one)."""
-    try:
+    with map_exceptions(
+        SOLDERS_REJECTS, lambda exc: TransactionRejected(f"not a bincode transaction: {exc}")
+    ):
         tx = VersionedTransaction.from_bytes(raw)
-    except ValueError as exc:
-        raise TransactionRejected(f"not a bincode transaction: {exc}") from None
     if not tx.signatures:
         raise TransactionRejected("the transaction carries no signature")
     return tx
 
 
 def decode_base64_transaction(text: str) -> VersionedTransaction:
-    try:
+    with map_exceptions(BAD_BASE64, lambda exc: TransactionRejected(f"invalid base64: {exc}")):
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise TransactionRejected(f"invalid base64: {exc}") from None
     return decode_transaction(raw)
 
 
@@ -430,26 +428,27 @@ class SessionChain:
         return self._records.get(signature)
 
 
+def _rejected(address: str, kind: str, reason: str) -> map_exceptions:
+    """The solders boundary of an account override: what it raises is ``AccountRejected``."""
+    return map_exceptions(SOLDERS_REJECTS, lambda _exc: AccountRejected(address, kind, reason))
+
+
 def _pubkey(text: str, kind: str) -> Pubkey:
-    try:
+    with _rejected(text, kind, "not a 32-byte base58 address"):
         return Pubkey.from_string(text)
-    except ValueError:
-        raise AccountRejected(text, kind, "not a 32-byte base58 address") from None
 
 
 def _account(address: str, data: AccountData) -> Account:
     if data.data.encoding != "base64":
         raise AccountRejected(address, "encoding", f"unsupported encoding {data.data.encoding!r}")
-    try:
+    with map_exceptions(
+        BAD_BASE64, lambda exc: AccountRejected(address, "encoding", f"invalid base64: {exc}")
+    ):
         raw = base64.b64decode(data.data.data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AccountRejected(address, "encoding", f"invalid base64: {exc}") from None
     if not 0 <= data.lamports < 2**64:
         raise AccountRejected(address, "lamports", "lamports must be an unsigned 64-bit integer")
-    try:
+    with _rejected(address, "owner", "owner is not a 32-byte base58 address"):
         owner = Pubkey.from_string(data.owner)
-    except ValueError:
-        raise AccountRejected(address, "owner", "owner is not a 32-byte base58 address") from None
     return Account(data.lamports, raw, owner, data.executable, 0)
 
 
@@ -485,10 +484,11 @@ def _is_programdata(account: Account) -> bool:
 
 
 def _set(svm: LiteSVM, key: Pubkey, account: Account) -> None:
-    try:
+    with map_exceptions(
+        LITESVM_REJECTS,
+        lambda exc: AccountRejected(str(key), "program", f"cannot be loaded: {exc}"),
+    ):
         svm.set_account(key, account)
-    except Exception as exc:  # solders.LiteSVMError: a program that cannot be loaded
-        raise AccountRejected(str(key), "program", f"cannot be loaded: {exc}") from None
 
 
 def _writable(message: AnyMessage, count: int) -> list[int]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final
 import h11
 import trio
 
+from simtrio.server.boundaries import PEER_GONE
 from simtrio.server.conn import Conn, ServerStream, accept_websocket
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
@@ -90,7 +91,7 @@ def _response(status: int, body: bytes = b"", content_type: str = "text/plain") 
 async def _reply(
     stream: trio.SocketStream, status: int, body: bytes = b"", content_type: str = "text/plain"
 ) -> None:
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+    with contextlib.suppress(*PEER_GONE):
         await stream.send_all(_response(status, body, content_type))
 
 
@@ -101,7 +102,7 @@ async def _refuse(stream: trio.SocketStream, linger: float) -> None:
     """
     with trio.move_on_after(linger):
         await _reply(stream, 503, b"too many connections")
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        with contextlib.suppress(*PEER_GONE):
             await stream.send_eof()
             received = 0
             while received < MAX_HEAD_BYTES:
@@ -206,7 +207,7 @@ async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
             await _refuse(stream, min(state.config.handshake_timeout, _REFUSE_LINGER))
             return
         await _serve_connection(state, stream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except PEER_GONE:
         pass
     except Exception:
         logger.exception("connection handler failed")
