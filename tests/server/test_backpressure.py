@@ -12,18 +12,10 @@ from simtrio.server.data_log import Subscription
 from simtrio.server.session import Session
 from simtrio.wire.types import ContinueParams, CreateBacktestSessionRequest
 
-from .helpers import TOKEN, running_state
+from .helpers import TOKEN, FakeConn, running_state
 
 if TYPE_CHECKING:
     from simtrio.server.state import ServerState
-
-
-class _FakeConn:
-    """Stands in for a connection that reads nothing."""
-
-    def __init__(self) -> None:
-        self.stalled = False
-        self.gone = False
 
 
 def _session(state: ServerState) -> Session:
@@ -43,7 +35,7 @@ async def test_a_lagging_control_reader_holds_the_step() -> None:
     with trio.fail_after(5):
         async with running_state(ServerConfig(control_backlog=5)) as state:
             session = _session(state)
-            conn = _FakeConn()
+            conn = FakeConn()
             session.ownership.take(conn)  # type: ignore[arg-type]
             session.start()
             session.request_continue(ContinueParams(500))
@@ -70,7 +62,7 @@ async def test_a_lagging_subscription_holds_the_step() -> None:
         ) as state:
             session = _session(state)
             session.start()
-            conn = _FakeConn()
+            conn = FakeConn()
             sub = Subscription(1, ("transaction", TOKEN), 0, conn)  # type: ignore[arg-type]
             session.data.subs.add(sub)
             session.request_continue(ContinueParams(200))
@@ -95,7 +87,7 @@ async def test_close_stops_a_waiting_step() -> None:
         async with running_state(ServerConfig(control_backlog=3)) as state:
             session = _session(state)
             state.add_session(session)
-            session.ownership.take(_FakeConn())  # type: ignore[arg-type]
+            session.ownership.take(FakeConn())  # type: ignore[arg-type]
             session.start()
             session.request_continue(ContinueParams(100))
             await trio.testing.wait_all_tasks_blocked()
