@@ -25,6 +25,7 @@ import trio
 from simtrio.server.config import ServerConfig
 from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
 from simtrio.server.http import handle_tcp
+from simtrio.server.paths import CONTROL_PATH
 from simtrio.server.serving import authority, open_listeners, serving_nursery
 from simtrio.server.state import ServerState
 
@@ -75,7 +76,7 @@ class ReferenceServer:
         host_port = authority(host, port)
         self.url = f"ws://{host_port}"
         """WebSocket base URL; the control plane is at ``url + "/backtest"``."""
-        self.control_url = f"{self.url}/backtest"
+        self.control_url = self.url + CONTROL_PATH
         self.http_url = f"http://{host_port}"
 
     def __repr__(self) -> str:

@@ -32,6 +32,7 @@ from simtrio.server.conn import Conn, ServerStream, accept_websocket
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
+from simtrio.server.paths import CONTROL_PATH, SESSION_PREFIX
 from simtrio.server.rpc import rpc_reply
 from simtrio.wire.codec import encode_available_ranges
 
@@ -45,8 +46,6 @@ __all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_PATH: Final = "/backtest"
-_SESSION_PREFIX: Final = "/backtest/"
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _RECEIVE_BYTES: Final = 64 * 1024
@@ -296,8 +295,8 @@ async def _route(state: ServerState, request: _Request, body: bytes) -> tuple[in
         return (503, b"draining", _TEXT) if state.draining else (200, b"ready", _TEXT)
     if method == "GET" and path == "/available-ranges":
         return 200, await available_ranges_body(state), _JSON
-    if method == "POST" and path.startswith(_SESSION_PREFIX):
-        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+    if method == "POST" and path.startswith(SESSION_PREFIX):
+        session = state.sessions.get(path[len(SESSION_PREFIX) :])
         if session is None:
             return 404, b"unknown session", _TEXT
         return 200, rpc_reply(session, body), _JSON
@@ -325,8 +324,8 @@ async def _upgrade(
                 return
         plane = Plane.CONTROL
         session = None
-    elif path.startswith(_SESSION_PREFIX):
-        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+    elif path.startswith(SESSION_PREFIX):
+        session = state.sessions.get(path[len(SESSION_PREFIX) :])
         if session is None:
             await _reply(stream, 404, b"unknown session")
             return

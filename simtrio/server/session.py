@@ -23,6 +23,7 @@ from simtrio.server.discovery import DiscoveryScan, Position, unique_filters
 from simtrio.server.executor import AccountRejected, ChainUnavailable, Executed, SessionChain
 from simtrio.server.notifications import append_executed, append_synthetic
 from simtrio.server.ownership import Ownership
+from simtrio.server.paths import session_path
 from simtrio.server.response_log import Emitted, ResponseLog
 from simtrio.server.signal import Signal
 from simtrio.server.validation import account_error, check_overrides, decode_transactions
@@ -93,7 +94,7 @@ class Session:
         self._chain = state.chain
         self._config = config
         self.id = session_id
-        self.rpc_endpoint = f"/backtest/{session_id}"
+        self.rpc_endpoint = session_path(session_id)
         self.start_slot = start_slot
         self.end_slot = end_slot
         self.numbered = numbered
