@@ -73,13 +73,17 @@ class _Request:
         return self.method == "GET" and "websocket" in self.headers.get("upgrade", "").lower()
 
 
-def _response(status: int, body: bytes = b"", content_type: str = "text/plain") -> bytes:
+def _phrase(status: int) -> str:
+    """The reason phrase of ``status`` ("Unknown" for a code Python does not name)."""
     try:
-        phrase = http.HTTPStatus(status).phrase
+        return http.HTTPStatus(status).phrase
     except ValueError:
-        phrase = "Unknown"
+        return "Unknown"
+
+
+def _response(status: int, body: bytes = b"", content_type: str = "text/plain") -> bytes:
     head = (
-        f"HTTP/1.1 {status} {phrase}\r\n"
+        f"HTTP/1.1 {status} {_phrase(status)}\r\n"
         f"content-type: {content_type}\r\n"
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
@@ -272,11 +276,7 @@ def _keep_alive_response(
     headers = [("content-type", content_type), ("content-length", str(len(body)))]
     if last:
         headers.append(("connection", "close"))
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Unknown"
-    out = parser.send(h11.Response(status_code=status, headers=headers, reason=phrase))
+    out = parser.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
     if request.method != "HEAD":
         out += parser.send(h11.Data(data=body))
     out += parser.send(h11.EndOfMessage())
