@@ -5,7 +5,7 @@ runs, because trio-websocket only speaks the upgrade. Plain requests are answere
 another on the same connection (HTTP/1.1 keep-alive, pipelining included) until the peer
 closes it or asks to, stays idle ``http_idle_timeout``, or has sent ``http_max_requests``.
 Only a connection's first request may be an upgrade: upgrades are routed, checked and handed
-to trio-websocket on a :class:`~simtrio.server.conn.ServerStream` that replays the bytes
+to trio-websocket on a :class:`~simtrio.server.websocket.ServerStream` that replays the bytes
 already read. The server owns
 the TCP stream throughout and always closes it itself.
 
@@ -28,12 +28,13 @@ import h11
 import trio
 
 from simtrio.server.boundaries import PEER_GONE
-from simtrio.server.conn import Conn, ServerStream, accept_websocket
+from simtrio.server.conn import Conn
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
 from simtrio.server.paths import CONTROL_PATH, SESSION_PREFIX
 from simtrio.server.rpc import rpc_reply
+from simtrio.server.websocket import ServerStream, accept_websocket
 from simtrio.wire.codec import encode_available_ranges
 
 if TYPE_CHECKING:
