@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
 import attrs
 
-from simtrio.server.signal import Signal
+from simtrio.server.broadcast import Signal
 from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
 
 if TYPE_CHECKING:

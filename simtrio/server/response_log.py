@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TypeAlias
 
-from simtrio.server.signal import Signal
+from simtrio.server.broadcast import Signal
 from simtrio.wire.codec import encode_response
 from simtrio.wire.types import (
     Completed,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from simtrio.server import chain
+from simtrio.server.broadcast import Signal
 from simtrio.server.data_log import DataLog
 from simtrio.server.discovery import DiscoveryScan, Position, unique_filters
 from simtrio.server.executor import AccountRejected, ChainUnavailable, Executed, SessionChain
@@ -25,7 +26,6 @@ from simtrio.server.notifications import append_executed, append_synthetic
 from simtrio.server.ownership import Ownership
 from simtrio.server.paths import session_path
 from simtrio.server.response_log import Emitted, ResponseLog
-from simtrio.server.signal import Signal
 from simtrio.server.validation import account_error, check_overrides, decode_transactions
 from simtrio.wire.types import (
     AccountData,
