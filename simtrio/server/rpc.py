@@ -68,9 +68,9 @@ _REFUSED_BY_CHAIN: Final = map_exceptions(
 """A transaction or account the chain refused is the caller's bad params."""
 
 
-def _unparsable(message: str) -> map_exceptions:
-    """What solders cannot parse is bad params with ``message``."""
-    return map_exceptions(SOLDERS_REJECTS, lambda _exc: _BadParams(message))
+def _unparsable(what: str, value: str, shown: int) -> map_exceptions:
+    """What solders cannot parse is bad params: ``what``, then the start of ``value``."""
+    return map_exceptions(SOLDERS_REJECTS, lambda _exc: _BadParams(f"{what}: {value[:shown]!r}"))
 
 
 def rpc_reply(session: Session, body: bytes) -> bytes:
@@ -152,7 +152,7 @@ def _encoding(config: _Object, allowed: str) -> None:
 def _pubkey(value: JsonValue) -> Pubkey:
     if not isinstance(value, str):
         raise _BadParams("an address must be a base58 string")
-    with _unparsable(f"not a 32-byte base58 address: {value[:60]!r}"):
+    with _unparsable("not a 32-byte base58 address", value, 60):
         return Pubkey.from_string(value)
 
 
@@ -270,7 +270,7 @@ def _get_transaction(session: Session, params: _Params) -> JsonValue:
 def _signature(value: JsonValue) -> str:
     if not isinstance(value, str):
         raise _BadParams("a signature must be base58 text")
-    with _unparsable(f"not a 64-byte base58 signature: {value[:100]!r}"):
+    with _unparsable("not a 64-byte base58 signature", value, 100):
         return str(Signature.from_string(value))
 
 
