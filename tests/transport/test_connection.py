@@ -23,7 +23,8 @@ from wsproto.events import Pong as PongEvent
 from simtrio.errors import ConnectError, ConnectionClosed, ProtocolError
 from simtrio.transport import WebSocketConnection, connect, open_connection
 from simtrio.transport.connection import BURST_RECEIVE_SIZE, RECEIVE_SIZE
-from simtrio.transport.engine import Accepted, ClientEngine
+from simtrio.transport.engine import ClientEngine
+from simtrio.transport.events import Accepted
 from tests.client.fakes import refused_port
 from tests.resolver import install_unknown_hosts
 
