@@ -26,7 +26,13 @@ if TYPE_CHECKING:
 
     from simtrio.transport.endpoint import Endpoint
 
-__all__ = ["STREAM_ERRORS", "StreamOpener", "open_stream", "stream_opener"]
+__all__ = [
+    "STREAM_ERRORS",
+    "StreamOpener",
+    "current_stream_opener",
+    "open_stream",
+    "stream_opener",
+]
 
 STREAM_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 """What a broken or closed byte stream raises."""
@@ -47,6 +53,11 @@ _TRANSIENT_DNS: Final = frozenset(
     if code is not None
 )
 """Resolver failures that may clear by themselves (no answer yet); all others are final."""
+
+
+def current_stream_opener() -> StreamOpener:
+    """The opener :func:`open_stream` would use now (to fall back on from another one)."""
+    return _opener.get()
 
 
 @contextmanager

@@ -99,7 +99,7 @@ async def test_create_flow() -> None:
         assert await session.ensure_ready() is ReadyOutcome.READY
         assert session.is_ready_for_continue
         assert session.last_sequence is None
-    assert server.peers[0].received[0] == CREATE_4000
+    assert server.connections[0].received[0] == CREATE_4000
 
 
 @bounded()
@@ -130,7 +130,7 @@ async def test_create_error_raises_remote_error() -> None:
             async with BacktestClient(server.url).create_session(create()):
                 pytest.fail("unreachable")
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
+            await server.connections[0].gone.wait()
     assert isinstance(info.value.error, wire.NoMoreBlocks)
 
 
@@ -178,18 +178,20 @@ async def test_leaving_the_block_closes_only_the_websocket() -> None:
     async with session_with(opening()) as (session, server):
         await session.ensure_ready()
     with trio.fail_after(1):
-        await server.peers[0].client_closed.wait()
-    assert server.peers[0].received == [CREATE_4000]
+        await server.connections[0].gone.wait()
+    assert server.connections[0].received == [CREATE_4000]
+
+
+async def created_then_dropped(peer: Peer) -> None:
+    """Answer the create, then drop the connection without a Close frame."""
+    await peer.recv()
+    await peer.send(CREATED)
+    peer.drop()
 
 
 @bounded()
 async def test_leaving_after_the_server_closed_is_not_an_error() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-        await peer.drop()
-
-    async with session_with(script) as (session, _):
+    async with session_with(created_then_dropped) as (session, _):
         with pytest.raises(ConnectionClosed):
             await session.next_response()
 
@@ -215,10 +217,10 @@ async def test_attach_keeps_the_replay_for_later_reads() -> None:
             assert session.last_sequence == 8
             assert await session.next_response() == wire.Status(ST.DECODED_TRANSACTIONS)
             assert session.last_sequence == 9
-    assert server.peers[0].received == [
+    assert server.connections[0].received == [
         '{"method":"attachBacktestSession","params":{"session_id":"backtest_1","last_sequence":6}}'
     ]
-    assert server.peers[0].header("X-API-Key") == KEY
+    assert server.connections[0].header("X-API-Key") == KEY
 
 
 @bounded()
@@ -234,7 +236,7 @@ async def test_attach_null_cursor_and_numbered_error_in_replay() -> None:
         response = await session.next_response()
         assert isinstance(response, wire.Error)
         assert session.last_sequence == 1
-    sent = orjson.loads(server.peers[0].received[0])
+    sent = orjson.loads(server.connections[0].received[0])
     assert sent["params"] == {"session_id": "backtest_1", "last_sequence": None}
 
 
@@ -329,7 +331,7 @@ async def test_advance_counts_slots_until_ready_after_the_count() -> None:
         assert wire.UnknownResponse("somethingNew", {"x": 1}) in seen
         assert session.last_sequence == 6
         assert session.is_ready_for_continue
-    assert server.peers[0].received[1] == CONTINUE_2
+    assert server.connections[0].received[1] == CONTINUE_2
 
 
 @bounded()
@@ -362,7 +364,7 @@ async def test_advance_first_reads_a_buffered_readiness() -> None:
         assert result.statuses == []
         assert len(seen) == 5  # the buffered frames went to on_response too, uncounted
         assert session.last_sequence == 5
-    assert len(server.peers[0].received) == 2
+    assert len(server.connections[0].received) == 2
 
 
 @bounded()
@@ -390,7 +392,7 @@ async def test_continue_until_ready_stops_at_first_readiness() -> None:
         )
         # The rest stays buffered for later reads.
         assert await session.next_response() == wire.SlotNotification(4002)
-    sent = orjson.loads(server.peers[0].received[1])
+    sent = orjson.loads(server.connections[0].received[1])
     assert sent["params"]["advanceCount"] == 3
 
 
@@ -462,7 +464,7 @@ async def test_send_and_next_response_are_raw() -> None:
         assert not session.is_ready_for_continue
         with trio.fail_after(1):
             await third.wait()
-    assert server.peers[0].received[1:] == [
+    assert server.connections[0].received[1:] == [
         '{"method":"continueTo","params":{"slot":4003,"batchIndex":null}}',
         CONTINUE_2,
     ]
@@ -567,7 +569,7 @@ async def test_connection_closed_when_the_server_drops_mid_wait() -> None:
         await peer.send(CREATED, READY)
         await peer.recv()
         await peer.send(slot(4001))
-        await peer.drop()
+        peer.drop()
 
     async with session_with(script) as (session, _):
         await session.ensure_ready()
@@ -601,9 +603,9 @@ async def test_close_success() -> None:
         await session.close()
         assert session.last_sequence == 9
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
+            await server.connections[0].gone.wait()
         await session.close()  # repeated: nothing happens
-    assert server.peers[0].received[1:] == [CLOSE]
+    assert server.connections[0].received[1:] == [CLOSE]
 
 
 @bounded()
@@ -611,7 +613,7 @@ async def test_close_completed_counts_as_reply() -> None:
     async with session_with(opening(COMPLETED)) as (session, server):
         await session.close()
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
+            await server.connections[0].gone.wait()
 
 
 @bounded()
@@ -624,7 +626,7 @@ async def test_close_error_raises_after_the_socket_is_released() -> None:
             await session.close()
         assert " closed " in repr(session)  # released before the error was raised
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
+            await server.connections[0].gone.wait()
         with pytest.raises(ConnectionClosed):
             await session.send(Continue(1))
     assert isinstance(info.value.error, wire.SessionOwnerMismatch)
@@ -638,7 +640,7 @@ async def test_close_without_reply_is_bounded_and_quiet(
         start = trio.current_time()
         await session.close()
         assert trio.current_time() - start == pytest.approx(GRACEFUL_CLOSE_TIMEOUT)
-        assert server.peers[0].received[1:] == [CLOSE]
+        assert server.connections[0].received[1:] == [CLOSE]
     assert any("no reply to closeBacktestSession" in r.getMessage() for r in caplog.records)
 
 
@@ -673,12 +675,7 @@ async def test_close_handshake_is_bounded_when_the_server_never_echoes(
 
 @bounded()
 async def test_close_on_a_dropped_connection_raises_connection_closed() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-        await peer.drop()
-
-    async with session_with(script) as (session, _):
+    async with session_with(created_then_dropped) as (session, _):
         with pytest.raises(ConnectionClosed):
             await session.next_response()
         with pytest.raises(ConnectionClosed):

@@ -86,7 +86,7 @@ async def test_drain_delivers_everything_then_completed(
             await conn.complete(1)
 
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+        subs, stream = session(server.http_url(), nursery)
         subs.subscribe_account_diffs([TOKEN])
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
@@ -112,7 +112,7 @@ async def test_stalled_drain_delivers_what_it_has_then_fails(
         # No terminal; the socket stays healthy (Pongs flow), so only the drain notices.
 
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+        subs, stream = session(server.http_url(), nursery)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         await trio.sleep(1)
@@ -137,7 +137,7 @@ async def test_drain_timeout_is_configurable_while_draining(
         await conn.ack(1, 1)
 
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+        subs, stream = session(server.http_url(), nursery)
         subs.set_completion_drain_timeout(30)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
@@ -169,7 +169,7 @@ async def test_drain_is_not_stalled_by_a_slow_consumer(
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery, config=config)
+        subs, stream = session(server.http_url(), nursery, config=config)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(DONE)
@@ -205,7 +205,7 @@ async def test_drain_after_terminals_already_arrived(
         await conn.complete(2)
 
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+        subs, stream = session(server.http_url(), nursery)
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         await subs.wait_all_up()
         manager = subs.managers[0]
@@ -250,11 +250,11 @@ async def test_stop_cancels_managers(autojump_clock: trio.testing.MockClock) -> 
     async def script(conn: FakeConn) -> None:
         await conn.recv()
         await conn.ack(1, 1)
-        await conn.wait_closed()
+        await conn.wait_gone()
         closed.set()
 
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, _ = session(server.url(), nursery)
+        subs, _ = session(server.http_url(), nursery)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.stop()

@@ -74,7 +74,7 @@ async def test_subscribes_in_order_with_exact_texts(autojump_clock: trio.testing
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
     assert all(isinstance(item, AccountDiff) for item in got)
@@ -110,7 +110,7 @@ async def test_notifications_during_later_handshake_are_held_in_order(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
     ):
         handle.append(sub)
         got = await collect(sub.notifications)
@@ -155,7 +155,7 @@ async def test_decodes_one_zstd_stream_with_context_takeover(
 
     async with (
         fake_server(script) as server,
-        open_transaction_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_transaction_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
     assert all(isinstance(item, Transaction) for item in got)
@@ -174,12 +174,14 @@ async def test_terminals_end_the_channel_without_waiting_for_the_socket(
         await conn.ack(1, 1)
         await conn.diff(1, 4000)
         await conn.complete(1)
-        await conn.wait_closed()  # the server never closes; the client must
+        await conn.wait_gone()  # the server never closes; the client must
         server_closed.set()
 
     async with fake_server(script) as server:
         with trio.fail_after(5):
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 got = await collect(sub.notifications)
                 assert sub.connection_status is ConnectionStatus.DOWN
             await server_closed.wait()
@@ -197,7 +199,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
             for slot in (4000, 4001, 4002):
                 await conn.diff(1, slot)
             await trio.sleep(1)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(RESUB_4002)
             await conn.ack(1, 5)
@@ -207,7 +209,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
         assert sub.cursor == 4004
@@ -227,7 +229,7 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
             await conn.diff(1, 4000)
             await conn.complete(1)
             await conn.diff(2, 4001)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(resubscribe(4001, ATOKEN))
             await conn.ack(1, 1)
@@ -236,7 +238,7 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001, 4001]
@@ -249,14 +251,14 @@ async def test_standalone_reconnect_with_nothing_delivered_omits_replay(
     async def script(conn: FakeConn) -> None:
         await conn.expect(FIRST)
         if conn.index == 1:
-            await conn.drop()
+            conn.drop()
             return
         await conn.ack(1, 1)
         await conn.complete(1)
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         assert await collect(sub.notifications) == []
     assert len(server.connections) == 2
@@ -269,7 +271,7 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
         if conn.index == 1:
             await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
             await conn.ack(1, 1)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(RPC_VECTORS["transaction_subscribe_after_reconnect"])
             await conn.ack(1, 1)
@@ -278,7 +280,7 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
 
     stream = EventStream(8)
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = session_subscriptions(server.url(), stream, nursery, start_slot=4100)
+        subs = session_subscriptions(server.http_url(), stream, nursery, start_slot=4100)
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -308,7 +310,7 @@ async def test_corrupt_compressed_frame_reconnects_with_a_fresh_decoder(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4000, 4001]
@@ -339,7 +341,7 @@ async def test_oversize_compressed_message_reconnects(
     )
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=config) as sub,
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
@@ -353,7 +355,7 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
         await conn.expect(FIRST)
         if conn.index == 1:
             await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}')
-            await conn.wait_closed()
+            await conn.wait_gone()
             return
         await conn.ack(1, 1)
         await conn.diff(1, 4000)
@@ -361,7 +363,7 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
@@ -378,12 +380,14 @@ async def test_invalid_params_or_unknown_method_reply_is_terminal(
         await conn.expect(FIRST)
         reply = {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
         await conn.send(orjson.dumps(reply).decode())
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     start = trio.current_time()
     async with fake_server(script) as server:
         with pytest.raises(SubscriptionFailed) as caught:
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 await collect(sub.notifications)
     assert f"{code}: {message}" in str(caught.value)
     assert len(server.connections) == 1  # no retry
@@ -404,7 +408,7 @@ async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClo
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
@@ -444,7 +448,7 @@ async def test_missed_keepalive_reconnects(
     start = trio.current_time()
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=config) as sub,
     ):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
@@ -464,7 +468,7 @@ async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClo
     start = trio.current_time()
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=config) as sub,
     ):
         assert await collect(sub.notifications) == []
     assert 5 <= trio.current_time() - start < 6
@@ -516,9 +520,11 @@ async def test_fatal_upgrade_rejection_gives_up_at_once(
 
     async with fake_server(script, reject=lambda path, attempt: 403) as server:
         with pytest.raises(SubscriptionFailed, match="403"):
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 await collect(sub.notifications)
-        assert server.attempts == {"/backtest/s1": 1}
+        assert server.upgrades == {"/backtest/s1": 1}
 
 
 async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
@@ -533,7 +539,7 @@ async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockCloc
 
     async with fake_server(script) as server:
         with pytest.raises(KeyError):
-            await body(server.url())
+            await body(server.http_url())
 
 
 async def test_rejects_unusable_arguments() -> None:
@@ -565,8 +571,8 @@ async def test_stalled_consumer_back_pressures_the_socket(
 
     config = ManagedConfig(event_buffer=4, backoff=BackoffPolicy(initial=0.25, jitter="none"))
     async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
+        fake_server(script, tcp=True) as server,  # the back-pressure is the socket buffers'
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=config) as sub,
     ):
         await sub.wait_up()
         await trio.sleep(300)  # far past the keepalive deadline: a slow consumer is no loss
@@ -601,7 +607,7 @@ async def test_a_read_is_handed_over_in_order_without_a_switch_per_notification(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
         trio.open_nursery() as nursery,
     ):
         await sub.wait_up()
@@ -629,12 +635,12 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
     ):
         first = await sub.notifications.receive()
         await sub.notifications.aclose()
         with trio.fail_after(60):
-            await server.wait_for(lambda: server.connections[0].closed.is_set())
+            await server.wait_for(lambda: server.connections[0].gone.is_set())
         await trio.testing.wait_all_tasks_blocked()
         assert sub.connection_status is ConnectionStatus.DOWN
     assert slots_of([first]) == [0]
@@ -661,7 +667,7 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
 
     stream = EventStream(16)
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = session_subscriptions(server.url(), stream, nursery, record=slow_disk)
+        subs = session_subscriptions(server.http_url(), stream, nursery, record=slow_disk)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -697,7 +703,7 @@ async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_po
 
     control_slot = [4100]
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+        subs = barrier_subscriptions(server.http_url(), EventStream(8), nursery, control_slot)
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()  # nothing to prove yet
         control_slot[0] = 4105
@@ -726,12 +732,12 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
         for slot in range(4101, 4109):  # more than the stream holds
             await conn.tx(1, slot)
         await conn.complete(1)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     stream = EventStream(2)
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), stream, nursery, control_slot)
+        subs = barrier_subscriptions(server.http_url(), stream, nursery, control_slot)
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         with trio.fail_after(60):
@@ -752,12 +758,12 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
     async def script(conn: FakeConn) -> None:
         await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
         await conn.ack(1, 1)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     async with fake_server(script) as server, trio.open_nursery() as nursery:
         subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
+            rpc_endpoint=server.http_url(),
             start_slot=4100,
             stream=EventStream(8),
             config=ManagedConfig(),  # window 50: a probe every 25 slots
@@ -795,11 +801,11 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
         await backlog.wait()  # the Pong of the probe has gone out already
         await conn.tx(1, 4110)
         await conn.tx(1, 4111)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+        subs = barrier_subscriptions(server.http_url(), EventStream(8), nursery, control_slot)
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         control_slot[0] = 4160

@@ -1,4 +1,8 @@
-"""The trio shell: real loopback sockets against trio-websocket and hand-rolled peers."""
+"""The trio shell against trio-websocket and hand-rolled peers.
+
+Raw peers run in memory through the stream-opener seam unless a test is about real sockets
+(TLS, resets, refused ports); trio-websocket peers listen on 127.0.0.1.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ import tempfile
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 from trio_websocket import ConnectionClosed as ConnectionClosed_
 from trio_websocket import WebSocketRequest, serve_websocket
 from wsproto import ConnectionType, WSConnection
@@ -27,6 +32,7 @@ from simtrio.transport.engine import ClientEngine
 from simtrio.transport.events import Accepted
 from tests.client.fakes import refused_port
 from tests.resolver import install_unknown_hosts
+from tests.support.fakeserver import serve_streams
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -95,13 +101,11 @@ async def ws_server(
 
 @asynccontextmanager
 async def tcp_server(
-    handler: Callable[[trio.SocketStream], Awaitable[None]],
+    handler: Callable[[Any], Awaitable[None]], *, tcp: bool = False
 ) -> AsyncGenerator[int]:
-    """A raw TCP server on 127.0.0.1; yields its port."""
-    async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-        yield listeners[0].socket.getsockname()[1]
-        nursery.cancel_scope.cancel()
+    """A raw server for 127.0.0.1; yields its port (in memory unless ``tcp``)."""
+    async with serve_streams(handler, tcp=tcp) as port:
+        yield port
 
 
 async def accept_raw(stream: trio.abc.Stream) -> tuple[WSConnection, Request]:
@@ -245,22 +249,6 @@ async def test_tls_round_trip(server_tls: ssl.SSLContext, client_tls: ssl.SSLCon
         assert await conn.receive() == "secure"
 
 
-async def test_tls_abort_wakes_a_blocked_reader(
-    server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
-) -> None:
-    async with ws_server(echo_handler, server_tls) as url:
-        conn = await connect(url, connect_timeout=5, ssl_context=client_tls)
-        async with trio.open_nursery() as nursery:
-
-            async def reader() -> None:
-                with pytest.raises(ConnectionClosed, match="aborted"):
-                    await conn.receive()
-
-            nursery.start_soon(reader)
-            await trio.sleep(0.01)
-            await conn.abort()
-
-
 # --- connect failures -----------------------------------------------------------------------
 
 
@@ -372,7 +360,7 @@ async def test_tls_against_a_plain_server_is_fatal_with_its_cause() -> None:
         await stream.receive_some()
         await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
 
-    async with tcp_server(plain) as port:
+    async with tcp_server(plain, tcp=True) as port:
         with pytest.raises(ConnectError) as info:
             await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
     assert info.value.fatal
@@ -386,7 +374,7 @@ async def test_tls_handshake_cut_short_is_transient() -> None:
     async def hang_up(stream: trio.SocketStream) -> None:
         await stream.receive_some()
 
-    async with tcp_server(hang_up) as port:
+    async with tcp_server(hang_up, tcp=True) as port:
         with pytest.raises(ConnectError) as info:
             await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
     assert not info.value.fatal
@@ -541,7 +529,7 @@ async def test_aclose_from_another_task_while_reading() -> None:
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(reader)
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
             with trio.fail_after(2):
                 await conn.aclose()
         assert outcome == ["closed"]
@@ -567,9 +555,12 @@ async def test_abort_drops_the_socket_without_a_close_frame() -> None:
     assert codes == [1006]
 
 
-async def test_abort_wakes_a_blocked_reader() -> None:
-    async with ws_server(echo_handler) as url:
-        conn = await connect(url, connect_timeout=5)
+@pytest.mark.parametrize("secure", [False, True], ids=["plain", "tls"])
+async def test_abort_wakes_a_blocked_reader(
+    secure: bool, server_tls: ssl.SSLContext, client_tls: ssl.SSLContext
+) -> None:
+    async with ws_server(echo_handler, server_tls if secure else None) as url:
+        conn = await connect(url, connect_timeout=5, ssl_context=client_tls if secure else None)
         async with trio.open_nursery() as nursery:
 
             async def reader() -> None:
@@ -577,7 +568,7 @@ async def test_abort_wakes_a_blocked_reader() -> None:
                     await conn.receive()
 
             nursery.start_soon(reader)
-            await trio.sleep(0.01)
+            await trio.testing.wait_all_tasks_blocked()
             await conn.abort()
 
 
@@ -656,7 +647,7 @@ async def test_send_on_a_reset_connection_is_connection_closed() -> None:
         await stream.aclose()  # RST
 
     async with (
-        tcp_server(handler) as port,
+        tcp_server(handler, tcp=True) as port,
         open_connection(f"ws://127.0.0.1:{port}", connect_timeout=5) as conn,
     ):
         with pytest.raises(ConnectionClosed):
