@@ -22,7 +22,8 @@ class map_exceptions:
 
     The new exception is chained to the old one (``raise ... from exc``), or not at all with
     ``chain=False`` (``from None``) where the old message could quote something secret or says
-    nothing more. Anything else, cancellation included, passes through untouched. One instance
+    nothing more. Anything else passes through untouched; ``types`` are ``Exception``
+    subclasses, so cancellation and interrupts always do. One instance
     may be entered again and again (it keeps no state), so a hot path builds it once.
     """
 
@@ -30,7 +31,7 @@ class map_exceptions:
 
     def __init__(
         self,
-        types: type[BaseException] | tuple[type[BaseException], ...],
+        types: type[Exception] | tuple[type[Exception], ...],
         convert: Callable[[BaseException], Exception],
         *,
         chain: bool = True,

@@ -338,11 +338,7 @@ class WebSocketConnection:
 
     async def _flush(self) -> None:
         """Write the engine's own output (Pongs, the Close reply), ignoring a dead socket."""
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._take_send_lock()
         try:
             data = self._engine.data_to_send()
             if data and not self._send_broken:
@@ -350,7 +346,14 @@ class WebSocketConnection:
         except ConnectionClosed:
             pass
         finally:
-            lock.release()
+            self._send_lock.release()
+
+    async def _take_send_lock(self) -> None:
+        """Take the send lock, without a checkpoint when it is free (the common case)."""
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
 
     async def _send_all(self, data: bytes) -> None:
         try:
@@ -365,11 +368,7 @@ class WebSocketConnection:
             raise
 
     async def _send_frame(self, encode: Callable[[_P], bytes], payload: _P) -> None:
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._take_send_lock()
         try:
             if self._closed or self._send_broken:
                 raise self._closed_error()
@@ -377,7 +376,7 @@ class WebSocketConnection:
             pending = self._engine.data_to_send()
             await self._send_all(pending + data if pending else data)
         finally:
-            lock.release()
+            self._send_lock.release()
 
     async def send_text(self, text: str) -> None:
         """Send one Text message; ``ConnectionClosed`` if the connection is gone."""

@@ -92,6 +92,18 @@ async def _silent(peer: FakeConnection) -> None:
     pass
 
 
+def answer(*frames: str, close: bool = False) -> Script:
+    """A script that takes the client's first message, sends ``frames``, then closes if asked."""
+
+    async def script(peer: FakeConnection) -> None:
+        await peer.recv()
+        await peer.send(*frames)
+        if close:
+            await peer.close()
+
+    return script
+
+
 def refused_port() -> int:
     """A local port nothing listens on (bound, then closed)."""
     with socket.socket() as sock:

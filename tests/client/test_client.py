@@ -13,7 +13,7 @@ from simtrio.client import BacktestClient
 from simtrio.errors import ConnectError, ConnectionClosed, InvalidParams, RemoteError
 from simtrio.params import CreateSession
 from simtrio.wire import types as wire
-from tests.client.fakes import CREATED, Peer, fake_server, http_fake, refused_port
+from tests.client.fakes import CREATED, Peer, answer, fake_server, http_fake, refused_port
 from tests.client.helpers import KEY, assert_key_absent, bounded
 
 PARALLEL_CREATE = (
@@ -67,11 +67,7 @@ async def test_constructor_does_no_io() -> None:
 
 @bounded()
 async def test_key_header_and_path() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(CREATED)) as server:
         async with BacktestClient(server.url, KEY).create_session(CreateSession(1, end_slot=2)):
             pass
         async with BacktestClient(server.url).create_session(CreateSession(1, end_slot=2)):
@@ -234,12 +230,7 @@ async def test_create_sessions_error() -> None:
 
 @bounded()
 async def test_create_sessions_connection_closed() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(created("s1"))
-        await peer.close()
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(created("s1"), close=True)) as server:
         with pytest.raises(ConnectionClosed):
             await BacktestClient(server.url).create_sessions(
                 CreateSession(0, end_slot=9, parallel=True)

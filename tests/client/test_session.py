@@ -21,6 +21,7 @@ from tests.client.fakes import (
     READY,
     SUCCESS,
     Peer,
+    answer,
     fake_server,
     numbered,
     ready,
@@ -136,12 +137,7 @@ async def test_create_error_raises_remote_error() -> None:
 
 @bounded()
 async def test_create_connection_closed_before_created() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(status("preparingBundle"))
-        await peer.close()
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(status("preparingBundle"), close=True)) as server:
         with pytest.raises(ConnectionClosed):
             async with BacktestClient(server.url).create_session(create()):
                 pytest.fail("unreachable")

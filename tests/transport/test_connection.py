@@ -188,14 +188,20 @@ async def test_send_texts_sends_every_message_in_order() -> None:
             await conn.send_texts(["late"])
 
 
-async def test_receive_batch_returns_everything_in_order() -> None:
+def sending(count: int) -> Callable[[WebSocketRequest], Awaitable[None]]:
+    """A handler that sends ``m0`` ... ``m<count-1>`` and then waits."""
+
     async def handler(request: WebSocketRequest) -> None:
         ws = await request.accept()
-        for i in range(300):
+        for i in range(count):
             await ws.send_message(f"m{i}")
         await trio.sleep_forever()
 
-    async with ws_server(handler) as url, open_connection(url, connect_timeout=5) as conn:
+    return handler
+
+
+async def test_receive_batch_returns_everything_in_order() -> None:
+    async with ws_server(sending(300)) as url, open_connection(url, connect_timeout=5) as conn:
         got: list[str | bytes] = []
         while len(got) < 300:
             batch = await conn.receive_batch()
@@ -205,13 +211,7 @@ async def test_receive_batch_returns_everything_in_order() -> None:
 
 
 async def test_receive_and_receive_batch_share_the_buffer() -> None:
-    async def handler(request: WebSocketRequest) -> None:
-        ws = await request.accept()
-        for i in range(3):
-            await ws.send_message(f"m{i}")
-        await trio.sleep_forever()
-
-    async with ws_server(handler) as url, open_connection(url, connect_timeout=5) as conn:
+    async with ws_server(sending(3)) as url, open_connection(url, connect_timeout=5) as conn:
         got = [await conn.receive()]
         while len(got) < 3:
             got += await conn.receive_batch()
