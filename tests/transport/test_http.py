@@ -14,10 +14,6 @@ from simtrio.transport import http_get
 from simtrio.transport.http import http_post_json
 from tests.support.fakeserver import read_request_head, serve_streams
 
-from .test_connection import client_tls, server_tls
-
-__all__ = ["client_tls", "server_tls"]  # fixtures shared with the WebSocket tests
-
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncGenerator
