@@ -16,6 +16,8 @@ import trio.testing
 
 from simtrio.errors import ConnectError, ConnectionClosed
 from simtrio.transport import connect, open_connection
+from simtrio.transport.endpoint import parse_url
+from simtrio.transport.streams import open_stream, stream_opener
 from tests.client.fakes import refused_port
 from tests.resolver import install_unknown_hosts
 from tests.transport.peers import (
@@ -277,3 +279,26 @@ async def test_malformed_host_fails_before_any_io(url: str) -> None:
         await connect(url, connect_timeout=5)
     assert info.value.fatal
     assert "not a valid host name" in str(info.value)
+
+
+async def test_a_stream_opener_is_used_inside_its_block_only() -> None:
+    seen: list[tuple[str, int]] = []
+
+    async def opener(host: str, port: int) -> trio.abc.Stream:
+        seen.append((host, port))
+        if port == 2:
+            raise ConnectionRefusedError(111, "refused by the opener")
+        client_end, _ = trio.testing.memory_stream_pair()
+        return client_end
+
+    with stream_opener(opener):
+        stream = await open_stream(parse_url("ws://h.test:1/", plain="ws", secure="wss"), None)
+        await stream.aclose()
+        with pytest.raises(ConnectError, match="connection refused"):
+            await open_stream(parse_url("ws://h.test:2/", plain="ws", secure="wss"), None)
+    assert seen == [("h.test", 1), ("h.test", 2)]
+    with pytest.raises(ConnectError, match="connection refused"):  # real TCP again
+        await open_stream(
+            parse_url(f"ws://127.0.0.1:{refused_port()}/", plain="ws", secure="wss"), None
+        )
+    assert len(seen) == 2
