@@ -1,12 +1,13 @@
-"""map_exceptions: what crosses a boundary, and how it is chained."""
+"""map_exceptions, shared by every boundary, and the transport's reason(): what crosses, how."""
 
 from __future__ import annotations
 
 import pytest
 import trio
 
+from simtrio.core.boundary import map_exceptions
 from simtrio.errors import ConnectError
-from simtrio.transport.boundary import map_exceptions, reason
+from simtrio.transport.boundary import reason
 
 
 def test_a_listed_exception_becomes_the_converted_one_chained_to_it() -> None:
