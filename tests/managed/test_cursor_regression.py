@@ -60,7 +60,7 @@ async def lagging_replay_script(conn: FakeConn) -> None:
         await conn.ack(2, 2)
         await conn.diff(1, 4000)
         await conn.diff(2, 4000)
-        await conn.drop()
+        conn.drop()
     elif conn.index == 2:
         await conn.expect(subscribe(1, TOKEN, 4000))
         await conn.ack(1, 1)
@@ -68,7 +68,7 @@ async def lagging_replay_script(conn: FakeConn) -> None:
             await conn.diff(1, slot)
         await conn.expect(subscribe(2, ATOKEN, 4000))
         await conn.ack(2, 2)
-        await conn.drop()  # before any of the second subscription's replay went out
+        conn.drop()  # before any of the second subscription's replay went out
     else:
         # Each subscription replays from its own last slot: 4005 and 4000 (it was 4005 twice).
         await conn.expect(subscribe(1, TOKEN, 4005))
@@ -87,7 +87,7 @@ async def test_each_subscription_replays_from_its_own_cursor(
 ) -> None:
     async with (
         fake_server(lagging_replay_script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
     ):
         got = [item async for item in sub.notifications]
     assert len(server.connections) == 3
@@ -109,7 +109,7 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
             await conn.ack(2, 2)
             await conn.diff(1, 4001)
             await conn.diff(1, 4002)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(subscribe(1, TOKEN, 4002))
             await conn.ack(1, 1)
@@ -122,7 +122,7 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
     stream = EventStream(16)
     async with (
         fake_server(script) as server,
-        running_subscriptions(server.url(), stream, config=CONFIG, start_slot=3990) as subs,
+        running_subscriptions(server.http_url(), stream, config=CONFIG, start_slot=3990) as subs,
     ):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         await subs.wait_all_up()

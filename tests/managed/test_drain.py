@@ -85,7 +85,7 @@ async def test_drain_delivers_everything_then_completed(
             await conn.tx(1, 4000)
             await conn.complete(1)
 
-    async with fake_server(script) as server, session(server.url()) as (subs, stream):
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.subscribe_account_diffs([TOKEN])
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
@@ -110,7 +110,7 @@ async def test_stalled_drain_delivers_what_it_has_then_fails(
         await conn.diff(1, 4001)
         # No terminal; the socket stays healthy (Pongs flow), so only the drain notices.
 
-    async with fake_server(script) as server, session(server.url()) as (subs, stream):
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         await trio.sleep(1)
@@ -134,7 +134,7 @@ async def test_drain_timeout_is_configurable_while_draining(
         await conn.recv()
         await conn.ack(1, 1)
 
-    async with fake_server(script) as server, session(server.url()) as (subs, stream):
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.set_completion_drain_timeout(30)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
@@ -167,7 +167,7 @@ async def test_drain_is_not_stalled_by_a_slow_consumer(
     )
     async with (
         fake_server(script) as server,
-        session(server.url(), config=config) as (subs, stream),
+        session(server.http_url(), config=config) as (subs, stream),
     ):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
@@ -202,7 +202,7 @@ async def test_drain_after_terminals_already_arrived(
         await conn.complete(1)
         await conn.complete(2)
 
-    async with fake_server(script) as server, session(server.url()) as (subs, stream):
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         await subs.wait_all_up()
         manager = subs.managers[0]
@@ -245,10 +245,10 @@ async def test_stop_cancels_managers(autojump_clock: trio.testing.MockClock) -> 
     async def script(conn: FakeConn) -> None:
         await conn.recv()
         await conn.ack(1, 1)
-        await conn.wait_closed()
+        await conn.wait_gone()
         closed.set()
 
-    async with fake_server(script) as server, session(server.url()) as (subs, _):
+    async with fake_server(script) as server, session(server.http_url()) as (subs, _):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.stop()

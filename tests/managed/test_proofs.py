@@ -68,10 +68,10 @@ async def early_pong_then_lost(conn: FakeConn, then: trio.Event) -> None:
     conn.stall()  # no reads, no writes: the backlog and the client's probe wait
     await trio.sleep(5)  # below data_pong_timeout: the client keeps the connection
     conn.stream.after_pong = conn.stall  # the Pong, and then nothing more: no backlog
-    conn.stream.thaw()
+    conn.unstall()
     await trio.sleep(2)
     await then.wait()
-    await conn.drop()
+    conn.drop()
 
 
 async def replay_what_is_retained(conn: FakeConn, control_slot: list[int], cursor: int) -> None:
@@ -83,7 +83,7 @@ async def replay_what_is_retained(conn: FakeConn, control_slot: list[int], curso
     for slot in range(max(cursor, now - RETAINED + 1), now + 1):
         await conn.tx(1, slot)
     await conn.complete(1)
-    await conn.wait_closed()
+    await conn.wait_gone()
 
 
 async def test_an_early_pong_then_a_drop_loses_nothing(
@@ -109,7 +109,7 @@ async def test_an_early_pong_then_a_drop_loses_nothing(
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        subscriptions(server.url(), stream, control_slot) as subs,
+        subscriptions(server.http_url(), stream, control_slot) as subs,
     ):
         subs.subscribe_transactions([TOKEN])
         with trio.fail_after(120):
@@ -139,12 +139,12 @@ async def test_a_claim_the_connection_did_not_confirm_does_not_hide_a_gap(
         else:
             await conn.expect(resubscribe(START + 1, method="transactionSubscribe"))
             await conn.ack(1, 1)
-            await conn.wait_closed()
+            await conn.wait_gone()
 
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        subscriptions(server.url(), EventStream(1024), control_slot) as subs,
+        subscriptions(server.http_url(), EventStream(1024), control_slot) as subs,
     ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
@@ -247,7 +247,7 @@ async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_prob
             await conn.ack(2, 2)
             await conn.diff(1, START + 50)
             await conn.diff(2, START + 10)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(resubscribe(START + 50, TOKEN))
             await conn.ack(1, 1)
@@ -256,13 +256,13 @@ async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_prob
             await conn.diff(1, START + 60)  # chosen before the second subscription existed
             await release.wait()
             await conn.diff(2, START + 20)  # its replay
-            await conn.wait_closed()
+            await conn.wait_gone()
 
     control_slot = [START + 60]
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        subscriptions(server.url(), EventStream(1024), control_slot) as subs,
+        subscriptions(server.http_url(), EventStream(1024), control_slot) as subs,
     ):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         manager = subs.managers[0]

@@ -70,11 +70,12 @@ async def standalone(
         open_account_diff_subscription
     ),
     config: ManagedConfig = CONFIG,
+    tcp: bool = False,
 ) -> AsyncGenerator[tuple[FakeServer, DataSubscription[Any]]]:
     """A fake data-plane server running ``script``, and a standalone subscription to it."""
     async with (
-        fake_server(script) as server,
-        opener(server.url(), program_ids, config=config) as sub,
+        fake_server(script, tcp=tcp) as server,
+        opener(server.http_url(), program_ids, config=config) as sub,
     ):
         yield server, sub
 
@@ -188,12 +189,14 @@ async def test_terminals_end_the_channel_without_waiting_for_the_socket(
         await conn.ack(1, 1)
         await conn.diff(1, 4000)
         await conn.complete(1)
-        await conn.wait_closed()  # the server never closes; the client must
+        await conn.wait_gone()  # the server never closes; the client must
         server_closed.set()
 
     async with fake_server(script) as server:
         with trio.fail_after(5):
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 got = await collect(sub.notifications)
                 assert sub.connection_status is ConnectionStatus.DOWN
             await server_closed.wait()
@@ -211,7 +214,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
             for slot in (4000, 4001, 4002):
                 await conn.diff(1, slot)
             await trio.sleep(1)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(RESUB_4002)
             await conn.ack(1, 5)
@@ -238,7 +241,7 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
             await conn.diff(1, 4000)
             await conn.complete(1)
             await conn.diff(2, 4001)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(resubscribe(4001, ATOKEN))
             await conn.ack(1, 1)
@@ -257,7 +260,7 @@ async def test_standalone_reconnect_with_nothing_delivered_omits_replay(
     async def script(conn: FakeConn) -> None:
         await conn.expect(FIRST)
         if conn.index == 1:
-            await conn.drop()
+            conn.drop()
             return
         await conn.ack(1, 1)
         await conn.complete(1)
@@ -274,7 +277,7 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
         if conn.index == 1:
             await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
             await conn.ack(1, 1)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(RPC_VECTORS["transaction_subscribe_after_reconnect"])
             await conn.ack(1, 1)
@@ -285,7 +288,7 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        session_subscriptions(server.url(), stream, start_slot=4100) as subs,
+        session_subscriptions(server.http_url(), stream, start_slot=4100) as subs,
     ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
@@ -355,7 +358,7 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
         await conn.expect(FIRST)
         if conn.index == 1:
             await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}')
-            await conn.wait_closed()
+            await conn.wait_gone()
             return
         await conn.ack(1, 1)
         await conn.diff(1, 4000)
@@ -377,12 +380,14 @@ async def test_invalid_params_or_unknown_method_reply_is_terminal(
         await conn.expect(FIRST)
         reply = {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
         await conn.send(orjson.dumps(reply).decode())
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     start = trio.current_time()
     async with fake_server(script) as server:
         with pytest.raises(SubscriptionFailed) as caught:
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 await collect(sub.notifications)
     assert f"{code}: {message}" in str(caught.value)
     assert len(server.connections) == 1  # no retry
@@ -506,9 +511,11 @@ async def test_fatal_upgrade_rejection_gives_up_at_once(
 
     async with fake_server(script, reject=lambda path, attempt: 403) as server:
         with pytest.raises(SubscriptionFailed, match="403"):
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 await collect(sub.notifications)
-        assert server.attempts == {"/backtest/s1": 1}
+        assert server.upgrades == {"/backtest/s1": 1}
 
 
 async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
@@ -523,7 +530,7 @@ async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockCloc
 
     async with fake_server(script) as server:
         with pytest.raises(KeyError):
-            await body(server.url())
+            await body(server.http_url())
 
 
 async def test_rejects_unusable_arguments() -> None:
@@ -554,7 +561,8 @@ async def test_stalled_consumer_back_pressures_the_socket(
         done_sending.set()
 
     config = ManagedConfig(event_buffer=4, backoff=BackoffPolicy(initial=0.25, jitter="none"))
-    async with standalone(script, [TOKEN], config=config) as (server, sub):
+    # The back-pressure is the socket buffers', so this one runs over real TCP.
+    async with standalone(script, [TOKEN], config=config, tcp=True) as (server, sub):
         await sub.wait_up()
         await trio.sleep(300)  # far past the keepalive deadline: a slow consumer is no loss
         conn = server.connections[0]
@@ -588,7 +596,7 @@ async def test_a_read_is_handed_over_in_order_without_a_switch_per_notification(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
         trio.open_nursery() as nursery,
     ):
         await sub.wait_up()
@@ -618,7 +626,7 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
         first = await sub.notifications.receive()
         await sub.notifications.aclose()
         with trio.fail_after(60):
-            await server.wait_for(lambda: server.connections[0].closed.is_set())
+            await server.wait_for(lambda: server.connections[0].gone.is_set())
         await trio.testing.wait_all_tasks_blocked()
         assert sub.connection_status is ConnectionStatus.DOWN
     assert slots_of([first]) == [0]
@@ -647,7 +655,7 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        session_subscriptions(server.url(), stream, record=slow_disk) as subs,
+        session_subscriptions(server.http_url(), stream, record=slow_disk) as subs,
     ):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
@@ -684,7 +692,7 @@ async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_po
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        barrier_subscriptions(server.url(), EventStream(8), control_slot) as subs,
+        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
     ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()  # nothing to prove yet
@@ -714,14 +722,14 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
         for slot in range(4101, 4109):  # more than the stream holds
             await conn.tx(1, slot)
         await conn.complete(1)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     stream = EventStream(2)
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        barrier_subscriptions(server.url(), stream, control_slot) as subs,
+        barrier_subscriptions(server.http_url(), stream, control_slot) as subs,
     ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
@@ -743,14 +751,14 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
     async def script(conn: FakeConn) -> None:
         await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
         await conn.ack(1, 1)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
         running_subscriptions(
-            server.url(),
+            server.http_url(),
             EventStream(8),
             start_slot=4100,
             config=ManagedConfig(),  # window 50: a probe every 25 slots
@@ -787,13 +795,13 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
         await backlog.wait()  # the Pong of the probe has gone out already
         await conn.tx(1, 4110)
         await conn.tx(1, 4111)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     async with (
         fake_server(script) as server,
         trio.open_nursery(),
-        barrier_subscriptions(server.url(), EventStream(8), control_slot) as subs,
+        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
     ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
