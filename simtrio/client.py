@@ -44,13 +44,19 @@ from simtrio.transport.http import http_get
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_available_ranges, decode_frame, encode
 from simtrio.wire.redact import Redactor, redactor_for
-from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url, resolve_rpc_url
+from simtrio.wire.urls import (
+    API_KEY_HEADER,
+    http_base_from_ws_url,
+    normalize_control_url,
+    resolve_rpc_url,
+)
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncGenerator, Generator
 
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.backtest_errors import BacktestError
 
 __all__ = [
     "GRACEFUL_CLOSE_TIMEOUT",
@@ -64,8 +70,6 @@ logger = logging.getLogger(__name__)
 
 GRACEFUL_CLOSE_TIMEOUT: Final = 5.0
 """Default bound on waiting for the close reply, and on the WebSocket close handshake."""
-
-API_KEY_HEADER: Final = "X-API-Key"
 
 _BODY_EXCERPT: Final = 200
 _FATAL_HTTP: Final = frozenset({401, 403})
@@ -483,7 +487,7 @@ class BacktestSession:
         limit = timeout if timeout is not None else self._request_timeout
         if limit is None:
             limit = GRACEFUL_CLOSE_TIMEOUT
-        error: wire.BacktestError | None = None
+        error: BacktestError | None = None
         try:
             await self._send_text(encode(wire.CloseBacktestSession()), continues=False)
             with trio.move_on_after(limit) as scope:
@@ -498,7 +502,7 @@ class BacktestSession:
         if error is not None:
             raise RemoteError(error)
 
-    async def _await_close_reply(self) -> wire.BacktestError | None:
+    async def _await_close_reply(self) -> BacktestError | None:
         while True:
             try:
                 response = await self._next()

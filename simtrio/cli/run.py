@@ -32,6 +32,7 @@ from simtrio.cli.report import RunReport, render_summary
 from simtrio.cli.simfile import SimWriter
 from simtrio.errors import SimtrioError
 from simtrio.params import MAX_DISCONNECT_TIMEOUT_SECS
+from simtrio.wire.rules import U32_MAX, U64_MAX
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -68,8 +69,6 @@ _KIND_ALIASES = {
 OUTPUT_FORMATS = ("sim", "simtrio")
 LOGS_AVAILABLE = hasattr(events, "ProgramLogs")
 """Whether this build's sessions can subscribe to program logs."""
-_U64_MAX = 2**64 - 1
-_U32_MAX = 2**32 - 1
 
 
 def _slot(text: str) -> int:
@@ -78,8 +77,8 @@ def _slot(text: str) -> int:
         value = int(text, 10)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a slot number: {text!r}") from None
-    if not 0 <= value <= _U64_MAX:
-        raise argparse.ArgumentTypeError(f"{text} is out of range (0..{_U64_MAX})")
+    if not 0 <= value <= U64_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is out of range (0..{U64_MAX})")
     return value
 
 
@@ -148,7 +147,7 @@ def add_parser(sub: Subparsers) -> None:
     )
     p.add_argument(
         "--extra-compute-units",
-        type=_bounded(_U32_MAX, "a number of compute units"),
+        type=_bounded(U32_MAX, "a number of compute units"),
         metavar="N",
         help="extra compute units the server grants each transaction",
     )
@@ -206,7 +205,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
         end_slot: int = args.end_slot
     else:
         end_slot = args.start_slot + args.slot_count
-        if end_slot > _U64_MAX:
+        if end_slot > U64_MAX:
             raise UsageError("--start-slot + --slot-count is beyond the last slot number")
     if args.step < 1:
         raise UsageError("--step must be >= 1")

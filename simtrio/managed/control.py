@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import trio
 
+from simtrio import events
 from simtrio.core.backoff import ReconnectState
 from simtrio.core.phase import Phase
 from simtrio.errors import (
@@ -41,7 +42,7 @@ from simtrio.errors import (
     ProtocolError,
     SimtrioError,
 )
-from simtrio.events import Completed, Slot
+from simtrio.events import Slot
 from simtrio.managed.config import ConnectionStatus
 from simtrio.managed.status import StatusCell
 from simtrio.managed.streams import (
@@ -54,7 +55,7 @@ from simtrio.managed.streams import (
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.redact import redactor_for
-from simtrio.wire.urls import normalize_control_url
+from simtrio.wire.urls import API_KEY_HEADER, normalize_control_url
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -76,16 +77,19 @@ if TYPE_CHECKING:
     from simtrio.recording.recorder import Recorder
     from simtrio.rpc.session import RpcObserver
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.jsontext import JsonValue
     from simtrio.wire.redact import Redactor
     from simtrio.wire.rpc import (
         AccountDiffNotification,
         LogsNotification,
         TransactionNotification,
     )
-    from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
+    from simtrio.wire.types import (
+        BacktestRequest,
+        BacktestResponse,
+    )
 
 __all__ = [
-    "API_KEY_HEADER",
     "ConnectionRun",
     "ContinueItem",
     "ControlLoop",
@@ -100,7 +104,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-API_KEY_HEADER: Final = "X-API-Key"
+_COMPLETED: Final = events.Completed
+"""Bound once: every control event is checked against it."""
 
 _MIN_CONNECT_TIMEOUT: Final = 0.05
 """Floor of a connect timeout cut short by the outage budget, so the last try is a real one."""
@@ -467,14 +472,14 @@ class EventSink:
 
     def deliver(self, event: Event) -> None:
         """Hand a control event to the driver; ``Completed`` waits for the drain first."""
-        if type(event) is Completed:
+        if type(event) is _COMPLETED:
             self.complete(event)
         else:
             if type(event) is Slot:
                 self.control_slot = event.slot
             self.stream.put_control(event)
 
-    def complete(self, event: Completed) -> None:
+    def complete(self, event: events.Completed) -> None:
         """Deliver ``Completed`` after the subscriptions drained (at once without any)."""
         subs = self._subscriptions
         if subs is None or self._closed:

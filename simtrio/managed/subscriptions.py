@@ -88,7 +88,7 @@ from simtrio.wire.urls import http_to_ws_url, split_ws_url
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
 
-    from simtrio.events import Completed
+    from simtrio import events
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.streams import EventStream
     from simtrio.transport.connection import WebSocketConnection
@@ -1278,7 +1278,7 @@ class SessionSubscriptions:
             self._activity.tracker.set_idle_timeout(self._drain_timeout)
             self._activity.wake()
 
-    def complete_after_drain(self, completed: Completed) -> None:
+    def complete_after_drain(self, completed: events.Completed) -> None:
         """Drain every subscription to its terminals, then put ``completed`` (protocol §9.9)."""
         if not self._entries:
             self._stream.put_control(completed)
@@ -1293,7 +1293,9 @@ class SessionSubscriptions:
         self._activity.tracker = DrainTracker(pending, self._drain_timeout, trio.current_time())
         self._spawn(self._drain, self._activity.tracker, completed)
 
-    async def _drain(self, tracker: DrainTracker[tuple[int, int]], completed: Completed) -> None:
+    async def _drain(
+        self, tracker: DrainTracker[tuple[int, int]], completed: events.Completed
+    ) -> None:
         with self._drain_scope:
             while True:
                 if self._stream.terminal_queued:

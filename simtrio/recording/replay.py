@@ -39,8 +39,9 @@ from simtrio.recording.errors import ReplayDivergence
 from simtrio.recording.reader import StoreLike, load_replay_script
 from simtrio.recording.script import DataItem, Expect, ReplayScript, SendFrame, Track
 from simtrio.server.serving import authority, open_listeners, serving_nursery
-from simtrio.wire import codec, rpc, types
+from simtrio.wire import backtest_errors, codec, rpc, rpc_server, spellings, types
 from simtrio.wire.compression import MAX_MESSAGE_SIZE, ZstdStreamEncoder
+from simtrio.wire.urls import CONTROL_PATH
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -49,8 +50,7 @@ __all__ = ["ReplayServer", "replay_server"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_PATH: Final = "/backtest"
-_SESSION_PREFIX: Final = "/backtest/"
+_SESSION_PREFIX: Final = CONTROL_PATH + "/"
 _HANDSHAKE_TIMEOUT: Final = 10.0
 _CLOSE_TIMEOUT: Final = 2.0
 _CLOSE_METHODS: Final = (types.CloseBacktestSession, types.CloseSessionRequestV1)
@@ -304,7 +304,7 @@ class ReplayServer:
                 session = self._sessions.get(request.session_id)
                 if session is None:
                     missing = codec.encode_response(
-                        types.Error(types.SessionNotFound(request.session_id))
+                        types.Error(backtest_errors.SessionNotFound(request.session_id))
                     )
                     await conn.send(missing)
                     return
@@ -525,7 +525,7 @@ class _Session:
         )
 
     def error_frame(self, message: str) -> str:
-        return self.frame(types.Error(types.InvalidRequest(message)))
+        return self.frame(types.Error(backtest_errors.InvalidRequest(message)))
 
     def takes(self, sub: _Sub, item: DataItem) -> bool:
         if sub.done or item.kind != sub.kind:
@@ -555,7 +555,7 @@ class _Session:
         for sub in self.subs:
             if not sub.done:
                 sub.done = True
-                terminal = rpc.encode_rpc(rpc.SubscriptionComplete(sub.id))
+                terminal = rpc_server.encode_rpc(rpc.SubscriptionComplete(sub.id))
                 waits.append(sub.conn.queue(terminal, notification=True, wait=True))
         for written in waits:
             if written is not None:
@@ -569,7 +569,7 @@ class _Session:
         if request.compression:
             conn.compressed = True
         self.first_program.setdefault(kind, request.program_id)
-        conn.queue(rpc.encode_rpc(rpc.SubscribeAck(request.id, sub.id)), notification=False)
+        conn.queue(rpc_server.encode_rpc(rpc.SubscribeAck(request.id, sub.id)), notification=False)
         start = request.replay_from_slot
         for item in self.posted:
             if self.takes(sub, item) and (start is None or item.slot >= start):
@@ -577,7 +577,7 @@ class _Session:
         self.subs.append(sub)
         if self.completed:
             sub.done = True
-            terminal = rpc.encode_rpc(rpc.SubscriptionComplete(sub.id))
+            terminal = rpc_server.encode_rpc(rpc.SubscriptionComplete(sub.id))
             conn.queue(terminal, notification=True)
 
     def drop(self, conn: _DataConn) -> None:
@@ -588,7 +588,7 @@ def _renumbered(item: DataItem, subscription: int) -> str:
     """The recorded text, with the subscription id of this connection if it differs."""
     if item.message.subscription == subscription:
         return item.text
-    return rpc.encode_rpc(attrs.evolve(item.message, subscription=subscription))
+    return rpc_server.encode_rpc(attrs.evolve(item.message, subscription=subscription))
 
 
 async def _serve_data(ws: trio_websocket.WebSocketConnection, session: _Session) -> None:
@@ -601,16 +601,16 @@ async def _serve_data(ws: trio_websocket.WebSocketConnection, session: _Session)
                     message = await ws.get_message()
                 except trio_websocket.ConnectionClosed:
                     break
-                request = rpc.decode_rpc_request(message)
+                request = rpc_server.decode_rpc_request(message)
                 if isinstance(request, rpc.Subscribe):
                     session.subscribe(conn, request)
-                elif isinstance(request, rpc.Unsubscribe):
+                elif isinstance(request, rpc_server.Unsubscribe):
                     for sub in session.subs:
                         if sub.conn is conn and sub.id == request.subscription:
                             sub.done = True
-                    conn.queue(rpc.encode_unsubscribe_reply(request.id), notification=False)
+                    conn.queue(rpc_server.encode_unsubscribe_reply(request.id), notification=False)
                 else:
-                    conn.queue(rpc.encode_rpc(request.error_reply()), notification=False)
+                    conn.queue(rpc_server.encode_rpc(request.error_reply()), notification=False)
             nursery.cancel_scope.cancel()
     finally:
         session.drop(conn)
@@ -675,11 +675,11 @@ def _decode(text: str) -> types.BacktestRequest | types.UnknownRequest:
 def _method(request: types.BacktestRequest | types.UnknownRequest) -> str:
     if isinstance(request, types.UnknownRequest):
         return request.method or "an unreadable request"
-    return codec.SPELLINGS[type(request)][0] or type(request).__name__
+    return spellings.SPELLINGS[type(request)][0] or type(request).__name__
 
 
 def _error_frame(message: str) -> str:
-    return codec.encode_response(types.Error(types.InvalidRequest(message)))
+    return codec.encode_response(types.Error(backtest_errors.InvalidRequest(message)))
 
 
 @asynccontextmanager

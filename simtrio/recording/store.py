@@ -50,7 +50,7 @@ from simtrio.recording.format import (
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Sequence
 
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -34,7 +34,7 @@ from simtrio.wire.jsonrpc import (
     SimulationResult,
     TransactionInput,
 )
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 if TYPE_CHECKING:
     import random

@@ -36,7 +36,8 @@ from solders.transaction_metadata import FailedTransactionMetadata, TransactionM
 from solders.transaction_status import TransactionErrorType, TransactionStatus
 
 from simtrio.server import chain
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.rules import U64_MAX
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -517,7 +518,7 @@ def _account(address: str, data: AccountData) -> Account:
         raw = base64.b64decode(data.data.data, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise AccountRejected(address, "encoding", f"invalid base64: {exc}") from None
-    if not 0 <= data.lamports < 2**64:
+    if not 0 <= data.lamports <= U64_MAX:
         raise AccountRejected(address, "lamports", "lamports must be an unsigned 64-bit integer")
     try:
         owner = Pubkey.from_string(data.owner)

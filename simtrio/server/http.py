@@ -34,6 +34,7 @@ from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
 from simtrio.server.rpc import rpc_reply
 from simtrio.wire.codec import encode_available_ranges
+from simtrio.wire.urls import API_KEY_HEADER, CONTROL_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -45,8 +46,9 @@ __all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_PATH: Final = "/backtest"
-_SESSION_PREFIX: Final = "/backtest/"
+_SESSION_PREFIX: Final = CONTROL_PATH + "/"
+_API_KEY_FIELD: Final = API_KEY_HEADER.lower()
+"""The API-key header as the request parser stores it (names lowercased)."""
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _RECEIVE_BYTES: Final = 64 * 1024
@@ -318,7 +320,7 @@ async def _upgrade(
     if path == CONTROL_PATH:
         expected = state.config.api_key
         if expected is not None:
-            given = headers.get("x-api-key", "")
+            given = headers.get(_API_KEY_FIELD, "")
             if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
                 logger.info("control upgrade refused: missing or wrong API key")
                 await _reply(stream, 401, b"unauthorized")

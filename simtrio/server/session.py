@@ -36,39 +36,40 @@ from simtrio.server.executor import (
     decode_base64_transaction,
 )
 from simtrio.server.pubsub import logs_notification_text
-from simtrio.wire.base58 import is_address
-from simtrio.wire.codec import encode_response
-from simtrio.wire.jsonrpc import account_data_json
-from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
-from simtrio.wire.types import (
-    AccountData,
-    AgentStatsReport,
+from simtrio.wire import types as wire
+from simtrio.wire.backtest_errors import (
     BacktestError,
-    BacktestStatus,
-    Completed,
-    ContinueParams,
-    ContinueToParams,
-    CreateBacktestSessionRequest,
-    DiscoveryBatch,
-    DiscoveryBatchEvent,
-    DiscoveryFilter,
-    EncodedBinary,
-    Error,
     Internal,
     InvalidAccountEncoding,
     InvalidAccountOwner,
     InvalidAccountPubkey,
     InvalidRequest,
     InvalidTransactionEncoding,
-    JsonValue,
     NoMoreBlocks,
-    Paused,
+)
+from simtrio.wire.base58 import is_address
+from simtrio.wire.codec import encode_response
+from simtrio.wire.jsonrpc import account_data_json
+from simtrio.wire.rpc import (
+    AccountDiffNotification,
+    TransactionNotification,
+)
+from simtrio.wire.rpc_server import encode_rpc
+from simtrio.wire.types import (
+    AccountData,
+    AgentStatsReport,
+    BacktestStatus,
+    ContinueParams,
+    ContinueToParams,
+    CreateBacktestSessionRequest,
+    DiscoveryBatchEvent,
+    DiscoveryFilter,
+    EncodedBinary,
+    Error,
     PausedEvent,
     ProgramExecuted,
-    ReadyForContinue,
     SessionSummary,
     SlotNotification,
-    Status,
     Success,
 )
 
@@ -79,6 +80,7 @@ if TYPE_CHECKING:
 
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "DataEvent",
@@ -96,14 +98,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Emitted: TypeAlias = (
-    ReadyForContinue
+    wire.ReadyForContinue
     | SlotNotification
-    | Paused
-    | DiscoveryBatch
+    | wire.Paused
+    | wire.DiscoveryBatch
     | Error
     | Success
-    | Completed
-    | Status
+    | wire.Completed
+    | wire.Status
 )
 """What a session emits: valid both as a top-level response and as a session event."""
 
@@ -512,7 +514,7 @@ class Session:
         self.running = False
         self.owner_written = 0
         self.ready_seq: int | None = None
-        self.ready_event: ReadyForContinue | Paused | None = None
+        self.ready_event: wire.ReadyForContinue | wire.Paused | None = None
         self.announced: Position | None = None
         self.executed_slots = 0
         self.correct = 0
@@ -568,14 +570,14 @@ class Session:
 
     def start(self) -> None:
         """Emit the opening events: two statuses, the start slot, readiness."""
-        self.emit(Status(BacktestStatus.PREPARING_BUNDLE))
-        self.emit(Status(BacktestStatus.BUNDLE_READY))
+        self.emit(wire.Status(BacktestStatus.PREPARING_BUNDLE))
+        self.emit(wire.Status(BacktestStatus.BUNDLE_READY))
         self.emit(SlotNotification(self.start_slot))
         if self._discovery_programs():
             # The first announcement may scan far: it runs as a step, between checkpoints.
-            self._spawn(self._announce, ReadyForContinue())
+            self._spawn(self._announce, wire.ReadyForContinue())
         else:
-            self._become_ready(ReadyForContinue(), None)
+            self._become_ready(wire.ReadyForContinue(), None)
 
     def close(self) -> None:
         """``closeBacktestSession`` / ``closeSessionV1``: answer ``success`` and end."""
@@ -632,7 +634,7 @@ class Session:
         # Executed after the historical transactions of the next slot that runs (with
         # advanceCount 0 that is a later step's: they wait, never dropped).
         self._pending.extend(decoded)
-        self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
+        self.emit(wire.Status(BacktestStatus.DECODED_TRANSACTIONS))
         self._spawn(self._run_count, params.advance_count)
 
     def request_continue_to(self, params: ContinueToParams) -> None:
@@ -730,7 +732,7 @@ class Session:
             await self._pace()
             if self._finish_slot():
                 return
-        await self._announce(ReadyForContinue())
+        await self._announce(wire.ReadyForContinue())
 
     async def _run_to(self, target: Position, params: ContinueToParams) -> None:
         while self.position < target:
@@ -742,7 +744,7 @@ class Session:
                 for batch in range(self.batch, target[1]):
                     self._execute_batch(self.slot, batch)
                 self.batch = target[1]
-        await self._announce(Paused(PausedEvent(params.slot, params.batch_index)))
+        await self._announce(wire.Paused(PausedEvent(params.slot, params.batch_index)))
 
     async def _pace(self) -> None:
         """One slot's worth of time, then wait until every live reader has caught up.
@@ -899,12 +901,12 @@ class Session:
                 AgentStatsReport(_agent_name(agent, k), slots_processed=self.executed_slots)
                 for k, agent in enumerate(self.agents)
             ]
-        self.emit(Completed(summary, agent_stats))
+        self.emit(wire.Completed(summary, agent_stats))
         self.data.signal.notify()
 
     # -- readiness and discoveries -----------------------------------------------------------
 
-    async def _announce(self, event: ReadyForContinue | Paused) -> None:
+    async def _announce(self, event: wire.ReadyForContinue | wire.Paused) -> None:
         """End a step: find the next discovery (between checkpoints), then announce both.
 
         The step is still running while the scan goes on, so nothing else is emitted in
@@ -915,12 +917,12 @@ class Session:
         self._become_ready(event, found)
 
     def _become_ready(
-        self, event: ReadyForContinue | Paused, discovery: DiscoveryBatchEvent | None
+        self, event: wire.ReadyForContinue | wire.Paused, discovery: DiscoveryBatchEvent | None
     ) -> None:
         self.ready_seq = self.emit(event)
         self.ready_event = event
         if discovery is not None:
-            self.emit(DiscoveryBatch(discovery))
+            self.emit(wire.DiscoveryBatch(discovery))
             assert discovery.batch_index is not None, "the scan always names the batch"
             self.announced = (discovery.slot, discovery.batch_index)
 

@@ -27,7 +27,7 @@ from simtrio.managed.config import ManagedConfig
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import NotShippable, SweepError
 from simtrio.sweep.plan import Outcome
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "ENV_API_KEY",

@@ -10,11 +10,11 @@ import orjson
 import pytest
 import trio
 
+from simtrio import wire
 from simtrio.client import GRACEFUL_CLOSE_TIMEOUT, BacktestClient, BacktestSession
 from simtrio.core.session import ContinueResult, ReadyOutcome
 from simtrio.errors import ConnectionClosed, ProtocolError, RemoteError, RequestTimeout
 from simtrio.params import Continue, CreateSession
-from simtrio.wire import types as wire
 from tests.client.fakes import (
     ATTACHED,
     CREATED,

@@ -30,6 +30,7 @@ import trio_websocket
 from simtrio.managed.control import ControlLoop
 from simtrio.wire import types as wire
 from simtrio.wire.codec import encode, encode_response
+from simtrio.wire.urls import CONTROL_PATH
 
 if TYPE_CHECKING:
     from simtrio.managed.config import ConnectionStatus
@@ -49,7 +50,6 @@ __all__ = [
     "request",
 ]
 
-CONTROL_PATH = "/backtest"
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 
 

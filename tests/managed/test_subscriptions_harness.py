@@ -24,8 +24,8 @@ from simtrio.wire.rpc import (
     SubscribeAck,
     SubscriptionComplete,
     TransactionNotification,
-    encode_rpc,
 )
+from simtrio.wire.rpc_server import encode_rpc
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 ATOKEN = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
