@@ -14,6 +14,7 @@ from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.rules import kind_key
 
 __all__ = [
+    "KNOWN_ERRORS",
     "AdvanceSlotFailed",
     "BOOKKEEPING_FIELDS",
     "BacktestError",
@@ -209,3 +210,28 @@ class UnknownBacktestError(BacktestError):
     @property
     def kind(self) -> str:
         return self.tag
+
+
+KNOWN_ERRORS: Final[tuple[type[BacktestError], ...]] = (
+    InvalidTransactionEncoding,
+    InvalidTransactionFormat,
+    InvalidAccountEncoding,
+    InvalidAccountOwner,
+    InvalidAccountPubkey,
+    NoMoreBlocks,
+    AdvanceSlotFailed,
+    InvalidRequest,
+    Internal,
+    InvalidBlockhashFormat,
+    InitializingSysvarsFailed,
+    ClerkError,
+    SimulationError,
+    SessionNotFound,
+    SessionOwnerMismatch,
+    SessionOwnershipBusy,
+    BundleNotFound,
+    FinalizeSlotFailed,
+    NoProducedBlocksInRange,
+    SessionNameTaken,
+)
+"""Every variant this version of simtrio knows, in the order of protocol §5."""

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 
-from simtrio.wire.backtest_errors import BacktestError, UnknownBacktestError
+from simtrio.wire.backtest_errors import KNOWN_ERRORS, BacktestError, UnknownBacktestError
 from simtrio.wire.converter import (
     FieldReader,
     FieldWriter,
@@ -24,7 +24,6 @@ from simtrio.wire.converter import (
 )
 from simtrio.wire.rules import kind_key
 from simtrio.wire.spellings import (
-    ERROR_CLASSES,
     ERROR_PAYLOAD_KEYS,
     ERROR_TAG_KEYS,
     SPELLINGS,
@@ -75,7 +74,7 @@ def _error_kind(cls: type[BacktestError]) -> _ErrorKind:
 
 
 _ERROR_KINDS: Final[Mapping[str, _ErrorKind]] = {
-    kind_key(k.tag): k for k in map(_error_kind, ERROR_CLASSES)
+    kind_key(k.tag): k for k in map(_error_kind, KNOWN_ERRORS)
 }
 _ERROR_WRITERS: Final[Mapping[type, _ErrorKind]] = {k.cls: k for k in _ERROR_KINDS.values()}
 

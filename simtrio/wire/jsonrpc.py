@@ -25,7 +25,7 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionStatus
 
 from simtrio.errors import InvalidParams, ProtocolError, RpcError
-from simtrio.wire.jsontext import JsonObject, JsonValue, as_list, as_object, is_int
+from simtrio.wire.jsontext import JsonObject, JsonValue, as_list, as_object, is_int, loads_object
 from simtrio.wire.types import AccountData, EncodedBinary
 
 __all__ = [
@@ -110,13 +110,7 @@ def decode_response(body: bytes | str) -> JsonValue:
         RpcError: the reply is an ``error`` object (its code, message and data are kept).
         ProtocolError: the body is not a JSON-RPC reply.
     """
-    try:
-        reply: JsonValue = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProtocolError("rpc reply is not valid JSON", data=body) from None
-    obj = as_object(reply)
-    if obj is None:
-        raise ProtocolError("rpc reply is not a JSON object", data=body)
+    obj = loads_object(body, "rpc reply")
     error = obj.get("error")
     if error is not None:
         err = as_object(error)

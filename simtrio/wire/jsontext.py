@@ -76,18 +76,19 @@ def dumps_wide(value: Any) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def loads_object(text: str | bytes) -> dict[str, Any]:
-    """One JSON object.
+def loads_object(text: str | bytes, subject: str = "") -> dict[str, Any]:
+    """One JSON object; ``subject`` (``"rpc reply"``) starts the error messages.
 
     Raises:
         ProtocolError: the text is not JSON, or not an object.
     """
+    prefix = f"{subject} is " if subject else ""
     try:
         obj: dict[str, Any] = orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise ProtocolError("not valid JSON", data=excerpt_source(text)) from None
+        raise ProtocolError(f"{prefix}not valid JSON", data=excerpt_source(text)) from None
     if type(obj) is not dict:
-        raise ProtocolError("not a JSON object", data=excerpt_source(text))
+        raise ProtocolError(f"{prefix}not a JSON object", data=excerpt_source(text))
     return obj
 
 

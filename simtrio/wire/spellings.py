@@ -13,30 +13,7 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
-from simtrio.wire.backtest_errors import (
-    BOOKKEEPING_FIELDS,
-    AdvanceSlotFailed,
-    BacktestError,
-    BundleNotFound,
-    ClerkError,
-    FinalizeSlotFailed,
-    InitializingSysvarsFailed,
-    Internal,
-    InvalidAccountEncoding,
-    InvalidAccountOwner,
-    InvalidAccountPubkey,
-    InvalidBlockhashFormat,
-    InvalidRequest,
-    InvalidTransactionEncoding,
-    InvalidTransactionFormat,
-    NoMoreBlocks,
-    NoProducedBlocksInRange,
-    SessionNameTaken,
-    SessionNotFound,
-    SessionOwnerMismatch,
-    SessionOwnershipBusy,
-    SimulationError,
-)
+from simtrio.wire.backtest_errors import BOOKKEEPING_FIELDS, KNOWN_ERRORS, BacktestError
 from simtrio.wire.rules import U16_MAX, U32_MAX
 from simtrio.wire.types import (
     AccountData,
@@ -76,7 +53,6 @@ from simtrio.wire.types import (
 
 __all__ = [
     "DECODE_DEFAULTS",
-    "ERROR_CLASSES",
     "ERROR_PAYLOAD_KEYS",
     "ERROR_TAG_KEYS",
     "METHOD_KEY",
@@ -105,6 +81,12 @@ Spelling: TypeAlias = tuple[str | None, Mapping[str, str] | None]
 """``(tag, fields)``. ``tag`` is the ``method`` (or error / filter tag); ``fields`` maps each
 Python attribute to its wire key in emission order, ``{}`` marks a unit variant and ``None`` a
 newtype variant whose payload is its single attribute."""
+
+
+def _error_spelling(cls: type[BacktestError]) -> Spelling:
+    """An error variant is tagged with its ``KIND`` and writes each field under its own name."""
+    return cls.KIND, {f.name: f.name for f in attrs.fields(cls) if f.name not in BOOKKEEPING_FIELDS}
+
 
 SPELLINGS: Final[Mapping[type, Spelling]] = {
     # -- requests (§3): standalone structs camelCase, struct-variant fields snake_case (§2.2)
@@ -241,39 +223,8 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
     ),
     # -- discovery filters (§4.5): externally tagged
     ProgramExecuted: ("ProgramExecuted", None),
-    # -- errors (§5): externally tagged, PascalCase tags, snake_case fields
-    InvalidTransactionEncoding: (
-        "InvalidTransactionEncoding",
-        {"index": "index", "error": "error"},
-    ),
-    InvalidTransactionFormat: ("InvalidTransactionFormat", {"index": "index", "error": "error"}),
-    InvalidAccountEncoding: (
-        "InvalidAccountEncoding",
-        {"address": "address", "encoding": "encoding", "error": "error"},
-    ),
-    InvalidAccountOwner: ("InvalidAccountOwner", {"address": "address", "error": "error"}),
-    InvalidAccountPubkey: ("InvalidAccountPubkey", {"address": "address", "error": "error"}),
-    NoMoreBlocks: ("NoMoreBlocks", {}),
-    AdvanceSlotFailed: ("AdvanceSlotFailed", {"slot": "slot", "error": "error"}),
-    InvalidRequest: ("InvalidRequest", {"error": "error"}),
-    Internal: ("Internal", {"error": "error"}),
-    InvalidBlockhashFormat: ("InvalidBlockhashFormat", {"slot": "slot", "error": "error"}),
-    InitializingSysvarsFailed: (
-        "InitializingSysvarsFailed",
-        {"slot": "slot", "error": "error"},
-    ),
-    ClerkError: ("ClerkError", {"error": "error"}),
-    SimulationError: ("SimulationError", {"error": "error"}),
-    SessionNotFound: ("SessionNotFound", {"session_id": "session_id"}),
-    SessionOwnerMismatch: ("SessionOwnerMismatch", {}),
-    SessionOwnershipBusy: ("SessionOwnershipBusy", {"reason": "reason"}),
-    BundleNotFound: ("BundleNotFound", {"start_slot": "start_slot", "end_slot": "end_slot"}),
-    FinalizeSlotFailed: ("FinalizeSlotFailed", {"slot": "slot", "error": "error"}),
-    NoProducedBlocksInRange: (
-        "NoProducedBlocksInRange",
-        {"start_slot": "start_slot", "end_slot": "end_slot"},
-    ),
-    SessionNameTaken: ("SessionNameTaken", {"session_name": "session_name"}),
+    # -- errors (§5): externally tagged by KIND (the class name), fields under their own names
+    **{cls: _error_spelling(cls) for cls in KNOWN_ERRORS},
     # -- management HTTP (§1.5): camelCase, in the documented order
     AvailableRange: (
         None,
@@ -304,11 +255,6 @@ DECODE_DEFAULTS: Final[Mapping[tuple[type, str], object]] = {
     (DiscoveryBatchEvent, "batch_index"): None,
 }
 """Decoder defaults for missing keys where the class itself has none."""
-
-ERROR_CLASSES: Final[tuple[type[BacktestError], ...]] = tuple(
-    cls for cls in SPELLINGS if issubclass(cls, BacktestError)
-)
-"""Every known error variant, in table order."""
 
 
 def key(cls: type, attr: str) -> str:
@@ -346,9 +292,6 @@ def check_tables() -> None:
                 raise TypeError(f"{cls.__name__}: a newtype needs exactly one field")
         elif set(fields) != names:
             raise TypeError(f"{cls.__name__}: spelling table does not match its fields")
-    for cls in ERROR_CLASSES:
-        if SPELLINGS[cls][0] != cls.KIND:
-            raise TypeError(f"{cls.__name__}: tag differs from KIND")
 
 
 check_tables()
