@@ -1,8 +1,9 @@
 """The wire protocol as data: types, the control-plane codec, data-plane messages, URL rules.
 
 Nothing here does I/O or imports trio; both the clients and the reference server build on it.
-This package exports the public wire surface only; the rest (server-side codecs, compression,
-spellings, the converter) is imported from its own module.
+This package exports the public wire surface (what the API contract and the reference name);
+the machinery behind it (spellings, the converter, hook dispatch, JSON helpers) is not
+exported, and package code imports every name from the module that defines it.
 """
 
 from __future__ import annotations
@@ -31,17 +32,50 @@ from simtrio.wire.backtest_errors import (
     SimulationError,
     UnknownBacktestError,
 )
-from simtrio.wire.codec import decode_frame, decode_response, encode
+from simtrio.wire.codec import (
+    decode_available_ranges,
+    decode_frame,
+    decode_request,
+    decode_response,
+    encode,
+    encode_available_ranges,
+    encode_response,
+)
+from simtrio.wire.compression import ZstdStreamDecoder, ZstdStreamEncoder
+from simtrio.wire.error_codec import decode_backtest_error, encode_backtest_error
+from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.rpc import (
+    ACCOUNT_DIFF_NOTIFICATION,
+    ACCOUNT_DIFF_SUBSCRIBE,
+    ACCOUNT_DIFF_UNSUBSCRIBE,
+    INVALID_PARAMS,
+    METHOD_NOT_FOUND,
+    SUBSCRIPTION_COMPLETE,
+    TRANSACTION_NOTIFICATION,
+    TRANSACTION_SUBSCRIBE,
+    TRANSACTION_UNSUBSCRIBE,
     AccountDiffNotification,
     RpcContext,
+    RpcMessage,
     Subscribe,
     SubscribeAck,
     SubscribeError,
     SubscriptionComplete,
     TransactionNotification,
     UnknownRpcMessage,
+    decode_rpc,
 )
+from simtrio.wire.rpc_server import (
+    InvalidRpcRequest,
+    RpcRequest,
+    UnknownRpcRequest,
+    Unsubscribe,
+    decode_rpc_request,
+    decode_subscribe_request,
+    encode_rpc,
+    encode_unsubscribe_reply,
+)
+from simtrio.wire.rules import kind_key
 from simtrio.wire.types import (
     AccountData,
     AgentStatsReport,
@@ -94,6 +128,9 @@ from simtrio.wire.urls import (
 )
 
 __all__ = [
+    "ACCOUNT_DIFF_NOTIFICATION",
+    "ACCOUNT_DIFF_SUBSCRIBE",
+    "ACCOUNT_DIFF_UNSUBSCRIBE",
     "AccountData",
     "AccountDiffNotification",
     "AdvanceSlotFailed",
@@ -121,6 +158,7 @@ __all__ = [
     "EncodedBinary",
     "Error",
     "FinalizeSlotFailed",
+    "INVALID_PARAMS",
     "InitializingSysvarsFailed",
     "Internal",
     "InvalidAccountEncoding",
@@ -128,8 +166,11 @@ __all__ = [
     "InvalidAccountPubkey",
     "InvalidBlockhashFormat",
     "InvalidRequest",
+    "InvalidRpcRequest",
     "InvalidTransactionEncoding",
     "InvalidTransactionFormat",
+    "JsonValue",
+    "METHOD_NOT_FOUND",
     "NoMoreBlocks",
     "NoProducedBlocksInRange",
     "ParallelSessionAttachedV2",
@@ -139,6 +180,9 @@ __all__ = [
     "ReadyForContinue",
     "ResumeAttachedSession",
     "RpcContext",
+    "RpcMessage",
+    "RpcRequest",
+    "SUBSCRIPTION_COMPLETE",
     "SessionAttached",
     "SessionCreated",
     "SessionEvent",
@@ -159,18 +203,37 @@ __all__ = [
     "SubscribeError",
     "SubscriptionComplete",
     "Success",
+    "TRANSACTION_NOTIFICATION",
+    "TRANSACTION_SUBSCRIBE",
+    "TRANSACTION_UNSUBSCRIBE",
     "TransactionNotification",
     "UnknownBacktestError",
     "UnknownDiscoveryFilter",
     "UnknownRequest",
     "UnknownResponse",
     "UnknownRpcMessage",
+    "UnknownRpcRequest",
     "UnknownSessionEvent",
+    "Unsubscribe",
+    "ZstdStreamDecoder",
+    "ZstdStreamEncoder",
+    "decode_available_ranges",
+    "decode_backtest_error",
     "decode_frame",
+    "decode_request",
     "decode_response",
+    "decode_rpc",
+    "decode_rpc_request",
+    "decode_subscribe_request",
     "encode",
+    "encode_available_ranges",
+    "encode_backtest_error",
+    "encode_response",
+    "encode_rpc",
+    "encode_unsubscribe_reply",
     "http_base_from_ws_url",
     "http_to_ws_url",
+    "kind_key",
     "normalize_control_url",
     "resolve_rpc_url",
 ]
