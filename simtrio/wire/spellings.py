@@ -13,43 +13,9 @@ from typing import Any, Final, TypeAlias
 
 import attrs
 
+from simtrio.wire import types
 from simtrio.wire.backtest_errors import BOOKKEEPING_FIELDS, KNOWN_ERRORS, BacktestError
 from simtrio.wire.rules import U16_MAX, U32_MAX
-from simtrio.wire.types import (
-    AccountData,
-    AgentStatsReport,
-    AttachBacktestSession,
-    AttachParallelControlSessionV2,
-    AvailableRange,
-    CloseBacktestSession,
-    CloseSessionRequestV1,
-    Completed,
-    ContinueParams,
-    ContinueSessionRequestV1,
-    ContinueToParams,
-    ContinueToSessionRequestV1,
-    CreateBacktestSessionRequest,
-    DiscoveryBatch,
-    DiscoveryBatchEvent,
-    EncodedBinary,
-    Error,
-    ParallelSessionAttachedV2,
-    Paused,
-    PausedEvent,
-    ProgramExecuted,
-    ReadyForContinue,
-    ResumeAttachedSession,
-    SessionAttached,
-    SessionCreated,
-    SessionEventV1,
-    SessionEventV2,
-    SessionsCreated,
-    SessionsCreatedV2,
-    SessionSummary,
-    SlotNotification,
-    Status,
-    Success,
-)
 
 __all__ = [
     "DECODE_DEFAULTS",
@@ -90,7 +56,7 @@ def _error_spelling(cls: type[BacktestError]) -> Spelling:
 
 SPELLINGS: Final[Mapping[type, Spelling]] = {
     # -- requests (§3): standalone structs camelCase, struct-variant fields snake_case (§2.2)
-    CreateBacktestSessionRequest: (
+    types.CreateBacktestSessionRequest: (
         "createBacktestSession",
         {
             "start_slot": "startSlot",
@@ -105,7 +71,7 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "parallel": "parallel",
         },
     ),
-    ContinueParams: (
+    types.ContinueParams: (
         "continue",
         {
             "advance_count": "advanceCount",
@@ -113,27 +79,27 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "modify_account_states": "modifyAccountStates",
         },
     ),
-    ContinueToParams: ("continueTo", {"slot": "slot", "batch_index": "batchIndex"}),
-    ContinueSessionRequestV1: (
+    types.ContinueToParams: ("continueTo", {"slot": "slot", "batch_index": "batchIndex"}),
+    types.ContinueSessionRequestV1: (
         "continueSessionV1",
         {"session_id": "sessionId", "request": "request"},
     ),
-    ContinueToSessionRequestV1: (
+    types.ContinueToSessionRequestV1: (
         "continueToSessionV1",
         {"session_id": "sessionId", "request": "request"},
     ),
-    CloseBacktestSession: ("closeBacktestSession", {}),
-    CloseSessionRequestV1: ("closeSessionV1", {"session_id": "sessionId"}),
-    AttachBacktestSession: (
+    types.CloseBacktestSession: ("closeBacktestSession", {}),
+    types.CloseSessionRequestV1: ("closeSessionV1", {"session_id": "sessionId"}),
+    types.AttachBacktestSession: (
         "attachBacktestSession",
         {"session_id": "session_id", "last_sequence": "last_sequence"},
     ),
-    ResumeAttachedSession: ("resumeAttachedSession", {}),
-    AttachParallelControlSessionV2: (
+    types.ResumeAttachedSession: ("resumeAttachedSession", {}),
+    types.AttachParallelControlSessionV2: (
         "attachParallelControlSessionV2",
         {"control_session_id": "control_session_id", "last_sequences": "last_sequences"},
     ),
-    AccountData: (
+    types.AccountData: (
         None,
         {
             "data": "data",
@@ -143,18 +109,18 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "space": "space",
         },
     ),
-    EncodedBinary: (None, {"data": "data", "encoding": "encoding"}),
+    types.EncodedBinary: (None, {"data": "data", "encoding": "encoding"}),
     # -- responses (§4): the reference server writes snake_case everywhere
-    SessionCreated: (
+    types.SessionCreated: (
         "sessionCreated",
         {"session_id": "session_id", "rpc_endpoint": "rpc_endpoint", "task_id": "task_id"},
     ),
-    SessionAttached: (
+    types.SessionAttached: (
         "sessionAttached",
         {"session_id": "session_id", "rpc_endpoint": "rpc_endpoint", "task_id": "task_id"},
     ),
-    SessionsCreated: ("sessionsCreated", {"session_ids": "session_ids"}),
-    SessionsCreatedV2: (
+    types.SessionsCreated: ("sessionsCreated", {"session_ids": "session_ids"}),
+    types.SessionsCreatedV2: (
         "sessionsCreatedV2",
         {
             "control_session_id": "control_session_id",
@@ -164,7 +130,7 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "end_slots": "end_slots",
         },
     ),
-    ParallelSessionAttachedV2: (
+    types.ParallelSessionAttachedV2: (
         "parallelSessionAttachedV2",
         {
             "control_session_id": "control_session_id",
@@ -172,21 +138,21 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "task_ids": "task_ids",
         },
     ),
-    ReadyForContinue: ("readyForContinue", {}),
-    SlotNotification: ("slotNotification", None),
-    Paused: ("paused", None),
-    DiscoveryBatch: ("discoveryBatch", None),
-    Error: ("error", None),
-    Success: ("success", {}),
-    Completed: ("completed", {"summary": "summary", "agent_stats": "agent_stats"}),
-    Status: ("status", {"status": "status"}),
-    SessionEventV1: ("sessionEventV1", {"session_id": "session_id", "event": "event"}),
-    SessionEventV2: (
+    types.ReadyForContinue: ("readyForContinue", {}),
+    types.SlotNotification: ("slotNotification", None),
+    types.Paused: ("paused", None),
+    types.DiscoveryBatch: ("discoveryBatch", None),
+    types.Error: ("error", None),
+    types.Success: ("success", {}),
+    types.Completed: ("completed", {"summary": "summary", "agent_stats": "agent_stats"}),
+    types.Status: ("status", {"status": "status"}),
+    types.SessionEventV1: ("sessionEventV1", {"session_id": "session_id", "event": "event"}),
+    types.SessionEventV2: (
         "sessionEventV2",
         {"session_id": "session_id", "seq_id": "seq_id", "event": "event"},
     ),
-    PausedEvent: (None, {"slot": "slot", "batch_index": "batch_index"}),
-    DiscoveryBatchEvent: (
+    types.PausedEvent: (None, {"slot": "slot", "batch_index": "batch_index"}),
+    types.DiscoveryBatchEvent: (
         None,
         {
             "slot": "slot",
@@ -195,7 +161,7 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "transactions": "transactions",
         },
     ),
-    SessionSummary: (
+    types.SessionSummary: (
         None,
         {
             "correct_simulation": "correct_simulation",
@@ -205,7 +171,7 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
             "log_diff": "log_diff",
         },
     ),
-    AgentStatsReport: (
+    types.AgentStatsReport: (
         None,
         {
             "name": "name",
@@ -222,11 +188,11 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
         },
     ),
     # -- discovery filters (§4.5): externally tagged
-    ProgramExecuted: ("ProgramExecuted", None),
+    types.ProgramExecuted: ("ProgramExecuted", None),
     # -- errors (§5): externally tagged by KIND (the class name), fields under their own names
     **{cls: _error_spelling(cls) for cls in KNOWN_ERRORS},
     # -- management HTTP (§1.5): camelCase, in the documented order
-    AvailableRange: (
+    types.AvailableRange: (
         None,
         {
             "snapshot_slot": "snapshotSlot",
@@ -241,18 +207,18 @@ SPELLINGS: Final[Mapping[type, Spelling]] = {
 
 
 UNSIGNED_BOUNDS: Final[Mapping[tuple[type, str], int]] = {
-    (CreateBacktestSessionRequest, "capacity_wait_timeout_secs"): U16_MAX,
-    (CreateBacktestSessionRequest, "disconnect_timeout_secs"): U16_MAX,
-    (CreateBacktestSessionRequest, "extra_compute_units"): U32_MAX,
-    (ContinueToParams, "batch_index"): U32_MAX,
-    (PausedEvent, "batch_index"): U32_MAX,
-    (DiscoveryBatchEvent, "batch_index"): U32_MAX,
+    (types.CreateBacktestSessionRequest, "capacity_wait_timeout_secs"): U16_MAX,
+    (types.CreateBacktestSessionRequest, "disconnect_timeout_secs"): U16_MAX,
+    (types.CreateBacktestSessionRequest, "extra_compute_units"): U32_MAX,
+    (types.ContinueToParams, "batch_index"): U32_MAX,
+    (types.PausedEvent, "batch_index"): U32_MAX,
+    (types.DiscoveryBatchEvent, "batch_index"): U32_MAX,
 }
 """Fields narrower than u64; every other unsigned field is a u64."""
 
 DECODE_DEFAULTS: Final[Mapping[tuple[type, str], object]] = {
-    (ContinueParams, "advance_count"): 1,  # §3.2
-    (DiscoveryBatchEvent, "batch_index"): None,
+    (types.ContinueParams, "advance_count"): 1,  # §3.2
+    (types.DiscoveryBatchEvent, "batch_index"): None,
 }
 """Decoder defaults for missing keys where the class itself has none."""
 
