@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Self, TypeVar
 import attrs
 import trio
 
+from simtrio import events
 from simtrio.errors import ControlClosed, InvalidParams, ManagedSessionError
-from simtrio.events import Completed, Event
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
+
+    from simtrio.events import Event
 
 __all__ = [
     "HANDOVER_CHUNK",
@@ -81,7 +83,9 @@ class _Failure:
     after_data: bool
 
 
-_TERMINALS: Final = (Completed, _Failure)
+_COMPLETED: Final = events.Completed
+"""Bound once: every queued control event is checked against it."""
+_TERMINALS: Final = (_COMPLETED, _Failure)
 
 
 class EventStream:
@@ -124,7 +128,7 @@ class EventStream:
         self._writers: trio.lowlevel.ParkingLot | None = None
         self.raised: ManagedSessionError | None = None
         """The failure ``next_event`` raised to the driver, if it did."""
-        self._pending: Completed | _Failure | None = None
+        self._pending: events.Completed | _Failure | None = None
         self._finished = False
         self._terminal_queued = False
         self._streak = 0  # reads since the reader last yielded
@@ -141,7 +145,7 @@ class EventStream:
         """Queue a control event (never blocks). Ignored once the stream has its terminal."""
         if self._terminal_queued:
             return
-        if type(event) is Completed:
+        if type(event) is _COMPLETED:
             self._terminal_queued = True
         self._control.append(event)
         if self._waiter is not None or self._other_readers:
@@ -158,7 +162,7 @@ class EventStream:
         before = len(control)
         for event in events:
             control.append(event)
-            if type(event) is Completed:
+            if type(event) is _COMPLETED:
                 self._terminal_queued = True
                 break
         if len(control) != before and (self._waiter is not None or self._other_readers):
@@ -296,7 +300,7 @@ class EventStream:
                     self._other_readers = trio.lowlevel.ParkingLot()
                 await self._other_readers.park()
 
-    async def _finish_with(self, item: Completed | _Failure) -> Event:
+    async def _finish_with(self, item: events.Completed | _Failure) -> Event:
         self._pending = None
         self._finished = True
         await _cancel_shielded_checkpoint()

@@ -1,35 +1,39 @@
 """The control-plane protocol as plain data.
 
 Every class mirrors one message or payload of the wire protocol. They hold decoded values only:
-spelling, tagging and tolerance live in :mod:`simtrio.wire.codec`, so these classes stay free of
-JSON details and can be built by hand in tests and by the reference server alike.
+spelling, tagging and tolerance live in :mod:`simtrio.wire.spellings` and the codecs, so these
+classes stay free of JSON details and can be built by hand in tests and by the reference server
+alike.
 
 Payload structs double as request variants: ``ContinueParams`` *is* the ``continue`` request,
 ``CreateBacktestSessionRequest`` *is* ``createBacktestSession``, and so on, which is how the
-wire's newtype variants behave.
+wire's newtype variants behave. The errors the server reports are in
+:mod:`simtrio.wire.backtest_errors`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import TypeAlias
 
 import attrs
 
+# Imported at runtime (not only for type checking) so ``attrs.resolve_types`` works on the
+# classes that hold them.
+from simtrio.wire.backtest_errors import BacktestError
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.rules import kind_key
+
 __all__ = [
     "AccountData",
-    "AdvanceSlotFailed",
     "AgentStatsReport",
     "AttachBacktestSession",
     "AttachParallelControlSessionV2",
     "AvailableRange",
-    "BacktestError",
     "BacktestRequest",
     "BacktestResponse",
     "BacktestStatus",
-    "BundleNotFound",
-    "ClerkError",
     "CloseBacktestSession",
     "CloseSessionRequestV1",
     "Completed",
@@ -43,19 +47,6 @@ __all__ = [
     "DiscoveryFilter",
     "EncodedBinary",
     "Error",
-    "FinalizeSlotFailed",
-    "InitializingSysvarsFailed",
-    "Internal",
-    "InvalidAccountEncoding",
-    "InvalidAccountOwner",
-    "InvalidAccountPubkey",
-    "InvalidBlockhashFormat",
-    "InvalidRequest",
-    "InvalidTransactionEncoding",
-    "InvalidTransactionFormat",
-    "JsonValue",
-    "NoMoreBlocks",
-    "NoProducedBlocksInRange",
     "ParallelSessionAttachedV2",
     "Paused",
     "PausedEvent",
@@ -67,33 +58,17 @@ __all__ = [
     "SessionEvent",
     "SessionEventV1",
     "SessionEventV2",
-    "SessionNameTaken",
-    "SessionNotFound",
-    "SessionOwnerMismatch",
-    "SessionOwnershipBusy",
     "SessionSummary",
     "SessionsCreated",
     "SessionsCreatedV2",
-    "SimulationError",
     "SlotNotification",
     "Status",
     "Success",
-    "UnknownBacktestError",
     "UnknownDiscoveryFilter",
     "UnknownRequest",
     "UnknownResponse",
     "UnknownSessionEvent",
-    "kind_key",
 ]
-
-JsonValue: TypeAlias = Any
-"""Raw JSON as orjson produces it (dict, list, str, int, float, bool or None)."""
-
-
-def kind_key(text: str) -> str:
-    """Normalise a tag for kind matching: ``AdvanceSlotFailed`` == ``advance_slot_failed``."""
-    return text.replace("_", "").replace("-", "").lower()
-
 
 # --------------------------------------------------------------------------------------------
 # Shared payloads
@@ -237,188 +212,6 @@ class AvailableRange:
     bundle_start_slot_utc: str | None = None
     max_bundle_end_slot: int | None = None
     max_bundle_end_slot_utc: str | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# Errors reported by the server (data, not exceptions)
-# --------------------------------------------------------------------------------------------
-
-_TERMINAL_KINDS = frozenset(
-    kind_key(k)
-    for k in ("SessionNotFound", "SessionOwnerMismatch", "SessionOwnershipBusy", "Internal")
-)
-
-
-@attrs.frozen
-class BacktestError:
-    """Base of every server-reported error. ``kind`` names the variant; ``raw`` keeps the JSON."""
-
-    KIND: ClassVar[str] = "Unknown"
-    raw: JsonValue = attrs.field(default=None, eq=False, kw_only=True, repr=False)
-
-    @property
-    def kind(self) -> str:
-        return self.KIND
-
-    @property
-    def is_terminal(self) -> bool:
-        """Terminal errors end a session for good; it depends on the kind name alone."""
-        return kind_key(self.kind) in _TERMINAL_KINDS
-
-    def __str__(self) -> str:
-        fields = [
-            f"{a.name}={getattr(self, a.name)!r}"
-            for a in attrs.fields(type(self))
-            if a.name not in ("raw", "tag")
-        ]
-        return f"{self.kind}({', '.join(fields)})" if fields else self.kind
-
-
-@attrs.frozen
-class InvalidTransactionEncoding(BacktestError):
-    KIND: ClassVar[str] = "InvalidTransactionEncoding"
-    index: int
-    error: str
-
-
-@attrs.frozen
-class InvalidTransactionFormat(BacktestError):
-    KIND: ClassVar[str] = "InvalidTransactionFormat"
-    index: int
-    error: str
-
-
-@attrs.frozen
-class InvalidAccountEncoding(BacktestError):
-    KIND: ClassVar[str] = "InvalidAccountEncoding"
-    address: str
-    encoding: str
-    error: str
-
-
-@attrs.frozen
-class InvalidAccountOwner(BacktestError):
-    KIND: ClassVar[str] = "InvalidAccountOwner"
-    address: str
-    error: str
-
-
-@attrs.frozen
-class InvalidAccountPubkey(BacktestError):
-    KIND: ClassVar[str] = "InvalidAccountPubkey"
-    address: str
-    error: str
-
-
-@attrs.frozen
-class NoMoreBlocks(BacktestError):
-    KIND: ClassVar[str] = "NoMoreBlocks"
-
-
-@attrs.frozen
-class AdvanceSlotFailed(BacktestError):
-    KIND: ClassVar[str] = "AdvanceSlotFailed"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class InvalidRequest(BacktestError):
-    KIND: ClassVar[str] = "InvalidRequest"
-    error: str
-
-
-@attrs.frozen
-class Internal(BacktestError):
-    KIND: ClassVar[str] = "Internal"
-    error: str
-
-
-@attrs.frozen
-class InvalidBlockhashFormat(BacktestError):
-    KIND: ClassVar[str] = "InvalidBlockhashFormat"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class InitializingSysvarsFailed(BacktestError):
-    KIND: ClassVar[str] = "InitializingSysvarsFailed"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class ClerkError(BacktestError):
-    KIND: ClassVar[str] = "ClerkError"
-    error: str
-
-
-@attrs.frozen
-class SimulationError(BacktestError):
-    KIND: ClassVar[str] = "SimulationError"
-    error: str
-
-
-@attrs.frozen
-class SessionNotFound(BacktestError):
-    KIND: ClassVar[str] = "SessionNotFound"
-    session_id: str
-
-
-@attrs.frozen
-class SessionOwnerMismatch(BacktestError):
-    KIND: ClassVar[str] = "SessionOwnerMismatch"
-
-
-@attrs.frozen
-class SessionOwnershipBusy(BacktestError):
-    KIND: ClassVar[str] = "SessionOwnershipBusy"
-    reason: str
-
-
-@attrs.frozen
-class BundleNotFound(BacktestError):
-    KIND: ClassVar[str] = "BundleNotFound"
-    start_slot: int
-    end_slot: int
-
-
-@attrs.frozen
-class FinalizeSlotFailed(BacktestError):
-    KIND: ClassVar[str] = "FinalizeSlotFailed"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class NoProducedBlocksInRange(BacktestError):
-    KIND: ClassVar[str] = "NoProducedBlocksInRange"
-    start_slot: int
-    end_slot: int
-
-
-@attrs.frozen
-class SessionNameTaken(BacktestError):
-    KIND: ClassVar[str] = "SessionNameTaken"
-    session_name: str
-
-
-@attrs.frozen
-class UnknownBacktestError(BacktestError):
-    """An error kind simtrio does not know, or a known tag whose fields could not be read.
-
-    ``kind`` is the tag as received (``"Unknown"`` when there is none), so a recognised terminal
-    tag with unreadable fields is still terminal. ``raw`` (the JSON as received) comes first,
-    so ``UnknownBacktestError(raw)`` and ``case UnknownBacktestError(raw)`` read naturally.
-    """
-
-    raw: JsonValue = attrs.field(default=None, eq=False, repr=False)
-    tag: str = attrs.field(default="Unknown", kw_only=True)
-
-    @property
-    def kind(self) -> str:
-        return self.tag
 
 
 # --------------------------------------------------------------------------------------------
