@@ -1,10 +1,18 @@
-"""The one converter of the control plane, and every hook on it.
+"""The one cattrs converter of the wire, and every hook on it.
 
-Every hook is strict: structure hooks (JSON value -> Python) raise :class:`Mismatch` and
-nothing else, so nothing is ever coerced (``"4001"`` is not a slot); unstructure hooks
-(Python -> JSON value) validate and raise :class:`~simtrio.errors.InvalidParams`. Hooks for attrs classes are generated once per class
-from :data:`~simtrio.wire.spellings.SPELLINGS`. The codecs register the hooks for the two
-unions they own (session events, server errors) on :data:`conv` when they are imported.
+cattrs is the registry: one converter knows how every control-plane class is structured and
+unstructured, builds each class's hook once from its spelling and dispatches by type. The hooks
+themselves are strict, because cattrs' own primitive hooks coerce (``int("4001")``): structure
+hooks (JSON value -> Python) raise :class:`Mismatch` and nothing else, unstructure hooks
+(Python -> JSON value) validate and raise :class:`~simtrio.errors.InvalidParams`. Hooks for
+attrs classes are generated once per class from :data:`~simtrio.wire.spellings.SPELLINGS`. The
+codecs register the hooks for the two unions they own (session events, server errors) on
+:data:`conv` when they are imported.
+
+The one rule for hand-written readers: a message on a per-event hot path (the few control
+events of :mod:`simtrio.wire.codec`'s fast paths, and the data plane's JSON-RPC envelopes in
+:mod:`simtrio.wire.rpc`) is read by hand over the same strict value readers
+(:mod:`simtrio.wire.jsontext`); everything else goes through this converter.
 """
 
 from __future__ import annotations
@@ -25,10 +33,10 @@ from typing import (
 )
 
 import attrs
+import cattrs
 
 from simtrio.errors import InvalidParams
 from simtrio.wire.base58 import address_value, sort_addresses
-from simtrio.wire.dispatch import Converter
 from simtrio.wire.rules import I64_MAX, I64_MIN, U64_MAX, UINT_NAMES, kind_key
 from simtrio.wire.spellings import (
     DECODE_DEFAULTS,
@@ -80,7 +88,7 @@ Hook: TypeAlias = Callable[[Any, Any], Any]
 UHook: TypeAlias = Callable[[Any], Any]
 """An unstructure hook: ``value -> json_value``."""
 
-conv: Final = Converter()
+conv: Final = cattrs.Converter(detailed_validation=False)
 """The one converter; every hook on it is strict, so nothing is coerced."""
 
 
@@ -286,11 +294,18 @@ def _s_filter(value: Any, _: Any) -> DiscoveryFilter:
 _PROGRAM_EXECUTED_KEY: Final = kind_key("ProgramExecuted")
 
 
-# Exact types win over predicates; among predicates, later registrations win.
+def _fail_structure(tp: Any) -> Hook:
+    raise TypeError(f"simtrio codec has no structure hook for {tp!r}")
+
+
+# Later registrations take precedence in cattrs; specific types go last.
+conv.register_structure_hook_factory(lambda _tp: True, _fail_structure)
 conv.register_structure_hook_factory(attrs.has, _s_attrs_factory)
 conv.register_structure_hook_factory(_is_optional, _s_optional_factory)
 conv.register_structure_hook_factory(_is_list, _s_list_factory)
 conv.register_structure_hook_factory(_is_str_map, _s_map_factory)
+# cattrs' built-in class hooks (which coerce) win over predicates, so classes are overridden
+# as classes.
 conv.register_structure_hook(int, _s_u64)
 conv.register_structure_hook(str, _s_str)
 conv.register_structure_hook(bool, _s_bool)
@@ -520,6 +535,11 @@ def _u_filter(value: Any) -> JsonValue:
     raise type_error("a DiscoveryFilter", value)
 
 
+def _fail_unstructure(tp: Any) -> UHook:
+    raise TypeError(f"simtrio codec has no unstructure hook for {tp!r}")
+
+
+conv.register_unstructure_hook_factory(lambda _tp: True, _fail_unstructure)
 conv.register_unstructure_hook_factory(attrs.has, _u_attrs_factory)
 conv.register_unstructure_hook_factory(_is_optional, _u_optional_factory)
 conv.register_unstructure_hook_factory(_is_list, _u_list_factory)
