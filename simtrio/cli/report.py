@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from simtrio.cli.agents import render_agents
-from simtrio.cli.output import format_duration, json_object, render_table
+from simtrio.cli.output import format_duration, render_table
 from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.transaction import transaction_outcome
 from simtrio.wire.types import SessionSummary
 
 if TYPE_CHECKING:
@@ -48,21 +49,9 @@ class TxFacts:
     err: JsonValue
 
 
-def _as_dict(value: object) -> dict[str, Any]:
-    return json_object(value) or {}
-
-
 def tx_facts(payload: JsonValue) -> TxFacts:
     """Signature and outcome from a ``getTransaction``-shaped payload (protocol §9.4)."""
-    body = _as_dict(payload)
-    if "value" in body and "transaction" not in body:
-        body = _as_dict(body["value"])
-    signatures = _as_dict(body.get("transaction")).get("signatures")
-    signature = None
-    if isinstance(signatures, list) and signatures and isinstance(signatures[0], str):
-        signature = signatures[0]
-    meta = _as_dict(body.get("meta"))
-    err: JsonValue = meta.get("err")
+    signature, err = transaction_outcome(payload)
     return TxFacts(signature=signature, success=err is None, err=err)
 
 

@@ -21,6 +21,7 @@ import trio
 from simtrio import events
 from simtrio.params import Continue
 from simtrio.sweep.errors import SweepError
+from simtrio.wire.transaction import transaction_outcome
 from simtrio.wire.types import SessionSummary
 
 if TYPE_CHECKING:
@@ -74,25 +75,15 @@ class _Tally:
     completed: bool = False
 
     def transaction(self, payload: JsonValue) -> None:
-        body = _obj(payload)
-        if "value" in body and "transaction" not in body:
-            body = _obj(body["value"])
-        signatures = _obj(body.get("transaction")).get("signatures")
-        signature = None
-        if isinstance(signatures, list) and signatures and isinstance(signatures[0], str):
-            signature = signatures[0]
+        signature, err = transaction_outcome(payload)
         if signature is None:
             self.unsigned += 1
         elif signature in self.signatures:
             return  # notified again (two subscribed programs, or a replayed boundary slot)
         else:
             self.signatures.add(signature)
-        if _obj(body.get("meta")).get("err") is not None:
+        if err is not None:
             self.failed += 1
-
-
-def _obj(value: object) -> dict[str, JsonValue]:
-    return cast("dict[str, JsonValue]", value) if isinstance(value, dict) else {}
 
 
 async def _drive(session: _Driven, tally: _Tally, slots: set[int], cont: Continue) -> None:
