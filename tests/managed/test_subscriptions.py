@@ -666,36 +666,50 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     assert len(server.connections) == 1
 
 
-def barrier_subscriptions(
-    url: str, stream: EventStream, control_slot: list[int]
-) -> AbstractAsyncContextManager[SessionSubscriptions]:
-    """A session's subscriptions whose control plane is at ``control_slot[0]``, running."""
-    return running_subscriptions(
-        url,
-        stream,
-        start_slot=4100,
-        config=ManagedConfig(data_lag_window=5),
-        position=lambda: control_slot[0],
-    )
+async def accept_transactions(conn: FakeConn) -> None:
+    """The server side of a first transaction subscription: read it and acknowledge it."""
+    await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
+    await conn.ack(1, 1)
+
+
+@asynccontextmanager
+async def barrier_subscriptions(
+    script: Callable[[FakeConn], Awaitable[None]],
+    control_slot: list[int],
+    *,
+    stream: EventStream | None = None,
+    config: ManagedConfig | None = None,
+) -> AsyncGenerator[SessionSubscriptions]:
+    """Transactions subscribed and up against ``script``, control plane at ``control_slot[0]``.
+
+    The data lag window is 5 slots unless ``config`` says otherwise.
+    """
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        running_subscriptions(
+            server.http_url(),
+            EventStream(8) if stream is None else stream,
+            start_slot=4100,
+            config=ManagedConfig(data_lag_window=5) if config is None else config,
+            position=lambda: control_slot[0],
+        ) as subs,
+    ):
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        yield subs
 
 
 async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_position(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         conn.stall()  # no reads, no Pongs
         await trio.sleep_forever()
 
     control_slot = [4100]
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()  # nothing to prove yet
+    async with barrier_subscriptions(script, control_slot) as subs:  # nothing to prove yet
         control_slot[0] = 4105
         assert subs.ready_to_continue()  # within the window: no wait, though nothing is proven
         control_slot[0] = 4130
@@ -717,8 +731,7 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
     """
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         for slot in range(4101, 4109):  # more than the stream holds
             await conn.tx(1, slot)
         await conn.complete(1)
@@ -726,13 +739,7 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
 
     control_slot = [4100]
     stream = EventStream(2)
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        barrier_subscriptions(server.http_url(), stream, control_slot) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()
+    async with barrier_subscriptions(script, control_slot, stream=stream) as subs:
         with trio.fail_after(60):
             while not subs.managers[0].consumer_behind:
                 await trio.testing.wait_all_tasks_blocked()
@@ -749,24 +756,12 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         await conn.wait_gone()
 
     control_slot = [4100]
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        running_subscriptions(
-            server.http_url(),
-            EventStream(8),
-            start_slot=4100,
-            config=ManagedConfig(),  # window 50: a probe every 25 slots
-            position=lambda: control_slot[0],
-        ) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()
+    # The default window of 50 slots: a probe every 25 slots.
+    async with barrier_subscriptions(script, control_slot, config=ManagedConfig()) as subs:
         held = 0
         for slot in range(4101, 4301):
             control_slot[0] = slot
@@ -790,21 +785,14 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
     backlog = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         await backlog.wait()  # the Pong of the probe has gone out already
         await conn.tx(1, 4110)
         await conn.tx(1, 4111)
         await conn.wait_gone()
 
     control_slot = [4100]
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()
+    async with barrier_subscriptions(script, control_slot) as subs:
         control_slot[0] = 4160
         with trio.fail_after(5):
             await subs.wait_all_up()  # the probe's Pong proves 4160
