@@ -7,9 +7,6 @@ subscription's events after a loss; each subscription now replays from its own l
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 import trio
 import trio.testing
 
@@ -24,9 +21,9 @@ from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.params import CreateSession
 from simtrio.server import FaultPlan, Faults, serve
+from tests.managed.scripts import BOTH_PROGRAMS, accept, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
-    RPC_VECTORS,
     TOKEN,
     FakeConn,
     fake_server,
@@ -37,27 +34,14 @@ from tests.managed.test_subscriptions_harness import (
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 
 
-def subscribe(request_id: int, program: str, replay: int | None) -> str:
-    config: dict[str, Any] = {"compression": "zstd"}
-    if replay is not None:
-        config["replayFromSlot"] = replay
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "accountDiffSubscribe",
-            "params": [program, config],
-        }
-    ).decode()
+def subscribe(request_id: int, program: str, replay: int) -> str:
+    return subscribe_request(program, request_id=request_id, replay=replay)
 
 
 async def lagging_replay_script(conn: FakeConn) -> None:
     """Connection 2 replays the first subscription far ahead, then drops after the 2nd ack."""
     if conn.index == 1:
-        await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
-        await conn.ack(1, 1)
-        await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
-        await conn.ack(2, 2)
+        await accept(conn, *BOTH_PROGRAMS)
         await conn.diff(1, 4000)
         await conn.diff(2, 4000)
         conn.drop()
@@ -71,10 +55,7 @@ async def lagging_replay_script(conn: FakeConn) -> None:
         conn.drop()  # before any of the second subscription's replay went out
     else:
         # Each subscription replays from its own last slot: 4005 and 4000 (it was 4005 twice).
-        await conn.expect(subscribe(1, TOKEN, 4005))
-        await conn.ack(1, 1)
-        await conn.expect(subscribe(2, ATOKEN, 4000))
-        await conn.ack(2, 2)
+        await accept(conn, subscribe(1, TOKEN, 4005), subscribe(2, ATOKEN, 4000))
         await conn.diff(1, 4005)
         await conn.complete(1)
         for slot in range(4000, 4006):
@@ -103,18 +84,16 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
-            await conn.ack(1, 1)
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
-            await conn.ack(2, 2)
+            await accept(conn, *BOTH_PROGRAMS)
             await conn.diff(1, 4001)
             await conn.diff(1, 4002)
             conn.drop()
         else:
-            await conn.expect(subscribe(1, TOKEN, 4002))
-            await conn.ack(1, 1)
-            await conn.expect(subscribe(2, ATOKEN, 3990))  # the start slot, not 4002
-            await conn.ack(2, 2)
+            await accept(
+                conn,
+                subscribe(1, TOKEN, 4002),
+                subscribe(2, ATOKEN, 3990),  # the start slot, not 4002
+            )
             await conn.complete(1)
             await conn.diff(2, 3995)
             await conn.complete(2)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
 import pytest
 import trio
 import trio.testing
@@ -24,7 +23,7 @@ from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.standalone import DataSubscription, open_transaction_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.server import FaultPlan, Faults
-from tests.managed.test_subscriptions import resubscribe
+from tests.managed.scripts import BOTH_PROGRAMS, accept, resubscribe, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -229,30 +228,17 @@ async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_prob
 ) -> None:
     """The second subscription's replay may come after a higher slot of the first one: that
     higher slot must not count as proof for the second subscription."""
-    second_replay = orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "accountDiffSubscribe",
-            "params": [ATOKEN, {"compression": "zstd", "replayFromSlot": START + 10}],
-        }
-    ).decode()
+    second_replay = subscribe_request(ATOKEN, request_id=2, replay=START + 10)
     release = trio.Event()
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
-            await conn.ack(1, 1)
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
-            await conn.ack(2, 2)
+            await accept(conn, *BOTH_PROGRAMS)
             await conn.diff(1, START + 50)
             await conn.diff(2, START + 10)
             conn.drop()
         else:
-            await conn.expect(resubscribe(START + 50, TOKEN))
-            await conn.ack(1, 1)
-            await conn.expect(second_replay)
-            await conn.ack(2, 2)
+            await accept(conn, resubscribe(START + 50, TOKEN), second_replay)
             await conn.diff(1, START + 60)  # chosen before the second subscription existed
             await release.wait()
             await conn.diff(2, START + 20)  # its replay

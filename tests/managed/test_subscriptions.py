@@ -22,6 +22,7 @@ from simtrio.managed.standalone import (
     open_transaction_subscription,
 )
 from simtrio.managed.streams import EventStream
+from tests.managed.scripts import resubscribe
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -45,13 +46,6 @@ CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 FIRST = RPC_VECTORS["account_diff_subscribe_first_connection"]
 SECOND = RPC_VECTORS["account_diff_subscribe_second_program"]
 RESUB_4002 = RPC_VECTORS["account_diff_resubscribe_after_reconnect"]
-
-
-def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubscribe") -> str:
-    config = {"compression": "zstd", "replayFromSlot": slot}
-    return orjson.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": method, "params": [program, config]}
-    ).decode()
 
 
 def session_subscriptions(
