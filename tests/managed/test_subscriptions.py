@@ -22,7 +22,7 @@ from simtrio.managed.standalone import (
     open_transaction_subscription,
 )
 from simtrio.managed.streams import EventStream
-from tests.managed.scripts import resubscribe
+from tests.managed.scripts import accept, resubscribe
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -107,8 +107,7 @@ async def test_notifications_during_later_handshake_are_held_in_order(
     handle: list[Any] = []
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         await conn.diff(1, 4000)
         await conn.diff(1, 4001, compressed=False)  # Text bypasses the decoder
         await conn.expect(SECOND)
@@ -179,8 +178,7 @@ async def test_terminals_end_the_channel_without_waiting_for_the_socket(
     server_closed = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         await conn.diff(1, 4000)
         await conn.complete(1)
         await conn.wait_gone()  # the server never closes; the client must
@@ -203,8 +201,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             for slot in (4000, 4001, 4002):
                 await conn.diff(1, slot)
             await trio.sleep(1)
@@ -228,17 +225,13 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
-            await conn.expect(SECOND)
-            await conn.ack(2, 2)
+            await accept(conn, FIRST, SECOND)
             await conn.diff(1, 4000)
             await conn.complete(1)
             await conn.diff(2, 4001)
             conn.drop()
         else:
-            await conn.expect(resubscribe(4001, ATOKEN))
-            await conn.ack(1, 1)
+            await accept(conn, resubscribe(4001, ATOKEN))
             await conn.diff(1, 4001)
             await conn.complete(1)
 
@@ -269,12 +262,10 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-            await conn.ack(1, 1)
+            await accept(conn, RPC_VECTORS["transaction_subscribe_first_connection"])
             conn.drop()
         else:
-            await conn.expect(RPC_VECTORS["transaction_subscribe_after_reconnect"])
-            await conn.ack(1, 1)
+            await accept(conn, RPC_VECTORS["transaction_subscribe_after_reconnect"])
             await conn.tx(1, 4100)
             await conn.complete(1)
 
@@ -298,14 +289,12 @@ async def test_corrupt_compressed_frame_reconnects_with_a_fresh_decoder(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             await conn.diff(1, 4000)
             await conn.send_binary(b"\x13\x37 definitely not zstd")
             await conn.diff(1, 4001)  # never read: the connection is already condemned
         else:
-            await conn.expect(resubscribe(4000))
-            await conn.ack(1, 1)
+            await accept(conn, resubscribe(4000))
             # A new zstd frame from a new encoder: only a fresh decoder can read it.
             await conn.diff(1, 4000)
             await conn.diff(1, 4001)
@@ -324,15 +313,13 @@ async def test_oversize_compressed_message_reconnects(
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             await conn.diff(1, 4000)
             bomb = conn.encoder.encode(diff_text(1, 4001, pad=4 * 1024 * 1024))
             assert len(bomb) < limit  # small on the wire, huge once decoded
             await conn.send_binary(bomb)
         else:
-            await conn.expect(resubscribe(4000))
-            await conn.ack(1, 1)
+            await accept(conn, resubscribe(4000))
             await conn.diff(1, 4001)
             await conn.complete(1)
 
@@ -391,8 +378,7 @@ async def test_invalid_params_or_unknown_method_reply_is_terminal(
 
 async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClock) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         await conn.diff(9, 3999)  # unknown subscription id
         await conn.send_z('{"jsonrpc":"2.0","method":"slotNotification","params":{"x":1}}')
         await conn.tx(1, 3999)  # wrong kind for this manager
@@ -419,14 +405,12 @@ async def test_missed_keepalive_reconnects(
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             await conn.diff(1, 4000)
             conn.stall()  # no reads, no Pongs; TCP stays open
             await trio.sleep_forever()
         lost_at.append(trio.current_time())
-        await conn.expect(resubscribe(4000))
-        await conn.ack(1, 1)
+        await accept(conn, resubscribe(4000))
         await conn.diff(1, 4001)
         await conn.complete(1)
 
@@ -514,8 +498,7 @@ async def test_fatal_upgrade_rejection_gives_up_at_once(
 
 async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
 
     async def body(url: str) -> None:
         async with open_account_diff_subscription(url, [TOKEN], config=CONFIG) as sub:
@@ -547,8 +530,7 @@ async def test_stalled_consumer_back_pressures_the_socket(
     done_sending = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         for slot in range(total):
             await conn.diff(1, slot, compressed=False, pad=pad)
         await conn.complete(1, compressed=False)
@@ -574,8 +556,7 @@ async def test_a_read_is_handed_over_in_order_without_a_switch_per_notification(
     total = 300
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         texts = [diff_text(1, slot) for slot in range(total)]
         await conn.send_many(texts)  # one write: the client reads them in few batches
         await conn.complete(1, compressed=False)
@@ -608,8 +589,7 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
     sent_before_the_end: list[int] = []
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         with contextlib.suppress(trio_websocket.ConnectionClosed):
             for slot in range(5000):  # until the client lets go
                 await conn.diff(1, slot)
@@ -632,8 +612,7 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         for slot in range(3):
             await conn.diff(1, slot)
         await conn.complete(1)
@@ -662,8 +641,7 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
 
 async def accept_transactions(conn: FakeConn) -> None:
     """The server side of a first transaction subscription: read it and acknowledge it."""
-    await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-    await conn.ack(1, 1)
+    await accept(conn, RPC_VECTORS["transaction_subscribe_first_connection"])
 
 
 @asynccontextmanager
