@@ -16,13 +16,13 @@ import pytest
 import trio
 import trio.testing
 
-import simtrio.server
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.standalone import DataSubscription, open_transaction_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.server import FaultPlan, Faults
+from tests.managed.reference import reference_session
 from tests.managed.scripts import BOTH_PROGRAMS, accept, resubscribe, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
@@ -179,22 +179,17 @@ async def test_a_quiet_standalone_subscription_resumes_without_a_false_gap(
 ) -> None:
     """No notification for 150 slots, then a drop: nothing was missed, so no gap either."""
     async with (
-        simtrio.server.serve(seed=3) as server,
-        helpers.connect(server) as control,
+        reference_session(5000, 5400, seed=3) as (server, control, rpc),
+        open_transaction_subscription(rpc, [QUIET]) as sub,
     ):
-        session_id = await helpers.open_session(
-            control, helpers.create(5000, 5400, disconnectTimeoutSecs=60)
-        )
-        rpc = f"{server.http_url}/backtest/{session_id}"
-        async with open_transaction_subscription(rpc, [QUIET]) as sub:
-            await sub.wait_up()
-            await control.send(helpers.cont(150))
-            await control.recv_until(lambda t: "readyForContinue" in t)
-            await trio.sleep(5)  # the subscription learns the slot and proves it meanwhile
-            server.restart()  # every connection dropped; the session stays
-            with trio.fail_after(60):
-                await wait_reconnected(sub)
-            assert sub.cursor is None
+        await sub.wait_up()
+        await control.send(helpers.cont(150))
+        await control.recv_until(lambda t: "readyForContinue" in t)
+        await trio.sleep(5)  # the subscription learns the slot and proves it meanwhile
+        server.restart()  # every connection dropped; the session stays
+        with trio.fail_after(60):
+            await wait_reconnected(sub)
+        assert sub.cursor is None
 
 
 async def test_a_standalone_subscription_still_reports_a_real_gap(
@@ -203,14 +198,7 @@ async def test_a_standalone_subscription_still_reports_a_real_gap(
     """Its data connection stalls while the session runs 150 slots: the replay cannot be
     complete, and the subscription says so."""
     faults = FaultPlan(data_connections={1: Faults(stall_after=3)})
-    async with (
-        simtrio.server.serve(seed=3, faults=faults) as server,
-        helpers.connect(server) as control,
-    ):
-        session_id = await helpers.open_session(
-            control, helpers.create(5000, 5400, disconnectTimeoutSecs=60)
-        )
-        rpc = f"{server.http_url}/backtest/{session_id}"
+    async with reference_session(5000, 5400, seed=3, faults=faults) as (_, control, rpc):
 
         async def subscribe_and_run() -> None:
             async with open_transaction_subscription(rpc, [TOKEN]) as sub:
