@@ -11,16 +11,16 @@ import trio
 import trio.testing
 
 from simtrio import events
-from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed
-from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.params import CreateSession
 from simtrio.server import FaultPlan, Faults, serve
+from tests.managed.configs import FAST
+from tests.managed.configs import QUICK_RETRY as CONFIG
 from tests.managed.scripts import BOTH_PROGRAMS, accept, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
@@ -30,8 +30,6 @@ from tests.managed.test_subscriptions_harness import (
     running_subscriptions,
     slots_of,
 )
-
-CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 
 
 def subscribe(request_id: int, program: str, replay: int) -> str:
@@ -115,12 +113,8 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
 
 # -- the data-plane outage budget follows the session's disconnect timeout -------------------
 
-FAST = ManagedConfig(
-    backoff=BackoffPolicy(initial=0.25, max=1.0, jitter="none"),
-    keepalive_interval=1.0,
-    keepalive_miss_deadline=3.0,
-    handshake_timeout=3.0,
-)
+REJECTED = FaultPlan(data=Faults(reject_upgrade=503))
+"""Every data-plane upgrade is refused: a subscription can only give up."""
 
 
 async def read_until_a_subscription_gives_up(
@@ -143,22 +137,24 @@ async def test_managed_subscription_gives_up_after_the_session_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Before the fix the subscriptions used 900 s whatever the session's timeout was."""
-    plan = FaultPlan(data=Faults(reject_upgrade=503))
     create = CreateSession(4000, end_slot=4009, disconnect_timeout_secs=20)
-    async with serve(faults=plan) as server:
-        async with open_managed_session(server.url, "k", create, config=FAST) as session:
-            took, _ = await read_until_a_subscription_gives_up(session)
-        assert 20 <= took < 25
+    async with (
+        serve(faults=REJECTED) as server,
+        open_managed_session(server.url, "k", create, config=FAST) as session,
+    ):
+        took, _ = await read_until_a_subscription_gives_up(session)
+    assert 20 <= took < 25
 
 
 async def test_parallel_subscription_gives_up_after_the_session_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    plan = FaultPlan(data=Faults(reject_upgrade=503))
     create = CreateSession(4000, end_slot=4199, disconnect_timeout_secs=15)
-    async with serve(faults=plan) as server:
-        async with open_parallel_session(server.url, "k", create, config=FAST) as parallel:
-            first, _second = parallel.take_sub_sessions()
-            took, seen = await read_until_a_subscription_gives_up(first)
-        assert 15 <= took < 20
-        assert events.ReadyForContinue() in seen
+    async with (
+        serve(faults=REJECTED) as server,
+        open_parallel_session(server.url, "k", create, config=FAST) as parallel,
+    ):
+        first, _second = parallel.take_sub_sessions()
+        took, seen = await read_until_a_subscription_gives_up(first)
+    assert 15 <= took < 20
+    assert events.ReadyForContinue() in seen

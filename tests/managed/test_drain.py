@@ -15,6 +15,7 @@ from simtrio.errors import ContinueSendFailed, InvalidParams, SubscriptionFailed
 from simtrio.events import AccountDiff, Completed, Event, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.streams import EventStream
+from tests.managed.configs import QUICK_RETRY as CONFIG
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
     from simtrio.managed.session_subscriptions import SessionSubscriptions
 
-CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 DONE = Completed(None, None)
 
 

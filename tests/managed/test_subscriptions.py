@@ -22,6 +22,7 @@ from simtrio.managed.standalone import (
     open_transaction_subscription,
 )
 from simtrio.managed.streams import EventStream
+from tests.managed.configs import QUICK_RETRY as CONFIG
 from tests.managed.scripts import accept, resubscribe
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
@@ -42,7 +43,6 @@ if TYPE_CHECKING:
 
     from simtrio.managed.session_subscriptions import SessionSubscriptions
 
-CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 FIRST = RPC_VECTORS["account_diff_subscribe_first_connection"]
 SECOND = RPC_VECTORS["account_diff_subscribe_second_program"]
 RESUB_4002 = RPC_VECTORS["account_diff_resubscribe_after_reconnect"]
