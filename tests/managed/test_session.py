@@ -24,7 +24,9 @@ from simtrio.params import Continue, CreateSession
 from .fakes import FakeConnection, control_of, fake_server, frame, request, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+    from tests.support.fakeserver import FakeServer, Script
 
 KEY = "sk-test-secret-key-1234"
 SID = "backtest_5d1c"
@@ -70,6 +72,14 @@ async def close_politely(conn: FakeConnection, seq: int | None = None) -> None:
     assert await conn.wait_gone() == 1000
 
 
+async def resume_and_finish(conn: FakeConnection, completed_seq: int) -> None:
+    """After an attach is answered: the resume, the last one-slot continue, the end."""
+    await conn.expect(RESUME)
+    await conn.expect(cont(1))
+    await conn.send(completed(completed_seq))
+    await close_politely(conn)
+
+
 async def drive(session: ManagedSession, counts: Iterable[int]) -> list[events.Event]:
     """Read until the stream ends, answering each readiness with the next advance count."""
     pending = iter(counts)
@@ -91,6 +101,20 @@ FULL_RUN = [
     events.Slot(4003),
     events.Completed(SUMMARY, None),
 ]
+
+
+async def run_one_slot(
+    scripts: Sequence[Script], *, config: ManagedConfig = CONFIG, script_timeout: float = 30.0
+) -> FakeServer:
+    """Run ``CREATE`` against ``scripts`` continuing by one slot at the one readiness; check
+    that the events were exactly slot 4000, that readiness and the completion."""
+    async with (
+        fake_server(scripts, script_timeout=script_timeout) as server,
+        open_managed_session(server.url, KEY, CREATE, config=config) as session,
+    ):
+        seen = await drive(session, [1])
+    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    return server
 
 
 async def test_create_ready_continue_completed(autojump_clock: trio.testing.MockClock) -> None:
@@ -568,10 +592,7 @@ async def test_keepalive_miss_reconnects(autojump_clock: trio.testing.MockClock)
         replaced.set()
         await conn.expect(attach(1))
         await conn.send(ready(2), ATTACHED)  # the continue written into the stall was lost
-        await conn.expect(RESUME)
-        await conn.expect(cont(1))
-        await conn.send(completed(3))
-        await close_politely(conn)
+        await resume_and_finish(conn, 3)
 
     async with (
         fake_server([first, second], script_timeout=1000) as server,
@@ -635,17 +656,9 @@ async def test_malformed_frame_reconnects_with_the_cursor(
     async def second(conn: FakeConnection) -> None:
         await conn.expect(attach(1))
         await conn.send(ready(2), ATTACHED)
-        await conn.expect(RESUME)
-        await conn.expect(cont(1))
-        await conn.send(completed(3))
-        await close_politely(conn)
+        await resume_and_finish(conn, 3)
 
-    async with (
-        fake_server([first, second]) as server,
-        open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session,
-    ):
-        seen = await drive(session, [1])
-    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    server = await run_one_slot([first, second])
     assert server.control[0].close_code == 1006
 
 
@@ -865,17 +878,9 @@ async def test_attach_reply_timeout_reconnects(autojump_clock: trio.testing.Mock
     async def third(conn: FakeConnection) -> None:
         await conn.expect(attach(2))
         await conn.send(ATTACHED)
-        await conn.expect(RESUME)
-        await conn.expect(cont(1))
-        await conn.send(completed(3))
-        await close_politely(conn)
+        await resume_and_finish(conn, 3)
 
-    async with (
-        fake_server([first, silent, third], script_timeout=1000) as server,
-        open_managed_session(server.url, KEY, CREATE, config=config) as session,
-    ):
-        seen = await drive(session, [1])
-    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    server = await run_one_slot([first, silent, third], config=config, script_timeout=1000)
     assert server.control[1].close_code == 1006
 
 
