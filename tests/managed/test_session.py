@@ -72,6 +72,13 @@ async def close_politely(conn: FakeConnection, seq: int | None = None) -> None:
     assert await conn.wait_gone() == 1000
 
 
+async def create_and_ready(conn: FakeConnection) -> None:
+    """The start of a fresh session: the create request, answered with the session and a
+    first readiness."""
+    await conn.expect(CREATE_TEXT)
+    await conn.send(CREATED, ready(1))
+
+
 async def resume_and_finish(conn: FakeConnection, completed_seq: int) -> None:
     """After an attach is answered: the resume, the last one-slot continue, the end."""
     await conn.expect(RESUME)
@@ -232,8 +239,7 @@ async def test_status_goes_reconnecting_then_up(autojump_clock: trio.testing.Moc
     release = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await release.wait()
         conn.drop()
 
@@ -302,8 +308,7 @@ async def test_redundant_readiness_is_dropped(autojump_clock: trio.testing.MockC
     resumed = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await trio.testing.wait_all_tasks_blocked()
         conn.drop()  # the driver still holds the readiness: it has not continued yet
 
@@ -331,8 +336,7 @@ async def test_terminal_error_fails_the_session(autojump_clock: trio.testing.Moc
     error = wire.Internal("bank exploded")
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(cont(1))
         await conn.send(frame(wire.Error(wire.NoMoreBlocks()), 2))  # non-terminal: an event
         await conn.send(frame(wire.Error(error), 3))
@@ -373,8 +377,7 @@ async def test_unseen_failure_is_raised_when_the_block_is_left(
 
 async def test_session_not_found_on_attach_fails(autojump_clock: trio.testing.MockClock) -> None:
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         conn.drop()
 
     async def second(conn: FakeConnection) -> None:
@@ -396,8 +399,7 @@ async def test_session_not_found_on_attach_fails(autojump_clock: trio.testing.Mo
 
 async def test_non_terminal_attach_error_retries(autojump_clock: trio.testing.MockClock) -> None:
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         conn.drop()
 
     async def busy(conn: FakeConnection) -> None:
@@ -541,8 +543,7 @@ async def test_drop_before_session_created_resends_the_create(
         conn.drop()
 
     async def second(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await close_politely(conn)
 
     async with (
@@ -581,8 +582,7 @@ async def test_keepalive_miss_reconnects(autojump_clock: trio.testing.MockClock)
     replaced = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await trio.testing.wait_all_tasks_blocked()
         stalled_at.append(trio.current_time())
         conn.stall()
@@ -687,8 +687,7 @@ async def test_continue_to_and_paused(autojump_clock: trio.testing.MockClock) ->
     paused = wire.PausedEvent(4001, 2)
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(request(wire.ContinueToParams(4001, 2)))
         await conn.send(frame(wire.Paused(paused), 2))
         await conn.expect(request(wire.ContinueToParams(4002, None)))
@@ -712,8 +711,7 @@ async def test_continue_waits_for_up(autojump_clock: trio.testing.MockClock) -> 
     proceed = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await trio.testing.wait_all_tasks_blocked()
         conn.drop()
 
@@ -770,8 +768,7 @@ async def test_completed_then_lost_does_not_reconnect(
 
 async def test_leaving_early_closes_the_session_promptly() -> None:
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await close_politely(conn)
 
     async with fake_server([script]) as server:
@@ -788,8 +785,7 @@ async def test_close_is_bounded_when_the_server_never_answers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(CLOSE)
         conn.stall()  # no reply, no Close echo, TCP stays open
         await trio.sleep_forever()
@@ -806,8 +802,7 @@ async def test_close_is_bounded_when_the_server_never_answers(
 
 async def test_outer_cancellation_still_closes(autojump_clock: trio.testing.MockClock) -> None:
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await close_politely(conn)
 
     sessions: list[ManagedSession] = []
@@ -918,8 +913,7 @@ async def test_readiness_arriving_while_the_continue_is_written_is_delivered(
     monkeypatch.setattr(WebSocketConnection, "send_text", slow_send)
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(cont(1))
         await conn.send(slot(4001, 2), ready(3))
         await conn.expect(cont(2))
