@@ -10,6 +10,7 @@ from simtrio.managed.config import ManagedConfig
 from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import ContinueParams
 from simtrio.server import serve
+from tests.managed.reference import reference_session
 from tests.server import helpers
 
 MAX_BYTES = 4096
@@ -20,20 +21,18 @@ async def test_a_paused_standalone_consumer_holds_at_most_the_byte_bound(
     autojump_clock: trio.abc.Clock,
 ) -> None:
     config = ManagedConfig(event_buffer=1024, event_buffer_bytes=MAX_BYTES)
-    async with serve(seed=5) as server, helpers.connect(server) as control:
-        session_id = await helpers.open_session(
-            control, helpers.create(0, 59, disconnectTimeoutSecs=60)
-        )
-        endpoint = f"{server.http_url}/backtest/{session_id}"
-        async with open_transaction_subscription(endpoint, [helpers.TOKEN], config=config) as sub:
-            await sub.wait_up()
-            await control.send(helpers.cont(60))
-            await trio.sleep(30)  # the consumer is paused; the server runs as far as it can
-            used = sub.notifications.statistics().current_buffer_used
-            held = sub.notifications.buffered_bytes
-            assert 1 <= used < 10
-            assert held <= MAX_BYTES
-            received = [n async for n in sub.notifications]
+    async with (
+        reference_session(0, 59, seed=5) as (_, control, endpoint),
+        open_transaction_subscription(endpoint, [helpers.TOKEN], config=config) as sub,
+    ):
+        await sub.wait_up()
+        await control.send(helpers.cont(60))
+        await trio.sleep(30)  # the consumer is paused; the server runs as far as it can
+        used = sub.notifications.statistics().current_buffer_used
+        held = sub.notifications.buffered_bytes
+        assert 1 <= used < 10
+        assert held <= MAX_BYTES
+        received = [n async for n in sub.notifications]
     slots = [n.notification.slot for n in received]
     assert len(received) > 5 * used
     assert slots == sorted(slots)

@@ -9,9 +9,8 @@ import trio
 import trio.testing
 
 from simtrio import events
-from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import ContinueSendFailed
-from simtrio.managed.config import ConnectionStatus, ManagedConfig
+from simtrio.managed.config import ConnectionStatus
 from simtrio.managed.coordinator import ReconnectCoordinator, SessionGate
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.status import StatusCell
@@ -26,6 +25,7 @@ from tests.managed.chaos import (
     check_stream,
     run_chaos,
 )
+from tests.managed.configs import FAST
 from tests.managed.fakes import control_of
 
 if TYPE_CHECKING:
@@ -144,13 +144,6 @@ def test_stream_check_tolerates_only_boundary_repeats() -> None:
 
 
 # -- regressions found by chaos runs -----------------------------------------------------------
-
-FAST = ManagedConfig(
-    backoff=BackoffPolicy(initial=0.25, max=1.0, jitter="none"),
-    keepalive_interval=1.0,
-    keepalive_miss_deadline=3.0,
-    handshake_timeout=3.0,
-)
 
 
 async def test_parked_subscription_does_not_wait_for_its_own_session(

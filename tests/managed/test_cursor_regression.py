@@ -7,26 +7,23 @@ subscription's events after a loss; each subscription now replays from its own l
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
 import trio
 import trio.testing
 
 from simtrio import events
-from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed
-from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.params import CreateSession
 from simtrio.server import FaultPlan, Faults, serve
+from tests.managed.configs import FAST
+from tests.managed.configs import QUICK_RETRY as CONFIG
+from tests.managed.scripts import BOTH_PROGRAMS, accept, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
-    RPC_VECTORS,
     TOKEN,
     FakeConn,
     fake_server,
@@ -34,30 +31,15 @@ from tests.managed.test_subscriptions_harness import (
     slots_of,
 )
 
-CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 
-
-def subscribe(request_id: int, program: str, replay: int | None) -> str:
-    config: dict[str, Any] = {"compression": "zstd"}
-    if replay is not None:
-        config["replayFromSlot"] = replay
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": request_id,
-            "method": "accountDiffSubscribe",
-            "params": [program, config],
-        }
-    ).decode()
+def subscribe(request_id: int, program: str, replay: int) -> str:
+    return subscribe_request(program, request_id=request_id, replay=replay)
 
 
 async def lagging_replay_script(conn: FakeConn) -> None:
     """Connection 2 replays the first subscription far ahead, then drops after the 2nd ack."""
     if conn.index == 1:
-        await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
-        await conn.ack(1, 1)
-        await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
-        await conn.ack(2, 2)
+        await accept(conn, *BOTH_PROGRAMS)
         await conn.diff(1, 4000)
         await conn.diff(2, 4000)
         conn.drop()
@@ -71,10 +53,7 @@ async def lagging_replay_script(conn: FakeConn) -> None:
         conn.drop()  # before any of the second subscription's replay went out
     else:
         # Each subscription replays from its own last slot: 4005 and 4000 (it was 4005 twice).
-        await conn.expect(subscribe(1, TOKEN, 4005))
-        await conn.ack(1, 1)
-        await conn.expect(subscribe(2, ATOKEN, 4000))
-        await conn.ack(2, 2)
+        await accept(conn, subscribe(1, TOKEN, 4005), subscribe(2, ATOKEN, 4000))
         await conn.diff(1, 4005)
         await conn.complete(1)
         for slot in range(4000, 4006):
@@ -103,18 +82,16 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
-            await conn.ack(1, 1)
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
-            await conn.ack(2, 2)
+            await accept(conn, *BOTH_PROGRAMS)
             await conn.diff(1, 4001)
             await conn.diff(1, 4002)
             conn.drop()
         else:
-            await conn.expect(subscribe(1, TOKEN, 4002))
-            await conn.ack(1, 1)
-            await conn.expect(subscribe(2, ATOKEN, 3990))  # the start slot, not 4002
-            await conn.ack(2, 2)
+            await accept(
+                conn,
+                subscribe(1, TOKEN, 4002),
+                subscribe(2, ATOKEN, 3990),  # the start slot, not 4002
+            )
             await conn.complete(1)
             await conn.diff(2, 3995)
             await conn.complete(2)
@@ -136,12 +113,8 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
 
 # -- the data-plane outage budget follows the session's disconnect timeout -------------------
 
-FAST = ManagedConfig(
-    backoff=BackoffPolicy(initial=0.25, max=1.0, jitter="none"),
-    keepalive_interval=1.0,
-    keepalive_miss_deadline=3.0,
-    handshake_timeout=3.0,
-)
+REJECTED = FaultPlan(data=Faults(reject_upgrade=503))
+"""Every data-plane upgrade is refused: a subscription can only give up."""
 
 
 async def read_until_a_subscription_gives_up(
@@ -164,22 +137,24 @@ async def test_managed_subscription_gives_up_after_the_session_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     """Before the fix the subscriptions used 900 s whatever the session's timeout was."""
-    plan = FaultPlan(data=Faults(reject_upgrade=503))
     create = CreateSession(4000, end_slot=4009, disconnect_timeout_secs=20)
-    async with serve(faults=plan) as server:
-        async with open_managed_session(server.url, "k", create, config=FAST) as session:
-            took, _ = await read_until_a_subscription_gives_up(session)
-        assert 20 <= took < 25
+    async with (
+        serve(faults=REJECTED) as server,
+        open_managed_session(server.url, "k", create, config=FAST) as session,
+    ):
+        took, _ = await read_until_a_subscription_gives_up(session)
+    assert 20 <= took < 25
 
 
 async def test_parallel_subscription_gives_up_after_the_session_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    plan = FaultPlan(data=Faults(reject_upgrade=503))
     create = CreateSession(4000, end_slot=4199, disconnect_timeout_secs=15)
-    async with serve(faults=plan) as server:
-        async with open_parallel_session(server.url, "k", create, config=FAST) as parallel:
-            first, _second = parallel.take_sub_sessions()
-            took, seen = await read_until_a_subscription_gives_up(first)
-        assert 15 <= took < 20
-        assert events.ReadyForContinue() in seen
+    async with (
+        serve(faults=REJECTED) as server,
+        open_parallel_session(server.url, "k", create, config=FAST) as parallel,
+    ):
+        first, _second = parallel.take_sub_sessions()
+        took, seen = await read_until_a_subscription_gives_up(first)
+    assert 15 <= took < 20
+    assert events.ReadyForContinue() in seen

@@ -21,6 +21,7 @@ from simtrio.managed.session import open_managed_session
 from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
+from tests.managed.reference import reference_session
 from tests.server import helpers
 
 if TYPE_CHECKING:
@@ -92,18 +93,13 @@ async def test_standalone_subscription_dropped_before_its_first_notification_res
 ) -> None:
     async def run(faults: FaultPlan) -> list[int]:
         async with (
-            simtrio.server.serve(seed=3, faults=faults) as server,
-            helpers.connect(server) as control,
+            reference_session(5000, 5040, seed=3, faults=faults) as (_, control, rpc),
+            open_transaction_subscription(rpc, [helpers.TOKEN], config=CONFIG) as sub,
         ):
-            session_id = await helpers.open_session(
-                control, helpers.create(5000, 5040, disconnectTimeoutSecs=60)
-            )
-            rpc = f"{server.http_url}/backtest/{session_id}"
-            async with open_transaction_subscription(rpc, [helpers.TOKEN], config=CONFIG) as sub:
-                await sub.wait_up()
-                # The data connection drops right after its ack; the session runs meanwhile.
-                await control.send(helpers.cont(41))
-                return [n.notification.slot async for n in sub.notifications]
+            await sub.wait_up()
+            # The data connection drops right after its ack; the session runs meanwhile.
+            await control.send(helpers.cont(41))
+            return [n.notification.slot async for n in sub.notifications]
 
     clean = await run(FaultPlan())
     dropped = await run(FaultPlan(data_connections={1: Faults(drop_after=1)}))

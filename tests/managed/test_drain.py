@@ -15,22 +15,23 @@ from simtrio.errors import ContinueSendFailed, InvalidParams, SubscriptionFailed
 from simtrio.events import AccountDiff, Completed, Event, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.streams import EventStream
+from tests.managed.configs import QUICK_RETRY as CONFIG
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
     TOKEN,
     FakeConn,
+    FakeServer,
     closed_port,
     fake_server,
     running_subscriptions,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Awaitable, Callable
 
     from simtrio.managed.session_subscriptions import SessionSubscriptions
 
-CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 DONE = Completed(None, None)
 
 
@@ -47,6 +48,29 @@ async def session(
         server_url, stream, config=config, start_slot=start_slot, max_total=max_total
     ) as subs:
         yield subs, stream
+
+
+async def accept_first(conn: FakeConn) -> None:
+    """The server side of the first subscription on a connection: read it, acknowledge it."""
+    await conn.recv()
+    await conn.ack(1, 1)
+
+
+@asynccontextmanager
+async def diffs_up(
+    script: Callable[[FakeConn], Awaitable[None]], *, config: ManagedConfig = CONFIG
+) -> AsyncGenerator[tuple[FakeServer, SessionSubscriptions, EventStream]]:
+    """A session subscribed to account diffs of ``TOKEN`` against ``script``, and up."""
+    async with (
+        fake_server(script) as server,
+        session(server.http_url(), config=config) as (
+            subs,
+            stream,
+        ),
+    ):
+        subs.subscribe_account_diffs([TOKEN])
+        await subs.wait_all_up()
+        yield server, subs, stream
 
 
 async def drain_events(stream: EventStream) -> tuple[list[Event], BaseException | None]:
@@ -104,15 +128,12 @@ async def test_stalled_drain_delivers_what_it_has_then_fails(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.recv()
-        await conn.ack(1, 1)
+        await accept_first(conn)
         await conn.diff(1, 4000)
         await conn.diff(1, 4001)
         # No terminal; the socket stays healthy (Pongs flow), so only the drain notices.
 
-    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
-        subs.subscribe_account_diffs([TOKEN])
-        await subs.wait_all_up()
+    async with diffs_up(script) as (_, subs, stream):
         await trio.sleep(1)
         start = trio.current_time()
         subs.complete_after_drain(DONE)
@@ -130,11 +151,7 @@ async def test_stalled_drain_delivers_what_it_has_then_fails(
 async def test_drain_timeout_is_configurable_while_draining(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async def script(conn: FakeConn) -> None:
-        await conn.recv()
-        await conn.ack(1, 1)
-
-    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
+    async with fake_server(accept_first) as server, session(server.http_url()) as (subs, stream):
         subs.set_completion_drain_timeout(30)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
@@ -154,8 +171,7 @@ async def test_drain_is_not_stalled_by_a_slow_consumer(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.recv()
-        await conn.ack(1, 1)
+        await accept_first(conn)
         for slot in range(4000, 4010):
             await conn.diff(1, slot)
         await conn.complete(1)
@@ -165,12 +181,7 @@ async def test_drain_is_not_stalled_by_a_slow_consumer(
         completion_drain_timeout=5,
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
-    async with (
-        fake_server(script) as server,
-        session(server.http_url(), config=config) as (subs, stream),
-    ):
-        subs.subscribe_account_diffs([TOKEN])
-        await subs.wait_all_up()
+    async with diffs_up(script, config=config) as (_, subs, stream):
         subs.complete_after_drain(DONE)
         got: list[Event] = []
         while True:
@@ -194,8 +205,7 @@ async def test_drain_after_terminals_already_arrived(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.recv()
-        await conn.ack(1, 1)
+        await accept_first(conn)
         await conn.diff(1, 4000)
         await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
         await conn.ack(2, 2)
@@ -243,14 +253,11 @@ async def test_stop_cancels_managers(autojump_clock: trio.testing.MockClock) -> 
     closed = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.recv()
-        await conn.ack(1, 1)
+        await accept_first(conn)
         await conn.wait_gone()
         closed.set()
 
-    async with fake_server(script) as server, session(server.http_url()) as (subs, _):
-        subs.subscribe_account_diffs([TOKEN])
-        await subs.wait_all_up()
+    async with diffs_up(script) as (server, subs, _):
         subs.stop()
         await closed.wait()
         await subs.wait_all_up()  # stopped managers do not block a continue

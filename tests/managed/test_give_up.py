@@ -25,27 +25,28 @@ from .fakes import FakeConnection, fake_server
 from .test_session import (
     ATTACHED,
     CREATE,
-    CREATE_TEXT,
-    CREATED,
     KEY,
     RESUME,
     attach,
     close_politely,
     completed,
     cont,
+    create_and_ready,
     ready,
     slot,
 )
 
 GARBAGE = "{this is not json"
 RESET_AFTER = BackoffPolicy().reset_after
+STEADY = BackoffPolicy(jitter="none", max=2.0)
+"""Retries without jitter, never more than 2 s apart: well below every budget here."""
+BUDGET_40 = ManagedConfig(rng_seed=3, reconnect_max_total=40.0, backoff=STEADY)
 
 
 async def _create_then_attach(conn: FakeConnection) -> None:
     """Create the session on the first connection, attach to it on every later one."""
     if conn.index == 1:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
     else:
         await conn.expect(attach(1))
         await conn.send(ATTACHED)
@@ -108,8 +109,7 @@ async def test_zombie_server_is_a_lost_connection_and_the_continue_is_reannounce
     lost_at: list[float] = []
 
     async def zombie(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(cont(1))
         written = trio.current_time()
         await conn.wait_gone()  # trio-websocket keeps answering the client's Pings meanwhile
@@ -168,8 +168,7 @@ async def test_idle_step_detector_leaves_a_quiet_session_without_a_step_alone(
     """Silence while the driver holds readiness (no continue written) is not a stall."""
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.quiet_for(500.0)
         await conn.expect(cont(1))
         await conn.send(completed(2))
@@ -194,8 +193,7 @@ async def test_slow_step_with_progress_is_not_a_stall(
     """Frames every 30 s during a 200 s step keep a 40 s detector quiet."""
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(cont(1))
         for n in range(7):
             await trio.sleep(30.0)
@@ -237,7 +235,7 @@ async def test_data_peer_that_fails_right_after_the_ack_exhausts_the_budget(
     config = ManagedConfig(
         max_message_size=limit,
         reconnect_max_total=40.0,
-        backoff=BackoffPolicy(jitter="none", max=2.0),
+        backoff=STEADY,
     )
     async with data_server(script) as server:
         failure, elapsed = await _until_subscription_failed(server.http_url(), config, deadline=600)
@@ -260,7 +258,7 @@ async def test_data_peer_that_stalls_after_every_ack_exhausts_the_budget(
         conn.stall()  # not even Pongs any more
         await conn.wait_gone()
 
-    config = ManagedConfig(reconnect_max_total=100.0, backoff=BackoffPolicy(jitter="none", max=2.0))
+    config = ManagedConfig(reconnect_max_total=100.0, backoff=STEADY)
     async with data_server(script) as server:
         _, elapsed = await _until_subscription_failed(server.http_url(), config, deadline=2000)
     # The connection up when the budget ran out is lost at most 25 s + one keepalive_interval
@@ -277,9 +275,7 @@ async def test_control_peer_that_stalls_after_every_attach_exhausts_the_budget(
         conn.stall()  # not even Pongs any more
         await conn.wait_gone()
 
-    config = ManagedConfig(
-        rng_seed=3, reconnect_max_total=40.0, backoff=BackoffPolicy(jitter="none", max=2.0)
-    )
+    config = BUDGET_40
     async with fake_server(script, script_timeout=1000) as server:
         error, _, elapsed = await _until_control_failed(server.url, config, deadline=2000)
     assert elapsed <= 40.0 + 45.0 + 15.0 + 1.0
@@ -292,8 +288,7 @@ async def test_session_subscription_fed_garbage_after_every_ack_fails_the_sessio
     """The data plane of a managed session is bounded by the same budget."""
 
     async def control(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.wait_gone()
 
     async def data(conn: FakeConnection) -> None:
@@ -304,9 +299,7 @@ async def test_session_subscription_fed_garbage_after_every_ack_fails_the_sessio
         await conn.wait_gone()
 
     program = "Prog1111111111111111111111111111111111111111"
-    config = ManagedConfig(
-        rng_seed=3, reconnect_max_total=40.0, backoff=BackoffPolicy(jitter="none", max=2.0)
-    )
+    config = BUDGET_40
     async with fake_server([control], data=data, script_timeout=1000) as server:
         start = trio.current_time()
         with trio.fail_after(2000):

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import orjson
 import pytest
 import trio
 import trio.testing
 
-import simtrio.server
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.standalone import DataSubscription, open_transaction_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.server import FaultPlan, Faults
-from tests.managed.test_subscriptions import resubscribe
+from tests.managed.reference import reference_session
+from tests.managed.scripts import BOTH_PROGRAMS, accept, resubscribe, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -180,22 +179,17 @@ async def test_a_quiet_standalone_subscription_resumes_without_a_false_gap(
 ) -> None:
     """No notification for 150 slots, then a drop: nothing was missed, so no gap either."""
     async with (
-        simtrio.server.serve(seed=3) as server,
-        helpers.connect(server) as control,
+        reference_session(5000, 5400, seed=3) as (server, control, rpc),
+        open_transaction_subscription(rpc, [QUIET]) as sub,
     ):
-        session_id = await helpers.open_session(
-            control, helpers.create(5000, 5400, disconnectTimeoutSecs=60)
-        )
-        rpc = f"{server.http_url}/backtest/{session_id}"
-        async with open_transaction_subscription(rpc, [QUIET]) as sub:
-            await sub.wait_up()
-            await control.send(helpers.cont(150))
-            await control.recv_until(lambda t: "readyForContinue" in t)
-            await trio.sleep(5)  # the subscription learns the slot and proves it meanwhile
-            server.restart()  # every connection dropped; the session stays
-            with trio.fail_after(60):
-                await wait_reconnected(sub)
-            assert sub.cursor is None
+        await sub.wait_up()
+        await control.send(helpers.cont(150))
+        await control.recv_until(lambda t: "readyForContinue" in t)
+        await trio.sleep(5)  # the subscription learns the slot and proves it meanwhile
+        server.restart()  # every connection dropped; the session stays
+        with trio.fail_after(60):
+            await wait_reconnected(sub)
+        assert sub.cursor is None
 
 
 async def test_a_standalone_subscription_still_reports_a_real_gap(
@@ -204,14 +198,7 @@ async def test_a_standalone_subscription_still_reports_a_real_gap(
     """Its data connection stalls while the session runs 150 slots: the replay cannot be
     complete, and the subscription says so."""
     faults = FaultPlan(data_connections={1: Faults(stall_after=3)})
-    async with (
-        simtrio.server.serve(seed=3, faults=faults) as server,
-        helpers.connect(server) as control,
-    ):
-        session_id = await helpers.open_session(
-            control, helpers.create(5000, 5400, disconnectTimeoutSecs=60)
-        )
-        rpc = f"{server.http_url}/backtest/{session_id}"
+    async with reference_session(5000, 5400, seed=3, faults=faults) as (_, control, rpc):
 
         async def subscribe_and_run() -> None:
             async with open_transaction_subscription(rpc, [TOKEN]) as sub:
@@ -229,30 +216,17 @@ async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_prob
 ) -> None:
     """The second subscription's replay may come after a higher slot of the first one: that
     higher slot must not count as proof for the second subscription."""
-    second_replay = orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 2,
-            "method": "accountDiffSubscribe",
-            "params": [ATOKEN, {"compression": "zstd", "replayFromSlot": START + 10}],
-        }
-    ).decode()
+    second_replay = subscribe_request(ATOKEN, request_id=2, replay=START + 10)
     release = trio.Event()
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_first_connection"])
-            await conn.ack(1, 1)
-            await conn.expect(RPC_VECTORS["account_diff_subscribe_second_program"])
-            await conn.ack(2, 2)
+            await accept(conn, *BOTH_PROGRAMS)
             await conn.diff(1, START + 50)
             await conn.diff(2, START + 10)
             conn.drop()
         else:
-            await conn.expect(resubscribe(START + 50, TOKEN))
-            await conn.ack(1, 1)
-            await conn.expect(second_replay)
-            await conn.ack(2, 2)
+            await accept(conn, resubscribe(START + 50, TOKEN), second_replay)
             await conn.diff(1, START + 60)  # chosen before the second subscription existed
             await release.wait()
             await conn.diff(2, START + 20)  # its replay

@@ -24,7 +24,9 @@ from simtrio.params import Continue, CreateSession
 from .fakes import FakeConnection, control_of, fake_server, frame, request, status_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+    from tests.support.fakeserver import FakeServer, Script
 
 KEY = "sk-test-secret-key-1234"
 SID = "backtest_5d1c"
@@ -70,6 +72,21 @@ async def close_politely(conn: FakeConnection, seq: int | None = None) -> None:
     assert await conn.wait_gone() == 1000
 
 
+async def create_and_ready(conn: FakeConnection) -> None:
+    """The start of a fresh session: the create request, answered with the session and a
+    first readiness."""
+    await conn.expect(CREATE_TEXT)
+    await conn.send(CREATED, ready(1))
+
+
+async def resume_and_finish(conn: FakeConnection, completed_seq: int) -> None:
+    """After an attach is answered: the resume, the last one-slot continue, the end."""
+    await conn.expect(RESUME)
+    await conn.expect(cont(1))
+    await conn.send(completed(completed_seq))
+    await close_politely(conn)
+
+
 async def drive(session: ManagedSession, counts: Iterable[int]) -> list[events.Event]:
     """Read until the stream ends, answering each readiness with the next advance count."""
     pending = iter(counts)
@@ -91,6 +108,20 @@ FULL_RUN = [
     events.Slot(4003),
     events.Completed(SUMMARY, None),
 ]
+
+
+async def run_one_slot(
+    scripts: Sequence[Script], *, config: ManagedConfig = CONFIG, script_timeout: float = 30.0
+) -> FakeServer:
+    """Run ``CREATE`` against ``scripts`` continuing by one slot at the one readiness; check
+    that the events were exactly slot 4000, that readiness and the completion."""
+    async with (
+        fake_server(scripts, script_timeout=script_timeout) as server,
+        open_managed_session(server.url, KEY, CREATE, config=config) as session,
+    ):
+        seen = await drive(session, [1])
+    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    return server
 
 
 async def test_create_ready_continue_completed(autojump_clock: trio.testing.MockClock) -> None:
@@ -208,8 +239,7 @@ async def test_status_goes_reconnecting_then_up(autojump_clock: trio.testing.Moc
     release = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await release.wait()
         conn.drop()
 
@@ -278,8 +308,7 @@ async def test_redundant_readiness_is_dropped(autojump_clock: trio.testing.MockC
     resumed = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await trio.testing.wait_all_tasks_blocked()
         conn.drop()  # the driver still holds the readiness: it has not continued yet
 
@@ -307,8 +336,7 @@ async def test_terminal_error_fails_the_session(autojump_clock: trio.testing.Moc
     error = wire.Internal("bank exploded")
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(cont(1))
         await conn.send(frame(wire.Error(wire.NoMoreBlocks()), 2))  # non-terminal: an event
         await conn.send(frame(wire.Error(error), 3))
@@ -349,8 +377,7 @@ async def test_unseen_failure_is_raised_when_the_block_is_left(
 
 async def test_session_not_found_on_attach_fails(autojump_clock: trio.testing.MockClock) -> None:
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         conn.drop()
 
     async def second(conn: FakeConnection) -> None:
@@ -372,8 +399,7 @@ async def test_session_not_found_on_attach_fails(autojump_clock: trio.testing.Mo
 
 async def test_non_terminal_attach_error_retries(autojump_clock: trio.testing.MockClock) -> None:
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         conn.drop()
 
     async def busy(conn: FakeConnection) -> None:
@@ -517,8 +543,7 @@ async def test_drop_before_session_created_resends_the_create(
         conn.drop()
 
     async def second(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await close_politely(conn)
 
     async with (
@@ -557,8 +582,7 @@ async def test_keepalive_miss_reconnects(autojump_clock: trio.testing.MockClock)
     replaced = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await trio.testing.wait_all_tasks_blocked()
         stalled_at.append(trio.current_time())
         conn.stall()
@@ -568,10 +592,7 @@ async def test_keepalive_miss_reconnects(autojump_clock: trio.testing.MockClock)
         replaced.set()
         await conn.expect(attach(1))
         await conn.send(ready(2), ATTACHED)  # the continue written into the stall was lost
-        await conn.expect(RESUME)
-        await conn.expect(cont(1))
-        await conn.send(completed(3))
-        await close_politely(conn)
+        await resume_and_finish(conn, 3)
 
     async with (
         fake_server([first, second], script_timeout=1000) as server,
@@ -635,17 +656,9 @@ async def test_malformed_frame_reconnects_with_the_cursor(
     async def second(conn: FakeConnection) -> None:
         await conn.expect(attach(1))
         await conn.send(ready(2), ATTACHED)
-        await conn.expect(RESUME)
-        await conn.expect(cont(1))
-        await conn.send(completed(3))
-        await close_politely(conn)
+        await resume_and_finish(conn, 3)
 
-    async with (
-        fake_server([first, second]) as server,
-        open_managed_session(server.url, KEY, CREATE, config=CONFIG) as session,
-    ):
-        seen = await drive(session, [1])
-    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    server = await run_one_slot([first, second])
     assert server.control[0].close_code == 1006
 
 
@@ -674,8 +687,7 @@ async def test_continue_to_and_paused(autojump_clock: trio.testing.MockClock) ->
     paused = wire.PausedEvent(4001, 2)
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(request(wire.ContinueToParams(4001, 2)))
         await conn.send(frame(wire.Paused(paused), 2))
         await conn.expect(request(wire.ContinueToParams(4002, None)))
@@ -699,8 +711,7 @@ async def test_continue_waits_for_up(autojump_clock: trio.testing.MockClock) -> 
     proceed = trio.Event()
 
     async def first(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await trio.testing.wait_all_tasks_blocked()
         conn.drop()
 
@@ -757,8 +768,7 @@ async def test_completed_then_lost_does_not_reconnect(
 
 async def test_leaving_early_closes_the_session_promptly() -> None:
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await close_politely(conn)
 
     async with fake_server([script]) as server:
@@ -775,8 +785,7 @@ async def test_close_is_bounded_when_the_server_never_answers(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(CLOSE)
         conn.stall()  # no reply, no Close echo, TCP stays open
         await trio.sleep_forever()
@@ -793,8 +802,7 @@ async def test_close_is_bounded_when_the_server_never_answers(
 
 async def test_outer_cancellation_still_closes(autojump_clock: trio.testing.MockClock) -> None:
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await close_politely(conn)
 
     sessions: list[ManagedSession] = []
@@ -865,17 +873,9 @@ async def test_attach_reply_timeout_reconnects(autojump_clock: trio.testing.Mock
     async def third(conn: FakeConnection) -> None:
         await conn.expect(attach(2))
         await conn.send(ATTACHED)
-        await conn.expect(RESUME)
-        await conn.expect(cont(1))
-        await conn.send(completed(3))
-        await close_politely(conn)
+        await resume_and_finish(conn, 3)
 
-    async with (
-        fake_server([first, silent, third], script_timeout=1000) as server,
-        open_managed_session(server.url, KEY, CREATE, config=config) as session,
-    ):
-        seen = await drive(session, [1])
-    assert seen == [events.Slot(4000), events.ReadyForContinue(), events.Completed(SUMMARY, None)]
+    server = await run_one_slot([first, silent, third], config=config, script_timeout=1000)
     assert server.control[1].close_code == 1006
 
 
@@ -913,8 +913,7 @@ async def test_readiness_arriving_while_the_continue_is_written_is_delivered(
     monkeypatch.setattr(WebSocketConnection, "send_text", slow_send)
 
     async def script(conn: FakeConnection) -> None:
-        await conn.expect(CREATE_TEXT)
-        await conn.send(CREATED, ready(1))
+        await create_and_ready(conn)
         await conn.expect(cont(1))
         await conn.send(slot(4001, 2), ready(3))
         await conn.expect(cont(2))

@@ -22,6 +22,8 @@ from simtrio.managed.standalone import (
     open_transaction_subscription,
 )
 from simtrio.managed.streams import EventStream
+from tests.managed.configs import QUICK_RETRY as CONFIG
+from tests.managed.scripts import accept, resubscribe
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -41,17 +43,9 @@ if TYPE_CHECKING:
 
     from simtrio.managed.session_subscriptions import SessionSubscriptions
 
-CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 FIRST = RPC_VECTORS["account_diff_subscribe_first_connection"]
 SECOND = RPC_VECTORS["account_diff_subscribe_second_program"]
 RESUB_4002 = RPC_VECTORS["account_diff_resubscribe_after_reconnect"]
-
-
-def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubscribe") -> str:
-    config = {"compression": "zstd", "replayFromSlot": slot}
-    return orjson.dumps(
-        {"jsonrpc": "2.0", "id": 1, "method": method, "params": [program, config]}
-    ).decode()
 
 
 def session_subscriptions(
@@ -113,8 +107,7 @@ async def test_notifications_during_later_handshake_are_held_in_order(
     handle: list[Any] = []
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         await conn.diff(1, 4000)
         await conn.diff(1, 4001, compressed=False)  # Text bypasses the decoder
         await conn.expect(SECOND)
@@ -185,8 +178,7 @@ async def test_terminals_end_the_channel_without_waiting_for_the_socket(
     server_closed = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         await conn.diff(1, 4000)
         await conn.complete(1)
         await conn.wait_gone()  # the server never closes; the client must
@@ -209,8 +201,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             for slot in (4000, 4001, 4002):
                 await conn.diff(1, slot)
             await trio.sleep(1)
@@ -234,17 +225,13 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
-            await conn.expect(SECOND)
-            await conn.ack(2, 2)
+            await accept(conn, FIRST, SECOND)
             await conn.diff(1, 4000)
             await conn.complete(1)
             await conn.diff(2, 4001)
             conn.drop()
         else:
-            await conn.expect(resubscribe(4001, ATOKEN))
-            await conn.ack(1, 1)
+            await accept(conn, resubscribe(4001, ATOKEN))
             await conn.diff(1, 4001)
             await conn.complete(1)
 
@@ -275,12 +262,10 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-            await conn.ack(1, 1)
+            await accept(conn, RPC_VECTORS["transaction_subscribe_first_connection"])
             conn.drop()
         else:
-            await conn.expect(RPC_VECTORS["transaction_subscribe_after_reconnect"])
-            await conn.ack(1, 1)
+            await accept(conn, RPC_VECTORS["transaction_subscribe_after_reconnect"])
             await conn.tx(1, 4100)
             await conn.complete(1)
 
@@ -304,14 +289,12 @@ async def test_corrupt_compressed_frame_reconnects_with_a_fresh_decoder(
 ) -> None:
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             await conn.diff(1, 4000)
             await conn.send_binary(b"\x13\x37 definitely not zstd")
             await conn.diff(1, 4001)  # never read: the connection is already condemned
         else:
-            await conn.expect(resubscribe(4000))
-            await conn.ack(1, 1)
+            await accept(conn, resubscribe(4000))
             # A new zstd frame from a new encoder: only a fresh decoder can read it.
             await conn.diff(1, 4000)
             await conn.diff(1, 4001)
@@ -330,15 +313,13 @@ async def test_oversize_compressed_message_reconnects(
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             await conn.diff(1, 4000)
             bomb = conn.encoder.encode(diff_text(1, 4001, pad=4 * 1024 * 1024))
             assert len(bomb) < limit  # small on the wire, huge once decoded
             await conn.send_binary(bomb)
         else:
-            await conn.expect(resubscribe(4000))
-            await conn.ack(1, 1)
+            await accept(conn, resubscribe(4000))
             await conn.diff(1, 4001)
             await conn.complete(1)
 
@@ -397,8 +378,7 @@ async def test_invalid_params_or_unknown_method_reply_is_terminal(
 
 async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClock) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         await conn.diff(9, 3999)  # unknown subscription id
         await conn.send_z('{"jsonrpc":"2.0","method":"slotNotification","params":{"x":1}}')
         await conn.tx(1, 3999)  # wrong kind for this manager
@@ -425,14 +405,12 @@ async def test_missed_keepalive_reconnects(
 
     async def script(conn: FakeConn) -> None:
         if conn.index == 1:
-            await conn.expect(FIRST)
-            await conn.ack(1, 1)
+            await accept(conn, FIRST)
             await conn.diff(1, 4000)
             conn.stall()  # no reads, no Pongs; TCP stays open
             await trio.sleep_forever()
         lost_at.append(trio.current_time())
-        await conn.expect(resubscribe(4000))
-        await conn.ack(1, 1)
+        await accept(conn, resubscribe(4000))
         await conn.diff(1, 4001)
         await conn.complete(1)
 
@@ -520,8 +498,7 @@ async def test_fatal_upgrade_rejection_gives_up_at_once(
 
 async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
 
     async def body(url: str) -> None:
         async with open_account_diff_subscription(url, [TOKEN], config=CONFIG) as sub:
@@ -553,8 +530,7 @@ async def test_stalled_consumer_back_pressures_the_socket(
     done_sending = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         for slot in range(total):
             await conn.diff(1, slot, compressed=False, pad=pad)
         await conn.complete(1, compressed=False)
@@ -580,8 +556,7 @@ async def test_a_read_is_handed_over_in_order_without_a_switch_per_notification(
     total = 300
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         texts = [diff_text(1, slot) for slot in range(total)]
         await conn.send_many(texts)  # one write: the client reads them in few batches
         await conn.complete(1, compressed=False)
@@ -614,8 +589,7 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
     sent_before_the_end: list[int] = []
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         with contextlib.suppress(trio_websocket.ConnectionClosed):
             for slot in range(5000):  # until the client lets go
                 await conn.diff(1, slot)
@@ -638,8 +612,7 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(FIRST)
-        await conn.ack(1, 1)
+        await accept(conn, FIRST)
         for slot in range(3):
             await conn.diff(1, slot)
         await conn.complete(1)
@@ -666,36 +639,49 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
     assert len(server.connections) == 1
 
 
-def barrier_subscriptions(
-    url: str, stream: EventStream, control_slot: list[int]
-) -> AbstractAsyncContextManager[SessionSubscriptions]:
-    """A session's subscriptions whose control plane is at ``control_slot[0]``, running."""
-    return running_subscriptions(
-        url,
-        stream,
-        start_slot=4100,
-        config=ManagedConfig(data_lag_window=5),
-        position=lambda: control_slot[0],
-    )
+async def accept_transactions(conn: FakeConn) -> None:
+    """The server side of a first transaction subscription: read it and acknowledge it."""
+    await accept(conn, RPC_VECTORS["transaction_subscribe_first_connection"])
+
+
+@asynccontextmanager
+async def barrier_subscriptions(
+    script: Callable[[FakeConn], Awaitable[None]],
+    control_slot: list[int],
+    *,
+    stream: EventStream | None = None,
+    config: ManagedConfig | None = None,
+) -> AsyncGenerator[SessionSubscriptions]:
+    """Transactions subscribed and up against ``script``, control plane at ``control_slot[0]``.
+
+    The data lag window is 5 slots unless ``config`` says otherwise.
+    """
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        running_subscriptions(
+            server.http_url(),
+            EventStream(8) if stream is None else stream,
+            start_slot=4100,
+            config=ManagedConfig(data_lag_window=5) if config is None else config,
+            position=lambda: control_slot[0],
+        ) as subs,
+    ):
+        subs.subscribe_transactions([TOKEN])
+        await subs.wait_all_up()
+        yield subs
 
 
 async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_position(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         conn.stall()  # no reads, no Pongs
         await trio.sleep_forever()
 
     control_slot = [4100]
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()  # nothing to prove yet
+    async with barrier_subscriptions(script, control_slot) as subs:  # nothing to prove yet
         control_slot[0] = 4105
         assert subs.ready_to_continue()  # within the window: no wait, though nothing is proven
         control_slot[0] = 4130
@@ -717,8 +703,7 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
     """
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         for slot in range(4101, 4109):  # more than the stream holds
             await conn.tx(1, slot)
         await conn.complete(1)
@@ -726,13 +711,7 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
 
     control_slot = [4100]
     stream = EventStream(2)
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        barrier_subscriptions(server.http_url(), stream, control_slot) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()
+    async with barrier_subscriptions(script, control_slot, stream=stream) as subs:
         with trio.fail_after(60):
             while not subs.managers[0].consumer_behind:
                 await trio.testing.wait_all_tasks_blocked()
@@ -749,24 +728,12 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         await conn.wait_gone()
 
     control_slot = [4100]
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        running_subscriptions(
-            server.http_url(),
-            EventStream(8),
-            start_slot=4100,
-            config=ManagedConfig(),  # window 50: a probe every 25 slots
-            position=lambda: control_slot[0],
-        ) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()
+    # The default window of 50 slots: a probe every 25 slots.
+    async with barrier_subscriptions(script, control_slot, config=ManagedConfig()) as subs:
         held = 0
         for slot in range(4101, 4301):
             control_slot[0] = slot
@@ -790,21 +757,14 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
     backlog = trio.Event()
 
     async def script(conn: FakeConn) -> None:
-        await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
-        await conn.ack(1, 1)
+        await accept_transactions(conn)
         await backlog.wait()  # the Pong of the probe has gone out already
         await conn.tx(1, 4110)
         await conn.tx(1, 4111)
         await conn.wait_gone()
 
     control_slot = [4100]
-    async with (
-        fake_server(script) as server,
-        trio.open_nursery(),
-        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
-    ):
-        subs.subscribe_transactions([TOKEN])
-        await subs.wait_all_up()
+    async with barrier_subscriptions(script, control_slot) as subs:
         control_slot[0] = 4160
         with trio.fail_after(5):
             await subs.wait_all_up()  # the probe's Pong proves 4160
