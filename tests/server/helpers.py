@@ -86,6 +86,11 @@ def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
     ).decode()
 
 
+def ack(req_id: int, result: object) -> str:
+    """The exact text of a JSON-RPC success reply (a subscription id, ``true`` or ``false``)."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": req_id, "result": result}).decode()
+
+
 def event(session_id: str, seq: int, inner: str) -> str:
     """The exact text of a ``sessionEventV2`` frame wrapping the canonical ``inner`` event."""
     return (
@@ -153,6 +158,11 @@ class WsClient:
     async def expect(self, *frames: str) -> None:
         for frame in frames:
             assert await self.recv_text() == frame
+
+    async def call(self, request: str, *replies: str) -> None:
+        """Send ``request`` and expect exactly ``replies`` as the next Text frames."""
+        await self.send(request)
+        await self.expect(*replies)
 
     async def recv_texts(self, count: int) -> list[str]:
         return [await self.recv_text() for _ in range(count)]

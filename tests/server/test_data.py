@@ -10,12 +10,13 @@ from simtrio.server.config import ServerConfig
 from simtrio.server.data_log import DataLog, LazyNotification, Subscription
 from simtrio.wire.rpc import TransactionNotification
 
-from .expected import expected_diffs, expected_transactions, slot_of, terminal
+from .expected import ended, expected_diffs, expected_transactions, slot_of, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
     FakeConn,
     ZstdReader,
+    ack,
     connect,
     cont,
     create,
@@ -36,18 +37,16 @@ async def test_live_notifications_in_slot_order_then_terminals() -> None:
     with trio.fail_after(5):
         async with session_on(config, 4000, 4005) as (server, control, session_id):
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(7, TOKEN))
-                assert await data.recv_text() == '{"jsonrpc":"2.0","id":7,"result":1}'
-                await data.send(subscribe(8, ATOKEN, method="accountDiffSubscribe"))
-                assert await data.recv_text() == '{"jsonrpc":"2.0","id":8,"result":2}'
+                await data.call(subscribe(7, TOKEN), ack(7, 1))
+                await data.call(subscribe(8, ATOKEN, method="accountDiffSubscribe"), ack(8, 2))
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 2)
                 await run_to_end(control, 6)
                 frames = await read_until_terminals(data, {1, 2})
             slots = range(4000, 4006)
             sub1 = [f for f in frames if '"subscription":1' in f]
             sub2 = [f for f in frames if '"subscription":2' in f]
-            assert sub1 == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-            assert sub2 == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
+            assert sub1 == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+            assert sub2 == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
             assert len(sub1) > 3
             assert len(sub2) > 3
             notified = [slot_of(f) for f in frames if "Notification" in f]
@@ -59,8 +58,7 @@ async def test_compressed_stream_decodes_with_python_zstandard() -> None:
     with trio.fail_after(5):
         async with session_on(config, 4000, 4003) as (server, control, session_id):
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, compression=True))
-                assert await data.recv() == '{"jsonrpc":"2.0","id":1,"result":1}'
+                await data.call(subscribe(1, TOKEN, compression=True), ack(1, 1))
                 await run_to_end(control, 4)
                 reader = ZstdReader()
                 first = await data.recv()
@@ -68,10 +66,7 @@ async def test_compressed_stream_decodes_with_python_zstandard() -> None:
                 assert first.startswith(ZSTD_MAGIC)
                 texts = [reader.decode(first)]
                 texts += await read_until_terminals(data, {1}, reader)
-            assert texts == [
-                *expected_transactions(config, TOKEN, range(4000, 4004), 1),
-                terminal(1),
-            ]
+            assert texts == ended(expected_transactions(config, TOKEN, range(4000, 4004), 1), 1)
 
 
 async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
@@ -80,24 +75,21 @@ async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
         async with session_on(config, 4000, 4005) as (server, control, session_id):
             await run_to_end(control, 10)
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, replay=4002))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                await data.call(subscribe(1, TOKEN, replay=4002), ack(1, 1))
                 frames = await read_until_terminals(data, {1})
-                assert frames == [
-                    *expected_transactions(config, TOKEN, range(4002, 4006), 1),
-                    terminal(1),
-                ]
+                assert frames == ended(
+                    expected_transactions(config, TOKEN, range(4002, 4006), 1), 1
+                )
                 # Subscribing after the end without a cursor: nothing owed, just the terminal.
-                await data.send(subscribe(2, TOKEN, method="accountDiffSubscribe"))
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":2}', terminal(2))
+                await data.call(
+                    subscribe(2, TOKEN, method="accountDiffSubscribe"), ack(2, 2), terminal(2)
+                )
                 # The connection stays open after a completed (not closed) session.
-                await data.send(subscribe(3, ATOKEN, replay=-5))
-                await data.expect('{"jsonrpc":"2.0","id":3,"result":3}')
+                await data.call(subscribe(3, ATOKEN, replay=-5), ack(3, 3))
                 frames = await read_until_terminals(data, {3})
-                assert frames == [
-                    *expected_transactions(config, ATOKEN, range(4000, 4006), 3),
-                    terminal(3),
-                ]
+                assert frames == ended(
+                    expected_transactions(config, ATOKEN, range(4000, 4006), 3), 3
+                )
 
 
 async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
@@ -109,10 +101,7 @@ async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
                 await data.send(subscribe(1, TOKEN, replay=4000))
                 await data.recv_text()
                 frames = await read_until_terminals(data, {1})
-            assert frames == [
-                *expected_transactions(config, TOKEN, range(4015, 4020), 1),
-                terminal(1),
-            ]
+            assert frames == ended(expected_transactions(config, TOKEN, range(4015, 4020), 1), 1)
 
 
 async def test_subscription_started_mid_run_streams_from_the_current_slot() -> None:
@@ -127,10 +116,7 @@ async def test_subscription_started_mid_run_streams_from_the_current_slot() -> N
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
                 await run_to_end(control, 6)
                 frames = await read_until_terminals(data, {1})
-            assert frames == [
-                *expected_transactions(config, TOKEN, range(4004, 4010), 1),
-                terminal(1),
-            ]
+            assert frames == ended(expected_transactions(config, TOKEN, range(4004, 4010), 1), 1)
 
 
 async def test_unsubscribe_and_rpc_errors() -> None:
@@ -139,13 +125,10 @@ async def test_unsubscribe_and_rpc_errors() -> None:
             session_on(None, 1, 5) as (server, _control, session_id),
             data_plane(server, session_id) as data,
         ):
-            await data.send(subscribe(1, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+            await data.call(subscribe(1, TOKEN), ack(1, 1))
             unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"transactionUnsubscribe","params":[1]}'
-            await data.send(unsubscribe)
-            await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
-            await data.send(unsubscribe.replace('"id":2', '"id":3'))
-            await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
+            await data.call(unsubscribe, ack(2, True))
+            await data.call(unsubscribe.replace('"id":2', '"id":3'), ack(3, False))
             await data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
             assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
             await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
@@ -160,8 +143,7 @@ async def test_unsubscribe_and_rpc_errors() -> None:
             reply = orjson.loads(await data.recv_text())
             assert reply["id"] is None
             assert reply["error"]["code"] == -32602
-            await data.send(subscribe(7, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":7,"result":2}')
+            await data.call(subscribe(7, TOKEN), ack(7, 2))
 
 
 async def test_close_sends_terminals_then_closes_the_data_connection() -> None:

@@ -17,6 +17,7 @@ from .helpers import (
     STATUS_READY,
     TOKEN,
     ZstdReader,
+    ack,
     attach,
     connect,
     cont,
@@ -89,8 +90,7 @@ async def test_stall_forever_keeps_tcp_open_and_does_not_block_the_session(
         async with serve(faults=plan) as server, connect(server) as control:
             session_id = await open_session(control, create(1, 400))
             async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 await control.send(cont(400))
                 await control.recv_until(lambda t: "completed" in t)
                 with trio.move_on_after(100):
@@ -151,8 +151,7 @@ async def test_oversize_compressed_message_decodes_past_the_limit() -> None:
         async with serve(faults=plan) as server, connect(server) as control:
             session_id = await open_session(control, create(1, 9))
             async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN, compression=True))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                await data.call(subscribe(1, TOKEN, compression=True), ack(1, 1))
                 await control.send(cont(9))
                 reader = ZstdReader()
                 bomb = await data.recv()

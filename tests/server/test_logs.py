@@ -9,11 +9,12 @@ from simtrio.server.config import ServerConfig
 from simtrio.server.pubsub import decode_logs_request
 
 from .chain_helpers import SOL, SYSTEM, Rpc, funded, keypair
-from .expected import expected_logs, terminal
+from .expected import ended, expected_logs, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
     ZstdReader,
+    ack,
     data_plane,
     logs_subscribe,
     read_until_terminals,
@@ -31,8 +32,7 @@ async def test_synthetic_transactions_produce_logs_notifications() -> None:
             session_on(config, 4000, 4007) as (server, control, session_id),
             data_plane(server, session_id) as data,
         ):
-            await data.send(logs_subscribe(5, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":5,"result":1}')
+            await data.call(logs_subscribe(5, TOKEN), ack(5, 1))
             await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
             await run_to_end(control, 8)
             frames = await read_until_terminals(data, {1})
@@ -50,10 +50,11 @@ async def test_logs_replay_inclusively_compressed() -> None:
         async with session_on(config, 4000, 4009) as (server, control, session_id):
             await run_to_end(control, 10)
             async with data_plane(server, session_id) as data:
-                await data.send(logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                await data.call(
+                    logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004), ack(1, 1)
+                )
                 frames = await read_until_terminals(data, {1}, ZstdReader())
-    assert frames == [*expected_logs(config, ATOKEN, range(4004, 4010), 1), terminal(1)]
+    assert frames == ended(expected_logs(config, ATOKEN, range(4004, 4010), 1), 1)
 
 
 async def test_logs_unsubscribe_and_errors() -> None:
@@ -62,13 +63,10 @@ async def test_logs_unsubscribe_and_errors() -> None:
             session_on(None, 4000, 4009) as (server, _control, session_id),
             data_plane(server, session_id) as data,
         ):
-            await data.send(logs_subscribe(1, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+            await data.call(logs_subscribe(1, TOKEN), ack(1, 1))
             unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"logsUnsubscribe","params":[1]}'
-            await data.send(unsubscribe)
-            await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
-            await data.send(unsubscribe)
-            await data.expect('{"jsonrpc":"2.0","id":2,"result":false}')
+            await data.call(unsubscribe, ack(2, True))
+            await data.call(unsubscribe, ack(2, False))
             await data.send(logs_subscribe(3, "not-an-address"))
             await data.expect(
                 '{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid program id"}}'
@@ -87,8 +85,7 @@ async def test_logs_unsubscribe_and_errors() -> None:
             replay = logs_subscribe(5, TOKEN, replayFromSlot="soon")
             await data.send(replay)
             assert (await data.recv_json())["error"]["code"] == -32602
-            await data.send(logs_subscribe(6, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":6,"result":2}')
+            await data.call(logs_subscribe(6, TOKEN), ack(6, 2))
 
 
 async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -> None:

@@ -18,11 +18,12 @@ import trio_websocket
 from simtrio.server import FaultPlan, Faults
 from simtrio.server.config import ServerConfig
 
-from .expected import expected_diffs, expected_transactions, slot_of, terminal
+from .expected import ended, expected_diffs, expected_transactions, slot_of, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
     WsClient,
+    ack,
     cont,
     data_plane,
     logs_subscribe,
@@ -37,12 +38,9 @@ if TYPE_CHECKING:
 
 async def subscribe_three(data: WsClient, replay: int | None) -> None:
     """Transactions of TOKEN (1), account diffs of ATOKEN (2), logs of ATOKEN (3)."""
-    await data.send(subscribe(1, TOKEN, replay=replay))
-    await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-    await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay))
-    await data.expect('{"jsonrpc":"2.0","id":2,"result":2}')
-    await data.send(logs_subscribe(3, ATOKEN, replayFromSlot=replay))
-    await data.expect('{"jsonrpc":"2.0","id":3,"result":3}')
+    await data.call(subscribe(1, TOKEN, replay=replay), ack(1, 1))
+    await data.call(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay), ack(2, 2))
+    await data.call(logs_subscribe(3, ATOKEN, replayFromSlot=replay), ack(3, 3))
 
 
 def of(frames: list[str], sub: int) -> list[str]:
@@ -95,8 +93,8 @@ async def test_subscriptions_of_three_kinds_share_one_slot_order() -> None:
                 while not all(terminal(n) in frames for n in (1, 2, 3)):
                     frames.append(await data.recv_text())
             slots = range(4000, 4012)
-            assert of(frames, 1) == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-            assert of(frames, 2) == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
+            assert of(frames, 1) == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+            assert of(frames, 2) == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
             logs = [slot_of(f) for f in of(frames, 3) if "Notification" in f]
             assert logs == [slot_of(f) for f in expected_transactions(config, ATOKEN, slots, 3)]
             notified = notified_slots(frames)
@@ -116,8 +114,8 @@ async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resume
         with trio.fail_after(600):
             while not all(terminal(n) in frames for n in (1, 2, 3)):
                 frames.append(await data.recv_text(timeout=600))
-        assert of(frames, 1) == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-        assert of(frames, 2) == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
+        assert of(frames, 1) == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+        assert of(frames, 2) == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
         notified = notified_slots(frames)
         assert notified == sorted(notified)
 
@@ -151,18 +149,15 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
         async with session_on(config, 4000, 4009) as (server, control, session_id):
             await run_to_end(control, 10)
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, replay=4000))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
                 first = await data.recv_until(lambda t: t == terminal(1))
-                await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4003))
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":2}')
+                await data.call(
+                    subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4003), ack(2, 2)
+                )
                 second = await data.recv_until(lambda t: t == terminal(2))
             slots = range(4000, 4010)
-            assert first == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-            assert second == [
-                *expected_diffs(config, ATOKEN, range(4003, 4010), 2),
-                terminal(2),
-            ]
+            assert first == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+            assert second == ended(expected_diffs(config, ATOKEN, range(4003, 4010), 2), 2)
 
 
 @pytest.mark.xfail(
@@ -179,8 +174,7 @@ async def test_a_replay_subscribed_after_higher_slots_keeps_connection_order() -
             await run_to_end(control, 10)
             async with data_plane(server, session_id) as data:
                 # As a reconnecting client does: one subscribe at a time, each after its ack.
-                await data.send(subscribe(1, TOKEN, replay=4000))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+                await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
                 frames = await data.recv_until(lambda t: slot_of_or_none(t) == 4005)
                 await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4000))
                 frames += await data.recv_until(lambda t: t == terminal(2))
