@@ -21,6 +21,7 @@ from simtrio.server.config import ServerConfig
 from .expected import ended, expected_diffs, expected_transactions, slot_of, terminal
 from .helpers import (
     ATOKEN,
+    RECEIVE_TIMEOUT,
     TOKEN,
     WsClient,
     ack,
@@ -49,6 +50,23 @@ def of(frames: list[str], sub: int) -> list[str]:
 
 def notified_slots(frames: list[str]) -> list[int]:
     return [slot_of(f) for f in frames if "Notification" in f]
+
+
+async def read_three_terminals(data: WsClient, timeout: float = RECEIVE_TIMEOUT) -> list[str]:
+    """Text frames until the terminals of subscriptions 1, 2 and 3 were all among them."""
+    frames: list[str] = []
+    while not all(terminal(n) in frames for n in (1, 2, 3)):
+        frames.append(await data.recv_text(timeout=timeout))
+    return frames
+
+
+def assert_whole_and_ordered(frames: list[str], config: ServerConfig, slots: range) -> None:
+    """Subscriptions 1 and 2 got every event of ``slots`` and their terminal, and the
+    connection's notifications never went back in slot order."""
+    assert of(frames, 1) == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+    assert of(frames, 2) == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
+    notified = notified_slots(frames)
+    assert notified == sorted(notified)
 
 
 async def read_all(data: WsClient) -> tuple[list[str], trio_websocket.CloseReason | None]:
@@ -89,17 +107,12 @@ async def test_subscriptions_of_three_kinds_share_one_slot_order() -> None:
             async with data_plane(server, session_id) as data:
                 await subscribe_three(data, replay=4000)
                 await run_to_end(control, 12)
-                frames: list[str] = []
-                while not all(terminal(n) in frames for n in (1, 2, 3)):
-                    frames.append(await data.recv_text())
+                frames = await read_three_terminals(data)
             slots = range(4000, 4012)
-            assert of(frames, 1) == ended(expected_transactions(config, TOKEN, slots, 1), 1)
-            assert of(frames, 2) == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
+            assert_whole_and_ordered(frames, config, slots)
             logs = [slot_of(f) for f in of(frames, 3) if "Notification" in f]
             assert logs == [slot_of(f) for f in expected_transactions(config, ATOKEN, slots, 3)]
-            notified = notified_slots(frames)
-            assert len(notified) > 30
-            assert notified == sorted(notified)
+            assert len(notified_slots(frames)) > 30
 
 
 async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resumes(
@@ -110,14 +123,9 @@ async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resume
     config = ServerConfig(seed=42, retained_slots=100)
     slots = range(4000, 4030)
     async with stalled_reader(config, 4, slots) as data:
-        frames: list[str] = []
         with trio.fail_after(600):
-            while not all(terminal(n) in frames for n in (1, 2, 3)):
-                frames.append(await data.recv_text(timeout=600))
-        assert of(frames, 1) == ended(expected_transactions(config, TOKEN, slots, 1), 1)
-        assert of(frames, 2) == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
-        notified = notified_slots(frames)
-        assert notified == sorted(notified)
+            frames = await read_three_terminals(data, timeout=600)
+        assert_whole_and_ordered(frames, config, slots)
 
 
 async def test_a_reader_overtaken_while_stalled_is_closed_after_an_in_order_prefix(
