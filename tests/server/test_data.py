@@ -98,8 +98,7 @@ async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
         async with session_on(config, 4000, 4019) as (server, control, session_id):
             await run_to_end(control, 20)
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, replay=4000))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
                 frames = await read_until_terminals(data, {1})
             assert frames == ended(expected_transactions(config, TOKEN, range(4015, 4020), 1), 1)
 
@@ -111,8 +110,7 @@ async def test_subscription_started_mid_run_streams_from_the_current_slot() -> N
             await control.send(cont(4))
             await control.recv_until(lambda t: "readyForContinue" in t)
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
                 await run_to_end(control, 6)
                 frames = await read_until_terminals(data, {1})
@@ -150,8 +148,7 @@ async def test_close_sends_terminals_then_closes_the_data_connection() -> None:
     with trio.fail_after(5):
         async with session_on(None, 1, 50) as (server, control, session_id):
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
                 await control.send(cont(2))
                 await control.recv_until(lambda t: "readyForContinue" in t)
@@ -169,8 +166,7 @@ async def test_session_removal_on_disconnect_ends_subscriptions() -> None:
     with trio.fail_after(5):
         async with session_on(None, 1, 50) as (server, control, session_id):
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 # No disconnect timeout: closing the control connection removes the session.
                 await control.ws.aclose()
                 await data.expect(terminal(1))
@@ -186,8 +182,7 @@ async def test_sub_sessions_have_a_data_plane() -> None:
             frames = await control.recv_until(lambda t: "sessionsCreatedV2" in t)
             sub = orjson.loads(frames[-1])["params"]["session_ids"][1]
             async with connect(server, f"/backtest/{sub}") as data:
-                await data.send(subscribe(1, TOKEN, replay=200))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN, replay=200), ack(1, 1))
                 request = {"sessionId": sub, "request": {"advanceCount": 3}}
                 await control.send(
                     orjson.dumps({"method": "continueSessionV1", "params": request}).decode()

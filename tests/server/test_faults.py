@@ -170,8 +170,7 @@ async def test_corrupt_compressed_message() -> None:
         async with serve(faults=plan) as server, connect(server) as control:
             session_id = await open_session(control, create(1, 30))
             async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN, compression=True))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN, compression=True), ack(1, 1))
                 await control.send(cont(30))
                 reader = ZstdReader()
                 first = await data.recv()
@@ -209,8 +208,7 @@ async def test_restart_drops_connections_and_keeps_sessions() -> None:
             session_id = _session_id(await control.recv_text())
             await control.recv_until(lambda t: "readyForContinue" in t)
             async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 server.restart()
                 reason = await control.expect_closed()
                 assert reason is not None
