@@ -61,6 +61,11 @@ def ended(notifications: list[str], sub: int) -> list[str]:
     return [*notifications, terminal(sub)]
 
 
+def of(frames: list[str], sub: int) -> list[str]:
+    """The frames of subscription ``sub``."""
+    return [f for f in frames if f'"subscription":{sub}' in f]
+
+
 def slot_of(text: str) -> int:
     result = orjson.loads(text)["params"]["result"]
     return int(result["context"]["slot"] if "context" in result else result["slot"])

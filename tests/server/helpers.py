@@ -9,18 +9,18 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import orjson
 import trio
 import trio_websocket
 import zstandard
 
-from simtrio.server import serve
+from simtrio.server import ReferenceServer, serve
 from simtrio.server.state import ServerState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    from simtrio.server import ReferenceServer
     from simtrio.server.config import ServerConfig
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
@@ -344,6 +344,46 @@ async def session_on(
 def data_plane(server: ReferenceServer, session_id: str) -> AbstractAsyncContextManager[WsClient]:
     """A data connection to ``session_id``."""
     return connect(server, f"/backtest/{session_id}")
+
+
+@attrs.frozen
+class LiveSession:
+    """A session with its control connection and one data connection."""
+
+    server: ReferenceServer
+    control: WsClient
+    session_id: str
+    data: WsClient
+
+    async def subscriptions_reach(self, count: int) -> None:
+        """Wait until the server counts ``count`` subscriptions on the session."""
+        await wait_until(lambda: self.server.sessions[self.session_id].subscriptions == count)
+
+
+@asynccontextmanager
+async def data_session(
+    config: ServerConfig | None, start: int, end: int, *subscriptions: str
+) -> AsyncGenerator[LiveSession]:
+    """:func:`session_on` plus a data connection on which each of ``subscriptions`` was sent
+    and acked, in order, with the next subscription number (1, 2, ...)."""
+    async with (
+        session_on(config, start, end) as (server, control, session_id),
+        data_plane(server, session_id) as data,
+    ):
+        for number, request in enumerate(subscriptions, start=1):
+            await data.call(request, ack(orjson.loads(request)["id"], number))
+        yield LiveSession(server, control, session_id, data)
+
+
+@asynccontextmanager
+async def data_after_end(
+    config: ServerConfig | None, start: int, end: int
+) -> AsyncGenerator[WsClient]:
+    """A data connection, opened once its session on ``[start, end]`` has run to ``completed``."""
+    async with session_on(config, start, end) as (server, control, session_id):
+        await run_to_end(control, end - start + 1)
+        async with data_plane(server, session_id) as data:
+            yield data
 
 
 async def run_to_end(control: WsClient, count: int) -> None:

@@ -15,27 +15,24 @@ from .helpers import (
     TOKEN,
     ZstdReader,
     ack,
+    data_after_end,
     data_plane,
+    data_session,
     logs_subscribe,
     read_until_terminals,
     run_to_end,
     session_on,
     subscribe,
-    wait_until,
 )
 
 
 async def test_synthetic_transactions_produce_logs_notifications() -> None:
     config = ServerConfig(seed=41, failure_rate=0.3)
     with trio.fail_after(5):
-        async with (
-            session_on(config, 4000, 4007) as (server, control, session_id),
-            data_plane(server, session_id) as data,
-        ):
-            await data.call(logs_subscribe(5, TOKEN), ack(5, 1))
-            await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-            await run_to_end(control, 8)
-            frames = await read_until_terminals(data, {1})
+        async with data_session(config, 4000, 4007, logs_subscribe(5, TOKEN)) as live:
+            await live.subscriptions_reach(1)
+            await run_to_end(live.control, 8)
+            frames = await read_until_terminals(live.data, {1})
     expected = expected_logs(config, TOKEN, range(4000, 4008), 1)
     assert frames == [*expected, terminal(1)]
     assert len(expected) > 4
@@ -47,28 +44,22 @@ async def test_synthetic_transactions_produce_logs_notifications() -> None:
 async def test_logs_replay_inclusively_compressed() -> None:
     config = ServerConfig(seed=42)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4009) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                await data.call(
-                    logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004), ack(1, 1)
-                )
-                frames = await read_until_terminals(data, {1}, ZstdReader())
+        async with data_after_end(config, 4000, 4009) as data:
+            await data.call(
+                logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004), ack(1, 1)
+            )
+            frames = await read_until_terminals(data, {1}, ZstdReader())
     assert frames == ended(expected_logs(config, ATOKEN, range(4004, 4010), 1), 1)
 
 
 async def test_logs_unsubscribe_and_errors() -> None:
     with trio.fail_after(5):
-        async with (
-            session_on(None, 4000, 4009) as (server, _control, session_id),
-            data_plane(server, session_id) as data,
-        ):
-            await data.call(logs_subscribe(1, TOKEN), ack(1, 1))
+        async with data_session(None, 4000, 4009, logs_subscribe(1, TOKEN)) as live:
             unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"logsUnsubscribe","params":[1]}'
-            await data.call(unsubscribe, ack(2, True))
-            await data.call(unsubscribe, ack(2, False))
-            await data.send(logs_subscribe(3, "not-an-address"))
-            await data.expect(
+            await live.data.call(unsubscribe, ack(2, True))
+            await live.data.call(unsubscribe, ack(2, False))
+            await live.data.send(logs_subscribe(3, "not-an-address"))
+            await live.data.expect(
                 '{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid program id"}}'
             )
             for bad in (
@@ -76,16 +67,16 @@ async def test_logs_unsubscribe_and_errors() -> None:
                 '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[{"mentions":[]}]}',
                 '{"jsonrpc":"2.0","id":4,"method":"logsUnsubscribe","params":["x"]}',
             ):
-                await data.send(bad)
-                reply = await data.recv_json()
+                await live.data.send(bad)
+                reply = await live.data.recv_json()
                 assert (reply["id"], reply["error"]["code"]) == (4, -32602)
-            await data.send('{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}')
-            reply = await data.recv_json()
+            await live.data.send('{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}')
+            reply = await live.data.recv_json()
             assert (reply["id"], reply["error"]["code"]) == (None, -32602)
             replay = logs_subscribe(5, TOKEN, replayFromSlot="soon")
-            await data.send(replay)
-            assert (await data.recv_json())["error"]["code"] == -32602
-            await data.call(logs_subscribe(6, TOKEN), ack(6, 2))
+            await live.data.send(replay)
+            assert (await live.data.recv_json())["error"]["code"] == -32602
+            await live.data.call(logs_subscribe(6, TOKEN), ack(6, 2))
 
 
 async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -> None:

@@ -18,7 +18,7 @@ import trio_websocket
 from simtrio.server import FaultPlan, Faults
 from simtrio.server.config import ServerConfig
 
-from .expected import ended, expected_diffs, expected_transactions, slot_of, terminal
+from .expected import ended, expected_diffs, expected_transactions, of, slot_of, terminal
 from .helpers import (
     ATOKEN,
     RECEIVE_TIMEOUT,
@@ -26,10 +26,10 @@ from .helpers import (
     WsClient,
     ack,
     cont,
-    data_plane,
+    data_after_end,
+    data_session,
     logs_subscribe,
     run_to_end,
-    session_on,
     subscribe,
 )
 
@@ -37,15 +37,13 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-async def subscribe_three(data: WsClient, replay: int | None) -> None:
+def three_kinds(replay: int | None) -> tuple[str, str, str]:
     """Transactions of TOKEN (1), account diffs of ATOKEN (2), logs of ATOKEN (3)."""
-    await data.call(subscribe(1, TOKEN, replay=replay), ack(1, 1))
-    await data.call(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay), ack(2, 2))
-    await data.call(logs_subscribe(3, ATOKEN, replayFromSlot=replay), ack(3, 3))
-
-
-def of(frames: list[str], sub: int) -> list[str]:
-    return [f for f in frames if f'"subscription":{sub}' in f]
+    return (
+        subscribe(1, TOKEN, replay=replay),
+        subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay),
+        logs_subscribe(3, ATOKEN, replayFromSlot=replay),
+    )
 
 
 def notified_slots(frames: list[str]) -> list[int]:
@@ -86,28 +84,19 @@ async def stalled_reader(
     """A data connection with three subscriptions that stalls (for 50 s) after ``stall_after``
     messages, while its session runs ``slots`` to the end."""
     plan = FaultPlan(data=Faults(stall_after=stall_after, stall_for=50.0))
-    async with (
-        session_on(attrs.evolve(config, faults=plan), slots[0], slots[-1]) as (
-            server,
-            control,
-            session_id,
-        ),
-        data_plane(server, session_id) as data,
-    ):
-        await subscribe_three(data, replay=None)
-        await control.send(cont(len(slots)))
-        await control.recv_until(lambda t: "completed" in t, limit=1_000)
-        yield data
+    faulty = attrs.evolve(config, faults=plan)
+    async with data_session(faulty, slots[0], slots[-1], *three_kinds(None)) as live:
+        await live.control.send(cont(len(slots)))
+        await live.control.recv_until(lambda t: "completed" in t, limit=1_000)
+        yield live.data
 
 
 async def test_subscriptions_of_three_kinds_share_one_slot_order() -> None:
     config = ServerConfig(seed=41)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4011) as (server, control, session_id):
-            async with data_plane(server, session_id) as data:
-                await subscribe_three(data, replay=4000)
-                await run_to_end(control, 12)
-                frames = await read_three_terminals(data)
+        async with data_session(config, 4000, 4011, *three_kinds(4000)) as live:
+            await run_to_end(live.control, 12)
+            frames = await read_three_terminals(live.data)
             slots = range(4000, 4012)
             assert_whole_and_ordered(frames, config, slots)
             logs = [slot_of(f) for f in of(frames, 3) if "Notification" in f]
@@ -154,15 +143,13 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
     # every retained event of its own from its cursor on, in order.
     config = ServerConfig(seed=44)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4009) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
-                first = await data.recv_until(lambda t: t == terminal(1))
-                await data.call(
-                    subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4003), ack(2, 2)
-                )
-                second = await data.recv_until(lambda t: t == terminal(2))
+        async with data_after_end(config, 4000, 4009) as data:
+            await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
+            first = await data.recv_until(lambda t: t == terminal(1))
+            await data.call(
+                subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4003), ack(2, 2)
+            )
+            second = await data.recv_until(lambda t: t == terminal(2))
             slots = range(4000, 4010)
             assert first == ended(expected_transactions(config, TOKEN, slots, 1), 1)
             assert second == ended(expected_diffs(config, ATOKEN, range(4003, 4010), 2), 2)
@@ -178,16 +165,14 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
 async def test_a_replay_subscribed_after_higher_slots_keeps_connection_order() -> None:
     config = ServerConfig(seed=45)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4009) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                # As a reconnecting client does: one subscribe at a time, each after its ack.
-                await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
-                frames = await data.recv_until(lambda t: slot_of_or_none(t) == 4005)
-                await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4000))
-                frames += await data.recv_until(lambda t: t == terminal(2))
-                if terminal(1) not in frames:
-                    frames += await data.recv_until(lambda t: t == terminal(1))
+        async with data_after_end(config, 4000, 4009) as data:
+            # As a reconnecting client does: one subscribe at a time, each after its ack.
+            await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
+            frames = await data.recv_until(lambda t: slot_of_or_none(t) == 4005)
+            await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4000))
+            frames += await data.recv_until(lambda t: t == terminal(2))
+            if terminal(1) not in frames:
+                frames += await data.recv_until(lambda t: t == terminal(1))
     notified = notified_slots(frames)
     assert notified == sorted(notified)
 
