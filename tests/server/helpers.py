@@ -91,6 +91,20 @@ def ack(req_id: int, result: object) -> str:
     return orjson.dumps({"jsonrpc": "2.0", "id": req_id, "result": result}).decode()
 
 
+def rpc_error(req_id: int, code: int, message: str) -> str:
+    """The exact text of a JSON-RPC error reply."""
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
+    ).decode()
+
+
+def unsubscribe(req_id: int, method: str, sub: object) -> str:
+    """An unsubscribe request (``transactionUnsubscribe``, ``logsUnsubscribe``, ...)."""
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": req_id, "method": method, "params": [sub]}
+    ).decode()
+
+
 def event(session_id: str, seq: int, inner: str) -> str:
     """The exact text of a ``sessionEventV2`` frame wrapping the canonical ``inner`` event."""
     return (
@@ -163,6 +177,12 @@ class WsClient:
         """Send ``request`` and expect exactly ``replies`` as the next Text frames."""
         await self.send(request)
         await self.expect(*replies)
+
+    async def rejected(self, request: str) -> tuple[Any, int]:
+        """Send ``request`` and return the id and the error code of the error reply to it."""
+        await self.send(request)
+        reply = await self.recv_json()
+        return reply["id"], reply["error"]["code"]
 
     async def recv_texts(self, count: int) -> list[str]:
         return [await self.recv_text() for _ in range(count)]

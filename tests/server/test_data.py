@@ -24,9 +24,11 @@ from .helpers import (
     data_plane,
     data_session,
     read_until_terminals,
+    rpc_error,
     run_to_end,
     session_on,
     subscribe,
+    unsubscribe,
     upgrade_status,
     wait_until,
 )
@@ -114,24 +116,20 @@ async def test_subscription_started_mid_run_streams_from_the_current_slot() -> N
 async def test_unsubscribe_and_rpc_errors() -> None:
     with trio.fail_after(5):
         async with data_session(None, 1, 5, subscribe(1, TOKEN)) as live:
-            unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"transactionUnsubscribe","params":[1]}'
-            await live.data.call(unsubscribe, ack(2, True))
-            await live.data.call(unsubscribe.replace('"id":2', '"id":3'), ack(3, False))
-            await live.data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
-            assert orjson.loads(await live.data.recv_text())["error"]["code"] == -32601
-            await live.data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
-            assert orjson.loads(await live.data.recv_text())["error"]["code"] == -32602
-            await live.data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
-            assert orjson.loads(await live.data.recv_text())["error"]["code"] == -32602
-            await live.data.send(subscribe(6, "not-a-program"))
-            await live.data.expect(
-                '{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"invalid program id"}}'
+            data = live.data
+            await data.call(unsubscribe(2, "transactionUnsubscribe", 1), ack(2, True))
+            await data.call(unsubscribe(3, "transactionUnsubscribe", 1), ack(3, False))
+            unknown = '{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}'
+            assert await data.rejected(unknown) == (4, -32601)
+            no_mentions = '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}'
+            assert await data.rejected(no_mentions) == (4, -32602)
+            no_params = '{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}'
+            assert await data.rejected(no_params) == (5, -32602)
+            await data.call(
+                subscribe(6, "not-a-program"), rpc_error(6, -32602, "invalid program id")
             )
-            await live.data.send("{{{")
-            reply = orjson.loads(await live.data.recv_text())
-            assert reply["id"] is None
-            assert reply["error"]["code"] == -32602
-            await live.data.call(subscribe(7, TOKEN), ack(7, 2))
+            assert await data.rejected("{{{") == (None, -32602)
+            await data.call(subscribe(7, TOKEN), ack(7, 2))
 
 
 async def test_close_sends_terminals_then_closes_the_data_connection() -> None:

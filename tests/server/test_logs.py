@@ -20,9 +20,11 @@ from .helpers import (
     data_session,
     logs_subscribe,
     read_until_terminals,
+    rpc_error,
     run_to_end,
     session_on,
     subscribe,
+    unsubscribe,
 )
 
 
@@ -55,28 +57,24 @@ async def test_logs_replay_inclusively_compressed() -> None:
 async def test_logs_unsubscribe_and_errors() -> None:
     with trio.fail_after(5):
         async with data_session(None, 4000, 4009, logs_subscribe(1, TOKEN)) as live:
-            unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"logsUnsubscribe","params":[1]}'
-            await live.data.call(unsubscribe, ack(2, True))
-            await live.data.call(unsubscribe, ack(2, False))
-            await live.data.send(logs_subscribe(3, "not-an-address"))
-            await live.data.expect(
-                '{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid program id"}}'
+            data = live.data
+            once = unsubscribe(2, "logsUnsubscribe", 1)
+            await data.call(once, ack(2, True))
+            await data.call(once, ack(2, False))
+            await data.call(
+                logs_subscribe(3, "not-an-address"), rpc_error(3, -32602, "invalid program id")
             )
             for bad in (
                 '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":["all"]}',
                 '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[{"mentions":[]}]}',
-                '{"jsonrpc":"2.0","id":4,"method":"logsUnsubscribe","params":["x"]}',
+                unsubscribe(4, "logsUnsubscribe", "x"),
             ):
-                await live.data.send(bad)
-                reply = await live.data.recv_json()
-                assert (reply["id"], reply["error"]["code"]) == (4, -32602)
-            await live.data.send('{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}')
-            reply = await live.data.recv_json()
-            assert (reply["id"], reply["error"]["code"]) == (None, -32602)
+                assert await data.rejected(bad) == (4, -32602)
+            no_id = '{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}'
+            assert await data.rejected(no_id) == (None, -32602)
             replay = logs_subscribe(5, TOKEN, replayFromSlot="soon")
-            await live.data.send(replay)
-            assert (await live.data.recv_json())["error"]["code"] == -32602
-            await live.data.call(logs_subscribe(6, TOKEN), ack(6, 2))
+            assert (await data.rejected(replay))[1] == -32602
+            await data.call(logs_subscribe(6, TOKEN), ack(6, 2))
 
 
 async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -> None:
