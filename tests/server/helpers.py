@@ -166,6 +166,11 @@ class WsClient:
         assert isinstance(message, str), f"expected Text, got {message!r:.80}"
         return message
 
+    async def recv_binary(self, timeout: float = RECEIVE_TIMEOUT) -> bytes:
+        message = await self.recv(timeout)
+        assert isinstance(message, bytes), f"expected Binary, got {message!r:.80}"
+        return message
+
     async def recv_json(self) -> Any:
         return orjson.loads(await self.recv_text())
 
@@ -440,8 +445,7 @@ async def collect_binary_until_terminals(
     reader = ZstdReader()
     terminals = 0
     while terminals < count:
-        message = await client.recv()
-        assert isinstance(message, bytes)
+        message = await client.recv_binary()
         out.append(message)
         terminals += "subscriptionComplete" in reader.decode(message)
 

@@ -65,8 +65,7 @@ async def test_compressed_stream_decodes_with_python_zstandard() -> None:
         async with data_session(config, 4000, 4003, subscribe(1, TOKEN, compression=True)) as live:
             await run_to_end(live.control, 4)
             reader = ZstdReader()
-            first = await live.data.recv()
-            assert isinstance(first, bytes)
+            first = await live.data.recv_binary()
             assert first.startswith(ZSTD_MAGIC)
             texts = [reader.decode(first)]
             texts += await read_until_terminals(live.data, {1}, reader)
