@@ -82,13 +82,14 @@ async def stalled_reader(
     config: ServerConfig, stall_after: int, slots: range
 ) -> AsyncIterator[WsClient]:
     """A data connection with three subscriptions that stalls (for 50 s) after ``stall_after``
-    messages, while its session runs ``slots`` to the end."""
+    messages, while its session runs ``slots`` to the end; the whole block is bounded (600 s)."""
     plan = FaultPlan(data=Faults(stall_after=stall_after, stall_for=50.0))
     faulty = attrs.evolve(config, faults=plan)
-    async with data_session(faulty, slots[0], slots[-1], *three_kinds(None)) as live:
-        await live.control.send(cont(len(slots)))
-        await live.control.recv_until(lambda t: "completed" in t, limit=1_000)
-        yield live.data
+    with trio.fail_after(600):
+        async with data_session(faulty, slots[0], slots[-1], *three_kinds(None)) as live:
+            await live.control.send(cont(len(slots)))
+            await live.control.recv_until(lambda t: "completed" in t, limit=1_000)
+            yield live.data
 
 
 async def test_subscriptions_of_three_kinds_share_one_slot_order() -> None:
@@ -112,9 +113,8 @@ async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resume
     config = ServerConfig(seed=42, retained_slots=100)
     slots = range(4000, 4030)
     async with stalled_reader(config, 4, slots) as data:
-        with trio.fail_after(600):
-            frames = await read_three_terminals(data, timeout=600)
-        assert_whole_and_ordered(frames, config, slots)
+        frames = await read_three_terminals(data, timeout=600)
+    assert_whole_and_ordered(frames, config, slots)
 
 
 async def test_a_reader_overtaken_while_stalled_is_closed_after_an_in_order_prefix(
@@ -125,8 +125,7 @@ async def test_a_reader_overtaken_while_stalled_is_closed_after_an_in_order_pref
     config = ServerConfig(seed=43, retained_slots=10)
     slots = range(4000, 4100)
     async with stalled_reader(config, 6, slots) as data:
-        with trio.fail_after(600):
-            frames, reason = await read_all(data)
+        frames, reason = await read_all(data)
     assert reason is not None
     assert reason.code == 1013
     assert not any("subscriptionComplete" in f for f in frames)
