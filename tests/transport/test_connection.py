@@ -31,6 +31,7 @@ from tests.transport.peers import (
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Awaitable, Callable
 
     from trio_websocket import WebSocketRequest
 
@@ -164,33 +165,33 @@ async def test_connect_timeout_when_the_server_never_answers(autojump_clock: obj
         assert trio.current_time() - start == pytest.approx(7)
 
 
-async def test_server_closing_during_the_upgrade_is_transient() -> None:
-    async def rude(stream: trio.SocketStream) -> None:
-        await stream.receive_some()
-        await stream.aclose()
+async def hangs_up_on_the_upgrade(stream: trio.SocketStream) -> None:
+    await stream.receive_some()
+    await stream.aclose()
 
-    async with tcp_server(rude) as port:
+
+async def answers_the_upgrade_with_a_bad_accept(stream: trio.SocketStream) -> None:
+    await stream.receive_some()
+    await stream.send_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+        b"connection: upgrade\r\nsec-websocket-accept: nope\r\n\r\n"
+    )
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize(
+    ("peer", "match"),
+    [
+        (hangs_up_on_the_upgrade, "closed during the upgrade"),
+        (answers_the_upgrade_with_a_bad_accept, "invalid upgrade response"),
+    ],
+)
+async def test_a_failed_upgrade_is_transient(
+    peer: Callable[[trio.SocketStream], Awaitable[None]], match: str
+) -> None:
+    async with tcp_server(peer) as port:
         await connect_error(
-            connect(f"ws://127.0.0.1:{port}", connect_timeout=5),
-            fatal=False,
-            match="closed during the upgrade",
-        )
-
-
-async def test_invalid_upgrade_response_is_transient() -> None:
-    async def bogus(stream: trio.SocketStream) -> None:
-        await stream.receive_some()
-        await stream.send_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
-            b"connection: upgrade\r\nsec-websocket-accept: nope\r\n\r\n"
-        )
-        await trio.sleep_forever()
-
-    async with tcp_server(bogus) as port:
-        await connect_error(
-            connect(f"ws://127.0.0.1:{port}", connect_timeout=5),
-            fatal=False,
-            match="invalid upgrade response",
+            connect(f"ws://127.0.0.1:{port}", connect_timeout=5), fatal=False, match=match
         )
 
 
