@@ -91,7 +91,7 @@ def ack(req_id: int, result: object) -> str:
     return orjson.dumps({"jsonrpc": "2.0", "id": req_id, "result": result}).decode()
 
 
-def rpc_error(req_id: int, code: int, message: str) -> str:
+def rpc_error(req_id: int | None, code: int, message: str) -> str:
     """The exact text of a JSON-RPC error reply."""
     return orjson.dumps(
         {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
