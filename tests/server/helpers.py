@@ -148,6 +148,16 @@ def slot(number: int) -> str:
     return '{"method":"slotNotification","params":' + str(number) + "}"
 
 
+def step(*slots: int) -> tuple[str, ...]:
+    """The control frames of one continue step that decodes ``slots``, ending in readiness."""
+    return (STATUS_DECODED, *(slot(n) for n in slots), READY)
+
+
+def numbered_from(seq: int, frames: tuple[str, ...]) -> tuple[str, ...]:
+    """``frames`` numbered consecutively from ``seq``."""
+    return tuple(numbered(seq + i, frame) for i, frame in enumerate(frames))
+
+
 class WsClient:
     """A raw WebSocket client with exact-frame helpers."""
 
