@@ -84,18 +84,24 @@ class BacktestError:
 
 @attrs.frozen
 class InvalidTransactionEncoding(BacktestError):
+    """Transaction ``index`` of a ``continue`` is not base64 or cannot be deserialised."""
+
     index: int
     error: str
 
 
 @attrs.frozen
 class InvalidTransactionFormat(BacktestError):
+    """Transaction ``index`` of a ``continue`` decodes but is not a well-formed transaction."""
+
     index: int
     error: str
 
 
 @attrs.frozen
 class InvalidAccountEncoding(BacktestError):
+    """The data of ``address`` in ``modifyAccountStates`` cannot be decoded as ``encoding``."""
+
     address: str
     encoding: str
     error: str
@@ -103,12 +109,16 @@ class InvalidAccountEncoding(BacktestError):
 
 @attrs.frozen
 class InvalidAccountOwner(BacktestError):
+    """The owner of ``address`` in ``modifyAccountStates`` is not a valid address."""
+
     address: str
     error: str
 
 
 @attrs.frozen
 class InvalidAccountPubkey(BacktestError):
+    """A ``modifyAccountStates`` key, ``address``, is not a 32-byte base58 address."""
+
     address: str
     error: str
 
@@ -120,44 +130,60 @@ class NoMoreBlocks(BacktestError):
 
 @attrs.frozen
 class AdvanceSlotFailed(BacktestError):
+    """The server could not advance the session past ``slot`` during a step."""
+
     slot: int
     error: str
 
 
 @attrs.frozen
 class InvalidRequest(BacktestError):
+    """A request the server cannot read or accept now (a bad range, a ``continue`` mid-step)."""
+
     error: str
 
 
 @attrs.frozen
 class Internal(BacktestError):
+    """The server failed on its own side while running the session; terminal."""
+
     error: str
 
 
 @attrs.frozen
 class InvalidBlockhashFormat(BacktestError):
+    """A blockhash the server reads for ``slot`` is malformed, so the slot cannot run."""
+
     slot: int
     error: str
 
 
 @attrs.frozen
 class InitializingSysvarsFailed(BacktestError):
+    """The server could not set up the sysvars of ``slot`` before running it."""
+
     slot: int
     error: str
 
 
 @attrs.frozen
 class ClerkError(BacktestError):
+    """A backend component of the simulator (its clerk) failed; ``error`` says how."""
+
     error: str
 
 
 @attrs.frozen
 class SimulationError(BacktestError):
+    """Executing a step's transactions failed inside the simulator."""
+
     error: str
 
 
 @attrs.frozen
 class SessionNotFound(BacktestError):
+    """An attach or sub-session request names ``session_id``, unknown to the server; terminal."""
+
     session_id: str
 
 
@@ -168,29 +194,39 @@ class SessionOwnerMismatch(BacktestError):
 
 @attrs.frozen
 class SessionOwnershipBusy(BacktestError):
+    """Later servers: the session cannot be taken over now (``reason`` says why); terminal."""
+
     reason: str
 
 
 @attrs.frozen
 class BundleNotFound(BacktestError):
+    """Later servers: no snapshot bundle covers the created range ``start_slot``-``end_slot``."""
+
     start_slot: int
     end_slot: int
 
 
 @attrs.frozen
 class FinalizeSlotFailed(BacktestError):
+    """Later servers: the server could not finalise ``slot`` after running it."""
+
     slot: int
     error: str
 
 
 @attrs.frozen
 class NoProducedBlocksInRange(BacktestError):
+    """Later servers: the created range ``start_slot``-``end_slot`` has no produced block."""
+
     start_slot: int
     end_slot: int
 
 
 @attrs.frozen
 class SessionNameTaken(BacktestError):
+    """Later servers: a create asks for a session name, ``session_name``, already in use."""
+
     session_name: str
 
 

@@ -66,18 +66,40 @@ __all__ = [
 
 # Method names of the data plane, spelled once.
 ACCOUNT_DIFF_SUBSCRIBE: Final = "accountDiffSubscribe"
+"""Subscribes to the diffs of the accounts a program owns, one request per program id
+(protocol §9.2)."""
 TRANSACTION_SUBSCRIBE: Final = "transactionSubscribe"
+"""Subscribes to the transactions that involve a program, one request per program id
+(protocol §9.2)."""
 ACCOUNT_DIFF_UNSUBSCRIBE: Final = "accountDiffUnsubscribe"
+"""Ends one account-diff subscription; the server answers ``true``. simtrio's clients close the
+connection instead (protocol §9.10)."""
 TRANSACTION_UNSUBSCRIBE: Final = "transactionUnsubscribe"
+"""Ends one transaction subscription; the server answers ``true``. simtrio's clients close the
+connection instead (protocol §9.10)."""
 ACCOUNT_DIFF_NOTIFICATION: Final = "accountDiffNotification"
+"""The server's message with one account diff, decoded to ``AccountDiffNotification``
+(protocol §9.4)."""
 TRANSACTION_NOTIFICATION: Final = "transactionNotification"
+"""The server's message with one transaction, decoded to ``TransactionNotification``
+(protocol §9.4)."""
 SUBSCRIPTION_COMPLETE: Final = "subscriptionComplete"
+"""The terminal marker after a subscription's last notification: nothing more will come for it
+(protocol §9.5)."""
 LOGS_SUBSCRIBE: Final = "logsSubscribe"
+"""Standard Solana pubsub: subscribes to the log lines of transactions mentioning a program."""
 LOGS_UNSUBSCRIBE: Final = "logsUnsubscribe"
+"""Ends one logs subscription; the server answers ``true``."""
 LOGS_NOTIFICATION: Final = "logsNotification"
+"""The server's message with one transaction's log lines, decoded to ``LogsNotification``."""
 
 METHOD_NOT_FOUND: Final = -32601
+"""JSON-RPC error code: the data plane does not serve the method. Terminal for a subscribe, which
+fails at once with ``SubscriptionFailed`` (protocol §9.3)."""
 INVALID_PARAMS: Final = -32602
+"""JSON-RPC error code: the request could not be read (not JSON, no integer id, a bad program id
+or replay slot). Terminal for a subscribe, which fails at once with ``SubscriptionFailed``
+(protocol §9.3)."""
 
 SUBSCRIBE_METHODS: Final = frozenset({ACCOUNT_DIFF_SUBSCRIBE, TRANSACTION_SUBSCRIBE})
 UNSUBSCRIBE_METHODS: Final = frozenset({ACCOUNT_DIFF_UNSUBSCRIBE, TRANSACTION_UNSUBSCRIBE})
@@ -238,6 +260,9 @@ RpcMessage: TypeAlias = (
     | SubscriptionComplete
     | UnknownRpcMessage
 )
+"""Any data-plane message a client receives, as ``decode_rpc`` returns it (protocol §9.3-§9.5):
+an ack or error reply to a subscribe, a notification, a terminal marker, or ``UnknownRpcMessage``.
+"""
 
 
 def decode_rpc(text: str | bytes) -> RpcMessage:

@@ -105,6 +105,9 @@ class InvalidRpcRequest:
 
 
 RpcRequest: TypeAlias = Subscribe | Unsubscribe | UnknownRpcRequest | InvalidRpcRequest
+"""Any data-plane request as the reference server reads it with ``decode_rpc_request``: a
+subscribe, an unsubscribe, or one it answers with a JSON-RPC error (-32601 or -32602).
+"""
 
 
 def decode_rpc_request(text: str | bytes) -> RpcRequest:

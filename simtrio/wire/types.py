@@ -109,6 +109,12 @@ class UnknownDiscoveryFilter:
 
 
 DiscoveryFilter: TypeAlias = ProgramExecuted | UnknownDiscoveryFilter
+"""A discovery filter (protocol §4.5), externally tagged on the wire:
+``{"ProgramExecuted": "<program id>"}``.
+
+Registered through ``CreateSession(discoveries=...)``; ``DiscoveryBatchEvent.matched`` lists
+the ones a batch hits. Any other tag decodes to ``UnknownDiscoveryFilter``.
+"""
 
 
 class BacktestStatus(enum.StrEnum):
@@ -322,6 +328,10 @@ BacktestRequest: TypeAlias = (
     | ResumeAttachedSession
     | AttachParallelControlSessionV2
 )
+"""Any control-plane request a client sends (protocol §3): one ``{"method", "params"}`` object.
+
+What ``encode`` writes and, on the server side, ``decode_request`` reads.
+"""
 
 # --------------------------------------------------------------------------------------------
 # Responses (server -> client) and session events
@@ -330,6 +340,12 @@ BacktestRequest: TypeAlias = (
 
 @attrs.frozen
 class SessionCreated:
+    """``sessionCreated``: the reply to ``createBacktestSession``, one per sub-session if parallel.
+
+    ``rpc_endpoint`` is as sent, possibly relative (``resolve_rpc_url`` makes it absolute);
+    ``task_id`` is opaque, None when the server sends none.
+    """
+
     session_id: str
     rpc_endpoint: str
     task_id: str | None = None
@@ -337,6 +353,8 @@ class SessionCreated:
 
 @attrs.frozen
 class SessionAttached:
+    """``sessionAttached``: the reply to ``attachBacktestSession``, after the replayed responses."""
+
     session_id: str
     rpc_endpoint: str
     task_id: str | None = None
@@ -362,6 +380,11 @@ class SessionsCreatedV2:
 
 @attrs.frozen
 class ParallelSessionAttachedV2:
+    """``parallelSessionAttachedV2``: the reply to ``attachParallelControlSessionV2``.
+
+    Sent after each sub-session's missed events; ``task_ids`` is parallel to ``session_ids``.
+    """
+
     control_session_id: str
     session_ids: list[str]
     task_ids: list[str | None] = attrs.field(factory=list[str | None])
@@ -374,6 +397,8 @@ class ReadyForContinue:
 
 @attrs.frozen
 class SlotNotification:
+    """``slotNotification``: the session is at ``slot``; sent at its start and as it advances."""
+
     slot: int
 
 
@@ -386,11 +411,22 @@ class Paused:
 
 @attrs.frozen
 class DiscoveryBatch:
+    """``discoveryBatch``: announces a batch, not yet run, that matches a registered filter.
+
+    ``continueTo(event.slot, event.batch_index)`` pauses the session just before it runs.
+    """
+
     event: DiscoveryBatchEvent
 
 
 @attrs.frozen
 class Error:
+    """``error``: the server reports a ``BacktestError`` (protocol §5), held in ``error``.
+
+    The plain client raises it as ``RemoteError``; managed sessions deliver non-terminal ones
+    as ``ErrorEvent`` and fail on terminal ones (protocol §5.3 says where each applies).
+    """
+
     error: BacktestError
 
 
@@ -409,6 +445,8 @@ class Completed:
 
 @attrs.frozen
 class Status:
+    """``status``: the session entered phase ``status``, possibly one simtrio does not know."""
+
     status: BacktestStatus
 
 
@@ -430,6 +468,11 @@ SessionEvent: TypeAlias = (
     | Status
     | UnknownSessionEvent
 )
+"""The ``event`` of one sub-session in ``sessionEventV2`` (or legacy ``sessionEventV1``).
+
+The responses a single session can also send at top level (protocol §4.1), or
+``UnknownSessionEvent`` for a kind or shape simtrio does not know.
+"""
 
 
 @attrs.frozen
@@ -475,3 +518,8 @@ BacktestResponse: TypeAlias = (
     | SessionEventV2
     | UnknownResponse
 )
+"""Any control-plane message the server sends (protocol §4): one ``{"method", "params"}`` object.
+
+What ``decode_response`` and ``decode_frame`` return and the plain client's
+``next_response`` yields; an unrecognised method is ``UnknownResponse``.
+"""
