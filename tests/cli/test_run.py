@@ -31,6 +31,10 @@ KEY = "sekret-api-key-123"
 SLOW = ServerConfig(slot_delay=0.001)
 
 
+# Each case runs once over parallel sub-sessions and once over a single session.
+EITHER_SHAPE = pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+
+
 def _last_json(text: str) -> dict[str, Any]:
     value: dict[str, Any] = json.loads(text.strip().splitlines()[-1])
     return value
@@ -373,7 +377,7 @@ def test_a_create_the_server_refuses_as_invalid_is_a_usage_error(
     )
 
 
-@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+@EITHER_SHAPE
 async def test_a_signal_during_the_create_ends_the_recording_cancelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
 ) -> None:
@@ -387,7 +391,7 @@ async def test_a_signal_during_the_create_ends_the_recording_cancelled(
     assert _recorded(db) == ("ENDED", "cancelled")
 
 
-@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+@EITHER_SHAPE
 async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
 ) -> None:
@@ -420,7 +424,7 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     assert _recorded(db) == ("ENDED", "cancelled")
 
 
-@pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
+@EITHER_SHAPE
 async def test_a_signal_during_session_teardown_keeps_a_finished_run_completed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
 ) -> None:

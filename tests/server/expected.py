@@ -56,6 +56,16 @@ def terminal(sub: int) -> str:
     return encode_rpc(SubscriptionComplete(sub))
 
 
+def ended(notifications: list[str], sub: int) -> list[str]:
+    """``notifications`` followed by the terminal of subscription ``sub``."""
+    return [*notifications, terminal(sub)]
+
+
+def of(frames: list[str], sub: int) -> list[str]:
+    """The frames of subscription ``sub``."""
+    return [f for f in frames if f'"subscription":{sub}' in f]
+
+
 def slot_of(text: str) -> int:
     result = orjson.loads(text)["params"]["result"]
     return int(result["context"]["slot"] if "context" in result else result["slot"])

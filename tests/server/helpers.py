@@ -9,18 +9,18 @@ from __future__ import annotations
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import orjson
 import trio
 import trio_websocket
 import zstandard
 
-from simtrio.server import serve
+from simtrio.server import ReferenceServer, serve
 from simtrio.server.state import ServerState
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    from simtrio.server import ReferenceServer
     from simtrio.server.config import ServerConfig
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
@@ -86,6 +86,25 @@ def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
     ).decode()
 
 
+def ack(req_id: int, result: object) -> str:
+    """The exact text of a JSON-RPC success reply (a subscription id, ``true`` or ``false``)."""
+    return orjson.dumps({"jsonrpc": "2.0", "id": req_id, "result": result}).decode()
+
+
+def rpc_error(req_id: int | None, code: int, message: str) -> str:
+    """The exact text of a JSON-RPC error reply."""
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": req_id, "error": {"code": code, "message": message}}
+    ).decode()
+
+
+def unsubscribe(req_id: int, method: str, sub: object) -> str:
+    """An unsubscribe request (``transactionUnsubscribe``, ``logsUnsubscribe``, ...)."""
+    return orjson.dumps(
+        {"jsonrpc": "2.0", "id": req_id, "method": method, "params": [sub]}
+    ).decode()
+
+
 def event(session_id: str, seq: int, inner: str) -> str:
     """The exact text of a ``sessionEventV2`` frame wrapping the canonical ``inner`` event."""
     return (
@@ -129,6 +148,16 @@ def slot(number: int) -> str:
     return '{"method":"slotNotification","params":' + str(number) + "}"
 
 
+def step(*slots: int) -> tuple[str, ...]:
+    """The control frames of one continue step that decodes ``slots``, ending in readiness."""
+    return (STATUS_DECODED, *(slot(n) for n in slots), READY)
+
+
+def numbered_from(seq: int, frames: tuple[str, ...]) -> tuple[str, ...]:
+    """``frames`` numbered consecutively from ``seq``."""
+    return tuple(numbered(seq + i, frame) for i, frame in enumerate(frames))
+
+
 class WsClient:
     """A raw WebSocket client with exact-frame helpers."""
 
@@ -147,12 +176,28 @@ class WsClient:
         assert isinstance(message, str), f"expected Text, got {message!r:.80}"
         return message
 
+    async def recv_binary(self, timeout: float = RECEIVE_TIMEOUT) -> bytes:
+        message = await self.recv(timeout)
+        assert isinstance(message, bytes), f"expected Binary, got {message!r:.80}"
+        return message
+
     async def recv_json(self) -> Any:
         return orjson.loads(await self.recv_text())
 
     async def expect(self, *frames: str) -> None:
         for frame in frames:
             assert await self.recv_text() == frame
+
+    async def call(self, request: str, *replies: str) -> None:
+        """Send ``request`` and expect exactly ``replies`` as the next Text frames."""
+        await self.send(request)
+        await self.expect(*replies)
+
+    async def rejected(self, request: str) -> tuple[Any, int]:
+        """Send ``request`` and return the id and the error code of the error reply to it."""
+        await self.send(request)
+        reply = await self.recv_json()
+        return reply["id"], reply["error"]["code"]
 
     async def recv_texts(self, count: int) -> list[str]:
         return [await self.recv_text() for _ in range(count)]
@@ -336,6 +381,46 @@ def data_plane(server: ReferenceServer, session_id: str) -> AbstractAsyncContext
     return connect(server, f"/backtest/{session_id}")
 
 
+@attrs.frozen
+class LiveSession:
+    """A session with its control connection and one data connection."""
+
+    server: ReferenceServer
+    control: WsClient
+    session_id: str
+    data: WsClient
+
+    async def subscriptions_reach(self, count: int) -> None:
+        """Wait until the server counts ``count`` subscriptions on the session."""
+        await wait_until(lambda: self.server.sessions[self.session_id].subscriptions == count)
+
+
+@asynccontextmanager
+async def data_session(
+    config: ServerConfig | None, start: int, end: int, *subscriptions: str
+) -> AsyncGenerator[LiveSession]:
+    """:func:`session_on` plus a data connection on which each of ``subscriptions`` was sent
+    and acked, in order, with the next subscription number (1, 2, ...)."""
+    async with (
+        session_on(config, start, end) as (server, control, session_id),
+        data_plane(server, session_id) as data,
+    ):
+        for number, request in enumerate(subscriptions, start=1):
+            await data.call(request, ack(orjson.loads(request)["id"], number))
+        yield LiveSession(server, control, session_id, data)
+
+
+@asynccontextmanager
+async def data_after_end(
+    config: ServerConfig | None, start: int, end: int
+) -> AsyncGenerator[WsClient]:
+    """A data connection, opened once its session on ``[start, end]`` has run to ``completed``."""
+    async with session_on(config, start, end) as (server, control, session_id):
+        await run_to_end(control, end - start + 1)
+        async with data_plane(server, session_id) as data:
+            yield data
+
+
 async def run_to_end(control: WsClient, count: int) -> None:
     """Continue the session by ``count`` slots and read its control frames to ``completed``."""
     await control.send(cont(count))
@@ -370,8 +455,7 @@ async def collect_binary_until_terminals(
     reader = ZstdReader()
     terminals = 0
     while terminals < count:
-        message = await client.recv()
-        assert isinstance(message, bytes)
+        message = await client.recv_binary()
         out.append(message)
         terminals += "subscriptionComplete" in reader.decode(message)
 

@@ -19,9 +19,11 @@ from .helpers import (
     cont,
     create,
     numbered,
+    numbered_from,
     session_attached,
     session_created,
     slot,
+    step,
     wait_until,
 )
 
@@ -78,10 +80,7 @@ async def test_numbered_responses_and_replay_after_a_cursor() -> None:
                 await client.expect(
                     numbered(7, slot(4002)), numbered(8, READY), session_attached(session_id)
                 )
-                await client.send(cont(1))
-                await client.expect(
-                    numbered(9, STATUS_DECODED), numbered(10, slot(4003)), numbered(11, READY)
-                )
+                await client.call(cont(1), *numbered_from(9, step(4003)))
 
 
 async def test_attach_with_null_cursor_replays_everything() -> None:
@@ -107,10 +106,7 @@ async def test_readiness_already_seen_is_resent_before_the_attach_reply() -> Non
                 # The client saw readyForContinue (seq 4) and its continue was lost.
                 await client.send(attach(session_id, 4))
                 await client.expect(numbered(5, READY), session_attached(session_id))
-                await client.send(cont(1))
-                await client.expect(
-                    numbered(6, STATUS_DECODED), numbered(7, slot(4001)), numbered(8, READY)
-                )
+                await client.call(cont(1), *numbered_from(6, step(4001)))
 
 
 async def test_a_step_in_progress_finishes_without_a_connection() -> None:
@@ -146,10 +142,7 @@ async def test_a_newer_attach_takes_over() -> None:
                 reason = await first.expect_closed()
                 assert reason is not None
                 assert reason.code == 1000
-                await second.send(cont(1))
-                await second.expect(
-                    numbered(6, STATUS_DECODED), numbered(7, slot(4001)), numbered(8, READY)
-                )
+                await second.call(cont(1), *numbered_from(6, step(4001)))
                 assert server.sessions[session_id].attached
 
 
@@ -203,8 +196,7 @@ async def test_unnumbered_session_can_be_taken_over_while_open() -> None:
                 await second.send(attach(session_id, None))
                 await second.expect(session_attached(session_id))
                 await first.expect_closed()
-                await second.send(cont(1))
-                await second.expect(STATUS_DECODED, slot(2), READY)
+                await second.call(cont(1), *step(2))
 
 
 async def test_bad_request_in_a_numbered_session_is_numbered() -> None:

@@ -18,6 +18,7 @@ from .helpers import (
     ATOKEN,
     TOKEN,
     FakeConn,
+    ack,
     connect,
     cont,
     create,
@@ -105,8 +106,7 @@ async def test_a_slow_data_connection_holds_its_session_by_bytes(
     ):
         session_id = await open_session(control, create(1000, 1060))
         async with data_plane(server, session_id) as data:
-            await data.send(subscribe(1, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+            await data.call(subscribe(1, TOKEN), ack(1, 1))
             await control.send(cont(60))
             ahead = 0
             while True:
@@ -128,8 +128,7 @@ async def test_a_subscriber_overtaken_by_retention_is_closed_not_skipped(
     async with serve(faults=plan, retained_slots=10) as server, connect(server) as control:
         session_id = await open_session(control, create(1000, 1100))
         async with data_plane(server, session_id) as data:
-            await data.send(subscribe(1, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+            await data.call(subscribe(1, TOKEN), ack(1, 1))
             await control.send(cont(101))
             await control.recv_until(lambda t: "completed" in t, limit=1_000)
             methods: list[str] = []

@@ -26,6 +26,7 @@ from .helpers import (
     open_session,
     session_created,
     slot,
+    step,
 )
 
 NO_MORE_BLOCKS = '{"method":"error","params":"NoMoreBlocks"}'
@@ -87,12 +88,9 @@ async def test_continue_steps_then_waits() -> None:
     with trio.fail_after(5):
         async with serve() as server, connect(server) as client:
             await open_session(client, create(4000, 4010))
-            await client.send(cont(2))
-            await client.expect(STATUS_DECODED, slot(4001), slot(4002), READY)
-            await client.send(cont(0))
-            await client.expect(STATUS_DECODED, READY)
-            await client.send(cont(1))
-            await client.expect(STATUS_DECODED, slot(4003), READY)
+            await client.call(cont(2), *step(4001, 4002))
+            await client.call(cont(0), *step())
+            await client.call(cont(1), *step(4003))
 
 
 async def test_completed_without_summary_then_no_more_blocks() -> None:
@@ -193,8 +191,7 @@ async def test_bad_requests_get_invalid_request_and_the_connection_stays_open() 
             assert _invalid_request(await client.recv_text())
             await client.send(create(1, 3))
             assert _invalid_request(await client.recv_text())
-            await client.send(cont(1))
-            await client.expect(STATUS_DECODED, slot(2), READY)
+            await client.call(cont(1), *step(2))
             assert session_id in server.sessions
 
 

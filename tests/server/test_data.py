@@ -10,20 +10,25 @@ from simtrio.server.config import ServerConfig
 from simtrio.server.data_log import DataLog, LazyNotification, Subscription
 from simtrio.wire.rpc import TransactionNotification
 
-from .expected import expected_diffs, expected_transactions, slot_of, terminal
+from .expected import ended, expected_diffs, expected_transactions, of, slot_of, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
     FakeConn,
     ZstdReader,
+    ack,
     connect,
     cont,
     create,
+    data_after_end,
     data_plane,
+    data_session,
     read_until_terminals,
+    rpc_error,
     run_to_end,
     session_on,
     subscribe,
+    unsubscribe,
     upgrade_status,
     wait_until,
 )
@@ -34,20 +39,20 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 async def test_live_notifications_in_slot_order_then_terminals() -> None:
     config = ServerConfig(seed=31)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4005) as (server, control, session_id):
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(7, TOKEN))
-                assert await data.recv_text() == '{"jsonrpc":"2.0","id":7,"result":1}'
-                await data.send(subscribe(8, ATOKEN, method="accountDiffSubscribe"))
-                assert await data.recv_text() == '{"jsonrpc":"2.0","id":8,"result":2}'
-                await wait_until(lambda: server.sessions[session_id].subscriptions == 2)
-                await run_to_end(control, 6)
-                frames = await read_until_terminals(data, {1, 2})
+        async with data_session(
+            config,
+            4000,
+            4005,
+            subscribe(7, TOKEN),
+            subscribe(8, ATOKEN, method="accountDiffSubscribe"),
+        ) as live:
+            await live.subscriptions_reach(2)
+            await run_to_end(live.control, 6)
+            frames = await read_until_terminals(live.data, {1, 2})
             slots = range(4000, 4006)
-            sub1 = [f for f in frames if '"subscription":1' in f]
-            sub2 = [f for f in frames if '"subscription":2' in f]
-            assert sub1 == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-            assert sub2 == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
+            sub1, sub2 = of(frames, 1), of(frames, 2)
+            assert sub1 == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+            assert sub2 == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
             assert len(sub1) > 3
             assert len(sub2) > 3
             notified = [slot_of(f) for f in frames if "Notification" in f]
@@ -57,62 +62,40 @@ async def test_live_notifications_in_slot_order_then_terminals() -> None:
 async def test_compressed_stream_decodes_with_python_zstandard() -> None:
     config = ServerConfig(seed=32)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4003) as (server, control, session_id):
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, compression=True))
-                assert await data.recv() == '{"jsonrpc":"2.0","id":1,"result":1}'
-                await run_to_end(control, 4)
-                reader = ZstdReader()
-                first = await data.recv()
-                assert isinstance(first, bytes)
-                assert first.startswith(ZSTD_MAGIC)
-                texts = [reader.decode(first)]
-                texts += await read_until_terminals(data, {1}, reader)
-            assert texts == [
-                *expected_transactions(config, TOKEN, range(4000, 4004), 1),
-                terminal(1),
-            ]
+        async with data_session(config, 4000, 4003, subscribe(1, TOKEN, compression=True)) as live:
+            await run_to_end(live.control, 4)
+            reader = ZstdReader()
+            first = await live.data.recv_binary()
+            assert first.startswith(ZSTD_MAGIC)
+            texts = [reader.decode(first)]
+            texts += await read_until_terminals(live.data, {1}, reader)
+            assert texts == ended(expected_transactions(config, TOKEN, range(4000, 4004), 1), 1)
 
 
 async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
     config = ServerConfig(seed=33)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4005) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, replay=4002))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                frames = await read_until_terminals(data, {1})
-                assert frames == [
-                    *expected_transactions(config, TOKEN, range(4002, 4006), 1),
-                    terminal(1),
-                ]
-                # Subscribing after the end without a cursor: nothing owed, just the terminal.
-                await data.send(subscribe(2, TOKEN, method="accountDiffSubscribe"))
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":2}', terminal(2))
-                # The connection stays open after a completed (not closed) session.
-                await data.send(subscribe(3, ATOKEN, replay=-5))
-                await data.expect('{"jsonrpc":"2.0","id":3,"result":3}')
-                frames = await read_until_terminals(data, {3})
-                assert frames == [
-                    *expected_transactions(config, ATOKEN, range(4000, 4006), 3),
-                    terminal(3),
-                ]
+        async with data_after_end(config, 4000, 4005) as data:
+            await data.call(subscribe(1, TOKEN, replay=4002), ack(1, 1))
+            frames = await read_until_terminals(data, {1})
+            assert frames == ended(expected_transactions(config, TOKEN, range(4002, 4006), 1), 1)
+            # Subscribing after the end without a cursor: nothing owed, just the terminal.
+            await data.call(
+                subscribe(2, TOKEN, method="accountDiffSubscribe"), ack(2, 2), terminal(2)
+            )
+            # The connection stays open after a completed (not closed) session.
+            await data.call(subscribe(3, ATOKEN, replay=-5), ack(3, 3))
+            frames = await read_until_terminals(data, {3})
+            assert frames == ended(expected_transactions(config, ATOKEN, range(4000, 4006), 3), 3)
 
 
 async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
     config = ServerConfig(seed=34, retained_slots=5)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4019) as (server, control, session_id):
-            await run_to_end(control, 20)
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, replay=4000))
-                await data.recv_text()
-                frames = await read_until_terminals(data, {1})
-            assert frames == [
-                *expected_transactions(config, TOKEN, range(4015, 4020), 1),
-                terminal(1),
-            ]
+        async with data_after_end(config, 4000, 4019) as data:
+            await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
+            frames = await read_until_terminals(data, {1})
+            assert frames == ended(expected_transactions(config, TOKEN, range(4015, 4020), 1), 1)
 
 
 async def test_subscription_started_mid_run_streams_from_the_current_slot() -> None:
@@ -122,78 +105,56 @@ async def test_subscription_started_mid_run_streams_from_the_current_slot() -> N
             await control.send(cont(4))
             await control.recv_until(lambda t: "readyForContinue" in t)
             async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
                 await run_to_end(control, 6)
                 frames = await read_until_terminals(data, {1})
-            assert frames == [
-                *expected_transactions(config, TOKEN, range(4004, 4010), 1),
-                terminal(1),
-            ]
+            assert frames == ended(expected_transactions(config, TOKEN, range(4004, 4010), 1), 1)
 
 
 async def test_unsubscribe_and_rpc_errors() -> None:
     with trio.fail_after(5):
-        async with (
-            session_on(None, 1, 5) as (server, _control, session_id),
-            data_plane(server, session_id) as data,
-        ):
-            await data.send(subscribe(1, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-            unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"transactionUnsubscribe","params":[1]}'
-            await data.send(unsubscribe)
-            await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
-            await data.send(unsubscribe.replace('"id":2', '"id":3'))
-            await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
-            await data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
-            assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
-            await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
-            assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
-            await data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
-            assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
-            await data.send(subscribe(6, "not-a-program"))
-            await data.expect(
-                '{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"invalid program id"}}'
+        async with data_session(None, 1, 5, subscribe(1, TOKEN)) as live:
+            data = live.data
+            await data.call(unsubscribe(2, "transactionUnsubscribe", 1), ack(2, True))
+            await data.call(unsubscribe(3, "transactionUnsubscribe", 1), ack(3, False))
+            unknown = '{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}'
+            assert await data.rejected(unknown) == (4, -32601)
+            no_mentions = '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}'
+            assert await data.rejected(no_mentions) == (4, -32602)
+            no_params = '{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}'
+            assert await data.rejected(no_params) == (5, -32602)
+            await data.call(
+                subscribe(6, "not-a-program"), rpc_error(6, -32602, "invalid program id")
             )
-            await data.send("{{{")
-            reply = orjson.loads(await data.recv_text())
-            assert reply["id"] is None
-            assert reply["error"]["code"] == -32602
-            await data.send(subscribe(7, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":7,"result":2}')
+            assert await data.rejected("{{{") == (None, -32602)
+            await data.call(subscribe(7, TOKEN), ack(7, 2))
 
 
 async def test_close_sends_terminals_then_closes_the_data_connection() -> None:
     with trio.fail_after(5):
-        async with session_on(None, 1, 50) as (server, control, session_id):
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
-                await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-                await control.send(cont(2))
-                await control.recv_until(lambda t: "readyForContinue" in t)
-                await control.send('{"method":"closeBacktestSession"}')
-                await control.expect('{"method":"success"}')
-                frames = await read_until_terminals(data, {1})
-                assert frames[-1] == terminal(1)
-                reason = await data.expect_closed()
-                assert reason is not None
-                assert reason.code == 1000
-            assert await upgrade_status(server, f"/backtest/{session_id}") == 404
+        async with data_session(None, 1, 50, subscribe(1, TOKEN)) as live:
+            await live.subscriptions_reach(1)
+            await live.control.send(cont(2))
+            await live.control.recv_until(lambda t: "readyForContinue" in t)
+            await live.control.send('{"method":"closeBacktestSession"}')
+            await live.control.expect('{"method":"success"}')
+            frames = await read_until_terminals(live.data, {1})
+            assert frames[-1] == terminal(1)
+            reason = await live.data.expect_closed()
+            assert reason is not None
+            assert reason.code == 1000
+            assert await upgrade_status(live.server, f"/backtest/{live.session_id}") == 404
 
 
 async def test_session_removal_on_disconnect_ends_subscriptions() -> None:
     with trio.fail_after(5):
-        async with session_on(None, 1, 50) as (server, control, session_id):
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
-                # No disconnect timeout: closing the control connection removes the session.
-                await control.ws.aclose()
-                await data.expect(terminal(1))
-                await data.expect_closed()
-            assert session_id not in server.sessions
+        async with data_session(None, 1, 50, subscribe(1, TOKEN)) as live:
+            # No disconnect timeout: closing the control connection removes the session.
+            await live.control.ws.aclose()
+            await live.data.expect(terminal(1))
+            await live.data.expect_closed()
+            assert live.session_id not in live.server.sessions
 
 
 async def test_sub_sessions_have_a_data_plane() -> None:
@@ -204,8 +165,7 @@ async def test_sub_sessions_have_a_data_plane() -> None:
             frames = await control.recv_until(lambda t: "sessionsCreatedV2" in t)
             sub = orjson.loads(frames[-1])["params"]["session_ids"][1]
             async with connect(server, f"/backtest/{sub}") as data:
-                await data.send(subscribe(1, TOKEN, replay=200))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN, replay=200), ack(1, 1))
                 request = {"sessionId": sub, "request": {"advanceCount": 3}}
                 await control.send(
                     orjson.dumps({"method": "continueSessionV1", "params": request}).decode()

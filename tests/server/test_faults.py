@@ -9,6 +9,7 @@ import trio_websocket
 import zstandard
 
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane, random_fault_plan, serve
+from simtrio.server.config import ServerConfig
 from simtrio.server.conn import CORRUPT_MESSAGE, MALFORMED_MESSAGE
 
 from .helpers import (
@@ -17,10 +18,12 @@ from .helpers import (
     STATUS_READY,
     TOKEN,
     ZstdReader,
+    ack,
     attach,
     connect,
     cont,
     create,
+    data_session,
     numbered,
     open_session,
     session_attached,
@@ -29,6 +32,8 @@ from .helpers import (
     upgrade_status,
     wait_until,
 )
+
+ZSTD_SUBSCRIBE = subscribe(1, TOKEN, compression=True)
 
 
 def _session_id(created: str) -> str:
@@ -86,19 +91,15 @@ async def test_stall_forever_keeps_tcp_open_and_does_not_block_the_session(
 ) -> None:
     plan = FaultPlan(data=Faults(stall_after=1))
     with trio.fail_after(600):
-        async with serve(faults=plan) as server, connect(server) as control:
-            session_id = await open_session(control, create(1, 400))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                await control.send(cont(400))
-                await control.recv_until(lambda t: "completed" in t)
-                with trio.move_on_after(100):
-                    message = await data.recv(timeout=200)
-                    raise AssertionError(f"stalled connection sent {message!r:.60}")
-                assert server.open_connections == 2
-                server.restart()
-                await data.expect_closed()
+        async with data_session(ServerConfig(faults=plan), 1, 400, subscribe(1, TOKEN)) as live:
+            await live.control.send(cont(400))
+            await live.control.recv_until(lambda t: "completed" in t)
+            with trio.move_on_after(100):
+                message = await live.data.recv(timeout=200)
+                raise AssertionError(f"stalled connection sent {message!r:.60}")
+            assert live.server.open_connections == 2
+            live.server.restart()
+            await live.data.expect_closed()
 
 
 async def test_delay_before_each_message(autojump_clock: trio.abc.Clock) -> None:
@@ -148,43 +149,32 @@ async def test_oversize_text_message() -> None:
 async def test_oversize_compressed_message_decodes_past_the_limit() -> None:
     plan = FaultPlan(data=Faults(oversize_at=2, oversize_bytes=200_000))
     with trio.fail_after(5):
-        async with serve(faults=plan) as server, connect(server) as control:
-            session_id = await open_session(control, create(1, 9))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN, compression=True))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                await control.send(cont(9))
-                reader = ZstdReader()
-                bomb = await data.recv()
-                assert isinstance(bomb, bytes)
-                assert len(bomb) < 10_000
-                assert len(reader.decode(bomb)) == 200_000
-                # The stream carries on: the real notification decodes after it.
-                real = await data.recv()
-                assert isinstance(real, bytes)
-                assert '"method":"transactionNotification"' in reader.decode(real)
+        async with data_session(ServerConfig(faults=plan), 1, 9, ZSTD_SUBSCRIBE) as live:
+            await live.control.send(cont(9))
+            reader = ZstdReader()
+            bomb = await live.data.recv_binary()
+            assert len(bomb) < 10_000
+            assert len(reader.decode(bomb)) == 200_000
+            # The stream carries on: the real notification decodes after it.
+            real = await live.data.recv_binary()
+            assert '"method":"transactionNotification"' in reader.decode(real)
 
 
 async def test_corrupt_compressed_message() -> None:
     plan = FaultPlan(data=Faults(corrupt_compressed_at=2))
     with trio.fail_after(5):
-        async with serve(faults=plan) as server, connect(server) as control:
-            session_id = await open_session(control, create(1, 30))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN, compression=True))
-                await data.recv_text()
-                await control.send(cont(30))
-                reader = ZstdReader()
-                first = await data.recv()
-                assert isinstance(first, bytes)
-                assert reader.decode(first).startswith('{"jsonrpc":"2.0"')
-                second = await data.recv()
-                assert second == CORRUPT_MESSAGE
-                try:
-                    decoded = reader.decode(second)
-                except zstandard.ZstdError:
-                    decoded = None
-                assert not decoded
+        async with data_session(ServerConfig(faults=plan), 1, 30, ZSTD_SUBSCRIBE) as live:
+            await live.control.send(cont(30))
+            reader = ZstdReader()
+            first = await live.data.recv_binary()
+            assert reader.decode(first).startswith('{"jsonrpc":"2.0"')
+            second = await live.data.recv()
+            assert second == CORRUPT_MESSAGE
+            try:
+                decoded = reader.decode(second)
+            except zstandard.ZstdError:
+                decoded = None
+            assert not decoded
 
 
 async def test_reject_upgrade_per_connection_index() -> None:
@@ -210,8 +200,7 @@ async def test_restart_drops_connections_and_keeps_sessions() -> None:
             session_id = _session_id(await control.recv_text())
             await control.recv_until(lambda t: "readyForContinue" in t)
             async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.recv_text()
+                await data.call(subscribe(1, TOKEN), ack(1, 1))
                 server.restart()
                 reason = await control.expect_closed()
                 assert reason is not None

@@ -10,7 +10,7 @@ import trio_websocket
 from simtrio.server import ReferenceServer, serve
 from simtrio.wire.codec import decode_available_ranges
 
-from .helpers import connect, create, http, open_session, upgrade_status
+from .helpers import ack, connect, create, http, open_session, rpc_error, upgrade_status
 
 
 async def test_health_ready_and_draining() -> None:
@@ -70,46 +70,25 @@ async def test_session_rpc_over_http() -> None:
             session_id = await open_session(client, create(4000, 4010))
             path = f"/backtest/{session_id}"
 
-            async def call(body: bytes) -> object:
+            async def call(body: bytes) -> str:
                 status, _, reply = await http(server, "POST", path, body)
                 assert status == 200
-                return orjson.loads(reply)
+                return reply.decode()
 
-            assert await call(b'{"jsonrpc":"2.0","id":1,"method":"getHealth"}') == {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "result": "ok",
-            }
-            assert await call(b'{"jsonrpc":"2.0","id":2,"method":"getSlot"}') == {
-                "jsonrpc": "2.0",
-                "id": 2,
-                "result": 4000,
-            }
-            assert await call(
-                b'{"jsonrpc":"2.0","id":3,"method":"getBlockProduction","params":[]}'
-            ) == {
-                "jsonrpc": "2.0",
-                "id": 3,
-                "error": {"code": -32601, "message": "method not found"},
-            }
-            assert await call(
-                b'{"jsonrpc":"2.0","id":3,"method":"getAccountInfo","params":[]}'
-            ) == {
-                "jsonrpc": "2.0",
-                "id": 3,
-                "error": {"code": -32602, "message": "invalid params: missing address"},
-            }
-            batch = await call(
-                b'[{"jsonrpc":"2.0","id":4,"method":"getSlot"},{"id":5,"method":"x"}]'
+            health = b'{"jsonrpc":"2.0","id":1,"method":"getHealth"}'
+            assert await call(health) == ack(1, "ok")
+            assert await call(b'{"jsonrpc":"2.0","id":2,"method":"getSlot"}') == ack(2, 4000)
+            unknown = b'{"jsonrpc":"2.0","id":3,"method":"getBlockProduction","params":[]}'
+            assert await call(unknown) == rpc_error(3, -32601, "method not found")
+            no_address = b'{"jsonrpc":"2.0","id":3,"method":"getAccountInfo","params":[]}'
+            missing = rpc_error(3, -32602, "invalid params: missing address")
+            assert await call(no_address) == missing
+            batch = orjson.loads(
+                await call(b'[{"jsonrpc":"2.0","id":4,"method":"getSlot"},{"id":5,"method":"x"}]')
             )
             assert isinstance(batch, list)
             assert [item["id"] for item in batch] == [4, 5]
-            parse_error = await call(b"{not json")
-            assert parse_error == {
-                "jsonrpc": "2.0",
-                "id": None,
-                "error": {"code": -32700, "message": "parse error"},
-            }
+            assert await call(b"{not json") == rpc_error(None, -32700, "parse error")
             status, _, _ = await http(server, "POST", "/backtest/backtest_unknown", b"{}")
             assert status == 404
 

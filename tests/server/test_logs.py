@@ -9,33 +9,32 @@ from simtrio.server.config import ServerConfig
 from simtrio.server.pubsub import decode_logs_request
 
 from .chain_helpers import SOL, SYSTEM, Rpc, funded, keypair
-from .expected import expected_logs, terminal
+from .expected import ended, expected_logs, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
     ZstdReader,
+    ack,
+    data_after_end,
     data_plane,
+    data_session,
     logs_subscribe,
     read_until_terminals,
+    rpc_error,
     run_to_end,
     session_on,
     subscribe,
-    wait_until,
+    unsubscribe,
 )
 
 
 async def test_synthetic_transactions_produce_logs_notifications() -> None:
     config = ServerConfig(seed=41, failure_rate=0.3)
     with trio.fail_after(5):
-        async with (
-            session_on(config, 4000, 4007) as (server, control, session_id),
-            data_plane(server, session_id) as data,
-        ):
-            await data.send(logs_subscribe(5, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":5,"result":1}')
-            await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-            await run_to_end(control, 8)
-            frames = await read_until_terminals(data, {1})
+        async with data_session(config, 4000, 4007, logs_subscribe(5, TOKEN)) as live:
+            await live.subscriptions_reach(1)
+            await run_to_end(live.control, 8)
+            frames = await read_until_terminals(live.data, {1})
     expected = expected_logs(config, TOKEN, range(4000, 4008), 1)
     assert frames == [*expected, terminal(1)]
     assert len(expected) > 4
@@ -47,48 +46,35 @@ async def test_synthetic_transactions_produce_logs_notifications() -> None:
 async def test_logs_replay_inclusively_compressed() -> None:
     config = ServerConfig(seed=42)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4009) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                await data.send(logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                frames = await read_until_terminals(data, {1}, ZstdReader())
-    assert frames == [*expected_logs(config, ATOKEN, range(4004, 4010), 1), terminal(1)]
+        async with data_after_end(config, 4000, 4009) as data:
+            await data.call(
+                logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004), ack(1, 1)
+            )
+            frames = await read_until_terminals(data, {1}, ZstdReader())
+    assert frames == ended(expected_logs(config, ATOKEN, range(4004, 4010), 1), 1)
 
 
 async def test_logs_unsubscribe_and_errors() -> None:
     with trio.fail_after(5):
-        async with (
-            session_on(None, 4000, 4009) as (server, _control, session_id),
-            data_plane(server, session_id) as data,
-        ):
-            await data.send(logs_subscribe(1, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-            unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"logsUnsubscribe","params":[1]}'
-            await data.send(unsubscribe)
-            await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
-            await data.send(unsubscribe)
-            await data.expect('{"jsonrpc":"2.0","id":2,"result":false}')
-            await data.send(logs_subscribe(3, "not-an-address"))
-            await data.expect(
-                '{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid program id"}}'
+        async with data_session(None, 4000, 4009, logs_subscribe(1, TOKEN)) as live:
+            data = live.data
+            once = unsubscribe(2, "logsUnsubscribe", 1)
+            await data.call(once, ack(2, True))
+            await data.call(once, ack(2, False))
+            await data.call(
+                logs_subscribe(3, "not-an-address"), rpc_error(3, -32602, "invalid program id")
             )
             for bad in (
                 '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":["all"]}',
                 '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[{"mentions":[]}]}',
-                '{"jsonrpc":"2.0","id":4,"method":"logsUnsubscribe","params":["x"]}',
+                unsubscribe(4, "logsUnsubscribe", "x"),
             ):
-                await data.send(bad)
-                reply = await data.recv_json()
-                assert (reply["id"], reply["error"]["code"]) == (4, -32602)
-            await data.send('{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}')
-            reply = await data.recv_json()
-            assert (reply["id"], reply["error"]["code"]) == (None, -32602)
+                assert await data.rejected(bad) == (4, -32602)
+            no_id = '{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}'
+            assert await data.rejected(no_id) == (None, -32602)
             replay = logs_subscribe(5, TOKEN, replayFromSlot="soon")
-            await data.send(replay)
-            assert (await data.recv_json())["error"]["code"] == -32602
-            await data.send(logs_subscribe(6, TOKEN))
-            await data.expect('{"jsonrpc":"2.0","id":6,"result":2}')
+            assert (await data.rejected(replay))[1] == -32602
+            await data.call(logs_subscribe(6, TOKEN), ack(6, 2))
 
 
 async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -> None:

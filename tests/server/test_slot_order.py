@@ -18,16 +18,18 @@ import trio_websocket
 from simtrio.server import FaultPlan, Faults
 from simtrio.server.config import ServerConfig
 
-from .expected import expected_diffs, expected_transactions, slot_of, terminal
+from .expected import ended, expected_diffs, expected_transactions, of, slot_of, terminal
 from .helpers import (
     ATOKEN,
+    RECEIVE_TIMEOUT,
     TOKEN,
     WsClient,
+    ack,
     cont,
-    data_plane,
+    data_after_end,
+    data_session,
     logs_subscribe,
     run_to_end,
-    session_on,
     subscribe,
 )
 
@@ -35,22 +37,34 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
 
-async def subscribe_three(data: WsClient, replay: int | None) -> None:
+def three_kinds(replay: int | None) -> tuple[str, str, str]:
     """Transactions of TOKEN (1), account diffs of ATOKEN (2), logs of ATOKEN (3)."""
-    await data.send(subscribe(1, TOKEN, replay=replay))
-    await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-    await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay))
-    await data.expect('{"jsonrpc":"2.0","id":2,"result":2}')
-    await data.send(logs_subscribe(3, ATOKEN, replayFromSlot=replay))
-    await data.expect('{"jsonrpc":"2.0","id":3,"result":3}')
-
-
-def of(frames: list[str], sub: int) -> list[str]:
-    return [f for f in frames if f'"subscription":{sub}' in f]
+    return (
+        subscribe(1, TOKEN, replay=replay),
+        subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay),
+        logs_subscribe(3, ATOKEN, replayFromSlot=replay),
+    )
 
 
 def notified_slots(frames: list[str]) -> list[int]:
     return [slot_of(f) for f in frames if "Notification" in f]
+
+
+async def read_three_terminals(data: WsClient, timeout: float = RECEIVE_TIMEOUT) -> list[str]:
+    """Text frames until the terminals of subscriptions 1, 2 and 3 were all among them."""
+    frames: list[str] = []
+    while not all(terminal(n) in frames for n in (1, 2, 3)):
+        frames.append(await data.recv_text(timeout=timeout))
+    return frames
+
+
+def assert_whole_and_ordered(frames: list[str], config: ServerConfig, slots: range) -> None:
+    """Subscriptions 1 and 2 got every event of ``slots`` and their terminal, and the
+    connection's notifications never went back in slot order."""
+    assert of(frames, 1) == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+    assert of(frames, 2) == ended(expected_diffs(config, ATOKEN, slots, 2), 2)
+    notified = notified_slots(frames)
+    assert notified == sorted(notified)
 
 
 async def read_all(data: WsClient) -> tuple[list[str], trio_websocket.CloseReason | None]:
@@ -68,40 +82,27 @@ async def stalled_reader(
     config: ServerConfig, stall_after: int, slots: range
 ) -> AsyncIterator[WsClient]:
     """A data connection with three subscriptions that stalls (for 50 s) after ``stall_after``
-    messages, while its session runs ``slots`` to the end."""
+    messages, while its session runs ``slots`` to the end; the whole block is bounded (600 s)."""
     plan = FaultPlan(data=Faults(stall_after=stall_after, stall_for=50.0))
-    async with (
-        session_on(attrs.evolve(config, faults=plan), slots[0], slots[-1]) as (
-            server,
-            control,
-            session_id,
-        ),
-        data_plane(server, session_id) as data,
-    ):
-        await subscribe_three(data, replay=None)
-        await control.send(cont(len(slots)))
-        await control.recv_until(lambda t: "completed" in t, limit=1_000)
-        yield data
+    faulty = attrs.evolve(config, faults=plan)
+    with trio.fail_after(600):
+        async with data_session(faulty, slots[0], slots[-1], *three_kinds(None)) as live:
+            await live.control.send(cont(len(slots)))
+            await live.control.recv_until(lambda t: "completed" in t, limit=1_000)
+            yield live.data
 
 
 async def test_subscriptions_of_three_kinds_share_one_slot_order() -> None:
     config = ServerConfig(seed=41)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4011) as (server, control, session_id):
-            async with data_plane(server, session_id) as data:
-                await subscribe_three(data, replay=4000)
-                await run_to_end(control, 12)
-                frames: list[str] = []
-                while not all(terminal(n) in frames for n in (1, 2, 3)):
-                    frames.append(await data.recv_text())
+        async with data_session(config, 4000, 4011, *three_kinds(4000)) as live:
+            await run_to_end(live.control, 12)
+            frames = await read_three_terminals(live.data)
             slots = range(4000, 4012)
-            assert of(frames, 1) == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-            assert of(frames, 2) == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
+            assert_whole_and_ordered(frames, config, slots)
             logs = [slot_of(f) for f in of(frames, 3) if "Notification" in f]
             assert logs == [slot_of(f) for f in expected_transactions(config, ATOKEN, slots, 3)]
-            notified = notified_slots(frames)
-            assert len(notified) > 30
-            assert notified == sorted(notified)
+            assert len(notified_slots(frames)) > 30
 
 
 async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resumes(
@@ -112,14 +113,8 @@ async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resume
     config = ServerConfig(seed=42, retained_slots=100)
     slots = range(4000, 4030)
     async with stalled_reader(config, 4, slots) as data:
-        frames: list[str] = []
-        with trio.fail_after(600):
-            while not all(terminal(n) in frames for n in (1, 2, 3)):
-                frames.append(await data.recv_text(timeout=600))
-        assert of(frames, 1) == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-        assert of(frames, 2) == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
-        notified = notified_slots(frames)
-        assert notified == sorted(notified)
+        frames = await read_three_terminals(data, timeout=600)
+    assert_whole_and_ordered(frames, config, slots)
 
 
 async def test_a_reader_overtaken_while_stalled_is_closed_after_an_in_order_prefix(
@@ -130,8 +125,7 @@ async def test_a_reader_overtaken_while_stalled_is_closed_after_an_in_order_pref
     config = ServerConfig(seed=43, retained_slots=10)
     slots = range(4000, 4100)
     async with stalled_reader(config, 6, slots) as data:
-        with trio.fail_after(600):
-            frames, reason = await read_all(data)
+        frames, reason = await read_all(data)
     assert reason is not None
     assert reason.code == 1013
     assert not any("subscriptionComplete" in f for f in frames)
@@ -148,21 +142,16 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
     # every retained event of its own from its cursor on, in order.
     config = ServerConfig(seed=44)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4009) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                await data.send(subscribe(1, TOKEN, replay=4000))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                first = await data.recv_until(lambda t: t == terminal(1))
-                await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4003))
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":2}')
-                second = await data.recv_until(lambda t: t == terminal(2))
+        async with data_after_end(config, 4000, 4009) as data:
+            await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
+            first = await data.recv_until(lambda t: t == terminal(1))
+            await data.call(
+                subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4003), ack(2, 2)
+            )
+            second = await data.recv_until(lambda t: t == terminal(2))
             slots = range(4000, 4010)
-            assert first == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
-            assert second == [
-                *expected_diffs(config, ATOKEN, range(4003, 4010), 2),
-                terminal(2),
-            ]
+            assert first == ended(expected_transactions(config, TOKEN, slots, 1), 1)
+            assert second == ended(expected_diffs(config, ATOKEN, range(4003, 4010), 2), 2)
 
 
 @pytest.mark.xfail(
@@ -175,17 +164,14 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
 async def test_a_replay_subscribed_after_higher_slots_keeps_connection_order() -> None:
     config = ServerConfig(seed=45)
     with trio.fail_after(5):
-        async with session_on(config, 4000, 4009) as (server, control, session_id):
-            await run_to_end(control, 10)
-            async with data_plane(server, session_id) as data:
-                # As a reconnecting client does: one subscribe at a time, each after its ack.
-                await data.send(subscribe(1, TOKEN, replay=4000))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                frames = await data.recv_until(lambda t: slot_of_or_none(t) == 4005)
-                await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4000))
-                frames += await data.recv_until(lambda t: t == terminal(2))
-                if terminal(1) not in frames:
-                    frames += await data.recv_until(lambda t: t == terminal(1))
+        async with data_after_end(config, 4000, 4009) as data:
+            # As a reconnecting client does: one subscribe at a time, each after its ack.
+            await data.call(subscribe(1, TOKEN, replay=4000), ack(1, 1))
+            frames = await data.recv_until(lambda t: slot_of_or_none(t) == 4005)
+            await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=4000))
+            frames += await data.recv_until(lambda t: t == terminal(2))
+            if terminal(1) not in frames:
+                frames += await data.recv_until(lambda t: t == terminal(1))
     notified = notified_slots(frames)
     assert notified == sorted(notified)
 

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import pytest
 import trio
 import trio.lowlevel
 import trio.testing
@@ -18,6 +19,7 @@ from trio_websocket import WebSocketRequest, serve_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
+from simtrio.errors import ConnectError
 from tests.support.fakeserver import serve_streams
 
 if TYPE_CHECKING:
@@ -154,3 +156,14 @@ async def late_then_echo(stream: trio.SocketStream) -> None:
             await trio.sleep(1)
             await stream.send_all(b"\x88\x02\x03\xe8")  # Close, 1000
             await trio.sleep_forever()
+
+
+async def connect_error(
+    attempt: Awaitable[object], *, fatal: bool, match: str | None = None
+) -> ConnectError:
+    """Await ``attempt``, which must fail with a :class:`ConnectError` whose ``fatal`` flag is
+    ``fatal`` (and whose text matches ``match``, if given); return the error."""
+    with pytest.raises(ConnectError, match=match) as info:
+        await attempt
+    assert info.value.fatal is fatal
+    return info.value

@@ -22,6 +22,7 @@ from tests.client.fakes import refused_port
 from tests.resolver import install_unknown_hosts
 from tests.transport.peers import (
     KEY,
+    connect_error,
     echo_handler,
     sending,
     tcp_server,
@@ -30,6 +31,7 @@ from tests.transport.peers import (
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Awaitable, Callable
 
     from trio_websocket import WebSocketRequest
 
@@ -123,13 +125,13 @@ async def test_auth_rejection_is_fatal_and_never_shows_the_key(status: int) -> N
         await request.reject(status, body=f"bad key {KEY}".encode())
 
     async with ws_server(handler) as url:
-        with pytest.raises(ConnectError) as info:
-            await connect(url, headers=[("X-API-Key", KEY)], connect_timeout=5)
-    assert info.value.fatal
-    assert info.value.status == status
-    assert str(status) in str(info.value)
-    assert "bad key" in str(info.value)
-    assert KEY not in str(info.value)
+        err = await connect_error(
+            connect(url, headers=[("X-API-Key", KEY)], connect_timeout=5), fatal=True
+        )
+    assert err.status == status
+    assert str(status) in str(err)
+    assert "bad key" in str(err)
+    assert KEY not in str(err)
 
 
 async def test_other_rejections_are_transient_with_status_and_body() -> None:
@@ -137,22 +139,18 @@ async def test_other_rejections_are_transient_with_status_and_body() -> None:
         await request.reject(404, body=b"no such route")
 
     async with ws_server(handler) as url:
-        with pytest.raises(ConnectError) as info:
-            await connect(url, connect_timeout=5)
-    assert not info.value.fatal
-    assert info.value.status == 404
-    assert "404" in str(info.value)
-    assert "no such route" in str(info.value)
+        err = await connect_error(connect(url, connect_timeout=5), fatal=False)
+    assert err.status == 404
+    assert "404" in str(err)
+    assert "no such route" in str(err)
 
 
 async def test_connection_refused_is_transient() -> None:
     with trio.socket.socket() as sock:
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with pytest.raises(ConnectError) as info:
-        await connect(f"ws://127.0.0.1:{port}/", connect_timeout=5)
-    assert not info.value.fatal
-    assert info.value.status is None
+    err = await connect_error(connect(f"ws://127.0.0.1:{port}/", connect_timeout=5), fatal=False)
+    assert err.status is None
 
 
 async def test_connect_timeout_when_the_server_never_answers(autojump_clock: object) -> None:
@@ -161,51 +159,54 @@ async def test_connect_timeout_when_the_server_never_answers(autojump_clock: obj
 
     async with tcp_server(silent) as port:
         start = trio.current_time()
-        with pytest.raises(ConnectError, match="timed out") as info:
-            await connect(f"ws://127.0.0.1:{port}", connect_timeout=7)
-        assert trio.current_time() - start == pytest.approx(7)
-    assert not info.value.fatal
-
-
-async def test_server_closing_during_the_upgrade_is_transient() -> None:
-    async def rude(stream: trio.SocketStream) -> None:
-        await stream.receive_some()
-        await stream.aclose()
-
-    async with tcp_server(rude) as port:
-        with pytest.raises(ConnectError, match="closed during the upgrade") as info:
-            await connect(f"ws://127.0.0.1:{port}", connect_timeout=5)
-    assert not info.value.fatal
-
-
-async def test_invalid_upgrade_response_is_transient() -> None:
-    async def bogus(stream: trio.SocketStream) -> None:
-        await stream.receive_some()
-        await stream.send_all(
-            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
-            b"connection: upgrade\r\nsec-websocket-accept: nope\r\n\r\n"
+        await connect_error(
+            connect(f"ws://127.0.0.1:{port}", connect_timeout=7), fatal=False, match="timed out"
         )
-        await trio.sleep_forever()
+        assert trio.current_time() - start == pytest.approx(7)
 
-    async with tcp_server(bogus) as port:
-        with pytest.raises(ConnectError, match="invalid upgrade response") as info:
-            await connect(f"ws://127.0.0.1:{port}", connect_timeout=5)
-    assert not info.value.fatal
+
+async def hangs_up_on_the_upgrade(stream: trio.SocketStream) -> None:
+    await stream.receive_some()
+    await stream.aclose()
+
+
+async def answers_the_upgrade_with_a_bad_accept(stream: trio.SocketStream) -> None:
+    await stream.receive_some()
+    await stream.send_all(
+        b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n"
+        b"connection: upgrade\r\nsec-websocket-accept: nope\r\n\r\n"
+    )
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize(
+    ("peer", "match"),
+    [
+        (hangs_up_on_the_upgrade, "closed during the upgrade"),
+        (answers_the_upgrade_with_a_bad_accept, "invalid upgrade response"),
+    ],
+)
+async def test_a_failed_upgrade_is_transient(
+    peer: Callable[[trio.SocketStream], Awaitable[None]], match: str
+) -> None:
+    async with tcp_server(peer) as port:
+        await connect_error(
+            connect(f"ws://127.0.0.1:{port}", connect_timeout=5), fatal=False, match=match
+        )
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1/", "127.0.0.1:80", "ws://", "ws://h:x/"])
 async def test_unusable_url_is_fatal(url: str) -> None:
-    with pytest.raises(ConnectError) as info:
-        await connect(url, connect_timeout=5)
-    assert info.value.fatal
+    await connect_error(connect(url, connect_timeout=5), fatal=True)
 
 
 async def test_unusable_header_value_is_fatal_and_not_shown() -> None:
-    with pytest.raises(ConnectError) as info:
-        await connect("ws://127.0.0.1:1/", headers=[("X-API-Key", KEY + "\n")], connect_timeout=5)
-    assert info.value.fatal
-    assert KEY not in str(info.value)
-    assert info.value.__cause__ is None
+    err = await connect_error(
+        connect("ws://127.0.0.1:1/", headers=[("X-API-Key", KEY + "\n")], connect_timeout=5),
+        fatal=True,
+    )
+    assert KEY not in str(err)
+    assert err.__cause__ is None
 
 
 async def test_certificate_failure_is_fatal(server_tls: ssl.SSLContext) -> None:
@@ -213,9 +214,8 @@ async def test_certificate_failure_is_fatal(server_tls: ssl.SSLContext) -> None:
         await request.accept()
 
     async with ws_server(handler, server_tls) as url:
-        with pytest.raises(ConnectError, match="certificate") as info:
-            await connect(url, connect_timeout=5)  # the default context does not trust it
-    assert info.value.fatal
+        # The default context does not trust it.
+        await connect_error(connect(url, connect_timeout=5), fatal=True, match="certificate")
 
 
 async def test_tls_against_a_plain_server_is_fatal_with_its_cause() -> None:
@@ -226,10 +226,8 @@ async def test_tls_against_a_plain_server_is_fatal_with_its_cause() -> None:
         await stream.send_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
 
     async with tcp_server(plain, tcp=True) as port:
-        with pytest.raises(ConnectError) as info:
-            await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
-    assert info.value.fatal
-    message = str(info.value)
+        err = await connect_error(connect(f"wss://127.0.0.1:{port}", connect_timeout=5), fatal=True)
+    message = str(err)
     assert message.startswith(f"TLS handshake with wss://127.0.0.1:{port}/ failed: ")
     assert "wrong version number" in message
     assert "ws://" in message
@@ -240,17 +238,15 @@ async def test_tls_handshake_cut_short_is_transient() -> None:
         await stream.receive_some()
 
     async with tcp_server(hang_up, tcp=True) as port:
-        with pytest.raises(ConnectError) as info:
-            await connect(f"wss://127.0.0.1:{port}", connect_timeout=5)
-    assert not info.value.fatal
+        await connect_error(connect(f"wss://127.0.0.1:{port}", connect_timeout=5), fatal=False)
 
 
 async def test_unknown_host_is_fatal_with_its_cause() -> None:
     install_unknown_hosts()
-    with pytest.raises(ConnectError) as info:
-        await connect("ws://no-such-host.invalid:80", connect_timeout=5)
-    assert info.value.fatal
-    assert str(info.value).startswith("cannot resolve host 'no-such-host.invalid'")
+    err = await connect_error(
+        connect("ws://no-such-host.invalid:80", connect_timeout=5), fatal=True
+    )
+    assert str(err).startswith("cannot resolve host 'no-such-host.invalid'")
 
 
 async def test_a_resolver_without_an_answer_yet_is_transient(
@@ -260,25 +256,21 @@ async def test_a_resolver_without_an_answer_yet_is_transient(
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
     monkeypatch.setattr(trio, "open_tcp_stream", no_answer)
-    with pytest.raises(ConnectError) as info:
-        await connect("ws://example.test:80", connect_timeout=5)
-    assert not info.value.fatal
-    assert "Temporary failure in name resolution" in str(info.value)
+    err = await connect_error(connect("ws://example.test:80", connect_timeout=5), fatal=False)
+    assert "Temporary failure in name resolution" in str(err)
 
 
 async def test_refused_is_transient_and_says_so() -> None:
-    with pytest.raises(ConnectError) as info:
-        await connect(f"ws://127.0.0.1:{refused_port()}", connect_timeout=5)
-    assert not info.value.fatal
-    assert "connection refused" in str(info.value)
+    err = await connect_error(
+        connect(f"ws://127.0.0.1:{refused_port()}", connect_timeout=5), fatal=False
+    )
+    assert "connection refused" in str(err)
 
 
 @pytest.mark.parametrize("url", ["wss://not a url/backtest", "ws://a{b}:80/", "ws://a<b/"])
 async def test_malformed_host_fails_before_any_io(url: str) -> None:
-    with pytest.raises(ConnectError) as info:
-        await connect(url, connect_timeout=5)
-    assert info.value.fatal
-    assert "not a valid host name" in str(info.value)
+    err = await connect_error(connect(url, connect_timeout=5), fatal=True)
+    assert "not a valid host name" in str(err)
 
 
 async def test_a_stream_opener_is_used_inside_its_block_only() -> None:

@@ -13,6 +13,7 @@ from simtrio.errors import ConnectError
 from simtrio.transport import http_get
 from simtrio.transport.http import http_post_json
 from tests.support.fakeserver import read_request_head, serve_streams
+from tests.transport.peers import connect_error
 
 if TYPE_CHECKING:
     import ssl
@@ -76,9 +77,7 @@ async def test_https(server_tls: ssl.SSLContext, client_tls: ssl.SSLContext) -> 
     response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
     async with http_server(response, tls=server_tls) as url:
         assert await http_get(url, timeout=5, ssl_context=client_tls) == (200, b"ok")
-        with pytest.raises(ConnectError, match="certificate") as info:
-            await http_get(url, timeout=5)
-    assert info.value.fatal
+        await connect_error(http_get(url, timeout=5), fatal=True, match="certificate")
 
 
 async def test_chunked_body() -> None:
@@ -105,9 +104,9 @@ async def test_body_over_the_limit() -> None:
     response = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n" + b"x" * 100
     async with http_server(response) as url:
         assert await http_get(url, timeout=5, max_body=100) == (200, b"x" * 100)
-        with pytest.raises(ConnectError, match="exceeds 99 bytes") as info:
-            await http_get(url, timeout=5, max_body=99)
-    assert not info.value.fatal
+        await connect_error(
+            http_get(url, timeout=5, max_body=99), fatal=False, match="exceeds 99 bytes"
+        )
 
 
 async def test_malformed_response() -> None:
@@ -125,11 +124,11 @@ async def test_truncated_response() -> None:
 async def test_timeout(autojump_clock: object) -> None:
     async with http_server(b"", reply=False) as url:
         start = trio.current_time()
-        with pytest.raises(ConnectError, match="timed out") as info:
-            await http_get(url, headers=[("X-API-Key", KEY)], timeout=4)
+        err = await connect_error(
+            http_get(url, headers=[("X-API-Key", KEY)], timeout=4), fatal=False, match="timed out"
+        )
         assert trio.current_time() - start == pytest.approx(4)
-    assert KEY not in str(info.value)
-    assert not info.value.fatal
+    assert KEY not in str(err)
 
 
 async def test_connection_refused() -> None:
@@ -137,24 +136,21 @@ async def test_connection_refused() -> None:
         await sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}/available-ranges"
-    with pytest.raises(ConnectError) as info:
-        await http_get(url, timeout=5)
-    assert not info.value.fatal
-    assert f"127.0.0.1:{port}/available-ranges" in str(info.value)
+    err = await connect_error(http_get(url, timeout=5), fatal=False)
+    assert f"127.0.0.1:{port}/available-ranges" in str(err)
 
 
 @pytest.mark.parametrize("url", ["ws://127.0.0.1/", "ftp://h/", "http://"])
 async def test_unusable_url_is_fatal(url: str) -> None:
-    with pytest.raises(ConnectError) as info:
-        await http_get(url, timeout=5)
-    assert info.value.fatal
+    await connect_error(http_get(url, timeout=5), fatal=True)
 
 
 async def test_bad_header_value_is_fatal_and_not_shown() -> None:
-    with pytest.raises(ConnectError) as info:
-        await http_get("http://127.0.0.1:1/", headers=[("X-API-Key", KEY + "\r\n")], timeout=5)
-    assert info.value.fatal
-    assert KEY not in str(info.value)
+    err = await connect_error(
+        http_get("http://127.0.0.1:1/", headers=[("X-API-Key", KEY + "\r\n")], timeout=5),
+        fatal=True,
+    )
+    assert KEY not in str(err)
 
 
 async def test_post_json_sends_the_body_with_its_length() -> None:
