@@ -43,14 +43,9 @@ from simtrio.errors import (
 )
 from simtrio.events import Completed, Slot
 from simtrio.managed.config import ConnectionStatus
+from simtrio.managed.queue import QueueReceiveChannel, QueueSendChannel, open_queue
 from simtrio.managed.status import StatusCell
-from simtrio.managed.streams import (
-    EventIterator,
-    EventStream,
-    NotificationReceiveChannel,
-    NotificationSendChannel,
-    open_notification_channel,
-)
+from simtrio.managed.streams import EventIterator, EventStream
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.redact import redactor_for
@@ -716,11 +711,9 @@ class ControlLoop(abc.ABC):
         self._rng = config.make_rng()
         self._last_connect_error: str | None = None
         # Many drivers queue, one writer takes whatever is queued at once (no task switch each).
-        self._continue_tx: NotificationSendChannel[ContinueItem]
-        self._continue_rx: NotificationReceiveChannel[ContinueItem]
-        self._continue_tx, self._continue_rx = open_notification_channel(
-            config.continue_channel_capacity
-        )
+        self._continue_tx: QueueSendChannel[ContinueItem]
+        self._continue_rx: QueueReceiveChannel[ContinueItem]
+        self._continue_tx, self._continue_rx = open_queue(config.continue_channel_capacity)
         self._unsent: ContinueItem | None = None
         self._close_requested = False
         self._close_event = trio.Event()

@@ -55,13 +55,13 @@ from simtrio.errors import (
 )
 from simtrio.events import AccountDiff, ProgramLogs, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
-from simtrio.managed.status import StatusCell
-from simtrio.managed.streams import (
+from simtrio.managed.queue import (
     HANDOVER_CHUNK,
-    NotificationReceiveChannel,
-    NotificationSendChannel,
-    open_notification_channel,
+    QueueReceiveChannel,
+    QueueSendChannel,
+    open_queue,
 )
+from simtrio.managed.status import StatusCell
 from simtrio.transport.connection import connect
 from simtrio.transport.http import http_post_json
 from simtrio.wire.compression import ZstdStreamDecoder
@@ -1334,7 +1334,7 @@ class SessionSubscriptions:
 class _ChannelObserver(SubscriptionObserver, Generic[E]):
     __slots__ = ("_send",)
 
-    def __init__(self, send: NotificationSendChannel[E]) -> None:
+    def __init__(self, send: QueueSendChannel[E]) -> None:
         self._send = send
 
     def finished(self) -> None:
@@ -1352,7 +1352,7 @@ class DataSubscription(Generic[E]):
     __slots__ = ("_manager", "notifications")
 
     def __init__(
-        self, notifications: NotificationReceiveChannel[E], manager: SubscriptionManager[E]
+        self, notifications: QueueReceiveChannel[E], manager: SubscriptionManager[E]
     ) -> None:
         self.notifications = notifications
         self._manager = manager
@@ -1424,9 +1424,9 @@ async def _open_standalone(
         raise InvalidParams("rpc_endpoint must be a str")
     split_ws_url(http_to_ws_url(rpc_endpoint))  # an unusable URL fails here, before any task
     ids = _check_program_ids(program_ids)
-    send: NotificationSendChannel[E]
-    receive: NotificationReceiveChannel[E]
-    send, receive = open_notification_channel(config.event_buffer, config.event_buffer_bytes)
+    send: QueueSendChannel[E]
+    receive: QueueReceiveChannel[E]
+    send, receive = open_queue(config.event_buffer, config.event_buffer_bytes)
     manager = SubscriptionManager(
         rpc_endpoint=rpc_endpoint,
         kind=kind,
