@@ -62,6 +62,7 @@ from simtrio.managed.queue import (
     open_queue,
 )
 from simtrio.managed.status import StatusCell
+from simtrio.managed.waiting import Waiters
 from simtrio.transport.connection import connect
 from simtrio.transport.http import http_post_json
 from simtrio.wire.compression import ZstdStreamDecoder
@@ -269,8 +270,8 @@ class _Link:
         "conn",
         "decoder",
         "delivering",
+        "keepalive",
         "lost",
-        "lot",
         "pending",
         "probe_sent",
         "resumed_at",
@@ -301,7 +302,7 @@ class _Link:
         self.answer_waiting: int | None = None
         """A probe answered behind messages not handed over yet: counted once they are."""
         self.watch = PingWatch(pong_timeout)
-        self.lot = trio.lowlevel.ParkingLot()
+        self.keepalive = Waiters()
         """Wakes the keepalive task (a probe to send, a Pong to follow up)."""
 
     def lose(self, reason: str) -> None:
@@ -425,7 +426,7 @@ class SubscriptionManager(Generic[E]):
             self._wanted = slot
         link = self._link
         if link is not None and link.up and link.probe_sent is None and self._probe_due():
-            link.lot.unpark_all()
+            link.keepalive.wake()
 
     def _probe_due(self) -> bool:
         return probe_due(self._wanted, self.proven_position, self._config.data_lag_window)
@@ -460,7 +461,7 @@ class SubscriptionManager(Generic[E]):
             self._answered(slot)
         else:
             link.answer_waiting = slot
-        link.lot.unpark_all()
+        link.keepalive.wake()
 
     def _needed_from(self) -> int | None:
         """The oldest slot a re-subscription still needs events of (None: unknown)."""
@@ -629,7 +630,7 @@ class SubscriptionManager(Generic[E]):
                 for message in held:
                     await self._handle(link, message)
                 link.up = True
-                link.lot.unpark_all()
+                link.keepalive.wake()
                 if self._position is None:
                     nursery.start_soon(self._poll_position)
                 await self._stream(link, replay=replay)
@@ -740,7 +741,7 @@ class SubscriptionManager(Generic[E]):
             if pong_deadline is not None:
                 wake = min(wake, pong_deadline)
             with trio.move_on_at(wake):
-                await link.lot.park()
+                await link.keepalive.wait()
 
     async def _poll_position(self) -> None:
         """Standalone: probe the session's slot (``getSlot``) every so often.
@@ -1046,16 +1047,16 @@ class _Entry:
 class _Activity:
     """What the managers of one session report, shared with its drain and ``wait_all_up``."""
 
-    __slots__ = ("delivering", "lot", "tracker")
+    __slots__ = ("delivering", "tracker", "waiters")
 
     def __init__(self) -> None:
         self.delivering = 0
         """Managers currently handing a notification to the (possibly slow) consumer."""
         self.tracker: DrainTracker[tuple[int, int]] | None = None
-        self.lot = trio.lowlevel.ParkingLot()
+        self.waiters = Waiters()
 
     def wake(self) -> None:
-        self.lot.unpark_all()
+        self.waiters.wake()
 
 
 class _SessionObserver(SubscriptionObserver):
@@ -1259,15 +1260,18 @@ class SessionSubscriptions:
         Raises:
             ContinueSendFailed: a subscription gave up (chained from its SubscriptionFailed).
         """
-        while True:
-            for entry in self._entries:
-                manager = entry.manager
-                if manager.failure is not None:
-                    raise ContinueSendFailed(str(manager.failure)) from manager.failure
-            if self.ready_to_continue():
-                await trio.lowlevel.checkpoint()
-                return
-            await self._activity.lot.park()
+        await self._activity.waiters.wait_until(
+            lambda: self._failure() is not None or self.ready_to_continue()
+        )
+        failure = self._failure()
+        if failure is not None:
+            raise ContinueSendFailed(str(failure)) from failure
+
+    def _failure(self) -> SubscriptionFailed | None:
+        for entry in self._entries:
+            if entry.manager.failure is not None:
+                return entry.manager.failure
+        return None
 
     def set_completion_drain_timeout(self, seconds: float) -> None:
         """Idle bound of the completion drain; also applies to a drain already running."""
@@ -1303,10 +1307,10 @@ class SessionSubscriptions:
                     return
                 if self._activity.delivering:
                     # The consumer is behind, not the server: no idle clock while it catches up.
-                    await self._activity.lot.park()
+                    await self._activity.waiters.wait()
                     continue
                 with trio.move_on_at(tracker.deadline):
-                    await self._activity.lot.park()
+                    await self._activity.waiters.wait()
                     continue
                 if not self._activity.delivering and tracker.is_stalled(trio.current_time()):
                     logger.warning(
