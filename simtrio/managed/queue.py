@@ -81,8 +81,7 @@ class Queue(Generic[T]):
 
     __slots__ = (
         "_abort_read",
-        "_reader",
-        "_readers",
+        "_closed",
         "_write_streak",
         "_writers",
         "buffer",
@@ -90,6 +89,8 @@ class Queue(Generic[T]):
         "capacity",
         "max_bytes",
         "peak",
+        "reader",
+        "readers",
         "receive_closed",
         "send_closed",
         "sizes",
@@ -107,14 +108,17 @@ class Queue(Generic[T]):
         """The most values ever queued at once."""
         self.send_closed = False
         self.receive_closed = False
-        # The reader, while nothing is queued. One waiting reader is the rule, and it waits
-        # without the allocations a parking lot makes per wait: a thousand parked drivers
-        # re-parked every round otherwise keep the garbage collector busy.
-        self._reader: trio.lowlevel.Task | None = None
+        self._closed = False  # either of them: one test on the write path
+        self.reader: trio.lowlevel.Task | None = None
+        """The reader waiting while nothing is queued (read it, never change it).
+
+        One waiting reader is the rule, and it waits without the allocations a parking lot
+        makes per wait: a thousand parked drivers re-parked every round otherwise keep the
+        garbage collector busy."""
         self._abort_read = self._read_aborted  # bound once: waiting allocates no method
-        # Made when first needed (most queues never need them): readers beyond the first, and
-        # writers waiting while the buffer is full.
-        self._readers: trio.lowlevel.ParkingLot | None = None
+        self.readers: trio.lowlevel.ParkingLot | None = None
+        """Readers waiting beside :attr:`reader`, if there ever were any (read it only)."""
+        # Made when first needed (most queues never need it): writers waiting while full.
         self._writers: trio.lowlevel.ParkingLot | None = None
         self._write_streak = 0  # put calls since the writer last yielded
 
@@ -138,17 +142,18 @@ class Queue(Generic[T]):
             trio.ClosedResourceError: the sending side is closed.
             trio.BrokenResourceError: the receiving side is closed.
         """
-        if self.send_closed or self.receive_closed:
+        if self._closed:
             self._raise_closed()
         buffer = self.buffer
-        if buffer and (len(buffer) >= self.capacity or self.bytes + size > self.max_bytes):
+        used = len(buffer)
+        if used and (used >= self.capacity or self.bytes + size > self.max_bytes):
             return False
         buffer.append(value)
         self.sizes.append(size)
         self.bytes += size
-        if len(buffer) > self.peak:
-            self.peak = len(buffer)
-        if self._reader is not None or self._readers:
+        if used >= self.peak:
+            self.peak = used + 1
+        if self.reader is not None or self.readers:
             self.wake_readers()
         return True
 
@@ -196,20 +201,20 @@ class Queue(Generic[T]):
         The awaitable is trio's own wait, with no coroutine of this queue around it: it is what
         every idle reader holds while it waits, so it is kept to the fewest objects.
         """
-        if self._reader is None:
-            self._reader = _current_task()
+        if self.reader is None:
+            self.reader = _current_task()
             return _wait_task_rescheduled(self._abort_read)
-        if self._readers is None:
-            self._readers = trio.lowlevel.ParkingLot()
-        return self._readers.park()
+        if self.readers is None:
+            self.readers = trio.lowlevel.ParkingLot()
+        return self.readers.park()
 
     def wake_readers(self) -> None:
         """Wake every waiting reader (something changed that it should look at)."""
-        task = self._reader
+        task = self.reader
         if task is not None:
-            self._reader = None
+            self.reader = None
             _reschedule(task)
-        others = self._readers
+        others = self.readers
         if others:
             others.unpark_all()
 
@@ -219,20 +224,20 @@ class Queue(Generic[T]):
             writers.unpark_all()
 
     def _read_aborted(self, _: trio.lowlevel.RaiseCancelT) -> trio.lowlevel.Abort:
-        self._reader = None
+        self.reader = None
         return trio.lowlevel.Abort.SUCCEEDED
 
     # -- closing ----------------------------------------------------------------------------
 
     def close_send(self) -> None:
         """No more values: readers end once the buffer is empty. Idempotent."""
-        self.send_closed = True
+        self.send_closed = self._closed = True
         self.wake_readers()
         self.wake_writers()
 
     def close_receive(self) -> None:
         """Nobody reads any more: queued values are dropped, writers get BrokenResourceError."""
-        self.receive_closed = True
+        self.receive_closed = self._closed = True
         self.buffer.clear()
         self.sizes.clear()
         self.bytes = 0
@@ -241,14 +246,14 @@ class Queue(Generic[T]):
 
     def statistics(self) -> trio.MemoryChannelStatistics:
         """The same figures as a trio memory channel's (one sender, one receiver)."""
-        readers = self._readers
+        readers = self.readers
         return trio.MemoryChannelStatistics(
             current_buffer_used=len(self.buffer),
             max_buffer_size=self.capacity,
             open_send_channels=0 if self.send_closed else 1,
             open_receive_channels=0 if self.receive_closed else 1,
             tasks_waiting_send=len(self._writers or ()),
-            tasks_waiting_receive=(self._reader is not None) + len(readers or ()),
+            tasks_waiting_receive=(self.reader is not None) + len(readers or ()),
             peak_buffer_used=self.peak,
         )
 

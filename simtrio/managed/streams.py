@@ -92,7 +92,9 @@ class EventStream:
         if type(event) is Completed:
             self._terminal_queued = True
         self._control.append(event)
-        self._data.wake_readers()
+        data = self._data
+        if data.reader is not None or data.readers:
+            data.wake_readers()
 
     def put_control_batch(self, events: Iterable[Event]) -> None:
         """Queue control events in order, waking the reader once (never blocks).
