@@ -7,11 +7,12 @@ import signal
 import threading
 import urllib.parse
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
+from simtrio.core.groups import find_leaf, only
 from simtrio.errors import SimtrioError
 from simtrio.wire.urls import normalize_control_url
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator, Iterator, Mapping
 
 __all__ = [
+    "CommandInfo",
     "ENV_API_KEY",
     "ENV_URL",
     "EXIT_FAILED",
@@ -31,15 +33,13 @@ __all__ = [
     "Target",
     "UsageError",
     "add_target_args",
+    "control_url",
     "display_url",
-    "find_leaf",
     "iter_csv",
     "resolve_target",
     "simtrio_error_of",
     "url_problem",
 ]
-
-_E = TypeVar("_E", bound=BaseException)
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # pyright: ignore[reportPrivateUsage]
@@ -55,6 +55,16 @@ EXIT_INTERRUPTED = 130
 """Stopped by SIGINT (128 + 2)."""
 EXIT_TERMINATED = 143
 """Stopped by SIGTERM (128 + 15)."""
+
+
+@attrs.frozen
+class CommandInfo:
+    """A command's name and what ``--help`` says of it; each command module has one."""
+
+    name: str
+    help: str
+    description: str | None = None
+    usage: str | None = None
 
 
 class UsageError(Exception):
@@ -100,23 +110,35 @@ def resolve_target(args: argparse.Namespace, env: Mapping[str, str] | None = Non
     """
     env = os.environ if env is None else env
     api_key: str = args.api_key if args.api_key is not None else env.get(ENV_API_KEY, "")
-    if args.embedded:
-        if args.url is not None:
-            raise UsageError("--embedded and --url are mutually exclusive")
-        return Target(None, api_key)
-    url = args.url if args.url is not None else env.get(ENV_URL) or None
+    url = control_url(args, env.get(ENV_URL), f" or set ${ENV_URL}")
     if url is None:
-        raise UsageError(
-            f"no server given: pass --url URL or set ${ENV_URL} "
-            "(or --embedded for the synthetic reference server)"
-        )
-    if not url.strip():
-        raise UsageError("--url must not be empty")
-    url = normalize_control_url(url.strip())
+        return Target(None, api_key)
     problem = url_problem(url)
     if problem is not None:
         raise UsageError(f"--url {display_url(url)!r}: {problem}")
     return Target(url, api_key)
+
+
+def control_url(args: argparse.Namespace, fallback: str | None, where: str) -> str | None:
+    """The normalised ``--url``, else ``fallback``; None (embedded) with ``--embedded``.
+
+    No URL and no ``--embedded`` is a usage error (``where`` follows ``--url URL`` in it, naming
+    what else gives a URL); the
+    embedded server is never implied.
+    """
+    if args.embedded:
+        if args.url is not None:
+            raise UsageError("--embedded and --url are mutually exclusive")
+        return None
+    url = args.url if args.url is not None else fallback or None
+    if url is None:
+        raise UsageError(
+            f"no server given: pass --url URL{where} "
+            "(or --embedded for the synthetic reference server)"
+        )
+    if not url.strip():
+        raise UsageError("--url must not be empty")
+    return normalize_control_url(url.strip())
 
 
 def url_problem(url: str) -> str | None:
@@ -213,29 +235,10 @@ def iter_csv(values: list[str] | None) -> Iterator[str]:
                 yield item
 
 
-def find_leaf(exc: BaseException, cls: type[_E]) -> _E | None:
-    """``exc`` itself or the first exception of type ``cls`` inside (nested) groups."""
-    if isinstance(exc, cls):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        for inner in group.exceptions:
-            found = find_leaf(inner, cls)
-            if found is not None:
-                return found
-    return None
-
-
 def simtrio_error_of(exc: BaseException) -> SimtrioError | None:
-    """The simtrio error ``exc`` is, or wraps alone (possibly in nested groups); else None."""
-    if isinstance(exc, SimtrioError):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        _, rest = group.split(SimtrioError)
-        if rest is None:
-            return find_leaf(group, SimtrioError)
-    return None
+    """The simtrio error ``exc`` is, or the first of the simtrio errors that alone make up its
+    (nested) groups; else None."""
+    return find_leaf(exc, SimtrioError) if only(exc, SimtrioError) else None
 
 
 def display_url(url: str) -> str:

@@ -16,11 +16,11 @@ The exit status is 1 when there is a regression, whichever sections are shown.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo
 from simtrio.cli.output import json_object, render_table, write_json
 from simtrio.cli.runfile import RunFile, RunFileError, load_run
 
@@ -28,12 +28,13 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
 
-    from simtrio.cli.common import Subparsers
 
 __all__ = [
     "SECTIONS",
     "Comparison",
-    "add_parser",
+    "INFO",
+    "add_arguments",
+    "command",
     "compare_runs",
     "load_run",
     "net_changes",
@@ -56,21 +57,23 @@ _REGRESSING = ("incorrect", "execution_errors", "errors", "failed_sessions")
 _SHOWN = 20
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "compare",
-        help="compare two runs (sim or simtrio NDJSON, sim's legacy JSON, or DB:RUN_ID)",
-        description=(
-            "Sections: regressions (success -> failure), improvements (failure -> success), "
-            "balances (per-account SOL and token change differences), summary; none given: "
-            "all. Exit status 1 when the experiment regressed, 2 when a run cannot be read."
-        ),
-    )
+INFO: Final = CommandInfo(
+    name="compare",
+    help="compare two runs (sim or simtrio NDJSON, sim's legacy JSON, or DB:RUN_ID)",
+    description=(
+        "Sections: regressions (success -> failure), improvements (failure -> success), "
+        "balances (per-account SOL and token change differences), summary; none given: "
+        "all. Exit status 1 when the experiment regressed, 2 when a run cannot be read."
+    ),
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("experiment", metavar="EXPERIMENT")
     p.add_argument("section", metavar="SECTION", nargs="?", choices=SECTIONS)
     p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
-    p.set_defaults(handler=command)
 
 
 def _delta(base: Any, exp: Any) -> int | None:

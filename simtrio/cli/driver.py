@@ -11,17 +11,18 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import trio
 
 from simtrio import events
 from simtrio.cli.agents import Agent, agent_pnl, read_balances, stats_json
-from simtrio.cli.common import Interrupt, Target, display_url, find_leaf, simtrio_error_of
+from simtrio.cli.common import Interrupt, Target, display_url, simtrio_error_of
 from simtrio.cli.inject import ProgramBuild, injection_states
 from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionTally, tx_facts
+from simtrio.core.groups import find_leaf, only
 from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.params import Continue, CreateSession
@@ -365,16 +366,11 @@ def _error_of_a_stop(exc: BaseException) -> SimtrioError | None:
     one of them: it must end the run as an error."""
     from simtrio.recording import RecordingFailed
 
-    rest: BaseException | None = exc
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        _, rest = group.split(trio.Cancelled)
-    if rest is None:
+    if only(exc, trio.Cancelled) or not only(exc, (SimtrioError, trio.Cancelled)):
         return None
-    error = simtrio_error_of(rest)
-    if error is None or find_leaf(rest, RecordingFailed) is not None:
+    if find_leaf(exc, RecordingFailed) is not None:
         return None
-    return error
+    return find_leaf(exc, SimtrioError)
 
 
 def _metadata(opts: RunOptions, url: str, program_ids: Sequence[str]) -> dict[str, Any]:

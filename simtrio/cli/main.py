@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol, cast
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from simtrio.cli import compare, ranges, replay, run, runs, serve, summarize, sweep
 from simtrio.cli.common import (
@@ -24,17 +24,23 @@ from simtrio.cli.common import (
     UsageError,
     simtrio_error_of,
 )
+from simtrio.core.groups import first_leaf, only
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from simtrio.cli.common import Subparsers
+    from simtrio.cli.common import CommandInfo, Subparsers
 
 __all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "build_parser", "main"]
 
 
 class _Command(Protocol):
-    def add_parser(self, sub: Subparsers, /) -> None: ...
+    @property
+    def INFO(self) -> CommandInfo: ...
+
+    def add_arguments(self, p: argparse.ArgumentParser, /) -> None: ...
+
+    def command(self, args: argparse.Namespace, /) -> int: ...
 
 
 COMMANDS: list[_Command] = [run, serve, ranges, runs, compare, summarize, replay, sweep]
@@ -63,7 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="command", metavar="COMMAND", parser_class=_CommandParser
     )
     for module in COMMANDS:
-        module.add_parser(sub)
+        info = module.INFO
+        p = sub.add_parser(
+            info.name, help=info.help, description=info.description, usage=info.usage
+        )
+        p.set_defaults(handler=module.command)
+        module.add_arguments(p)
     for sub_parser in sub.choices.values():
         # Nested parsers (``runs list``) set their own, which then win.
         sub_parser.set_defaults(usage_parser=sub_parser)
@@ -103,11 +114,6 @@ def _configure_logging(verbosity: int) -> None:
     from simtrio.cli.console import configure_logging, stderr_console
 
     configure_logging(verbosity, stderr_console())
-
-
-def _only_interrupts(group: BaseExceptionGroup[BaseException]) -> bool:
-    _, rest = group.split(KeyboardInterrupt)
-    return rest is None
 
 
 def _silence_stdout() -> None:
@@ -151,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_BROKEN_PIPE
     except BaseExceptionGroup as group:
-        if _only_interrupts(group):
+        if only(group, KeyboardInterrupt):
             return EXIT_INTERRUPTED
         return _unexpected(group, verbose)
     except Exception as exc:
@@ -170,20 +176,13 @@ def _unexpected(exc: BaseException, verbose: int) -> int:
     if error is not None:
         print(f"simtrio: error: {error}", file=sys.stderr)
     else:
-        leaf = _first_leaf(exc)
+        leaf = first_leaf(exc)
         print(
             f"simtrio: internal error: {type(leaf).__name__}: {leaf}"
             + ("" if verbose else " (run with -v for the traceback)"),
             file=sys.stderr,
         )
     return EXIT_FAILED
-
-
-def _first_leaf(exc: BaseException) -> BaseException:
-    while isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        exc = group.exceptions[0]
-    return exc
 
 
 def entry() -> NoReturn:

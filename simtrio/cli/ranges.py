@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import trio
@@ -20,6 +20,7 @@ from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    CommandInfo,
     Interrupt,
     Target,
     UsageError,
@@ -32,11 +33,11 @@ from simtrio.client import BacktestClient
 from simtrio.errors import SimtrioError
 
 if TYPE_CHECKING:
-    from simtrio.cli.common import Subparsers
     from simtrio.wire.types import AvailableRange
 
 __all__ = [
-    "add_parser",
+    "INFO",
+    "add_arguments",
     "command",
     "fetch_ranges",
     "filter_ranges",
@@ -57,12 +58,15 @@ def parse_date(text: str) -> dt.datetime:
     return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "ranges",
-        help="list the slot ranges a server can replay",
-        description="--after and --before keep the ranges that overlap the period they give.",
-    )
+INFO: Final = CommandInfo(
+    name="ranges",
+    help="list the slot ranges a server can replay",
+    description="--after and --before keep the ranges that overlap the period they give.",
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     add_target_args(p)
     p.add_argument(
         "--after", type=parse_date, metavar="DATE", help="ranges ending at or after DATE (UTC)"
@@ -74,7 +78,6 @@ def add_parser(sub: Subparsers) -> None:
         help="ranges starting at or before DATE (UTC)",
     )
     p.add_argument("--json", action="store_true", help="print a JSON array")
-    p.set_defaults(handler=command)
 
 
 def _time(text: str | None) -> dt.datetime | None:

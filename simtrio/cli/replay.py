@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Final, TextIO
 
 import trio
 
@@ -19,41 +19,43 @@ from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    CommandInfo,
     Interrupt,
     UsageError,
-    find_leaf,
     simtrio_error_of,
 )
+from simtrio.core.groups import find_leaf
 from simtrio.errors import SimtrioError
 from simtrio.wire import types
 
 if TYPE_CHECKING:
     import argparse
 
-    from simtrio.cli.common import Subparsers
     from simtrio.recording.replay import ReplayServer
     from simtrio.recording.script import ReplayScript
 
-__all__ = ["add_parser", "command", "replay_command", "replay_forever"]
+__all__ = ["INFO", "add_arguments", "command", "replay_command", "replay_forever"]
 
 _KINDS = {"transactionNotification": "transactions", "accountDiffNotification": "account-diffs"}
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "replay",
-        help="serve a recorded run until Ctrl-C",
-        description=(
-            "Prints the control URL on stdout once listening, and the simtrio run command that "
-            "repeats the recorded run on stderr. Exit status: 0, 1 if a client diverged from "
-            "the recording, 2 if the run cannot be read."
-        ),
-    )
+INFO: Final = CommandInfo(
+    name="replay",
+    help="serve a recorded run until Ctrl-C",
+    description=(
+        "Prints the control URL on stdout once listening, and the simtrio run command that "
+        "repeats the recorded run on stderr. Exit status: 0, 1 if a client diverged from "
+        "the recording, 2 if the run cannot be read."
+    ),
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("db", metavar="DB", type=Path)
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
-    p.set_defaults(handler=command)
 
 
 def _step(script: ReplayScript) -> int | None:

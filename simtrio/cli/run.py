@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TextIO
+from typing import TYPE_CHECKING, BinaryIO, Final, TextIO
 
 import trio
 from solders.pubkey import Pubkey
@@ -17,6 +17,7 @@ from simtrio.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    CommandInfo,
     Interrupt,
     UsageError,
     add_target_args,
@@ -38,13 +39,13 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from simtrio.cli.common import Subparsers
     from simtrio.cli.ndjson import RunWriter
 
 __all__ = [
     "SUBSCRIPTION_KINDS",
     "RunOptions",
-    "add_parser",
+    "INFO",
+    "add_arguments",
     "command",
     "execute_run",
     "exit_status",
@@ -72,17 +73,6 @@ _U64_MAX = 2**64 - 1
 _U32_MAX = 2**32 - 1
 
 
-def _slot(text: str) -> int:
-    """A slot number: a clear one-line error for anything that is not one."""
-    try:
-        value = int(text, 10)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a slot number: {text!r}") from None
-    if not 0 <= value <= _U64_MAX:
-        raise argparse.ArgumentTypeError(f"{text} is out of range (0..{_U64_MAX})")
-    return value
-
-
 def _bounded(limit: int, what: str) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -96,17 +86,24 @@ def _bounded(limit: int, what: str) -> Callable[[str], int]:
     return parse
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "run",
-        help="run a backtest and print a summary",
-        description=(
-            "Drive a backtest from --start-slot to --end-slot (both inclusive), or to "
-            "--start-slot + --slot-count, against --url or (with --embedded) an in-process "
-            "reference server. Exit status: 0 completed, 1 failed (any sub-session), 2 usage, "
-            "130 interrupted (SIGINT), 143 terminated (SIGTERM)."
-        ),
-    )
+INFO: Final = CommandInfo(
+    name="run",
+    help="run a backtest and print a summary",
+    description=(
+        "Drive a backtest from --start-slot to --end-slot (both inclusive), or to "
+        "--start-slot + --slot-count, against --url or (with --embedded) an in-process "
+        "reference server. Exit status: 0 completed, 1 failed (any sub-session), 2 usage, "
+        "130 interrupted (SIGINT), 143 terminated (SIGTERM)."
+    ),
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+_slot = _bounded(_U64_MAX, "a slot number")
+"""A slot number: a clear one-line error for anything that is not one."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start-slot", type=_slot, required=True, metavar="N")
     span = p.add_mutually_exclusive_group(required=True)
     span.add_argument("--end-slot", type=_slot, metavar="M", help="last slot (inclusive)")
@@ -195,7 +192,6 @@ def add_parser(sub: Subparsers) -> None:
     embedded.add_argument(
         "--slot-delay", type=float, default=0.0, metavar="S", help="seconds each slot takes"
     )
-    p.set_defaults(handler=command)
 
 
 def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> RunOptions:

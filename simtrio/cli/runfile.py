@@ -21,7 +21,7 @@ Every transaction is normalised to the ``sim`` ``tx`` shape: ``slot``, ``signatu
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import attrs
 import orjson
@@ -197,39 +197,41 @@ def _sim_record(run: RunFile, kind: object, data: dict[str, Any] | None) -> None
         run.skipped += 1
         return
     match kind:
-        case "metadata":
-            run.metadata = data
         case "session_started":
             session_id = data.get("session_id")
             if isinstance(session_id, str):
                 run.session_ids.append(session_id)
-        case "tx":
-            record = tx_record(data)
-            if record is not None:
-                run.transactions[record["signature"]] = record
-        case "diff":
-            run.account_diffs += 1
         case "summary":
             run.sim_summary = data
             sessions, totals = data.get("sessions"), data.get("totals")
             if isinstance(sessions, list) and isinstance(totals, dict):
                 run.summary = data
         case _:
-            run.skipped += 1
+            _shared_record(run, kind, data)
+
+
+_SIMTRIO_AS_SIM: Final = {"metadata": "metadata", "transaction": "tx", "accountDiff": "diff"}
+"""simtrio's spelling of the record kinds both formats have, to sim's."""
 
 
 def _simtrio_record(run: RunFile, kind: object, obj: dict[str, Any]) -> None:
+    if kind == "summary":
+        run.summary = obj
+    else:
+        _shared_record(run, _SIMTRIO_AS_SIM.get(kind) if isinstance(kind, str) else None, obj)
+
+
+def _shared_record(run: RunFile, kind: object, data: dict[str, Any]) -> None:
+    """A record both formats have, by its sim kind; anything else is skipped."""
     match kind:
         case "metadata":
-            run.metadata = obj
-        case "transaction":
-            record = tx_record(obj)
+            run.metadata = data
+        case "tx":
+            record = tx_record(data)
             if record is not None:
                 run.transactions[record["signature"]] = record
-        case "accountDiff":
+        case "diff":
             run.account_diffs += 1
-        case "summary":
-            run.summary = obj
         case _:
             run.skipped += 1
 

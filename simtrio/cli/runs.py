@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from simtrio.cli import runs_transfer
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo
 from simtrio.cli.output import json_object, render_table, write_json
 from simtrio.cli.recorded import summarize_recording
 from simtrio.cli.report import render_summary
@@ -21,14 +21,19 @@ from simtrio.errors import SimtrioError
 if TYPE_CHECKING:
     import argparse
 
-    from simtrio.cli.common import Subparsers
     from simtrio.recording.store import RunManifest, RunStore, VerifyResult
 
-__all__ = ["add_parser", "command", "render_runs", "verify_json"]
+__all__ = ["INFO", "add_arguments", "command", "render_runs", "verify_json"]
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser("runs", help="inspect recorded runs (list, show, verify, export, import)")
+INFO: Final = CommandInfo(
+    name="runs",
+    help="inspect recorded runs (list, show, verify, export, import)",
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="list the runs of a store")
     ls.add_argument("db", metavar="DB", type=Path)
@@ -46,7 +51,6 @@ def add_parser(sub: Subparsers) -> None:
     for parser in (ls, show, verify):
         parser.set_defaults(handler=command, usage_parser=parser)
     runs_transfer.add_actions(actions)
-    p.set_defaults(handler=command)
 
 
 def _slots(manifest: RunManifest) -> str | None:

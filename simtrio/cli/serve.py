@@ -5,31 +5,45 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
+import attrs
 import trio
 
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK, Interrupt, UsageError, find_leaf
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, CommandInfo, Interrupt, UsageError
+from simtrio.core.groups import find_leaf
 
 if TYPE_CHECKING:
     import argparse
 
-    from simtrio.cli.common import Subparsers
     from simtrio.server import ReferenceServer, ServerConfig
 
-__all__ = ["add_parser", "command", "config_from_args", "serve_forever"]
+__all__ = ["INFO", "add_arguments", "command", "config_from_args", "serve_forever"]
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "serve",
-        help="run the reference server until Ctrl-C",
-        description=(
-            "Prints the control URL on stdout once listening. The API key comes from "
-            "--api-key-file, else --api-key, else $SIMULATOR_API_KEY; with none, any key is "
-            "accepted."
-        ),
-    )
+INFO: Final = CommandInfo(
+    name="serve",
+    help="run the reference server until Ctrl-C",
+    description=(
+        "Prints the control URL on stdout once listening. The API key comes from "
+        "--api-key-file, else --api-key, else $SIMULATOR_API_KEY; with none, any key is "
+        "accepted."
+    ),
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+_LIMITS: Final = (
+    ("max_connections", "connections served at once (4096)"),
+    ("max_sessions", "live sessions and sub-sessions (4096)"),
+    ("max_session_slots", "slots one create may ask for (1000000)"),
+    ("max_chain_sessions", "sessions holding a LiteSVM at once (512)"),
+    ("max_user_transactions_per_slot", "user transactions one slot of a session takes (4096)"),
+)
+"""The ``ServerConfig`` limits ``--max-*`` options set, with their help (default in brackets)."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="TCP port (default: any free port)")
     key = p.add_mutually_exclusive_group()
@@ -51,28 +65,8 @@ def add_parser(sub: Subparsers) -> None:
         help="derive session ids from --seed (same seed, same ids) instead of random ones",
     )
     limits = p.add_argument_group("limits")
-    limits.add_argument(
-        "--max-connections", type=int, metavar="N", help="connections served at once (4096)"
-    )
-    limits.add_argument(
-        "--max-sessions", type=int, metavar="N", help="live sessions and sub-sessions (4096)"
-    )
-    limits.add_argument(
-        "--max-session-slots", type=int, metavar="N", help="slots one create may ask for (1000000)"
-    )
-    limits.add_argument(
-        "--max-chain-sessions",
-        type=int,
-        metavar="N",
-        help="sessions holding a LiteSVM at once (512)",
-    )
-    limits.add_argument(
-        "--max-user-transactions-per-slot",
-        type=int,
-        metavar="N",
-        help="user transactions one slot of a session takes (4096)",
-    )
-    p.set_defaults(handler=command)
+    for field, text in _LIMITS:
+        limits.add_argument(f"--{field.replace('_', '-')}", type=int, metavar="N", help=text)
 
 
 def _api_key(args: argparse.Namespace) -> str | None:
@@ -102,20 +96,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise UsageError("--port must be in 0..65535")
     if args.slot_delay < 0:
         raise UsageError("--slot-delay must be >= 0")
-    defaults = ServerConfig()
-    return ServerConfig(
+    config = ServerConfig(
         api_key=_api_key(args),
         seed=args.seed,
         slot_delay=args.slot_delay,
         deterministic_ids=args.deterministic_ids,
-        max_connections=_limit(args, "max_connections", defaults.max_connections),
-        max_sessions=_limit(args, "max_sessions", defaults.max_sessions),
-        max_session_slots=_limit(args, "max_session_slots", defaults.max_session_slots),
-        max_chain_sessions=_limit(args, "max_chain_sessions", defaults.max_chain_sessions),
-        max_user_transactions_per_slot=_limit(
-            args, "max_user_transactions_per_slot", defaults.max_user_transactions_per_slot
-        ),
     )
+    limits: dict[str, Any] = {
+        field: _limit(args, field, getattr(config, field)) for field, _ in _LIMITS
+    }
+    return attrs.evolve(config, **limits)
 
 
 def _limit(args: argparse.Namespace, name: str, default: int) -> int:

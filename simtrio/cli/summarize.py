@@ -10,26 +10,28 @@ slot gives the opening balance (its ``pre``), the change at the highest slot the
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
-from simtrio.cli.common import EXIT_OK, EXIT_USAGE, iter_csv
+from simtrio.cli.common import EXIT_OK, EXIT_USAGE, CommandInfo, iter_csv
 from simtrio.cli.output import render_table, write_json
 from simtrio.cli.runfile import RunFile, RunFileError, load_run
 
 if TYPE_CHECKING:
     import argparse
 
-    from simtrio.cli.common import Subparsers
 
-__all__ = ["add_parser", "command", "wallet_balances"]
+__all__ = ["INFO", "add_arguments", "command", "wallet_balances"]
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "summarize",
-        help="summarise a run file (metadata, totals, wallet balances)",
-        description="Exit status 2 when the run cannot be read.",
-    )
+INFO: Final = CommandInfo(
+    name="summarize",
+    help="summarise a run file (metadata, totals, wallet balances)",
+    description="Exit status 2 when the run cannot be read.",
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="a run file of any format, or DB:RUN_ID")
     p.add_argument(
         "--accounts",
@@ -38,7 +40,6 @@ def add_parser(sub: Subparsers) -> None:
         help="wallets whose opening and closing balances to show (comma separated)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(handler=command)
 
 
 def _slot_key(item: tuple[int, dict[str, Any]]) -> tuple[int, int]:

@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
 import orjson
 import trio
@@ -26,24 +26,24 @@ from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    CommandInfo,
     UsageError,
     add_target_args,
+    control_url,
     display_url,
 )
 from simtrio.cli.output import format_duration, json_object, render_table, write_json
 from simtrio.errors import SimtrioError
-from simtrio.wire.urls import normalize_control_url
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
 
-    from simtrio.cli.common import Subparsers
     from simtrio.server import ServerConfig
     from simtrio.sweep import Cell, CellReport, CellTask, Executor, SweepProgress, SweepTable
     from simtrio.sweep.spec import SweepSpec
 
-__all__ = ["add_parser", "command", "render_sweep_table"]
+__all__ = ["INFO", "add_arguments", "command", "render_sweep_table"]
 
 _USAGE = (
     "simtrio sweep SPEC.toml --record DB [--executor {local,processes,ray}] [--address A] "
@@ -51,18 +51,21 @@ _USAGE = (
 )
 
 
-def add_parser(sub: Subparsers) -> None:
-    p = sub.add_parser(
-        "sweep",
-        help="run many backtests from a sweep file, or report a recorded sweep",
-        usage=_USAGE,
-        description=(
-            "Run every cell (range x parameter combination) of a sweep file, recording each "
-            "as one run into --record DB; running it again resumes (succeeded cells are "
-            "skipped). 'sweep report DB NAME' prints one row per cell. Exit status: 0 all "
-            "cells succeeded, 1 some did not, 2 usage, 130 stopped by Ctrl-C or SIGTERM."
-        ),
-    )
+INFO: Final = CommandInfo(
+    name="sweep",
+    help="run many backtests from a sweep file, or report a recorded sweep",
+    usage=_USAGE,
+    description=(
+        "Run every cell (range x parameter combination) of a sweep file, recording each "
+        "as one run into --record DB; running it again resumes (succeeded cells are "
+        "skipped). 'sweep report DB NAME' prints one row per cell. Exit status: 0 all "
+        "cells succeeded, 1 some did not, 2 usage, 130 stopped by Ctrl-C or SIGTERM."
+    ),
+)
+"""The command's name and what ``--help`` says of it."""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("words", nargs="+", metavar="SPEC.toml | report DB NAME")
     p.add_argument(
         "--executor",
@@ -81,7 +84,6 @@ def add_parser(sub: Subparsers) -> None:
     p.add_argument("--record", metavar="DB", type=Path, help="the run store to record into")
     p.add_argument("--json", action="store_true", help="print the outcome table as JSON")
     add_target_args(p)
-    p.set_defaults(handler=command)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,19 +173,8 @@ def _url(args: argparse.Namespace, spec: SweepSpec, env: Mapping[str, str]) -> s
     As for ``simtrio run``, the embedded server is never implied: no URL anywhere and no
     ``--embedded`` is a usage error.
     """
-    if args.embedded:
-        if args.url is not None:
-            raise UsageError("--embedded and --url are mutually exclusive")
-        return None
-    url = args.url if args.url is not None else spec.url or env.get(ENV_URL) or None
-    if url is None:
-        raise UsageError(
-            f"no server given: pass --url URL, set url in the sweep file or ${ENV_URL} "
-            "(or --embedded for the synthetic reference server)"
-        )
-    if not url.strip():
-        raise UsageError("--url must not be empty")
-    return normalize_control_url(url.strip())
+    fallback = spec.url or env.get(ENV_URL)
+    return control_url(args, fallback, f", set url in the sweep file or ${ENV_URL}")
 
 
 def _executor(args: argparse.Namespace) -> Executor:

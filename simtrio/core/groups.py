@@ -55,9 +55,13 @@ def sole_leaf(
     """The one exception that ``exc`` stands for, or None when it stands for several.
 
     That is its lone leaf; failing that, the lone leaf of type ``prefer`` when every other leaf
-    is of type ``ignoring`` (a failure next to the cancellations it caused).
+    is of type ``ignoring`` (a failure next to the cancellations it caused). One exception
+    raised from two tasks (a stored failure re-raised, say) counts once.
     """
-    found = list(leaves(exc))
+    found: list[BaseException] = []
+    for leaf in leaves(exc):
+        if not any(leaf is seen for seen in found):
+            found.append(leaf)
     if len(found) == 1:
         return found[0]
     preferred = [leaf for leaf in found if prefer and isinstance(leaf, prefer)]

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 __all__ = [
     "EVENT_KIND_PREFIX",
     "MAX_PAYLOAD_SIZE",
+    "PLANE_VALUES",
     "RUN_ENDED",
     "RUN_STARTED",
+    "ZSTD_LEVEL",
     "Plane",
     "RunStatus",
     "compress_payload",
@@ -55,7 +57,8 @@ MAX_PAYLOAD_SIZE: Final = 256 * 1024 * 1024
 """A stored payload that claims to decompress beyond this is treated as corrupt."""
 
 _CHAIN_DOMAIN: Final = b"simtrio-run-chain-v1\x00"
-_ZSTD_LEVEL: Final = 3
+ZSTD_LEVEL: Final = 3
+"""The zstd level of stored payloads and of run exports."""
 _SUFFIX_BYTES: Final = 3
 
 
@@ -84,6 +87,10 @@ class Plane(enum.StrEnum):
     """A control-plane request the client wrote (create, continue, close, ...)."""
     RPC = "rpc"
     """A per-session JSON-RPC call the client made and the answer it got (kind: the method)."""
+
+
+PLANE_VALUES: Final = frozenset(plane.value for plane in Plane)
+"""Every plane's stored name."""
 
 
 def genesis_hash(run_id: str) -> bytes:
@@ -123,7 +130,7 @@ class _Codecs(threading.local):
     """One zstd compressor and decompressor per thread (building them costs more than a call)."""
 
     def __init__(self) -> None:
-        self.compressor = zstandard.ZstdCompressor(level=_ZSTD_LEVEL)
+        self.compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self.decompressor = zstandard.ZstdDecompressor()
 
 

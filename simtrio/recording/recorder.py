@@ -30,12 +30,13 @@ import logging
 import math
 import time
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, cast
+from typing import TYPE_CHECKING, Final
 
 import orjson
 import trio
 
 from simtrio import events
+from simtrio.core.groups import only, unwrapped
 from simtrio.errors import InvalidParams
 from simtrio.params import CreateSession
 from simtrio.recording.errors import RecordingClosed, RecordingFailed, StoreError
@@ -51,6 +52,7 @@ from simtrio.recording.wireform import (
     sent_form,
 )
 from simtrio.wire import codec
+from simtrio.wire.redact import REDACTED
 
 if TYPE_CHECKING:
     import os
@@ -78,6 +80,7 @@ DEFAULT_MAX_PENDING: Final = 65_536
 """Entries not yet durable beyond which ``record_*`` coroutines wait for the writer."""
 
 _MAX_BATCH: Final = 8192
+_REDACTED_BYTES: Final = REDACTED.encode()
 
 
 class Recorder:
@@ -391,7 +394,7 @@ def _redact(entry: PendingEntry, secrets: Sequence[bytes]) -> PendingEntry:
     for secret in secrets:
         if secret in payload:
             logger.warning("a recorded %s entry contained a secret; it was redacted", entry.kind)
-            payload = payload.replace(secret, b"<redacted>")
+            payload = payload.replace(secret, _REDACTED_BYTES)
     if payload is entry.payload:
         return entry
     return PendingEntry(
@@ -412,24 +415,16 @@ def _scrub(text: str | None, secrets: Sequence[str]) -> str | None:
     if text is None:
         return None
     for secret in secrets:
-        text = text.replace(secret, "<redacted>")
+        text = text.replace(secret, REDACTED)
     return text
 
 
 def _outcome(exc: BaseException | None) -> tuple[str, str | None]:
     if exc is None:
         return "completed", None
-    if isinstance(exc, trio.Cancelled) or _only_cancelled(exc):
+    if only(exc, trio.Cancelled):
         return "cancelled", None
     return "error", type(exc).__name__
-
-
-def _only_cancelled(exc: BaseException) -> bool:
-    """A (nested) group of nothing but ``Cancelled``, as nurseries raise when cancelled."""
-    if not isinstance(exc, BaseExceptionGroup):
-        return False
-    _, rest = cast("BaseExceptionGroup[BaseException]", exc).split(trio.Cancelled)
-    return rest is None
 
 
 @asynccontextmanager
@@ -498,43 +493,26 @@ async def open_recorder(
     )
     body_error: BaseException | None = None
     try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(recorder._writer_loop)  # pyright: ignore[reportPrivateUsage]
-            try:
-                yield recorder
-            except BaseException as exc:
-                body_error = exc
-                raise
-            finally:
-                outcome, error = _outcome(body_error)
+        # What leaves is the one error that matters: a recording failure first (it is why the
+        # body was cancelled, or what its record calls raised), else the lone exception.
+        with unwrapped(prefer=RecordingFailed, ignoring=BaseException):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(recorder._writer_loop)  # pyright: ignore[reportPrivateUsage]
                 try:
-                    await recorder._finish(outcome, error)  # pyright: ignore[reportPrivateUsage]
-                except RecordingFailed:
-                    if body_error is None:
-                        raise
-                    logger.error("run %s could not be ended cleanly", recorder.run_id)
+                    yield recorder
+                except BaseException as exc:
+                    body_error = exc
+                    raise
                 finally:
-                    nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        single = _unwrap(group)
-        if single is group:
-            raise
-        context = single.__context__
-        try:
-            raise single
-        finally:
-            single.__context__ = context
-            del single, context
+                    outcome, error = _outcome(body_error)
+                    try:
+                        await recorder._finish(outcome, error)  # pyright: ignore[reportPrivateUsage]
+                    except RecordingFailed:
+                        if body_error is None:
+                            raise
+                        logger.error("run %s could not be ended cleanly", recorder.run_id)
+                    finally:
+                        nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(store.close)
-
-
-def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The one error a caller should see: a recording failure first, else a lone exception."""
-    for exc in group.exceptions:
-        if isinstance(exc, RecordingFailed):
-            return exc
-    if len(group.exceptions) == 1:
-        return group.exceptions[0]
-    return group

@@ -11,26 +11,30 @@ Opening a store runs the recovery sweep: every run still ``RUNNING`` whose recor
 run never locks the store: an entry or manifest row of the wrong type or encoding is damage of
 that run (it is quarantined), and the rest of the store keeps working.
 
-A new store is built in a temporary file and linked into place complete, so a store file is
-never seen half-initialised; an existing file that is not a run store (an empty file included)
-is refused, never initialised.
+The file's layout is in :mod:`~simtrio.recording.schema`, the values in
+:mod:`~simtrio.recording.records`, the checked reading of rows in :mod:`~simtrio.recording.rows`
+and the chain check in :mod:`~simtrio.recording.verify`; every sqlite3 or OS error becomes a
+``StoreError`` through :func:`~simtrio.recording.boundary.store_errors`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import secrets
-import sqlite3
-import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING
 
-import attrs
 import orjson
 
+from simtrio.recording.boundary import store_errors
+from simtrio.recording.dbfile import (
+    BUSY_TIMEOUT_MS,
+    SqliteFile,
+    connect,
+    read_snapshot,
+    write_transaction,
+)
 from simtrio.recording.errors import RunNotFound, RunUnusable, StoreError
 from simtrio.recording.format import (
     RUN_ENDED,
@@ -39,16 +43,38 @@ from simtrio.recording.format import (
     RunStatus,
     compress_payload,
     decompress_payload,
-    entry_hash,
     format_ns,
     genesis_hash,
     json_field,
     new_run_id,
     redact_url,
 )
+from simtrio.recording.records import (
+    ActiveRun,
+    Entry,
+    PendingEntry,
+    RecoveryResult,
+    RunManifest,
+    VerifyResult,
+    chain_hash,
+)
+from simtrio.recording.rows import entry_row, manifest_row, text_column
+from simtrio.recording.runlock import RunLock, lock_path
+from simtrio.recording.schema import (
+    CHECKED_ENTRY_COLUMNS,
+    CHECKED_MANIFEST_COLUMNS,
+    ENTRY_COLUMNS,
+    MANIFEST_COLUMNS,
+    SCHEMA_VERSION,
+    check_identity,
+    create_store_file,
+)
+from simtrio.recording.verify import check_run
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator, Sequence
+    import os
+    import sqlite3
+    from collections.abc import Iterator, Sequence
 
     from simtrio.wire.types import JsonValue
 
@@ -66,270 +92,12 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION: Final = 1
-APPLICATION_ID: Final = 0x53696D54  # "SimT": marks the file as a simtrio run store
-_BUSY_TIMEOUT_MS: Final = 10_000
 
-_SCHEMA: Final = """
-CREATE TABLE runs (
-    run_id TEXT PRIMARY KEY,
-    parent_run_id TEXT,
-    status TEXT NOT NULL,
-    create_request TEXT,
-    server_url TEXT,
-    simtrio_version TEXT NOT NULL,
-    started_at_ns INTEGER NOT NULL,
-    ended_at_ns INTEGER,
-    entry_count INTEGER NOT NULL,
-    control_count INTEGER NOT NULL DEFAULT 0,
-    data_count INTEGER NOT NULL DEFAULT 0,
-    sent_count INTEGER NOT NULL DEFAULT 0,
-    head_hash BLOB NOT NULL,
-    outcome TEXT,
-    problem TEXT
-);
-CREATE TABLE entries (
-    run_id TEXT NOT NULL REFERENCES runs (run_id),
-    seq INTEGER NOT NULL,
-    ts_ns INTEGER NOT NULL,
-    plane TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    session_id TEXT,
-    topic TEXT,
-    payload BLOB NOT NULL,
-    hash BLOB NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-CREATE INDEX runs_by_status ON runs (status);
-"""
-
-_TEXT_MANIFEST_COLUMNS: Final = frozenset(
-    {
-        "run_id",
-        "parent_run_id",
-        "status",
-        "create_request",
-        "server_url",
-        "simtrio_version",
-        "outcome",
-        "problem",
-    }
-)
-_MANIFEST_COLUMNS: Final = (
-    "run_id, parent_run_id, status, create_request, server_url, simtrio_version, "
-    "started_at_ns, ended_at_ns, entry_count, control_count, data_count, sent_count, "
-    "head_hash, outcome, problem"
-)
-_ENTRY_COLUMNS: Final = "seq, ts_ns, plane, kind, session_id, topic, payload, hash"
-_CHECKED_ENTRY_COLUMNS: Final = (
-    "seq, ts_ns, CAST(plane AS BLOB), CAST(kind AS BLOB), CAST(session_id AS BLOB), "
-    "CAST(topic AS BLOB), typeof(payload), CAST(payload AS BLOB), typeof(hash), "
-    "CAST(hash AS BLOB)"
-)
-"""Entry columns read so that a value of the wrong type or encoding cannot fail the query:
-text comes back as bytes (decoded, and checked, in Python), with the storage type of the
-binary columns alongside."""
-_CHECKED_MANIFEST_COLUMNS: Final = ", ".join(
-    f"CAST({name} AS BLOB)" if name in _TEXT_MANIFEST_COLUMNS else name
-    for name in _MANIFEST_COLUMNS.split(", ")
-)
-_HASH_SIZE: Final = 32
-
-
-# --------------------------------------------------------------------------------------------
-# Values
-# --------------------------------------------------------------------------------------------
-
-
-@attrs.frozen
-class RunManifest:
-    """What a run is: identity, lineage, status, parameters and counters."""
-
-    run_id: str
-    parent_run_id: str | None
-    status: RunStatus
-    create_request: str | None
-    """The canonical ``createBacktestSession`` text the run was created with."""
-    server_url: str | None
-    """Without user info or query string: never a credential."""
-    simtrio_version: str
-    started_at_ns: int
-    ended_at_ns: int | None
-    entry_count: int
-    control_count: int
-    data_count: int
-    sent_count: int
-    head_hash: bytes = attrs.field(repr=False)
-    outcome: str | None
-    """``completed``, ``error:<ExceptionType>``, ``cancelled`` or ``crashed``."""
-    problem: str | None
-    """Why a run was quarantined (or stopped, for a run whose writer failed)."""
-    malformed: bool = attrs.field(default=False, repr=False)
-    """The stored manifest row itself is damaged; the run is shown as ``QUARANTINED``."""
-
-    @property
-    def create_params(self) -> JsonValue:
-        """The create request's ``params`` object, or None."""
-        if self.create_request is None:
-            return None
-        try:
-            request: JsonValue = orjson.loads(self.create_request)
-        except orjson.JSONDecodeError:
-            return None
-        return json_field(request, "params")
-
-    def to_json(self) -> dict[str, JsonValue]:
-        """A JSON-ready view (used by ``simtrio runs list --json``)."""
-        return {
-            "run_id": self.run_id,
-            "status": self.status.value,
-            "parent_run_id": self.parent_run_id,
-            "started_at": format_ns(self.started_at_ns),
-            "ended_at": format_ns(self.ended_at_ns),
-            "server_url": self.server_url,
-            "simtrio_version": self.simtrio_version,
-            "create_params": self.create_params,
-            "entries": self.entry_count,
-            "control_entries": self.control_count,
-            "data_entries": self.data_count,
-            "sent_entries": self.sent_count,
-            "outcome": self.outcome,
-            "problem": self.problem,
-            "head_hash": self.head_hash.hex(),
-        }
-
-
-@attrs.frozen
-class PendingEntry:
-    """An entry handed to :meth:`RunStore.append`; ``payload`` is the uncompressed wire text."""
-
-    seq: int
-    ts_ns: int
-    plane: Plane
-    kind: str
-    session_id: str | None
-    topic: str | None
-    payload: bytes = attrs.field(repr=False)
-
-
-@attrs.frozen
-class Entry:
-    """A stored entry as read back (payload decompressed)."""
-
-    seq: int
-    ts_ns: int
-    plane: Plane
-    kind: str
-    session_id: str | None
-    topic: str | None
-    payload: bytes = attrs.field(repr=False)
-    hash: bytes = attrs.field(repr=False)
-
-    @property
-    def text(self) -> str:
-        return self.payload.decode("utf-8", errors="replace")
-
-
-@attrs.frozen
-class VerifyResult:
-    """Outcome of checking one run's chain, sequence and manifest."""
-
-    run_id: str
-    intact: bool
-    entries: int
-    """Entries checked before the first problem (all of them when intact)."""
-    ended: bool
-    """The last entry is ``run.ended``."""
-    problem: str | None = None
-    bad_seq: int | None = None
-
-
-@attrs.frozen
-class RecoveryResult:
-    """What the recovery sweep did with one run left ``RUNNING``."""
-
-    run_id: str
-    status: RunStatus
-    entries: int
-    problem: str | None = None
-
-
-@attrs.define
-class ActiveRun:
-    """Writer-side state of a run being recorded (owned by exactly one writer)."""
-
-    run_id: str
-    next_seq: int
-    head_hash: bytes
-    _lock: _RunLock | None = attrs.field(repr=False)
-    control_count: int = 0
-    data_count: int = 0
-    sent_count: int = 0
-    ended: bool = False
-
-
-# --------------------------------------------------------------------------------------------
-# Liveness: one lock file per recording run (released by the kernel if the process dies)
-# --------------------------------------------------------------------------------------------
-
-
-class _RunLock:
-    """An exclusive ``flock`` on ``<store>.locks/<run_id>.lock``.
-
-    ``flock`` locks belong to an open file description, so a sweep in the same process as a
-    live recorder sees the run as live too; a killed process releases its locks at once.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._fd: int | None = None
-
-    def acquire(self) -> bool:
-        """Take the lock without waiting; False when another recorder holds it."""
-        for _attempt in range(5):
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            except FileNotFoundError:
-                continue  # the directory was removed by a releasing run in between: retry
-            break
-        else:
-            raise OSError(f"cannot create lock file {str(self.path)!r}")
-        if sys.platform != "win32":
-            import fcntl
-
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-        self._fd = fd
-        return True
-
-    def release(self) -> None:
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        # Unlink first, then close (which unlocks): a sweep that opened the old file meanwhile
-        # finds the run no longer RUNNING when it re-reads the status under its write lock.
-        with contextlib.suppress(OSError):
-            self.path.unlink()
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            self.path.parent.rmdir()  # only succeeds once no run holds a lock file
-
-
-# --------------------------------------------------------------------------------------------
-# The store
-# --------------------------------------------------------------------------------------------
-
-
-class RunStore:
+class RunStore(SqliteFile):
     """One run store file. Not thread-safe: use it from one thread at a time."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path = path
-        self._conn = conn
+        super().__init__(path, conn)
         self.recovered: tuple[RecoveryResult, ...] = ()
         """What the recovery sweep of :meth:`open` did."""
 
@@ -344,31 +112,28 @@ class RunStore:
     ) -> RunStore:
         """Open (or create) a store and run the recovery sweep.
 
-        A missing file is created (complete, see the module docstring) unless ``create`` is
-        False; an existing one must already be a run store.
+        A missing file is created (complete, see :mod:`~simtrio.recording.schema`) unless
+        ``create`` is False; an existing one must already be a run store.
 
         Raises:
             StoreError: the file is missing (``create=False``), empty, not a run store, written
                 by a newer schema, or cannot be read.
         """
         file = Path(path)
-        try:
-            size = file.stat().st_size
-        except FileNotFoundError:
+        opening = f"cannot open run store {str(file)!r}"
+        with store_errors(opening):
+            try:
+                size: int | None = file.stat().st_size
+            except FileNotFoundError:
+                size = None
+        if size is None:
             if not create:
-                raise StoreError(f"no run store at {str(file)!r}") from None
-            _create_store_file(file)
-        except OSError as exc:
-            raise StoreError(f"cannot open run store {str(file)!r}: {exc}") from None
-        else:
-            if size == 0:
-                raise StoreError(f"{str(file)!r} is an empty file, not a simtrio run store")
-        try:
-            conn = sqlite3.connect(
-                file, isolation_level=None, check_same_thread=False, timeout=_BUSY_TIMEOUT_MS / 1000
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open run store {str(file)!r}: {exc}") from None
+                raise StoreError(f"no run store at {str(file)!r}")
+            create_store_file(file)
+        elif size == 0:
+            raise StoreError(f"{str(file)!r} is an empty file, not a simtrio run store")
+        with store_errors(opening):
+            conn = connect(file)
         store = cls(file, conn)
         try:
             store._setup()
@@ -379,70 +144,19 @@ class RunStore:
             raise
         return store
 
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
-
-    def __enter__(self) -> RunStore:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
     def _setup(self) -> None:
-        try:
+        with store_errors(f"cannot open run store {str(self.path)!r}"):
             conn = self._conn
-            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             # Identify the file before changing anything about it.
-            if not self._check_identity():
+            if not check_identity(conn, self.path):
                 raise StoreError(f"{str(self.path)!r} is an empty database, not a run store")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open run store {str(self.path)!r}: {exc}") from None
 
-    def _check_identity(self) -> bool:
-        """True for a run store, False for an empty file; StoreError for anything else."""
-        conn = self._conn
-        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id == 0 and version == 0 and tables == 0:
-            return False
-        if app_id != APPLICATION_ID:
-            raise StoreError(f"{str(self.path)!r} is not a simtrio run store")
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"run store {str(self.path)!r} has schema {version}; this simtrio reads "
-                f"up to {SCHEMA_VERSION}"
-            )
-        return True
-
-    @contextlib.contextmanager
-    def _write(self) -> Generator[None]:
-        """One immediate transaction: committed on success, rolled back on any exception."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-
-    @contextlib.contextmanager
-    def _read(self) -> Generator[None]:
-        """One read transaction, so several queries see the same snapshot."""
-        self._conn.execute("BEGIN")
-        try:
-            yield
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("COMMIT")
-
-    def _lock_for(self, run_id: str) -> _RunLock:
-        return _RunLock(self.path.with_name(self.path.name + ".locks") / f"{run_id}.lock")
+    def _lock_for(self, run_id: str) -> RunLock:
+        return RunLock(lock_path(self.path, run_id))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -465,7 +179,7 @@ class RunStore:
         ts = time.time_ns() if now_ns is None else now_ns
         run_id = run_id or new_run_id(ts)
         url = redact_url(server_url)
-        try:
+        with store_errors(f"cannot lock run {run_id}"):
             if parent_run_id is not None:
                 parent = self._manifest_or_none(parent_run_id)
                 if parent is not None and parent.status is RunStatus.QUARANTINED:
@@ -473,8 +187,6 @@ class RunStore:
             lock = self._lock_for(run_id)
             if not lock.acquire():
                 raise StoreError(f"run {run_id} is already being recorded")
-        except OSError as exc:
-            raise StoreError(f"cannot lock run {run_id}: {exc}") from None
         create_params: JsonValue = None
         if create_request is not None:
             with contextlib.suppress(orjson.JSONDecodeError):
@@ -493,9 +205,9 @@ class RunStore:
         first = PendingEntry(1, ts, Plane.RUN, RUN_STARTED, None, None, payload)
         head = chain_hash(genesis_hash(run_id), first)
         try:
-            with self._write():
+            with store_errors(f"cannot start run {run_id}"), write_transaction(self._conn):
                 self._conn.execute(
-                    f"INSERT INTO runs ({_MANIFEST_COLUMNS}) "
+                    f"INSERT INTO runs ({MANIFEST_COLUMNS}) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, NULL, 1, 0, 0, 0, ?, NULL, NULL)",
                     (
                         run_id,
@@ -509,9 +221,6 @@ class RunStore:
                     ),
                 )
                 self._insert(run_id, [(first, head)])
-        except (sqlite3.Error, OSError) as exc:
-            lock.release()
-            raise StoreError(f"cannot start run {run_id}: {exc}") from None
         except BaseException:
             lock.release()
             raise
@@ -552,32 +261,27 @@ class RunStore:
             ended = entry.plane is Plane.RUN and entry.kind == RUN_ENDED
             seq += 1
         last = entries[-1]
-        try:
-            with self._write():
-                self._insert(run.run_id, rows)
-                cursor = self._conn.execute(
-                    "UPDATE runs SET entry_count = ?, head_hash = ?, control_count = ?, "
-                    "data_count = ?, sent_count = ?, status = ?, ended_at_ns = ?, outcome = ? "
-                    "WHERE run_id = ? AND status = ?",
-                    (
-                        seq - 1,
-                        head,
-                        run.control_count + counts[Plane.CONTROL],
-                        run.data_count + counts[Plane.DATA],
-                        run.sent_count + counts[Plane.SENT],
-                        (RunStatus.ENDED if ended else RunStatus.RUNNING).value,
-                        last.ts_ns if ended else None,
-                        outcome if ended else None,
-                        run.run_id,
-                        RunStatus.RUNNING.value,
-                    ),
-                )
-                if cursor.rowcount != 1:
-                    raise StoreError(f"run {run.run_id} is no longer RUNNING")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write run {run.run_id}: {exc}") from None
-        except OSError as exc:
-            raise StoreError(f"cannot write run {run.run_id}: {exc}") from None
+        with store_errors(f"cannot write run {run.run_id}"), write_transaction(self._conn):
+            self._insert(run.run_id, rows)
+            cursor = self._conn.execute(
+                "UPDATE runs SET entry_count = ?, head_hash = ?, control_count = ?, "
+                "data_count = ?, sent_count = ?, status = ?, ended_at_ns = ?, outcome = ? "
+                "WHERE run_id = ? AND status = ?",
+                (
+                    seq - 1,
+                    head,
+                    run.control_count + counts[Plane.CONTROL],
+                    run.data_count + counts[Plane.DATA],
+                    run.sent_count + counts[Plane.SENT],
+                    (RunStatus.ENDED if ended else RunStatus.RUNNING).value,
+                    last.ts_ns if ended else None,
+                    outcome if ended else None,
+                    run.run_id,
+                    RunStatus.RUNNING.value,
+                ),
+            )
+            if cursor.rowcount != 1:
+                raise StoreError(f"run {run.run_id} is no longer RUNNING")
         run.next_seq = seq
         run.head_hash = head
         run.control_count += counts[Plane.CONTROL]
@@ -612,34 +316,19 @@ class RunStore:
 
     def _insert(self, run_id: str, rows: Sequence[tuple[PendingEntry, bytes]]) -> None:
         self._conn.executemany(
-            f"INSERT INTO entries (run_id, {_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    run_id,
-                    e.seq,
-                    e.ts_ns,
-                    e.plane.value,
-                    e.kind,
-                    e.session_id,
-                    e.topic,
-                    compress_payload(e.payload),
-                    h,
-                )
-                for e, h in rows
-            ],
+            f"INSERT INTO entries (run_id, {ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(run_id, *e.head(), compress_payload(e.payload), h) for e, h in rows],
         )
 
     # -- reading ---------------------------------------------------------------------------
 
     def list_runs(self) -> list[RunManifest]:
         """Every run, oldest first (run ids sort by start time)."""
-        try:
+        with store_errors(self._reading):
             rows = self._conn.execute(
-                f"SELECT {_CHECKED_MANIFEST_COLUMNS} FROM runs ORDER BY run_id"
+                f"SELECT {CHECKED_MANIFEST_COLUMNS} FROM runs ORDER BY run_id"
             ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read run store {str(self.path)!r}: {exc}") from None
-        return [_manifest(row) for row in rows]
+        return [manifest_row(row) for row in rows]
 
     def get_run(self, run_id: str) -> RunManifest:
         """The manifest of one run.
@@ -652,14 +341,22 @@ class RunStore:
             raise RunNotFound(f"no run {run_id!r} in {str(self.path)!r}")
         return manifest
 
+    @property
+    def _reading(self) -> str:
+        return f"cannot read run store {str(self.path)!r}"
+
     def _manifest_or_none(self, run_id: str) -> RunManifest | None:
-        try:
+        with store_errors(self._reading):
             row = self._conn.execute(
-                f"SELECT {_CHECKED_MANIFEST_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
+                f"SELECT {CHECKED_MANIFEST_COLUMNS} FROM runs WHERE run_id = ?", (run_id,)
             ).fetchone()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read run store {str(self.path)!r}: {exc}") from None
-        return None if row is None else _manifest(row)
+        return None if row is None else manifest_row(row)
+
+    def _entry_rows(self, run_id: str) -> sqlite3.Cursor:
+        return self._conn.execute(
+            f"SELECT {CHECKED_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq",
+            (run_id,),
+        )
 
     def iter_entries(self, run_id: str) -> Iterator[Entry]:
         """The run's entries in sequence order, payloads decompressed.
@@ -669,22 +366,14 @@ class RunStore:
             StoreError: an entry cannot be read (use :meth:`verify` to locate damage).
         """
         self.get_run(run_id)
-        try:
-            cursor = self._conn.execute(
-                f"SELECT {_CHECKED_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq",
-                (run_id,),
-            )
-            for row in cursor:
+        with store_errors(f"cannot read run {run_id}"):
+            for row in self._entry_rows(run_id):
                 try:
-                    seq, ts_ns, plane, kind, session_id, topic, stored, stored_hash = _entry_row(
-                        row
-                    )
+                    seq, ts_ns, plane, kind, session_id, topic, stored, stored_hash = entry_row(row)
                     payload = decompress_payload(stored)
                 except ValueError as exc:
                     raise StoreError(f"run {run_id}: entry {row[0]} is unreadable: {exc}") from None
                 yield Entry(seq, ts_ns, Plane(plane), kind, session_id, topic, payload, stored_hash)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read run {run_id}: {exc}") from None
 
     # -- verification and recovery ---------------------------------------------------------
 
@@ -694,82 +383,17 @@ class RunStore:
         Raises:
             RunNotFound: no such run.
         """
-        try:
-            with self._read():
-                manifest = self.get_run(run_id)
-                result = self._check(manifest)
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read run {run_id}: {exc}") from None
+        with store_errors(f"cannot read run {run_id}"), read_snapshot(self._conn):
+            manifest = self.get_run(run_id)
+            rows = () if manifest.malformed else self._entry_rows(run_id)
+            result = check_run(manifest, rows)
         if not result.intact and quarantine and manifest.status is not RunStatus.QUARANTINED:
             self._set_status(run_id, RunStatus.QUARANTINED, problem=result.problem)
         return result
 
-    def _check(self, manifest: RunManifest) -> VerifyResult:
-        run_id = manifest.run_id
-        head = genesis_hash(run_id)
-        expected = 1
-        ended = False
-
-        def broken(problem: str, seq: int) -> VerifyResult:
-            return VerifyResult(run_id, False, expected - 1, ended, problem, seq)
-
-        if manifest.malformed:
-            return VerifyResult(run_id, False, 0, False, manifest.problem, None)
-        cursor = self._conn.execute(
-            f"SELECT {_CHECKED_ENTRY_COLUMNS} FROM entries WHERE run_id = ? ORDER BY seq",
-            (run_id,),
-        )
-        for row in cursor:
-            if type(row[0]) is not int:
-                return broken(f"entry {expected} has a sequence number that is not one", expected)
-            if row[0] != expected:
-                return broken(f"entry {expected} is missing (next is {row[0]})", expected)
-            try:
-                seq, ts_ns, plane, kind, session_id, topic, stored, stored_hash = _entry_row(row)
-            except ValueError as exc:
-                return broken(f"entry {expected} is malformed: {exc}", expected)
-            if ended:
-                return broken(f"entry {seq} follows run.ended", seq)
-            try:
-                payload = decompress_payload(stored)
-            except ValueError as exc:
-                return broken(f"entry {seq} is unreadable: {exc}", seq)
-            head = entry_hash(
-                head,
-                seq=seq,
-                ts_ns=ts_ns,
-                plane=plane,
-                kind=kind,
-                session_id=session_id,
-                topic=topic,
-                payload=payload,
-            )
-            if head != stored_hash:
-                return broken(f"entry {seq} does not match its hash (modified)", seq)
-            if seq == 1 and (plane != Plane.RUN.value or kind != RUN_STARTED):
-                return broken("the first entry is not run.started", seq)
-            ended = plane == Plane.RUN.value and kind == RUN_ENDED
-            expected += 1
-        count = expected - 1
-        if count == 0:
-            return VerifyResult(run_id, False, 0, False, "the run has no entries", 1)
-        if count != manifest.entry_count or head != manifest.head_hash:
-            return VerifyResult(
-                run_id,
-                False,
-                count,
-                ended,
-                f"the run has {count} entries but its manifest records {manifest.entry_count} "
-                "(entries removed or added)",
-                min(count, manifest.entry_count) + 1,
-            )
-        if manifest.status is RunStatus.ENDED and not ended:
-            return VerifyResult(run_id, False, count, ended, "ENDED run lacks run.ended", count)
-        return VerifyResult(run_id, True, count, ended)
-
     def recover(self) -> list[RecoveryResult]:
         """Close every RUNNING run whose recorder is gone (see the module docstring)."""
-        try:
+        with store_errors(self._reading):
             running = [
                 row[0]
                 for row in self._conn.execute(
@@ -777,12 +401,10 @@ class RunStore:
                     (RunStatus.RUNNING.value,),
                 )
             ]
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read run store {str(self.path)!r}: {exc}") from None
         results: list[RecoveryResult] = []
         for raw_id in running:
             try:
-                run_id = _text(raw_id, "run_id")
+                run_id = text_column(raw_id, "run_id")
             except ValueError as exc:
                 logger.warning("cannot recover a run: %s", exc)
                 continue
@@ -850,12 +472,8 @@ class RunStore:
         if only_running:
             sql += " AND status = ?"
             params.append(RunStatus.RUNNING.value)
-        try:
-            with self._write():
-                changed = self._conn.execute(sql, params).rowcount == 1
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot update run {run_id}: {exc}") from None
-        return changed
+        with store_errors(f"cannot update run {run_id}"), write_transaction(self._conn):
+            return self._conn.execute(sql, params).rowcount == 1
 
     # -- import ----------------------------------------------------------------------------
 
@@ -871,208 +489,12 @@ class RunStore:
         """
         if manifest.status not in (RunStatus.ENDED, RunStatus.CRASHED_RECOVERED):
             raise StoreError(f"run {manifest.run_id} is {manifest.status.value}, not finished")
-        rows = [
-            (
-                PendingEntry(e.seq, e.ts_ns, e.plane, e.kind, e.session_id, e.topic, e.payload),
-                e.hash,
+        with store_errors(f"cannot import run {manifest.run_id}"), write_transaction(self._conn):
+            if self._manifest_or_none(manifest.run_id) is not None:
+                raise StoreError(f"run {manifest.run_id} is already in {str(self.path)!r}")
+            self._conn.execute(
+                f"INSERT INTO runs ({MANIFEST_COLUMNS}) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                manifest.columns(),
             )
-            for e in entries
-        ]
-        try:
-            with self._write():
-                if self._manifest_or_none(manifest.run_id) is not None:
-                    raise StoreError(f"run {manifest.run_id} is already in {str(self.path)!r}")
-                self._conn.execute(
-                    f"INSERT INTO runs ({_MANIFEST_COLUMNS}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        manifest.run_id,
-                        manifest.parent_run_id,
-                        manifest.status.value,
-                        manifest.create_request,
-                        manifest.server_url,
-                        manifest.simtrio_version,
-                        manifest.started_at_ns,
-                        manifest.ended_at_ns,
-                        manifest.entry_count,
-                        manifest.control_count,
-                        manifest.data_count,
-                        manifest.sent_count,
-                        manifest.head_hash,
-                        manifest.outcome,
-                        manifest.problem,
-                    ),
-                )
-                self._insert(manifest.run_id, rows)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot import run {manifest.run_id}: {exc}") from None
-
-
-def chain_hash(previous: bytes, entry: PendingEntry | Entry) -> bytes:
-    """The hash that chains ``entry`` onto the entry hashed ``previous``."""
-    return entry_hash(
-        previous,
-        seq=entry.seq,
-        ts_ns=entry.ts_ns,
-        plane=entry.plane.value,
-        kind=entry.kind,
-        session_id=entry.session_id,
-        topic=entry.topic,
-        payload=entry.payload,
-    )
-
-
-def _text(value: object, name: str) -> str | None:
-    """A text column read as bytes (or str): None stays None; ValueError if it is not text."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        try:
-            return value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ValueError(f"{name} is not UTF-8 text") from None
-    raise ValueError(f"{name} is not text")
-
-
-def _entry_row(
-    row: Sequence[object],
-) -> tuple[int, int, str, str, str | None, str | None, bytes, bytes]:
-    """One row of ``_CHECKED_ENTRY_COLUMNS`` as typed values; ValueError names what is wrong."""
-    seq, ts_ns, plane, kind, session_id, topic, payload_type, payload, hash_type, digest = row
-    if type(seq) is not int or type(ts_ns) is not int:
-        raise ValueError("its sequence number or time is not an integer")
-    plane_text = _text(plane, "plane")
-    kind_text = _text(kind, "kind")
-    if plane_text not in _PLANES or kind_text is None:
-        raise ValueError(f"unknown plane {plane_text!r}" if kind_text else "it has no kind")
-    if payload_type != "blob" or not isinstance(payload, bytes):
-        raise ValueError(f"its payload is stored as {payload_type}, not binary")
-    if hash_type != "blob" or not isinstance(digest, bytes) or len(digest) != _HASH_SIZE:
-        raise ValueError("its hash is not a 32-byte binary value")
-    return (
-        seq,
-        ts_ns,
-        plane_text,
-        kind_text,
-        _text(session_id, "session_id"),
-        _text(topic, "topic"),
-        payload,
-        digest,
-    )
-
-
-_PLANES: Final = frozenset(plane.value for plane in Plane)
-_MALFORMED: Final = "the run's manifest row is malformed"
-
-
-def _manifest(row: Sequence[object]) -> RunManifest:
-    """A manifest row (text columns as str or bytes); a damaged row gives a QUARANTINED view."""
-    problems: list[str] = []
-
-    def text(value: object, name: str, *, required: bool = False) -> str | None:
-        try:
-            out = _text(value, name)
-        except ValueError as exc:
-            problems.append(str(exc))
-            if isinstance(value, bytes):
-                return value.decode("utf-8", errors="replace")
-            return None
-        if out is None and required:
-            problems.append(f"{name} is missing")
-        return out
-
-    def number(value: object, name: str, *, required: bool = True) -> int | None:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if value is None and not required:
-            return None
-        problems.append(f"{name} is not an integer")
-        return None
-
-    (
-        run_id,
-        parent,
-        status,
-        create_request,
-        url,
-        version,
-        started,
-        ended,
-        entries,
-        controls,
-        datas,
-        sents,
-        head,
-        outcome,
-        problem,
-    ) = row
-    status_text = text(status, "status", required=True)
-    try:
-        run_status = RunStatus(status_text or "")
-    except ValueError:
-        problems.append(f"status {status_text!r} is not a run status")
-        run_status = RunStatus.QUARANTINED
-    if not isinstance(head, bytes):
-        problems.append("head_hash is not binary")
-    manifest = RunManifest(
-        run_id=text(run_id, "run_id", required=True) or "",
-        parent_run_id=text(parent, "parent_run_id"),
-        status=run_status,
-        create_request=text(create_request, "create_request"),
-        server_url=text(url, "server_url"),
-        simtrio_version=text(version, "simtrio_version", required=True) or "",
-        started_at_ns=number(started, "started_at_ns") or 0,
-        ended_at_ns=number(ended, "ended_at_ns", required=False),
-        entry_count=number(entries, "entry_count") or 0,
-        control_count=number(controls, "control_count") or 0,
-        data_count=number(datas, "data_count") or 0,
-        sent_count=number(sents, "sent_count") or 0,
-        head_hash=head if isinstance(head, bytes) else b"",
-        outcome=text(outcome, "outcome"),
-        problem=text(problem, "problem"),
-    )
-    if not problems:
-        return manifest
-    return attrs.evolve(
-        manifest,
-        status=RunStatus.QUARANTINED,
-        problem=f"{_MALFORMED}: {'; '.join(problems)}",
-        malformed=True,
-    )
-
-
-def _create_store_file(file: Path) -> None:
-    """Build an empty store beside ``file``, then link it into place (unless one appeared).
-
-    Nobody ever sees the file half-built, so an empty file at a store's path is never mistaken
-    for one being created.
-    """
-    temp = file.with_name(f".{file.name}.{secrets.token_hex(6)}.new")
-    try:
-        conn = sqlite3.connect(temp, isolation_level=None)
-        try:
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"run store {str(file)!r} cannot use WAL mode ({mode})")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        finally:
-            conn.close()  # checkpoints: the file alone is the whole store
-        try:
-            os.link(temp, file)
-        except FileExistsError:
-            pass  # created by someone else meanwhile: that one is used
-        except OSError:
-            if not file.exists():  # a file system without hard links
-                os.rename(temp, file)
-    except (sqlite3.Error, OSError) as exc:
-        raise StoreError(f"cannot create run store {str(file)!r}: {exc}") from None
-    finally:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                Path(f"{temp}{suffix}").unlink()
+            self._insert(manifest.run_id, [(e, e.hash) for e in entries])

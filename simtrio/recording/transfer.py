@@ -18,7 +18,8 @@ import binascii
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Final, cast
 
@@ -26,10 +27,13 @@ import attrs
 import orjson
 import zstandard
 
+from simtrio.recording.boundary import store_errors
 from simtrio.recording.errors import RunNotFound, RunUnusable, StoreError
 from simtrio.recording.format import (
+    PLANE_VALUES,
     RUN_ENDED,
     RUN_STARTED,
+    ZSTD_LEVEL,
     Plane,
     RunStatus,
     genesis_hash,
@@ -56,7 +60,6 @@ MAX_EXPORT_SIZE: Final = 1024 * 1024 * 1024
 
 _RUN_ID: Final = re.compile(r"[0-9A-Za-z][0-9A-Za-z._:-]{0,127}")
 _FINISHED: Final = (RunStatus.ENDED, RunStatus.CRASHED_RECOVERED)
-_PLANES: Final = frozenset(p.value for p in Plane)
 
 
 def _no_labels() -> dict[str, JsonValue]:
@@ -128,18 +131,9 @@ def export_run(
     }
     lines = [orjson.dumps(header)]
     for e in store.iter_entries(run_id):
-        row = [
-            e.seq,
-            e.ts_ns,
-            e.plane.value,
-            e.kind,
-            e.session_id,
-            e.topic,
-            base64.b64encode(e.payload).decode("ascii"),
-            e.hash.hex(),
-        ]
+        row = [*e.head(), base64.b64encode(e.payload).decode("ascii"), e.hash.hex()]
         lines.append(orjson.dumps(row))
-    return zstandard.ZstdCompressor(level=3).compress(b"\n".join(lines) + b"\n")
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(b"\n".join(lines) + b"\n")
 
 
 def _manifest_json(m: RunManifest) -> dict[str, JsonValue]:
@@ -169,12 +163,8 @@ def _manifest_json(m: RunManifest) -> dict[str, JsonValue]:
 
 def _inflate(data: bytes) -> bytes:
     try:
-        size = zstandard.frame_content_size(data)
-    except zstandard.ZstdError as exc:
-        raise _Invalid(f"not a run export ({exc})") from None
-    if size > MAX_EXPORT_SIZE:
-        raise _Invalid("the export claims an implausible size")
-    try:
+        if zstandard.frame_content_size(data) > MAX_EXPORT_SIZE:
+            raise _Invalid("the export claims an implausible size")
         return zstandard.ZstdDecompressor().decompress(data, max_output_size=MAX_EXPORT_SIZE)
     except zstandard.ZstdError as exc:
         raise _Invalid(f"not a run export ({exc})") from None
@@ -245,7 +235,7 @@ def _parse_entry(line: bytes) -> Entry:
         isinstance(seq, int)
         and isinstance(ts_ns, int)
         and isinstance(plane, str)
-        and plane in _PLANES
+        and plane in PLANE_VALUES
         and isinstance(kind, str)
         and (session_id is None or isinstance(session_id, str))
         and (topic is None or isinstance(topic, str))
@@ -261,16 +251,23 @@ def _parse_entry(line: bytes) -> Entry:
     return Entry(seq, ts_ns, Plane(plane), kind, session_id, topic, body, hash_)
 
 
+@contextmanager
+def _refused_as_store_error() -> Generator[None]:
+    """What the parse and the check refuse reaches a caller as a ``StoreError``."""
+    try:
+        yield
+    except _Invalid as exc:
+        raise StoreError(str(exc)) from None
+
+
 def parse_export(data: bytes) -> RunExport:
     """Parse an export without verifying it.
 
     Raises:
         StoreError: the bytes are not a run export this simtrio can read.
     """
-    try:
+    with _refused_as_store_error():
         return _parse(data)
-    except _Invalid as exc:
-        raise StoreError(str(exc)) from None
 
 
 def _parse(data: bytes) -> RunExport:
@@ -306,10 +303,8 @@ def check_export(export: RunExport) -> None:
     Raises:
         StoreError: the run is not intact (the message says where).
     """
-    try:
+    with _refused_as_store_error():
         _check(export)
-    except _Invalid as exc:
-        raise StoreError(str(exc)) from None
 
 
 def _check(export: RunExport) -> None:
@@ -365,14 +360,12 @@ def _quarantine(store: RunStore, data: bytes, run_id: str | None, problem: str) 
     digest = hashlib.sha256(data).hexdigest()[:16]
     stem = f"{run_id}-{digest}" if run_id is not None else digest
     target = folder / f"{stem}.simrun"
-    try:
+    with store_errors("cannot quarantine a refused export"):
         folder.mkdir(parents=True, exist_ok=True)
         tmp = target.with_suffix(".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
         target.with_suffix(".problem").write_text(problem + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise StoreError(f"cannot quarantine a refused export: {exc}") from None
     return target
 
 

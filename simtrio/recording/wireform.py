@@ -101,16 +101,7 @@ def control_form(
     Raises:
         InvalidParams: ``item`` is not a control item, or cannot be encoded.
     """
-    if isinstance(
-        item,
-        events.ReadyForContinue
-        | events.Slot
-        | events.Status
-        | events.Paused
-        | events.DiscoveryBatch
-        | events.ErrorEvent
-        | events.Completed,
-    ):
+    if isinstance(item, DriverEvent):
         response = _event_response(item)
         kind = EVENT_KIND_PREFIX + response_method(response)
         return session_id, kind, codec.encode_response(response)

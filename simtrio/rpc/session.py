@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import asynccontextmanager
+import random
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
+import attrs
 import httpx
 import trio
 
@@ -34,12 +36,12 @@ from simtrio.wire.jsonrpc import (
     SimulationResult,
     TransactionInput,
 )
+from simtrio.wire.redact import Redactor
 from simtrio.wire.types import JsonValue
 
 if TYPE_CHECKING:
-    import random
     import ssl
-    from collections.abc import AsyncGenerator
+    from collections.abc import AsyncGenerator, Generator
 
     from solders.account import Account
     from solders.hash import Hash
@@ -48,7 +50,6 @@ if TYPE_CHECKING:
     from solders.transaction_status import TransactionStatus
 
     from simtrio.managed.config import ManagedConfig, SessionInfo
-    from simtrio.wire.redact import Redactor
 
 __all__ = [
     "DEFAULT_READ_RETRIES",
@@ -75,6 +76,7 @@ RpcObserver: TypeAlias = Callable[[str, JsonValue, JsonValue, "RpcError | None"]
 """Called once per call that got an answer (a result or a JSON-RPC error), e.g. a recorder."""
 
 
+@attrs.define(eq=False, repr=False)
 class SessionRpc:
     """Typed JSON-RPC calls to one session's endpoint (obtain one from :func:`open_session_rpc`
     or a session's ``rpc()``).
@@ -90,39 +92,15 @@ class SessionRpc:
     * :class:`~simtrio.errors.InvalidParams` for arguments of the wrong kind, before any I/O.
     """
 
-    __slots__ = (
-        "_backoff",
-        "_client",
-        "_ids",
-        "_observer",
-        "_read_retries",
-        "_redactor",
-        "_rng",
-        "_timeout",
-        "url",
-    )
-
-    def __init__(
-        self,
-        url: str,
-        client: httpx.AsyncClient,
-        *,
-        timeout: float | None,
-        read_retries: int,
-        backoff: BackoffPolicy,
-        rng: random.Random,
-        observer: RpcObserver | None = None,
-        redactor: Redactor | None = None,
-    ) -> None:
-        self.url = url
-        self._redactor = redactor
-        self._client = client
-        self._timeout = timeout
-        self._read_retries = read_retries
-        self._backoff = backoff
-        self._rng = rng
-        self._observer = observer
-        self._ids = itertools.count(1)
+    url: str
+    _client: httpx.AsyncClient = attrs.field(alias="client")
+    _timeout: float | None = attrs.field(kw_only=True, alias="timeout")
+    _read_retries: int = attrs.field(kw_only=True, alias="read_retries")
+    _backoff: BackoffPolicy = attrs.field(kw_only=True, alias="backoff")
+    _rng: random.Random = attrs.field(kw_only=True, alias="rng")
+    _observer: RpcObserver | None = attrs.field(default=None, kw_only=True, alias="observer")
+    _redactor: Redactor | None = attrs.field(default=None, kw_only=True, alias="redactor")
+    _ids: Iterator[int] = attrs.field(init=False, factory=lambda: itertools.count(1))
 
     def __repr__(self) -> str:
         return f"<SessionRpc {excerpt(self.url)}>"
@@ -139,16 +117,8 @@ class SessionRpc:
             raise InvalidParams(f"method must be a str, not {type(method).__name__}")
         body = jsonrpc.encode_request(next(self._ids), method, params)
         retries = self._read_retries if method in READ_METHODS else 0
-        if self._timeout is None:
+        with _deadline(self._timeout, method):
             reply = await self._send(method, body, retries)
-        else:
-            try:
-                with trio.fail_after(self._timeout):
-                    reply = await self._send(method, body, retries)
-            except trio.TooSlowError:
-                raise RequestTimeout(
-                    f"rpc {excerpt(method)} timed out after {self._timeout:g} s"
-                ) from None
         try:
             result = jsonrpc.decode_response(reply)
         except RpcError as exc:
@@ -177,17 +147,9 @@ class SessionRpc:
                 await trio.sleep(delay)
 
     async def _post(self, method: str, body: bytes) -> bytes:
-        """One POST; the only place an httpx exception is caught and mapped."""
-        try:
+        """One POST (the only place httpx is called, inside :func:`_httpx_errors`)."""
+        with _httpx_errors(method):
             response = await self._client.post(self.url, content=body, headers=_CONTENT_TYPE)
-        except httpx.TimeoutException as exc:
-            raise ConnectError(f"rpc {method}: {type(exc).__name__}") from None
-        except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
-            raise ConnectError(f"rpc {method}: unusable url: {exc}", fatal=True) from None
-        except httpx.TransportError as exc:
-            raise ConnectError(f"rpc {method}: {exc or type(exc).__name__}") from None
-        except httpx.HTTPError as exc:
-            raise ConnectError(f"rpc {method}: {exc or type(exc).__name__}") from None
         content = response.content
         if self._redactor is not None:
             content = self._redactor.data(content)
@@ -298,6 +260,33 @@ class SessionRpc:
         await self.call("modifyAccounts", [payload])
 
 
+@contextmanager
+def _httpx_errors(method: str) -> Generator[None]:
+    """The httpx boundary: any httpx error of the block becomes a :class:`ConnectError`
+    (``fatal`` when the url itself is unusable, so it is not retried)."""
+    try:
+        yield
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+        raise ConnectError(f"rpc {method}: unusable url: {exc}", fatal=True) from None
+    except httpx.TimeoutException as exc:
+        raise ConnectError(f"rpc {method}: {type(exc).__name__}") from None
+    except httpx.HTTPError as exc:
+        raise ConnectError(f"rpc {method}: {exc or type(exc).__name__}") from None
+
+
+@contextmanager
+def _deadline(seconds: float | None, method: str) -> Generator[None]:
+    """Bound the block by ``seconds`` (None: no bound); past it, :class:`RequestTimeout`."""
+    if seconds is None:
+        yield
+        return
+    try:
+        with trio.fail_after(seconds):
+            yield
+    except trio.TooSlowError:
+        raise RequestTimeout(f"rpc {excerpt(method)} timed out after {seconds:g} s") from None
+
+
 def _items(values: object, name: str) -> list[object]:
     kind = type(values).__name__
     if isinstance(values, str | bytes | Mapping) or not isinstance(values, Iterable):
@@ -330,8 +319,6 @@ async def open_session_rpc(
     Raises:
         InvalidParams: ``url`` is not ``http://``/``https://``, or a setting is out of range.
     """
-    import random as _random
-
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidParams(f"the rpc url must be http:// or https://, got {url!r:.80}")
     if isinstance(read_retries, bool) or not isinstance(read_retries, int) or read_retries < 0:  # pyright: ignore[reportUnnecessaryIsInstance]
@@ -348,7 +335,7 @@ async def open_session_rpc(
             timeout=timeout,
             read_retries=read_retries,
             backoff=backoff if backoff is not None else BackoffPolicy(),
-            rng=rng if rng is not None else _random.Random(),
+            rng=rng if rng is not None else random.Random(),
             observer=observer,
             redactor=redactor,
         )

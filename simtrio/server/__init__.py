@@ -8,7 +8,8 @@ tests and local runs need no external service::
     async with simtrio.server.serve(seed=7) as server:
         ...  # connect to server.url + "/backtest"
 
-It shares :mod:`simtrio.wire` with the clients, and nothing else.
+It shares :mod:`simtrio.wire` with the clients, and no state machine (only the helpers that
+take exception groups apart).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import trio
 from simtrio.server.config import ServerConfig
 from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
 from simtrio.server.http import handle_tcp
+from simtrio.server.paths import CONTROL_PATH
 from simtrio.server.serving import authority, open_listeners, serving_nursery
 from simtrio.server.state import ServerState
 
@@ -74,7 +76,7 @@ class ReferenceServer:
         host_port = authority(host, port)
         self.url = f"ws://{host_port}"
         """WebSocket base URL; the control plane is at ``url + "/backtest"``."""
-        self.control_url = f"{self.url}/backtest"
+        self.control_url = self.url + CONTROL_PATH
         self.http_url = f"http://{host_port}"
 
     def __repr__(self) -> str:
@@ -163,8 +165,9 @@ async def run_server(
 ) -> None:
     """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`."""
     config = config or ServerConfig()
+    state = ServerState(config)
     async with trio.open_nursery() as nursery:
-        state = ServerState(config, nursery)
+        await nursery.start(state.run)
         listeners, bound_port = await open_listeners(host, port)
         server = ReferenceServer(state, host, bound_port)
         handler = functools.partial(handle_tcp, state)

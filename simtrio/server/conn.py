@@ -1,8 +1,6 @@
-"""One accepted WebSocket connection: the stream it runs on, its sends and its faults.
+"""One accepted WebSocket connection of either plane: its sends, its stall and its faults.
 
-The server owns every TCP stream and closes it itself: trio-websocket is handed a wrapper
-(:class:`ServerStream`) that first replays the HTTP request head the router already read, and
-that can be stalled (both directions) or torn down abruptly for fault injection. All outbound
+The connection runs on a :class:`~simtrio.server.websocket.ServerStream`. All outbound
 messages go through :meth:`Conn.send_text` / :meth:`Conn.send_compressed`, which is where the
 message-count triggers of a :class:`~simtrio.server.faults.Faults` fire.
 """
@@ -15,20 +13,20 @@ import math
 from typing import TYPE_CHECKING, Final
 
 import trio
-import trio_websocket
-from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import CloseConnection
 
+from simtrio.server.boundaries import PEER_GONE, WEBSOCKET_GONE, map_exceptions
 from simtrio.server.faults import FaultKind
 from simtrio.wire.compression import ZstdStreamEncoder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
+
+    import trio_websocket
 
     from simtrio.server.faults import Faults, Plane
+    from simtrio.server.websocket import ServerStream
 
-__all__ = ["Conn", "ConnectionGone", "ServerStream", "wrap_server_stream"]
+__all__ = ["CORRUPT_MESSAGE", "MALFORMED_MESSAGE", "Conn", "ConnectionGone"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,106 +43,6 @@ class ConnectionGone(Exception):
     """The connection is closed or broken; the handler using it should wind down."""
 
 
-class ServerStream(trio.abc.Stream):
-    """A server-owned TCP stream that replays already-read bytes and can be stalled.
-
-    While stalled, both ``receive_some`` and ``send_all`` wait, so trio-websocket neither reads
-    requests nor answers Pings, yet the TCP connection stays open.
-    """
-
-    def __init__(self, inner: trio.SocketStream, prefix: bytes) -> None:
-        self._inner = inner
-        self._prefix = prefix
-        self._gate: trio.Event | None = None
-        self._aborted = False
-
-    @property
-    def stalled(self) -> bool:
-        return self._gate is not None
-
-    def stall(self) -> None:
-        if self._gate is None:
-            self._gate = trio.Event()
-
-    def unstall(self) -> None:
-        gate, self._gate = self._gate, None
-        if gate is not None:
-            gate.set()
-
-    async def wait_open(self) -> None:
-        """Wait while the stream is stalled."""
-        while self._gate is not None:
-            await self._gate.wait()
-
-    def abort(self) -> None:
-        """Close the socket now: no Close frame, whatever is in flight is lost."""
-        if not self._aborted:
-            self._aborted = True
-            self._inner.socket.close()
-        self.unstall()
-
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        if self._prefix:
-            size = len(self._prefix) if max_bytes is None else max_bytes
-            data, self._prefix = self._prefix[:size], self._prefix[size:]
-            await trio.lowlevel.checkpoint()
-            return data
-        await self.wait_open()
-        data = await self._inner.receive_some(max_bytes)
-        # Bytes that arrive while stalled are held back until the stall ends.
-        await self.wait_open()
-        return data
-
-    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        await self.wait_open()
-        await self._inner.send_all(data)
-
-    async def wait_send_all_might_not_block(self) -> None:
-        await self._inner.wait_send_all_might_not_block()
-
-    async def aclose(self) -> None:
-        self._aborted = True
-        self.unstall()
-        await self._inner.aclose()
-
-
-class _ServerWebSocket(trio_websocket.WebSocketConnection):
-    """A server-side WebSocket that says why before it drops a peer breaking the protocol.
-
-    When wsproto cannot parse what the peer sent (an unmasked frame, a bad opcode, invalid
-    UTF-8 in a Text message...), it reports a close with the matching code (1002, 1007) while
-    the connection is still open; trio-websocket would then drop TCP without a word. This
-    sends that Close frame first, so the peer learns the code and the reason.
-    """
-
-    async def _handle_close_connection_event(self, event: CloseConnection) -> None:
-        if self._wsproto.state is ConnectionState.OPEN:  # pyright: ignore[reportPrivateUsage]
-            logger.info("closing a WebSocket with %d: %s", event.code, event.reason)
-            with contextlib.suppress(trio_websocket.ConnectionClosed):
-                await self._send(CloseConnection(event.code, event.reason))  # pyright: ignore[reportPrivateUsage]
-        await super()._handle_close_connection_event(event)  # pyright: ignore[reportPrivateUsage]
-
-
-async def wrap_server_stream(
-    nursery: trio.Nursery,
-    stream: trio.abc.Stream,
-    *,
-    message_queue_size: int,
-    max_message_size: int,
-    receive_buffer_size: int,
-) -> trio_websocket.WebSocketRequest:
-    """``trio_websocket.wrap_server_stream`` with a :class:`_ServerWebSocket`."""
-    connection = _ServerWebSocket(
-        stream,
-        WSConnection(ConnectionType.SERVER),
-        message_queue_size=message_queue_size,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-    )
-    nursery.start_soon(connection._reader_task)  # pyright: ignore[reportPrivateUsage]
-    return await connection._get_request()  # pyright: ignore[reportPrivateUsage]
-
-
 class Conn:
     """An accepted WebSocket connection of one plane, with its faults applied."""
 
@@ -158,7 +56,6 @@ class Conn:
         faults: Faults,
         max_message_size: int,
         close_timeout: float,
-        nursery: trio.Nursery,
         on_fault: Callable[[Plane, FaultKind], None] | None = None,
     ) -> None:
         self.plane = plane
@@ -171,7 +68,9 @@ class Conn:
         self._ws = ws
         self._max_message_size = max_message_size
         self._close_timeout = close_timeout
-        self._nursery = nursery
+        self._stall_began = trio.Event()
+        self._broken = map_exceptions(WEBSOCKET_GONE, self._went_away)
+        """The WebSocket boundary: a closed or broken connection is ``ConnectionGone``."""
         self._on_fault = on_fault
         self._lock = trio.StrictFIFOLock()
         self._encoder: ZstdStreamEncoder | None = None
@@ -192,17 +91,23 @@ class Conn:
     def gone(self) -> bool:
         return self._gone
 
-    def start(self) -> None:
-        """Apply the triggers that fire before any message (``drop_after=0``, ``stall_after=0``)."""
-        self._after_send(0)
+    async def serve(self, handler: Callable[[Conn], Awaitable[None]]) -> None:
+        """Run ``handler`` on this connection until it returns or the connection is ended.
+
+        The triggers that fire before any message (``drop_after=0``, ``stall_after=0``) are
+        applied first; a timed stall is ended by a task beside the handler.
+        """
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._end_stall_when_due)
+            with self.cancel_scope:
+                self._after_send(0)
+                await handler(self)
+            nursery.cancel_scope.cancel()
 
     async def receive(self) -> str | bytes:
         """The next inbound message; ``ConnectionGone`` once the peer is gone."""
-        try:
+        with self._broken:
             message = await self._ws.get_message()
-        except trio_websocket.ConnectionClosed:
-            self._gone = True
-            raise ConnectionGone from None
         await self._stream.wait_open()
         return message
 
@@ -220,7 +125,7 @@ class Conn:
         async with self._lock:
             number = self.sent + 1
             faults = self.faults
-            try:
+            with self._broken:
                 if faults.delay:
                     await trio.sleep(faults.delay)
                 if faults.malformed_at == number:
@@ -241,15 +146,12 @@ class Conn:
                 await self._ws.send_message(payload)
                 if corrupt:
                     self._fired(FaultKind.CORRUPT)
-            except (
-                trio_websocket.ConnectionClosed,
-                trio.BrokenResourceError,
-                trio.ClosedResourceError,
-            ):
-                self._gone = True
-                raise ConnectionGone from None
             self.sent = number
             self._after_send(number)
+
+    def _went_away(self, _exc: BaseException) -> ConnectionGone:
+        self._gone = True
+        return ConnectionGone()
 
     def _fired(self, kind: FaultKind) -> None:
         """A fault took effect (counted by the server, for chaos tests)."""
@@ -283,11 +185,15 @@ class Conn:
             logger.info("%r: stalling after %d messages (fault)", self, number)
             self._fired(FaultKind.STALL)
             self._stream.stall()
+            self._stall_began.set()
             self._notify_stall()
-            if faults.stall_for is not None and not math.isinf(faults.stall_for):
-                self._nursery.start_soon(self._unstall_later, faults.stall_for)
 
-    async def _unstall_later(self, seconds: float) -> None:
+    async def _end_stall_when_due(self) -> None:
+        """End a stall fault once its ``stall_for`` has passed (an endless one never ends)."""
+        seconds = self.faults.stall_for
+        if self.faults.stall_after is None or seconds is None or math.isinf(seconds):
+            return
+        await self._stall_began.wait()
         await trio.sleep(seconds)
         self._stream.unstall()
         self._notify_stall()
@@ -315,6 +221,6 @@ class Conn:
         self._gone = True
         with trio.move_on_after(self._close_timeout) as scope:
             scope.shield = True
-            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            with contextlib.suppress(*PEER_GONE):
                 await self._ws.aclose(code, reason)
         self._stream.abort()

@@ -10,7 +10,7 @@ traffic without any locking.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 import trio
 
@@ -57,6 +57,9 @@ _OPENING_EVENTS = 3
 
 TAKEOVER_CLOSE_REASON = "session attached on another connection"
 
+_Streams: TypeAlias = "list[tuple[Session, int]]"
+"""Sessions a request bound to the connection, each with the sequence its streaming follows."""
+
 
 def count_ranges(start: int, end: int, bundle_size: int) -> int:
     """How many sub-ranges :func:`split_range` makes of ``[start, end]``, without making them."""
@@ -84,17 +87,20 @@ class ControlHandler:
         self._conn = conn
         self._single: Session | None = None
         self._group: ParallelGroup | None = None
-        self._nursery: trio.Nursery | None = None
 
     async def run(self) -> None:
-        """Serve requests until the connection ends; then release what this connection owned."""
+        """Serve requests until the connection ends; then release what this connection owned.
+
+        A request that binds sessions to the connection returns them, with the position their
+        streaming starts after; their streamers run beside the request loop.
+        """
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
                 try:
                     while True:
                         message = await self._conn.receive()
-                        await self._handle(message)
+                        for session, after in await self._handle(message):
+                            nursery.start_soon(self._stream, session, after, nursery.cancel_scope)
                 except ConnectionGone:
                     pass
                 finally:
@@ -119,22 +125,23 @@ class ControlHandler:
 
     # -- dispatch ----------------------------------------------------------------------------
 
-    async def _handle(self, message: str | bytes) -> None:
+    async def _handle(self, message: str | bytes) -> _Streams:
+        """Answer one request; the sessions it bound to this connection, to be streamed."""
         try:
             request = decode_request(message)
         except ProtocolError as exc:
             logger.debug("undecodable control request: %s", exc)
             await self._reply_error(InvalidRequest(f"cannot decode request: {exc}"))
-            return
+            return []
         match request:
             case UnknownRequest(reason=reason):
                 await self._reply_error(InvalidRequest(f"invalid request: {reason}"))
             case CreateBacktestSessionRequest():
-                await self._create(request)
+                return await self._create(request)
             case AttachBacktestSession():
-                await self._attach(request)
+                return await self._attach(request)
             case AttachParallelControlSessionV2():
-                await self._attach_parallel(request)
+                return await self._attach_parallel(request)
             case ResumeAttachedSession():
                 await self._send(Success())
             case ContinueParams() | ContinueToParams() | CloseBacktestSession():
@@ -143,6 +150,7 @@ class ControlHandler:
                 ContinueSessionRequestV1() | ContinueToSessionRequestV1() | CloseSessionRequestV1()
             ):
                 await self._routed_request(request)
+        return []
 
     async def _single_request(
         self, request: ContinueParams | ContinueToParams | CloseBacktestSession
@@ -181,30 +189,29 @@ class ControlHandler:
 
     # -- create ------------------------------------------------------------------------------
 
-    async def _create(self, request: CreateBacktestSessionRequest) -> None:
+    async def _create(self, request: CreateBacktestSessionRequest) -> _Streams:
         config = self._state.config
         if self._single is not None or self._group is not None:
             await self._reply_error(InvalidRequest("this connection already has a session"))
-            return
+            return []
         if self._state.draining:
             await self._send(Error(InvalidRequest("the server is draining; no new sessions")))
-            return
+            return []
         start, end = request.start_slot, request.end_slot
         if start > end:
             await self._send(Error(InvalidRequest("startSlot must not be after endSlot")))
-            return
+            return []
         if config.strict_ranges and not self._in_bundles(start, end, request.parallel):
             await self._send(Error(BundleNotFound(start, end)))
-            return
+            return []
         problem = self._over_limits(start, end, parallel=request.parallel)
         if problem is not None:
             logger.info("create refused: %s", problem)
             await self._send(Error(InvalidRequest(problem)))
-            return
+            return []
         timeout = min(request.disconnect_timeout_secs or 0, config.max_disconnect_timeout)
         if request.parallel:
-            await self._create_parallel(request, timeout)
-            return
+            return await self._create_parallel(request, timeout)
         session = Session(
             self._state,
             session_id=self._state.new_id("backtest"),
@@ -219,7 +226,7 @@ class ControlHandler:
         session.start()
         logger.info("created session %s for slots %d..%d", session.id, start, end)
         await self._send(SessionCreated(session.id, session.rpc_endpoint, None))
-        self._start_streamer(session, 0)
+        return [(session, 0)]
 
     def _over_limits(self, start: int, end: int, *, parallel: bool) -> str | None:
         """Why a create of ``[start, end]`` asks for more than this server gives; None if not.
@@ -255,7 +262,9 @@ class ControlHandler:
             return False
         return parallel or end <= start + config.bundle_size - 1
 
-    async def _create_parallel(self, request: CreateBacktestSessionRequest, keep_secs: int) -> None:
+    async def _create_parallel(
+        self, request: CreateBacktestSessionRequest, keep_secs: int
+    ) -> _Streams:
         state = self._state
         ranges = split_range(request.start_slot, request.end_slot, state.config.bundle_size)
         group = ParallelGroup(state, state.new_id("parallel"), keep_secs)
@@ -292,19 +301,18 @@ class ControlHandler:
                 [sub.end_slot for sub in group.subs],
             )
         )
-        for sub in group.subs:
-            self._start_streamer(sub, _OPENING_EVENTS)
+        return [(sub, _OPENING_EVENTS) for sub in group.subs]
 
     # -- attach ------------------------------------------------------------------------------
 
-    async def _attach(self, request: AttachBacktestSession) -> None:
+    async def _attach(self, request: AttachBacktestSession) -> _Streams:
         if self._single is not None or self._group is not None:
             await self._reply_error(InvalidRequest("this connection already has a session"))
-            return
+            return []
         session = self._state.single(request.session_id)
         if session is None:
             await self._send(Error(SessionNotFound(request.session_id)))
-            return
+            return []
         self._bind_single(session)
         cursor = request.last_sequence
         session.owner_written = cursor or 0
@@ -319,16 +327,16 @@ class ControlHandler:
         session.note_written(max(session.owner_written, upto))
         logger.info("attached session %s (cursor %s)", session.id, cursor)
         await self._send(SessionAttached(session.id, session.rpc_endpoint, None))
-        self._start_streamer(session, upto)
+        return [(session, upto)]
 
-    async def _attach_parallel(self, request: AttachParallelControlSessionV2) -> None:
+    async def _attach_parallel(self, request: AttachParallelControlSessionV2) -> _Streams:
         if self._single is not None or self._group is not None:
             await self._reply_error(InvalidRequest("this connection already has a session"))
-            return
+            return []
         group = self._state.groups.get(request.control_session_id)
         if group is None:
             await self._send(Error(SessionNotFound(request.control_session_id)))
-            return
+            return []
         previous = group.ownership.take(self._conn)
         self._group = group
         self._watch(group.subs)
@@ -352,8 +360,7 @@ class ControlHandler:
                 group.id, [sub.id for sub in group.subs], [None] * len(group.subs)
             )
         )
-        for sub in group.subs:
-            self._start_streamer(sub, upto[sub.id])
+        return [(sub, upto[sub.id]) for sub in group.subs]
 
     def _bind_single(self, session: Session) -> None:
         previous = session.ownership.take(self._conn)
@@ -368,12 +375,11 @@ class ControlHandler:
 
     # -- streaming ---------------------------------------------------------------------------
 
-    def _start_streamer(self, session: Session, after: int) -> None:
-        assert self._nursery is not None
-        self._nursery.start_soon(self._stream, session, after)
+    async def _stream(self, session: Session, after: int, serving: trio.CancelScope) -> None:
+        """Write the session's responses above ``after`` while this connection owns it.
 
-    async def _stream(self, session: Session, after: int) -> None:
-        """Write the session's responses above ``after`` while this connection owns it."""
+        A write that finds the connection gone ends ``serving`` (the whole connection).
+        """
         position = after
         parallel = session.group is not None
         log = session.log
@@ -392,5 +398,4 @@ class ControlHandler:
                 position = seq
                 session.note_written(seq)
         except ConnectionGone:
-            assert self._nursery is not None
-            self._nursery.cancel_scope.cancel()
+            serving.cancel()

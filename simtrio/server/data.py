@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Final
 import trio
 
 from simtrio.server.conn import ConnectionGone
+from simtrio.server.data_log import BucketKey, DataKind, Subscription
 from simtrio.server.pubsub import (
     LogsRequestError,
     LogsSubscribe,
     LogsUnsubscribe,
     decode_logs_request,
 )
-from simtrio.server.session import BucketKey, DataKind, Subscription
 from simtrio.wire.base58 import is_address
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,

@@ -15,15 +15,12 @@ requests give byte-identical results on every run.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Final, TypeAlias, cast
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import attrs
-import orjson
 from solders.account import Account
-from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM
 from solders.compute_budget import ComputeBudget
 from solders.hash import Hash
 from solders.keypair import Keypair
@@ -32,16 +29,16 @@ from solders.message import Message, MessageV0, MessageV1
 from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction, VersionedTransaction
-from solders.transaction_metadata import FailedTransactionMetadata, TransactionMetadata
-from solders.transaction_status import TransactionErrorType, TransactionStatus
+from solders.transaction_metadata import FailedTransactionMetadata
 
 from simtrio.server import chain
+from simtrio.server.boundaries import BAD_BASE64, LITESVM_REJECTS, SOLDERS_REJECTS, map_exceptions
+from simtrio.server.compute_budget import requested_budget
+from simtrio.server.solana_json import error_json, transaction_json
 from simtrio.wire.types import JsonValue
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
-
-    from solders.transaction_metadata import InnerInstruction
+    from collections.abc import Mapping
 
     from simtrio.wire.types import AccountData
 
@@ -58,10 +55,8 @@ __all__ = [
     "Simulated",
     "TransactionRejected",
     "WrittenAccount",
-    "account_json",
     "decode_base64_transaction",
     "decode_transaction",
-    "ui_account",
 ]
 
 UPGRADEABLE_LOADER: Final = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
@@ -73,12 +68,6 @@ BLOCKHASH_VALID_SLOTS: Final = 150
 MAX_LIVE_CHAINS: Final = 512
 """LiteSVMs a :class:`ChainBudget` allows by default (``ServerConfig.max_chain_sessions``)."""
 _FEE_PER_SIGNATURE: Final = 5_000
-DEFAULT_INSTRUCTION_UNITS: Final = 200_000
-"""Solana's compute-unit limit per instruction when a transaction asks for none."""
-MAX_TRANSACTION_UNITS: Final = 1_400_000
-"""The most compute units a transaction can ask for on Solana."""
-_SET_UNIT_LIMIT: Final = 2
-_REQUEST_HEAP_FRAME: Final = 1
 _PROGRAM_TAG: Final = (2).to_bytes(4, "little")
 _PROGRAMDATA_TAG: Final = (3).to_bytes(4, "little")
 _EPOCH_SLOTS: Final = 432_000
@@ -125,57 +114,19 @@ class ChainBudget:
 
 def decode_transaction(raw: bytes) -> VersionedTransaction:
     """Deserialize a wire transaction (the legacy layout is a valid versioned one)."""
-    try:
+    with map_exceptions(
+        SOLDERS_REJECTS, lambda exc: TransactionRejected(f"not a bincode transaction: {exc}")
+    ):
         tx = VersionedTransaction.from_bytes(raw)
-    except ValueError as exc:
-        raise TransactionRejected(f"not a bincode transaction: {exc}") from None
     if not tx.signatures:
         raise TransactionRejected("the transaction carries no signature")
     return tx
 
 
 def decode_base64_transaction(text: str) -> VersionedTransaction:
-    try:
+    with map_exceptions(BAD_BASE64, lambda exc: TransactionRejected(f"invalid base64: {exc}")):
         raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise TransactionRejected(f"invalid base64: {exc}") from None
     return decode_transaction(raw)
-
-
-def account_json(account: Account | None) -> JsonValue:
-    """An account in the ``AccountData`` shape of the control plane (None stays None)."""
-    if account is None:
-        return None
-    data = account.data
-    return {
-        "data": {"data": base64.b64encode(data).decode("ascii"), "encoding": "base64"},
-        "executable": account.executable,
-        "lamports": account.lamports,
-        "owner": str(account.owner),
-        "space": len(data),
-    }
-
-
-def ui_account(account: Account) -> JsonValue:
-    """An account as standard Solana RPC returns it with ``encoding: base64``."""
-    data = account.data
-    return {
-        "data": [base64.b64encode(data).decode("ascii"), "base64"],
-        "executable": account.executable,
-        "lamports": account.lamports,
-        "owner": str(account.owner),
-        "rentEpoch": account.rent_epoch,
-        "space": len(data),
-    }
-
-
-def error_json(err: TransactionErrorType | None) -> JsonValue:
-    """A transaction error in Solana's JSON form, e.g. ``{"InstructionError":[0,{"Custom":1}]}``."""
-    if err is None:
-        return None
-    status = TransactionStatus(0, None, None, err, None)
-    parsed = cast("dict[str, JsonValue]", orjson.loads(status.to_json()))
-    return parsed["err"]
 
 
 @attrs.frozen
@@ -381,7 +332,7 @@ class SessionChain:
             err = None
         signature = str(tx.signatures[0])
         logs = tuple(meta.logs())
-        payload = _transaction_json(
+        payload = transaction_json(
             self._cfg, tx, slot, err, meta, logs, (pre_balances, post_balances), names
         )
         done = Executed(
@@ -477,52 +428,27 @@ class SessionChain:
         return self._records.get(signature)
 
 
-def requested_budget(message: AnyMessage) -> tuple[int, int | None]:
-    """The compute-unit limit and heap size a transaction asks for (None: the default heap).
-
-    Read from its Compute Budget instructions; without ``SetComputeUnitLimit`` the limit is
-    Solana's default of 200,000 units per other instruction, at most 1,400,000.
-    """
-    keys = message.account_keys
-    units: int | None = None
-    heap: int | None = None
-    others = 0
-    for ix in message.instructions:
-        index = ix.program_id_index
-        data = bytes(ix.data)
-        if index < len(keys) and keys[index] == COMPUTE_BUDGET_PROGRAM and len(data) >= 5:
-            value = int.from_bytes(data[1:5], "little")
-            if data[0] == _SET_UNIT_LIMIT:
-                units = value
-            elif data[0] == _REQUEST_HEAP_FRAME:
-                heap = value
-            continue
-        others += 1
-    if units is None:
-        units = others * DEFAULT_INSTRUCTION_UNITS
-    return min(units, MAX_TRANSACTION_UNITS), heap
+def _rejected(address: str, kind: str, reason: str) -> map_exceptions:
+    """The solders boundary of an account override: what it raises is ``AccountRejected``."""
+    return map_exceptions(SOLDERS_REJECTS, lambda _exc: AccountRejected(address, kind, reason))
 
 
 def _pubkey(text: str, kind: str) -> Pubkey:
-    try:
+    with _rejected(text, kind, "not a 32-byte base58 address"):
         return Pubkey.from_string(text)
-    except ValueError:
-        raise AccountRejected(text, kind, "not a 32-byte base58 address") from None
 
 
 def _account(address: str, data: AccountData) -> Account:
     if data.data.encoding != "base64":
         raise AccountRejected(address, "encoding", f"unsupported encoding {data.data.encoding!r}")
-    try:
+    with map_exceptions(
+        BAD_BASE64, lambda exc: AccountRejected(address, "encoding", f"invalid base64: {exc}")
+    ):
         raw = base64.b64decode(data.data.data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AccountRejected(address, "encoding", f"invalid base64: {exc}") from None
     if not 0 <= data.lamports < 2**64:
         raise AccountRejected(address, "lamports", "lamports must be an unsigned 64-bit integer")
-    try:
+    with _rejected(address, "owner", "owner is not a 32-byte base58 address"):
         owner = Pubkey.from_string(data.owner)
-    except ValueError:
-        raise AccountRejected(address, "owner", "owner is not a 32-byte base58 address") from None
     return Account(data.lamports, raw, owner, data.executable, 0)
 
 
@@ -558,10 +484,11 @@ def _is_programdata(account: Account) -> bool:
 
 
 def _set(svm: LiteSVM, key: Pubkey, account: Account) -> None:
-    try:
+    with map_exceptions(
+        LITESVM_REJECTS,
+        lambda exc: AccountRejected(str(key), "program", f"cannot be loaded: {exc}"),
+    ):
         svm.set_account(key, account)
-    except Exception as exc:  # solders.LiteSVMError: a program that cannot be loaded
-        raise AccountRejected(str(key), "program", f"cannot be loaded: {exc}") from None
 
 
 def _writable(message: AnyMessage, count: int) -> list[int]:
@@ -591,95 +518,3 @@ def _programs(
             if account is not None and account.executable:
                 out.append(name)
     return tuple(out)
-
-
-def _instruction_json(
-    program_id_index: int, accounts: bytes, data: bytes, stack_height: int | None
-) -> JsonValue:
-    return {
-        "programIdIndex": program_id_index,
-        "accounts": list(accounts),
-        "data": chain.b58encode(data),
-        "stackHeight": stack_height,
-    }
-
-
-def _inner_json(inner: Iterable[Iterable[InnerInstruction]]) -> list[JsonValue]:
-    out: list[JsonValue] = []
-    for index, group in enumerate(inner):
-        items: list[JsonValue] = [
-            _instruction_json(
-                item.instruction().program_id_index,
-                bytes(item.instruction().accounts),
-                bytes(item.instruction().data),
-                item.stack_height(),
-            )
-            for item in group
-        ]
-        if items:
-            out.append({"index": index, "instructions": items})
-    return out
-
-
-def _transaction_json(
-    cfg: chain.ChainConfig,
-    tx: VersionedTransaction,
-    slot: int,
-    err: JsonValue,
-    meta: TransactionMetadata,
-    logs: tuple[str, ...],
-    balances: tuple[list[int], list[int]],
-    names: list[str],
-) -> JsonValue:
-    message = tx.message
-    header = message.header
-    ui_message: dict[str, JsonValue] = {
-        "accountKeys": names,
-        "header": {
-            "numReadonlySignedAccounts": header.num_readonly_signed_accounts,
-            "numReadonlyUnsignedAccounts": header.num_readonly_unsigned_accounts,
-            "numRequiredSignatures": header.num_required_signatures,
-        },
-        "instructions": [
-            _instruction_json(ix.program_id_index, bytes(ix.accounts), bytes(ix.data), None)
-            for ix in message.instructions
-        ],
-        "recentBlockhash": str(message.recent_blockhash),
-    }
-    version: JsonValue = "legacy"
-    if isinstance(message, MessageV1):
-        version = 1
-    elif isinstance(message, MessageV0):
-        version = 0
-        ui_message["addressTableLookups"] = [
-            {
-                "accountKey": str(lookup.account_key),
-                "writableIndexes": list(bytes(lookup.writable_indexes)),
-                "readonlyIndexes": list(bytes(lookup.readonly_indexes)),
-            }
-            for lookup in message.address_table_lookups
-        ]
-    status: JsonValue = {"Ok": None} if err is None else {"Err": err}
-    return {
-        "slot": slot,
-        "blockTime": chain.block_time(cfg, slot),
-        "transaction": {
-            "signatures": [str(sig) for sig in tx.signatures],
-            "message": ui_message,
-        },
-        "meta": {
-            "err": err,
-            "status": status,
-            "fee": meta.fee(),
-            "preBalances": balances[0],
-            "postBalances": balances[1],
-            "innerInstructions": _inner_json(meta.inner_instructions()),
-            "logMessages": list(logs),
-            "preTokenBalances": [],
-            "postTokenBalances": [],
-            "rewards": [],
-            "loadedAddresses": {"writable": [], "readonly": []},
-            "computeUnitsConsumed": meta.compute_units_consumed(),
-        },
-        "version": version,
-    }

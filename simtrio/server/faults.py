@@ -21,7 +21,7 @@ import enum
 import random
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
-from typing import Final
+from typing import Any, Final
 
 import attrs
 
@@ -35,19 +35,13 @@ class Plane(enum.StrEnum):
     DATA = "data"
 
 
-def _opt_count(_inst: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
-    if value is not None and value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
 def _opt_index(_inst: object, attribute: attrs.Attribute[int | None], value: int | None) -> None:
     if value is not None and value < 1:
         raise ValueError(f"{attribute.name} counts from 1, got {value!r}")
 
 
-def _opt_seconds(
-    _inst: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
+def _opt_non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    """A message count or a duration: None (off) or at least 0."""
     if value is not None and value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
 
@@ -77,10 +71,10 @@ class Faults:
         reject_upgrade: refuse the upgrade with this HTTP status.
     """
 
-    drop_after: int | None = attrs.field(default=None, validator=_opt_count)
-    stall_after: int | None = attrs.field(default=None, validator=_opt_count)
-    stall_for: float | None = attrs.field(default=None, validator=_opt_seconds)
-    delay: float | None = attrs.field(default=None, validator=_opt_seconds)
+    drop_after: int | None = attrs.field(default=None, validator=_opt_non_negative)
+    stall_after: int | None = attrs.field(default=None, validator=_opt_non_negative)
+    stall_for: float | None = attrs.field(default=None, validator=_opt_non_negative)
+    delay: float | None = attrs.field(default=None, validator=_opt_non_negative)
     malformed_at: int | None = attrs.field(default=None, validator=_opt_index)
     oversize_at: int | None = attrs.field(default=None, validator=_opt_index)
     oversize_bytes: int | None = attrs.field(default=None, validator=_opt_index)

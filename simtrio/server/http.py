@@ -5,7 +5,7 @@ runs, because trio-websocket only speaks the upgrade. Plain requests are answere
 another on the same connection (HTTP/1.1 keep-alive, pipelining included) until the peer
 closes it or asks to, stays idle ``http_idle_timeout``, or has sent ``http_max_requests``.
 Only a connection's first request may be an upgrade: upgrades are routed, checked and handed
-to trio-websocket on a :class:`~simtrio.server.conn.ServerStream` that replays the bytes
+to trio-websocket on a :class:`~simtrio.server.websocket.ServerStream` that replays the bytes
 already read. The server owns
 the TCP stream throughout and always closes it itself.
 
@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Final
 
 import h11
 import trio
-import trio_websocket
 
-from simtrio.server.conn import Conn, ServerStream, wrap_server_stream
+from simtrio.server.boundaries import PEER_GONE
+from simtrio.server.conn import Conn
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
+from simtrio.server.paths import CONTROL_PATH, SESSION_PREFIX
 from simtrio.server.rpc import rpc_reply
+from simtrio.server.websocket import ServerStream, accept_websocket
 from simtrio.wire.codec import encode_available_ranges
 
 if TYPE_CHECKING:
@@ -45,8 +47,6 @@ __all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_PATH: Final = "/backtest"
-_SESSION_PREFIX: Final = "/backtest/"
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
 _RECEIVE_BYTES: Final = 64 * 1024
@@ -74,13 +74,17 @@ class _Request:
         return self.method == "GET" and "websocket" in self.headers.get("upgrade", "").lower()
 
 
-def _response(status: int, body: bytes = b"", content_type: str = "text/plain") -> bytes:
+def _phrase(status: int) -> str:
+    """The reason phrase of ``status`` ("Unknown" for a code Python does not name)."""
     try:
-        phrase = http.HTTPStatus(status).phrase
+        return http.HTTPStatus(status).phrase
     except ValueError:
-        phrase = "Unknown"
+        return "Unknown"
+
+
+def _response(status: int, body: bytes = b"", content_type: str = "text/plain") -> bytes:
     head = (
-        f"HTTP/1.1 {status} {phrase}\r\n"
+        f"HTTP/1.1 {status} {_phrase(status)}\r\n"
         f"content-type: {content_type}\r\n"
         f"content-length: {len(body)}\r\n"
         "connection: close\r\n\r\n"
@@ -91,7 +95,7 @@ def _response(status: int, body: bytes = b"", content_type: str = "text/plain") 
 async def _reply(
     stream: trio.SocketStream, status: int, body: bytes = b"", content_type: str = "text/plain"
 ) -> None:
-    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+    with contextlib.suppress(*PEER_GONE):
         await stream.send_all(_response(status, body, content_type))
 
 
@@ -102,7 +106,7 @@ async def _refuse(stream: trio.SocketStream, linger: float) -> None:
     """
     with trio.move_on_after(linger):
         await _reply(stream, 503, b"too many connections")
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+        with contextlib.suppress(*PEER_GONE):
             await stream.send_eof()
             received = 0
             while received < MAX_HEAD_BYTES:
@@ -207,7 +211,7 @@ async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
             await _refuse(stream, min(state.config.handshake_timeout, _REFUSE_LINGER))
             return
         await _serve_connection(state, stream)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
+    except PEER_GONE:
         pass
     except Exception:
         logger.exception("connection handler failed")
@@ -273,11 +277,7 @@ def _keep_alive_response(
     headers = [("content-type", content_type), ("content-length", str(len(body)))]
     if last:
         headers.append(("connection", "close"))
-    try:
-        phrase = http.HTTPStatus(status).phrase
-    except ValueError:
-        phrase = "Unknown"
-    out = parser.send(h11.Response(status_code=status, headers=headers, reason=phrase))
+    out = parser.send(h11.Response(status_code=status, headers=headers, reason=_phrase(status)))
     if request.method != "HEAD":
         out += parser.send(h11.Data(data=body))
     out += parser.send(h11.EndOfMessage())
@@ -296,8 +296,8 @@ async def _route(state: ServerState, request: _Request, body: bytes) -> tuple[in
         return (503, b"draining", _TEXT) if state.draining else (200, b"ready", _TEXT)
     if method == "GET" and path == "/available-ranges":
         return 200, await available_ranges_body(state), _JSON
-    if method == "POST" and path.startswith(_SESSION_PREFIX):
-        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+    if method == "POST" and path.startswith(SESSION_PREFIX):
+        session = state.sessions.get(path[len(SESSION_PREFIX) :])
         if session is None:
             return 404, b"unknown session", _TEXT
         return 200, rpc_reply(session, body), _JSON
@@ -325,8 +325,8 @@ async def _upgrade(
                 return
         plane = Plane.CONTROL
         session = None
-    elif path.startswith(_SESSION_PREFIX):
-        session = state.sessions.get(path[len(_SESSION_PREFIX) :])
+    elif path.startswith(SESSION_PREFIX):
+        session = state.sessions.get(path[len(SESSION_PREFIX) :])
         if session is None:
             await _reply(stream, 404, b"unknown session")
             return
@@ -366,20 +366,15 @@ async def _run_websocket(
     config = state.config
     server_stream = ServerStream(stream, raw)
     limit = config.max_request_size if plane is Plane.CONTROL else config.max_data_request_size
-    async with trio.open_nursery() as nursery:
-        try:
-            with trio.fail_after(config.handshake_timeout):
-                ws_request = await wrap_server_stream(
-                    nursery,
-                    server_stream,
-                    message_queue_size=config.message_queue_size,
-                    max_message_size=limit,
-                    receive_buffer_size=_RECEIVE_BYTES,
-                )
-                ws = await ws_request.accept()
-        except (trio.TooSlowError, trio_websocket.ConnectionClosed, trio.BrokenResourceError):
+    async with accept_websocket(
+        server_stream,
+        handshake_timeout=config.handshake_timeout,
+        message_queue_size=config.message_queue_size,
+        max_message_size=limit,
+        receive_buffer_size=_RECEIVE_BYTES,
+    ) as ws:
+        if ws is None:
             server_stream.abort()
-            nursery.cancel_scope.cancel()
             return
         conn = Conn(
             plane=plane,
@@ -389,20 +384,16 @@ async def _run_websocket(
             faults=state.faults.for_connection(plane, index),
             max_message_size=config.max_message_size,
             close_timeout=config.close_timeout,
-            nursery=nursery,
             on_fault=state.fault_fired,
         )
         state.conns.add(conn)
         logger.debug("%r open", conn)
         try:
-            with conn.cancel_scope:
-                conn.start()
-                await serve(conn)
+            await conn.serve(serve)
         finally:
             state.conns.discard(conn)
             if conn.pending_close is not None:
                 code, reason = conn.pending_close
                 await conn.close(code, reason)
             server_stream.abort()
-            nursery.cancel_scope.cancel()
             logger.debug("%r closed", conn)

@@ -17,14 +17,15 @@ import orjson
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from simtrio.server.boundaries import SOLDERS_REJECTS, map_exceptions
 from simtrio.server.executor import (
     BLOCKHASH_VALID_SLOTS,
     AccountRejected,
     ChainUnavailable,
     TransactionRejected,
     decode_base64_transaction,
-    ui_account,
 )
+from simtrio.server.solana_json import ui_account
 from simtrio.wire.types import AccountData, EncodedBinary, JsonValue
 
 if TYPE_CHECKING:
@@ -59,6 +60,17 @@ _Params: TypeAlias = "list[JsonValue]"
 
 class _BadParams(Exception):
     """-32602 with this message."""
+
+
+_REFUSED_BY_CHAIN: Final = map_exceptions(
+    (TransactionRejected, AccountRejected), lambda exc: _BadParams(str(exc))
+)
+"""A transaction or account the chain refused is the caller's bad params."""
+
+
+def _unparsable(what: str, value: str, shown: int) -> map_exceptions:
+    """What solders cannot parse is bad params: ``what``, then the start of ``value``."""
+    return map_exceptions(SOLDERS_REJECTS, lambda _exc: _BadParams(f"{what}: {value[:shown]!r}"))
 
 
 def rpc_reply(session: Session, body: bytes) -> bytes:
@@ -140,10 +152,8 @@ def _encoding(config: _Object, allowed: str) -> None:
 def _pubkey(value: JsonValue) -> Pubkey:
     if not isinstance(value, str):
         raise _BadParams("an address must be a base58 string")
-    try:
+    with _unparsable("not a 32-byte base58 address", value, 60):
         return Pubkey.from_string(value)
-    except ValueError:
-        raise _BadParams(f"not a 32-byte base58 address: {value[:60]!r}") from None
 
 
 def _uint(value: JsonValue, what: str) -> int:
@@ -157,10 +167,8 @@ def _transaction(params: _Params) -> VersionedTransaction:
     _encoding(_config(params, 1), "base64")
     if not isinstance(text, str):
         raise _BadParams("the transaction must be base64 text")
-    try:
+    with _REFUSED_BY_CHAIN:
         return decode_base64_transaction(text)
-    except TransactionRejected as exc:
-        raise _BadParams(str(exc)) from None
 
 
 def _list(value: JsonValue, what: str, limit: int) -> _Params:
@@ -262,10 +270,8 @@ def _get_transaction(session: Session, params: _Params) -> JsonValue:
 def _signature(value: JsonValue) -> str:
     if not isinstance(value, str):
         raise _BadParams("a signature must be base58 text")
-    try:
+    with _unparsable("not a 64-byte base58 signature", value, 100):
         return str(Signature.from_string(value))
-    except ValueError:
-        raise _BadParams(f"not a 64-byte base58 signature: {value[:100]!r}") from None
 
 
 def _simulate_transaction(session: Session, params: _Params) -> JsonValue:
@@ -277,12 +283,10 @@ def _simulate_transaction(session: Session, params: _Params) -> JsonValue:
         raise _BadParams("sigVerify and replaceRecentBlockhash must be booleans")
     if verify and replace:
         raise _BadParams("sigVerify may not be used with replaceRecentBlockhash")
-    try:
+    with _REFUSED_BY_CHAIN:
         simulated = session.chain.simulate(
             tx, session.slot, verify_signatures=verify, replace_blockhash=replace
         )
-    except TransactionRejected as exc:
-        raise _BadParams(str(exc)) from None
     value: dict[str, JsonValue] = {
         "err": simulated.err,
         "logs": list(simulated.logs),
@@ -327,10 +331,8 @@ def _modify_accounts(session: Session, params: _Params) -> JsonValue:
     states = {
         address: _account_data(address, value) for address, value in cast("_Object", mods).items()
     }
-    try:
+    with _REFUSED_BY_CHAIN:
         session.chain.set_accounts(states, session.slot)
-    except AccountRejected as exc:
-        raise _BadParams(str(exc)) from None
     session.overrides.update(states)
     return None
 

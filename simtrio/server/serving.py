@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from simtrio.core.groups import unwrapped
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
@@ -37,19 +39,9 @@ async def serving_nursery() -> AsyncGenerator[trio.Nursery]:
     The server's own tasks never raise, so a lone exception in the nursery's group came from
     the block (or from starting the server): it is raised as it was, its context kept.
     """
-    try:
+    with unwrapped():
         async with trio.open_nursery() as nursery:
             try:
                 yield nursery
             finally:
                 nursery.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
-            raise
-        error = group.exceptions[0]
-        context = error.__context__
-        try:
-            raise error
-        finally:
-            error.__context__ = context
-            del error, context

@@ -15,10 +15,13 @@ from simtrio.server.executor import ChainBudget
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from simtrio.server.chain import ChainConfig
     from simtrio.server.config import ServerConfig
     from simtrio.server.conn import Conn
-    from simtrio.server.session import Ownership, ParallelGroup, Session
+    from simtrio.server.ownership import Ownership
+    from simtrio.server.session import ParallelGroup, Session
 
 __all__ = ["FD_RESERVE", "ServerState", "connection_cap"]
 
@@ -50,14 +53,14 @@ def _fd_limit() -> int | None:
 class ServerState:
     """Shared by every connection handler and session of one running server.
 
-    Sessions live here, not in connections, so they outlive the connection that created them.
-    ``nursery`` runs session steps and disconnect timers.
+    Sessions live here, not in connections, so they outlive the connection that created them;
+    so do their tasks (steps and disconnect timers), which :meth:`run` hosts.
     """
 
-    def __init__(self, config: ServerConfig, nursery: trio.Nursery) -> None:
+    def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.chain: ChainConfig = config.chain
-        self.nursery = nursery
+        self._tasks: trio.Nursery | None = None
         self.faults: FaultPlan = config.faults
         self.draining = config.draining
         self.sessions: dict[str, Session] = {}
@@ -80,6 +83,26 @@ class ServerState:
         self.faults_fired: collections.Counter[tuple[Plane, FaultKind]] = collections.Counter()
         """Faults that took effect, by plane and kind (a planned fault whose trigger was never
         reached is not counted)."""
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Host the sessions' tasks until cancelled; :meth:`spawn` starts one.
+
+        The nursery is this service's own: it opens with the server and closes with it,
+        cancelling every step and timer still running.
+        """
+        async with trio.open_nursery() as nursery:
+            self._tasks = nursery
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._tasks = None
+
+    def spawn(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run ``function(*args)`` as a session task (a step or a disconnect timer)."""
+        if self._tasks is None:
+            raise RuntimeError("the server's session tasks are not running")
+        self._tasks.start_soon(function, *args)
 
     def new_id(self, prefix: str) -> str:
         """``<prefix>_<hex>``: 128 random bits, or with ``deterministic_ids`` 64 bits derived

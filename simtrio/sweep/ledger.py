@@ -10,7 +10,6 @@ Plain blocking code (the driver calls it from a worker thread, one call at a tim
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sqlite3
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Final
 
 import orjson
 
+from simtrio.recording.boundary import store_errors
+from simtrio.recording.dbfile import BUSY_TIMEOUT_MS, SqliteFile, connect, write_transaction
 from simtrio.recording.errors import StoreError
 from simtrio.sweep.errors import SweepBusy
 from simtrio.sweep.plan import OK, CellAttempt
@@ -53,6 +54,7 @@ _COLUMNS: Final = (
     "sweep, cell_key, attempt, outcome, run_id, start_slot, end_slot, params, result, error, "
     "started_at_ns, duration, executor"
 )
+_READING: Final = "cannot read the sweep ledger"
 
 
 def _loads(text: str | None) -> JsonValue:
@@ -65,12 +67,8 @@ def _loads(text: str | None) -> JsonValue:
     return value
 
 
-class Ledger:
+class Ledger(SqliteFile):
     """The ``sweep_cells`` table of one store file (opened after the store, which creates it)."""
-
-    def __init__(self, path: Path, conn: sqlite3.Connection) -> None:
-        self.path = path
-        self._conn = conn
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Ledger:
@@ -80,49 +78,28 @@ class Ledger:
             StoreError: the file cannot be opened or written.
         """
         file = Path(path)
+        with store_errors(f"cannot open run store {str(file)!r}"):
+            conn = connect(file)
         try:
-            conn = sqlite3.connect(
-                file, isolation_level=None, check_same_thread=False, timeout=10.0
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open run store {str(file)!r}: {exc}") from None
-        try:
-            conn.execute("PRAGMA busy_timeout = 10000")
-            conn.execute("PRAGMA synchronous = FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("COMMIT")
-            except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
+            with store_errors(f"cannot open the sweep ledger of {str(file)!r}"):
+                conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                conn.execute("PRAGMA synchronous = FULL")
+                with write_transaction(conn):
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+        except StoreError:
             conn.close()
-            raise StoreError(f"cannot open the sweep ledger of {str(file)!r}: {exc}") from None
+            raise
         return cls(file, conn)
-
-    def close(self) -> None:
-        with contextlib.suppress(sqlite3.Error):
-            self._conn.close()
-
-    def __enter__(self) -> Ledger:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def attempts(self, sweep: str) -> list[CellAttempt]:
         """Every recorded attempt of the sweep, by cell and attempt number."""
-        try:
+        with store_errors(_READING):
             rows = self._conn.execute(
                 f"SELECT {_COLUMNS} FROM sweep_cells WHERE sweep = ? ORDER BY cell_key, attempt",
                 (sweep,),
             ).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the sweep ledger: {exc}") from None
         return [
             CellAttempt(
                 sweep=row[0],
@@ -143,11 +120,9 @@ class Ledger:
         ]
 
     def sweeps(self) -> list[str]:
-        try:
+        with store_errors(_READING):
             rows = self._conn.execute("SELECT DISTINCT sweep FROM sweep_cells ORDER BY sweep")
             return [row[0] for row in rows]
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the sweep ledger: {exc}") from None
 
     def record(self, row: CellAttempt) -> bool:
         """Add one attempt; False (and nothing written) if the cell already has a success."""
@@ -166,20 +141,19 @@ class Ledger:
             row.duration,
             row.executor,
         )
-        try:
-            self._conn.execute(
-                f"INSERT INTO sweep_cells ({_COLUMNS}) VALUES "
-                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                values,
-            )
-        except sqlite3.IntegrityError:
-            if row.outcome == OK:
-                return False
-            raise StoreError(
-                f"attempt {row.attempt} of cell {row.key!r} is already recorded"
-            ) from None
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot write the sweep ledger: {exc}") from None
+        with store_errors("cannot write the sweep ledger"):
+            try:
+                self._conn.execute(
+                    f"INSERT INTO sweep_cells ({_COLUMNS}) VALUES "
+                    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
+                )
+            except sqlite3.IntegrityError:
+                if row.outcome == OK:
+                    return False
+                raise StoreError(
+                    f"attempt {row.attempt} of cell {row.key!r} is already recorded"
+                ) from None
         return True
 
 
@@ -193,10 +167,8 @@ class SweepLock:
         self._fd: int | None = None
 
     def __enter__(self) -> SweepLock:
-        try:
+        with store_errors(f"cannot create {str(self.path)!r}"):
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise StoreError(f"cannot create {str(self.path)!r}: {exc}") from None
         if sys.platform != "win32":
             import fcntl
 

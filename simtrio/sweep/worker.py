@@ -22,11 +22,13 @@ import attrs
 import orjson
 import trio
 
+from simtrio.core.groups import first_leaf
 from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import NotShippable, SweepError
 from simtrio.sweep.plan import Outcome
+from simtrio.wire.redact import REDACTED
 from simtrio.wire.types import JsonValue
 
 __all__ = [
@@ -107,22 +109,15 @@ class CellReport:
     export: bytes | None = attrs.field(default=None, repr=False)
 
 
-def _leaf(exc: BaseException) -> BaseException:
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        return _leaf(group.exceptions[0]) if group.exceptions else group
-    return exc
-
-
 def describe(exc: BaseException) -> str:
     """``Type: message`` of the first leaf of ``exc`` (exception groups are unwrapped)."""
-    leaf = _leaf(exc)
+    leaf = first_leaf(exc)
     text = str(leaf)
     return f"{type(leaf).__name__}: {text}" if text else type(leaf).__name__
 
 
 def _scrub(text: str, secret: str) -> str:
-    return text.replace(secret, "<redacted>") if secret else text
+    return text.replace(secret, REDACTED) if secret else text
 
 
 def _result_text(result: object) -> str:

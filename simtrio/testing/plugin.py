@@ -345,17 +345,10 @@ async def _watch_replay(server: ReplayServer, raise_on_divergence: bool, deadlin
 
 def _replay_failure(exc: BaseException) -> BaseException | None:
     """The divergence or deadline inside ``exc`` (nested groups included), if any."""
+    from simtrio.core.groups import find_leaf
     from simtrio.recording import ReplayDivergence
 
-    if isinstance(exc, ReplayDivergence | ReplayDeadlineExceeded):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        group = cast("BaseExceptionGroup[BaseException]", exc)
-        for inner in group.exceptions:
-            found = _replay_failure(inner)
-            if found is not None:
-                return found
-    return None
+    return find_leaf(exc, (ReplayDivergence, ReplayDeadlineExceeded))
 
 
 @pytest.hookimpl(wrapper=True)

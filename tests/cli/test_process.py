@@ -8,36 +8,16 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import IO
+from typing import TYPE_CHECKING
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from .processes import reaped, spawn, wait_for_line
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
-
-
-def _spawn(*argv: str, stdout: int, stderr: int) -> subprocess.Popen[bytes]:
-    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    env = {**os.environ, "PYTHONPATH": path}
-    env.pop("SIMULATOR_URL", None)
-    return subprocess.Popen(
-        [sys.executable, "-m", "simtrio", *argv], cwd=ROOT, env=env, stdout=stdout, stderr=stderr
-    )
-
-
-def _wait_for_line(stream: IO[bytes] | None, needle: bytes, deadline: float) -> bytes:
-    assert stream is not None
-    seen = b""
-    while time.monotonic() < deadline:
-        line = stream.readline()
-        if not line:
-            break
-        seen += line
-        if needle in line:
-            return seen
-    raise AssertionError(f"{needle!r} not seen; got {seen!r}")
 
 
 @pytest.mark.parametrize(
@@ -54,21 +34,17 @@ def test_a_signal_stops_the_run_gracefully(
 ) -> None:
     db = tmp_path / "runs.db"
     out_file = tmp_path / "run.ndjson"
-    proc = _spawn(
+    proc = spawn(
         "run", "--embedded", "--start-slot", "0", "--end-slot", "999", parallel,
         "--slot-delay", "0.005", "--record", str(db), "--output-file", str(out_file),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 5
-        head = _wait_for_line(proc.stderr, b"embedded reference server", deadline)
+        head = wait_for_line(proc.stderr, b"embedded reference server", deadline)
         time.sleep(0.3)  # let it get going
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     err = head + err
     assert proc.returncode == status, err.decode(errors="replace")
     assert b"Traceback" not in err
@@ -89,20 +65,16 @@ def test_a_signal_stops_the_run_gracefully(
 
 
 def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
-    proc = _spawn(
+    proc = spawn(
         "run", "--embedded", "--start-slot", "0", "--end-slot", "99999", "--slot-delay", "0.005",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
-    try:
-        _wait_for_line(proc.stderr, b"embedded reference server", time.monotonic() + 5)
+    with reaped(proc):
+        wait_for_line(proc.stderr, b"embedded reference server", time.monotonic() + 5)
         time.sleep(0.3)
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=5)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 143
 
 
@@ -110,7 +82,7 @@ def test_closed_stdout_pipe_exits_quietly() -> None:
     read_fd, write_fd = os.pipe()
     os.close(read_fd)  # nobody will ever read: the first write gets EPIPE
     try:
-        proc = _spawn("ranges", "--embedded", stdout=write_fd, stderr=subprocess.PIPE)
+        proc = spawn("ranges", "--embedded", stdout=write_fd, stderr=subprocess.PIPE)
     finally:
         os.close(write_fd)
     _, err = proc.communicate(timeout=10)
@@ -120,7 +92,7 @@ def test_closed_stdout_pipe_exits_quietly() -> None:
 
 
 def test_head_closing_early_exits_quietly() -> None:
-    proc = _spawn("ranges", "--embedded", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = spawn("ranges", "--embedded", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None
     first = proc.stdout.readline()  # like `| head -1`
     proc.stdout.close()

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import signal
@@ -22,7 +23,7 @@ from simtrio.server import FaultPlan, Faults, ServerConfig, serve
 from simtrio.server.chain import slot_transactions
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
     from pathlib import Path
 
 
@@ -59,6 +60,50 @@ def _wrap_recorder_opener(monkeypatch: pytest.MonkeyPatch, wrap: Callable[[Any],
 
     recorder = simtrio.recording.recorder
     monkeypatch.setattr(recorder, "open_recorder", wrap(recorder.open_recorder))
+
+
+def _around(
+    *,
+    before: Callable[[], Awaitable[object]] | None = None,
+    leaving: Callable[[], Awaitable[object]] | None = None,
+    after: Callable[[], Awaitable[object]] | None = None,
+) -> Callable[[Any], Any]:
+    """A ``wrap`` for the opener helpers above: the original opener, with ``before`` run before
+    it is entered, ``leaving`` once the body is done (still inside it) and ``after`` once it
+    has been left."""
+
+    def wrap(original: Any) -> Any:
+        @contextlib.asynccontextmanager
+        async def wrapped(*args: Any, **kwargs: Any) -> Any:
+            if before is not None:
+                await before()
+            async with original(*args, **kwargs) as value:
+                yield value
+                if leaving is not None:
+                    await leaving()
+            if after is not None:
+                await after()
+
+        return wrapped
+
+    return wrap
+
+
+def _signal(interrupt: Interrupt) -> Callable[[], Awaitable[None]]:
+    """A hook for :func:`_around`: one SIGINT, as if it arrived at that point."""
+
+    async def hook() -> None:
+        interrupt.trigger()
+
+    return hook
+
+
+def _recorded(db: Path) -> tuple[str, str | None]:
+    """The status and outcome of the one run ``db`` holds."""
+    from simtrio.recording import list_runs
+
+    (run,) = list_runs(db)
+    return run.status.value, run.outcome
 
 
 async def _run_recorded(
@@ -332,27 +377,14 @@ def test_a_create_the_server_refuses_as_invalid_is_a_usage_error(
 async def test_a_signal_during_the_create_ends_the_recording_cancelled(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
 ) -> None:
-    import contextlib
-
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
-    def wrap(original: Any) -> Any:
-        @contextlib.asynccontextmanager
-        async def signalled(*args: Any, **kwargs: Any) -> Any:
-            interrupt.trigger()  # as if SIGINT arrived while the session is being created
-            async with original(*args, **kwargs) as session:
-                yield session
-
-        return signalled
-
-    _wrap_session_opener(monkeypatch, parallel, wrap)
+    # As if SIGINT arrived while the session is being created.
+    _wrap_session_opener(monkeypatch, parallel, _around(before=_signal(interrupt)))
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=999, parallel=parallel)
     assert report.interrupted
     assert exit_status(report, interrupt) == 130
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+    assert _recorded(db) == ("ENDED", "cancelled")
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
@@ -362,10 +394,7 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     """Stopped by a signal while driving, a session that fails on its way out (here: its
     control task reports a failure when it is left) must not turn the recording into an
     error: the run was stopped as asked."""
-    import contextlib
-
     from simtrio.errors import ControlFailed
-    from simtrio.recording import list_runs
 
     interrupt = Interrupt()
 
@@ -388,8 +417,7 @@ async def test_a_session_failing_while_it_is_stopped_ends_the_recording_cancelle
     assert report.status == "interrupted"
     assert report.error == "ControlFailed: connection lost while closing"
     assert exit_status(report, interrupt) == 130
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+    assert _recorded(db) == ("ENDED", "cancelled")
 
 
 @pytest.mark.parametrize("parallel", [True, False], ids=["parallel", "single"])
@@ -398,29 +426,16 @@ async def test_a_signal_during_session_teardown_keeps_a_finished_run_completed(
 ) -> None:
     """Every session has completed when the signal arrives (the session block is being left):
     the run stays completed, and so does its recording."""
-    import contextlib
-
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
-    def wrap(original: Any) -> Any:
-        @contextlib.asynccontextmanager
-        async def signalled_on_the_way_out(*args: Any, **kwargs: Any) -> Any:
-            async with original(*args, **kwargs) as session:
-                yield session
-                interrupt.trigger()  # as if SIGINT arrived as the finished session is closed
-
-        return signalled_on_the_way_out
-
-    _wrap_session_opener(monkeypatch, parallel, wrap)
+    # As if SIGINT arrived as the finished session is closed.
+    _wrap_session_opener(monkeypatch, parallel, _around(leaving=_signal(interrupt)))
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=99, parallel=parallel)
     assert [t.state.value for t in report.sessions] == ["completed"] * len(report.sessions)
     assert not report.interrupted
     assert report.status == "completed"
     assert exit_status(report, interrupt) == 0
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "completed")
+    assert _recorded(db) == ("ENDED", "completed")
 
 
 async def test_a_signal_after_the_recording_ended_keeps_the_run_completed(
@@ -428,25 +443,12 @@ async def test_a_signal_after_the_recording_ended_keeps_the_run_completed(
 ) -> None:
     """The recording has ended completed when the signal arrives (the embedded server is being
     stopped): the summary and the exit status must not say otherwise."""
-    import contextlib
-
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
-    def wrap(original: Any) -> Any:
-        @contextlib.asynccontextmanager
-        async def signalled_after(*args: Any, **kwargs: Any) -> Any:
-            async with original(*args, **kwargs) as recorder:
-                yield recorder
-            interrupt.trigger()  # as if SIGINT arrived once the recording has ended
-
-        return signalled_after
-
-    _wrap_recorder_opener(monkeypatch, wrap)
+    # As if SIGINT arrived once the recording has ended.
+    _wrap_recorder_opener(monkeypatch, _around(after=_signal(interrupt)))
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=99)
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "completed")
+    assert _recorded(db) == ("ENDED", "completed")
     assert report.status == "completed"
     assert exit_status(report, interrupt) == 0
 
@@ -456,29 +458,18 @@ async def test_a_second_signal_during_teardown_stops_at_once(
 ) -> None:
     """After a finished run, the first signal is absorbed; a second one still stops everything
     and the run (and a recording still open) then says interrupted / cancelled."""
-    import contextlib
-
-    from simtrio.recording import list_runs
-
     interrupt = Interrupt()
 
-    def wrap(original: Any) -> Any:
-        @contextlib.asynccontextmanager
-        async def signalled_twice(*args: Any, **kwargs: Any) -> Any:
-            async with original(*args, **kwargs) as session:
-                yield session
-                interrupt.trigger(signal.SIGTERM)
-                interrupt.trigger(signal.SIGTERM)
-                await trio.lowlevel.checkpoint()
+    async def signalled_twice() -> None:
+        interrupt.trigger(signal.SIGTERM)
+        interrupt.trigger(signal.SIGTERM)
+        await trio.lowlevel.checkpoint()
 
-        return signalled_twice
-
-    _wrap_session_opener(monkeypatch, False, wrap)
+    _wrap_session_opener(monkeypatch, False, _around(leaving=signalled_twice))
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=99, parallel=False)
     assert report.interrupted
     assert exit_status(report, interrupt) == 143
-    (run,) = list_runs(db)
-    assert (run.status.value, run.outcome) == ("ENDED", "cancelled")
+    assert _recorded(db) == ("ENDED", "cancelled")
 
 
 async def test_a_signal_after_every_session_finished_cancels_nothing() -> None:
@@ -497,20 +488,10 @@ async def test_a_signal_before_the_recording_starts_leaves_no_run(
 ) -> None:
     """Stopped before the store is opened, the run never created a session: the store gets
     no run, and the summary says interrupted with no sessions."""
-    import contextlib
-
     interrupt = Interrupt()
 
-    def wrap(original: Any) -> Any:
-        @contextlib.asynccontextmanager
-        async def signalled_before(*args: Any, **kwargs: Any) -> Any:
-            interrupt.trigger()  # as if SIGINT arrived just before the store is opened
-            async with original(*args, **kwargs) as recorder:
-                yield recorder
-
-        return signalled_before
-
-    _wrap_recorder_opener(monkeypatch, wrap)
+    # As if SIGINT arrived just before the store is opened.
+    _wrap_recorder_opener(monkeypatch, _around(before=_signal(interrupt)))
     report, db = await _run_recorded(tmp_path, interrupt, end_slot=99)
     assert report.interrupted
     assert report.sessions == []

@@ -8,15 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from simtrio.cli.main import main
 from simtrio.recording import RunStore
 
-ROOT = Path(__file__).resolve().parents[2]
+from .processes import ROOT, reaped, simtrio_env, spawn, wait_for_line
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
 KEY = "cli-sweep-key-77aa"
 
 SPEC = """
@@ -202,28 +205,13 @@ def test_a_stopped_or_killed_sweep_keeps_finished_cells_and_resumes(
         "[server]\nslot_delay = 0.05\n",
     )
     db = tmp_path / "runs.db"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("SIMULATOR_URL", None)
-    argv = [sys.executable, "-m", "simtrio", "sweep", str(spec), "--record", str(db),
-            "--workers", "3", "--embedded"]  # fmt: skip
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        assert proc.stderr is not None
-        deadline = time.monotonic() + 20
-        seen = b""
-        while time.monotonic() < deadline and b": ok (" not in seen:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen += line
-        assert b": ok (" in seen, seen
+    env = simtrio_env()
+    args = ("sweep", str(spec), "--record", str(db), "--workers", "3", "--embedded")
+    proc = spawn(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    with reaped(proc):
+        seen = wait_for_line(proc.stderr, b": ok (", time.monotonic() + 20)
         proc.send_signal(signum)
         _out, err = proc.communicate(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     if signum == signal.SIGTERM:
         assert proc.returncode == 130, seen + err
         assert b"run it again to resume" in err
@@ -239,7 +227,7 @@ def test_a_stopped_or_killed_sweep_keeps_finished_cells_and_resumes(
     assert all(c["outcome"] == "ok" for c in finished.values())
     assert "30-60" not in finished
     # The rerun runs what did not finish, and only that.
-    again = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, timeout=60,
+    again = subprocess.run([sys.executable, "-m", "simtrio", *args], cwd=ROOT, env=env, capture_output=True, timeout=60,
                            check=False)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert b"cells succeeded earlier and are skipped" in again.stderr

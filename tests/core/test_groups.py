@@ -51,6 +51,14 @@ def test_sole_leaf_prefers_one_failure_among_ignored_ones() -> None:
     assert sole_leaf(other, prefer=Failure, ignoring=Stop) is None
 
 
+def test_sole_leaf_counts_one_exception_raised_twice_once() -> None:
+    failure = Failure("stored, then raised by two tasks")
+    twice = BaseExceptionGroup("g", [failure, BaseExceptionGroup("h", [failure])])
+    assert sole_leaf(twice) is failure
+    beside = BaseExceptionGroup("g", [failure, Stop(), failure])
+    assert sole_leaf(beside, prefer=Failure, ignoring=Stop) is failure
+
+
 def test_unwrapped_raises_the_leaf_with_its_own_context() -> None:
     failure = Failure("real")
     cause = ValueError("earlier")

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import TYPE_CHECKING
+import time
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 import orjson
 import trio
+import trio_websocket
 
-from simtrio.recording import open_recorder
+from simtrio.recording import Plane, open_recorder, replay_server
+from simtrio.recording.format import RUN_ENDED
+from simtrio.recording.store import PendingEntry
 from simtrio.wire import rpc, types
 from simtrio.wire.codec import encode
 from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.types import BacktestStatus
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Callable
     from pathlib import Path
 
-    import trio_websocket
+    import pytest
 
-    from simtrio.recording import Recorder
+    from simtrio.recording import Recorder, ReplayServer, RunStore
+    from simtrio.recording.store import ActiveRun
 
 PROGRAM_A = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 PROGRAM_B = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
 SESSION = "backtest_0001"
+_T = TypeVar("_T")
+
+CREATE_TEXT = '{"method":"createBacktestSession","params":{"startSlot":1,"endSlot":2}}'
+"""A create request as the store keeps it (canonical text)."""
+
 CREATE = types.CreateBacktestSessionRequest(
     start_slot=100, end_slot=103, disconnect_timeout_secs=30
 )
@@ -67,6 +79,48 @@ async def make_single_run(path: Path) -> str:
     async with open_recorder(path, create_params=CREATE, server_url="ws://h/backtest") as rec:
         await record_single_run(rec)
         return rec.run_id
+
+
+def end_run(store: RunStore, run: ActiveRun) -> None:
+    """Commit ``run.ended`` with outcome ``completed``, as a recorder ends a run."""
+    ended = PendingEntry(run.next_seq, time.time_ns(), Plane.RUN, RUN_ENDED, None, None, b"{}")
+    store.append(run, [ended], outcome="completed")
+
+
+class TrioDisk:
+    """What the recorder hands to worker threads, run inline after ``latency`` seconds of trio
+    time instead (:meth:`install` puts it in place of ``trio.to_thread.run_sync``).
+
+    With the autojump clock a recorder's timing is then exact: no thread runs beside the trio
+    run, so its clock alone says when a batch is committed, and a slow disk costs no real time.
+    """
+
+    def __init__(self, latency: float = 0.0) -> None:
+        self.latency = latency
+
+    @classmethod
+    def install(cls, monkeypatch: pytest.MonkeyPatch) -> TrioDisk:
+        disk = cls()
+        monkeypatch.setattr(trio.to_thread, "run_sync", disk.run_sync)
+        return disk
+
+    async def run_sync(
+        self, fn: Callable[..., _T], *args: object, limiter: object = None, **_: object
+    ) -> _T:
+        await trio.sleep(self.latency)
+        return fn(*args)
+
+
+@asynccontextmanager
+async def replay_client(
+    path: Path, run_id: str, *, raise_on_divergence: bool = True
+) -> AsyncGenerator[tuple[ReplayServer, RawClient]]:
+    """A replay server for ``run_id`` and a raw control client connected to it."""
+    async with (
+        replay_server(path, run_id, raise_on_divergence=raise_on_divergence) as server,
+        trio_websocket.open_websocket_url(server.control_url) as ws,
+    ):
+        yield server, RawClient(ws)
 
 
 class RawClient:

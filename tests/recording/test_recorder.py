@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,7 +22,7 @@ from simtrio.recording import (
     read_entries,
 )
 from simtrio.wire import encode, rpc, types
-from tests.recording.helpers import CREATE, PROGRAM_A, diff, sql
+from tests.recording.helpers import CREATE, PROGRAM_A, TrioDisk, diff, sql
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -35,17 +34,21 @@ if TYPE_CHECKING:
 API_KEY = "sk_live_7hTq9ZpL2mXvB4nR8cWd"
 
 
-def _slow_append(monkeypatch: pytest.MonkeyPatch, seconds: float, calls: list[int]) -> None:
-    original = RunStore.append
+@pytest.fixture
+def trio_disk(monkeypatch: pytest.MonkeyPatch, autojump_clock: trio.abc.Clock) -> TrioDisk:
+    """The recorder's disk work runs inline, in the autojump clock's time (see TrioDisk)."""
+    return TrioDisk.install(monkeypatch)
 
-    def slow(
+
+def _break_disk(monkeypatch: pytest.MonkeyPatch, error: OSError) -> None:
+    """From now on every batch the recorder writes fails with ``error``."""
+
+    def broken(
         self: RunStore, run: ActiveRun, entries: Sequence[PendingEntry], **kw: str | None
     ) -> None:
-        time.sleep(seconds)
-        calls.append(len(entries))
-        original(self, run, entries, **kw)
+        raise error
 
-    monkeypatch.setattr(RunStore, "append", slow)
+    monkeypatch.setattr(RunStore, "append", broken)
 
 
 async def test_run_started_is_durable_before_the_body(tmp_path: Path) -> None:
@@ -99,7 +102,7 @@ async def test_entries_and_forms(tmp_path: Path) -> None:
     assert (manifest.control_count, manifest.data_count, manifest.sent_count) == (3, 1, 2)
 
 
-async def test_flush_size_commits_without_a_flush_call(tmp_path: Path) -> None:
+async def test_flush_size_commits_without_a_flush_call(tmp_path: Path, trio_disk: TrioDisk) -> None:
     path = tmp_path / "runs.db"
     async with open_recorder(
         path, create_params=None, server_url=None, flush_size=10, flush_interval=3600
@@ -118,7 +121,7 @@ async def test_flush_size_commits_without_a_flush_call(tmp_path: Path) -> None:
         assert rec.entries_durable == 16
 
 
-async def test_flush_interval_bounds_the_wait(tmp_path: Path) -> None:
+async def test_flush_interval_bounds_the_wait(tmp_path: Path, trio_disk: TrioDisk) -> None:
     path = tmp_path / "runs.db"
     async with open_recorder(
         path, create_params=None, server_url=None, flush_size=1000, flush_interval=0.3
@@ -160,10 +163,9 @@ async def test_record_calls_never_wait_for_disk(
 
 
 async def test_backpressure_bounds_what_waits_in_memory(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, trio_disk: TrioDisk
 ) -> None:
-    calls: list[int] = []
-    _slow_append(monkeypatch, 0.02, calls)
+    trio_disk.latency = 0.02  # a slow disk: each write takes 20 ms
     path = tmp_path / "runs.db"
     async with open_recorder(
         path, create_params=None, server_url=None, flush_size=4, max_pending=8
@@ -180,18 +182,12 @@ async def test_writer_failure_stops_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "runs.db"
-
-    def broken(
-        self: RunStore, run: ActiveRun, entries: Sequence[PendingEntry], **kw: str | None
-    ) -> None:
-        raise OSError(28, "No space left on device")
-
     recorders: list[Recorder] = []
 
     async def run() -> None:
         async with open_recorder(path, create_params=None, server_url=None, flush_size=2) as rec:
             recorders.append(rec)
-            monkeypatch.setattr(RunStore, "append", broken)
+            _break_disk(monkeypatch, OSError(28, "No space left on device"))
             for i in range(5):
                 rec.record_control_nowait("s", types.SlotNotification(i))
             await trio.sleep_forever()  # cancelled by the writer's failure
@@ -220,14 +216,9 @@ async def test_writer_failure_reaches_record_and_flush(
 ) -> None:
     path = tmp_path / "runs.db"
 
-    def broken(
-        self: RunStore, run: ActiveRun, entries: Sequence[PendingEntry], **kw: str | None
-    ) -> None:
-        raise OSError(5, "Input/output error")
-
     async def run() -> None:
         async with open_recorder(path, create_params=None, server_url=None) as rec:
-            monkeypatch.setattr(RunStore, "append", broken)
+            _break_disk(monkeypatch, OSError(5, "Input/output error"))
             await rec.record_control("s", types.SlotNotification(1))
             with pytest.raises(RecordingFailed):
                 await rec.flush()
@@ -237,6 +228,26 @@ async def test_writer_failure_reaches_record_and_flush(
 
     with pytest.raises(RecordingFailed, match="Input/output error"):
         await run()
+
+
+async def test_writer_failure_while_the_body_waits_for_room_is_raised_plainly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trio_disk: TrioDisk
+) -> None:
+    # The body, held by back-pressure, raises the writer's own failure object too: the block
+    # still ends with that one RecordingFailed, not with a group holding it twice.
+    path = tmp_path / "runs.db"
+
+    async def run() -> None:
+        async with open_recorder(
+            path, create_params=None, server_url=None, flush_size=1, max_pending=1
+        ) as rec:
+            _break_disk(monkeypatch, OSError(28, "No space left on device"))
+            for i in range(5):
+                await rec.record_control("s", types.SlotNotification(i))
+
+    with pytest.raises(RecordingFailed, match="No space left on device") as caught:
+        await run()
+    assert type(caught.value) is RecordingFailed
 
 
 async def test_body_error_ends_the_run_with_its_outcome(tmp_path: Path) -> None:
@@ -266,9 +277,10 @@ async def test_body_error_ends_the_run_with_its_outcome(tmp_path: Path) -> None:
 
 async def test_cancelled_run_still_ends(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
-    with trio.move_on_after(0.05):
+    with trio.CancelScope() as scope:
         async with open_recorder(path, create_params=None, server_url=None) as rec:
             await rec.record_control("s", types.SlotNotification(1))
+            scope.cancel()
             await trio.sleep_forever()
     manifest = get_run(path, rec.run_id)
     assert (manifest.status, manifest.outcome, manifest.entry_count) == (
@@ -281,12 +293,13 @@ async def test_cancelled_run_still_ends(tmp_path: Path) -> None:
 async def test_a_run_cancelled_inside_a_nursery_ends_as_cancelled(tmp_path: Path) -> None:
     # A managed session cancelled in its block raises a group of Cancelled from its nurseries.
     path = tmp_path / "runs.db"
-    with trio.move_on_after(0.05):
+    with trio.CancelScope() as scope:
         async with (
             open_recorder(path, create_params=None, server_url=None) as rec,
             trio.open_nursery() as nursery,
         ):
             nursery.start_soon(trio.sleep_forever)
+            scope.cancel()
             await trio.sleep_forever()
     assert get_run(path, rec.run_id).outcome == "cancelled"
     assert read_entries(path, rec.run_id)[-1].value == {

@@ -28,6 +28,7 @@ from tests.recording.helpers import (
     diff,
     make_single_run,
     read_data,
+    replay_client,
     sql,
 )
 
@@ -41,6 +42,15 @@ def _subscribe(program: str, request_id: int = 1, replay_from: int | None = None
     return rpc.Subscribe(rpc.ACCOUNT_DIFF_SUBSCRIBE, request_id, program, replay_from).encode()
 
 
+async def _step_to_completion(client: RawClient) -> None:
+    """Create, then continue by 2 as the recorded single run did, until it completes."""
+    await client.send(CREATE)
+    await client.read_until("readyForContinue")
+    for _ in range(2):
+        await client.send(types.ContinueParams(2))
+        await client.read_until("readyForContinue", "completed")
+
+
 async def test_same_continues_replay_identical_frames(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     run_id = await make_single_run(path)
@@ -50,11 +60,7 @@ async def test_same_continues_replay_identical_frames(tmp_path: Path) -> None:
         for d in read_entries(path, run_id)
         if d.entry.kind == rpc.ACCOUNT_DIFF_NOTIFICATION
     ]
-    async with (
-        replay_server(path, run_id) as server,
-        trio_websocket.open_websocket_url(server.control_url) as ws,
-    ):
-        client = RawClient(ws)
+    async with replay_client(path, run_id) as (server, client):
         await client.send(CREATE)
         await client.read_until("readyForContinue")
         created = decode_response(client.frames[0])
@@ -83,11 +89,7 @@ async def test_a_different_continue_is_a_divergence_naming_the_step(tmp_path: Pa
     errors: list[str] = []
 
     async def run() -> None:
-        async with (
-            replay_server(path, run_id) as server,
-            trio_websocket.open_websocket_url(server.control_url) as ws,
-        ):
-            client = RawClient(ws)
+        async with replay_client(path, run_id) as (server, client):
             await client.send(CREATE)
             await client.read_until("readyForContinue")
             await client.send(types.ContinueParams(2))
@@ -114,16 +116,8 @@ async def test_a_different_continue_is_a_divergence_naming_the_step(tmp_path: Pa
 async def test_a_step_beyond_the_recording_is_a_divergence(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     run_id = await make_single_run(path)
-    async with (
-        replay_server(path, run_id, raise_on_divergence=False) as server,
-        trio_websocket.open_websocket_url(server.control_url) as ws,
-    ):
-        client = RawClient(ws)
-        await client.send(CREATE)
-        await client.read_until("readyForContinue")
-        for _ in range(2):
-            await client.send(types.ContinueParams(2))
-            await client.read_until("readyForContinue", "completed")
+    async with replay_client(path, run_id, raise_on_divergence=False) as (server, client):
+        await _step_to_completion(client)
         await client.send(types.CloseBacktestSession())
         await client.read_until("success")
         await client.send(types.ContinueParams(1))
@@ -137,11 +131,7 @@ async def test_a_step_beyond_the_recording_is_a_divergence(tmp_path: Path) -> No
 async def test_a_different_create_is_step_zero(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     run_id = await make_single_run(path)
-    async with (
-        replay_server(path, run_id, raise_on_divergence=False) as server,
-        trio_websocket.open_websocket_url(server.control_url) as ws,
-    ):
-        client = RawClient(ws)
+    async with replay_client(path, run_id, raise_on_divergence=False) as (server, client):
         await client.send(types.CreateBacktestSessionRequest(start_slot=100, end_slot=200))
         await client.read_until("error")
     assert server.divergence is not None
@@ -154,12 +144,7 @@ async def test_data_plane_replay_honours_replay_from_slot_and_programs(tmp_path:
     run_id = await make_single_run(path)
     async with replay_server(path, run_id) as server:
         async with trio_websocket.open_websocket_url(server.control_url) as ws:
-            client = RawClient(ws)
-            await client.send(CREATE)
-            await client.read_until("readyForContinue")
-            for _ in range(2):
-                await client.send(types.ContinueParams(2))
-                await client.read_until("readyForContinue", "completed")
+            await _step_to_completion(RawClient(ws))
         # After completion: catch-up from the slot on, then the terminal at once.
         endpoint = f"{server.url}/backtest/{SESSION}"
         async with trio_websocket.open_websocket_url(endpoint) as data:
@@ -235,11 +220,7 @@ async def test_parallel_replay_is_per_sub_session(tmp_path: Path) -> None:
     path = tmp_path / "runs.db"
     async with open_recorder(path, create_params=PARALLEL_CREATE, server_url=None) as rec:
         await _record_parallel(rec)
-    async with (
-        replay_server(path, rec.run_id) as server,
-        trio_websocket.open_websocket_url(server.control_url) as ws,
-    ):
-        client = RawClient(ws)
+    async with replay_client(path, rec.run_id) as (_server, client):
         await client.send(PARALLEL_CREATE)
         handshake = await client.read_until("sessionsCreatedV2")
         assert len(handshake) == 4
@@ -267,11 +248,7 @@ async def test_parallel_divergence_goes_to_the_sub_session(tmp_path: Path) -> No
     path = tmp_path / "runs.db"
     async with open_recorder(path, create_params=PARALLEL_CREATE, server_url=None) as rec:
         await _record_parallel(rec)
-    async with (
-        replay_server(path, rec.run_id, raise_on_divergence=False) as server,
-        trio_websocket.open_websocket_url(server.control_url) as ws,
-    ):
-        client = RawClient(ws)
+    async with replay_client(path, rec.run_id, raise_on_divergence=False) as (server, client):
         await client.send(PARALLEL_CREATE)
         await client.read_until("sessionsCreatedV2")
         await _collect(client, 3)
@@ -320,11 +297,7 @@ async def test_event_style_single_session_without_a_recorded_reply(tmp_path: Pat
         await rec.record_sent(SESSION, types.ContinueParams(3))
         await rec.record_notification(SESSION, diff(100, subscription=4))
         await rec.record_control(SESSION, events.Completed())
-    async with (
-        replay_server(path, rec.run_id) as server,
-        trio_websocket.open_websocket_url(server.control_url) as ws,
-    ):
-        client = RawClient(ws)
+    async with replay_client(path, rec.run_id) as (server, client):
         await client.send(CREATE)
         frames = await client.read_until("readyForContinue")
         assert decode_response(frames[0]) == types.SessionCreated(SESSION, f"/backtest/{SESSION}")

@@ -10,7 +10,6 @@ import pytest
 
 from simtrio.recording import RunNotFound, RunStatus, RunStore, RunUnusable, StoreError
 from simtrio.recording.format import (
-    RUN_ENDED,
     RUN_STARTED,
     Plane,
     compress_payload,
@@ -18,8 +17,9 @@ from simtrio.recording.format import (
     new_run_id,
     redact_url,
 )
-from simtrio.recording.store import APPLICATION_ID, SCHEMA_VERSION, ActiveRun, PendingEntry
-from tests.recording.helpers import sql
+from simtrio.recording.schema import APPLICATION_ID
+from simtrio.recording.store import SCHEMA_VERSION, ActiveRun, PendingEntry
+from tests.recording.helpers import CREATE_TEXT, end_run, sql
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -38,14 +38,9 @@ def _append(store: RunStore, run: ActiveRun, count: int) -> None:
     store.append(run, [_entry(run, i) for i in range(count)])
 
 
-def _end(store: RunStore, run: ActiveRun) -> None:
-    ended = PendingEntry(run.next_seq, time.time_ns(), Plane.RUN, RUN_ENDED, None, None, b"{}")
-    store.append(run, [ended], outcome="completed")
-
-
 def _begin(store: RunStore, **kwargs: object) -> ActiveRun:
     return store.begin_run(
-        create_request='{"method":"createBacktestSession","params":{"startSlot":1,"endSlot":2}}',
+        create_request=CREATE_TEXT,
         server_url="wss://user:secret@h.example/backtest?api_key=secret",
         simtrio_version="1.2.3",
         **kwargs,  # type: ignore[arg-type]
@@ -76,7 +71,7 @@ def test_manifest_and_run_started(tmp_path: Path) -> None:
         [first] = list(store.iter_entries(run.run_id))
         assert (first.seq, first.plane, first.kind) == (1, Plane.RUN, RUN_STARTED)
         _append(store, run, 3)
-        _end(store, run)
+        end_run(store, run)
         store.release(run)
         manifest = store.get_run(run.run_id)
         assert manifest.status is RunStatus.ENDED
@@ -144,7 +139,7 @@ def test_verify_detects_tampering_and_quarantines(
     with RunStore.open(path) as store:
         run = _begin(store)
         _append(store, run, 4)
-        _end(store, run)
+        end_run(store, run)
         store.release(run)
         run_id = run.run_id
     params = (
@@ -175,7 +170,7 @@ def _crash(path: Path, *, with_end: bool) -> str:
         run = _begin(store)
         _append(store, run, 3)
         if with_end:
-            _end(store, run)
+            end_run(store, run)
             # As if the status update had not landed: only the entries say the run ended.
             sql(path, "UPDATE runs SET status = 'RUNNING', outcome = NULL, ended_at_ns = NULL")
         store.release(run)

@@ -27,10 +27,10 @@ from simtrio.recording import (
     list_runs,
     open_recorder,
 )
-from simtrio.recording.format import RUN_ENDED, Plane
+from simtrio.recording.format import Plane
 from simtrio.recording.store import ActiveRun, PendingEntry
 from simtrio.wire import types
-from tests.recording.helpers import sql
+from tests.recording.helpers import end_run, sql
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,8 +46,7 @@ def _record(store: RunStore, count: int, *, end: bool = True) -> str:
         ],
     )
     if end:
-        ended = PendingEntry(run.next_seq, time.time_ns(), Plane.RUN, RUN_ENDED, None, None, b"{}")
-        store.append(run, [ended], outcome="completed")
+        end_run(store, run)
     store.release(run)  # without an end, this is what a killed recorder leaves
     return run.run_id
 

@@ -18,9 +18,10 @@ from simtrio.recording import (
     export_run,
     import_run,
 )
-from simtrio.recording.format import RUN_ENDED, Plane
+from simtrio.recording.format import Plane
 from simtrio.recording.store import PendingEntry
 from simtrio.recording.transfer import parse_export, quarantine_dir
+from tests.recording.helpers import CREATE_TEXT, end_run
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,7 +32,7 @@ def _record(
 ) -> str:
     run = store.begin_run(
         run_id=run_id,
-        create_request='{"method":"createBacktestSession","params":{"startSlot":1,"endSlot":2}}',
+        create_request=CREATE_TEXT,
         server_url="ws://127.0.0.1:1/backtest",
         simtrio_version="1.0",
     )
@@ -49,8 +50,7 @@ def _record(
     ]
     store.append(run, batch)
     if end:
-        ended = PendingEntry(run.next_seq, time.time_ns(), Plane.RUN, RUN_ENDED, None, None, b"{}")
-        store.append(run, [ended], outcome="completed")
+        end_run(store, run)
     store.release(run)
     return run.run_id
 

@@ -6,7 +6,7 @@ closed even when the server drops the connection. HTTP goes over a bare trio str
 
 from __future__ import annotations
 
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -14,10 +14,14 @@ import trio
 import trio_websocket
 import zstandard
 
+from simtrio.server import serve
+from simtrio.server.state import ServerState
+
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
     from simtrio.server import ReferenceServer
+    from simtrio.server.config import ServerConfig
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 ATOKEN = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"
@@ -67,6 +71,18 @@ def subscribe(
         config["replayFromSlot"] = replay
     return orjson.dumps(
         {"jsonrpc": "2.0", "id": req_id, "method": method, "params": [program, config]}
+    ).decode()
+
+
+def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
+    """A ``logsSubscribe`` frame in Solana's shape, with the config a standard client sends."""
+    return orjson.dumps(
+        {
+            "jsonrpc": "2.0",
+            "id": req_id,
+            "method": "logsSubscribe",
+            "params": [{"mentions": [address]}, {"commitment": "confirmed", **config}],
+        }
     ).decode()
 
 
@@ -203,10 +219,15 @@ async def http_raw(server: ReferenceServer, request: bytes) -> tuple[int, dict[s
             data = bytearray()
             while chunk := await stream.receive_some(65536):
                 data += chunk
-    head, _, body = bytes(data).partition(b"\r\n\r\n")
+    return _parse_reply(bytes(data))
+
+
+def _parse_reply(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and body of a raw HTTP reply, parsed loosely."""
+    head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
-    headers = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
@@ -261,14 +282,7 @@ async def http_raw_upgrade(
                 if not chunk:
                     break
                 data += chunk
-    head, _, body = bytes(data).partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split(" ")[1])
-    parsed: dict[str, str] = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        parsed[name.strip().lower()] = value.strip()
-    return status, parsed, body
+    return _parse_reply(bytes(data))
 
 
 class ZstdReader:
@@ -296,3 +310,75 @@ async def wait_until(predicate: Any, timeout: float = RECEIVE_TIMEOUT) -> None:
     with trio.fail_after(timeout):
         while not predicate():  # noqa: ASYNC110 - server state has no event to wait on
             await trio.sleep(0.001)
+
+
+@asynccontextmanager
+async def running_state(config: ServerConfig) -> AsyncGenerator[ServerState]:
+    """Server state with its session tasks running, for tests that need no listener."""
+    state = ServerState(config)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(state.run)
+        yield state
+        nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def session_on(
+    config: ServerConfig | None, start: int, end: int, **params: Any
+) -> AsyncGenerator[tuple[ReferenceServer, WsClient, str]]:
+    """A running server, a control connection and a session on it for ``[start, end]``."""
+    async with serve(config) as server, connect(server) as control:
+        yield server, control, await open_session(control, create(start, end, **params))
+
+
+def data_plane(server: ReferenceServer, session_id: str) -> AbstractAsyncContextManager[WsClient]:
+    """A data connection to ``session_id``."""
+    return connect(server, f"/backtest/{session_id}")
+
+
+async def run_to_end(control: WsClient, count: int) -> None:
+    """Continue the session by ``count`` slots and read its control frames to ``completed``."""
+    await control.send(cont(count))
+    await control.recv_until(lambda t: "completed" in t)
+
+
+async def read_until_terminals(
+    client: WsClient, subs: set[int], reader: ZstdReader | None = None
+) -> list[str]:
+    """Data messages (decoded) up to the terminal of every subscription in ``subs``."""
+    out: list[str] = []
+    pending = set(subs)
+    while pending:
+        message = await client.recv()
+        if reader is not None:
+            assert isinstance(message, bytes), f"expected Binary, got {message!r:.80}"
+            text = reader.decode(message)
+        else:
+            assert isinstance(message, str)
+            text = message
+        out.append(text)
+        parsed = orjson.loads(text)
+        if parsed.get("method") == "subscriptionComplete":
+            pending.discard(parsed["params"]["subscription"])
+    return out
+
+
+async def collect_binary_until_terminals(
+    client: WsClient, count: int, out: list[str | bytes]
+) -> None:
+    """Append Binary messages to ``out`` as they come until ``count`` terminals were among them."""
+    reader = ZstdReader()
+    terminals = 0
+    while terminals < count:
+        message = await client.recv()
+        assert isinstance(message, bytes)
+        out.append(message)
+        terminals += "subscriptionComplete" in reader.decode(message)
+
+
+class FakeConn:
+    """Stands in for a connection that reads nothing (its flags are set by the test)."""
+
+    def __init__(self) -> None:
+        self.stalled = False
+        self.gone = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 
 from simtrio.server import serve
@@ -23,12 +25,25 @@ from .helpers import (
     wait_until,
 )
 
+if TYPE_CHECKING:
+    from simtrio.server import ReferenceServer
+
+    from .helpers import WsClient
+
 
 def _not_found(session_id: str) -> str:
     return '{"method":"error","params":{"SessionNotFound":{"session_id":"' + session_id + '"}}}'
 
 
-async def _numbered_session(client, end: int = 4010) -> str:  # type: ignore[no-untyped-def]
+async def _detached_numbered_session(server: ReferenceServer) -> str:
+    """A numbered session whose control connection has gone (it waits for an attach)."""
+    async with connect(server) as client:
+        session_id = await _numbered_session(client)
+    await wait_until(lambda: not server.sessions[session_id].attached)
+    return session_id
+
+
+async def _numbered_session(client: WsClient, end: int = 4010) -> str:
     await client.send(create(4000, end, disconnectTimeoutSecs=30))
     created = await client.recv_text()
     session_id = created.split('"session_id":"')[1].split('"')[0]
@@ -72,9 +87,7 @@ async def test_numbered_responses_and_replay_after_a_cursor() -> None:
 async def test_attach_with_null_cursor_replays_everything() -> None:
     with trio.fail_after(5):
         async with serve() as server:
-            async with connect(server) as client:
-                session_id = await _numbered_session(client)
-            await wait_until(lambda: not server.sessions[session_id].attached)
+            session_id = await _detached_numbered_session(server)
             async with connect(server) as client:
                 await client.send(attach(session_id, None))
                 await client.expect(
@@ -89,9 +102,7 @@ async def test_attach_with_null_cursor_replays_everything() -> None:
 async def test_readiness_already_seen_is_resent_before_the_attach_reply() -> None:
     with trio.fail_after(5):
         async with serve() as server:
-            async with connect(server) as client:
-                session_id = await _numbered_session(client)
-            await wait_until(lambda: not server.sessions[session_id].attached)
+            session_id = await _detached_numbered_session(server)
             async with connect(server) as client:
                 # The client saw readyForContinue (seq 4) and its continue was lost.
                 await client.send(attach(session_id, 4))

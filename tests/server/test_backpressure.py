@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 import trio.testing
 
 from simtrio.server.config import ServerConfig
-from simtrio.server.session import Session, Subscription
-from simtrio.server.state import ServerState
+from simtrio.server.data_log import Subscription
+from simtrio.server.session import Session
 from simtrio.wire.types import ContinueParams, CreateBacktestSessionRequest
 
-from .helpers import TOKEN
+from .helpers import TOKEN, FakeConn, running_state
 
-
-class _FakeConn:
-    """Stands in for a connection that reads nothing."""
-
-    def __init__(self) -> None:
-        self.stalled = False
-        self.gone = False
+if TYPE_CHECKING:
+    from simtrio.server.state import ServerState
 
 
 def _session(state: ServerState) -> Session:
@@ -36,10 +33,9 @@ def _session(state: ServerState) -> Session:
 
 async def test_a_lagging_control_reader_holds_the_step() -> None:
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            state = ServerState(ServerConfig(control_backlog=5), nursery)
+        async with running_state(ServerConfig(control_backlog=5)) as state:
             session = _session(state)
-            conn = _FakeConn()
+            conn = FakeConn()
             session.ownership.take(conn)  # type: ignore[arg-type]
             session.start()
             session.request_continue(ContinueParams(500))
@@ -57,18 +53,16 @@ async def test_a_lagging_control_reader_holds_the_step() -> None:
             await trio.testing.wait_all_tasks_blocked()
             assert session.slot == 500
             assert not session.running
-            nursery.cancel_scope.cancel()
 
 
 async def test_a_lagging_subscription_holds_the_step() -> None:
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            state = ServerState(
-                ServerConfig(retained_slots=3, max_transactions_per_slot=2), nursery
-            )
+        async with running_state(
+            ServerConfig(retained_slots=3, max_transactions_per_slot=2)
+        ) as state:
             session = _session(state)
             session.start()
-            conn = _FakeConn()
+            conn = FakeConn()
             sub = Subscription(1, ("transaction", TOKEN), 0, conn)  # type: ignore[arg-type]
             session.data.subs.add(sub)
             session.request_continue(ContinueParams(200))
@@ -86,16 +80,14 @@ async def test_a_lagging_subscription_holds_the_step() -> None:
             session.notify_progress()
             await trio.testing.wait_all_tasks_blocked()
             assert session.slot == 200
-            nursery.cancel_scope.cancel()
 
 
 async def test_close_stops_a_waiting_step() -> None:
     with trio.fail_after(5):
-        async with trio.open_nursery() as nursery:
-            state = ServerState(ServerConfig(control_backlog=3), nursery)
+        async with running_state(ServerConfig(control_backlog=3)) as state:
             session = _session(state)
             state.add_session(session)
-            session.ownership.take(_FakeConn())  # type: ignore[arg-type]
+            session.ownership.take(FakeConn())  # type: ignore[arg-type]
             session.start()
             session.request_continue(ContinueParams(100))
             await trio.testing.wait_all_tasks_blocked()
@@ -107,4 +99,3 @@ async def test_close_stops_a_waiting_step() -> None:
             assert type(last[1]).__name__ == "Success"
             assert not session.running
             assert "backtest_test" not in state.sessions
-            nursery.cancel_scope.cancel()

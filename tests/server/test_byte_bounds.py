@@ -7,21 +7,27 @@ import trio
 import trio_websocket
 
 from simtrio.server import FaultPlan, Faults, serve
-from simtrio.server.session import DataLog, LazyNotification, ResponseLog, Subscription
+from simtrio.server.data_log import DataLog, LazyNotification, Subscription
+from simtrio.server.response_log import ResponseLog
 from simtrio.wire.codec import encode_response
 from simtrio.wire.rpc import TransactionNotification
 from simtrio.wire.types import SlotNotification
 
 from .chain_helpers import SOL, Rpc, b64, keypair, system_account, transfer_tx
-from .helpers import ATOKEN, TOKEN, connect, cont, create, open_session, subscribe
+from .helpers import (
+    ATOKEN,
+    TOKEN,
+    FakeConn,
+    connect,
+    cont,
+    create,
+    data_plane,
+    open_session,
+    session_on,
+    subscribe,
+)
 
 _NOTE = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
-
-
-class _Conn:
-    def __init__(self) -> None:
-        self.stalled = False
-        self.gone = False
 
 
 def test_the_data_log_counts_bytes_and_drops_whole_old_slots() -> None:
@@ -44,7 +50,7 @@ def test_a_live_subscriber_holds_back_what_the_byte_bound_would_drop() -> None:
     for s in range(5):
         log.append(("transaction", TOKEN), s, _NOTE, 100)
         log.append(("transaction", ATOKEN), s, _NOTE, 50)
-    sub = Subscription(1, ("transaction", TOKEN), 0, _Conn())  # type: ignore[arg-type]
+    sub = Subscription(1, ("transaction", TOKEN), 0, FakeConn())  # type: ignore[arg-type]
     log.subs.add(sub)
     floor = log.byte_floor(300)
     assert floor == 3
@@ -98,7 +104,7 @@ async def test_a_slow_data_connection_holds_its_session_by_bytes(
         connect(server) as control,
     ):
         session_id = await open_session(control, create(1000, 1060))
-        async with connect(server, f"/backtest/{session_id}") as data:
+        async with data_plane(server, session_id) as data:
             await data.send(subscribe(1, TOKEN))
             await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
             await control.send(cont(60))
@@ -121,7 +127,7 @@ async def test_a_subscriber_overtaken_by_retention_is_closed_not_skipped(
     plan = FaultPlan(data=Faults(stall_after=1, stall_for=50.0))
     async with serve(faults=plan, retained_slots=10) as server, connect(server) as control:
         session_id = await open_session(control, create(1000, 1100))
-        async with connect(server, f"/backtest/{session_id}") as data:
+        async with data_plane(server, session_id) as data:
             await data.send(subscribe(1, TOKEN))
             await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
             await control.send(cont(101))
@@ -167,7 +173,7 @@ async def test_a_replay_the_byte_bound_cut_short_is_refused_as_a_gap() -> None:
             session_id = await open_session(control, create(1000, 1100))
             await control.send(cont(20))
             await control.recv_until(lambda t: "readyForContinue" in t)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 # Slot 1000 is within the 100 slots a client counts on, but its events are gone.
                 await data.send(subscribe(1, TOKEN, replay=1000))
                 reply = orjson.loads(await data.recv_text())
@@ -184,10 +190,9 @@ async def test_a_replay_the_byte_bound_cut_short_is_refused_as_a_gap() -> None:
 
 async def test_without_the_byte_bound_in_play_old_replays_are_served() -> None:
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(1000, 1100))
+        async with session_on(None, 1000, 1100) as (server, control, session_id):
             await control.send(cont(20))
             await control.recv_until(lambda t: "readyForContinue" in t)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN, replay=1000))
                 assert "result" in orjson.loads(await data.recv_text())

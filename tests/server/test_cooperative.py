@@ -11,7 +11,6 @@ import trio
 from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
 from simtrio.server.http import available_ranges_body
-from simtrio.server.state import ServerState
 from simtrio.wire.codec import encode_available_ranges
 
 from .helpers import (
@@ -23,6 +22,7 @@ from .helpers import (
     cont,
     cont_to,
     create,
+    running_state,
     slot,
 )
 
@@ -74,8 +74,7 @@ async def test_a_long_discovery_scan_checkpoints() -> None:
 
 async def test_available_ranges_are_built_between_checkpoints_and_kept() -> None:
     config = ServerConfig(window_end=2_999, bundle_size=1)
-    async with trio.open_nursery() as nursery:
-        state = ServerState(config, nursery)
+    async with running_state(config) as state:
         async with ticking(lambda: state.ranges_body is None) as ticks:
             body = await available_ranges_body(state)
         assert ticks() >= 3_000 // 256

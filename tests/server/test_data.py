@@ -5,25 +5,24 @@ from __future__ import annotations
 import orjson
 import trio
 
-from simtrio.server import chain, serve
+from simtrio.server import serve
 from simtrio.server.config import ServerConfig
-from simtrio.server.session import DataLog, LazyNotification, Subscription
-from simtrio.wire.rpc import (
-    AccountDiffNotification,
-    SubscriptionComplete,
-    TransactionNotification,
-    encode_rpc,
-)
+from simtrio.server.data_log import DataLog, LazyNotification, Subscription
+from simtrio.wire.rpc import TransactionNotification
 
+from .expected import expected_diffs, expected_transactions, slot_of, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
-    WsClient,
+    FakeConn,
     ZstdReader,
     connect,
     cont,
     create,
-    open_session,
+    data_plane,
+    read_until_terminals,
+    run_to_end,
+    session_on,
     subscribe,
     upgrade_status,
     wait_until,
@@ -32,69 +31,11 @@ from .helpers import (
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
-def expected_transactions(config: ServerConfig, program: str, slots: range, sub: int) -> list[str]:
-    cfg = config.chain
-    return [
-        encode_rpc(TransactionNotification(sub, s, chain.transaction_payload(cfg, tx)))
-        for s in slots
-        for tx in chain.slot_transactions(cfg, s)
-        if program in tx.program_ids
-    ]
-
-
-def expected_diffs(config: ServerConfig, program: str, slots: range, sub: int) -> list[str]:
-    cfg = config.chain
-    return [
-        encode_rpc(AccountDiffNotification(sub, s, d.account, d.signature, d.pre, d.post))
-        for s in slots
-        for tx in chain.slot_transactions(cfg, s)
-        for d in chain.account_diffs(cfg, tx)
-        if d.owner == program
-    ]
-
-
-def terminal(sub: int) -> str:
-    return encode_rpc(SubscriptionComplete(sub))
-
-
-def slot_of(text: str) -> int:
-    result = orjson.loads(text)["params"]["result"]
-    return int(result["context"]["slot"] if "context" in result else result["slot"])
-
-
-async def read_until_terminals(
-    client: WsClient, subs: set[int], reader: ZstdReader | None = None
-) -> list[str]:
-    """Data messages (decoded) up to the terminal of every subscription in ``subs``."""
-    out: list[str] = []
-    pending = set(subs)
-    while pending:
-        message = await client.recv()
-        if reader is not None:
-            assert isinstance(message, bytes), f"expected Binary, got {message!r:.80}"
-            text = reader.decode(message)
-        else:
-            assert isinstance(message, str)
-            text = message
-        out.append(text)
-        parsed = orjson.loads(text)
-        if parsed.get("method") == "subscriptionComplete":
-            pending.discard(parsed["params"]["subscription"])
-    return out
-
-
-async def run_to_end(control: WsClient, count: int) -> None:
-    """Continue the session by ``count`` slots and read its control frames to ``completed``."""
-    await control.send(cont(count))
-    await control.recv_until(lambda t: "completed" in t)
-
-
 async def test_live_notifications_in_slot_order_then_terminals() -> None:
     config = ServerConfig(seed=31)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4005))
-            async with connect(server, f"/backtest/{session_id}") as data:
+        async with session_on(config, 4000, 4005) as (server, control, session_id):
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(7, TOKEN))
                 assert await data.recv_text() == '{"jsonrpc":"2.0","id":7,"result":1}'
                 await data.send(subscribe(8, ATOKEN, method="accountDiffSubscribe"))
@@ -116,9 +57,8 @@ async def test_live_notifications_in_slot_order_then_terminals() -> None:
 async def test_compressed_stream_decodes_with_python_zstandard() -> None:
     config = ServerConfig(seed=32)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4003))
-            async with connect(server, f"/backtest/{session_id}") as data:
+        async with session_on(config, 4000, 4003) as (server, control, session_id):
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN, compression=True))
                 assert await data.recv() == '{"jsonrpc":"2.0","id":1,"result":1}'
                 await run_to_end(control, 4)
@@ -137,10 +77,9 @@ async def test_compressed_stream_decodes_with_python_zstandard() -> None:
 async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
     config = ServerConfig(seed=33)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4005))
+        async with session_on(config, 4000, 4005) as (server, control, session_id):
             await run_to_end(control, 10)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN, replay=4002))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
                 frames = await read_until_terminals(data, {1})
@@ -164,10 +103,9 @@ async def test_replay_is_inclusive_and_ends_with_the_terminal() -> None:
 async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
     config = ServerConfig(seed=34, retained_slots=5)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4019))
+        async with session_on(config, 4000, 4019) as (server, control, session_id):
             await run_to_end(control, 20)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN, replay=4000))
                 await data.recv_text()
                 frames = await read_until_terminals(data, {1})
@@ -180,11 +118,10 @@ async def test_old_cursor_replays_from_the_oldest_retained_slot() -> None:
 async def test_subscription_started_mid_run_streams_from_the_current_slot() -> None:
     config = ServerConfig(seed=35)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4009))
+        async with session_on(config, 4000, 4009) as (server, control, session_id):
             await control.send(cont(4))
             await control.recv_until(lambda t: "readyForContinue" in t)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN))
                 await data.recv_text()
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
@@ -198,41 +135,39 @@ async def test_subscription_started_mid_run_streams_from_the_current_slot() -> N
 
 async def test_unsubscribe_and_rpc_errors() -> None:
     with trio.fail_after(5):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(1, 5))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(subscribe(1, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                unsubscribe = (
-                    '{"jsonrpc":"2.0","id":2,"method":"transactionUnsubscribe","params":[1]}'
-                )
-                await data.send(unsubscribe)
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
-                await data.send(unsubscribe.replace('"id":2', '"id":3'))
-                await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
-                await data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
-                assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
-                await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
-                assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
-                await data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
-                assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
-                await data.send(subscribe(6, "not-a-program"))
-                await data.expect(
-                    '{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"invalid program id"}}'
-                )
-                await data.send("{{{")
-                reply = orjson.loads(await data.recv_text())
-                assert reply["id"] is None
-                assert reply["error"]["code"] == -32602
-                await data.send(subscribe(7, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":7,"result":2}')
+        async with (
+            session_on(None, 1, 5) as (server, _control, session_id),
+            data_plane(server, session_id) as data,
+        ):
+            await data.send(subscribe(1, TOKEN))
+            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+            unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"transactionUnsubscribe","params":[1]}'
+            await data.send(unsubscribe)
+            await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
+            await data.send(unsubscribe.replace('"id":2', '"id":3'))
+            await data.expect('{"jsonrpc":"2.0","id":3,"result":false}')
+            await data.send('{"jsonrpc":"2.0","id":4,"method":"slotSubscribe","params":[]}')
+            assert orjson.loads(await data.recv_text())["error"]["code"] == -32601
+            await data.send('{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[]}')
+            assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
+            await data.send('{"jsonrpc":"2.0","id":5,"method":"transactionSubscribe"}')
+            assert orjson.loads(await data.recv_text())["error"]["code"] == -32602
+            await data.send(subscribe(6, "not-a-program"))
+            await data.expect(
+                '{"jsonrpc":"2.0","id":6,"error":{"code":-32602,"message":"invalid program id"}}'
+            )
+            await data.send("{{{")
+            reply = orjson.loads(await data.recv_text())
+            assert reply["id"] is None
+            assert reply["error"]["code"] == -32602
+            await data.send(subscribe(7, TOKEN))
+            await data.expect('{"jsonrpc":"2.0","id":7,"result":2}')
 
 
 async def test_close_sends_terminals_then_closes_the_data_connection() -> None:
     with trio.fail_after(5):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(1, 50))
-            async with connect(server, f"/backtest/{session_id}") as data:
+        async with session_on(None, 1, 50) as (server, control, session_id):
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN))
                 await data.recv_text()
                 await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
@@ -250,9 +185,8 @@ async def test_close_sends_terminals_then_closes_the_data_connection() -> None:
 
 async def test_session_removal_on_disconnect_ends_subscriptions() -> None:
     with trio.fail_after(5):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(1, 50))
-            async with connect(server, f"/backtest/{session_id}") as data:
+        async with session_on(None, 1, 50) as (server, control, session_id):
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN))
                 await data.recv_text()
                 # No disconnect timeout: closing the control connection removes the session.
@@ -282,12 +216,6 @@ async def test_sub_sessions_have_a_data_plane() -> None:
                 assert got == expected_transactions(config, TOKEN, range(200, 203), 1)
 
 
-class _FakeConn:
-    def __init__(self) -> None:
-        self.stalled = False
-        self.gone = False
-
-
 def test_data_log_retention_respects_live_subscriptions() -> None:
     log = DataLog()
     note = LazyNotification(lambda: TransactionNotification(0, 0, {"slot": 0}))
@@ -297,7 +225,7 @@ def test_data_log_retention_respects_live_subscriptions() -> None:
         '{"jsonrpc":"2.0","method":"transactionNotification","params":{"subscription":3,'
         '"result":{"slot":0}}}'
     )
-    conn = _FakeConn()
+    conn = FakeConn()
     sub = Subscription(1, ("transaction", TOKEN), 2, conn)  # type: ignore[arg-type]
     log.subs.add(sub)
     log.trim(8)
@@ -322,7 +250,7 @@ def test_buckets_nobody_needs_are_dropped_and_renumbered_above_old_positions() -
         log.append(key, s, note, 1)
         log.append(("logs", TOKEN), s, note, 1)
     stale = log.end_position(key)
-    conn = _FakeConn()
+    conn = FakeConn()
     log.subs.add(Subscription(1, ("logs", TOKEN), 0, conn))  # type: ignore[arg-type]
     log.trim(10)
     # The watched bucket stays (empty); the other one is gone.

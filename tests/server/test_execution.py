@@ -15,7 +15,7 @@ from solders.pubkey import Pubkey
 from solders.system_program import TransferParams, transfer
 from solders.transaction import Transaction, VersionedTransaction
 
-from simtrio.server import chain, executor, serve
+from simtrio.server import chain, compute_budget, serve
 from simtrio.server.config import ServerConfig
 
 from .chain_helpers import (
@@ -39,27 +39,20 @@ from .helpers import (
     STATUS_DECODED,
     WsClient,
     ZstdReader,
+    collect_binary_until_terminals,
     connect,
     cont,
     create,
+    data_plane,
+    logs_subscribe,
     open_session,
+    session_on,
     slot,
     subscribe,
 )
 
 if TYPE_CHECKING:
     from solders.keypair import Keypair
-
-
-def logs_subscribe(req_id: int, address: str, **config: Any) -> str:
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": req_id,
-            "method": "logsSubscribe",
-            "params": [{"mentions": [address]}, {"commitment": "confirmed", **config}],
-        }
-    ).decode()
 
 
 async def read_data(client: WsClient, count: int) -> list[dict[str, Any]]:
@@ -76,10 +69,13 @@ async def test_a_continue_s_transactions_are_reported_everywhere() -> None:
     good = transfer_tx(payer, to, SOL)
     bad = transfer_tx(payer, to, 100 * SOL)
     with trio.fail_after(10):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4003, sendSummary=True))
+        async with session_on(config, 4000, 4003, sendSummary=True) as (
+            server,
+            control,
+            session_id,
+        ):
             rpc = Rpc(server, session_id)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, SYSTEM))
                 await data.send(subscribe(2, SYSTEM, method="accountDiffSubscribe"))
                 await data.send(logs_subscribe(3, SYSTEM))
@@ -162,22 +158,23 @@ async def test_transactions_run_after_the_first_slot_s_historical_ones() -> None
     config = ServerConfig(seed=5)
     payer = keypair(3)
     with trio.fail_after(10):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4003))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                # The system program's logs and every synthetic program's, on one connection.
-                await data.send(logs_subscribe(1, SYSTEM))
-                for n, program in enumerate(config.program_ids, start=2):
-                    await data.send(logs_subscribe(n, program))
-                await read_data(data, 1 + len(config.program_ids))
-                funding = funded(payer, SOL)
-                tx = transfer_tx(payer, keypair(4).pubkey(), 1_000_000)
-                await control.send(cont(2, transactions=[b64(tx)], modifyAccountStates=funding))
-                await control.recv_until(lambda t: "readyForContinue" in t)
-                seen: list[str] = []
-                while str(tx.signatures[0]) not in seen:
-                    message = await data.recv_json()
-                    seen.append(message["params"]["result"]["value"]["signature"])
+        async with (
+            session_on(config, 4000, 4003) as (server, control, session_id),
+            data_plane(server, session_id) as data,
+        ):
+            # The system program's logs and every synthetic program's, on one connection.
+            await data.send(logs_subscribe(1, SYSTEM))
+            for n, program in enumerate(config.program_ids, start=2):
+                await data.send(logs_subscribe(n, program))
+            await read_data(data, 1 + len(config.program_ids))
+            funding = funded(payer, SOL)
+            tx = transfer_tx(payer, keypair(4).pubkey(), 1_000_000)
+            await control.send(cont(2, transactions=[b64(tx)], modifyAccountStates=funding))
+            await control.recv_until(lambda t: "readyForContinue" in t)
+            seen: list[str] = []
+            while str(tx.signatures[0]) not in seen:
+                message = await data.recv_json()
+                seen.append(message["params"]["result"]["value"]["signature"])
     historical = {t.signature for t in chain.slot_transactions(config.chain, 4000)}
     # Everything before the user's transaction is slot 4000's history, all of it.
     assert set(seen[:-1]) == historical
@@ -187,8 +184,7 @@ async def test_a_version_0_transaction_executes() -> None:
     payer = keypair(5)
     tx = transfer_v0(payer, keypair(6).pubkey(), 2 * SOL)
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4003))
+        async with session_on(None, 4000, 4003) as (server, control, session_id):
             rpc = Rpc(server, session_id)
             funding = funded(payer, 3 * SOL)
             await control.send(cont(1, transactions=[b64(tx)], modifyAccountStates=funding))
@@ -208,8 +204,7 @@ async def test_signature_and_blockhash_failures_are_results_too() -> None:
     raw = bytearray(bytes(forged))
     raw[10] ^= 0xFF  # corrupt the signature itself
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4003, sendSummary=True))
+        async with session_on(None, 4000, 4003, sendSummary=True) as (server, control, session_id):
             rpc = Rpc(server, session_id)
             funding = funded(payer, SOL)
             await control.send(
@@ -238,8 +233,7 @@ async def test_an_injected_program_runs_from_its_real_elf() -> None:
     elf = memo_elf()
     call = invoke_tx(payer, program, b"hello")
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4010))
+        async with session_on(None, 4000, 4010) as (server, control, session_id):
             rpc = Rpc(server, session_id)
             states = {
                 **injection(program, elf, deploy_slot=3999),
@@ -247,7 +241,7 @@ async def test_an_injected_program_runs_from_its_real_elf() -> None:
             }
             await control.send(cont(1, modifyAccountStates=states))
             await control.recv_until(lambda t: "readyForContinue" in t)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, str(program)))
                 await data.send(logs_subscribe(2, str(program)))
                 await read_data(data, 2)
@@ -272,8 +266,7 @@ async def test_injection_through_modify_accounts_and_an_upgrade_reload() -> None
     payer = keypair(43)
     svm_token = _token_elf()
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4010))
+        async with session_on(None, 4000, 4010) as (server, _control, session_id):
             rpc = Rpc(server, session_id)
             await rpc.call("requestAirdrop", [str(payer.pubkey()), SOL])
             # The map itself as params, Program listed before its ProgramData.
@@ -303,8 +296,7 @@ async def test_a_program_that_cannot_load_is_refused_and_nothing_changes() -> No
     program = keypair(44).pubkey()
     broken = injection(program, b"not an elf", deploy_slot=3999)
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4010))
+        async with session_on(None, 4000, 4010) as (server, control, session_id):
             rpc = Rpc(server, session_id)
             code, message = await rpc.error("modifyAccounts", [broken])
             assert code == -32602
@@ -332,7 +324,7 @@ async def _run(seed: int) -> list[bytes | str]:
     async with serve(seed=seed) as server, connect(server) as control:
         session_id = await open_session(control, create(4000, 4004, sendSummary=True))
         rpc = Rpc(server, session_id)
-        async with connect(server, f"/backtest/{session_id}") as data:
+        async with data_plane(server, session_id) as data:
             await data.send(subscribe(1, SYSTEM, compression=True))
             await data.send(subscribe(2, SYSTEM, method="accountDiffSubscribe", compression=True))
             await data.send(logs_subscribe(3, MEMO, compression="zstd"))
@@ -348,13 +340,7 @@ async def _run(seed: int) -> list[bytes | str]:
             out.append(orjson.dumps(await rpc.raw(latest)).decode())
             await control.send(cont(5))
             out += await control.recv_until(lambda t: "completed" in t)
-            reader = ZstdReader()
-            terminals = 0
-            while terminals < 3:
-                message = await data.recv()
-                assert isinstance(message, bytes)
-                out.append(message)
-                terminals += "subscriptionComplete" in reader.decode(message)
+            await collect_binary_until_terminals(data, 3, out)
     return out
 
 
@@ -375,8 +361,7 @@ async def test_transactions_of_a_zero_slot_continue_wait_for_the_next_slot() -> 
     first = transfer_tx(payer, keypair(71).pubkey(), SOL)
     second = transfer_tx(payer, keypair(72).pubkey(), SOL)
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4010))
+        async with session_on(None, 4000, 4010) as (server, control, session_id):
             rpc = Rpc(server, session_id)
             funding = funded(payer, 5 * SOL)
             await control.send(cont(0, transactions=[b64(first)], modifyAccountStates=funding))
@@ -488,8 +473,8 @@ def test_the_requested_budget_is_read_from_compute_budget_instructions() -> None
     payer = keypair(102).pubkey()
     move = transfer(TransferParams(from_pubkey=payer, to_pubkey=keypair(103).pubkey(), lamports=1))
     plain = Message([move, move], payer)
-    assert executor.requested_budget(plain) == (400_000, None)
+    assert compute_budget.requested_budget(plain) == (400_000, None)
     asked = Message([set_compute_unit_limit(5_000), request_heap_frame(64 * 1024), move], payer)
-    assert executor.requested_budget(asked) == (5_000, 64 * 1024)
+    assert compute_budget.requested_budget(asked) == (5_000, 64 * 1024)
     many = Message([move] * 10, payer)
-    assert executor.requested_budget(many) == (executor.MAX_TRANSACTION_UNITS, None)
+    assert compute_budget.requested_budget(many) == (compute_budget.MAX_TRANSACTION_UNITS, None)

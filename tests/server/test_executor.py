@@ -139,7 +139,8 @@ _SCRIPT = """
 import hashlib, orjson
 from solders.pubkey import Pubkey
 from simtrio.server.chain import ChainConfig
-from simtrio.server.executor import SessionChain, account_json, decode_transaction
+from simtrio.server.executor import SessionChain, decode_transaction
+from simtrio.server.solana_json import account_json
 from tests.server.chain_helpers import MEMO, SOL, SYSTEM, invoke_tx, keypair, transfer_tx
 
 chain = SessionChain(ChainConfig(seed=3))

@@ -12,7 +12,7 @@ import trio
 
 from simtrio.server import serve
 
-from .helpers import connect, create, open_session
+from .helpers import session_on
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -74,23 +74,24 @@ async def _open_client(server: ReferenceServer) -> AsyncIterator[_Client]:
 
 async def test_one_connection_carries_several_requests() -> None:
     with trio.fail_after(10):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4010))
-            async with _open_client(server) as client:
-                rpc = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "getSlot"})
-                for _ in range(3):
-                    await client.send("POST", f"/backtest/{session_id}", rpc)
-                    status, headers, body = await client.receive()
-                    assert (status, orjson.loads(body)["result"]) == (200, 4000)
-                    assert "connection" not in headers
-                await client.send("GET", "/nope")
-                assert (await client.receive())[::2] == (404, b"not found")
-                assert server.tcp_connections == 2
-                # The peer asks to close: the answer says so and the server closes.
-                await client.send("GET", "/ready", close=True)
+        async with (
+            session_on(None, 4000, 4010) as (server, _control, session_id),
+            _open_client(server) as client,
+        ):
+            rpc = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "getSlot"})
+            for _ in range(3):
+                await client.send("POST", f"/backtest/{session_id}", rpc)
                 status, headers, body = await client.receive()
-                assert (status, body, headers["connection"]) == (200, b"ready", "close")
-                assert await client.closed_by_server()
+                assert (status, orjson.loads(body)["result"]) == (200, 4000)
+                assert "connection" not in headers
+            await client.send("GET", "/nope")
+            assert (await client.receive())[::2] == (404, b"not found")
+            assert server.tcp_connections == 2
+            # The peer asks to close: the answer says so and the server closes.
+            await client.send("GET", "/ready", close=True)
+            status, headers, body = await client.receive()
+            assert (status, body, headers["connection"]) == (200, b"ready", "close")
+            assert await client.closed_by_server()
 
 
 async def test_pipelined_requests_are_answered_in_order() -> None:

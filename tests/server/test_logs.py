@@ -5,48 +5,37 @@ from __future__ import annotations
 import orjson
 import trio
 
-from simtrio.server import chain, serve
 from simtrio.server.config import ServerConfig
-from simtrio.server.pubsub import decode_logs_request, logs_notification_text
+from simtrio.server.pubsub import decode_logs_request
 
 from .chain_helpers import SOL, SYSTEM, Rpc, funded, keypair
+from .expected import expected_logs, terminal
 from .helpers import (
     ATOKEN,
     TOKEN,
     ZstdReader,
-    connect,
-    create,
-    open_session,
+    data_plane,
+    logs_subscribe,
+    read_until_terminals,
+    run_to_end,
+    session_on,
     subscribe,
     wait_until,
 )
-from .test_data import read_until_terminals, run_to_end, terminal
-from .test_execution import logs_subscribe
-
-
-def expected_logs(config: ServerConfig, program: str, slots: range, sub: int) -> list[str]:
-    cfg = config.chain
-    out: list[str] = []
-    for s in slots:
-        for tx in chain.slot_transactions(cfg, s):
-            if program in tx.program_ids:
-                err = None if tx.success else chain.transaction_error(cfg, tx)
-                text = logs_notification_text(s, tx.signature, err, tx.log_messages)
-                out.append(text.replace('"subscription":0,', f'"subscription":{sub},', 1))
-    return out
 
 
 async def test_synthetic_transactions_produce_logs_notifications() -> None:
     config = ServerConfig(seed=41, failure_rate=0.3)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4007))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(logs_subscribe(5, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":5,"result":1}')
-                await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
-                await run_to_end(control, 8)
-                frames = await read_until_terminals(data, {1})
+        async with (
+            session_on(config, 4000, 4007) as (server, control, session_id),
+            data_plane(server, session_id) as data,
+        ):
+            await data.send(logs_subscribe(5, TOKEN))
+            await data.expect('{"jsonrpc":"2.0","id":5,"result":1}')
+            await wait_until(lambda: server.sessions[session_id].subscriptions == 1)
+            await run_to_end(control, 8)
+            frames = await read_until_terminals(data, {1})
     expected = expected_logs(config, TOKEN, range(4000, 4008), 1)
     assert frames == [*expected, terminal(1)]
     assert len(expected) > 4
@@ -58,10 +47,9 @@ async def test_synthetic_transactions_produce_logs_notifications() -> None:
 async def test_logs_replay_inclusively_compressed() -> None:
     config = ServerConfig(seed=42)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4009))
+        async with session_on(config, 4000, 4009) as (server, control, session_id):
             await run_to_end(control, 10)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(logs_subscribe(1, ATOKEN, compression="zstd", replayFromSlot=4004))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
                 frames = await read_until_terminals(data, {1}, ZstdReader())
@@ -70,45 +58,45 @@ async def test_logs_replay_inclusively_compressed() -> None:
 
 async def test_logs_unsubscribe_and_errors() -> None:
     with trio.fail_after(5):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4009))
-            async with connect(server, f"/backtest/{session_id}") as data:
-                await data.send(logs_subscribe(1, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
-                unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"logsUnsubscribe","params":[1]}'
-                await data.send(unsubscribe)
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
-                await data.send(unsubscribe)
-                await data.expect('{"jsonrpc":"2.0","id":2,"result":false}')
-                await data.send(logs_subscribe(3, "not-an-address"))
-                await data.expect(
-                    '{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid program id"}}'
-                )
-                for bad in (
-                    '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":["all"]}',
-                    '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[{"mentions":[]}]}',
-                    '{"jsonrpc":"2.0","id":4,"method":"logsUnsubscribe","params":["x"]}',
-                ):
-                    await data.send(bad)
-                    reply = await data.recv_json()
-                    assert (reply["id"], reply["error"]["code"]) == (4, -32602)
-                await data.send('{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}')
+        async with (
+            session_on(None, 4000, 4009) as (server, _control, session_id),
+            data_plane(server, session_id) as data,
+        ):
+            await data.send(logs_subscribe(1, TOKEN))
+            await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
+            unsubscribe = '{"jsonrpc":"2.0","id":2,"method":"logsUnsubscribe","params":[1]}'
+            await data.send(unsubscribe)
+            await data.expect('{"jsonrpc":"2.0","id":2,"result":true}')
+            await data.send(unsubscribe)
+            await data.expect('{"jsonrpc":"2.0","id":2,"result":false}')
+            await data.send(logs_subscribe(3, "not-an-address"))
+            await data.expect(
+                '{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid program id"}}'
+            )
+            for bad in (
+                '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":["all"]}',
+                '{"jsonrpc":"2.0","id":4,"method":"logsSubscribe","params":[{"mentions":[]}]}',
+                '{"jsonrpc":"2.0","id":4,"method":"logsUnsubscribe","params":["x"]}',
+            ):
+                await data.send(bad)
                 reply = await data.recv_json()
-                assert (reply["id"], reply["error"]["code"]) == (None, -32602)
-                replay = logs_subscribe(5, TOKEN, replayFromSlot="soon")
-                await data.send(replay)
-                assert (await data.recv_json())["error"]["code"] == -32602
-                await data.send(logs_subscribe(6, TOKEN))
-                await data.expect('{"jsonrpc":"2.0","id":6,"result":2}')
+                assert (reply["id"], reply["error"]["code"]) == (4, -32602)
+            await data.send('{"jsonrpc":"2.0","method":"logsSubscribe","params":[]}')
+            reply = await data.recv_json()
+            assert (reply["id"], reply["error"]["code"]) == (None, -32602)
+            replay = logs_subscribe(5, TOKEN, replayFromSlot="soon")
+            await data.send(replay)
+            assert (await data.recv_json())["error"]["code"] == -32602
+            await data.send(logs_subscribe(6, TOKEN))
+            await data.expect('{"jsonrpc":"2.0","id":6,"result":2}')
 
 
 async def test_user_transactions_reach_logs_of_the_programs_among_their_keys() -> None:
     payer, to = keypair(60), keypair(61).pubkey()
     with trio.fail_after(5):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4009))
+        async with session_on(None, 4000, 4009) as (server, _control, session_id):
             rpc = Rpc(server, session_id)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(logs_subscribe(1, str(to)))
                 await data.send(logs_subscribe(2, SYSTEM))
                 await data.send(subscribe(3, SYSTEM))

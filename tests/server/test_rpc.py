@@ -10,8 +10,6 @@ import trio
 from solders.hash import Hash
 from solders.pubkey import Pubkey
 
-from simtrio.server import serve
-
 from .chain_helpers import (
     BLOCKHASH,
     SOL,
@@ -22,7 +20,7 @@ from .chain_helpers import (
     system_account,
     transfer_tx,
 )
-from .helpers import connect, cont, create, http, open_session
+from .helpers import cont, http, session_on
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -33,8 +31,7 @@ if TYPE_CHECKING:
 @pytest.fixture
 async def session() -> AsyncGenerator[tuple[ReferenceServer, Any, Rpc], None]:
     with trio.fail_after(20):
-        async with serve() as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4400, sendSummary=True))
+        async with session_on(None, 4000, 4400, sendSummary=True) as (server, control, session_id):
             yield server, control, Rpc(server, session_id)
 
 

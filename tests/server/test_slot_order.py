@@ -7,30 +7,32 @@ streaming, replays and a reader that stalls while the session runs on.
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
-import orjson
+import attrs
 import pytest
 import trio
 import trio_websocket
 
-from simtrio.server import FaultPlan, Faults, serve
+from simtrio.server import FaultPlan, Faults
 from simtrio.server.config import ServerConfig
 
-from .helpers import ATOKEN, TOKEN, WsClient, connect, cont, create, open_session, subscribe
-from .test_data import expected_diffs, expected_transactions, run_to_end, slot_of, terminal
+from .expected import expected_diffs, expected_transactions, slot_of, terminal
+from .helpers import (
+    ATOKEN,
+    TOKEN,
+    WsClient,
+    cont,
+    data_plane,
+    logs_subscribe,
+    run_to_end,
+    session_on,
+    subscribe,
+)
 
-
-def logs_subscribe(req_id: int, address: str, replay: int | None = None) -> str:
-    config: dict[str, Any] = {} if replay is None else {"replayFromSlot": replay}
-    return orjson.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": req_id,
-            "method": "logsSubscribe",
-            "params": [{"mentions": [address]}, config],
-        }
-    ).decode()
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 async def subscribe_three(data: WsClient, replay: int | None) -> None:
@@ -39,7 +41,7 @@ async def subscribe_three(data: WsClient, replay: int | None) -> None:
     await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
     await data.send(subscribe(2, ATOKEN, method="accountDiffSubscribe", replay=replay))
     await data.expect('{"jsonrpc":"2.0","id":2,"result":2}')
-    await data.send(logs_subscribe(3, ATOKEN, replay=replay))
+    await data.send(logs_subscribe(3, ATOKEN, replayFromSlot=replay))
     await data.expect('{"jsonrpc":"2.0","id":3,"result":3}')
 
 
@@ -61,12 +63,32 @@ async def read_all(data: WsClient) -> tuple[list[str], trio_websocket.CloseReaso
             return frames, exc.reason
 
 
+@asynccontextmanager
+async def stalled_reader(
+    config: ServerConfig, stall_after: int, slots: range
+) -> AsyncIterator[WsClient]:
+    """A data connection with three subscriptions that stalls (for 50 s) after ``stall_after``
+    messages, while its session runs ``slots`` to the end."""
+    plan = FaultPlan(data=Faults(stall_after=stall_after, stall_for=50.0))
+    async with (
+        session_on(attrs.evolve(config, faults=plan), slots[0], slots[-1]) as (
+            server,
+            control,
+            session_id,
+        ),
+        data_plane(server, session_id) as data,
+    ):
+        await subscribe_three(data, replay=None)
+        await control.send(cont(len(slots)))
+        await control.recv_until(lambda t: "completed" in t, limit=1_000)
+        yield data
+
+
 async def test_subscriptions_of_three_kinds_share_one_slot_order() -> None:
     config = ServerConfig(seed=41)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4011))
-            async with connect(server, f"/backtest/{session_id}") as data:
+        async with session_on(config, 4000, 4011) as (server, control, session_id):
+            async with data_plane(server, session_id) as data:
                 await subscribe_three(data, replay=4000)
                 await run_to_end(control, 12)
                 frames: list[str] = []
@@ -88,18 +110,12 @@ async def test_a_stalled_reader_gets_everything_retained_in_order_when_it_resume
     # Three acks and one notification, then a stall; the session runs on meanwhile (a stalled
     # reader holds nothing back), and everything stays within the retained window.
     config = ServerConfig(seed=42, retained_slots=100)
-    plan = FaultPlan(data=Faults(stall_after=4, stall_for=50.0))
-    async with serve(config, faults=plan) as server, connect(server) as control:
-        session_id = await open_session(control, create(4000, 4029))
-        async with connect(server, f"/backtest/{session_id}") as data:
-            await subscribe_three(data, replay=None)
-            await control.send(cont(30))
-            await control.recv_until(lambda t: "completed" in t, limit=1_000)
-            frames: list[str] = []
-            with trio.fail_after(600):
-                while not all(terminal(n) in frames for n in (1, 2, 3)):
-                    frames.append(await data.recv_text(timeout=600))
-        slots = range(4000, 4030)
+    slots = range(4000, 4030)
+    async with stalled_reader(config, 4, slots) as data:
+        frames: list[str] = []
+        with trio.fail_after(600):
+            while not all(terminal(n) in frames for n in (1, 2, 3)):
+                frames.append(await data.recv_text(timeout=600))
         assert of(frames, 1) == [*expected_transactions(config, TOKEN, slots, 1), terminal(1)]
         assert of(frames, 2) == [*expected_diffs(config, ATOKEN, slots, 2), terminal(2)]
         notified = notified_slots(frames)
@@ -112,19 +128,13 @@ async def test_a_reader_overtaken_while_stalled_is_closed_after_an_in_order_pref
     # Stalled past the retained window: the connection ends (1013) instead of skipping ahead,
     # and what it did send is, per subscription, a gap-free prefix in connection slot order.
     config = ServerConfig(seed=43, retained_slots=10)
-    plan = FaultPlan(data=Faults(stall_after=6, stall_for=50.0))
-    async with serve(config, faults=plan) as server, connect(server) as control:
-        session_id = await open_session(control, create(4000, 4099))
-        async with connect(server, f"/backtest/{session_id}") as data:
-            await subscribe_three(data, replay=None)
-            await control.send(cont(100))
-            await control.recv_until(lambda t: "completed" in t, limit=1_000)
-            with trio.fail_after(600):
-                frames, reason = await read_all(data)
+    slots = range(4000, 4100)
+    async with stalled_reader(config, 6, slots) as data:
+        with trio.fail_after(600):
+            frames, reason = await read_all(data)
     assert reason is not None
     assert reason.code == 1013
     assert not any("subscriptionComplete" in f for f in frames)
-    slots = range(4000, 4100)
     sent1, sent2 = of(frames, 1), of(frames, 2)
     assert sent1 == expected_transactions(config, TOKEN, slots, 1)[: len(sent1)]
     assert sent2 == expected_diffs(config, ATOKEN, slots, 2)[: len(sent2)]
@@ -138,10 +148,9 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
     # every retained event of its own from its cursor on, in order.
     config = ServerConfig(seed=44)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4009))
+        async with session_on(config, 4000, 4009) as (server, control, session_id):
             await run_to_end(control, 10)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 await data.send(subscribe(1, TOKEN, replay=4000))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')
                 first = await data.recv_until(lambda t: t == terminal(1))
@@ -166,10 +175,9 @@ async def test_a_replay_after_higher_slots_is_complete_for_its_subscription() ->
 async def test_a_replay_subscribed_after_higher_slots_keeps_connection_order() -> None:
     config = ServerConfig(seed=45)
     with trio.fail_after(5):
-        async with serve(config) as server, connect(server) as control:
-            session_id = await open_session(control, create(4000, 4009))
+        async with session_on(config, 4000, 4009) as (server, control, session_id):
             await run_to_end(control, 10)
-            async with connect(server, f"/backtest/{session_id}") as data:
+            async with data_plane(server, session_id) as data:
                 # As a reconnecting client does: one subscribe at a time, each after its ack.
                 await data.send(subscribe(1, TOKEN, replay=4000))
                 await data.expect('{"jsonrpc":"2.0","id":1,"result":1}')

@@ -128,7 +128,13 @@ async def test_process_workers_lead_their_own_sessions_and_are_reused(tmp_path: 
 
 
 def _ray_session_files() -> list[Path]:
-    root = Path("/tmp/ray/session_latest")
+    """Every file of the latest Ray session, in the temporary folder Ray chose for it."""
+    try:
+        from ray._common.utils import get_default_ray_temp_dir as ray_temp_dir
+    except ImportError:  # older Ray releases keep it here
+        from ray._private.utils import get_ray_temp_dir as ray_temp_dir
+
+    root = Path(ray_temp_dir()) / "session_latest"
     if not root.exists():
         return []
     return [p for p in root.resolve().rglob("*") if p.is_file() and not p.is_symlink()]

@@ -119,34 +119,30 @@ def test_replay_fixture_serves_a_recorded_run(pytester: pytest.Pytester) -> None
             await strategy(simtrio_replay.url)
 
 
-        @pytest.mark.simtrio_replay(store="data/runs.db", raise_on_divergence=False)
-        async def test_divergence_kept(simtrio_replay):
+        async def _diverge(url, advance):
+            # Step by `advance` slots (not as recorded) until the replay answers an error.
             import simtrio
 
             async with simtrio.open_managed_session(
-                simtrio_replay.url, "", __import__("strategy").CREATE
+                url, "", __import__("strategy").CREATE
             ) as session:
                 async for event in session.events():
                     if isinstance(event, events.ReadyForContinue):
-                        await session.send_continue(simtrio.Continue(1))  # not as recorded
+                        await session.send_continue(simtrio.Continue(advance))
                     if isinstance(event, events.ErrorEvent):
                         break
+
+
+        @pytest.mark.simtrio_replay(store="data/runs.db", raise_on_divergence=False)
+        async def test_divergence_kept(simtrio_replay):
+            await _diverge(simtrio_replay.url, 1)
             assert len(simtrio_replay.divergences) == 1
             assert simtrio_replay.divergences[0].step == 1
 
 
         @pytest.mark.simtrio_replay(store="data/runs.db")
         async def test_divergence_fails_the_test(simtrio_replay):
-            import simtrio
-
-            async with simtrio.open_managed_session(
-                simtrio_replay.url, "", __import__("strategy").CREATE
-            ) as session:
-                async for event in session.events():
-                    if isinstance(event, events.ReadyForContinue):
-                        await session.send_continue(simtrio.Continue(2))
-                    if isinstance(event, events.ErrorEvent):
-                        break
+            await _diverge(simtrio_replay.url, 2)
         """,
     )
     result = pytester.runpytest()

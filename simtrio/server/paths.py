@@ -1,0 +1,17 @@
+"""The reference server's URL paths: the control plane, and each session's data plane and RPC."""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["CONTROL_PATH", "SESSION_PREFIX", "session_path"]
+
+CONTROL_PATH: Final = "/backtest"
+"""WebSocket upgrades here open control connections."""
+SESSION_PREFIX: Final = CONTROL_PATH + "/"
+"""``SESSION_PREFIX + <session id>``: the session's data plane (WebSocket) and RPC (POST)."""
+
+
+def session_path(session_id: str) -> str:
+    """The path of a session's data plane and RPC, as its ``rpc_endpoint`` announces it."""
+    return SESSION_PREFIX + session_id

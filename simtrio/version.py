@@ -1,0 +1,8 @@
+"""The version of this simtrio package."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+
+__version__ = "0.1.0"
+"""simtrio's version, as in the package metadata."""
