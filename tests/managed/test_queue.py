@@ -105,18 +105,45 @@ async def test_waiting_senders_are_served_in_order(open_channel: Open) -> None:
     assert got == [0, 1, 2]
 
 
-async def test_closing_the_receiver_breaks_the_sender(open_channel: Open) -> None:
+@pytest.mark.parametrize(
+    ("waits", "closed", "error"),
+    [
+        ("send", "receive", trio.BrokenResourceError),
+        ("send", "send", trio.ClosedResourceError),
+        ("receive", "receive", trio.ClosedResourceError),
+        ("receive", "send", trio.EndOfChannel),
+    ],
+)
+async def test_a_close_ends_a_waiting_task(
+    open_channel: Open, waits: str, closed: str, error: type[Exception]
+) -> None:
+    """A task waiting in ``send`` (buffer full) or ``receive`` (empty) learns of a close."""
+    send, receive = open_channel(1)
+    if waits == "send":
+        send.send_nowait(0)
+
+    async def waiter() -> None:
+        wait = send.send(1) if waits == "send" else receive.receive()
+        with pytest.raises(error):
+            await wait
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(waiter)
+        await trio.testing.wait_all_tasks_blocked()
+        stats = send.statistics()
+        waiting = (stats.tasks_waiting_send, stats.tasks_waiting_receive)
+        assert waiting == ((1, 0) if waits == "send" else (0, 1))
+        await (send if closed == "send" else receive).aclose()
+    stats = send.statistics()
+    assert (stats.tasks_waiting_send, stats.tasks_waiting_receive) == (0, 0)
+    if closed == "send":  # what was queued is still delivered
+        assert [value async for value in receive] == ([0] if waits == "send" else [])
+
+
+async def test_after_the_receiver_closes(open_channel: Open) -> None:
     send, receive = open_channel(1)
     send.send_nowait(1)
-    async with trio.open_nursery() as nursery:
-
-        async def producer() -> None:
-            with pytest.raises(trio.BrokenResourceError):
-                await send.send(2)  # waits for room, then learns the receiver is gone
-
-        nursery.start_soon(producer)
-        await trio.testing.wait_all_tasks_blocked()
-        await receive.aclose()
+    receive.close()
     stats = receive.statistics()
     assert stats.current_buffer_used == 0  # what was queued is dropped
     assert stats.open_receive_channels == 0
@@ -153,46 +180,6 @@ async def test_async_with_closes_a_half(open_channel: Open) -> None:
     async with send:
         pass
     assert send.statistics().open_send_channels == 0
-
-
-async def test_closing_the_sender_ends_a_waiting_receiver(open_channel: Open) -> None:
-    send, receive = open_channel(1)
-    async with trio.open_nursery() as nursery:
-
-        async def consumer() -> None:
-            assert [value async for value in receive] == []
-
-        nursery.start_soon(consumer)
-        await trio.testing.wait_all_tasks_blocked()
-        assert receive.statistics().tasks_waiting_receive == 1
-        send.close()
-    assert receive.statistics().tasks_waiting_receive == 0
-
-
-async def test_closing_a_half_fails_its_own_waiting_task(open_channel: Open) -> None:
-    send, receive = open_channel(1)
-    send.send_nowait(0)
-    async with trio.open_nursery() as nursery:
-
-        async def sender() -> None:
-            with pytest.raises(trio.ClosedResourceError):
-                await send.send(1)
-
-        nursery.start_soon(sender)
-        await trio.testing.wait_all_tasks_blocked()
-        send.close()
-    assert receive.receive_nowait() == 0
-
-    send, receive = open_channel(1)
-    async with trio.open_nursery() as nursery:
-
-        async def receiver() -> None:
-            with pytest.raises(trio.ClosedResourceError):
-                await receive.receive()
-
-        nursery.start_soon(receiver)
-        await trio.testing.wait_all_tasks_blocked()
-        receive.close()
 
 
 async def test_send_and_receive_are_cancel_points_that_lose_nothing(open_channel: Open) -> None:
