@@ -88,7 +88,7 @@ def sibling(
     server: FakeServer,
     name: str,
     nursery: trio.Nursery,
-    coordinator: ReconnectCoordinator,
+    coordinator: ReconnectCoordinator | None,
     *,
     max_total: float | None = None,
 ) -> tuple[SessionSubscriptions, EventStream]:
@@ -190,15 +190,6 @@ async def test_without_a_coordinator_there_is_no_parking(
         fake_server(script, reject=lambda path, attempt: 503 if attempt <= 6 else None) as server,
         trio.open_nursery() as nursery,
     ):
-        stream = EventStream(4)
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
-            start_slot=None,
-            stream=stream,
-            config=CONFIG,
-            coordinator=None,
-            nursery=nursery,
-        )
-        subs.subscribe_account_diffs([TOKEN])
+        subs, _ = sibling(server, "s1", nursery, None)
         await subs.wait_all_up()
     assert server.attempts == {"/backtest/s1": 7}
