@@ -220,7 +220,7 @@ async def simtrio_data(url: str, n: int, *, wsproto_reader: bool = False) -> Tim
 async def simtrio_data_e2e(url: str, n: int) -> Timing:
     """open_account_diff_subscription: iterate the notifications to the terminal."""
     try:
-        from simtrio.managed.subscriptions import open_account_diff_subscription
+        from simtrio.managed.standalone import open_account_diff_subscription
     except ImportError as exc:  # pragma: no cover
         raise Unavailable(f"subscriptions not importable: {exc}") from None
     timing = Timing()

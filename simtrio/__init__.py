@@ -30,7 +30,7 @@ from simtrio.events import ProgramLogs
 from simtrio.managed.config import ConnectionStatus, ManagedConfig, SessionInfo
 from simtrio.managed.parallel import ParallelSession, ParallelSubSession, open_parallel_session
 from simtrio.managed.session import ManagedSession, open_managed_session
-from simtrio.managed.subscriptions import (
+from simtrio.managed.standalone import (
     DataSubscription,
     open_account_diff_subscription,
     open_logs_subscription,

@@ -5,14 +5,14 @@ of them hammer the server with retries would slow every one down, so after a few
 attempts a connection *parks*: it waits until no sibling connection is streaming, then takes
 the single reconnect slot, connects and subscribes, and counts as streaming from then on. The
 coordinator itself never gives up; parked connections bound their wait by their own outage
-budget.
+budget. Each (sub-)session reaches it through its own :class:`SessionGate`.
 """
 
 from __future__ import annotations
 
 from simtrio.managed.waiting import Waiters
 
-__all__ = ["ReconnectCoordinator"]
+__all__ = ["ReconnectCoordinator", "SessionGate"]
 
 
 class ReconnectCoordinator:
@@ -80,3 +80,52 @@ class ReconnectCoordinator:
         self._streaming -= 1
         if not self._streaming:
             self._waiters.wake()
+
+
+class SessionGate:
+    """One (sub-)session's view of the reconnect coordinator its siblings share (§9.8).
+
+    A parked connection waits until no sibling connection is streaming. But a session with a
+    parked connection cannot advance (``send_continue`` waits for every subscription to be UP),
+    so its other connections, though open, will carry nothing more until the parked one is back.
+    Counted as streaming, they would make the parked connection wait for its own session, and
+    two sessions parked that way would wait for each other, each until its outage budget ran
+    out. So while any connection of the session is parked, its streaming connections are
+    withdrawn from the shared count; they count again once none is parked.
+    """
+
+    __slots__ = ("_coordinator", "_parked", "_streaming")
+
+    def __init__(self, coordinator: ReconnectCoordinator) -> None:
+        self._coordinator = coordinator
+        self._streaming = 0
+        self._parked = 0
+
+    def __repr__(self) -> str:
+        return f"<SessionGate streaming={self._streaming} parked={self._parked}>"
+
+    async def acquire_slot(self) -> None:
+        self._parked += 1
+        if self._parked == 1:
+            for _ in range(self._streaming):
+                self._coordinator.stream_stopped()
+        try:
+            await self._coordinator.acquire_slot()
+        finally:
+            self._parked -= 1
+            if self._parked == 0:
+                for _ in range(self._streaming):
+                    self._coordinator.stream_started()
+
+    def release_slot(self) -> None:
+        self._coordinator.release_slot()
+
+    def stream_started(self) -> None:
+        self._streaming += 1
+        if not self._parked:
+            self._coordinator.stream_started()
+
+    def stream_stopped(self) -> None:
+        self._streaming -= 1
+        if not self._parked:
+            self._coordinator.stream_stopped()

@@ -13,13 +13,14 @@ import trio
 from simtrio import events
 from simtrio.core.discovery import DISCOVERY_SETTLE, DiscoveryStep, DiscoveryStepper, Next
 from simtrio.errors import RemoteError
-from simtrio.managed.control import ControlLoop, SessionEvents
+from simtrio.managed.control import ControlLoop
+from simtrio.managed.sink import SessionEvents
 from simtrio.rpc.session import SessionRpc, session_rpc
 
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
-    from simtrio.managed.control import EventSink
+    from simtrio.managed.sink import EventSink
     from simtrio.params import Continue
     from simtrio.wire.types import ContinueParams
 

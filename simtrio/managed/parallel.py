@@ -24,16 +24,11 @@ from simtrio.core.session import Fail, Retry
 from simtrio.errors import ContinueSendFailed
 from simtrio.events import Completed, Slot
 from simtrio.managed.config import ManagedConfig, SessionInfo
-from simtrio.managed.control import (
-    ConnectionRun,
-    ContinueItem,
-    ControlLoop,
-    EventSink,
-    Frame,
-    RecordingTap,
-)
+from simtrio.managed.control import ControlLoop
 from simtrio.managed.coordinator import ReconnectCoordinator
 from simtrio.managed.discovery import ControlledSession
+from simtrio.managed.recording_tap import RecordingTap
+from simtrio.managed.sink import EventSink
 from simtrio.params import Continue, as_continue_params, as_create_request
 from simtrio.wire.codec import encode, encode_plain_continue
 from simtrio.wire.types import (
@@ -48,8 +43,9 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable
 
     from simtrio.managed.config import ConnectionStatus
+    from simtrio.managed.control_connection import ConnectionRun, ContinueItem, Frame
+    from simtrio.managed.recording_tap import Recorder
     from simtrio.params import CreateSession
-    from simtrio.recording.recorder import Recorder
     from simtrio.wire.types import ContinueParams
 
 __all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
@@ -107,6 +103,7 @@ class _ParallelControl(ControlLoop):
             sink = EventSink(
                 self.config,
                 start_slot=spec.start_slot,
+                launcher=self.launcher,
                 coordinator=self.coordinator,
                 max_total=self.max_total,
                 tap=self.tap,
@@ -127,9 +124,6 @@ class _ParallelControl(ControlLoop):
     @property
     def sinks(self) -> Iterable[EventSink]:
         return self.sink_of.values()
-
-    async def _host(self, nursery: trio.Nursery) -> None:
-        await nursery.start(_host_all, list(self.sink_of.values()))
 
     def _check_sendable(self, session_id: str | None) -> None:
         assert session_id is not None
@@ -223,31 +217,6 @@ class ParallelSession:
             return []
         self._taken = True
         return list(self._control.ordered)
-
-
-async def _host_all(sinks: list[EventSink], *, task_status: trio.TaskStatus[None]) -> None:
-    """Give each sub-session its own nursery for its subscriptions, when it first subscribes.
-
-    A sub-session that never subscribes has no data-plane tasks and gets no nursery: with a
-    thousand sub-sessions, opening every nursery up front costs a task each and delays the
-    first events by as much. Every nursery is a child of this task's, so all of them end with
-    the session.
-    """
-
-    async def host(sink: EventSink) -> None:
-        async with trio.open_nursery() as nursery:
-            sink.hosted(nursery)
-            await trio.sleep_forever()
-
-    async with trio.open_nursery() as hosts:
-
-        def open_host(sink: EventSink) -> None:
-            hosts.start_soon(host, sink)
-
-        for sink in sinks:
-            sink.open_host = open_host
-        task_status.started()
-        await trio.sleep_forever()
 
 
 @asynccontextmanager

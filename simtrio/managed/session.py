@@ -27,24 +27,17 @@ from simtrio.core.session import (
     Retry,
 )
 from simtrio.errors import (
-    ConnectionClosed,
     ContinueSendFailed,
     InvalidParams,
     ManagedSessionError,
 )
 from simtrio.managed.config import ManagedConfig, SessionInfo
-from simtrio.managed.control import (
-    ConnectionRun,
-    ContinueItem,
-    ControlLoop,
-    EventSink,
-    Frame,
-    RecordingTap,
-)
+from simtrio.managed.control import ControlLoop
 from simtrio.managed.discovery import ControlledSession
+from simtrio.managed.recording_tap import RecordingTap
+from simtrio.managed.sink import EventSink
 from simtrio.params import Continue, as_continue_params, as_create_request
 from simtrio.wire.codec import encode
-from simtrio.wire.redact import redactor_for
 from simtrio.wire.types import (
     CloseBacktestSession,
     ContinueToParams,
@@ -56,11 +49,10 @@ from simtrio.wire.urls import http_base_from_ws_url, resolve_rpc_url
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
 
-    import trio
-
     from simtrio.managed.config import ConnectionStatus
+    from simtrio.managed.control_connection import ConnectionRun, ContinueItem, Frame
+    from simtrio.managed.recording_tap import Recorder
     from simtrio.params import CreateSession
-    from simtrio.recording.recorder import Recorder
     from simtrio.wire.types import ContinueParams
 
 __all__ = ["ManagedSession", "open_managed_session"]
@@ -82,18 +74,18 @@ class _SingleControl(ControlLoop):
         api_key: str,
         request: CreateBacktestSessionRequest,
         config: ManagedConfig,
-        sink: EventSink,
         tap: RecordingTap | None = None,
     ) -> None:
         self.core = ManagedSessionCore(request)
-        self.sink = sink
-        super().__init__(
-            url,
-            api_key,
+        max_total = config.max_total_for(request.disconnect_timeout_secs)
+        super().__init__(url, api_key, config, self.core, max_total=max_total, tap=tap)
+        self.sink = EventSink(
             config,
-            self.core,
-            max_total=config.max_total_for(request.disconnect_timeout_secs),
+            start_slot=request.start_slot,
+            launcher=self.launcher,
+            max_total=max_total,
             tap=tap,
+            redactor=self.redactor,
         )
 
     @property
@@ -121,8 +113,7 @@ class _SingleControl(ControlLoop):
     def _handshake_done(self, run: ConnectionRun, done: HandshakeDone) -> None:
         run.handshake_done = True
         if done.attached:
-            assert run.nursery is not None
-            run.nursery.start_soon(self._resume, run)
+            run.attached.set()
             return
         base = http_base_from_ws_url(self.url)
         self.sink.info = SessionInfo(
@@ -131,31 +122,24 @@ class _SingleControl(ControlLoop):
         self._up(run)
         self._started()
 
-    async def _resume(self, run: ConnectionRun) -> None:
+    async def _after_attach(self, run: ConnectionRun) -> None:
         """After an attach: subscriptions UP (or failed), then resume, then UP (§6.3)."""
         try:
-            await self.sink.wait_subscriptions_up()
+            await self.sink.wait_all_up()
         except ManagedSessionError as exc:
             logger.info("resuming although a subscription failed: %s", exc)
         if run.over:
             return
         self.core.resume_sent()
-        if self.tap is not None:
-            self.tap.sent(self.core.session_id, _RESUME_REQUEST)
-        try:
-            await run.conn.send_text(_RESUME)
-        except ConnectionClosed as exc:
-            run.lose(str(exc))
+        failed = await self._send_request(run, _RESUME_REQUEST, _RESUME)
+        if failed is not None:
+            run.lose(str(failed))
             return
         self._up(run)
 
     @property
     def sinks(self) -> tuple[EventSink]:
         return (self.sink,)
-
-    async def _host(self, nursery: trio.Nursery) -> None:
-        """The session's own nursery runs its subscriptions (no scheduling point here)."""
-        self.sink.nursery = nursery
 
     def _check_sendable(self, session_id: str | None) -> None:
         phase = self.core.phase
@@ -172,12 +156,9 @@ class _SingleControl(ControlLoop):
         if not run.handshake_done:
             return
         self.core.close_sent()
-        if self.tap is not None:
-            self.tap.sent(self.core.session_id, _CLOSE_REQUEST)
-        try:
-            await run.conn.send_text(_CLOSE)
-        except ConnectionClosed as exc:
-            logger.debug("closeBacktestSession not sent: %s", exc)
+        failed = await self._send_request(run, _CLOSE_REQUEST, _CLOSE)
+        if failed is not None:
+            logger.debug("closeBacktestSession not sent: %s", failed)
             return
         await self._read_until(run, self.config.graceful_close_timeout)
         if not run.close_done:
@@ -257,13 +238,6 @@ async def open_managed_session(
     if request.parallel:
         raise InvalidParams("a parallel create needs open_parallel_session")
     tap = RecordingTap(recorder, api_key) if recorder is not None else None
-    sink = EventSink(
-        config,
-        start_slot=request.start_slot,
-        max_total=config.max_total_for(request.disconnect_timeout_secs),
-        tap=tap,
-        redactor=redactor_for((api_key,)),
-    )
-    control = _SingleControl(url, api_key, request, config, sink, tap)
+    control = _SingleControl(url, api_key, request, config, tap)
     async with control.running():
-        yield ManagedSession(control, sink, request.end_slot - request.start_slot + 1)
+        yield ManagedSession(control, control.sink, request.end_slot - request.start_slot + 1)

@@ -37,7 +37,7 @@ import trio
 
 from simtrio import events
 from simtrio.core.groups import only, unwrapped
-from simtrio.errors import InvalidParams
+from simtrio.errors import InvalidParams, SimtrioError
 from simtrio.params import CreateSession
 from simtrio.recording.errors import RecordingClosed, RecordingFailed, StoreError
 from simtrio.recording.format import RUN_ENDED, Plane, json_field, simtrio_version
@@ -239,6 +239,18 @@ class Recorder:
             RecordingFailed: the writer has failed.
         """
         await self._backpressure()
+
+    def failure_from(self, exc: SimtrioError) -> RecordingFailed:
+        """``exc``, raised by a ``record_*`` call, as the :class:`RecordingFailed` a session
+        stopped by it raises (``exc`` itself if it is one already)."""
+        if isinstance(exc, RecordingFailed):
+            return exc
+        failure = RecordingFailed(
+            f"recording of run {self.run_id} failed ({type(exc).__name__}: {exc})",
+            durable=self.entries_durable,
+        )
+        failure.__cause__ = exc
+        return failure
 
     def add_secrets(self, secrets: Iterable[str]) -> None:
         """Also redact these strings (an API key) from every entry committed from now on."""

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Final
 import trio
 import trio_websocket
 
+from simtrio.core.boundary import map_exceptions as _MapExceptions
+
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
 
 __all__ = [
     "BAD_BASE64",
@@ -40,31 +41,18 @@ LITESVM_REJECTS: Final = Exception
 error type is not importable, so anything it raises there counts."""
 
 
-class map_exceptions:
+class map_exceptions(_MapExceptions):
     """Within the block, ``foreign`` exceptions are raised as ``make(exc)`` instead.
 
     The original is not chained (``from None``): what a library said is for the server's log
     and its own message, not for the peer. A single instance may be reused.
     """
 
-    __slots__ = ("_foreign", "_make")
+    __slots__ = ()
 
     def __init__(
         self,
-        foreign: type[BaseException] | tuple[type[BaseException], ...],
-        make: Callable[[BaseException], BaseException],
+        foreign: type[Exception] | tuple[type[Exception], ...],
+        make: Callable[[BaseException], Exception],
     ) -> None:
-        self._foreign = foreign
-        self._make = make
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if exc is not None and isinstance(exc, self._foreign):
-            raise self._make(exc) from None
+        super().__init__(foreign, make, chain=False)

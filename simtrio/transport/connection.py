@@ -9,33 +9,26 @@ and reconnects live above this module.
 from __future__ import annotations
 
 import logging
-import socket
-import ssl
 from collections import deque
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Final, TypeVar, cast
+from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
 from simtrio.errors import ConnectError, ConnectionClosed, InvalidParams, ProtocolError, excerpt
-from simtrio.transport.engine import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    Accepted,
-    Binary,
-    ClientEngine,
-    Closed,
-    Endpoint,
-    Event,
-    PongReceived,
-    Rejected,
-    Text,
-    parse_url,
-)
+from simtrio.transport.boundary import map_exceptions
+from simtrio.transport.endpoint import parse_url
+from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE, ClientEngine
+from simtrio.transport.events import Accepted, Binary, Closed, PongReceived, Rejected, Text
+from simtrio.transport.streams import STREAM_ERRORS, open_stream
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncGenerator, Callable, Sequence
 
-__all__ = ["WebSocketConnection", "connect", "open_connection", "open_stream"]
+    from simtrio.transport.events import Event
+
+__all__ = ["WebSocketConnection", "connect", "open_connection"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,90 +47,11 @@ frames flood in keep that to milliseconds; the first read that is not such a bur
 the normal size.
 """
 
-_STREAM_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 _FATAL_STATUSES: Final = frozenset({401, 403})
-_TRANSIENT_DNS: Final = frozenset(
-    code
-    for code in (getattr(socket, "EAI_AGAIN", None), getattr(socket, "EAI_SYSTEM", None))
-    if code is not None
-)
-"""Resolver failures that may clear by themselves (no answer yet); all others are final."""
 _P = TypeVar("_P")
 
 
 # --- opening ----------------------------------------------------------------------------------
-
-
-async def open_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:
-    """TCP, plus TLS for a secure endpoint; failures become ``ConnectError``.
-
-    A host name that does not resolve and a TLS handshake the peer cannot complete (a
-    certificate that does not verify, a plain-text server on the port) are ``fatal``: retrying
-    will not change them. A refused or reset connection, an unreachable network and a resolver
-    that could not answer yet are transient.
-    """
-    where = endpoint.display
-    try:
-        tcp = await trio.open_tcp_stream(endpoint.host, endpoint.port)
-    except socket.gaierror as exc:
-        raise ConnectError(
-            f"cannot resolve host {excerpt(endpoint.host)!r} of {where}: {exc.strerror or exc}",
-            fatal=exc.errno not in _TRANSIENT_DNS,
-        ) from exc
-    except OSError as exc:
-        raise ConnectError(f"cannot connect to {where}: {_tcp_failure(exc)}") from exc
-    if not endpoint.secure:
-        return tcp
-    context = ssl_context if ssl_context is not None else ssl.create_default_context()
-    tls = trio.SSLStream(tcp, context, server_hostname=endpoint.host, https_compatible=True)
-    try:
-        await tls.do_handshake()
-    except trio.BrokenResourceError as exc:
-        await trio.aclose_forcefully(tls)
-        cause = exc.__cause__
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            raise ConnectError(
-                f"TLS certificate verification failed for {where}: {cause.verify_message}",
-                fatal=True,
-            ) from exc
-        if isinstance(cause, ssl.SSLError) and not isinstance(
-            cause, ssl.SSLEOFError | ssl.SSLZeroReturnError
-        ):
-            # The peer answered, but not with TLS we can use (a plain ws:// server on this
-            # port, an unsupported protocol version): the same on every retry.
-            raise ConnectError(
-                f"TLS handshake with {where} failed: {_ssl_reason(cause)}"
-                " (does the server speak TLS on this port? ws:// is the plain-text scheme)",
-                fatal=True,
-            ) from exc
-        raise ConnectError(f"TLS handshake with {where} failed: {cause or exc}") from exc
-    except BaseException:
-        await trio.aclose_forcefully(tls)
-        raise
-    return tls
-
-
-def _tcp_failure(exc: OSError) -> str:
-    """Why a TCP connect failed, in words: trio reports "all attempts failed" over a group."""
-    causes: list[BaseException] = [exc]
-    group = exc.__cause__
-    if isinstance(group, BaseExceptionGroup):
-        causes = list(cast("BaseExceptionGroup[BaseException]", group).exceptions)
-    if causes and all(isinstance(cause, ConnectionRefusedError) for cause in causes):
-        return "connection refused (is the server running on that port?)"
-    reasons = sorted({_reason(cause) for cause in causes})
-    return "; ".join(reasons)
-
-
-def _ssl_reason(exc: ssl.SSLError) -> str:
-    reason: str | None = exc.reason
-    return reason.replace("_", " ").lower() if reason else str(exc)
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
 
 
 async def connect(
@@ -166,7 +80,11 @@ async def connect(
     except InvalidParams as exc:
         raise ConnectError(f"cannot connect: {exc}", fatal=True) from None
     where = endpoint.display
-    try:
+    with map_exceptions(
+        trio.TooSlowError,
+        lambda _: ConnectError(f"timed out after {connect_timeout:g} s connecting to {where}"),
+        chain=False,
+    ):
         with trio.fail_after(connect_timeout):
             stream = await open_stream(endpoint, ssl_context)
             try:
@@ -174,8 +92,6 @@ async def connect(
             except BaseException:
                 await trio.aclose_forcefully(stream)
                 raise
-    except trio.TooSlowError:
-        raise ConnectError(f"timed out after {connect_timeout:g} s connecting to {where}") from None
 
 
 async def _upgrade(
@@ -185,7 +101,16 @@ async def _upgrade(
     where: str,
     headers: Sequence[tuple[str, str]],
 ) -> WebSocketConnection:
-    try:
+    with (
+        map_exceptions(
+            STREAM_ERRORS,
+            lambda exc: ConnectError(f"connection to {where} failed during the upgrade: {exc}"),
+        ),
+        map_exceptions(
+            ProtocolError,
+            lambda exc: ConnectError(f"invalid upgrade response from {where}: {exc}"),
+        ),
+    ):
         await stream.send_all(request)
         while True:
             events = engine.receive(await stream.receive_some(RECEIVE_SIZE))
@@ -200,10 +125,6 @@ async def _upgrade(
                     raise _rejection(event, where, headers)
                 if isinstance(event, Closed):
                     raise ConnectError(f"connection to {where} closed during the upgrade")
-    except _STREAM_ERRORS as exc:
-        raise ConnectError(f"connection to {where} failed during the upgrade: {exc}") from exc
-    except ProtocolError as exc:
-        raise ConnectError(f"invalid upgrade response from {where}: {exc}") from exc
 
 
 def _rejection(event: Rejected, where: str, headers: Sequence[tuple[str, str]]) -> ConnectError:
@@ -257,11 +178,13 @@ class WebSocketConnection:
         "_ended",
         "_engine",
         "_last_received",
+        "_lost",
         "_queue",
         "_read_size",
         "_receiving",
         "_send_broken",
         "_send_lock",
+        "_send_lost",
         "_stream",
         "_stream_closed",
         "_where",
@@ -291,6 +214,9 @@ class WebSocketConnection:
         self._stream_closed = False
         self._last_received = trio.current_time()
         self._read_size = RECEIVE_SIZE
+        # The boundary of the open connection, built once: the reader enters it on every read.
+        self._lost = map_exceptions(STREAM_ERRORS, self._receive_lost)
+        self._send_lost = map_exceptions(STREAM_ERRORS, self._send_failed)
         self.on_pong: Callable[[bytes, int], None] | None = None
         """Called for each Pong with its payload and how many messages arrived before it that
         :meth:`receive_batch` has not returned yet."""
@@ -335,17 +261,14 @@ class WebSocketConnection:
             return out
         while True:
             if self._ended.is_set():
-                raise ConnectionClosed(f"connection to {self._where} {self._why}")
+                raise self._closed_error()
             if self._closer_reading:  # aclose owns the stream until the close handshake ends
                 await self._ended.wait()
                 continue
             self._receiving = True
             try:
-                data = await self._stream.receive_some(self._read_size)
-            except _STREAM_ERRORS as exc:
-                self._mark_closed("was lost")
-                self._ended.set()
-                raise ConnectionClosed(f"connection to {self._where} {self._why}") from exc
+                with self._lost:
+                    data = await self._stream.receive_some(self._read_size)
             finally:
                 self._receiving = False
             if data:
@@ -393,6 +316,19 @@ class WebSocketConnection:
                 self._ended.set()
         return out
 
+    def _receive_lost(self, _: BaseException) -> ConnectionClosed:
+        self._mark_closed("was lost")
+        self._ended.set()
+        return self._closed_error()
+
+    def _send_failed(self, _: BaseException) -> ConnectionClosed:
+        self._send_broken = True
+        self._mark_closed("was lost")
+        return self._closed_error()
+
+    def _closed_error(self) -> ConnectionClosed:
+        return ConnectionClosed(f"connection to {self._where} {self._why}")
+
     def _mark_closed(self, why: str) -> None:
         if not self._closed:
             self._closed = True
@@ -402,11 +338,7 @@ class WebSocketConnection:
 
     async def _flush(self) -> None:
         """Write the engine's own output (Pongs, the Close reply), ignoring a dead socket."""
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._take_send_lock()
         try:
             data = self._engine.data_to_send()
             if data and not self._send_broken:
@@ -414,15 +346,21 @@ class WebSocketConnection:
         except ConnectionClosed:
             pass
         finally:
-            lock.release()
+            self._send_lock.release()
+
+    async def _take_send_lock(self) -> None:
+        """Take the send lock, without a checkpoint when it is free (the common case)."""
+        try:
+            self._send_lock.acquire_nowait()
+        except trio.WouldBlock:
+            await self._send_lock.acquire()
 
     async def _send_all(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(data)
-        except _STREAM_ERRORS as exc:
-            self._send_broken = True
-            self._mark_closed("was lost")
-            raise ConnectionClosed(f"connection to {self._where} {self._why}") from exc
+            with self._send_lost:
+                await self._stream.send_all(data)
+        except ConnectionClosed:
+            raise
         except BaseException:
             # Cancelled part-way through a frame: nothing more may be written on this stream.
             self._send_broken = True
@@ -430,19 +368,15 @@ class WebSocketConnection:
             raise
 
     async def _send_frame(self, encode: Callable[[_P], bytes], payload: _P) -> None:
-        lock = self._send_lock
-        try:
-            lock.acquire_nowait()
-        except trio.WouldBlock:
-            await lock.acquire()
+        await self._take_send_lock()
         try:
             if self._closed or self._send_broken:
-                raise ConnectionClosed(f"connection to {self._where} {self._why}")
+                raise self._closed_error()
             data = encode(payload)
             pending = self._engine.data_to_send()
             await self._send_all(pending + data if pending else data)
         finally:
-            lock.release()
+            self._send_lock.release()
 
     async def send_text(self, text: str) -> None:
         """Send one Text message; ``ConnectionClosed`` if the connection is gone."""
@@ -515,7 +449,7 @@ class WebSocketConnection:
             while not engine.finished:
                 events = engine.receive(await self._stream.receive_some(RECEIVE_SIZE))
                 self._absorb(events)  # messages arriving now are dropped: we are closing
-        except (*_STREAM_ERRORS, ProtocolError):
+        except (*STREAM_ERRORS, ProtocolError):
             pass
         finally:
             self._closer_reading = False

@@ -1,6 +1,6 @@
 """Receive side of a client WebSocket connection (RFC 6455), without I/O and without wsproto.
 
-The engine's default :class:`~simtrio.transport.engine.FrameReader`. wsproto parses one frame at
+The engine's default :class:`~simtrio.transport.events.FrameReader`. wsproto parses one frame at
 a time through a generator, copies every payload twice and builds one event object per frame
 piece; at control-plane rates (hundreds of thousands of ~150-byte Text frames a second) that is
 where a client spends its time. This decoder walks every complete frame of a received chunk in
@@ -32,17 +32,12 @@ from __future__ import annotations
 import codecs
 from typing import TYPE_CHECKING, Final
 
-from simtrio.transport.engine import (
-    Closed,
-    PingReceived,
-    PongReceived,
-    _Failure,  # pyright: ignore[reportPrivateUsage]  # the FrameReader error contract
-)
+from simtrio.transport.events import Closed, FrameError, PingReceived, PongReceived
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from simtrio.transport.engine import Event
+    from simtrio.transport.events import Event
 
 __all__ = ["FrameDecoder"]
 
@@ -77,7 +72,7 @@ class FrameDecoder:
     ``feed(data)`` (``b""`` meaning EOF) returns the messages and control events completed by
     ``data``, in order; ``on_control`` is called for every :class:`PingReceived` and
     :class:`Closed` so that the engine can queue the reply. Malformed or oversize input raises
-    the engine's failure (with the close code to send); the decoder is unusable after that.
+    :class:`~simtrio.transport.events.FrameError` (with the close code to send); the decoder is unusable after that.
     """
 
     __slots__ = (
@@ -120,13 +115,13 @@ class FrameDecoder:
         if self._done:
             return
         if self._failed:
-            raise _Failure("connection already failed", _PROTOCOL_ERROR)
+            raise FrameError("connection already failed", _PROTOCOL_ERROR)
         try:
             if not data:
                 self._finish(Closed(None, ""), out)
             else:
                 self._run(data, out)
-        except _Failure:
+        except FrameError:
             self._failed = True
             self._end_message()
             raise
@@ -196,34 +191,34 @@ class FrameDecoder:
         opcode = head & 0x0F
         fin = bool(head & 0x80)
         if opcode not in _OPCODES:
-            raise _Failure(f"invalid frame: reserved opcode {opcode:#x}", _PROTOCOL_ERROR)
+            raise FrameError(f"invalid frame: reserved opcode {opcode:#x}", _PROTOCOL_ERROR)
         control = bool(opcode & 0x08)
         if control and not fin:
-            raise _Failure("invalid frame: fragmented control frame", _PROTOCOL_ERROR)
+            raise FrameError("invalid frame: fragmented control frame", _PROTOCOL_ERROR)
         length = second & 0x7F
         if control and length > 125:
-            raise _Failure("invalid frame: control frame longer than 125 bytes", _PROTOCOL_ERROR)
+            raise FrameError("invalid frame: control frame longer than 125 bytes", _PROTOCOL_ERROR)
         start = pos + 2
         if length == 126:
             if avail < 4:
                 return self._wait(data, pos)
             length = (data[pos + 2] << 8) | data[pos + 3]
             if length < 126:
-                raise _Failure("invalid frame: non-minimal 16-bit length", _PROTOCOL_ERROR)
+                raise FrameError("invalid frame: non-minimal 16-bit length", _PROTOCOL_ERROR)
             start = pos + 4
         elif length == 127:
             if avail < 10:
                 return self._wait(data, pos)
             length = int.from_bytes(data[pos + 2 : pos + 10], "big")
             if length < 0x10000:
-                raise _Failure("invalid frame: non-minimal 64-bit length", _PROTOCOL_ERROR)
+                raise FrameError("invalid frame: non-minimal 64-bit length", _PROTOCOL_ERROR)
             if length >> 63:
-                raise _Failure("invalid frame: 64-bit length with the MSB set", _PROTOCOL_ERROR)
+                raise FrameError("invalid frame: 64-bit length with the MSB set", _PROTOCOL_ERROR)
             start = pos + 10
         if head & 0x70:
-            raise _Failure("invalid frame: reserved bits set", _PROTOCOL_ERROR)
+            raise FrameError("invalid frame: reserved bits set", _PROTOCOL_ERROR)
         if second & 0x80:
-            raise _Failure("invalid frame: masked frame from a server", _PROTOCOL_ERROR)
+            raise FrameError("invalid frame: masked frame from a server", _PROTOCOL_ERROR)
         have = end - start
         if control:
             if have < length:
@@ -259,12 +254,12 @@ class FrameDecoder:
     def _begin_frame(self, opcode: int) -> None:
         if not self._message:
             if opcode == _CONTINUATION:
-                raise _Failure(
+                raise FrameError(
                     "invalid frame: continuation frame without a message", _PROTOCOL_ERROR
                 )
             self._message = opcode
         elif opcode != _CONTINUATION:
-            raise _Failure(
+            raise FrameError(
                 "invalid frame: new data frame inside a fragmented message", _PROTOCOL_ERROR
             )
         if opcode == _TEXT:
@@ -313,8 +308,10 @@ class FrameDecoder:
         self._chunks = []
         self._size = 0
 
-    def _too_big(self) -> _Failure:
-        return _Failure(f"inbound message exceeds max_message_size ({self._limit} bytes)", _TOO_BIG)
+    def _too_big(self) -> FrameError:
+        return FrameError(
+            f"inbound message exceeds max_message_size ({self._limit} bytes)", _TOO_BIG
+        )
 
     # -- control frames ------------------------------------------------------------------------
 
@@ -337,8 +334,8 @@ class FrameDecoder:
         self._on_control(closed)
 
 
-def _invalid_text(exc: UnicodeDecodeError) -> _Failure:
-    return _Failure(f"invalid UTF-8 in a Text message: {exc.reason}", _INVALID_DATA)
+def _invalid_text(exc: UnicodeDecodeError) -> FrameError:
+    return FrameError(f"invalid UTF-8 in a Text message: {exc.reason}", _INVALID_DATA)
 
 
 def _close_event(payload: bytes) -> Closed:
@@ -346,12 +343,12 @@ def _close_event(payload: bytes) -> Closed:
     if not payload:
         return Closed(1005, "")
     if len(payload) == 1:
-        raise _Failure("invalid frame: Close frame with a 1-byte payload", _PROTOCOL_ERROR)
+        raise FrameError("invalid frame: Close frame with a 1-byte payload", _PROTOCOL_ERROR)
     code = (payload[0] << 8) | payload[1]
     if not (3000 <= code <= 4999 or code in _SENDABLE_CLOSE_CODES):
-        raise _Failure(f"invalid frame: Close frame with code {code}", _PROTOCOL_ERROR)
+        raise FrameError(f"invalid frame: Close frame with code {code}", _PROTOCOL_ERROR)
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _Failure(f"invalid UTF-8 in a Close reason: {exc.reason}", _INVALID_DATA) from None
+        raise FrameError(f"invalid UTF-8 in a Close reason: {exc.reason}", _INVALID_DATA) from None
     return Closed(code, reason)

@@ -8,14 +8,15 @@ import h11
 import trio
 
 from simtrio.errors import ConnectError, InvalidParams
-from simtrio.transport.connection import open_stream
-from simtrio.transport.engine import encode_headers, parse_url
+from simtrio.transport.boundary import map_exceptions
+from simtrio.transport.endpoint import encode_headers, parse_url
+from simtrio.transport.streams import STREAM_ERRORS, open_stream
 
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Sequence
 
-    from simtrio.transport.engine import Endpoint
+    from simtrio.transport.endpoint import Endpoint
 
 __all__ = ["DEFAULT_MAX_BODY", "http_get", "http_post_json"]
 
@@ -72,19 +73,27 @@ async def _request(
 ) -> tuple[int, bytes]:
     where = endpoint.display
     verb = "GET" if body is None else "POST"
-    try:
-        with trio.fail_after(timeout):
-            stream = await open_stream(endpoint, ssl_context)
-            try:
-                return await _exchange(stream, endpoint, extra, max_body, body)
-            finally:
-                await trio.aclose_forcefully(stream)
-    except trio.TooSlowError:
-        raise ConnectError(f"{verb} {where} timed out after {timeout:g} s") from None
-    except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        raise ConnectError(f"{verb} {where} failed: {exc or type(exc).__name__}") from exc
-    except h11.RemoteProtocolError as exc:
-        raise ConnectError(f"{verb} {where}: invalid HTTP response: {exc}") from exc
+    with (
+        map_exceptions(
+            trio.TooSlowError,
+            lambda _: ConnectError(f"{verb} {where} timed out after {timeout:g} s"),
+            chain=False,
+        ),
+        map_exceptions(
+            STREAM_ERRORS,
+            lambda exc: ConnectError(f"{verb} {where} failed: {exc or type(exc).__name__}"),
+        ),
+        map_exceptions(
+            h11.RemoteProtocolError,
+            lambda exc: ConnectError(f"{verb} {where}: invalid HTTP response: {exc}"),
+        ),
+        trio.fail_after(timeout),
+    ):
+        stream = await open_stream(endpoint, ssl_context)
+        try:
+            return await _exchange(stream, endpoint, extra, max_body, body)
+        finally:
+            await trio.aclose_forcefully(stream)
 
 
 async def _exchange(

@@ -7,12 +7,13 @@ import logging
 import orjson
 import pytest
 import trio
+import trio.testing
 
 from simtrio.client import BacktestClient
 from simtrio.errors import ConnectError, ConnectionClosed, InvalidParams, RemoteError
 from simtrio.params import CreateSession
 from simtrio.wire import types as wire
-from tests.client.fakes import CREATED, Peer, fake_server, http_fake, refused_port
+from tests.client.fakes import CREATED, Peer, answer, fake_server, http_fake, refused_port
 from tests.client.helpers import KEY, assert_key_absent, bounded
 
 PARALLEL_CREATE = (
@@ -57,8 +58,8 @@ def test_repr_and_str_never_show_the_key() -> None:
 async def test_constructor_does_no_io() -> None:
     async with fake_server() as server:
         BacktestClient(server.url, KEY)
-        await trio.sleep(0.01)
-        assert server.upgrades == []
+        await trio.testing.wait_all_tasks_blocked()
+        assert server.upgrades == {}
 
 
 # -- connecting ----------------------------------------------------------------------------------
@@ -66,16 +67,12 @@ async def test_constructor_does_no_io() -> None:
 
 @bounded()
 async def test_key_header_and_path() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(CREATED)) as server:
         async with BacktestClient(server.url, KEY).create_session(CreateSession(1, end_slot=2)):
             pass
         async with BacktestClient(server.url).create_session(CreateSession(1, end_slot=2)):
             pass
-    first, second = server.peers
+    first, second = server.connections
     assert first.path == "/backtest"
     assert first.header("X-API-Key") == KEY
     assert second.header("X-API-Key") == ""
@@ -106,7 +103,7 @@ async def test_rejected_upgrade_404_is_not_fatal() -> None:
     assert info.value.status == 404
     assert not info.value.fatal
     assert info2.value.status == 404
-    assert len(server.upgrades) == 2  # never retried
+    assert server.upgrades == {"/backtest": 2}  # never retried
 
 
 @bounded()
@@ -141,7 +138,7 @@ async def test_invalid_params_before_any_io() -> None:
                 pytest.fail("unreachable")
         with pytest.raises(InvalidParams):
             await client.create_sessions("nope")  # type: ignore[arg-type]
-        assert server.upgrades == []
+        assert server.upgrades == {}
 
 
 # -- create_sessions -----------------------------------------------------------------------------
@@ -161,8 +158,8 @@ async def _run_create_sessions(
             CreateSession(0, end_slot=250, parallel=parallel), on_session_created=seen.append
         )
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()  # the socket is closed afterwards
-    return ids, seen, server.peers[0]
+            await server.connections[0].gone.wait()  # the socket is closed afterwards
+    return ids, seen, server.connections[0]
 
 
 @bounded()
@@ -226,19 +223,14 @@ async def test_create_sessions_error() -> None:
                 CreateSession(0, end_slot=9, parallel=True)
             )
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
+            await server.connections[0].gone.wait()
     assert isinstance(info.value.error, wire.InvalidRequest)
     assert info.value.error.error == "no"
 
 
 @bounded()
 async def test_create_sessions_connection_closed() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(created("s1"))
-        await peer.close()
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(created("s1"), close=True)) as server:
         with pytest.raises(ConnectionClosed):
             await BacktestClient(server.url).create_sessions(
                 CreateSession(0, end_slot=9, parallel=True)

@@ -11,7 +11,7 @@ from simtrio.client import BacktestClient
 from simtrio.errors import ProtocolError, RemoteError
 from simtrio.params import Continue, CreateSession
 from simtrio.wire import types as wire
-from tests.client.fakes import CREATED, READY, Peer, fake_server
+from tests.client.fakes import CREATED, READY, Peer, answer, fake_server
 from tests.client.helpers import KEY, assert_key_absent, bounded
 
 ECHO_ERROR = json.dumps({"method": "error", "params": {"Internal": {"error": f"bad key {KEY}"}}})
@@ -51,11 +51,7 @@ async def test_an_echoed_key_reaches_no_error_repr_or_log(
 
 @bounded()
 async def test_an_echoed_key_in_an_error_reply() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(ECHO_ERROR)
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(ECHO_ERROR)) as server:
         client = BacktestClient(server.url, KEY)
         with pytest.raises(RemoteError) as info:
             async with client.create_session(CreateSession(1, end_slot=4)):

@@ -1,26 +1,25 @@
-"""BacktestSession against scripted fake servers: exact frames in, exact frames out."""
+"""BacktestSession against scripted fake servers: create, attach and stepping.
+
+Exact frames in, exact frames out.
+"""
 
 from __future__ import annotations
-
-import logging
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import orjson
 import pytest
 import trio
 
-from simtrio.client import GRACEFUL_CLOSE_TIMEOUT, BacktestClient, BacktestSession
+from simtrio.client import BacktestClient
 from simtrio.core.session import ContinueResult, ReadyOutcome
 from simtrio.errors import ConnectionClosed, ProtocolError, RemoteError, RequestTimeout
-from simtrio.params import Continue, CreateSession
+from simtrio.params import Continue
 from simtrio.wire import types as wire
 from tests.client.fakes import (
     ATTACHED,
     CREATED,
     READY,
-    SUCCESS,
     Peer,
+    answer,
     fake_server,
     numbered,
     ready,
@@ -28,64 +27,18 @@ from tests.client.fakes import (
     status,
 )
 from tests.client.helpers import KEY, bounded
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Awaitable, Callable
-
-    from tests.client.fakes import FakeServer
-
-ST = wire.BacktestStatus
-
-CREATE_4000 = (
-    '{"method":"createBacktestSession","params":{"startSlot":4000,"endSlot":4005,"signerFilter":[],'
-    '"sendSummary":true,"capacityWaitTimeoutSecs":null,"disconnectTimeoutSecs":120,'
-    '"extraComputeUnits":null,"agents":[],"discoveries":[],"parallel":false}}'
+from tests.client.sessions import (
+    COMPLETED,
+    CONTINUE_2,
+    CREATE_4000,
+    ERROR,
+    ST,
+    UNKNOWN,
+    create,
+    created_then_dropped,
+    opening,
+    session_with,
 )
-CONTINUE_2 = (
-    '{"method":"continue","params":{"advanceCount":2,"transactions":[],"modifyAccountStates":{}}}'
-)
-CLOSE = '{"method":"closeBacktestSession"}'
-SUMMARY = (
-    '{"correct_simulation":9,"incorrect_simulation":1,"execution_errors":0,"balance_diff":0,'
-    '"log_diff":0}'
-)
-COMPLETED = (
-    '{"method":"completed","params":{"summary":' + SUMMARY + ',"agent_stats":[{"name":"arb",'
-    '"slots_processed":5}]}}'
-)
-ERROR = (
-    '{"method":"error","params":{"AdvanceSlotFailed":{"slot":4002,"error":"bank hash mismatch"}}}'
-)
-UNKNOWN = '{"method":"somethingNew","params":{"x":1}}'
-
-
-def create() -> CreateSession:
-    return CreateSession(4000, end_slot=4005, send_summary=True, disconnect_timeout_secs=120)
-
-
-def opening(*after_create: str) -> Callable[[Peer], Awaitable[None]]:
-    """Answer the create with ``CREATED`` + ``READY``, then each later request with a batch."""
-
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, READY)
-        for frames in after_create:
-            await peer.recv()
-            if frames:
-                await peer.send(*frames.split("\n"))
-
-    return script
-
-
-@asynccontextmanager
-async def session_with(
-    script: Callable[[Peer], Awaitable[None]], **client_args: float
-) -> AsyncGenerator[tuple[BacktestSession, FakeServer]]:
-    async with fake_server(script) as server:
-        client = BacktestClient(server.url, KEY, **client_args)  # type: ignore[arg-type]
-        async with client.create_session(create()) as session:
-            yield session, server
-
 
 # -- create --------------------------------------------------------------------------------------
 
@@ -99,7 +52,7 @@ async def test_create_flow() -> None:
         assert await session.ensure_ready() is ReadyOutcome.READY
         assert session.is_ready_for_continue
         assert session.last_sequence is None
-    assert server.peers[0].received[0] == CREATE_4000
+    assert server.connections[0].received[0] == CREATE_4000
 
 
 @bounded()
@@ -130,18 +83,13 @@ async def test_create_error_raises_remote_error() -> None:
             async with BacktestClient(server.url).create_session(create()):
                 pytest.fail("unreachable")
         with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
+            await server.connections[0].gone.wait()
     assert isinstance(info.value.error, wire.NoMoreBlocks)
 
 
 @bounded()
 async def test_create_connection_closed_before_created() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(status("preparingBundle"))
-        await peer.close()
-
-    async with fake_server(script) as server:
+    async with fake_server(answer(status("preparingBundle"), close=True)) as server:
         with pytest.raises(ConnectionClosed):
             async with BacktestClient(server.url).create_session(create()):
                 pytest.fail("unreachable")
@@ -178,18 +126,13 @@ async def test_leaving_the_block_closes_only_the_websocket() -> None:
     async with session_with(opening()) as (session, server):
         await session.ensure_ready()
     with trio.fail_after(1):
-        await server.peers[0].client_closed.wait()
-    assert server.peers[0].received == [CREATE_4000]
+        await server.connections[0].gone.wait()
+    assert server.connections[0].received == [CREATE_4000]
 
 
 @bounded()
 async def test_leaving_after_the_server_closed_is_not_an_error() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-        await peer.drop()
-
-    async with session_with(script) as (session, _):
+    async with session_with(created_then_dropped) as (session, _):
         with pytest.raises(ConnectionClosed):
             await session.next_response()
 
@@ -215,10 +158,10 @@ async def test_attach_keeps_the_replay_for_later_reads() -> None:
             assert session.last_sequence == 8
             assert await session.next_response() == wire.Status(ST.DECODED_TRANSACTIONS)
             assert session.last_sequence == 9
-    assert server.peers[0].received == [
+    assert server.connections[0].received == [
         '{"method":"attachBacktestSession","params":{"session_id":"backtest_1","last_sequence":6}}'
     ]
-    assert server.peers[0].header("X-API-Key") == KEY
+    assert server.connections[0].header("X-API-Key") == KEY
 
 
 @bounded()
@@ -234,7 +177,7 @@ async def test_attach_null_cursor_and_numbered_error_in_replay() -> None:
         response = await session.next_response()
         assert isinstance(response, wire.Error)
         assert session.last_sequence == 1
-    sent = orjson.loads(server.peers[0].received[0])
+    sent = orjson.loads(server.connections[0].received[0])
     assert sent["params"] == {"session_id": "backtest_1", "last_sequence": None}
 
 
@@ -329,7 +272,7 @@ async def test_advance_counts_slots_until_ready_after_the_count() -> None:
         assert wire.UnknownResponse("somethingNew", {"x": 1}) in seen
         assert session.last_sequence == 6
         assert session.is_ready_for_continue
-    assert server.peers[0].received[1] == CONTINUE_2
+    assert server.connections[0].received[1] == CONTINUE_2
 
 
 @bounded()
@@ -362,7 +305,7 @@ async def test_advance_first_reads_a_buffered_readiness() -> None:
         assert result.statuses == []
         assert len(seen) == 5  # the buffered frames went to on_response too, uncounted
         assert session.last_sequence == 5
-    assert len(server.peers[0].received) == 2
+    assert len(server.connections[0].received) == 2
 
 
 @bounded()
@@ -390,7 +333,7 @@ async def test_continue_until_ready_stops_at_first_readiness() -> None:
         )
         # The rest stays buffered for later reads.
         assert await session.next_response() == wire.SlotNotification(4002)
-    sent = orjson.loads(server.peers[0].received[1])
+    sent = orjson.loads(server.connections[0].received[1])
     assert sent["params"]["advanceCount"] == 3
 
 
@@ -431,255 +374,3 @@ async def test_wait_for_status() -> None:
         with pytest.raises(RemoteError):
             await session.wait_for_status(ST.EXECUTED_BLOCK_TRANSACTIONS)
         assert session.last_sequence == 4
-
-
-# -- raw access ----------------------------------------------------------------------------------
-
-
-@bounded()
-async def test_send_and_next_response_are_raw() -> None:
-    third = trio.Event()
-
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, READY)
-        await peer.recv()
-        await peer.send(numbered(1, UNKNOWN), '{"method":"paused","params":{"slot":4003}}')
-        await peer.recv()
-        third.set()
-
-    async with session_with(script) as (session, server):
-        assert await session.next_response() == wire.ReadyForContinue()
-        assert session.is_ready_for_continue
-        await session.send(wire.ContinueToParams(slot=4003, batch_index=None))
-        assert not session.is_ready_for_continue
-        assert await session.next_response() == wire.UnknownResponse("somethingNew", {"x": 1})
-        assert session.last_sequence == 1  # unknown numbered frames count
-        paused = await session.next_response()
-        assert paused == wire.Paused(wire.PausedEvent(slot=4003, batch_index=None))
-        assert session.is_ready_for_continue
-        await session.send(Continue(2))
-        assert not session.is_ready_for_continue
-        with trio.fail_after(1):
-            await third.wait()
-    assert server.peers[0].received[1:] == [
-        '{"method":"continueTo","params":{"slot":4003,"batchIndex":null}}',
-        CONTINUE_2,
-    ]
-
-
-@bounded()
-async def test_helpers_skip_unknown_responses(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="simtrio")
-
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, numbered(5, UNKNOWN), READY)
-
-    async with session_with(script) as (session, _):
-        assert await session.ensure_ready() is ReadyOutcome.READY
-        assert session.last_sequence == 5
-    assert any(
-        "somethingNew" in r.getMessage() and r.levelno == logging.DEBUG for r in caplog.records
-    )
-
-
-@bounded()
-async def test_protocol_error_propagates_and_connection_stays_usable() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, "[1,2]", READY)
-        await peer.recv()
-        await peer.send(slot(4001), '{"no":"method"}', READY)
-
-    async with session_with(script) as (session, _):
-        with pytest.raises(ProtocolError):
-            await session.ensure_ready()
-        assert await session.ensure_ready() is ReadyOutcome.READY
-        with pytest.raises(ProtocolError):
-            await session.advance(Continue(1))
-        assert await session.ensure_ready() is ReadyOutcome.READY
-
-
-@bounded()
-async def test_binary_messages(caplog: pytest.LogCaptureFixture) -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, b"\xff\xfe not utf-8", slot(4000).encode(), READY.encode())
-
-    async with session_with(script) as (session, _):
-        assert await session.next_response() == wire.SlotNotification(4000)
-        assert await session.next_response() == wire.ReadyForContinue()
-    assert any("not UTF-8" in r.getMessage() for r in caplog.records)
-
-
-@bounded()
-async def test_oversize_message_fails_the_connection() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, '{"method":"x","params":"' + "a" * 5000 + '"}')
-
-    async with fake_server(script) as server:
-        client = BacktestClient(server.url, max_message_size=1024)
-        async with client.create_session(create()) as session:
-            with pytest.raises(ProtocolError):
-                await session.next_response()
-            with pytest.raises(ConnectionClosed):
-                await session.next_response()
-
-
-# -- timeouts and connection loss ----------------------------------------------------------------
-
-
-@bounded(100)
-async def test_request_timeout(autojump_clock: object) -> None:
-    async with session_with(opening(""), request_timeout=4) as (session, _):
-        assert await session.ensure_ready() is ReadyOutcome.READY
-        start = trio.current_time()
-        with pytest.raises(RequestTimeout) as info:
-            await session.next_response(timeout=3)
-        assert isinstance(info.value, TimeoutError)
-        assert trio.current_time() - start == pytest.approx(3)
-        start = trio.current_time()
-        with pytest.raises(RequestTimeout):
-            await session.advance(Continue(1))  # request_timeout applies
-        assert trio.current_time() - start == pytest.approx(4)
-
-
-@bounded(100)
-async def test_late_frames_are_kept_after_a_timeout(autojump_clock: object) -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-        await trio.sleep(10)
-        await peer.send(READY)
-
-    async with session_with(script) as (session, _):
-        with pytest.raises(RequestTimeout):
-            await session.ensure_ready(timeout=5)
-        assert await session.ensure_ready(timeout=10) is ReadyOutcome.READY
-
-
-@bounded()
-async def test_connection_closed_when_the_server_drops_mid_wait() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, READY)
-        await peer.recv()
-        await peer.send(slot(4001))
-        await peer.drop()
-
-    async with session_with(script) as (session, _):
-        await session.ensure_ready()
-        with pytest.raises(ConnectionClosed):
-            await session.advance(Continue(2))
-        with pytest.raises(ConnectionClosed):
-            await session.send(Continue(1))
-
-
-@bounded()
-async def test_connection_closed_on_a_clean_server_close() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, slot(4000))
-        await peer.close()
-
-    async with session_with(script) as (session, _):
-        with pytest.raises(ConnectionClosed):
-            await session.wait_for_status(ST.BUNDLE_READY)
-        # Nothing buffered is lost: the slot was processed before the end was seen.
-        with pytest.raises(ConnectionClosed):
-            await session.ensure_ready()
-
-
-# -- close ---------------------------------------------------------------------------------------
-
-
-@bounded()
-async def test_close_success() -> None:
-    async with session_with(opening(slot(4001) + "\n" + numbered(9, SUCCESS))) as (session, server):
-        await session.close()
-        assert session.last_sequence == 9
-        with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
-        await session.close()  # repeated: nothing happens
-    assert server.peers[0].received[1:] == [CLOSE]
-
-
-@bounded()
-async def test_close_completed_counts_as_reply() -> None:
-    async with session_with(opening(COMPLETED)) as (session, server):
-        await session.close()
-        with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
-
-
-@bounded()
-async def test_close_error_raises_after_the_socket_is_released() -> None:
-    async with session_with(opening('{"method":"error","params":"SessionOwnerMismatch"}')) as (
-        session,
-        server,
-    ):
-        with pytest.raises(RemoteError) as info:
-            await session.close()
-        assert " closed " in repr(session)  # released before the error was raised
-        with trio.fail_after(1):
-            await server.peers[0].client_closed.wait()
-        with pytest.raises(ConnectionClosed):
-            await session.send(Continue(1))
-    assert isinstance(info.value.error, wire.SessionOwnerMismatch)
-
-
-@bounded(100)
-async def test_close_without_reply_is_bounded_and_quiet(
-    autojump_clock: object, caplog: pytest.LogCaptureFixture
-) -> None:
-    async with session_with(opening("")) as (session, server):
-        start = trio.current_time()
-        await session.close()
-        assert trio.current_time() - start == pytest.approx(GRACEFUL_CLOSE_TIMEOUT)
-        assert server.peers[0].received[1:] == [CLOSE]
-    assert any("no reply to closeBacktestSession" in r.getMessage() for r in caplog.records)
-
-
-@bounded(100)
-async def test_close_timeout_defaults(autojump_clock: object) -> None:
-    async with session_with(opening(""), request_timeout=2) as (session, _):
-        start = trio.current_time()
-        await session.close()
-        assert trio.current_time() - start == pytest.approx(2)
-    async with session_with(opening("")) as (session, _):
-        start = trio.current_time()
-        await session.close(timeout=1)
-        assert trio.current_time() - start == pytest.approx(1)
-
-
-@bounded(100)
-async def test_close_handshake_is_bounded_when_the_server_never_echoes(
-    autojump_clock: object,
-) -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED, READY)
-        await peer.recv()
-        await peer.send(SUCCESS)
-        await trio.sleep_forever()  # never reads the Close frame, so never echoes it
-
-    async with session_with(script) as (session, _):
-        start = trio.current_time()
-        await session.close()
-        assert trio.current_time() - start <= GRACEFUL_CLOSE_TIMEOUT + 0.01
-
-
-@bounded()
-async def test_close_on_a_dropped_connection_raises_connection_closed() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.recv()
-        await peer.send(CREATED)
-        await peer.drop()
-
-    async with session_with(script) as (session, _):
-        with pytest.raises(ConnectionClosed):
-            await session.next_response()
-        with pytest.raises(ConnectionClosed):
-            await session.close()

@@ -65,9 +65,10 @@ from simtrio.errors import SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.session import ManagedSession, open_managed_session
-from simtrio.managed.subscriptions import open_transaction_subscription
+from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane
+from tests.managed.driving import without_reannounced
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -465,13 +466,7 @@ def check_control(
 
     ``attaches`` bounds the repeats: the server re-announces at most once per attach.
     """
-    collapsed: list[events.Event] = []
-    repeats = 0
-    for event in seen:
-        if isinstance(event, events.ReadyForContinue) and collapsed and collapsed[-1] == event:
-            repeats += 1
-            continue
-        collapsed.append(event)
+    collapsed, repeats = without_reannounced(seen)
     tally.reannounced += min(repeats, attaches)
     tally.duplicated += max(0, repeats - attaches)
     tally.control_checked += len(seen)

@@ -7,7 +7,7 @@ import trio
 from simtrio import CreateSession, open_managed_session
 from simtrio.events import Completed, ReadyForContinue, Transaction
 from simtrio.managed.config import ManagedConfig
-from simtrio.managed.subscriptions import open_transaction_subscription
+from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import ContinueParams
 from simtrio.server import serve
 from tests.server import helpers

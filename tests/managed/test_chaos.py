@@ -12,10 +12,9 @@ from simtrio import events
 from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import ContinueSendFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
-from simtrio.managed.coordinator import ReconnectCoordinator
+from simtrio.managed.coordinator import ReconnectCoordinator, SessionGate
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.managed.status import StatusCell
-from simtrio.managed.subscriptions import SessionGate
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane, serve
 from simtrio.wire.types import BacktestStatus

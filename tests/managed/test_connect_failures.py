@@ -17,7 +17,7 @@ from simtrio.errors import ConnectError, CreateFailed, InvalidParams, Subscripti
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import open_parallel_session
 from simtrio.managed.session import open_managed_session
-from simtrio.managed.subscriptions import open_account_diff_subscription
+from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.params import CreateSession
 from tests.managed.test_subscriptions_harness import TOKEN
 from tests.resolver import install_unknown_hosts

@@ -10,9 +10,15 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import SubscriptionFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.coordinator import ReconnectCoordinator
+from simtrio.managed.session_subscriptions import SessionSubscriptions
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import SessionSubscriptions
-from tests.managed.test_subscriptions_harness import TOKEN, FakeConn, FakeServer, fake_server
+from tests.managed.test_subscriptions_harness import (
+    TOKEN,
+    FakeConn,
+    FakeServer,
+    fake_server,
+    running_subscriptions,
+)
 
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 
@@ -88,21 +94,22 @@ def sibling(
     server: FakeServer,
     name: str,
     nursery: trio.Nursery,
-    coordinator: ReconnectCoordinator | None,
+    coordinator: ReconnectCoordinator,
     *,
     max_total: float | None = None,
 ) -> tuple[SessionSubscriptions, EventStream]:
     stream = EventStream(16)
     subs = SessionSubscriptions(
-        rpc_endpoint=server.url(f"/backtest/{name}"),
+        rpc_endpoint=server.http_url(f"/backtest/{name}"),
         start_slot=4000,
         stream=stream,
         config=CONFIG,
         coordinator=coordinator,
-        nursery=nursery,
         max_total=max_total,
     )
     subs.subscribe_account_diffs([TOKEN])
+    subs.close_requests()  # its service ends with its one subscription
+    nursery.start_soon(subs.run)
     return subs, stream
 
 
@@ -129,7 +136,7 @@ async def test_fast_attempts_then_park_until_no_sibling_streams(
         c, _ = sibling(server, "c", nursery, coordinator)
         await trio.sleep(120)
         # Three ungated attempts each, then parked while a streams.
-        assert server.attempts == {"/backtest/a": 1, "/backtest/b": 3, "/backtest/c": 3}
+        assert server.upgrades == {"/backtest/a": 1, "/backtest/b": 3, "/backtest/c": 3}
         assert coordinator.parked == 2
         assert coordinator.streaming == 1
         assert b.managers[0].status.value is ConnectionStatus.RECONNECTING
@@ -140,7 +147,7 @@ async def test_fast_attempts_then_park_until_no_sibling_streams(
         # One parked sibling took the slot and streams; the other waits for it.
         first = server.connections[1].path.rsplit("/", 1)[1]
         other = "c" if first == "b" else "b"
-        assert server.attempts[f"/backtest/{other}"] == 3
+        assert server.upgrades[f"/backtest/{other}"] == 3
         assert coordinator.streaming == 1
         assert coordinator.parked == 1
 
@@ -172,7 +179,7 @@ async def test_parked_connection_still_gives_up(autojump_clock: trio.testing.Moc
         with pytest.raises(SubscriptionFailed, match="gave up"):
             await b_stream.next_event()
         assert 29.9 <= trio.current_time() - start <= 30.1
-        assert server.attempts["/backtest/b"] == 3
+        assert server.upgrades["/backtest/b"] == 3
         assert coordinator.parked == 0
         assert not coordinator.slot_taken
         nursery.cancel_scope.cancel()
@@ -188,8 +195,8 @@ async def test_without_a_coordinator_there_is_no_parking(
 
     async with (
         fake_server(script, reject=lambda path, attempt: 503 if attempt <= 6 else None) as server,
-        trio.open_nursery() as nursery,
+        running_subscriptions(server.http_url(), EventStream(4), config=CONFIG) as subs,
     ):
-        subs, _ = sibling(server, "s1", nursery, None)
+        subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
-    assert server.attempts == {"/backtest/s1": 7}
+    assert server.upgrades == {"/backtest/s1": 7}

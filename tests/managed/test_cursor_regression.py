@@ -18,10 +18,10 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed
 from simtrio.managed.config import ManagedConfig
-from simtrio.managed.parallel import open_parallel_session
-from simtrio.managed.session import open_managed_session
+from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
+from simtrio.managed.session import ManagedSession, open_managed_session
+from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import SessionSubscriptions, open_account_diff_subscription
 from simtrio.params import CreateSession
 from simtrio.server import FaultPlan, Faults, serve
 from tests.managed.test_subscriptions_harness import (
@@ -30,6 +30,7 @@ from tests.managed.test_subscriptions_harness import (
     TOKEN,
     FakeConn,
     fake_server,
+    running_subscriptions,
     slots_of,
 )
 
@@ -59,7 +60,7 @@ async def lagging_replay_script(conn: FakeConn) -> None:
         await conn.ack(2, 2)
         await conn.diff(1, 4000)
         await conn.diff(2, 4000)
-        await conn.drop()
+        conn.drop()
     elif conn.index == 2:
         await conn.expect(subscribe(1, TOKEN, 4000))
         await conn.ack(1, 1)
@@ -67,7 +68,7 @@ async def lagging_replay_script(conn: FakeConn) -> None:
             await conn.diff(1, slot)
         await conn.expect(subscribe(2, ATOKEN, 4000))
         await conn.ack(2, 2)
-        await conn.drop()  # before any of the second subscription's replay went out
+        conn.drop()  # before any of the second subscription's replay went out
     else:
         # Each subscription replays from its own last slot: 4005 and 4000 (it was 4005 twice).
         await conn.expect(subscribe(1, TOKEN, 4005))
@@ -86,7 +87,7 @@ async def test_each_subscription_replays_from_its_own_cursor(
 ) -> None:
     async with (
         fake_server(lagging_replay_script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
     ):
         got = [item async for item in sub.notifications]
     assert len(server.connections) == 3
@@ -108,7 +109,7 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
             await conn.ack(2, 2)
             await conn.diff(1, 4001)
             await conn.diff(1, 4002)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(subscribe(1, TOKEN, 4002))
             await conn.ack(1, 1)
@@ -119,15 +120,10 @@ async def test_session_bound_lagging_subscription_falls_back_to_its_start_slot(
             await conn.complete(2)
 
     stream = EventStream(16)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
-            start_slot=3990,
-            stream=stream,
-            config=CONFIG,
-            coordinator=None,
-            nursery=nursery,
-        )
+    async with (
+        fake_server(script) as server,
+        running_subscriptions(server.http_url(), stream, config=CONFIG, start_slot=3990) as subs,
+    ):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -148,6 +144,22 @@ FAST = ManagedConfig(
 )
 
 
+async def read_until_a_subscription_gives_up(
+    session: ManagedSession | ParallelSubSession,
+) -> tuple[float, list[events.Event]]:
+    """Subscribe ``session`` to transactions and read its events until that subscription
+    gives up; return how long it took and the events read before."""
+    started = trio.current_time()
+    session.subscribe_transactions([TOKEN])
+    seen: list[events.Event] = []
+    try:
+        async for event in session.events():
+            seen.append(event)
+    except SubscriptionFailed:
+        return trio.current_time() - started, seen
+    raise AssertionError("the events ended without a subscription giving up")
+
+
 async def test_managed_subscription_gives_up_after_the_session_budget(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -156,16 +168,8 @@ async def test_managed_subscription_gives_up_after_the_session_budget(
     create = CreateSession(4000, end_slot=4009, disconnect_timeout_secs=20)
     async with serve(faults=plan) as server:
         async with open_managed_session(server.url, "k", create, config=FAST) as session:
-            started = trio.current_time()
-            session.subscribe_transactions([TOKEN])
-            failed_at: float | None = None
-            try:
-                async for _ in session.events():
-                    pass
-            except SubscriptionFailed:
-                failed_at = trio.current_time()
-        assert failed_at is not None
-        assert 20 <= failed_at - started < 25
+            took, _ = await read_until_a_subscription_gives_up(session)
+        assert 20 <= took < 25
 
 
 async def test_parallel_subscription_gives_up_after_the_session_budget(
@@ -176,15 +180,6 @@ async def test_parallel_subscription_gives_up_after_the_session_budget(
     async with serve(faults=plan) as server:
         async with open_parallel_session(server.url, "k", create, config=FAST) as parallel:
             first, _second = parallel.take_sub_sessions()
-            started = trio.current_time()
-            first.subscribe_transactions([TOKEN])
-            seen: list[events.Event] = []
-            failed_at: float | None = None
-            try:
-                async for event in first.events():
-                    seen.append(event)
-            except SubscriptionFailed:
-                failed_at = trio.current_time()
-        assert failed_at is not None
-        assert 15 <= failed_at - started < 20
+            took, seen = await read_until_a_subscription_gives_up(first)
+        assert 15 <= took < 20
         assert events.ReadyForContinue() in seen

@@ -18,7 +18,7 @@ from simtrio import events
 from simtrio.errors import ContinueSendFailed, SubscriptionFailed
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.session import open_managed_session
-from simtrio.managed.subscriptions import open_transaction_subscription
+from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
 from tests.server import helpers

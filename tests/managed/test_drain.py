@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -14,7 +15,6 @@ from simtrio.errors import ContinueSendFailed, InvalidParams, SubscriptionFailed
 from simtrio.events import AccountDiff, Completed, Event, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import SessionSubscriptions
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
@@ -22,31 +22,31 @@ from tests.managed.test_subscriptions_harness import (
     FakeConn,
     closed_port,
     fake_server,
+    running_subscriptions,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator
+
+    from simtrio.managed.session_subscriptions import SessionSubscriptions
 
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 DONE = Completed(None, None)
 
 
-def session(
+@asynccontextmanager
+async def session(
     server_url: str,
-    nursery: trio.Nursery,
     *,
     config: ManagedConfig = CONFIG,
     start_slot: int | None = 4000,
     max_total: float | None = None,
-) -> tuple[SessionSubscriptions, EventStream]:
+) -> AsyncGenerator[tuple[SessionSubscriptions, EventStream]]:
     stream = EventStream(config.event_buffer)
-    subs = SessionSubscriptions(
-        rpc_endpoint=server_url,
-        start_slot=start_slot,
-        stream=stream,
-        config=config,
-        coordinator=None,
-        nursery=nursery,
-        max_total=max_total,
-    )
-    return subs, stream
+    async with running_subscriptions(
+        server_url, stream, config=config, start_slot=start_slot, max_total=max_total
+    ) as subs:
+        yield subs, stream
 
 
 async def drain_events(stream: EventStream) -> tuple[list[Event], BaseException | None]:
@@ -85,8 +85,7 @@ async def test_drain_delivers_everything_then_completed(
             await conn.tx(1, 4000)
             await conn.complete(1)
 
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.subscribe_account_diffs([TOKEN])
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
@@ -111,8 +110,7 @@ async def test_stalled_drain_delivers_what_it_has_then_fails(
         await conn.diff(1, 4001)
         # No terminal; the socket stays healthy (Pongs flow), so only the drain notices.
 
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         await trio.sleep(1)
@@ -136,8 +134,7 @@ async def test_drain_timeout_is_configurable_while_draining(
         await conn.recv()
         await conn.ack(1, 1)
 
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.set_completion_drain_timeout(30)
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
@@ -168,8 +165,10 @@ async def test_drain_is_not_stalled_by_a_slow_consumer(
         completion_drain_timeout=5,
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery, config=config)
+    async with (
+        fake_server(script) as server,
+        session(server.http_url(), config=config) as (subs, stream),
+    ):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(DONE)
@@ -185,8 +184,7 @@ async def test_drain_is_not_stalled_by_a_slow_consumer(
 
 
 async def test_drain_without_subscriptions_completes_at_once() -> None:
-    async with trio.open_nursery() as nursery:
-        subs, stream = session("http://127.0.0.1:1/x", nursery)
+    async with session("http://127.0.0.1:1/x") as (subs, stream):
         await subs.wait_all_up()
         subs.complete_after_drain(DONE)
         assert await stream.next_event() is DONE
@@ -204,8 +202,7 @@ async def test_drain_after_terminals_already_arrived(
         await conn.complete(1)
         await conn.complete(2)
 
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, stream = session(server.url(), nursery)
+    async with fake_server(script) as server, session(server.http_url()) as (subs, stream):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         await subs.wait_all_up()
         manager = subs.managers[0]
@@ -222,8 +219,7 @@ async def test_give_up_fails_the_stream_and_wait_all_up(
 ) -> None:
     port = await closed_port()
     start = trio.current_time()
-    async with trio.open_nursery() as nursery:
-        subs, stream = session(f"http://127.0.0.1:{port}/x", nursery, max_total=10)
+    async with session(f"http://127.0.0.1:{port}/x", max_total=10) as (subs, stream):
         subs.subscribe_transactions([TOKEN])
         with pytest.raises(ContinueSendFailed) as info:
             await subs.wait_all_up()
@@ -235,8 +231,7 @@ async def test_give_up_fails_the_stream_and_wait_all_up(
 
 
 async def test_unusable_endpoint_is_fatal(autojump_clock: trio.testing.MockClock) -> None:
-    async with trio.open_nursery() as nursery:
-        subs, stream = session("ftp://example.invalid/x", nursery)
+    async with session("ftp://example.invalid/x") as (subs, stream):
         subs.subscribe_account_diffs([ATOKEN])
         with pytest.raises(ContinueSendFailed, match="http"):
             await subs.wait_all_up()
@@ -250,11 +245,10 @@ async def test_stop_cancels_managers(autojump_clock: trio.testing.MockClock) -> 
     async def script(conn: FakeConn) -> None:
         await conn.recv()
         await conn.ack(1, 1)
-        await conn.wait_closed()
+        await conn.wait_gone()
         closed.set()
 
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs, _ = session(server.url(), nursery)
+    async with fake_server(script) as server, session(server.http_url()) as (subs, _):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.stop()

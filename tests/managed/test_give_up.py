@@ -16,7 +16,7 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import ControlFailed, SubscriptionFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.session import open_managed_session
-from simtrio.managed.subscriptions import open_account_diff_subscription
+from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.params import Continue
 from tests.managed.test_subscriptions_harness import TOKEN, FakeConn, diff_text
 from tests.managed.test_subscriptions_harness import fake_server as data_server
@@ -231,7 +231,7 @@ async def test_data_peer_that_fails_right_after_the_ack_exhausts_the_budget(
             await conn.send_binary(b"\x13\x37 definitely not zstd")
         else:
             await conn.send_binary(conn.encoder.encode(diff_text(1, 4001, pad=4 * 1024 * 1024)))
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     # Delays stay well below the budget, so only the budget itself can end the loop.
     config = ManagedConfig(
@@ -240,7 +240,7 @@ async def test_data_peer_that_fails_right_after_the_ack_exhausts_the_budget(
         backoff=BackoffPolicy(jitter="none", max=2.0),
     )
     async with data_server(script) as server:
-        failure, elapsed = await _until_subscription_failed(server.url(), config, deadline=600)
+        failure, elapsed = await _until_subscription_failed(server.http_url(), config, deadline=600)
     assert elapsed <= 40.0 + RESET_AFTER
     assert "gave up" in str(failure)
     assert len(server.connections) > 2
@@ -258,11 +258,11 @@ async def test_data_peer_that_stalls_after_every_ack_exhausts_the_budget(
         await conn.diff(1, 4000)
         await trio.sleep(25.0)  # Pings answered meanwhile
         conn.stall()  # not even Pongs any more
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     config = ManagedConfig(reconnect_max_total=100.0, backoff=BackoffPolicy(jitter="none", max=2.0))
     async with data_server(script) as server:
-        _, elapsed = await _until_subscription_failed(server.url(), config, deadline=2000)
+        _, elapsed = await _until_subscription_failed(server.http_url(), config, deadline=2000)
     # The connection up when the budget ran out is lost at most 25 s + one keepalive_interval
     # + data_pong_timeout later.
     assert elapsed <= 100.0 + 25.0 + 15.0 + 10.0 + 1.0

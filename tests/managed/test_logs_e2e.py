@@ -14,7 +14,7 @@ from simtrio.errors import InvalidParams
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import open_parallel_session
 from simtrio.managed.session import open_managed_session
-from simtrio.managed.subscriptions import open_logs_subscription
+from simtrio.managed.standalone import open_logs_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
 from simtrio.server.config import ServerConfig

@@ -17,7 +17,18 @@ from simtrio.params import Continue, CreateSession
 from simtrio.transport.connection import WebSocketConnection
 from simtrio.wire import types as wire
 
-from .fakes import FakeConnection, control_of, event, fake_server, frame, request, status_of
+from .driving import drive
+from .fakes import (
+    FakeConnection,
+    FakeServer,
+    Script,
+    control_of,
+    event,
+    fake_server,
+    frame,
+    request,
+    status_of,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -77,25 +88,28 @@ async def complete_both(conn: FakeConnection) -> None:
     await conn.wait_gone()
 
 
-async def drive(sub: ParallelSubSession, count: int = 1) -> list[events.Event]:
-    seen: list[events.Event] = []
-    async for ev in sub.events():
-        seen.append(ev)
-        if isinstance(ev, events.ReadyForContinue):
-            await sub.send_continue(Continue(count))
-    return seen
-
-
 async def drive_all(subs: list[ParallelSubSession]) -> dict[str, list[events.Event]]:
     out: dict[str, list[events.Event]] = {}
 
     async def one(sub: ParallelSubSession) -> None:
-        out[sub.session_info.session_id] = await drive(sub)
+        out[sub.session_info.session_id] = await drive(sub, 1)
 
     async with trio.open_nursery() as nursery:
         for sub in subs:
             nursery.start_soon(one, sub)
     return out
+
+
+async def run_to_the_end(
+    scripts: Sequence[Script],
+) -> tuple[FakeServer, dict[str, list[events.Event]]]:
+    """Drive every sub-session to its end against a fake server running ``scripts``."""
+    async with (
+        fake_server(scripts) as server,
+        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
+    ):
+        seen = await drive_all(parallel.take_sub_sessions())
+    return server, seen
 
 
 async def test_create_handshake_routing_continues_and_graceful_close(
@@ -204,11 +218,7 @@ async def test_drop_mid_create_resends_the_create(autojump_clock: trio.testing.M
         await expect_any_order(conn, cont(A, 1), cont(B, 1))
         await complete_both(conn)
 
-    async with (
-        fake_server([first, second]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
-    ):
-        seen = await drive_all(parallel.take_sub_sessions())
+    server, seen = await run_to_the_end([first, second])
     # Nothing of the abandoned create leaks into the new one.
     assert seen == {
         A: [events.ReadyForContinue(), events.Completed(None, None)],
@@ -242,11 +252,7 @@ async def test_reconnect_attaches_with_cursors_and_dedups(
         await conn.send(ready(B, 4), completed(B, 5), completed(A, 5), completed(A, 5))
         await conn.wait_gone()
 
-    async with (
-        fake_server([first, second]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
-    ):
-        seen = await drive_all(parallel.take_sub_sessions())
+    server, seen = await run_to_the_end([first, second])
     assert seen == {
         A: [
             events.ReadyForContinue(),
@@ -285,11 +291,7 @@ async def test_lost_continue_is_reannounced_per_sub_session(
         await conn.send(completed(A, 3))
         await conn.wait_gone()
 
-    async with (
-        fake_server([first, second]) as server,
-        open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel,
-    ):
-        seen = await drive_all(parallel.take_sub_sessions())
+    _server, seen = await run_to_the_end([first, second])
     assert seen == {
         A: [events.ReadyForContinue(), events.ReadyForContinue(), events.Completed(None, None)],
         B: [events.ReadyForContinue(), events.Slot(4101), events.Completed(None, None)],
@@ -461,13 +463,13 @@ async def test_sub_session_aclose_stops_only_its_own_subscriptions(
         async with open_parallel_session(server.url, KEY, CREATE, config=CONFIG) as parallel:
             a, b = parallel.take_sub_sessions()
             await trio.testing.wait_all_tasks_blocked()
-            # A sub-session gets its nursery (for its subscriptions) when it first subscribes.
-            assert a._sink.nursery is None
-            assert b._sink.nursery is None
+            # A sub-session gets its service (for its subscriptions) when it first subscribes.
+            assert not a._sink.serving
+            assert not b._sink.serving
             a.subscribe_transactions([program])
             await server.wait_for(lambda: len(server.data()) == 1)
-            assert a._sink.nursery is not None
-            assert b._sink.nursery is None
+            assert a._sink.serving
+            assert not b._sink.serving
             b.subscribe_transactions([program])
             await server.wait_for(lambda: len(server.data()) == 2)
             await a.aclose()

@@ -12,44 +12,12 @@ import trio.testing
 
 import simtrio.server
 from simtrio import events
-from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
+from tests.managed.driving import CONFIG, KEY, drive, on_first_control, without_reannounced
 
-KEY = "e2e-key"
-CONFIG = ManagedConfig(rng_seed=11)
 PARALLEL = CreateSession(1000, end_slot=1549, disconnect_timeout_secs=60)
-
-
-def without_reannounced(seen: list[events.Event]) -> tuple[list[events.Event], int]:
-    """Drop readiness events that directly follow another one, and count them.
-
-    A continue written into a connection the server has already dropped never arrives; the
-    server then re-announces the readiness on the next attach (protocol §6.8) and the driver
-    continues again. That second readiness is the only legitimate difference from a clean run.
-    """
-    out: list[events.Event] = []
-    dropped = 0
-    for ev in seen:
-        if isinstance(ev, events.ReadyForContinue) and out and out[-1] == ev:
-            dropped += 1
-            continue
-        out.append(ev)
-    return out, dropped
-
-
-def _control(faults: Faults) -> FaultPlan:
-    return FaultPlan(control_connections={1: faults})
-
-
-async def drive_sub(sub: ParallelSubSession, step: int) -> list[events.Event]:
-    seen: list[events.Event] = []
-    async for ev in sub.events():
-        seen.append(ev)
-        if isinstance(ev, events.ReadyForContinue):
-            await sub.send_continue(Continue(step))
-    return seen
 
 
 async def run_parallel(faults: FaultPlan | None) -> dict[tuple[int, int], list[events.Event]]:
@@ -60,7 +28,7 @@ async def run_parallel(faults: FaultPlan | None) -> dict[tuple[int, int], list[e
             assert len(subs) == 6
 
             async def one(sub: ParallelSubSession, step: int) -> None:
-                out[sub.range] = await drive_sub(sub, step)
+                out[sub.range] = await drive(sub, step)
 
             async with trio.open_nursery() as nursery:
                 for index, sub in enumerate(subs):
@@ -72,10 +40,10 @@ async def run_parallel(faults: FaultPlan | None) -> dict[tuple[int, int], list[e
 @pytest.mark.parametrize(
     "faults",
     [
-        _control(Faults(drop_after=10)),  # during the create: re-sent
-        _control(Faults(drop_after=60)),
+        on_first_control(Faults(drop_after=10)),  # during the create: re-sent
+        on_first_control(Faults(drop_after=60)),
         FaultPlan(control_connections={1: Faults(drop_after=80), 2: Faults(drop_after=150)}),
-        _control(Faults(malformed_at=100)),
+        on_first_control(Faults(malformed_at=100)),
     ],
     ids=["drop-in-create", "drop-60", "drop-twice", "malformed"],
 )
@@ -114,7 +82,7 @@ async def test_parallel_with_subscriptions_and_faults(
             seen: dict[tuple[int, int], list[events.Event]] = {}
 
             async def one(sub: ParallelSubSession) -> None:
-                seen[sub.range] = await drive_sub(sub, 25)
+                seen[sub.range] = await drive(sub, 25)
 
             async with trio.open_nursery() as nursery:
                 for sub in subs:

@@ -10,6 +10,8 @@ server, only the events of the last 100 slots for a replay.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import orjson
 import pytest
 import trio
@@ -19,12 +21,8 @@ import simtrio.server
 from simtrio.errors import SubscriptionFailed
 from simtrio.events import Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
+from simtrio.managed.standalone import DataSubscription, open_transaction_subscription
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import (
-    DataSubscription,
-    SessionSubscriptions,
-    open_transaction_subscription,
-)
 from simtrio.server import FaultPlan, Faults
 from tests.managed.test_subscriptions import resubscribe
 from tests.managed.test_subscriptions_harness import (
@@ -33,8 +31,14 @@ from tests.managed.test_subscriptions_harness import (
     TOKEN,
     FakeConn,
     fake_server,
+    running_subscriptions,
 )
 from tests.server import helpers
+
+if TYPE_CHECKING:
+    from contextlib import AbstractAsyncContextManager
+
+    from simtrio.managed.session_subscriptions import SessionSubscriptions
 
 FIRST = RPC_VECTORS["transaction_subscribe_first_connection"]
 RETAINED = 100
@@ -44,15 +48,13 @@ QUIET = "US517G5965aydkZ46HS38QLi7UQiSojurfbQfKCELFx"
 
 
 def subscriptions(
-    url: str, stream: EventStream, nursery: trio.Nursery, control_slot: list[int]
-) -> SessionSubscriptions:
-    return SessionSubscriptions(
-        rpc_endpoint=url,
+    url: str, stream: EventStream, control_slot: list[int]
+) -> AbstractAsyncContextManager[SessionSubscriptions]:
+    return running_subscriptions(
+        url,
+        stream,
         start_slot=START,
-        stream=stream,
         config=ManagedConfig(rng_seed=1),  # window 50: a probe due every 25 slots
-        coordinator=None,
-        nursery=nursery,
         position=lambda: control_slot[0],
     )
 
@@ -66,10 +68,10 @@ async def early_pong_then_lost(conn: FakeConn, then: trio.Event) -> None:
     conn.stall()  # no reads, no writes: the backlog and the client's probe wait
     await trio.sleep(5)  # below data_pong_timeout: the client keeps the connection
     conn.stream.after_pong = conn.stall  # the Pong, and then nothing more: no backlog
-    conn.stream.thaw()
+    conn.unstall()
     await trio.sleep(2)
     await then.wait()
-    await conn.drop()
+    conn.drop()
 
 
 async def replay_what_is_retained(conn: FakeConn, control_slot: list[int], cursor: int) -> None:
@@ -81,7 +83,7 @@ async def replay_what_is_retained(conn: FakeConn, control_slot: list[int], curso
     for slot in range(max(cursor, now - RETAINED + 1), now + 1):
         await conn.tx(1, slot)
     await conn.complete(1)
-    await conn.wait_closed()
+    await conn.wait_gone()
 
 
 async def test_an_early_pong_then_a_drop_loses_nothing(
@@ -104,8 +106,11 @@ async def test_an_early_pong_then_a_drop_loses_nothing(
             await replay_what_is_retained(conn, control_slot, START + 1)
 
     stream = EventStream(1024)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = subscriptions(server.url(), stream, nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        subscriptions(server.http_url(), stream, control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         with trio.fail_after(120):
             while driving:
@@ -134,10 +139,13 @@ async def test_a_claim_the_connection_did_not_confirm_does_not_hide_a_gap(
         else:
             await conn.expect(resubscribe(START + 1, method="transactionSubscribe"))
             await conn.ack(1, 1)
-            await conn.wait_closed()
+            await conn.wait_gone()
 
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = subscriptions(server.url(), EventStream(1024), nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        subscriptions(server.http_url(), EventStream(1024), control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         manager = subs.managers[0]
@@ -239,7 +247,7 @@ async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_prob
             await conn.ack(2, 2)
             await conn.diff(1, START + 50)
             await conn.diff(2, START + 10)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(resubscribe(START + 50, TOKEN))
             await conn.ack(1, 1)
@@ -248,11 +256,14 @@ async def test_after_a_re_subscription_a_higher_slot_proves_nothing_until_a_prob
             await conn.diff(1, START + 60)  # chosen before the second subscription existed
             await release.wait()
             await conn.diff(2, START + 20)  # its replay
-            await conn.wait_closed()
+            await conn.wait_gone()
 
     control_slot = [START + 60]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = subscriptions(server.url(), EventStream(1024), nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        subscriptions(server.http_url(), EventStream(1024), control_slot) as subs,
+    ):
         subs.subscribe_account_diffs([TOKEN, ATOKEN])
         manager = subs.managers[0]
         with trio.fail_after(30):

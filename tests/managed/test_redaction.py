@@ -17,12 +17,13 @@ from simtrio import events
 from simtrio.errors import CreateFailed, SimtrioError
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
-from simtrio.managed.session import ManagedSession, open_managed_session
-from simtrio.params import Continue, CreateSession
+from simtrio.managed.session import open_managed_session
+from simtrio.params import CreateSession
 from simtrio.recording import open_recorder, read_entries
 from simtrio.server import FaultPlan, Faults, serve
 from tests.client.helpers import assert_key_absent
 from tests.echoing import echo_key
+from tests.managed.driving import drive
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,15 +32,6 @@ KEY = "sk-echoed-secret-0451"
 CONFIG = ManagedConfig(rng_seed=5)
 SINGLE = CreateSession(0, end_slot=19, disconnect_timeout_secs=60, send_summary=True)
 PARALLEL = CreateSession(0, end_slot=59, disconnect_timeout_secs=60, parallel=True)
-
-
-async def _drive(session: ManagedSession | ParallelSubSession) -> list[events.Event]:
-    seen: list[events.Event] = []
-    async for event in session.events():
-        seen.append(event)
-        if isinstance(event, events.ReadyForContinue):
-            await session.send_continue(Continue(3))
-    return seen
 
 
 def _assert_clean(seen: list[events.Event]) -> None:
@@ -71,7 +63,7 @@ async def test_managed_session_events_and_recording(
                 ) as session,
             ):
                 session.subscribe_transactions(programs)
-                seen = await _drive(session)
+                seen = await drive(session, 3)
     _assert_clean(seen)
     assert KEY not in caplog.text
     for entry in read_entries(db, recorder.run_id):
@@ -86,7 +78,7 @@ async def test_parallel_sub_sessions(caplog: pytest.LogCaptureFixture) -> None:
     seen: list[events.Event] = []
 
     async def one(sub: ParallelSubSession) -> None:
-        seen.extend(await _drive(sub))
+        seen.extend(await drive(sub, 3))
 
     with trio.fail_after(20):
         async with serve(seed=4, api_key=KEY, bundle_size=20) as server:
@@ -128,7 +120,7 @@ async def test_a_corrupt_compressed_message_quoting_the_key_is_logged_without_it
             programs = server.config.program_ids
             async with open_managed_session(server.url, KEY, SINGLE, config=CONFIG) as session:
                 session.subscribe_transactions(programs)
-                seen = await _drive(session)
+                seen = await drive(session, 3)
             assert server.connection_count("data") >= 2
     _assert_clean(seen)
     assert "corrupt compressed message" in caplog.text

@@ -14,32 +14,21 @@ import trio
 import simtrio.server
 from simtrio import events
 from simtrio.errors import ControlFailed
-from simtrio.managed.config import ManagedConfig
-from simtrio.managed.session import ManagedSession, open_managed_session
+from simtrio.managed.session import open_managed_session
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultPlan, Faults
+from tests.managed.driving import CONFIG, KEY, drive, on_first_control, without_reannounced
 
 if TYPE_CHECKING:
     import trio.testing
 
-KEY = "e2e-key"
-CONFIG = ManagedConfig(rng_seed=11)
 SINGLE = CreateSession(2000, end_slot=2030, disconnect_timeout_secs=60, send_summary=True)
-
-
-async def drive_single(session: ManagedSession, step: int) -> list[events.Event]:
-    seen: list[events.Event] = []
-    async for ev in session.events():
-        seen.append(ev)
-        if isinstance(ev, events.ReadyForContinue):
-            await session.send_continue(Continue(step))
-    return seen
 
 
 async def run_single(faults: FaultPlan | None, step: int = 4) -> list[events.Event]:
     async with simtrio.server.serve(api_key=KEY, faults=faults or FaultPlan()) as server:
         async with open_managed_session(server.url, KEY, SINGLE, config=CONFIG) as session:
-            seen = await drive_single(session, step)
+            seen = await drive(session, step)
         assert server.connection_count("control") >= (2 if faults else 1)
     return seen
 
@@ -49,35 +38,14 @@ async def reference_single() -> list[events.Event]:
     return await run_single(None)
 
 
-def without_reannounced(seen: list[events.Event]) -> tuple[list[events.Event], int]:
-    """Drop readiness events that directly follow another one, and count them.
-
-    A continue written into a connection the server has already dropped never arrives; the
-    server then re-announces the readiness on the next attach (protocol §6.8) and the driver
-    continues again. That second readiness is the only legitimate difference from a clean run.
-    """
-    out: list[events.Event] = []
-    dropped = 0
-    for ev in seen:
-        if isinstance(ev, events.ReadyForContinue) and out and out[-1] == ev:
-            dropped += 1
-            continue
-        out.append(ev)
-    return out, dropped
-
-
-def _control(faults: Faults) -> FaultPlan:
-    return FaultPlan(control_connections={1: faults})
-
-
 @pytest.mark.parametrize(
     "faults",
     [
-        _control(Faults(drop_after=3)),  # during the bundle preparation
-        _control(Faults(drop_after=9)),  # right after a continue
-        _control(Faults(drop_after=26)),  # mid-run
+        on_first_control(Faults(drop_after=3)),  # during the bundle preparation
+        on_first_control(Faults(drop_after=9)),  # right after a continue
+        on_first_control(Faults(drop_after=26)),  # mid-run
         FaultPlan(control_connections={1: Faults(drop_after=12), 2: Faults(drop_after=8)}),
-        _control(Faults(malformed_at=14)),
+        on_first_control(Faults(malformed_at=14)),
     ],
     ids=["drop-3", "drop-9", "drop-26", "drop-twice", "malformed"],
 )
@@ -98,7 +66,9 @@ async def test_single_run_survives_faults(
 async def test_single_run_survives_a_stall(
     autojump_clock: trio.testing.MockClock, reference_single: list[events.Event]
 ) -> None:
-    seen, reannounced = without_reannounced(await run_single(_control(Faults(stall_after=10))))
+    seen, reannounced = without_reannounced(
+        await run_single(on_first_control(Faults(stall_after=10)))
+    )
     assert seen == reference_single
     assert reannounced <= 1
 
@@ -125,11 +95,11 @@ async def test_session_without_disconnect_timeout_fails_on_loss(
 ) -> None:
     create = CreateSession(2000, end_slot=2010)
     async with (
-        simtrio.server.serve(faults=_control(Faults(drop_after=6))) as server,
+        simtrio.server.serve(faults=on_first_control(Faults(drop_after=6))) as server,
         open_managed_session(server.url, KEY, create, config=CONFIG) as session,
     ):
         with pytest.raises(ControlFailed) as info:
-            await drive_single(session, 2)
+            await drive(session, 2)
     assert info.value.error is not None
     assert info.value.error.kind == "SessionNotFound"
 
@@ -137,12 +107,12 @@ async def test_session_without_disconnect_timeout_fails_on_loss(
 async def test_subscriptions_drain_before_completed(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    async with simtrio.server.serve(faults=_control(Faults(drop_after=15))) as server:
+    async with simtrio.server.serve(faults=on_first_control(Faults(drop_after=15))) as server:
         program = server.config.program_ids[0]
         async with open_managed_session(server.url, KEY, SINGLE, config=CONFIG) as session:
             session.subscribe_transactions([program])
             session.set_completion_drain_timeout(30)
-            seen = await drive_single(session, 5)
+            seen = await drive(session, 5)
         assert server.connection_count("control") == 2
     control = [ev for ev in seen if not isinstance(ev, events.Transaction)]
     assert control[-1] == seen[-1]

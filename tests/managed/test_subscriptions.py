@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
@@ -15,23 +16,30 @@ from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import InvalidParams, SubscriptionFailed
 from simtrio.events import AccountDiff, Completed, Transaction
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
-from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import (
-    SessionSubscriptions,
+from simtrio.managed.standalone import (
+    DataSubscription,
     open_account_diff_subscription,
     open_transaction_subscription,
 )
+from simtrio.managed.streams import EventStream
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,
     RPC_VECTORS,
     TOKEN,
     FakeConn,
+    FakeServer,
     closed_port,
     complete_text,
     diff_text,
     fake_server,
+    running_subscriptions,
     slots_of,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Awaitable, Callable
+
+    from simtrio.managed.session_subscriptions import SessionSubscriptions
 
 CONFIG = ManagedConfig(backoff=BackoffPolicy(initial=0.25, jitter="none"))
 FIRST = RPC_VECTORS["account_diff_subscribe_first_connection"]
@@ -47,13 +55,29 @@ def resubscribe(slot: int, program: str = TOKEN, method: str = "accountDiffSubsc
 
 
 def session_subscriptions(
-    url: str, stream: EventStream, nursery: trio.Nursery, **options: Any
-) -> SessionSubscriptions:
-    """A single session's subscriptions (no coordinator) with this module's config."""
-    options.setdefault("start_slot", None)
-    return SessionSubscriptions(
-        rpc_endpoint=url, stream=stream, config=CONFIG, coordinator=None, nursery=nursery, **options
-    )
+    url: str, stream: EventStream, **options: Any
+) -> AbstractAsyncContextManager[SessionSubscriptions]:
+    """A single session's subscriptions (no coordinator) with this module's config, running."""
+    return running_subscriptions(url, stream, config=CONFIG, **options)
+
+
+@asynccontextmanager
+async def standalone(
+    script: Callable[[FakeConn], Awaitable[None]],
+    program_ids: list[str],
+    *,
+    opener: Callable[..., AbstractAsyncContextManager[DataSubscription[Any]]] = (
+        open_account_diff_subscription
+    ),
+    config: ManagedConfig = CONFIG,
+    tcp: bool = False,
+) -> AsyncGenerator[tuple[FakeServer, DataSubscription[Any]]]:
+    """A fake data-plane server running ``script``, and a standalone subscription to it."""
+    async with (
+        fake_server(script, tcp=tcp) as server,
+        opener(server.http_url(), program_ids, config=config) as sub,
+    ):
+        yield server, sub
 
 
 async def collect(channel: trio.abc.ReceiveChannel[Any]) -> list[Any]:
@@ -72,10 +96,7 @@ async def test_subscribes_in_order_with_exact_texts(autojump_clock: trio.testing
         await conn.complete(7)
         await conn.complete(8)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN, ATOKEN]) as (_server, sub):
         got = await collect(sub.notifications)
     assert all(isinstance(item, AccountDiff) for item in got)
     assert [(d.notification.subscription, d.notification.slot) for d in got] == [
@@ -108,10 +129,7 @@ async def test_notifications_during_later_handshake_are_held_in_order(
         await conn.complete(1)
         await conn.complete(2)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN, ATOKEN]) as (_server, sub):
         handle.append(sub)
         got = await collect(sub.notifications)
     assert [(d.notification.subscription, d.notification.slot) for d in got] == [
@@ -153,10 +171,7 @@ async def test_decodes_one_zstd_stream_with_context_takeover(
             await conn.send_binary(frame)
         await conn.complete(3)
 
-    async with (
-        fake_server(script) as server,
-        open_transaction_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN], opener=open_transaction_subscription) as (_server, sub):
         got = await collect(sub.notifications)
     assert all(isinstance(item, Transaction) for item in got)
     assert slots_of(got) == list(range(4000, 4020))
@@ -174,12 +189,14 @@ async def test_terminals_end_the_channel_without_waiting_for_the_socket(
         await conn.ack(1, 1)
         await conn.diff(1, 4000)
         await conn.complete(1)
-        await conn.wait_closed()  # the server never closes; the client must
+        await conn.wait_gone()  # the server never closes; the client must
         server_closed.set()
 
     async with fake_server(script) as server:
         with trio.fail_after(5):
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 got = await collect(sub.notifications)
                 assert sub.connection_status is ConnectionStatus.DOWN
             await server_closed.wait()
@@ -197,7 +214,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
             for slot in (4000, 4001, 4002):
                 await conn.diff(1, slot)
             await trio.sleep(1)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(RESUB_4002)
             await conn.ack(1, 5)
@@ -205,10 +222,7 @@ async def test_reconnect_replays_from_the_last_delivered_slot(
                 await conn.diff(5, slot)
             await conn.complete(5)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         got = await collect(sub.notifications)
         assert sub.cursor == 4004
     assert slots_of(got) == [4000, 4001, 4002, 4002, 4003, 4004]
@@ -227,17 +241,14 @@ async def test_reconnect_resubscribes_only_incomplete_subscriptions(
             await conn.diff(1, 4000)
             await conn.complete(1)
             await conn.diff(2, 4001)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(resubscribe(4001, ATOKEN))
             await conn.ack(1, 1)
             await conn.diff(1, 4001)
             await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN, ATOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN, ATOKEN]) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001, 4001]
     assert len(server.connections[1].received) == 1
@@ -249,15 +260,12 @@ async def test_standalone_reconnect_with_nothing_delivered_omits_replay(
     async def script(conn: FakeConn) -> None:
         await conn.expect(FIRST)
         if conn.index == 1:
-            await conn.drop()
+            conn.drop()
             return
         await conn.ack(1, 1)
         await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         assert await collect(sub.notifications) == []
     assert len(server.connections) == 2
 
@@ -269,7 +277,7 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
         if conn.index == 1:
             await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
             await conn.ack(1, 1)
-            await conn.drop()
+            conn.drop()
         else:
             await conn.expect(RPC_VECTORS["transaction_subscribe_after_reconnect"])
             await conn.ack(1, 1)
@@ -277,8 +285,11 @@ async def test_session_bound_first_reconnect_replays_from_the_start_slot(
             await conn.complete(1)
 
     stream = EventStream(8)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = session_subscriptions(server.url(), stream, nursery, start_slot=4100)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        session_subscriptions(server.http_url(), stream, start_slot=4100) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -306,10 +317,7 @@ async def test_corrupt_compressed_frame_reconnects_with_a_fresh_decoder(
             await conn.diff(1, 4001)
             await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4000, 4001]
     assert len(server.connections) == 2
@@ -337,10 +345,7 @@ async def test_oversize_compressed_message_reconnects(
     config = ManagedConfig(
         max_message_size=limit, backoff=BackoffPolicy(initial=0.25, jitter="none")
     )
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
     assert len(server.connections) == 2
@@ -353,16 +358,13 @@ async def test_jsonrpc_error_reply_is_a_transient_failure(
         await conn.expect(FIRST)
         if conn.index == 1:
             await conn.send('{"jsonrpc":"2.0","id":1,"error":{"code":-32000,"message":"busy"}}')
-            await conn.wait_closed()
+            await conn.wait_gone()
             return
         await conn.ack(1, 1)
         await conn.diff(1, 4000)
         await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
     assert len(server.connections) == 2
@@ -378,12 +380,14 @@ async def test_invalid_params_or_unknown_method_reply_is_terminal(
         await conn.expect(FIRST)
         reply = {"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}}
         await conn.send(orjson.dumps(reply).decode())
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     start = trio.current_time()
     async with fake_server(script) as server:
         with pytest.raises(SubscriptionFailed) as caught:
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 await collect(sub.notifications)
     assert f"{code}: {message}" in str(caught.value)
     assert len(server.connections) == 1  # no retry
@@ -402,10 +406,7 @@ async def test_unknown_messages_are_dropped(autojump_clock: trio.testing.MockClo
         await conn.send_z(complete_text(9))
         await conn.complete(1)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (_server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000]
 
@@ -442,10 +443,7 @@ async def test_missed_keepalive_reconnects(
         backoff=BackoffPolicy(initial=0.25, jitter="none"),
     )
     start = trio.current_time()
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (_server, sub):
         got = await collect(sub.notifications)
     assert slots_of(got) == [4000, 4001]
     assert lost_after <= lost_at[0] - start <= lost_after + 1
@@ -462,10 +460,7 @@ async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClo
 
     config = ManagedConfig(handshake_timeout=5, backoff=BackoffPolicy(initial=0.25, jitter="none"))
     start = trio.current_time()
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    async with standalone(script, [TOKEN], config=config) as (server, sub):
         assert await collect(sub.notifications) == []
     assert 5 <= trio.current_time() - start < 6
     assert len(server.connections) == 2
@@ -516,9 +511,11 @@ async def test_fatal_upgrade_rejection_gives_up_at_once(
 
     async with fake_server(script, reject=lambda path, attempt: 403) as server:
         with pytest.raises(SubscriptionFailed, match="403"):
-            async with open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub:
+            async with open_account_diff_subscription(
+                server.http_url(), [TOKEN], config=CONFIG
+            ) as sub:
                 await collect(sub.notifications)
-        assert server.attempts == {"/backtest/s1": 1}
+        assert server.upgrades == {"/backtest/s1": 1}
 
 
 async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockClock) -> None:
@@ -533,7 +530,7 @@ async def test_body_errors_are_not_wrapped(autojump_clock: trio.testing.MockCloc
 
     async with fake_server(script) as server:
         with pytest.raises(KeyError):
-            await body(server.url())
+            await body(server.http_url())
 
 
 async def test_rejects_unusable_arguments() -> None:
@@ -564,10 +561,8 @@ async def test_stalled_consumer_back_pressures_the_socket(
         done_sending.set()
 
     config = ManagedConfig(event_buffer=4, backoff=BackoffPolicy(initial=0.25, jitter="none"))
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=config) as sub,
-    ):
+    # The back-pressure is the socket buffers', so this one runs over real TCP.
+    async with standalone(script, [TOKEN], config=config, tcp=True) as (server, sub):
         await sub.wait_up()
         await trio.sleep(300)  # far past the keepalive deadline: a slow consumer is no loss
         conn = server.connections[0]
@@ -601,7 +596,7 @@ async def test_a_read_is_handed_over_in_order_without_a_switch_per_notification(
 
     async with (
         fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
+        open_account_diff_subscription(server.http_url(), [TOKEN], config=CONFIG) as sub,
         trio.open_nursery() as nursery,
     ):
         await sub.wait_up()
@@ -627,14 +622,11 @@ async def test_consumer_closing_the_channel_mid_stream_stops_quietly(
                 sent_before_the_end.append(slot)
                 await trio.sleep(0.01)
 
-    async with (
-        fake_server(script) as server,
-        open_account_diff_subscription(server.url(), [TOKEN], config=CONFIG) as sub,
-    ):
+    async with standalone(script, [TOKEN]) as (server, sub):
         first = await sub.notifications.receive()
         await sub.notifications.aclose()
         with trio.fail_after(60):
-            await server.wait_for(lambda: server.connections[0].closed.is_set())
+            await server.wait_for(lambda: server.connections[0].gone.is_set())
         await trio.testing.wait_all_tasks_blocked()
         assert sub.connection_status is ConnectionStatus.DOWN
     assert slots_of([first]) == [0]
@@ -660,8 +652,11 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
             await trio.sleep(300)  # far past the 45 s keepalive deadline
 
     stream = EventStream(16)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = session_subscriptions(server.url(), stream, nursery, record=slow_disk)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        session_subscriptions(server.http_url(), stream, record=slow_disk) as subs,
+    ):
         subs.subscribe_account_diffs([TOKEN])
         await subs.wait_all_up()
         subs.complete_after_drain(Completed())
@@ -672,16 +667,14 @@ async def test_a_recorder_waiting_for_the_disk_is_no_keepalive_loss(
 
 
 def barrier_subscriptions(
-    url: str, stream: EventStream, nursery: trio.Nursery, control_slot: list[int]
-) -> SessionSubscriptions:
-    """A session's subscriptions whose control plane is at ``control_slot[0]``."""
-    return SessionSubscriptions(
-        rpc_endpoint=url,
+    url: str, stream: EventStream, control_slot: list[int]
+) -> AbstractAsyncContextManager[SessionSubscriptions]:
+    """A session's subscriptions whose control plane is at ``control_slot[0]``, running."""
+    return running_subscriptions(
+        url,
+        stream,
         start_slot=4100,
-        stream=stream,
         config=ManagedConfig(data_lag_window=5),
-        coordinator=None,
-        nursery=nursery,
         position=lambda: control_slot[0],
     )
 
@@ -696,8 +689,11 @@ async def test_barrier_holds_a_continue_until_a_stalled_connection_proves_its_po
         await trio.sleep_forever()
 
     control_slot = [4100]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()  # nothing to prove yet
         control_slot[0] = 4105
@@ -726,12 +722,15 @@ async def test_barrier_never_waits_for_a_consumer_that_is_behind(
         for slot in range(4101, 4109):  # more than the stream holds
             await conn.tx(1, slot)
         await conn.complete(1)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
     stream = EventStream(2)
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), stream, nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        barrier_subscriptions(server.http_url(), stream, control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         with trio.fail_after(60):
@@ -752,19 +751,20 @@ async def test_barrier_adds_no_wait_and_few_pings_on_a_healthy_connection(
     async def script(conn: FakeConn) -> None:
         await conn.expect(RPC_VECTORS["transaction_subscribe_first_connection"])
         await conn.ack(1, 1)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = SessionSubscriptions(
-            rpc_endpoint=server.url(),
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        running_subscriptions(
+            server.http_url(),
+            EventStream(8),
             start_slot=4100,
-            stream=EventStream(8),
             config=ManagedConfig(),  # window 50: a probe every 25 slots
-            coordinator=None,
-            nursery=nursery,
             position=lambda: control_slot[0],
-        )
+        ) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         held = 0
@@ -795,11 +795,14 @@ async def test_a_proof_overtaken_by_older_notifications_is_withdrawn(
         await backlog.wait()  # the Pong of the probe has gone out already
         await conn.tx(1, 4110)
         await conn.tx(1, 4111)
-        await conn.wait_closed()
+        await conn.wait_gone()
 
     control_slot = [4100]
-    async with fake_server(script) as server, trio.open_nursery() as nursery:
-        subs = barrier_subscriptions(server.url(), EventStream(8), nursery, control_slot)
+    async with (
+        fake_server(script) as server,
+        trio.open_nursery(),
+        barrier_subscriptions(server.http_url(), EventStream(8), control_slot) as subs,
+    ):
         subs.subscribe_transactions([TOKEN])
         await subs.wait_all_up()
         control_slot[0] = 4160

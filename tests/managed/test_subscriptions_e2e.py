@@ -7,20 +7,23 @@ order, with nothing missing (replayed boundary slots may repeat).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pytest
 import trio
-import trio.testing
 
 from simtrio.core.backoff import BackoffPolicy
 from simtrio.events import AccountDiff, Completed, Event, Transaction
 from simtrio.managed.config import ManagedConfig
+from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.managed.streams import EventStream
-from simtrio.managed.subscriptions import SessionSubscriptions, open_transaction_subscription
 from simtrio.server import FaultPlan, Faults, ReferenceServer, serve
+from tests.managed.test_subscriptions_harness import running_subscriptions
 from tests.server import helpers
+
+if TYPE_CHECKING:
+    import trio.testing
 
 START, END = 4000, 4019
 LIMIT = 256 * 1024
@@ -63,15 +66,7 @@ async def run_session(server: ReferenceServer) -> list[Event]:
         rpc = f"{server.http_url}/backtest/{session_id}"
         stream = EventStream(CONFIG.event_buffer)
         got: list[Event] = []
-        async with trio.open_nursery() as nursery:
-            subs = SessionSubscriptions(
-                rpc_endpoint=rpc,
-                start_slot=START,
-                stream=stream,
-                config=CONFIG,
-                coordinator=None,
-                nursery=nursery,
-            )
+        async with running_subscriptions(rpc, stream, config=CONFIG, start_slot=START) as subs:
             subs.subscribe_transactions([helpers.TOKEN])
             subs.subscribe_account_diffs([helpers.TOKEN, helpers.ATOKEN])
             await subs.wait_all_up()

@@ -20,19 +20,17 @@ from wsproto.events import (
 from wsproto.events import Event as WsEvent
 
 from simtrio.errors import ConnectionClosed, InvalidParams, ProtocolError
-from simtrio.transport.engine import (
-    REJECT_BODY_LIMIT,
+from simtrio.transport.endpoint import encode_headers, parse_url
+from simtrio.transport.engine import REJECT_BODY_LIMIT, ClientEngine
+from simtrio.transport.events import (
     Accepted,
     Binary,
-    ClientEngine,
     Closed,
     Event,
     PingReceived,
     PongReceived,
     Rejected,
     Text,
-    encode_headers,
-    parse_url,
 )
 
 KEY = "sk-very-secret-key"
@@ -178,6 +176,45 @@ def test_bad_accept_token_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError, match="accept token"):
         engine.receive(response)
     assert engine.failed
+
+
+def accept_response(engine: ClientEngine, *extra: bytes) -> bytes:
+    """A valid 101 answer to ``engine``'s upgrade request, plus ``extra`` header lines."""
+    server, _ = server_for(engine)
+    head, _, _ = server.send(AcceptConnection()).partition(b"\r\n\r\n")
+    return head + b"".join(b"\r\n" + line for line in extra) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("header", "message"),
+    [
+        (b"Sec-WebSocket-Extensions: permessage-deflate", "unrecognized extension"),
+        (b"Sec-WebSocket-Extensions: x\xff", "unrecognized extension"),
+        (b"Sec-WebSocket-Protocol: chat", "unrecognized subprotocol"),
+        (b"Sec-WebSocket-Protocol: \xe9", "unrecognized subprotocol"),
+    ],
+)
+def test_an_extension_or_subprotocol_nobody_offered_is_a_protocol_error(
+    header: bytes, message: str
+) -> None:
+    engine = make_engine()
+    response = accept_response(engine, header)
+    with pytest.raises(ProtocolError, match=message):
+        engine.receive(response)
+    assert engine.failed
+
+
+def test_a_non_ascii_connection_header_is_read_not_crashed_on() -> None:
+    engine = make_engine()
+    response = accept_response(engine).replace(b"Connection: Upgrade", b"Connection: Upgrade, \xff")
+    assert engine.receive(response) == [Accepted()]
+
+
+def test_frames_after_the_101_response_reach_the_frame_reader() -> None:
+    engine = make_engine()
+    response = accept_response(engine) + b"\x81\x02hi" + b"\x82\x01\x00"
+    assert engine.receive(response[:-3]) == [Accepted(), "hi"]
+    assert engine.receive(response[-3:]) == [b"\x00"]
 
 
 def test_garbage_response_is_a_protocol_error() -> None:

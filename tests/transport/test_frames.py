@@ -15,19 +15,19 @@ from wsproto.connection import Connection
 from wsproto.events import AcceptConnection, CloseConnection, Request
 
 from simtrio.errors import ProtocolError
-from simtrio.transport.engine import (
+from simtrio.transport.engine import ClientEngine
+from simtrio.transport.events import (
     Accepted,
     Binary,
-    ClientEngine,
     Closed,
     Event,
+    FrameError,
     PingReceived,
     PongReceived,
     Text,
-    _Failure,
-    _WsprotoReader,
 )
 from simtrio.transport.frames import FrameDecoder
+from simtrio.transport.wsproto_reader import WsprotoReader
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,7 +82,7 @@ class WsprotoSide:
     def __init__(self, max_size: int) -> None:
         self.controls: list[Event] = []
         self.ws = Connection(ConnectionType.CLIENT)
-        self.reader = _WsprotoReader(self.ws, max_size, self.controls.append)  # type: ignore[arg-type]
+        self.reader = WsprotoReader(self.ws, max_size, self.controls.append)
 
     def feed_into(self, data: bytes, out: list[Event]) -> None:
         if self.reader._done:
@@ -107,7 +107,7 @@ def trace(feed: Feeder, chunks: Sequence[bytes]) -> Trace:
         out: list[Event] = []
         try:
             feed(chunk, out)
-        except _Failure as exc:
+        except FrameError as exc:
             result.append((out, exc.code))
             break
         result.append((out, None))
@@ -365,7 +365,7 @@ def test_frames_after_the_101_in_the_same_chunk_including_a_partial_one() -> Non
 
 def test_the_wsproto_reader_can_still_be_chosen() -> None:
     engine, _, _ = open_engine(100, wsproto_reader=True)
-    assert isinstance(engine._reader, _WsprotoReader)
+    assert isinstance(engine._reader, WsprotoReader)
     engine, _, _ = open_engine(100, wsproto_reader=False)
     assert isinstance(engine._reader, FrameDecoder)
 
@@ -393,7 +393,7 @@ def test_a_huge_announced_frame_costs_at_most_the_limit_plus_one_chunk() -> None
     for _ in range(5):
         assert decoder.feed(b"y" * 1000) == []
         assert decoder._pending == b""
-    with pytest.raises(_Failure) as info:
+    with pytest.raises(FrameError) as info:
         decoder.feed(b"y" * 1000)
     assert info.value.code == 1009
     assert decoder._size == 0
@@ -416,9 +416,9 @@ def test_only_an_incomplete_head_is_carried_between_chunks() -> None:
 
 def test_everything_after_a_failure_is_refused() -> None:
     decoder = FrameDecoder(100, lambda _: None)
-    with pytest.raises(_Failure):
+    with pytest.raises(FrameError):
         decoder.feed(raw_frame(TEXT, b"\xff"))
-    with pytest.raises(_Failure):
+    with pytest.raises(FrameError):
         decoder.feed(OK)
     closed = FrameDecoder(100, lambda _: None)
     assert closed.feed(raw_frame(CLOSE)) == [Closed(1005, "")]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simtrio.transport.engine import Binary, Text
+from simtrio.transport.events import Binary, Text
 from tests.transport.test_frames import (
     BINARY,
     CLOSE,

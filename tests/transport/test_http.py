@@ -12,10 +12,7 @@ import trio
 from simtrio.errors import ConnectError
 from simtrio.transport import http_get
 from simtrio.transport.http import http_post_json
-
-from .test_connection import client_tls, server_tls
-
-__all__ = ["client_tls", "server_tls"]  # fixtures shared with the WebSocket tests
+from tests.support.fakeserver import read_request_head, serve_streams
 
 if TYPE_CHECKING:
     import ssl
@@ -35,12 +32,9 @@ async def http_server(
     """Answers every request with ``response`` and closes; yields the base URL."""
 
     async def handler(stream: trio.abc.Stream) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = await stream.receive_some()
-            if not chunk:
-                return
-            data += chunk
+        data = await read_request_head(stream)
+        if data is None:
+            return
         if requests is not None:
             requests.append(data)
         if not reply:
@@ -48,23 +42,18 @@ async def http_server(
         await stream.send_all(response)
         await stream.aclose()
 
+    if tls is None:
+        async with serve_streams(handler) as port:
+            yield f"http://127.0.0.1:{port}"
+        return
     async with trio.open_nursery() as nursery:
-        if tls is None:
-            listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-            port = listeners[0].socket.getsockname()[1]
-        else:
-            tls_listeners = await nursery.start(
-                partial(
-                    trio.serve_ssl_over_tcp,
-                    handler,
-                    0,
-                    tls,
-                    host="127.0.0.1",
-                    https_compatible=True,
-                )
+        tls_listeners = await nursery.start(
+            partial(
+                trio.serve_ssl_over_tcp, handler, 0, tls, host="127.0.0.1", https_compatible=True
             )
-            port = tls_listeners[0].transport_listener.socket.getsockname()[1]
-        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        )
+        port = tls_listeners[0].transport_listener.socket.getsockname()[1]
+        yield f"https://127.0.0.1:{port}"
         nursery.cancel_scope.cancel()
 
 
