@@ -16,7 +16,7 @@ events, and never loses an event to a cancellation.
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 import trio
@@ -27,6 +27,13 @@ from simtrio.managed.queue import YIELD_EVERY, Queue
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
+
+    class _PutNowait(Protocol):
+        def __call__(self, event: Event, size: int = 0, /) -> bool: ...
+
+    class _Put(Protocol):
+        async def __call__(self, event: Event, size: int = 0, /) -> None: ...
+
 
 __all__ = ["EventIterator", "EventStream"]
 
@@ -49,9 +56,8 @@ class EventStream:
     ``put_data_nowait(event, size=0)`` queues a notification of ``size`` bytes if the data
     buffer has room (False, nothing queued, when it is full by count or by bytes);
     ``await put_data(event, size=0)`` waits while it is full (cancelled while waiting, nothing
-    was queued). Both are the data queue's own (:meth:`Queue.put_nowait
-    <simtrio.managed.queue.Queue.put_nowait>`, :meth:`Queue.put
-    <simtrio.managed.queue.Queue.put>`): no call in between on the data path.
+    was queued). Both are the data queue's own methods, so a producer that keeps them has no
+    call in between on the data path; the stream stores neither, to stay small.
     """
 
     __slots__ = (
@@ -61,16 +67,12 @@ class EventStream:
         "_pending",
         "_streak",
         "_terminal_queued",
-        "put_data",
-        "put_data_nowait",
         "raised",
     )
 
     def __init__(self, data_capacity: int, data_max_bytes: int | None = None) -> None:
         self._control: deque[Event | _Failure] = deque()
         self._data: Queue[Event] = Queue(data_capacity, data_max_bytes)
-        self.put_data_nowait = self._data.put_nowait
-        self.put_data = self._data.put
         self.raised: ManagedSessionError | None = None
         """The failure ``next_event`` raised to the driver, if it did."""
         self._pending: Completed | _Failure | None = None
@@ -84,6 +86,17 @@ class EventStream:
     def terminal_queued(self) -> bool:
         """True once ``Completed`` or a failure has been queued: nothing may follow it."""
         return self._terminal_queued
+
+    @property
+    def put_data_nowait(self) -> _PutNowait:
+        """The data queue's :meth:`~simtrio.managed.queue.Queue.put_nowait`: a producer
+        that keeps it calls the queue with nothing in between."""
+        return self._data.put_nowait
+
+    @property
+    def put_data(self) -> _Put:
+        """The data queue's :meth:`~simtrio.managed.queue.Queue.put`."""
+        return self._data.put
 
     def put_control(self, event: Event) -> None:
         """Queue a control event (never blocks). Ignored once the stream has its terminal."""
