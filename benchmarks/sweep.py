@@ -34,7 +34,7 @@ from simtrio.sweep import (
 )
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 STRATEGY = "benchmarks.sweep:toy"
 

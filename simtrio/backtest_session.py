@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from collections.abc import Generator
 
     from simtrio.transport.connection import WebSocketConnection
+    from simtrio.wire.backtest_errors import BacktestError
     from simtrio.wire.redact import Redactor
 
 __all__ = [
@@ -481,7 +482,7 @@ class BacktestSession:
         limit = timeout if timeout is not None else self._request_timeout
         if limit is None:
             limit = GRACEFUL_CLOSE_TIMEOUT
-        error: wire.BacktestError | None = None
+        error: BacktestError | None = None
         try:
             await self._send_text(encode(wire.CloseBacktestSession()), continues=False)
             with trio.move_on_after(limit) as scope:
@@ -496,7 +497,7 @@ class BacktestSession:
         if error is not None:
             raise RemoteError(error)
 
-    async def _await_close_reply(self) -> wire.BacktestError | None:
+    async def _await_close_reply(self) -> BacktestError | None:
         while True:
             try:
                 response = await self._next()

@@ -28,7 +28,7 @@ from simtrio.transport.http import http_get
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_available_ranges, encode
 from simtrio.wire.redact import redactor_for
-from simtrio.wire.urls import http_base_from_ws_url, normalize_control_url
+from simtrio.wire.urls import API_KEY_HEADER, http_base_from_ws_url, normalize_control_url
 
 if TYPE_CHECKING:
     import ssl
@@ -44,7 +44,6 @@ __all__ = [
     "ReadyOutcome",
 ]
 
-API_KEY_HEADER: Final = "X-API-Key"
 
 _BODY_EXCERPT: Final = 200
 _FATAL_HTTP: Final = frozenset({401, 403})

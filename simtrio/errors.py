@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, cast, overload
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import BacktestError, JsonValue
+    from simtrio.wire.backtest_errors import BacktestError
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "ConnectError",

@@ -13,6 +13,12 @@ Each class is a small frozen value, so drivers can ``match`` on them::
 They are deliberately separate from the wire responses: the wire says how the server spoke, the
 events say what the driver must react to (duplicates removed, replies consumed, sub-sessions
 demultiplexed).
+
+Naming rule: ``Completed``, ``DiscoveryBatch``, ``Paused``, ``ReadyForContinue`` and ``Status``
+exist both here and in :mod:`simtrio.wire.types`. Outside the wire package, simtrio never
+imports these names bare: it writes ``events.Status`` (after ``from simtrio import events``) and
+``wire.Status`` (after ``from simtrio.wire import types as wire``), so every use says which one
+it means. Inside ``simtrio.wire``, which never imports this module, the wire names stand alone.
 """
 
 from __future__ import annotations
@@ -23,13 +29,13 @@ import attrs
 
 # Imported at runtime (not only for type checking) so ``typing.get_type_hints`` and
 # ``attrs.resolve_types`` work on the events, e.g. for structuring them from recordings.
+from simtrio.wire.backtest_errors import BacktestError
+from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification
 from simtrio.wire.types import (
     AgentStatsReport,
-    BacktestError,
     BacktestStatus,
     DiscoveryBatchEvent,
-    JsonValue,
     PausedEvent,
     SessionSummary,
 )

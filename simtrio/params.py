@@ -16,12 +16,13 @@ import attrs
 from simtrio.errors import InvalidParams
 from simtrio.wire.base58 import sort_addresses
 from simtrio.wire.jsonrpc import AccountMods, TransactionInput, account_mods, transaction_base64
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.rules import U16_MAX, U32_MAX, U64_MAX
 from simtrio.wire.types import (
     AccountData,
     ContinueParams,
     CreateBacktestSessionRequest,
     DiscoveryFilter,
-    JsonValue,
     ProgramExecuted,
     UnknownDiscoveryFilter,
 )
@@ -37,12 +38,8 @@ __all__ = [
 MAX_DISCONNECT_TIMEOUT_SECS = 900
 """The server keeps a detached session at most this long (protocol §3.1)."""
 
-_U16_MAX = 2**16 - 1
-_U32_MAX = 2**32 - 1
-_U64_MAX = 2**64 - 1
 
-
-def _unsigned(name: str, value: object, limit: int = _U64_MAX) -> int:
+def _unsigned(name: str, value: object, limit: int = U64_MAX) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParams(f"{name} must be an int, not {_type_name(value)}")
     if not 0 <= value <= limit:
@@ -152,11 +149,9 @@ class CreateSession:
                 raise InvalidParams(f"end_slot {end} is before start_slot {start}")
         else:
             end = start + _unsigned("slot_count", slot_count)
-            if end > _U64_MAX:
+            if end > U64_MAX:
                 raise InvalidParams("start_slot + slot_count exceeds the slot range")
-        disconnect = _optional_unsigned(
-            "disconnect_timeout_secs", disconnect_timeout_secs, _U16_MAX
-        )
+        disconnect = _optional_unsigned("disconnect_timeout_secs", disconnect_timeout_secs, U16_MAX)
         if disconnect is not None and disconnect > MAX_DISCONNECT_TIMEOUT_SECS:
             raise InvalidParams(
                 f"disconnect_timeout_secs must be at most {MAX_DISCONNECT_TIMEOUT_SECS}, "
@@ -173,11 +168,11 @@ class CreateSession:
             send_summary=send_summary,
             parallel=parallel,
             capacity_wait_timeout_secs=_optional_unsigned(
-                "capacity_wait_timeout_secs", capacity_wait_timeout_secs, _U16_MAX
+                "capacity_wait_timeout_secs", capacity_wait_timeout_secs, U16_MAX
             ),
             disconnect_timeout_secs=disconnect,
             extra_compute_units=_optional_unsigned(
-                "extra_compute_units", extra_compute_units, _U32_MAX
+                "extra_compute_units", extra_compute_units, U32_MAX
             ),
             agents=_agents(agents),
             discoveries=_discoveries(discoveries),

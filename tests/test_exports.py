@@ -48,58 +48,6 @@ SHARED_NAMES = {
     "Plane": {"simtrio.recording", "simtrio.server"},
 }
 
-# Exported without a docstring today; each one that gets a docstring must leave this list.
-WITHOUT_DOCSTRING = {
-    ("simtrio", "DiscoveryFilter"),
-    *(
-        ("simtrio.wire", name)
-        for name in (
-            "ACCOUNT_DIFF_NOTIFICATION",
-            "ACCOUNT_DIFF_SUBSCRIBE",
-            "ACCOUNT_DIFF_UNSUBSCRIBE",
-            "AdvanceSlotFailed",
-            "BacktestRequest",
-            "BacktestResponse",
-            "BundleNotFound",
-            "ClerkError",
-            "DiscoveryBatch",
-            "DiscoveryFilter",
-            "Error",
-            "FinalizeSlotFailed",
-            "INVALID_PARAMS",
-            "InitializingSysvarsFailed",
-            "Internal",
-            "InvalidAccountEncoding",
-            "InvalidAccountOwner",
-            "InvalidAccountPubkey",
-            "InvalidBlockhashFormat",
-            "InvalidRequest",
-            "InvalidTransactionEncoding",
-            "InvalidTransactionFormat",
-            "METHOD_NOT_FOUND",
-            "NoMoreBlocks",
-            "NoProducedBlocksInRange",
-            "ParallelSessionAttachedV2",
-            "RpcMessage",
-            "RpcRequest",
-            "SUBSCRIPTION_COMPLETE",
-            "SessionAttached",
-            "SessionCreated",
-            "SessionEvent",
-            "SessionNameTaken",
-            "SessionNotFound",
-            "SessionOwnerMismatch",
-            "SessionOwnershipBusy",
-            "SimulationError",
-            "SlotNotification",
-            "Status",
-            "TRANSACTION_NOTIFICATION",
-            "TRANSACTION_SUBSCRIBE",
-            "TRANSACTION_UNSUBSCRIBE",
-        )
-    ),
-}
-
 # Not rendered in the reference: the version is the package's metadata.
 NOT_RENDERED = {("simtrio", "__version__")}
 
@@ -115,11 +63,6 @@ def _exports() -> Iterator[tuple[str, str]]:
 
 
 EXPORTS = sorted(_exports())
-
-
-def _param(module: str, name: str, *, known: set[tuple[str, str]], reason: str) -> object:
-    marks = [pytest.mark.xfail(strict=True, reason=reason)] if (module, name) in known else []
-    return pytest.param(module, name, id=f"{module}.{name}", marks=marks)
 
 
 @cache
@@ -219,13 +162,7 @@ def test_static_analysis_sees_export(module: str, name: str) -> None:
     assert found is value if _is_identifiable(value) else found == value
 
 
-@pytest.mark.parametrize(
-    ("module", "name"),
-    [
-        _param(module, name, known=WITHOUT_DOCSTRING, reason="exported without a docstring")
-        for module, name in EXPORTS
-    ],
-)
+@pytest.mark.parametrize(("module", "name"), EXPORTS)
 def test_export_has_docstring(module: str, name: str) -> None:
     docstring = _static(module, name).docstring
     assert docstring is not None

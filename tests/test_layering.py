@@ -128,3 +128,68 @@ def test_importing_does_not_load_trio(module: str) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "", f"importing {module} loaded {proc.stdout.strip()}"
+
+
+# --------------------------------------------------------------------------------------------
+# Naming: the wire facade is for users, and names shared with simtrio.events are qualified
+# --------------------------------------------------------------------------------------------
+
+ALL_FILES = sorted(PACKAGE_DIR.rglob("*.py"))
+ALL_MODULES = [_module_name(f) for f in ALL_FILES]
+WIRE_DIR = PACKAGE_DIR / "wire"
+
+
+def _clashing_names() -> frozenset[str]:
+    """Class names defined both in ``simtrio.events`` and in ``simtrio.wire.types``."""
+
+    def classes(path: Path) -> set[str]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        return {node.name for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    return frozenset(classes(PACKAGE_DIR / "events.py") & classes(WIRE_DIR / "types.py"))
+
+
+CLASHING = _clashing_names()
+
+
+def _from_imports(path: Path) -> list[tuple[str, list[str]]]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return [
+        (node.module or "", [alias.name for alias in node.names])
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and not node.level
+    ]
+
+
+def test_the_clashing_names_are_the_known_ones() -> None:
+    assert {"Completed", "DiscoveryBatch", "Paused", "ReadyForContinue", "Status"} <= CLASHING
+
+
+# The wire package never sees simtrio.events, so its own names stand alone there.
+OUTSIDE_WIRE = [f for f in ALL_FILES if not f.is_relative_to(WIRE_DIR)]
+
+
+@pytest.mark.parametrize("path", OUTSIDE_WIRE, ids=[_module_name(f) for f in OUTSIDE_WIRE])
+def test_names_shared_with_events_are_never_imported_bare(path: Path) -> None:
+    sources = {"simtrio.events", "simtrio.wire", "simtrio.wire.types"}
+    bare = [
+        f"{module}.{name}"
+        for module, names in _from_imports(path)
+        if module in sources
+        for name in names
+        if name in CLASHING
+    ]
+    assert not bare, f"{_module_name(path)} imports {bare}: write events.X or wire.X instead"
+
+
+@pytest.mark.parametrize("path", ALL_FILES, ids=ALL_MODULES)
+def test_package_code_imports_wire_names_from_their_modules(path: Path) -> None:
+    submodules = {p.stem for p in WIRE_DIR.glob("*.py")}
+    facade = [
+        name
+        for module, names in _from_imports(path)
+        if module == "simtrio.wire"
+        for name in names
+        if name not in submodules
+    ]
+    assert not facade, f"{_module_name(path)} imports {facade} from the simtrio.wire facade"

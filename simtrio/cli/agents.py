@@ -23,7 +23,7 @@ from solders.pubkey import Pubkey
 from simtrio.cli.common import UsageError
 from simtrio.errors import RpcError
 from simtrio.wire import jsonrpc
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

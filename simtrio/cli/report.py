@@ -16,7 +16,8 @@ import attrs
 
 from simtrio.cli.agents import render_agents
 from simtrio.cli.output import format_duration, json_object, render_table
-from simtrio.wire.types import JsonValue, SessionSummary
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.types import SessionSummary
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -33,6 +33,7 @@ from simtrio.cli.report import RunReport, render_summary
 from simtrio.cli.simfile import SimWriter
 from simtrio.errors import SimtrioError
 from simtrio.params import MAX_DISCONNECT_TIMEOUT_SECS
+from simtrio.wire.rules import U32_MAX, U64_MAX
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -69,8 +70,6 @@ _KIND_ALIASES = {
 OUTPUT_FORMATS = ("sim", "simtrio")
 LOGS_AVAILABLE = hasattr(events, "ProgramLogs")
 """Whether this build's sessions can subscribe to program logs."""
-_U64_MAX = 2**64 - 1
-_U32_MAX = 2**32 - 1
 
 
 def _bounded(limit: int, what: str) -> Callable[[str], int]:
@@ -99,7 +98,7 @@ INFO: Final = CommandInfo(
 """The command's name and what ``--help`` says of it."""
 
 
-_slot = _bounded(_U64_MAX, "a slot number")
+_slot = _bounded(U64_MAX, "a slot number")
 """A slot number: a clear one-line error for anything that is not one."""
 
 
@@ -145,7 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--extra-compute-units",
-        type=_bounded(_U32_MAX, "a number of compute units"),
+        type=_bounded(U32_MAX, "a number of compute units"),
         metavar="N",
         help="extra compute units the server grants each transaction",
     )
@@ -202,7 +201,7 @@ def options_from_args(args: argparse.Namespace, env: Mapping[str, str] | None = 
         end_slot: int = args.end_slot
     else:
         end_slot = args.start_slot + args.slot_count
-        if end_slot > _U64_MAX:
+        if end_slot > U64_MAX:
             raise UsageError("--start-slot + --slot-count is beyond the last slot number")
     if args.step < 1:
         raise UsageError("--step must be >= 1")

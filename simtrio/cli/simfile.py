@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
     from simtrio.cli.report import TxFacts
     from simtrio.events import ProgramLogs
+    from simtrio.wire.jsontext import JsonValue
     from simtrio.wire.rpc import AccountDiffNotification
-    from simtrio.wire.types import JsonValue
 
 __all__ = ["SimWriter", "account_keys", "error_text", "sim_diff", "sim_transaction"]
 

@@ -17,6 +17,8 @@ from simtrio import events
 from simtrio.core.phase import Phase, PhasedCore, log_dropped
 from simtrio.errors import ControlFailed, CreateFailed, ManagedSessionError, RemoteError, excerpt
 from simtrio.wire import types as wire
+from simtrio.wire.backtest_errors import BacktestError
+from simtrio.wire.rules import kind_key
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,7 +45,7 @@ logger = logging.getLogger(__name__)
 READY: Final = events.ReadyForContinue()
 """Shared instance: the event has no fields, so one value serves every delivery."""
 
-_RESUME_SUCCESS: Final = wire.kind_key("resumeSuccess")
+_RESUME_SUCCESS: Final = kind_key("resumeSuccess")
 
 
 # --------------------------------------------------------------------------------------------
@@ -301,7 +303,7 @@ class Retry:
     """The handshake failed transiently: drop this connection and reconnect with backoff."""
 
     reason: str
-    error: wire.BacktestError | None = None
+    error: BacktestError | None = None
 
 
 @attrs.frozen
@@ -489,7 +491,7 @@ class ManagedSessionCore(PhasedCore):
             ),
         )
 
-    def _attach_error(self, error: wire.BacktestError) -> Sequence[Decision]:
+    def _attach_error(self, error: BacktestError) -> Sequence[Decision]:
         if error.is_terminal:
             self._phase = Phase.FAILED
             return (Fail(ControlFailed(f"attach failed: {error}", error=error)),)
@@ -547,7 +549,7 @@ class ManagedSessionCore(PhasedCore):
         log_dropped(logger, response, "after completed")
         return _NOTHING
 
-    def _error_reply(self, seq: int | None, error: wire.BacktestError) -> Sequence[Decision] | None:
+    def _error_reply(self, seq: int | None, error: BacktestError) -> Sequence[Decision] | None:
         """Consume an ``error`` that answers the resume or the close; None if it answers neither."""
         if seq is None and self._resume_pending:
             self._resume_pending = False
@@ -575,6 +577,5 @@ def _is_success(response: wire.BacktestResponse) -> bool:
     if isinstance(response, wire.Success):
         return True
     return (
-        isinstance(response, wire.UnknownResponse)
-        and wire.kind_key(response.method) == _RESUME_SUCCESS
+        isinstance(response, wire.UnknownResponse) and kind_key(response.method) == _RESUME_SUCCESS
     )

@@ -62,7 +62,7 @@ from simtrio.managed.status import StatusCell
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import encode
 from simtrio.wire.redact import redactor_for
-from simtrio.wire.urls import normalize_control_url
+from simtrio.wire.urls import API_KEY_HEADER, normalize_control_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable
@@ -75,11 +75,10 @@ if TYPE_CHECKING:
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.types import BacktestRequest
 
-__all__ = ["API_KEY_HEADER", "ControlLoop"]
+__all__ = ["ControlLoop"]
 
 logger = logging.getLogger(__name__)
 
-API_KEY_HEADER: Final = "X-API-Key"
 
 _MIN_CONNECT_TIMEOUT: Final = 0.05
 """Floor of a connect timeout cut short by the outage budget, so the last try is a real one."""

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from simtrio import events
 from simtrio.core.demux import AllCompleted, ParallelAttached, ParallelCreated, ParallelDemux
 from simtrio.core.session import Fail, Retry
 from simtrio.errors import ContinueSendFailed
-from simtrio.events import Completed, Slot
+from simtrio.events import Slot
 from simtrio.managed.config import ManagedConfig, SessionInfo
 from simtrio.managed.control import ControlLoop
 from simtrio.managed.coordinator import ReconnectCoordinator
@@ -74,11 +75,12 @@ class _ParallelControl(ControlLoop):
 
     def _handle(self, run: ConnectionRun, frames: list[Frame]) -> None:
         sinks = self.sink_of
+        completed = events.Completed
         for item in self.demux.feed_batch([response for _, response in frames]):
             if type(item) is tuple:
                 session_id, event = item
                 sink = sinks[session_id]
-                if type(event) is Completed:
+                if type(event) is completed:
                     sink.complete(event)
                 else:
                     if type(event) is Slot:

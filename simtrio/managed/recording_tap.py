@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from simtrio.managed.control_connection import Frame
     from simtrio.managed.subscription_kinds import Notification
     from simtrio.rpc.session import RpcObserver
-    from simtrio.wire.types import BacktestRequest, BacktestResponse, JsonValue
+    from simtrio.wire.jsontext import JsonValue
+    from simtrio.wire.types import BacktestRequest, BacktestResponse
 
 __all__ = ["NotificationRecorder", "Recorder", "RecordingTap"]
 

@@ -32,7 +32,7 @@ from simtrio.managed.waiting import Waiters
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from simtrio.events import Completed
+    from simtrio import events
     from simtrio.managed.config import ManagedConfig
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.recording_tap import NotificationRecorder
@@ -62,7 +62,7 @@ class _Entry:
 class _Drain:
     __slots__ = ("completed", "tracker")
 
-    def __init__(self, tracker: DrainTracker[tuple[int, int]], completed: Completed) -> None:
+    def __init__(self, tracker: DrainTracker[tuple[int, int]], completed: events.Completed) -> None:
         self.tracker = tracker
         self.completed = completed
 
@@ -402,7 +402,7 @@ class SessionSubscriptions:
             self._activity.tracker.set_idle_timeout(self._drain_timeout)
             self._activity.wake()
 
-    def complete_after_drain(self, completed: Completed) -> None:
+    def complete_after_drain(self, completed: events.Completed) -> None:
         """Drain every subscription to its terminals, then put ``completed`` (protocol §9.9)."""
         if not self._entries:
             self.stream.put_control(completed)
@@ -417,7 +417,9 @@ class SessionSubscriptions:
         self._activity.tracker = DrainTracker(pending, self._drain_timeout, trio.current_time())
         self._request(_Drain(self._activity.tracker, completed))
 
-    async def _drain(self, tracker: DrainTracker[tuple[int, int]], completed: Completed) -> None:
+    async def _drain(
+        self, tracker: DrainTracker[tuple[int, int]], completed: events.Completed
+    ) -> None:
         activity = self._activity
         stream = self.stream
         while True:

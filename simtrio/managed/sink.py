@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from simtrio import events
 from simtrio.errors import ControlClosed
-from simtrio.events import Completed, Slot
+from simtrio.events import Slot
 from simtrio.managed.session_subscriptions import SessionSubscriptions
 from simtrio.managed.streams import EventIterator, EventStream
 
@@ -101,14 +102,14 @@ class EventSink(SessionSubscriptions):
 
     def deliver(self, event: Event) -> None:
         """Hand a control event to the driver; ``Completed`` waits for the drain first."""
-        if type(event) is Completed:
+        if type(event) is events.Completed:
             self.complete(event)
         else:
             if type(event) is Slot:
                 self.control_slot = event.slot
             self.stream.put_control(event)
 
-    def complete(self, event: Completed) -> None:
+    def complete(self, event: events.Completed) -> None:
         """Deliver ``Completed`` after the subscriptions drained (at once without any)."""
         if self._closed:
             self.stream.put_control(event)

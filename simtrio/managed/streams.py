@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, Final, Protocol
 import attrs
 import trio
 
+from simtrio import events
 from simtrio.errors import ControlClosed, ManagedSessionError
-from simtrio.events import Completed, Event
 from simtrio.managed.queue import YIELD_EVERY, Queue
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Iterable
+
+    from simtrio.events import Event
 
     class _PutNowait(Protocol):
         def __call__(self, event: Event, size: int = 0, /) -> bool: ...
@@ -47,7 +49,9 @@ class _Failure:
     after_data: bool
 
 
-_TERMINALS: Final = (Completed, _Failure)
+_COMPLETED: Final = events.Completed
+"""Bound once: every queued control event is checked against it."""
+_TERMINALS: Final = (_COMPLETED, _Failure)
 
 
 class EventStream:
@@ -75,7 +79,7 @@ class EventStream:
         self._data: Queue[Event] = Queue(data_capacity, data_max_bytes)
         self.raised: ManagedSessionError | None = None
         """The failure ``next_event`` raised to the driver, if it did."""
-        self._pending: Completed | _Failure | None = None
+        self._pending: events.Completed | _Failure | None = None
         self._finished = False
         self._terminal_queued = False
         self._streak = 0  # reads since the reader last yielded
@@ -102,7 +106,7 @@ class EventStream:
         """Queue a control event (never blocks). Ignored once the stream has its terminal."""
         if self._terminal_queued:
             return
-        if type(event) is Completed:
+        if type(event) is _COMPLETED:
             self._terminal_queued = True
         self._control.append(event)
         data = self._data
@@ -120,7 +124,7 @@ class EventStream:
         before = len(control)
         for event in events:
             control.append(event)
-            if type(event) is Completed:
+            if type(event) is _COMPLETED:
                 self._terminal_queued = True
                 break
         if len(control) != before:
@@ -198,7 +202,7 @@ class EventStream:
             self._streak = 0
             await queue.wait_readable()
 
-    async def _finish_with(self, item: Completed | _Failure) -> Event:
+    async def _finish_with(self, item: events.Completed | _Failure) -> Event:
         self._pending = None
         self._finished = True
         await _cancel_shielded_checkpoint()

@@ -26,7 +26,7 @@ import zstandard
 from simtrio.errors import excerpt
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "EVENT_KIND_PREFIX",

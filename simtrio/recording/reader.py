@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterable
 
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "DecodedEntry",

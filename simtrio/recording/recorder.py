@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from simtrio.errors import RpcError
-    from simtrio.wire.types import CreateBacktestSessionRequest, JsonValue
+    from simtrio.wire.jsontext import JsonValue
+    from simtrio.wire.types import CreateBacktestSessionRequest
 
 __all__ = [
     "DEFAULT_FLUSH_INTERVAL",

@@ -15,7 +15,7 @@ from simtrio.recording.format import Plane, RunStatus, entry_hash, format_ns, js
 from simtrio.recording.runlock import RunLock
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "ActiveRun",

@@ -54,8 +54,9 @@ from simtrio.recording.replay_conn import (
 from simtrio.recording.replay_session import SessionReplay, serve_data
 from simtrio.recording.script import DataItem, Expect, ReplayScript, SendFrame
 from simtrio.server.serving import authority, open_listeners, serving_nursery
-from simtrio.wire import codec, types
+from simtrio.wire import backtest_errors, codec, types
 from simtrio.wire.compression import MAX_MESSAGE_SIZE
+from simtrio.wire.urls import CONTROL_PATH
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -64,8 +65,7 @@ __all__ = ["ReplayServer", "replay_server"]
 
 logger = logging.getLogger(__name__)
 
-CONTROL_PATH: Final = "/backtest"
-_SESSION_PREFIX: Final = "/backtest/"
+_SESSION_PREFIX: Final = CONTROL_PATH + "/"
 _HANDSHAKE_TIMEOUT: Final = 10.0
 _CLOSE_TIMEOUT: Final = 2.0
 _CLOSE_METHODS: Final = (types.CloseBacktestSession, types.CloseSessionRequestV1)
@@ -294,7 +294,7 @@ class ReplayServer:
                 session = self._sessions.get(request.session_id)
                 if session is None:
                     missing = codec.encode_response(
-                        types.Error(types.SessionNotFound(request.session_id))
+                        types.Error(backtest_errors.SessionNotFound(request.session_id))
                     )
                     await conn.send(missing)
                     return

@@ -10,7 +10,7 @@ import trio
 import trio_websocket
 
 from simtrio.errors import ProtocolError
-from simtrio.wire import codec, types
+from simtrio.wire import backtest_errors, codec, spellings, types
 
 __all__ = [
     "ControlConn",
@@ -115,11 +115,11 @@ def decode_request(text: str) -> types.BacktestRequest | types.UnknownRequest:
 def request_name(request: types.BacktestRequest | types.UnknownRequest) -> str:
     if isinstance(request, types.UnknownRequest):
         return request.method or "an unreadable request"
-    return codec.SPELLINGS[type(request)][0] or type(request).__name__
+    return spellings.SPELLINGS[type(request)][0] or type(request).__name__
 
 
 def error_frame(message: str) -> str:
-    return codec.encode_response(types.Error(types.InvalidRequest(message)))
+    return codec.encode_response(types.Error(backtest_errors.InvalidRequest(message)))
 
 
 async def read_http_post(stream: trio.SocketStream, head: bytes) -> tuple[str, bytes] | None:

@@ -18,7 +18,7 @@ import attrs
 import trio
 import trio_websocket
 
-from simtrio.wire import codec, rpc, types
+from simtrio.wire import backtest_errors, codec, rpc, rpc_server, types
 from simtrio.wire.compression import ZstdStreamEncoder
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ class SessionReplay:
         )
 
     def error_frame(self, message: str) -> str:
-        return self.frame(types.Error(types.InvalidRequest(message)))
+        return self.frame(types.Error(backtest_errors.InvalidRequest(message)))
 
     def takes(self, sub: DataSub, item: DataItem) -> bool:
         if sub.done or item.kind != sub.kind:
@@ -152,7 +152,7 @@ class SessionReplay:
         for sub in self.subs:
             if not sub.done:
                 sub.done = True
-                terminal = rpc.encode_rpc(rpc.SubscriptionComplete(sub.id))
+                terminal = rpc_server.encode_rpc(rpc.SubscriptionComplete(sub.id))
                 waits.append(sub.conn.queue(terminal, notification=True, wait=True))
         for written in waits:
             if written is not None:
@@ -166,7 +166,7 @@ class SessionReplay:
         if request.compression:
             conn.compressed = True
         self.first_program.setdefault(kind, request.program_id)
-        conn.queue(rpc.encode_rpc(rpc.SubscribeAck(request.id, sub.id)), notification=False)
+        conn.queue(rpc_server.encode_rpc(rpc.SubscribeAck(request.id, sub.id)), notification=False)
         start = request.replay_from_slot
         for item in self.posted:
             if self.takes(sub, item) and (start is None or item.slot >= start):
@@ -174,7 +174,7 @@ class SessionReplay:
         self.subs.append(sub)
         if self.completed:
             sub.done = True
-            terminal = rpc.encode_rpc(rpc.SubscriptionComplete(sub.id))
+            terminal = rpc_server.encode_rpc(rpc.SubscriptionComplete(sub.id))
             conn.queue(terminal, notification=True)
 
     def drop(self, conn: DataConn) -> None:
@@ -185,7 +185,7 @@ def _renumbered(item: DataItem, subscription: int) -> str:
     """The recorded text, with the subscription id of this connection if it differs."""
     if item.message.subscription == subscription:
         return item.text
-    return rpc.encode_rpc(attrs.evolve(item.message, subscription=subscription))
+    return rpc_server.encode_rpc(attrs.evolve(item.message, subscription=subscription))
 
 
 async def serve_data(ws: trio_websocket.WebSocketConnection, session: SessionReplay) -> None:
@@ -198,16 +198,16 @@ async def serve_data(ws: trio_websocket.WebSocketConnection, session: SessionRep
                     message = await ws.get_message()
                 except trio_websocket.ConnectionClosed:
                     break
-                request = rpc.decode_rpc_request(message)
+                request = rpc_server.decode_rpc_request(message)
                 if isinstance(request, rpc.Subscribe):
                     session.subscribe(conn, request)
-                elif isinstance(request, rpc.Unsubscribe):
+                elif isinstance(request, rpc_server.Unsubscribe):
                     for sub in session.subs:
                         if sub.conn is conn and sub.id == request.subscription:
                             sub.done = True
-                    conn.queue(rpc.encode_unsubscribe_reply(request.id), notification=False)
+                    conn.queue(rpc_server.encode_unsubscribe_reply(request.id), notification=False)
                 else:
-                    conn.queue(rpc.encode_rpc(request.error_reply()), notification=False)
+                    conn.queue(rpc_server.encode_rpc(request.error_reply()), notification=False)
             nursery.cancel_scope.cancel()
     finally:
         session.drop(conn)

@@ -39,7 +39,7 @@ from simtrio.recording.format import (
     genesis_hash,
 )
 from simtrio.recording.store import Entry, RunManifest, RunStore, chain_hash
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "EXPORT_FORMAT",

@@ -8,14 +8,17 @@ says so (``event.<method>``), because a replay has to number them itself.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import orjson
 
 from simtrio import events
 from simtrio.errors import InvalidParams, ProtocolError, RpcError
 from simtrio.recording.format import EVENT_KIND_PREFIX
-from simtrio.wire import codec, rpc, types
+from simtrio.wire import codec, rpc, rpc_server, spellings, types
+
+if TYPE_CHECKING:
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "ControlItem",
@@ -62,14 +65,14 @@ def response_method(response: types.BacktestResponse) -> str:
     """The ``method`` a response is sent under."""
     if isinstance(response, types.UnknownResponse):
         return response.method
-    tag = codec.SPELLINGS[type(response)][0]
+    tag = spellings.SPELLINGS[type(response)][0]
     return tag if tag is not None else type(response).__name__
 
 
 def request_method(request: types.BacktestRequest | types.UnknownRequest) -> str:
     if isinstance(request, types.UnknownRequest):
         return request.method or "unknown"
-    tag = codec.SPELLINGS[type(request)][0]
+    tag = spellings.SPELLINGS[type(request)][0]
     return tag if tag is not None else type(request).__name__
 
 
@@ -138,7 +141,7 @@ def notification_form(item: NotificationItem) -> tuple[str, str, int | None]:
         kind, slot = rpc.SUBSCRIPTION_COMPLETE, None
     else:
         raise InvalidParams(f"not a notification: {type(item).__name__}")
-    return kind, rpc.encode_rpc(message), slot
+    return kind, rpc_server.encode_rpc(message), slot
 
 
 def sent_form(session_id: str | None, request: SentItem) -> tuple[str | None, str, str]:
@@ -172,7 +175,7 @@ def sent_form(session_id: str | None, request: SentItem) -> tuple[str | None, st
 
 
 def rpc_form(
-    method: str, params: types.JsonValue, result: types.JsonValue, error: RpcError | None
+    method: str, params: JsonValue, result: JsonValue, error: RpcError | None
 ) -> tuple[str, str]:
     """``(kind, text)`` of one answered JSON-RPC call: the method, and the request's params
     with the result (or the error object) it got, as one canonical JSON object.
@@ -180,7 +183,7 @@ def rpc_form(
     Raises:
         InvalidParams: a value cannot be written as JSON.
     """
-    record: dict[str, types.JsonValue] = {"method": method, "params": params}
+    record: dict[str, JsonValue] = {"method": method, "params": params}
     if error is None:
         record["result"] = result
     else:

@@ -36,8 +36,8 @@ from simtrio.wire.jsonrpc import (
     SimulationResult,
     TransactionInput,
 )
+from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.redact import Redactor
-from simtrio.wire.types import JsonValue
 
 if TYPE_CHECKING:
     import ssl

@@ -23,7 +23,7 @@ from solders.signature import Signature
 from solders.transaction import Transaction
 
 from simtrio.wire.base58 import is_address
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "DEFAULT_BLOCK_TIME_ORIGIN",

@@ -17,13 +17,17 @@ import trio
 from simtrio.errors import ProtocolError
 from simtrio.server.conn import ConnectionGone
 from simtrio.server.session import ParallelGroup, Session
+from simtrio.wire.backtest_errors import (
+    BacktestError,
+    BundleNotFound,
+    InvalidRequest,
+    SessionNotFound,
+)
 from simtrio.wire.codec import decode_request, encode_response
 from simtrio.wire.types import (
     AttachBacktestSession,
     AttachParallelControlSessionV2,
-    BacktestError,
     BacktestResponse,
-    BundleNotFound,
     CloseBacktestSession,
     CloseSessionRequestV1,
     ContinueParams,
@@ -32,13 +36,11 @@ from simtrio.wire.types import (
     ContinueToSessionRequestV1,
     CreateBacktestSessionRequest,
     Error,
-    InvalidRequest,
     ParallelSessionAttachedV2,
     ResumeAttachedSession,
     SessionAttached,
     SessionCreated,
     SessionEventV2,
-    SessionNotFound,
     SessionsCreatedV2,
     Success,
     UnknownRequest,

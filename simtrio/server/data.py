@@ -27,11 +27,13 @@ from simtrio.wire.base58 import is_address
 from simtrio.wire.rpc import (
     ACCOUNT_DIFF_SUBSCRIBE,
     INVALID_PARAMS,
-    InvalidRpcRequest,
     Subscribe,
     SubscribeAck,
     SubscribeError,
     SubscriptionComplete,
+)
+from simtrio.wire.rpc_server import (
+    InvalidRpcRequest,
     UnknownRpcRequest,
     Unsubscribe,
     decode_rpc_request,

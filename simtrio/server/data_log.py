@@ -14,7 +14,11 @@ from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 import attrs
 
 from simtrio.server.broadcast import Signal
-from simtrio.wire.rpc import AccountDiffNotification, TransactionNotification, encode_rpc
+from simtrio.wire.rpc import (
+    AccountDiffNotification,
+    TransactionNotification,
+)
+from simtrio.wire.rpc_server import encode_rpc
 
 if TYPE_CHECKING:
     from collections.abc import Callable

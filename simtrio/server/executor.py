@@ -35,7 +35,8 @@ from simtrio.server import chain
 from simtrio.server.boundaries import BAD_BASE64, LITESVM_REJECTS, SOLDERS_REJECTS, map_exceptions
 from simtrio.server.compute_budget import requested_budget
 from simtrio.server.solana_json import error_json, transaction_json
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.rules import U64_MAX
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -445,7 +446,7 @@ def _account(address: str, data: AccountData) -> Account:
         BAD_BASE64, lambda exc: AccountRejected(address, "encoding", f"invalid base64: {exc}")
     ):
         raw = base64.b64decode(data.data.data, validate=True)
-    if not 0 <= data.lamports < 2**64:
+    if not 0 <= data.lamports <= U64_MAX:
         raise AccountRejected(address, "lamports", "lamports must be an unsigned 64-bit integer")
     with _rejected(address, "owner", "owner is not a 32-byte base58 address"):
         owner = Pubkey.from_string(data.owner)

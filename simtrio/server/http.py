@@ -36,6 +36,7 @@ from simtrio.server.paths import CONTROL_PATH, SESSION_PREFIX
 from simtrio.server.rpc import rpc_reply
 from simtrio.server.websocket import ServerStream, accept_websocket
 from simtrio.wire.codec import encode_available_ranges
+from simtrio.wire.urls import API_KEY_HEADER
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -46,6 +47,9 @@ if TYPE_CHECKING:
 __all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
+
+_API_KEY_FIELD: Final = API_KEY_HEADER.lower()
+"""The API-key header as the request parser stores it (names lowercased)."""
 
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 1024 * 1024
@@ -318,7 +322,7 @@ async def _upgrade(
     if path == CONTROL_PATH:
         expected = state.config.api_key
         if expected is not None:
-            given = headers.get("x-api-key", "")
+            given = headers.get(_API_KEY_FIELD, "")
             if not hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8")):
                 logger.info("control upgrade refused: missing or wrong API key")
                 await _reply(stream, 401, b"unauthorized")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Final
 
+from simtrio.wire.urls import CONTROL_PATH
+
 __all__ = ["CONTROL_PATH", "SESSION_PREFIX", "session_path"]
 
-CONTROL_PATH: Final = "/backtest"
-"""WebSocket upgrades here open control connections."""
 SESSION_PREFIX: Final = CONTROL_PATH + "/"
 """``SESSION_PREFIX + <session id>``: the session's data plane (WebSocket) and RPC (POST)."""
 

@@ -7,15 +7,23 @@ data-plane options in the config (``compression``, ``replayFromSlot``); notifica
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Final, TypeAlias, cast
+from typing import TYPE_CHECKING, TypeAlias, cast
 
 import attrs
 import orjson
 
-from simtrio.wire.rpc import LOGS_NOTIFICATION, LOGS_SUBSCRIBE, LOGS_UNSUBSCRIBE
+from simtrio.wire.jsontext import as_int
+from simtrio.wire.rpc import (
+    COMPRESSION_ZSTD,
+    LOGS_NOTIFICATION,
+    LOGS_SUBSCRIBE,
+    LOGS_UNSUBSCRIBE,
+    REPLAY_KEYS,
+)
+from simtrio.wire.rules import I64_MAX, I64_MIN
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "LOGS_NOTIFICATION",
@@ -27,10 +35,6 @@ __all__ = [
     "decode_logs_request",
     "logs_notification_text",
 ]
-
-_REPLAY_KEYS: Final = ("replayFromSlot", "replay_from_slot")
-_I64_MIN: Final = -(2**63)
-_I64_MAX: Final = 2**63 - 1
 
 _Object: TypeAlias = "dict[str, JsonValue]"
 
@@ -59,10 +63,6 @@ class LogsRequestError:
     reason: str
 
 
-def _int(value: JsonValue) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 def decode_logs_request(
     text: str | bytes,
 ) -> LogsSubscribe | LogsUnsubscribe | LogsRequestError | None:
@@ -80,13 +80,13 @@ def decode_logs_request(
     method = obj.get("method")
     if method not in (LOGS_SUBSCRIBE, LOGS_UNSUBSCRIBE):
         return None
-    request_id = _int(obj.get("id"))
+    request_id = as_int(obj.get("id"))
     if request_id is None:
         return LogsRequestError(None, "missing or non-integer id")
     raw_params = obj.get("params")
     params: list[JsonValue] = raw_params if isinstance(raw_params, list) else []  # pyright: ignore[reportUnknownVariableType]
     if method == LOGS_UNSUBSCRIBE:
-        subscription = _int(params[0]) if params else None
+        subscription = as_int(params[0]) if params else None
         if subscription is None or subscription < 0:
             return LogsRequestError(request_id, "expected [subscription id]")
         return LogsUnsubscribe(request_id, subscription)
@@ -98,13 +98,13 @@ def decode_logs_request(
     compression = False
     if isinstance(config, dict):
         options = cast("_Object", config)
-        for key in _REPLAY_KEYS:
+        for key in REPLAY_KEYS:
             if options.get(key) is not None:
-                replay = _int(options[key])
-                if replay is None or not _I64_MIN <= replay <= _I64_MAX:
+                replay = as_int(options[key])
+                if replay is None or not I64_MIN <= replay <= I64_MAX:
                     return LogsRequestError(request_id, f"{key} must be a slot number")
                 break
-        compression = options.get("compression") == "zstd"
+        compression = options.get("compression") == COMPRESSION_ZSTD
     return LogsSubscribe(request_id, address, replay, compression)
 
 

@@ -10,29 +10,25 @@ from collections import deque
 from typing import TypeAlias
 
 from simtrio.server.broadcast import Signal
+from simtrio.wire import types as wire
 from simtrio.wire.codec import encode_response
 from simtrio.wire.types import (
-    Completed,
-    DiscoveryBatch,
     Error,
-    Paused,
-    ReadyForContinue,
     SlotNotification,
-    Status,
     Success,
 )
 
 __all__ = ["Emitted", "ResponseLog"]
 
 Emitted: TypeAlias = (
-    ReadyForContinue
+    wire.ReadyForContinue
     | SlotNotification
-    | Paused
-    | DiscoveryBatch
+    | wire.Paused
+    | wire.DiscoveryBatch
     | Error
     | Success
-    | Completed
-    | Status
+    | wire.Completed
+    | wire.Status
 )
 """What a session emits: valid both as a top-level response and as a session event."""
 

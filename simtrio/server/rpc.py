@@ -26,7 +26,9 @@ from simtrio.server.executor import (
     decode_base64_transaction,
 )
 from simtrio.server.solana_json import ui_account
-from simtrio.wire.types import AccountData, EncodedBinary, JsonValue
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.rules import U64_MAX
+from simtrio.wire.types import AccountData, EncodedBinary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from solders.transaction import VersionedTransaction
 
     from simtrio.server.session import Session
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = ["METHODS", "rpc_reply"]
 
@@ -157,7 +160,7 @@ def _pubkey(value: JsonValue) -> Pubkey:
 
 
 def _uint(value: JsonValue, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= U64_MAX:
         raise _BadParams(f"{what} must be an unsigned 64-bit integer")
     return value
 

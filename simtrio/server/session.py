@@ -27,28 +27,25 @@ from simtrio.server.ownership import Ownership
 from simtrio.server.paths import session_path
 from simtrio.server.response_log import Emitted, ResponseLog
 from simtrio.server.validation import account_error, check_overrides, decode_transactions
+from simtrio.wire import types as wire
+from simtrio.wire.backtest_errors import (
+    BacktestError,
+    Internal,
+    InvalidRequest,
+    NoMoreBlocks,
+)
 from simtrio.wire.types import (
     AccountData,
     AgentStatsReport,
-    BacktestError,
     BacktestStatus,
-    Completed,
     ContinueParams,
     ContinueToParams,
     CreateBacktestSessionRequest,
-    DiscoveryBatch,
     DiscoveryBatchEvent,
     Error,
-    Internal,
-    InvalidRequest,
-    JsonValue,
-    NoMoreBlocks,
-    Paused,
     PausedEvent,
-    ReadyForContinue,
     SessionSummary,
     SlotNotification,
-    Status,
     Success,
 )
 
@@ -59,6 +56,7 @@ if TYPE_CHECKING:
 
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = ["ParallelGroup", "Session"]
 
@@ -117,7 +115,7 @@ class Session:
         self.running = False
         self.owner_written = 0
         self.ready_seq: int | None = None
-        self.ready_event: ReadyForContinue | Paused | None = None
+        self.ready_event: wire.ReadyForContinue | wire.Paused | None = None
         self.announced: Position | None = None
         self.executed_slots = 0
         self.correct = 0
@@ -173,14 +171,14 @@ class Session:
 
     def start(self) -> None:
         """Emit the opening events: two statuses, the start slot, readiness."""
-        self.emit(Status(BacktestStatus.PREPARING_BUNDLE))
-        self.emit(Status(BacktestStatus.BUNDLE_READY))
+        self.emit(wire.Status(BacktestStatus.PREPARING_BUNDLE))
+        self.emit(wire.Status(BacktestStatus.BUNDLE_READY))
         self.emit(SlotNotification(self.start_slot))
         if self.discovery.programs:
             # The first announcement may scan far: it runs as a step, between checkpoints.
-            self._spawn(self._announce, ReadyForContinue())
+            self._spawn(self._announce, wire.ReadyForContinue())
         else:
-            self._become_ready(ReadyForContinue(), None)
+            self._become_ready(wire.ReadyForContinue(), None)
 
     def close(self) -> None:
         """``closeBacktestSession`` / ``closeSessionV1``: answer ``success`` and end."""
@@ -237,7 +235,7 @@ class Session:
         # Executed after the historical transactions of the next slot that runs (with
         # advanceCount 0 that is a later step's: they wait, never dropped).
         self._pending.extend(decoded)
-        self.emit(Status(BacktestStatus.DECODED_TRANSACTIONS))
+        self.emit(wire.Status(BacktestStatus.DECODED_TRANSACTIONS))
         self._spawn(self._run_count, params.advance_count)
 
     def request_continue_to(self, params: ContinueToParams) -> None:
@@ -312,7 +310,7 @@ class Session:
             await self._pace()
             if self._finish_slot():
                 return
-        await self._announce(ReadyForContinue())
+        await self._announce(wire.ReadyForContinue())
 
     async def _run_to(self, target: Position, params: ContinueToParams) -> None:
         while self.position < target:
@@ -324,7 +322,7 @@ class Session:
                 for batch in range(self.batch, target[1]):
                     self._execute_batch(self.slot, batch)
                 self.batch = target[1]
-        await self._announce(Paused(PausedEvent(params.slot, params.batch_index)))
+        await self._announce(wire.Paused(PausedEvent(params.slot, params.batch_index)))
 
     async def _pace(self) -> None:
         """One slot's worth of time, then wait until every live reader has caught up.
@@ -449,12 +447,12 @@ class Session:
                 AgentStatsReport(_agent_name(agent, k), slots_processed=self.executed_slots)
                 for k, agent in enumerate(self.agents)
             ]
-        self.emit(Completed(summary, agent_stats))
+        self.emit(wire.Completed(summary, agent_stats))
         self.data.signal.notify()
 
     # -- readiness and discoveries -----------------------------------------------------------
 
-    async def _announce(self, event: ReadyForContinue | Paused) -> None:
+    async def _announce(self, event: wire.ReadyForContinue | wire.Paused) -> None:
         """End a step: find the next discovery (between checkpoints), then announce both.
 
         The step is still running while the scan goes on, so nothing else is emitted in
@@ -467,12 +465,12 @@ class Session:
         self._become_ready(event, found)
 
     def _become_ready(
-        self, event: ReadyForContinue | Paused, discovery: DiscoveryBatchEvent | None
+        self, event: wire.ReadyForContinue | wire.Paused, discovery: DiscoveryBatchEvent | None
     ) -> None:
         self.ready_seq = self.emit(event)
         self.ready_event = event
         if discovery is not None:
-            self.emit(DiscoveryBatch(discovery))
+            self.emit(wire.DiscoveryBatch(discovery))
             assert discovery.batch_index is not None, "the scan always names the batch"
             self.announced = (discovery.slot, discovery.batch_index)
 

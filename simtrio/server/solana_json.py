@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from solders.transaction_metadata import InnerInstruction, TransactionMetadata
     from solders.transaction_status import TransactionErrorType
 
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = ["account_json", "error_json", "transaction_json", "ui_account"]
 

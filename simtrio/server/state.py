@@ -5,9 +5,11 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import math
 import secrets
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeAlias
 
 import trio
 
@@ -15,13 +17,14 @@ from simtrio.server.executor import ChainBudget
 from simtrio.server.faults import FaultKind, FaultPlan, Plane
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from simtrio.server.chain import ChainConfig
     from simtrio.server.config import ServerConfig
     from simtrio.server.conn import Conn
     from simtrio.server.ownership import Ownership
     from simtrio.server.session import ParallelGroup, Session
+
+_Task: TypeAlias = tuple[Callable[..., Awaitable[object]], tuple[object, ...]]
+"""A session task handed to :meth:`ServerState.spawn`: the function and its arguments."""
 
 __all__ = ["FD_RESERVE", "ServerState", "connection_cap"]
 
@@ -60,7 +63,7 @@ class ServerState:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.chain: ChainConfig = config.chain
-        self._tasks: trio.Nursery | None = None
+        self._spawn_tx: trio.MemorySendChannel[_Task] | None = None
         self.faults: FaultPlan = config.faults
         self.draining = config.draining
         self.sessions: dict[str, Session] = {}
@@ -85,24 +88,27 @@ class ServerState:
         reached is not counted)."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Host the sessions' tasks until cancelled; :meth:`spawn` starts one.
+        """Host the sessions' tasks until cancelled; :meth:`spawn` hands one over.
 
         The nursery is this service's own: it opens with the server and closes with it,
-        cancelling every step and timer still running.
+        cancelling every step and timer still running. Tasks arrive over a channel, unbounded
+        because handing one over must never block the step or handler that asks.
         """
-        async with trio.open_nursery() as nursery:
-            self._tasks = nursery
-            try:
+        send, receive = trio.open_memory_channel[_Task](math.inf)
+        self._spawn_tx = send
+        try:
+            async with trio.open_nursery() as nursery:
                 task_status.started()
-                await trio.sleep_forever()
-            finally:
-                self._tasks = None
+                async for function, args in receive:
+                    nursery.start_soon(function, *args)
+        finally:
+            self._spawn_tx = None
 
     def spawn(self, function: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run ``function(*args)`` as a session task (a step or a disconnect timer)."""
-        if self._tasks is None:
+        if self._spawn_tx is None:
             raise RuntimeError("the server's session tasks are not running")
-        self._tasks.start_soon(function, *args)
+        self._spawn_tx.send_nowait((function, args))
 
     def new_id(self, prefix: str) -> str:
         """``<prefix>_<hex>``: 128 random bits, or with ``deterministic_ids`` 64 bits derived

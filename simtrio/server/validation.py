@@ -11,13 +11,13 @@ import binascii
 from typing import TYPE_CHECKING
 
 from simtrio.server.executor import TransactionRejected, decode_base64_transaction
-from simtrio.wire.base58 import is_address
-from simtrio.wire.types import (
+from simtrio.wire.backtest_errors import (
     InvalidAccountEncoding,
     InvalidAccountOwner,
     InvalidAccountPubkey,
     InvalidTransactionEncoding,
 )
+from simtrio.wire.base58 import is_address
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
     from solders.transaction import VersionedTransaction
 
     from simtrio.server.executor import AccountRejected
-    from simtrio.wire.types import AccountData, BacktestError
+    from simtrio.wire.backtest_errors import BacktestError
+    from simtrio.wire.types import AccountData
 
 __all__ = ["account_error", "check_overrides", "decode_transactions"]
 

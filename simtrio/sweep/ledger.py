@@ -26,7 +26,7 @@ from simtrio.sweep.errors import SweepBusy
 from simtrio.sweep.plan import OK, CellAttempt
 
 if TYPE_CHECKING:
-    from simtrio.wire.types import JsonValue
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = ["Ledger", "SweepLock"]
 

@@ -15,7 +15,7 @@ import orjson
 
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import SweepError
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 __all__ = [
     "OK",

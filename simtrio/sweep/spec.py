@@ -40,7 +40,7 @@ from simtrio.errors import InvalidParams
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import SweepError
 from simtrio.sweep.plan import Cell, expand_grid
-from simtrio.wire.types import JsonValue
+from simtrio.wire.jsontext import JsonValue
 
 __all__ = ["SweepSpec", "load_spec", "parse_spec"]
 

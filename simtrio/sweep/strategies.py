@@ -21,12 +21,13 @@ import trio
 from simtrio import events
 from simtrio.params import Continue
 from simtrio.sweep.errors import SweepError
-from simtrio.wire.types import JsonValue, SessionSummary
+from simtrio.wire.types import SessionSummary
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from simtrio.managed.config import SessionInfo
+    from simtrio.wire.jsontext import JsonValue
 
 __all__ = ["stepping"]
 

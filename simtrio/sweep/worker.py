@@ -28,8 +28,8 @@ from simtrio.managed.config import ManagedConfig
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import NotShippable, SweepError
 from simtrio.sweep.plan import Outcome
+from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.redact import REDACTED
-from simtrio.wire.types import JsonValue
 
 __all__ = [
     "ENV_API_KEY",

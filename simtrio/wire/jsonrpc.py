@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Mapping
-from typing import Any, Final, TypeAlias, cast
+from typing import Any, Final, TypeAlias
 
 import attrs
 import orjson
@@ -25,7 +25,8 @@ from solders.transaction import Transaction, VersionedTransaction
 from solders.transaction_status import TransactionStatus
 
 from simtrio.errors import InvalidParams, ProtocolError, RpcError
-from simtrio.wire.types import AccountData, EncodedBinary, JsonValue
+from simtrio.wire.jsontext import JsonObject, JsonValue, as_list, as_object, is_int, loads_object
+from simtrio.wire.types import AccountData, EncodedBinary
 
 __all__ = [
     "READ_METHODS",
@@ -79,7 +80,6 @@ READ_METHODS: Final = frozenset(
 )
 """Methods that change nothing on the server, so a failed attempt may be sent again."""
 
-_JsonObject: TypeAlias = "dict[str, JsonValue]"
 _SERIALIZED: Final = (VersionedTransaction, Transaction, bytes, bytearray)
 
 
@@ -94,7 +94,7 @@ def encode_request(request_id: int, method: str, params: JsonValue = None) -> by
     Raises:
         InvalidParams: a parameter cannot be written as JSON.
     """
-    request: _JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    request: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params is not None:
         request["params"] = params
     try:
@@ -110,16 +110,10 @@ def decode_response(body: bytes | str) -> JsonValue:
         RpcError: the reply is an ``error`` object (its code, message and data are kept).
         ProtocolError: the body is not a JSON-RPC reply.
     """
-    try:
-        reply: JsonValue = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        raise ProtocolError("rpc reply is not valid JSON", data=body) from None
-    obj = _obj(reply)
-    if obj is None:
-        raise ProtocolError("rpc reply is not a JSON object", data=body)
+    obj = loads_object(body, "rpc reply")
     error = obj.get("error")
     if error is not None:
-        err = _obj(error)
+        err = as_object(error)
         if err is None:
             raise ProtocolError("rpc error is not a JSON object", data=body)
         code = err.get("code")
@@ -233,7 +227,7 @@ def account_mods(value: object, what: str = "modify_account_states") -> dict[str
     return {address: account for _, address, account in keyed}
 
 
-def account_data_json(account: AccountData) -> _JsonObject:
+def account_data_json(account: AccountData) -> JsonObject:
     """The §3.2 JSON object of one ``AccountData`` (keys in wire order)."""
     return {
         "data": {"data": account.data.data, "encoding": account.data.encoding},
@@ -258,10 +252,6 @@ class SimulationResult:
     units_consumed: int | None
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _bad(method: str, result: JsonValue) -> ProtocolError:
     return ProtocolError(f"unexpected {method} result", data=_dump(result))
 
@@ -273,18 +263,9 @@ def _dump(value: JsonValue) -> bytes:
         return repr(value).encode()
 
 
-def _obj(value: JsonValue) -> _JsonObject | None:
-    return cast("_JsonObject", value) if isinstance(value, dict) else None
-
-
-def _list(value: JsonValue) -> list[JsonValue] | None:
-    # orjson lists hold JSON values; mypy already sees list[Any], pyright needs the hint.
-    return value if isinstance(value, list) else None  # pyright: ignore[reportUnknownVariableType]
-
-
 def _value(result: JsonValue) -> JsonValue:
     """``result.value`` of a ``{"context", "value"}`` wrapper, else ``result`` itself."""
-    wrapped = _obj(result)
+    wrapped = as_object(result)
     if wrapped is not None and "value" in wrapped and "context" in wrapped:
         return wrapped["value"]
     return result
@@ -293,7 +274,7 @@ def _value(result: JsonValue) -> JsonValue:
 def int_result(result: JsonValue, method: str) -> int:
     """A non-negative integer result (``getSlot``, rent minimum), wrapped or not."""
     value = _value(result)
-    if not _is_int(value) or value < 0:
+    if not is_int(value) or value < 0:
         raise _bad(method, result)
     number: int = value
     return number
@@ -306,7 +287,7 @@ def balance_result(result: JsonValue) -> int:
 
 def blockhash_result(result: JsonValue) -> Hash:
     """``getLatestBlockhash``: the blockhash of ``value``."""
-    value = _obj(_value(result))
+    value = as_object(_value(result))
     text = value.get("blockhash") if value is not None else None
     if not isinstance(text, str):
         raise _bad("getLatestBlockhash", result)
@@ -319,7 +300,7 @@ def blockhash_result(result: JsonValue) -> Hash:
 def _account(value: JsonValue, method: str) -> Account | None:
     if value is None:
         return None
-    obj = _obj(value)
+    obj = as_object(value)
     if obj is None:
         raise _bad(method, value)
     lamports = obj.get("lamports")
@@ -328,7 +309,7 @@ def _account(value: JsonValue, method: str) -> Account | None:
     rent_epoch = obj.get("rentEpoch", 0)
     if not (isinstance(lamports, int) and isinstance(owner, str) and isinstance(executable, bool)):
         raise _bad(method, value)
-    if not _is_int(rent_epoch):
+    if not is_int(rent_epoch):
         rent_epoch = 0
     try:
         return Account(
@@ -346,8 +327,8 @@ def _account_bytes(data: JsonValue, method: str) -> bytes:
     """``["<base64>", "base64"]`` (standard), ``{"data", "encoding"}`` (§3.2) or bare text."""
     text: JsonValue = data
     encoding: JsonValue = "base64"
-    pair = _list(data)
-    obj = _obj(data)
+    pair = as_list(data)
+    obj = as_object(data)
     if pair is not None and len(pair) == 2:
         text, encoding = pair[0], pair[1]
     elif obj is not None:
@@ -367,7 +348,7 @@ def account_result(result: JsonValue) -> Account | None:
 
 def multiple_accounts_result(result: JsonValue, count: int) -> list[Account | None]:
     """``getMultipleAccounts``: one entry per requested address, in order."""
-    entries = _list(_value(result))
+    entries = as_list(_value(result))
     if entries is None or len(entries) != count:
         raise _bad("getMultipleAccounts", result)
     return [_account(item, "getMultipleAccounts") for item in entries]
@@ -375,12 +356,12 @@ def multiple_accounts_result(result: JsonValue, count: int) -> list[Account | No
 
 def program_accounts_result(result: JsonValue) -> list[tuple[Pubkey, Account]]:
     """``getProgramAccounts``: ``(address, account)`` pairs as the server listed them."""
-    entries = _list(_value(result))
+    entries = as_list(_value(result))
     if entries is None:
         raise _bad("getProgramAccounts", result)
     pairs: list[tuple[Pubkey, Account]] = []
     for item in entries:
-        entry = _obj(item)
+        entry = as_object(item)
         if entry is None:
             raise _bad("getProgramAccounts", result)
         key = entry.get("pubkey")
@@ -397,11 +378,11 @@ def program_accounts_result(result: JsonValue) -> list[tuple[Pubkey, Account]]:
 def _status(item: JsonValue) -> TransactionStatus | None:
     if item is None:
         return None
-    entry = _obj(item)
+    entry = as_object(item)
     if entry is None:
         raise _bad("getSignatureStatuses", item)
     err = entry.get("err")
-    normalised: _JsonObject = {
+    normalised: JsonObject = {
         "slot": entry.get("slot"),
         "confirmations": entry.get("confirmations"),
         "err": err,
@@ -416,7 +397,7 @@ def _status(item: JsonValue) -> TransactionStatus | None:
 
 def signature_statuses_result(result: JsonValue, count: int) -> list[TransactionStatus | None]:
     """``getSignatureStatuses``: per signature, its status, or None when it is unknown."""
-    entries = _list(_value(result))
+    entries = as_list(_value(result))
     if entries is None or len(entries) != count:
         raise _bad("getSignatureStatuses", result)
     return [_status(item) for item in entries]
@@ -426,7 +407,7 @@ def transaction_result(result: JsonValue) -> dict[str, JsonValue] | None:
     """``getTransaction``: the raw JSON object, or None when the signature is unknown."""
     if result is None:
         return None
-    obj = _obj(result)
+    obj = as_object(result)
     if obj is None:
         raise _bad("getTransaction", result)
     return obj
@@ -434,18 +415,18 @@ def transaction_result(result: JsonValue) -> dict[str, JsonValue] | None:
 
 def simulation_result(result: JsonValue) -> SimulationResult:
     """``simulateTransaction``: the error (raw JSON), the log lines and the units consumed."""
-    obj = _obj(_value(result))
+    obj = as_object(_value(result))
     if obj is None:
         raise _bad("simulateTransaction", result)
     raw_logs = obj.get("logs")
     units = obj.get("unitsConsumed")
     logs: list[str] | None = None
     if raw_logs is not None:
-        lines = _list(raw_logs)
+        lines = as_list(raw_logs)
         if lines is None or not all(isinstance(line, str) for line in lines):
             raise _bad("simulateTransaction", result)
         logs = [str(line) for line in lines]
-    if units is not None and not _is_int(units):
+    if units is not None and not is_int(units):
         raise _bad("simulateTransaction", result)
     return SimulationResult(obj.get("err"), logs, units)
 

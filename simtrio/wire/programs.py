@@ -18,6 +18,7 @@ from solders.rent import Rent
 
 from simtrio.errors import InvalidParams
 from simtrio.wire.jsonrpc import AddressInput, address_text
+from simtrio.wire.rules import U64_MAX
 from simtrio.wire.types import AccountData, EncodedBinary
 
 __all__ = [
@@ -41,7 +42,6 @@ PROGRAM_ACCOUNT_LEN: Final = 36
 
 _PROGRAM_TAG: Final = 2
 _PROGRAMDATA_TAG: Final = 3
-_U64_MAX: Final = 2**64 - 1
 _RENT: Final = Rent.default()
 
 
@@ -50,7 +50,7 @@ def _pubkey(value: AddressInput, what: str) -> Pubkey:
 
 
 def _lamports(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U64_MAX:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= U64_MAX:
         raise InvalidParams(f"lamports must be an int between 0 and 2**64-1, got {value!r}")
     return value
 
@@ -96,7 +96,7 @@ def programdata_blob(
         raise InvalidParams("elf is empty")
     if isinstance(deploy_slot, bool) or not isinstance(deploy_slot, int):  # pyright: ignore[reportUnnecessaryIsInstance]
         raise InvalidParams(f"deploy_slot must be an int, not {type(deploy_slot).__name__}")
-    if not 0 <= deploy_slot <= _U64_MAX:
+    if not 0 <= deploy_slot <= U64_MAX:
         raise InvalidParams(f"deploy_slot must be between 0 and 2**64-1, got {deploy_slot}")
     if upgrade_authority is None:
         flag, authority = 0, bytes(32)

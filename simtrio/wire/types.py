@@ -1,35 +1,39 @@
 """The control-plane protocol as plain data.
 
 Every class mirrors one message or payload of the wire protocol. They hold decoded values only:
-spelling, tagging and tolerance live in :mod:`simtrio.wire.codec`, so these classes stay free of
-JSON details and can be built by hand in tests and by the reference server alike.
+spelling, tagging and tolerance live in :mod:`simtrio.wire.spellings` and the codecs, so these
+classes stay free of JSON details and can be built by hand in tests and by the reference server
+alike.
 
 Payload structs double as request variants: ``ContinueParams`` *is* the ``continue`` request,
 ``CreateBacktestSessionRequest`` *is* ``createBacktestSession``, and so on, which is how the
-wire's newtype variants behave.
+wire's newtype variants behave. The errors the server reports are in
+:mod:`simtrio.wire.backtest_errors`.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeAlias
+from typing import TypeAlias
 
 import attrs
 
+# Imported at runtime (not only for type checking) so ``attrs.resolve_types`` works on the
+# classes that hold them.
+from simtrio.wire.backtest_errors import BacktestError
+from simtrio.wire.jsontext import JsonValue
+from simtrio.wire.rules import kind_key
+
 __all__ = [
     "AccountData",
-    "AdvanceSlotFailed",
     "AgentStatsReport",
     "AttachBacktestSession",
     "AttachParallelControlSessionV2",
     "AvailableRange",
-    "BacktestError",
     "BacktestRequest",
     "BacktestResponse",
     "BacktestStatus",
-    "BundleNotFound",
-    "ClerkError",
     "CloseBacktestSession",
     "CloseSessionRequestV1",
     "Completed",
@@ -43,19 +47,6 @@ __all__ = [
     "DiscoveryFilter",
     "EncodedBinary",
     "Error",
-    "FinalizeSlotFailed",
-    "InitializingSysvarsFailed",
-    "Internal",
-    "InvalidAccountEncoding",
-    "InvalidAccountOwner",
-    "InvalidAccountPubkey",
-    "InvalidBlockhashFormat",
-    "InvalidRequest",
-    "InvalidTransactionEncoding",
-    "InvalidTransactionFormat",
-    "JsonValue",
-    "NoMoreBlocks",
-    "NoProducedBlocksInRange",
     "ParallelSessionAttachedV2",
     "Paused",
     "PausedEvent",
@@ -67,33 +58,17 @@ __all__ = [
     "SessionEvent",
     "SessionEventV1",
     "SessionEventV2",
-    "SessionNameTaken",
-    "SessionNotFound",
-    "SessionOwnerMismatch",
-    "SessionOwnershipBusy",
     "SessionSummary",
     "SessionsCreated",
     "SessionsCreatedV2",
-    "SimulationError",
     "SlotNotification",
     "Status",
     "Success",
-    "UnknownBacktestError",
     "UnknownDiscoveryFilter",
     "UnknownRequest",
     "UnknownResponse",
     "UnknownSessionEvent",
-    "kind_key",
 ]
-
-JsonValue: TypeAlias = Any
-"""Raw JSON as orjson produces it (dict, list, str, int, float, bool or None)."""
-
-
-def kind_key(text: str) -> str:
-    """Normalise a tag for kind matching: ``AdvanceSlotFailed`` == ``advance_slot_failed``."""
-    return text.replace("_", "").replace("-", "").lower()
-
 
 # --------------------------------------------------------------------------------------------
 # Shared payloads
@@ -134,6 +109,12 @@ class UnknownDiscoveryFilter:
 
 
 DiscoveryFilter: TypeAlias = ProgramExecuted | UnknownDiscoveryFilter
+"""A discovery filter (protocol §4.5), externally tagged on the wire:
+``{"ProgramExecuted": "<program id>"}``.
+
+Registered through ``CreateSession(discoveries=...)``; ``DiscoveryBatchEvent.matched`` lists
+the ones a batch hits. Any other tag decodes to ``UnknownDiscoveryFilter``.
+"""
 
 
 class BacktestStatus(enum.StrEnum):
@@ -237,188 +218,6 @@ class AvailableRange:
     bundle_start_slot_utc: str | None = None
     max_bundle_end_slot: int | None = None
     max_bundle_end_slot_utc: str | None = None
-
-
-# --------------------------------------------------------------------------------------------
-# Errors reported by the server (data, not exceptions)
-# --------------------------------------------------------------------------------------------
-
-_TERMINAL_KINDS = frozenset(
-    kind_key(k)
-    for k in ("SessionNotFound", "SessionOwnerMismatch", "SessionOwnershipBusy", "Internal")
-)
-
-
-@attrs.frozen
-class BacktestError:
-    """Base of every server-reported error. ``kind`` names the variant; ``raw`` keeps the JSON."""
-
-    KIND: ClassVar[str] = "Unknown"
-    raw: JsonValue = attrs.field(default=None, eq=False, kw_only=True, repr=False)
-
-    @property
-    def kind(self) -> str:
-        return self.KIND
-
-    @property
-    def is_terminal(self) -> bool:
-        """Terminal errors end a session for good; it depends on the kind name alone."""
-        return kind_key(self.kind) in _TERMINAL_KINDS
-
-    def __str__(self) -> str:
-        fields = [
-            f"{a.name}={getattr(self, a.name)!r}"
-            for a in attrs.fields(type(self))
-            if a.name not in ("raw", "tag")
-        ]
-        return f"{self.kind}({', '.join(fields)})" if fields else self.kind
-
-
-@attrs.frozen
-class InvalidTransactionEncoding(BacktestError):
-    KIND: ClassVar[str] = "InvalidTransactionEncoding"
-    index: int
-    error: str
-
-
-@attrs.frozen
-class InvalidTransactionFormat(BacktestError):
-    KIND: ClassVar[str] = "InvalidTransactionFormat"
-    index: int
-    error: str
-
-
-@attrs.frozen
-class InvalidAccountEncoding(BacktestError):
-    KIND: ClassVar[str] = "InvalidAccountEncoding"
-    address: str
-    encoding: str
-    error: str
-
-
-@attrs.frozen
-class InvalidAccountOwner(BacktestError):
-    KIND: ClassVar[str] = "InvalidAccountOwner"
-    address: str
-    error: str
-
-
-@attrs.frozen
-class InvalidAccountPubkey(BacktestError):
-    KIND: ClassVar[str] = "InvalidAccountPubkey"
-    address: str
-    error: str
-
-
-@attrs.frozen
-class NoMoreBlocks(BacktestError):
-    KIND: ClassVar[str] = "NoMoreBlocks"
-
-
-@attrs.frozen
-class AdvanceSlotFailed(BacktestError):
-    KIND: ClassVar[str] = "AdvanceSlotFailed"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class InvalidRequest(BacktestError):
-    KIND: ClassVar[str] = "InvalidRequest"
-    error: str
-
-
-@attrs.frozen
-class Internal(BacktestError):
-    KIND: ClassVar[str] = "Internal"
-    error: str
-
-
-@attrs.frozen
-class InvalidBlockhashFormat(BacktestError):
-    KIND: ClassVar[str] = "InvalidBlockhashFormat"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class InitializingSysvarsFailed(BacktestError):
-    KIND: ClassVar[str] = "InitializingSysvarsFailed"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class ClerkError(BacktestError):
-    KIND: ClassVar[str] = "ClerkError"
-    error: str
-
-
-@attrs.frozen
-class SimulationError(BacktestError):
-    KIND: ClassVar[str] = "SimulationError"
-    error: str
-
-
-@attrs.frozen
-class SessionNotFound(BacktestError):
-    KIND: ClassVar[str] = "SessionNotFound"
-    session_id: str
-
-
-@attrs.frozen
-class SessionOwnerMismatch(BacktestError):
-    KIND: ClassVar[str] = "SessionOwnerMismatch"
-
-
-@attrs.frozen
-class SessionOwnershipBusy(BacktestError):
-    KIND: ClassVar[str] = "SessionOwnershipBusy"
-    reason: str
-
-
-@attrs.frozen
-class BundleNotFound(BacktestError):
-    KIND: ClassVar[str] = "BundleNotFound"
-    start_slot: int
-    end_slot: int
-
-
-@attrs.frozen
-class FinalizeSlotFailed(BacktestError):
-    KIND: ClassVar[str] = "FinalizeSlotFailed"
-    slot: int
-    error: str
-
-
-@attrs.frozen
-class NoProducedBlocksInRange(BacktestError):
-    KIND: ClassVar[str] = "NoProducedBlocksInRange"
-    start_slot: int
-    end_slot: int
-
-
-@attrs.frozen
-class SessionNameTaken(BacktestError):
-    KIND: ClassVar[str] = "SessionNameTaken"
-    session_name: str
-
-
-@attrs.frozen
-class UnknownBacktestError(BacktestError):
-    """An error kind simtrio does not know, or a known tag whose fields could not be read.
-
-    ``kind`` is the tag as received (``"Unknown"`` when there is none), so a recognised terminal
-    tag with unreadable fields is still terminal. ``raw`` (the JSON as received) comes first,
-    so ``UnknownBacktestError(raw)`` and ``case UnknownBacktestError(raw)`` read naturally.
-    """
-
-    raw: JsonValue = attrs.field(default=None, eq=False, repr=False)
-    tag: str = attrs.field(default="Unknown", kw_only=True)
-
-    @property
-    def kind(self) -> str:
-        return self.tag
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,6 +328,10 @@ BacktestRequest: TypeAlias = (
     | ResumeAttachedSession
     | AttachParallelControlSessionV2
 )
+"""Any control-plane request a client sends (protocol §3): one ``{"method", "params"}`` object.
+
+What ``encode`` writes and, on the server side, ``decode_request`` reads.
+"""
 
 # --------------------------------------------------------------------------------------------
 # Responses (server -> client) and session events
@@ -537,6 +340,12 @@ BacktestRequest: TypeAlias = (
 
 @attrs.frozen
 class SessionCreated:
+    """``sessionCreated``: the reply to ``createBacktestSession``, one per sub-session if parallel.
+
+    ``rpc_endpoint`` is as sent, possibly relative (``resolve_rpc_url`` makes it absolute);
+    ``task_id`` is opaque, None when the server sends none.
+    """
+
     session_id: str
     rpc_endpoint: str
     task_id: str | None = None
@@ -544,6 +353,8 @@ class SessionCreated:
 
 @attrs.frozen
 class SessionAttached:
+    """``sessionAttached``: the reply to ``attachBacktestSession``, after the replayed responses."""
+
     session_id: str
     rpc_endpoint: str
     task_id: str | None = None
@@ -569,6 +380,11 @@ class SessionsCreatedV2:
 
 @attrs.frozen
 class ParallelSessionAttachedV2:
+    """``parallelSessionAttachedV2``: the reply to ``attachParallelControlSessionV2``.
+
+    Sent after each sub-session's missed events; ``task_ids`` is parallel to ``session_ids``.
+    """
+
     control_session_id: str
     session_ids: list[str]
     task_ids: list[str | None] = attrs.field(factory=list[str | None])
@@ -581,6 +397,8 @@ class ReadyForContinue:
 
 @attrs.frozen
 class SlotNotification:
+    """``slotNotification``: the session is at ``slot``; sent at its start and as it advances."""
+
     slot: int
 
 
@@ -593,11 +411,22 @@ class Paused:
 
 @attrs.frozen
 class DiscoveryBatch:
+    """``discoveryBatch``: announces a batch, not yet run, that matches a registered filter.
+
+    ``continueTo(event.slot, event.batch_index)`` pauses the session just before it runs.
+    """
+
     event: DiscoveryBatchEvent
 
 
 @attrs.frozen
 class Error:
+    """``error``: the server reports a ``BacktestError`` (protocol §5), held in ``error``.
+
+    The plain client raises it as ``RemoteError``; managed sessions deliver non-terminal ones
+    as ``ErrorEvent`` and fail on terminal ones (protocol §5.3 says where each applies).
+    """
+
     error: BacktestError
 
 
@@ -616,6 +445,8 @@ class Completed:
 
 @attrs.frozen
 class Status:
+    """``status``: the session entered phase ``status``, possibly one simtrio does not know."""
+
     status: BacktestStatus
 
 
@@ -637,6 +468,11 @@ SessionEvent: TypeAlias = (
     | Status
     | UnknownSessionEvent
 )
+"""The ``event`` of one sub-session in ``sessionEventV2`` (or legacy ``sessionEventV1``).
+
+The responses a single session can also send at top level (protocol §4.1), or
+``UnknownSessionEvent`` for a kind or shape simtrio does not know.
+"""
 
 
 @attrs.frozen
@@ -682,3 +518,8 @@ BacktestResponse: TypeAlias = (
     | SessionEventV2
     | UnknownResponse
 )
+"""Any control-plane message the server sends (protocol §4): one ``{"method", "params"}`` object.
+
+What ``decode_response`` and ``decode_frame`` return and the plain client's
+``next_response`` yields; an unrecognised method is ``UnknownResponse``.
+"""

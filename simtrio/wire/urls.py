@@ -1,4 +1,5 @@
-"""URL rules of the protocol (§1.1-§1.4): pure string functions, shared by every client layer.
+"""Addressing rules of the protocol (§1.1-§1.4): the control path, the API-key header and the
+URL rewrites, as pure string functions shared by every client layer and the reference server.
 
 They are deliberately string rewrites rather than full URL parsing: the server hands out
 endpoints in a few fixed shapes, and a rewrite keeps host, port, path and query byte for byte.
@@ -6,9 +7,13 @@ endpoints in a few fixed shapes, and a rewrite keeps host, port, path and query 
 
 from __future__ import annotations
 
+from typing import Final
+
 from simtrio.errors import InvalidParams
 
 __all__ = [
+    "API_KEY_HEADER",
+    "CONTROL_PATH",
     "host_header",
     "http_base_from_ws_url",
     "http_to_ws_url",
@@ -17,7 +22,10 @@ __all__ = [
     "split_ws_url",
 ]
 
-_CONTROL_SUFFIX = "/backtest"
+CONTROL_PATH: Final = "/backtest"
+"""Where the control WebSocket lives on a server; session endpoints sit below it."""
+API_KEY_HEADER: Final = "X-API-Key"
+"""The header that carries the API key on control upgrades and management requests."""
 _BAD_HOST_CHARS = frozenset(' "<>\\^`{|}')
 """Characters no host name or address may hold (besides whitespace and control characters)."""
 _WS_SCHEMES = ("ws://", "wss://")
@@ -37,8 +45,8 @@ def normalize_control_url(url: str) -> str:
     for scheme in _WS_SCHEMES:
         if url.startswith(scheme):
             rest = url[len(scheme) :].rstrip("/")
-            if not ("/" + rest).endswith(_CONTROL_SUFFIX):
-                rest += _CONTROL_SUFFIX
+            if not ("/" + rest).endswith(CONTROL_PATH):
+                rest += CONTROL_PATH
             return scheme + rest
     return url
 

@@ -25,7 +25,7 @@ from simtrio.cli.run import RunOptions, execute_run, exit_status, options_from_a
 from simtrio.recording import Plane, open_recorder, read_entries
 from simtrio.server import FaultPlan, Faults, ServerConfig
 from simtrio.server.chain import DEFAULT_PROGRAM_IDS
-from simtrio.wire import types
+from simtrio.wire import backtest_errors, types
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -136,7 +136,7 @@ async def test_a_frame_sent_again_is_counted_once(tmp_path: Path) -> None:
     create = types.CreateBacktestSessionRequest(
         start_slot=10, end_slot=12, disconnect_timeout_secs=9
     )
-    error = types.Error(types.InvalidRequest("bad step"))
+    error = types.Error(backtest_errors.InvalidRequest("bad step"))
     async with open_recorder(db, create_params=create, server_url=None) as rec:
         await rec.record_sent(None, create)
         await rec.record_control(None, types.SessionCreated("s1", "/backtest/s1"))

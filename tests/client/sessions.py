@@ -5,9 +5,9 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from simtrio import wire
 from simtrio.client import BacktestClient, BacktestSession
 from simtrio.params import CreateSession
-from simtrio.wire import types as wire
 from tests.client.fakes import (
     CREATED,
     READY,

@@ -9,10 +9,10 @@ import pytest
 import trio
 import trio.testing
 
+from simtrio import wire
 from simtrio.client import BacktestClient
 from simtrio.errors import ConnectError, ConnectionClosed, InvalidParams, RemoteError
 from simtrio.params import CreateSession
-from simtrio.wire import types as wire
 from tests.client.fakes import CREATED, Peer, answer, fake_server, http_fake, refused_port
 from tests.client.helpers import KEY, assert_key_absent, bounded
 

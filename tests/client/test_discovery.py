@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from simtrio import wire
 from simtrio.client import BacktestClient
 from simtrio.core.discovery import (
     DiscoveryCompleted,
@@ -11,7 +12,6 @@ from simtrio.core.discovery import (
 )
 from simtrio.params import CreateSession
 from simtrio.server import serve
-from simtrio.wire import types as wire
 from tests.client.helpers import KEY, bounded
 
 TOKEN = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from simtrio import wire
 from simtrio.client import BacktestClient
 from simtrio.core.session import ReadyOutcome
 from simtrio.errors import ConnectError, RemoteError
 from simtrio.params import Continue, CreateSession
 from simtrio.server import serve
-from simtrio.wire import types as wire
 from tests.client.helpers import KEY, assert_key_absent, bounded
 
 ST = wire.BacktestStatus

@@ -7,10 +7,10 @@ import logging
 
 import pytest
 
+from simtrio import wire
 from simtrio.client import BacktestClient
 from simtrio.errors import ProtocolError, RemoteError
 from simtrio.params import Continue, CreateSession
-from simtrio.wire import types as wire
 from tests.client.fakes import CREATED, READY, Peer, answer, fake_server
 from tests.client.helpers import KEY, assert_key_absent, bounded
 

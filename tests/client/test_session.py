@@ -9,11 +9,11 @@ import orjson
 import pytest
 import trio
 
+from simtrio import wire
 from simtrio.client import BacktestClient
 from simtrio.core.session import ContinueResult, ReadyOutcome
 from simtrio.errors import ConnectionClosed, ProtocolError, RemoteError, RequestTimeout
 from simtrio.params import Continue
-from simtrio.wire import types as wire
 from tests.client.fakes import (
     ATTACHED,
     CREATED,

@@ -10,11 +10,11 @@ import logging
 import pytest
 import trio
 
+from simtrio import wire
 from simtrio.client import GRACEFUL_CLOSE_TIMEOUT, BacktestClient
 from simtrio.core.session import ReadyOutcome
 from simtrio.errors import ConnectionClosed, ProtocolError, RemoteError, RequestTimeout
 from simtrio.params import Continue
-from simtrio.wire import types as wire
 from tests.client.fakes import (
     CREATED,
     READY,

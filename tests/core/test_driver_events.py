@@ -7,9 +7,8 @@ import typing
 import attrs
 import pytest
 
-from simtrio import events
+from simtrio import events, wire
 from simtrio.wire import rpc
-from simtrio.wire import types as wire
 
 
 def describe(event: events.Event) -> str:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from simtrio import events
+from simtrio import events, wire
 from simtrio.core.session import (
     CloseDone,
     Decision,
@@ -18,7 +18,6 @@ from simtrio.core.session import (
     Retry,
 )
 from simtrio.errors import ControlFailed, CreateFailed
-from simtrio.wire import types as wire
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

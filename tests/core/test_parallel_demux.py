@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simtrio import events
+from simtrio import events, wire
 from simtrio.core.demux import (
     TOO_OLD_MESSAGE,
     AllCompleted,
@@ -21,7 +21,6 @@ from simtrio.core.demux import (
 )
 from simtrio.core.session import Fail, Phase, Retry
 from simtrio.errors import ControlFailed, CreateFailed
-from simtrio.wire import types as wire
 
 CREATE = wire.CreateBacktestSessionRequest(start_slot=0, end_slot=299, parallel=True)
 CONTROL = "parallel_1"

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simtrio import events
+from simtrio import events, wire
 from simtrio.core.session import (
     ContinueResult,
     ReadinessTracker,
@@ -16,7 +16,6 @@ from simtrio.core.session import (
     event_for,
 )
 from simtrio.errors import RemoteError
-from simtrio.wire import types as wire
 
 ST = wire.BacktestStatus
 SUMMARY = wire.SessionSummary(correct_simulation=3, log_diff=1)

@@ -17,8 +17,8 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
+from simtrio import wire
 from simtrio.managed.control import ControlLoop
-from simtrio.wire import types as wire
 from simtrio.wire.codec import encode, encode_response
 from tests.support.fakeserver import (
     CONTROL_PATH,

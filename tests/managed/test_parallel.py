@@ -8,14 +8,13 @@ import pytest
 import trio
 import trio.testing
 
-from simtrio import events
+from simtrio import events, wire
 from simtrio.core.demux import TOO_OLD_MESSAGE
 from simtrio.errors import ContinueSendFailed, ControlClosed, ControlFailed, CreateFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.parallel import ParallelSubSession, open_parallel_session
 from simtrio.params import Continue, CreateSession
 from simtrio.transport.connection import WebSocketConnection
-from simtrio.wire import types as wire
 
 from .driving import drive
 from .fakes import (

@@ -9,7 +9,7 @@ import pytest
 import trio
 import trio.testing
 
-from simtrio import events
+from simtrio import events, wire
 from simtrio.errors import (
     ContinueSendFailed,
     ControlClosed,
@@ -20,7 +20,6 @@ from simtrio.errors import (
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.session import ManagedSession, open_managed_session
 from simtrio.params import Continue, CreateSession
-from simtrio.wire import types as wire
 
 from .fakes import FakeConnection, control_of, fake_server, frame, request, status_of
 

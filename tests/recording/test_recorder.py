@@ -21,7 +21,7 @@ from simtrio.recording import (
     open_recorder,
     read_entries,
 )
-from simtrio.wire import encode, rpc, types
+from simtrio.wire import backtest_errors, encode, rpc_server, types
 from tests.recording.helpers import CREATE, PROGRAM_A, TrioDisk, diff, sql
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ async def test_entries_and_forms(tmp_path: Path) -> None:
     ]
     assert entries[2].text == '{"seqId":9,"method":"slotNotification","params":5}'
     assert entries[4].text == '{"method":"slotNotification","params":6}'
-    assert entries[5].text == rpc.encode_rpc(diff(6))
+    assert entries[5].text == rpc_server.encode_rpc(diff(6))
     assert entries[6].text == encode(
         types.ContinueSessionRequestV1("sub1", types.ContinueParams(1))
     )  # request text is stored in its canonical form
@@ -339,7 +339,7 @@ async def test_api_key_never_reaches_the_file(tmp_path: Path) -> None:
     ) as rec:
         await rec.record_sent(None, CREATE)
         # A server that echoes the key back in an error: redacted before it is written.
-        echo = types.Error(types.InvalidRequest(f"bad key {API_KEY}"))
+        echo = types.Error(backtest_errors.InvalidRequest(f"bad key {API_KEY}"))
         await rec.record_control("s", echo)
         await rec.record_notification("s", diff(1), program_id=PROGRAM_A)
         await rec.flush()

@@ -15,7 +15,7 @@ from simtrio.recording import (
     read_entries,
     replay_server,
 )
-from simtrio.wire import rpc, types
+from simtrio.wire import backtest_errors, rpc, rpc_server, types
 from simtrio.wire.codec import decode_response
 from simtrio.wire.types import BacktestStatus
 from tests.recording.helpers import (
@@ -79,7 +79,7 @@ async def test_same_continues_replay_identical_frames(tmp_path: Path) -> None:
         assert server.finished
     assert client.frames == recorded
     assert notifications[:-1] == recorded_diffs
-    assert notifications[-1] == rpc.encode_rpc(rpc.SubscriptionComplete(1))
+    assert notifications[-1] == rpc_server.encode_rpc(rpc.SubscriptionComplete(1))
     assert server.divergence is None
 
 
@@ -103,7 +103,7 @@ async def test_a_different_continue_is_a_divergence_naming_the_step(tmp_path: Pa
     [error_text] = errors
     error = decode_response(error_text)
     assert isinstance(error, types.Error)
-    assert isinstance(error.error, types.InvalidRequest)
+    assert isinstance(error.error, backtest_errors.InvalidRequest)
     assert "step 2" in error.error.error
     divergence = caught.value
     assert (divergence.session_id, divergence.step) == (SESSION, 2)

@@ -12,8 +12,8 @@ from simtrio.wire.rpc import (
     AccountDiffNotification,
     SubscriptionComplete,
     TransactionNotification,
-    encode_rpc,
 )
+from simtrio.wire.rpc_server import encode_rpc
 
 if TYPE_CHECKING:
     from simtrio.server.config import ServerConfig

@@ -35,8 +35,9 @@ from simtrio.wire.rpc import (
     SubscribeAck,
     SubscriptionComplete,
     TransactionNotification,
-    encode_rpc,
 )
+from simtrio.wire.rpc_server import encode_rpc
+from simtrio.wire.urls import CONTROL_PATH
 
 __all__ = [
     "ACCOUNT",
@@ -57,7 +58,6 @@ __all__ = [
     "tx_text",
 ]
 
-CONTROL_PATH = "/backtest"
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 ACCOUNT = "B6K31RBmUPHnm2xubybB4p9LfJDWykmEnT6bBr5FfsNf"
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})

@@ -10,21 +10,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from simtrio import wire as t
 from simtrio.errors import InvalidParams, ProtocolError
-from simtrio.wire import types as t
 from simtrio.wire.base58 import b58encode
 from simtrio.wire.codec import (
-    SPELLINGS,
     decode_available_ranges,
-    decode_backtest_error,
     decode_frame,
     decode_request,
     decode_response,
     encode,
-    encode_backtest_error,
     encode_plain_continue,
     encode_response,
 )
+from simtrio.wire.error_codec import (
+    decode_backtest_error,
+    encode_backtest_error,
+)
+from simtrio.wire.rules import kind_key
+from simtrio.wire.spellings import SPELLINGS
 
 FAST = settings(max_examples=150, deadline=None)
 
@@ -52,9 +55,9 @@ json_object = st.dictionaries(text, json_value, max_size=4)
 KNOWN_ERROR_CLASSES = [
     cls for cls in SPELLINGS if isinstance(cls, type) and issubclass(cls, t.BacktestError)
 ]
-KNOWN_ERROR_KEYS = {t.kind_key(cls.KIND) for cls in KNOWN_ERROR_CLASSES}
+KNOWN_ERROR_KEYS = {kind_key(cls.KIND) for cls in KNOWN_ERROR_CLASSES}
 EVENT_TAG_KEYS = {
-    t.kind_key(tag)
+    kind_key(tag)
     for tag in (
         "readyForContinue",
         "slotNotification",
@@ -71,7 +74,7 @@ MESSAGE_CLASSES = [
 ]
 KNOWN_METHODS = {tag for c in MESSAGE_CLASSES if (tag := SPELLINGS[c][0]) is not None}
 TERMINAL_KINDS = {"SessionNotFound", "SessionOwnerMismatch", "SessionOwnershipBusy", "Internal"}
-KNOWN_STATUS_KEYS = {t.kind_key(s.value) for s in t.BacktestStatus}
+KNOWN_STATUS_KEYS = {kind_key(s.value) for s in t.BacktestStatus}
 
 
 def _error_strategy(cls: type[t.BacktestError]) -> st.SearchStrategy[t.BacktestError]:
@@ -83,7 +86,7 @@ def _error_strategy(cls: type[t.BacktestError]) -> st.SearchStrategy[t.BacktestE
     return st.builds(cls, **fields)
 
 
-unknown_tag = text.filter(lambda s: t.kind_key(s) not in KNOWN_ERROR_KEYS)
+unknown_tag = text.filter(lambda s: kind_key(s) not in KNOWN_ERROR_KEYS)
 unknown_error = st.one_of(
     unknown_tag.map(lambda tag: t.UnknownBacktestError(tag=tag)),
     st.tuples(
@@ -98,7 +101,7 @@ unknown_filter = json_value.filter(
         not (
             isinstance(v, dict)
             and len(v) == 1
-            and t.kind_key(next(iter(v))) == "programexecuted"
+            and kind_key(next(iter(v))) == "programexecuted"
             and isinstance(next(iter(v.values())), str)
         )
     )
@@ -106,31 +109,23 @@ unknown_filter = json_value.filter(
 discovery_filter = program_executed | unknown_filter
 
 encoded_binary = st.builds(t.EncodedBinary, data=text, encoding=text)
-summary = st.builds(
-    t.SessionSummary,
-    correct_simulation=u64,
-    incorrect_simulation=u64,
-    execution_errors=u64,
-    balance_diff=u64,
-    log_diff=u64,
-)
-agent_stats = st.builds(
+
+
+def _counters(cls: type[Any], **special: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``cls`` with every ``int`` field drawn as a u64 and the ``special`` fields as given."""
+    counters = {f.name: u64 for f in attrs.fields(cls) if f.type in (int, "int")}
+    return st.builds(cls, **{**counters, **special})
+
+
+summary = _counters(t.SessionSummary)
+agent_stats = _counters(
     t.AgentStatsReport,
     name=text,
-    slots_processed=u64,
-    opportunities_found=u64,
-    opportunities_skipped=u64,
-    no_routes=u64,
-    txs_produced=u64,
     expected_gain_by_mint=st.dictionaries(address | text, i64, max_size=3),
-    txs_submitted=u64,
-    txs_failed=u64,
-    txs_simulation_rejected=u64,
-    txs_simulation_failed=u64,
 )
 status = st.one_of(
     st.sampled_from(list(t.BacktestStatus)),
-    text.filter(lambda s: t.kind_key(s) not in KNOWN_STATUS_KEYS).map(t.BacktestStatus),
+    text.filter(lambda s: kind_key(s) not in KNOWN_STATUS_KEYS).map(t.BacktestStatus),
 )
 paused_event = st.builds(t.PausedEvent, slot=u64, batch_index=st.none() | u32)
 discovery_event = st.builds(
@@ -152,7 +147,7 @@ unknown_event_raw = st.one_of(
     st.lists(json_value, max_size=3),
     st.builds(
         lambda tag, params: {"method": tag, "params": params},
-        text.filter(lambda s: t.kind_key(s) not in EVENT_TAG_KEYS),
+        text.filter(lambda s: kind_key(s) not in EVENT_TAG_KEYS),
         json_value,
     ),
 )

@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
 import orjson
 import pytest
 
+from simtrio import wire as t
 from simtrio.errors import ProtocolError
-from simtrio.wire import types as t
 from simtrio.wire.codec import decode_frame, decode_response, encode, encode_response
+from tests.wire.vectors import load_vectors
 
-_HERE = Path(__file__).resolve()
-_CANDIDATES = (
-    _HERE.parents[1] / "vectors",
-    Path("/work/shared/spec/vectors"),
-)
-
-
-def _load(name: str) -> list[dict[str, Any]]:
-    for directory in _CANDIDATES:
-        path = directory / name
-        if path.exists():
-            entries: list[dict[str, Any]] = orjson.loads(path.read_bytes())
-            return entries
-    raise FileNotFoundError(name)
-
-
-ENCODE = _load("encode.json")
-DECODE = _load("decode.json")
+ENCODE = load_vectors("encode.json")
+DECODE = load_vectors("decode.json")
 
 # --------------------------------------------------------------------------------------------
 # Building requests from their descriptions

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import tracemalloc
-from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 import zstandard
 from hypothesis import given, settings
@@ -21,8 +17,8 @@ from simtrio.wire.compression import (
     ZstdStreamEncoder,
 )
 from simtrio.wire.rpc import AccountDiffNotification, decode_rpc
+from tests.wire.vectors import load_vectors
 
-_REPO = Path(__file__).resolve().parents[2]
 _MAGIC = b"\x28\xb5\x2f\xfd"
 _GARBAGE = b"\x00\x01not zstd"
 _SMALL_LIMIT = 1024 * 1024
@@ -35,19 +31,8 @@ _STREAM_NAMES = [
 ]
 
 
-def _vectors_dir() -> Path:
-    """The vendored copy in tests/vectors, unless SIMTRIO_VECTORS points elsewhere."""
-    override = os.environ.get("SIMTRIO_VECTORS")
-    if override:
-        return Path(override)
-    vendored = _REPO / "tests" / "vectors"
-    if (vendored / "rpc.json").is_file():
-        return vendored
-    return _REPO.parent / "shared" / "spec" / "vectors"
-
-
 def _texts() -> list[str]:
-    entries: list[dict[str, Any]] = orjson.loads((_vectors_dir() / "rpc.json").read_bytes())
+    entries = load_vectors("rpc.json")
     by_name = {entry["name"]: entry for entry in entries}
     return [by_name[name]["json"] for name in _STREAM_NAMES]
 
@@ -185,11 +170,9 @@ def test_failure_is_remembered() -> None:
         decoder.decode(messages[0])
 
 
-@pytest.mark.parametrize("where", ["first", "middle", "last"])
-def test_flipped_byte(where: str) -> None:
-    messages = _reference_stream(TEXTS)
+def _assert_flipped_byte_fails(messages: list[bytes], position: int) -> None:
+    """The second message with one byte flipped fails, after the first decoded fine."""
     second = bytearray(messages[1])
-    position = {"first": 0, "middle": len(second) // 2, "last": len(second) - 1}[where]
     second[position] ^= 0xFF
     decoder = ZstdStreamDecoder(_SMALL_LIMIT)
     decoder.decode(messages[0])
@@ -197,15 +180,17 @@ def test_flipped_byte(where: str) -> None:
         decode_rpc(decoder.decode(bytes(second)))
 
 
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_flipped_byte(where: str) -> None:
+    messages = _reference_stream(TEXTS)
+    size = len(messages[1])
+    _assert_flipped_byte_fails(messages, {"first": 0, "middle": size // 2, "last": size - 1}[where])
+
+
 def test_every_flipped_byte_fails() -> None:
     messages = _reference_stream(TEXTS)
     for position in range(len(messages[1])):
-        second = bytearray(messages[1])
-        second[position] ^= 0xFF
-        decoder = ZstdStreamDecoder(_SMALL_LIMIT)
-        decoder.decode(messages[0])
-        with pytest.raises(ProtocolError):
-            decode_rpc(decoder.decode(bytes(second)))
+        _assert_flipped_byte_fails(messages, position)
 
 
 def test_truncated_message() -> None:
@@ -254,10 +239,8 @@ def test_at_limit_then_more_on_the_same_stream() -> None:
         decoder.decode(encoder.encode(big + " "))
 
 
-def test_default_limit_bomb_stays_bounded() -> None:
-    bomb = _bomb(pad=MAX_MESSAGE_SIZE)
-    decoder = ZstdStreamDecoder()
-    assert decoder.limit == MAX_MESSAGE_SIZE
+def _peak_while_refusing(decoder: ZstdStreamDecoder, bomb: bytes) -> int:
+    """Peak traced memory while ``decoder`` refuses ``bomb`` as too large."""
     tracemalloc.start()
     try:
         with pytest.raises(ProtocolError, match="exceeds"):
@@ -265,20 +248,20 @@ def test_default_limit_bomb_stays_bounded() -> None:
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < MAX_MESSAGE_SIZE + BLOCK_MAX + 256 * 1024
+    return peak
+
+
+def test_default_limit_bomb_stays_bounded() -> None:
+    bomb = _bomb(pad=MAX_MESSAGE_SIZE)
+    decoder = ZstdStreamDecoder()
+    assert decoder.limit == MAX_MESSAGE_SIZE
+    assert _peak_while_refusing(decoder, bomb) < MAX_MESSAGE_SIZE + BLOCK_MAX + 256 * 1024
 
 
 def test_small_bomb_stays_bounded() -> None:
     bomb = _bomb(pad=16 * _SMALL_LIMIT)
     decoder = ZstdStreamDecoder(_SMALL_LIMIT)
-    tracemalloc.start()
-    try:
-        with pytest.raises(ProtocolError, match="exceeds"):
-            decoder.decode(bomb)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak < _SMALL_LIMIT + BLOCK_MAX + 256 * 1024
+    assert _peak_while_refusing(decoder, bomb) < _SMALL_LIMIT + BLOCK_MAX + 256 * 1024
 
 
 @pytest.mark.parametrize("limit", [0, -1])

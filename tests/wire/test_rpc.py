@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -19,7 +17,6 @@ from simtrio.wire.rpc import (
     METHOD_NOT_FOUND,
     TRANSACTION_SUBSCRIBE,
     AccountDiffNotification,
-    InvalidRpcRequest,
     RpcContext,
     RpcMessage,
     Subscribe,
@@ -28,34 +25,20 @@ from simtrio.wire.rpc import (
     SubscriptionComplete,
     TransactionNotification,
     UnknownRpcMessage,
+    decode_rpc,
+)
+from simtrio.wire.rpc_server import (
+    InvalidRpcRequest,
     UnknownRpcRequest,
     Unsubscribe,
-    decode_rpc,
     decode_rpc_request,
     decode_subscribe_request,
     encode_rpc,
     encode_unsubscribe_reply,
 )
+from tests.wire.vectors import SHARED_VECTORS, VENDORED_VECTORS, load_vectors
 
-_REPO = Path(__file__).resolve().parents[2]
-_SHARED_VECTORS = _REPO.parent / "shared" / "spec" / "vectors"
-
-
-def _vectors_dir() -> Path:
-    """The vendored copy in tests/vectors, unless SIMTRIO_VECTORS points elsewhere."""
-    override = os.environ.get("SIMTRIO_VECTORS")
-    if override:
-        return Path(override)
-    vendored = _REPO / "tests" / "vectors"
-    return vendored if (vendored / "rpc.json").is_file() else _SHARED_VECTORS
-
-
-def _load(name: str) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = orjson.loads((_vectors_dir() / name).read_bytes())
-    return entries
-
-
-VECTORS = _load("rpc.json")
+VECTORS = load_vectors("rpc.json")
 TO_SERVER = [v for v in VECTORS if v["direction"] == "to_server"]
 TO_CLIENT = [v for v in VECTORS if v["direction"] == "to_client"]
 PROGRAM = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
@@ -91,10 +74,10 @@ def test_vectors_are_present() -> None:
 
 
 def test_vendored_vectors_match_the_shared_spec() -> None:
-    if not _SHARED_VECTORS.is_dir():
+    if not SHARED_VECTORS.is_dir():
         pytest.skip("shared/spec/vectors is not checked out beside the repository")
-    for path in sorted((_REPO / "tests" / "vectors").glob("*.json")):
-        assert path.read_bytes() == (_SHARED_VECTORS / path.name).read_bytes(), path.name
+    for path in sorted(VENDORED_VECTORS.glob("*.json")):
+        assert path.read_bytes() == (SHARED_VECTORS / path.name).read_bytes(), path.name
 
 
 @pytest.mark.parametrize("vector", TO_SERVER, ids=[v["name"] for v in TO_SERVER])
