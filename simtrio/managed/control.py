@@ -56,13 +56,9 @@ from simtrio.managed.control_connection import (
     keepalive,
     watch_steps,
 )
+from simtrio.managed.queue import QueueReceiveChannel, QueueSendChannel, open_queue
 from simtrio.managed.session_subscriptions import SessionSubscriptions, serve_subscriptions
 from simtrio.managed.status import StatusCell
-from simtrio.managed.streams import (
-    NotificationReceiveChannel,
-    NotificationSendChannel,
-    open_notification_channel,
-)
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import encode
 from simtrio.wire.redact import redactor_for
@@ -138,11 +134,9 @@ class ControlLoop(abc.ABC):
         self._rng = config.make_rng()
         self._last_connect_error: str | None = None
         # Many drivers queue, one writer takes whatever is queued at once (no task switch each).
-        self._continue_tx: NotificationSendChannel[ContinueItem]
-        self._continue_rx: NotificationReceiveChannel[ContinueItem]
-        self._continue_tx, self._continue_rx = open_notification_channel(
-            config.continue_channel_capacity
-        )
+        self._continue_tx: QueueSendChannel[ContinueItem]
+        self._continue_rx: QueueReceiveChannel[ContinueItem]
+        self._continue_tx, self._continue_rx = open_queue(config.continue_channel_capacity)
         self._unsent: ContinueItem | None = None
         self._close_requested = False
         self.launcher: trio.MemorySendChannel[SessionSubscriptions]

@@ -10,7 +10,7 @@ budget. Each (sub-)session reaches it through its own :class:`SessionGate`.
 
 from __future__ import annotations
 
-import trio
+from simtrio.managed.waiting import Waiters
 
 __all__ = ["ReconnectCoordinator", "SessionGate"]
 
@@ -24,17 +24,16 @@ class ReconnectCoordinator:
     attempt failed.
     """
 
-    __slots__ = ("_lot", "_parked", "_slot_taken", "_streaming")
+    __slots__ = ("_slot_taken", "_streaming", "_waiters")
 
     def __init__(self) -> None:
         self._streaming = 0
-        self._parked = 0
         self._slot_taken = False
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiters = Waiters()
 
     def __repr__(self) -> str:
         return (
-            f"<ReconnectCoordinator streaming={self._streaming} parked={self._parked}"
+            f"<ReconnectCoordinator streaming={self._streaming} parked={len(self._waiters)}"
             f" slot={'taken' if self._slot_taken else 'free'}>"
         )
 
@@ -46,7 +45,7 @@ class ReconnectCoordinator:
     @property
     def parked(self) -> int:
         """Connections waiting for the reconnect slot."""
-        return self._parked
+        return len(self._waiters)
 
     @property
     def slot_taken(self) -> bool:
@@ -58,20 +57,17 @@ class ReconnectCoordinator:
 
         Cancellation (the caller's outage deadline, a stop) leaves the slot untouched.
         """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        self._parked += 1
-        try:
-            while self._streaming or self._slot_taken:
-                await self._lot.park()
-        finally:
-            self._parked -= 1
+        await self._waiters.wait_until(self._slot_free)
         self._slot_taken = True
+
+    def _slot_free(self) -> bool:
+        return not self._streaming and not self._slot_taken
 
     def release_slot(self) -> None:
         """Give the slot back (after the connection is streaming, or after a failed attempt)."""
         if self._slot_taken:
             self._slot_taken = False
-            self._lot.unpark_all()
+            self._waiters.wake()
 
     def stream_started(self) -> None:
         """A connection is streaming: parked siblings wait until it stops."""
@@ -83,7 +79,7 @@ class ReconnectCoordinator:
             raise RuntimeError("stream_stopped() without a matching stream_started()")
         self._streaming -= 1
         if not self._streaming:
-            self._lot.unpark_all()
+            self._waiters.wake()
 
 
 class SessionGate:

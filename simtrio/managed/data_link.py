@@ -20,6 +20,7 @@ import trio
 from simtrio.core.barrier import PingWatch, probe_slot
 from simtrio.errors import ConnectError, ConnectionClosed, excerpt
 from simtrio.managed.subscription_kinds import Notification
+from simtrio.managed.waiting import Waiters
 from simtrio.transport.http import http_post_json
 from simtrio.wire.rpc import (
     INVALID_PARAMS,
@@ -135,7 +136,6 @@ class Link:
         "decoder",
         "delivering",
         "lost",
-        "lot",
         "pending",
         "probe_sent",
         "resumed_at",
@@ -144,6 +144,7 @@ class Link:
         "stalled_since",
         "streaming",
         "up",
+        "wake_keepalive",
         "watch",
     )
 
@@ -166,7 +167,7 @@ class Link:
         self.answer_waiting: int | None = None
         """A probe answered behind messages not handed over yet: counted once they are."""
         self.watch = PingWatch(pong_timeout)
-        self.lot = trio.lowlevel.ParkingLot()
+        self.wake_keepalive = Waiters()
         """Wakes the keepalive task (a probe to send, a Pong to follow up)."""
 
     def lose(self, reason: str) -> None:
@@ -187,7 +188,7 @@ class Link:
             answered(slot)
         else:
             self.answer_waiting = slot
-        self.lot.unpark_all()
+        self.wake_keepalive.wake()
 
     async def subscribe(
         self,
@@ -288,7 +289,7 @@ class Link:
             if pong_deadline is not None:
                 wake = min(wake, pong_deadline)
             with trio.move_on_at(wake):
-                await self.lot.park()
+                await self.wake_keepalive.wait()
 
     async def not_reading(self, observer: SubscriptionObserver, waiting: Awaitable[None]) -> None:
         """Await ``waiting`` (a slow consumer, the recorder's disk) while reading nothing.

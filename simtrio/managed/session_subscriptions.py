@@ -27,6 +27,7 @@ from simtrio.managed.coordinator import SessionGate
 from simtrio.managed.data_link import SubscriptionObserver
 from simtrio.managed.subscription import SubscriptionManager
 from simtrio.managed.subscription_kinds import ACCOUNT_DIFFS, LOGS, TRANSACTIONS, E
+from simtrio.managed.waiting import Waiters
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -73,16 +74,16 @@ _Request: TypeAlias = "_Entry | _Drain"
 class _Activity:
     """What the managers of one session report, shared with its drain and ``wait_all_up``."""
 
-    __slots__ = ("delivering", "lot", "tracker")
+    __slots__ = ("delivering", "tracker", "waiters")
 
     def __init__(self) -> None:
         self.delivering = 0
         """Managers currently handing a notification to the (possibly slow) consumer."""
         self.tracker: DrainTracker[tuple[int, int]] | None = None
-        self.lot = trio.lowlevel.ParkingLot()
+        self.waiters = Waiters()
 
     def wake(self) -> None:
-        self.lot.unpark_all()
+        self.waiters.wake()
 
 
 class _SessionObserver(SubscriptionObserver):
@@ -379,15 +380,18 @@ class SessionSubscriptions:
         Raises:
             ContinueSendFailed: a subscription gave up (chained from its SubscriptionFailed).
         """
-        while True:
-            for entry in self._entries:
-                manager = entry.manager
-                if manager.failure is not None:
-                    raise ContinueSendFailed(str(manager.failure)) from manager.failure
-            if self.ready_to_continue():
-                await trio.lowlevel.checkpoint()
-                return
-            await self._activity.lot.park()
+        await self._activity.waiters.wait_until(
+            lambda: self._failure() is not None or self.ready_to_continue()
+        )
+        failure = self._failure()
+        if failure is not None:
+            raise ContinueSendFailed(str(failure)) from failure
+
+    def _failure(self) -> SubscriptionFailed | None:
+        for entry in self._entries:
+            if entry.manager.failure is not None:
+                return entry.manager.failure
+        return None
 
     # -- the completion drain ---------------------------------------------------------------
 
@@ -426,10 +430,10 @@ class SessionSubscriptions:
                 return
             if activity.delivering:
                 # The consumer is behind, not the server: no idle clock while it catches up.
-                await activity.lot.park()
+                await activity.waiters.wait()
                 continue
             with trio.move_on_at(tracker.deadline):
-                await activity.lot.park()
+                await activity.waiters.wait()
                 continue
             if not activity.delivering and tracker.is_stalled(trio.current_time()):
                 logger.warning(

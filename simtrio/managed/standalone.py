@@ -16,11 +16,7 @@ from simtrio.core.groups import unwrapped
 from simtrio.errors import InvalidParams, SimtrioError, SubscriptionFailed
 from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.data_link import SubscriptionObserver
-from simtrio.managed.streams import (
-    NotificationReceiveChannel,
-    NotificationSendChannel,
-    open_notification_channel,
-)
+from simtrio.managed.queue import QueueReceiveChannel, QueueSendChannel, open_queue
 from simtrio.managed.subscription import SubscriptionManager
 from simtrio.managed.subscription_kinds import (
     ACCOUNT_DIFFS,
@@ -48,7 +44,7 @@ __all__ = [
 class _ChannelObserver(SubscriptionObserver, Generic[E]):
     __slots__ = ("_send",)
 
-    def __init__(self, send: NotificationSendChannel[E]) -> None:
+    def __init__(self, send: QueueSendChannel[E]) -> None:
         self._send = send
 
     def finished(self) -> None:
@@ -66,7 +62,7 @@ class DataSubscription(Generic[E]):
     __slots__ = ("_manager", "notifications")
 
     def __init__(
-        self, notifications: NotificationReceiveChannel[E], manager: SubscriptionManager[E]
+        self, notifications: QueueReceiveChannel[E], manager: SubscriptionManager[E]
     ) -> None:
         self.notifications = notifications
         self._manager = manager
@@ -138,9 +134,9 @@ async def _open_standalone(
         raise InvalidParams("rpc_endpoint must be a str")
     split_ws_url(http_to_ws_url(rpc_endpoint))  # an unusable URL fails here, before any task
     ids = check_program_ids(program_ids)
-    send: NotificationSendChannel[E]
-    receive: NotificationReceiveChannel[E]
-    send, receive = open_notification_channel(config.event_buffer, config.event_buffer_bytes)
+    send: QueueSendChannel[E]
+    receive: QueueReceiveChannel[E]
+    send, receive = open_queue(config.event_buffer, config.event_buffer_bytes)
     manager = SubscriptionManager(
         rpc_endpoint=rpc_endpoint,
         kind=kind,

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import trio
-
 from simtrio.managed.config import ConnectionStatus
+from simtrio.managed.waiting import Waiters
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -21,11 +20,11 @@ class StatusCell:
     finally block cannot hide a failure.
     """
 
-    __slots__ = ("_lot", "_value", "failure")
+    __slots__ = ("_value", "_waiters", "failure")
 
     def __init__(self, value: ConnectionStatus = ConnectionStatus.DOWN) -> None:
         self._value = value
-        self._lot = trio.lowlevel.ParkingLot()
+        self._waiters = Waiters()
         self.failure: BaseException | None = None
 
     @property
@@ -43,18 +42,16 @@ class StatusCell:
         self._value = value
         if failure is not None:
             self.failure = failure
-        self._lot.unpark_all()
+        self._waiters.wake()
 
     async def wait_until(self, predicate: Callable[[ConnectionStatus], bool]) -> ConnectionStatus:
-        """Wait until ``predicate(value)`` holds, then checkpoint and return the current value.
+        """Wait until ``predicate(value)`` holds and return that value.
 
-        The checkpoint is always taken, even when the predicate holds at once. The value is
-        read after it, so it may no longer satisfy ``predicate``: a caller that needs it to
-        must check again.
+        Always a checkpoint, taken before the first check (see :meth:`Waiters.wait_until
+        <simtrio.managed.waiting.Waiters.wait_until>`): the value returned satisfies
+        ``predicate``; it can change again as soon as the caller next awaits.
         """
-        while not predicate(self._value):
-            await self._lot.park()
-        await trio.lowlevel.checkpoint()
+        await self._waiters.wait_until(lambda: predicate(self._value))
         return self._value
 
     def __repr__(self) -> str:

@@ -55,8 +55,8 @@ from simtrio.managed.data_link import (
     poll_session_slot,
     replay_slot,
 )
+from simtrio.managed.queue import HANDOVER_CHUNK
 from simtrio.managed.status import StatusCell
-from simtrio.managed.streams import HANDOVER_CHUNK
 from simtrio.managed.subscription_kinds import (
     NOTIFICATION_TYPES,
     E,
@@ -209,7 +209,7 @@ class SubscriptionManager(Generic[E]):
             self._wanted = slot
         link = self._link
         if link is not None and link.up and link.probe_sent is None and self._probe_due():
-            link.lot.unpark_all()
+            link.wake_keepalive.wake()
 
     def _next_probe(self, link: Link) -> bytes | None:
         """The payload of the probe Ping to send on ``link`` now, if one is due."""
@@ -397,7 +397,7 @@ class SubscriptionManager(Generic[E]):
                 for message in held:
                     await self._handle(link, message)
                 link.up = True
-                link.lot.unpark_all()
+                link.wake_keepalive.wake()
                 if self._position is None:
                     nursery.start_soon(
                         poll_session_slot, self._rpc_endpoint, self._config, self.probe

@@ -227,8 +227,8 @@ async def test_continue_survives_a_loss_right_after_up(
 ) -> None:
     """A connection lost between a waiter's wake-up and its return is no reason to fail.
 
-    ``StatusCell.wait_until`` returns the value after a checkpoint, which may already be
-    RECONNECTING again; ``send_continue`` raised "the control task has ended" for that.
+    A waiter can find the connection RECONNECTING again by the time it looks (the cell here
+    makes that happen); ``send_continue`` raised "the control task has ended" for that.
     """
     create = CreateSession(4000, end_slot=4099, disconnect_timeout_secs=60)
     async with serve() as server:

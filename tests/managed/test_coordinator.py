@@ -34,11 +34,17 @@ async def test_slot_is_free_when_nothing_streams() -> None:
     assert not coordinator.slot_taken
 
 
-async def test_parks_while_a_sibling_streams_and_one_at_a_time(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+@pytest.fixture
+def coordinator() -> ReconnectCoordinator:
+    """A coordinator with one sibling connection streaming."""
     coordinator = ReconnectCoordinator()
     coordinator.stream_started()
+    return coordinator
+
+
+async def test_parks_while_a_sibling_streams_and_one_at_a_time(
+    coordinator: ReconnectCoordinator, autojump_clock: trio.testing.MockClock
+) -> None:
     order: list[str] = []
 
     async def parked(name: str) -> None:
@@ -70,10 +76,8 @@ async def test_parks_while_a_sibling_streams_and_one_at_a_time(
 
 
 async def test_cancelled_while_parked_leaves_no_trace(
-    autojump_clock: trio.testing.MockClock,
+    coordinator: ReconnectCoordinator, autojump_clock: trio.testing.MockClock
 ) -> None:
-    coordinator = ReconnectCoordinator()
-    coordinator.stream_started()
     with trio.move_on_after(5):
         await coordinator.acquire_slot()
     assert coordinator.parked == 0
