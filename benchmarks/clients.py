@@ -32,8 +32,7 @@ from simtrio.core.demux import ParallelDemux
 from simtrio.errors import ConnectionClosed
 from simtrio.transport import connection as transport
 from simtrio.transport.engine import ClientEngine
-from simtrio.wire import codec
-from simtrio.wire import types as wire
+from simtrio.wire import codec, types as wire
 from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.rpc import decode_rpc
 
@@ -329,8 +328,7 @@ def zstd_counter() -> Callable[[str | bytes], int]:
 async def trio_websocket_loop(
     url: str, on_message: Callable[[str | bytes], int], n: int, *, first: str | None = None
 ) -> Timing:
-    from trio_websocket import ConnectionClosed as TwClosed
-    from trio_websocket import open_websocket_url
+    from trio_websocket import ConnectionClosed as TwClosed, open_websocket_url
 
     timing = Timing()
     async with open_websocket_url(url, max_message_size=MAX_SIZE) as ws:

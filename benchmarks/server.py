@@ -31,8 +31,7 @@ from typing import Final
 
 import orjson
 
-from simtrio.wire import codec
-from simtrio.wire import types as wire
+from simtrio.wire import codec, types as wire
 from simtrio.wire.compression import ZstdStreamEncoder
 
 GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"

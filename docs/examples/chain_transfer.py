@@ -5,8 +5,7 @@ import trio
 from simtrio import events
 from simtrio.server import serve
 from solders.keypair import Keypair
-from solders.system_program import ID as SYSTEM_PROGRAM
-from solders.system_program import TransferParams, transfer
+from solders.system_program import ID as SYSTEM_PROGRAM, TransferParams, transfer
 from solders.transaction import Transaction
 
 LAMPORTS_PER_SOL = 1_000_000_000

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from simtrio.rpc.programs import modify_program as modify_program
-from simtrio.rpc.session import DEFAULT_READ_RETRIES as DEFAULT_READ_RETRIES
-from simtrio.rpc.session import DEFAULT_RPC_TIMEOUT as DEFAULT_RPC_TIMEOUT
-from simtrio.rpc.session import SessionRpc as SessionRpc
-from simtrio.rpc.session import open_session_rpc as open_session_rpc
+from simtrio.rpc.session import (
+    DEFAULT_READ_RETRIES as DEFAULT_READ_RETRIES,
+    DEFAULT_RPC_TIMEOUT as DEFAULT_RPC_TIMEOUT,
+    SessionRpc as SessionRpc,
+    open_session_rpc as open_session_rpc,
+)
 from simtrio.wire.jsonrpc import SimulationResult as SimulationResult
 
 __all__ = [

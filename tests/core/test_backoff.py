@@ -7,8 +7,7 @@ import random
 
 import attrs
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from simtrio.core.backoff import MIN_JITTERED_DELAY, BackoffPolicy, ReconnectState
 from simtrio.errors import InvalidParams

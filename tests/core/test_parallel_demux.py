@@ -6,8 +6,7 @@ import logging
 from collections import defaultdict
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from simtrio import events, wire
 from simtrio.core.demux import (

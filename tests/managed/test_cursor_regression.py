@@ -19,8 +19,7 @@ from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.managed.streams import EventStream
 from simtrio.params import CreateSession
 from simtrio.server import FaultPlan, Faults, serve
-from tests.managed.configs import FAST
-from tests.managed.configs import QUICK_RETRY as CONFIG
+from tests.managed.configs import FAST, QUICK_RETRY as CONFIG
 from tests.managed.scripts import BOTH_PROGRAMS, accept, subscribe_request
 from tests.managed.test_subscriptions_harness import (
     ATOKEN,

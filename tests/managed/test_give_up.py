@@ -18,8 +18,12 @@ from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.session import open_managed_session
 from simtrio.managed.standalone import open_account_diff_subscription
 from simtrio.params import Continue
-from tests.managed.test_subscriptions_harness import TOKEN, FakeConn, diff_text
-from tests.managed.test_subscriptions_harness import fake_server as data_server
+from tests.managed.test_subscriptions_harness import (
+    TOKEN,
+    FakeConn,
+    diff_text,
+    fake_server as data_server,
+)
 
 from .fakes import FakeConnection, fake_server
 from .test_session import (

@@ -81,8 +81,7 @@ async def test_every_method_against_the_executing_server() -> None:
     from solders.account import Account
     from solders.keypair import Keypair
     from solders.pubkey import Pubkey
-    from solders.system_program import ID as SYSTEM
-    from solders.system_program import TransferParams, transfer
+    from solders.system_program import ID as SYSTEM, TransferParams, transfer
     from solders.transaction import Transaction, VersionedTransaction
 
     token = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")

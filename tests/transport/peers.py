@@ -14,8 +14,7 @@ import pytest
 import trio
 import trio.lowlevel
 import trio.testing
-from trio_websocket import ConnectionClosed as ConnectionClosed_
-from trio_websocket import WebSocketRequest, serve_websocket
+from trio_websocket import ConnectionClosed as ConnectionClosed_, WebSocketRequest, serve_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 

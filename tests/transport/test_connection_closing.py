@@ -14,8 +14,14 @@ import trio
 import trio.lowlevel
 import trio.testing
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, CloseConnection, Ping, Request, TextMessage
-from wsproto.events import Pong as PongEvent
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    Pong as PongEvent,
+    Request,
+    TextMessage,
+)
 
 from simtrio.errors import ConnectionClosed, ProtocolError
 from simtrio.transport import WebSocketConnection, connect, open_connection

@@ -10,6 +10,7 @@ from wsproto.events import (
     AcceptConnection,
     BytesMessage,
     CloseConnection,
+    Event as WsEvent,
     Ping,
     Pong,
     RejectConnection,
@@ -17,7 +18,6 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.events import Event as WsEvent
 
 from simtrio.errors import ConnectionClosed, InvalidParams, ProtocolError
 from simtrio.transport.endpoint import encode_headers, parse_url

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from simtrio.errors import InvalidParams
 from simtrio.wire.base58 import address_value, b58decode, b58encode, is_address, sort_addresses

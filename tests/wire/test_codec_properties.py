@@ -7,8 +7,7 @@ from typing import Any, get_args
 import attrs
 import orjson
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from simtrio import wire as t
 from simtrio.errors import InvalidParams, ProtocolError

@@ -6,8 +6,7 @@ import tracemalloc
 
 import pytest
 import zstandard
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from simtrio.errors import InvalidParams, ProtocolError
 from simtrio.wire.compression import (

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
 from simtrio.wire.codec import decode_frame
 from simtrio.wire.redact import MIN_SECRET_LENGTH, REDACTED, Redactor, redactor_for
