@@ -112,6 +112,8 @@ async def test_sub_session_aclose_against_the_reference_server(
             while not isinstance(await a.next_event(), events.ReadyForContinue):
                 pass
             await a.send_continue(Continue(1))  # waits until its subscription is UP
+            # b's subscription comes up on its own schedule: wait for its ack, not a's.
+            await b._sink.wait_all_up()  # pyright: ignore[reportPrivateUsage]
             sessions = server.sessions
             assert sessions[a.session_info.session_id].subscriptions == 1
             assert sessions[b.session_info.session_id].subscriptions == 1
