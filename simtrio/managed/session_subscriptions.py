@@ -457,16 +457,10 @@ async def serve_subscriptions(
     sub-sessions, a service each up front would cost a task each and delay the first events
     by as much. Every service runs in this task's nursery, so all of them end with it.
 
-    Nothing here waits for a service to be up (its requests wait in its own channel), so the
-    services of every session that asked meanwhile start together, in one step: started one
-    after another, each would be a scheduling round later than the one before.
+    Each service is started with ``nursery.start``: it is up (its own nursery open, its
+    requests being taken) before the next one starts.
     """
     async with trio.open_nursery() as services:
         task_status.started()
         async for subscriptions in receive:
-            services.start_soon(subscriptions.run)
-            while True:
-                try:
-                    services.start_soon(receive.receive_nowait().run)
-                except trio.WouldBlock:
-                    break
+            await services.start(subscriptions.run)
