@@ -26,7 +26,13 @@ from simtrio.server.config import ServerConfig
 from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
 from simtrio.server.http import handle_tcp
 from simtrio.server.paths import CONTROL_PATH
-from simtrio.server.serving import authority, open_listeners, serving_nursery
+from simtrio.server.serving import (
+    Listener,
+    authority,
+    current_listener,
+    listen_tcp,
+    serving_nursery,
+)
 from simtrio.server.state import ServerState
 
 if TYPE_CHECKING:
@@ -156,6 +162,20 @@ class ReferenceServer:
         return {gid: tuple(s.id for s in g.subs) for gid, g in self._state.groups.items()}
 
 
+@asynccontextmanager
+async def _running(
+    config: ServerConfig, host: str, port: int, listen: Listener
+) -> AsyncGenerator[ReferenceServer]:
+    """A server accepting connections through ``listen`` for the block, then stopped."""
+    state = ServerState(config)
+    async with serving_nursery() as nursery:
+        await nursery.start(state.run)
+        async with listen(functools.partial(handle_tcp, state), host, port) as bound_port:
+            server = ReferenceServer(state, host, bound_port)
+            logger.info("reference server listening on %s", server.url)
+            yield server
+
+
 async def run_server(
     config: ServerConfig | None = None,
     host: str = "127.0.0.1",
@@ -163,17 +183,14 @@ async def run_server(
     *,
     task_status: trio.TaskStatus[ReferenceServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`."""
-    config = config or ServerConfig()
-    state = ServerState(config)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(state.run)
-        listeners, bound_port = await open_listeners(host, port)
-        server = ReferenceServer(state, host, bound_port)
-        handler = functools.partial(handle_tcp, state)
-        await nursery.start(trio.serve_listeners, handler, listeners)
-        logger.info("reference server listening on %s", server.url)
+    """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`.
+
+    It always listens on TCP: it runs in a task of its own, so a listener put in place for
+    the caller (:func:`simtrio.server.serving.serving_with`) would not reach its clients.
+    """
+    async with _running(config or ServerConfig(), host, port, listen_tcp) as server:
         task_status.started(server)
+        await trio.sleep_forever()
 
 
 @asynccontextmanager
@@ -190,6 +207,5 @@ async def serve(
     and stops every session task.
     """
     config = attrs.evolve(config or ServerConfig(), **overrides)
-    async with serving_nursery() as nursery:
-        server: ReferenceServer = await nursery.start(run_server, config, host, port)
+    async with _running(config, host, port, current_listener()) as server:
         yield server

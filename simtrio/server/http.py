@@ -97,13 +97,16 @@ def _response(status: int, body: bytes = b"", content_type: str = "text/plain") 
 
 
 async def _reply(
-    stream: trio.SocketStream, status: int, body: bytes = b"", content_type: str = "text/plain"
+    stream: trio.abc.HalfCloseableStream,
+    status: int,
+    body: bytes = b"",
+    content_type: str = "text/plain",
 ) -> None:
     with contextlib.suppress(*PEER_GONE):
         await stream.send_all(_response(status, body, content_type))
 
 
-async def _refuse(stream: trio.SocketStream, linger: float) -> None:
+async def _refuse(stream: trio.abc.HalfCloseableStream, linger: float) -> None:
     """Answer 503 without reading the request, then let the peer's request drain a moment.
 
     Closing a socket with unread bytes in it makes the peer see a reset instead of the reply.
@@ -143,7 +146,7 @@ async def available_ranges_body(state: ServerState) -> bytes:
 
 
 async def _read_head(
-    stream: trio.SocketStream,
+    stream: trio.abc.HalfCloseableStream,
     parser: h11.Connection,
     raw: bytearray | None,
     *,
@@ -175,7 +178,7 @@ async def _read_head(
                     scope.deadline = trio.current_time() + head_timeout
                 if raw is not None:
                     raw += data
-                parser.receive_data(data)
+                parser.receive_data(bytes(data))  # no copy when it is bytes already
                 continue
             if isinstance(event, h11.Request):
                 return event
@@ -183,7 +186,7 @@ async def _read_head(
     return None
 
 
-async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes | None:
+async def _read_body(stream: trio.abc.HalfCloseableStream, parser: h11.Connection) -> bytes | None:
     body = bytearray()
     while True:
         try:
@@ -194,7 +197,7 @@ async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes
             data = await stream.receive_some(_RECEIVE_BYTES)
             if not data:
                 return None
-            parser.receive_data(data)
+            parser.receive_data(bytes(data))  # no copy when it is bytes already
             continue
         if isinstance(event, h11.Data):
             body += event.data
@@ -206,8 +209,9 @@ async def _read_body(stream: trio.SocketStream, parser: h11.Connection) -> bytes
         return None
 
 
-async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
-    """Serve one TCP connection: plain HTTP requests (kept alive), or one WebSocket."""
+async def handle_tcp(state: ServerState, stream: trio.abc.HalfCloseableStream) -> None:
+    """Serve one connection (TCP, or in memory in tests): plain HTTP requests (kept alive), or
+    one WebSocket."""
     state.tcp_connections += 1
     try:
         if state.tcp_connections > state.connection_cap:
@@ -224,7 +228,7 @@ async def handle_tcp(state: ServerState, stream: trio.SocketStream) -> None:
         await stream.aclose()
 
 
-async def _serve_connection(state: ServerState, stream: trio.SocketStream) -> None:
+async def _serve_connection(state: ServerState, stream: trio.abc.HalfCloseableStream) -> None:
     """Requests one after another until the peer closes, idles, or reaches the request cap.
 
     Only the first request may be a WebSocket upgrade: its bytes are replayed to the
@@ -312,7 +316,7 @@ async def _route(state: ServerState, request: _Request, body: bytes) -> tuple[in
 
 
 async def _upgrade(
-    state: ServerState, stream: trio.SocketStream, request: _Request, raw: bytes
+    state: ServerState, stream: trio.abc.HalfCloseableStream, request: _Request, raw: bytes
 ) -> None:
     headers = request.headers
     if "sec-websocket-key" not in headers or headers.get("sec-websocket-version") != "13":
@@ -361,7 +365,7 @@ async def _upgrade(
 
 async def _run_websocket(
     state: ServerState,
-    stream: trio.SocketStream,
+    stream: trio.abc.HalfCloseableStream,
     raw: bytes,
     plane: Plane,
     index: int,

@@ -21,6 +21,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import CloseConnection
 
 from simtrio.server.boundaries import WEBSOCKET_GONE
+from simtrio.server.serving import abort_stream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -31,13 +32,13 @@ logger = logging.getLogger(__name__)
 
 
 class ServerStream(trio.abc.Stream):
-    """A server-owned TCP stream that replays already-read bytes and can be stalled.
+    """A server-owned connection stream that replays already-read bytes and can be stalled.
 
     While stalled, both ``receive_some`` and ``send_all`` wait, so trio-websocket neither reads
-    requests nor answers Pings, yet the TCP connection stays open.
+    requests nor answers Pings, yet the connection stays open.
     """
 
-    def __init__(self, inner: trio.SocketStream, prefix: bytes) -> None:
+    def __init__(self, inner: trio.abc.Stream, prefix: bytes) -> None:
         self._inner = inner
         self._prefix = prefix
         self._gate: trio.Event | None = None
@@ -62,23 +63,23 @@ class ServerStream(trio.abc.Stream):
             await self._gate.wait()
 
     def abort(self) -> None:
-        """Close the socket now: no Close frame, whatever is in flight is lost."""
+        """Close the connection now: no Close frame, whatever is in flight is lost."""
         if not self._aborted:
             self._aborted = True
-            self._inner.socket.close()
+            abort_stream(self._inner)
         self.unstall()
 
-    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
         if self._prefix:
             size = len(self._prefix) if max_bytes is None else max_bytes
             data, self._prefix = self._prefix[:size], self._prefix[size:]
             await trio.lowlevel.checkpoint()
             return data
         await self.wait_open()
-        data = await self._inner.receive_some(max_bytes)
+        received = await self._inner.receive_some(max_bytes)
         # Bytes that arrive while stalled are held back until the stall ends.
         await self.wait_open()
-        return data
+        return received
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         await self.wait_open()

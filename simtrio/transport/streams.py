@@ -12,17 +12,17 @@ from __future__ import annotations
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
-from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import trio
 
+from simtrio.core.scoped import scoped
 from simtrio.errors import ConnectError, excerpt
 from simtrio.transport.boundary import map_exceptions, reason
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from contextlib import AbstractContextManager
 
     from simtrio.transport.endpoint import Endpoint
 
@@ -60,14 +60,9 @@ def current_stream_opener() -> StreamOpener:
     return _opener.get()
 
 
-@contextmanager
-def stream_opener(opener: StreamOpener) -> Generator[None]:
+def stream_opener(opener: StreamOpener) -> AbstractContextManager[None]:
     """Open every stream of this task (and of tasks it starts meanwhile) with ``opener``."""
-    token = _opener.set(opener)
-    try:
-        yield
-    finally:
-        _opener.reset(token)
+    return scoped(_opener, opener)
 
 
 async def open_stream(endpoint: Endpoint, ssl_context: ssl.SSLContext | None) -> trio.abc.Stream:
