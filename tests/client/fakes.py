@@ -19,9 +19,9 @@ from tests.support.fakeserver import (
     FakeServer,
     Script,
     read_request_head,
-    serve_streams,
     serving,
 )
+from tests.support.inmemory import serve_streams
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator

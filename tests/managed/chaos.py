@@ -69,6 +69,7 @@ from simtrio.managed.standalone import open_transaction_subscription
 from simtrio.params import Continue, CreateSession
 from simtrio.server import FaultKind, FaultPlan, Faults, Plane
 from tests.managed.driving import without_reannounced
+from tests.support.inmemory import reference_servers_in_memory
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -407,17 +408,19 @@ async def _run_single(server: simtrio.server.ReferenceServer, layout: Layout, ru
 async def run_layout(layout: Layout, plan: FaultPlan, config: ManagedConfig) -> Observed:
     """Run the layout once against a server with ``plan``; must run under trio."""
     bundle = layout.slots if not layout.single else max(100, layout.slots)
-    async with simtrio.server.serve(
-        api_key=KEY, seed=layout.chain_seed, bundle_size=bundle, faults=plan
-    ) as server:
-        run = _Run(config, server.config.program_ids)
-        with trio.fail_after(MOCK_TIME_LIMIT):
-            if layout.single:
-                await _run_single(server, layout, run)
-            else:
-                await _run_parallel(server, layout, run)
-        injected = {f"{plane}:{kind}": n for (plane, kind), n in server.faults_injected.items()}
-        connections = {str(plane): server.connection_count(plane) for plane in Plane}
+    # In memory, as the suite serves every test on the virtual clock; also when run as a script.
+    with reference_servers_in_memory():
+        async with simtrio.server.serve(
+            api_key=KEY, seed=layout.chain_seed, bundle_size=bundle, faults=plan
+        ) as server:
+            run = _Run(config, server.config.program_ids)
+            with trio.fail_after(MOCK_TIME_LIMIT):
+                if layout.single:
+                    await _run_single(server, layout, run)
+                else:
+                    await _run_parallel(server, layout, run)
+            injected = {f"{plane}:{kind}": n for (plane, kind), n in server.faults_injected.items()}
+            connections = {str(plane): server.connection_count(plane) for plane in Plane}
     return Observed(
         control={i: tuple(evs) for i, evs in run.control.items()},
         data={i: {k: tuple(v) for k, v in streams.items()} for i, streams in run.data.items()},

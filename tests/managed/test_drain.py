@@ -227,7 +227,7 @@ async def test_drain_after_terminals_already_arrived(
 async def test_give_up_fails_the_stream_and_wait_all_up(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    port = await closed_port()
+    port = await closed_port()  # real refused connects: nothing a virtual clock can race
     start = trio.current_time()
     async with session(f"http://127.0.0.1:{port}/x", max_total=10) as (subs, stream):
         subs.subscribe_transactions([TOKEN])

@@ -447,7 +447,7 @@ async def test_handshake_timeout_reconnects(autojump_clock: trio.testing.MockClo
 async def test_give_up_raises_subscription_failed_and_cancels_the_body(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    port = await closed_port()
+    port = await closed_port()  # real refused connects: nothing a virtual clock can race
     config = ManagedConfig(
         reconnect_max_total=10, backoff=BackoffPolicy(initial=0.5, jitter="none")
     )
@@ -472,7 +472,7 @@ async def test_give_up_raises_subscription_failed_and_cancels_the_body(
 
 
 async def test_give_up_cancels_a_busy_body(autojump_clock: trio.testing.MockClock) -> None:
-    port = await closed_port()
+    port = await closed_port()  # real refused connects: nothing a virtual clock can race
     config = ManagedConfig(backoff=BackoffPolicy(initial=0.01, jitter="none", max_retries=2))
     with pytest.raises(SubscriptionFailed):
         async with open_account_diff_subscription(

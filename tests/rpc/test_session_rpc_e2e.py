@@ -1,4 +1,9 @@
-"""``session.rpc()`` on every kind of session, against the embedded reference server."""
+"""``session.rpc()`` on every kind of session, against the embedded reference server.
+
+These stay on a real port and the real clock: ``SessionRpc`` speaks HTTP through httpx, which
+opens its own TCP connections instead of asking simtrio's stream opener (httpx has no public
+way to give its connection pool another network backend).
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Raw clients for driving the reference server in tests (no simtrio client code involved).
 
-WebSocket connections use trio-websocket on a TCP stream the test owns, so the socket is
-closed even when the server drops the connection. HTTP goes over a bare trio stream.
+WebSocket connections use trio-websocket on a byte stream the test owns, so the connection is
+closed even when the server drops it. HTTP goes over a bare trio stream. Every stream comes
+from :func:`open_raw`: a TCP connection, or an in-memory one when the server serves in memory
+(as it does for tests on the virtual clock; see ``tests/support/inmemory.py``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import zstandard
 
 from simtrio.server import ReferenceServer, serve
 from simtrio.server.state import ServerState
+from simtrio.transport.streams import current_stream_opener
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
@@ -223,6 +226,17 @@ class WsClient:
         raise AssertionError(f"expected the connection to close, got {message!r:.100}")
 
 
+async def open_raw(server: ReferenceServer) -> trio.abc.HalfCloseableStream:
+    """A raw byte stream to ``server``, reaching it the way simtrio's clients do.
+
+    That is TCP, unless the server serves in memory: then the stream opener its listener put
+    in place answers for its port.
+    """
+    stream = await current_stream_opener()(server.host, server.port)
+    assert isinstance(stream, trio.abc.HalfCloseableStream)
+    return stream
+
+
 @asynccontextmanager
 async def connect(
     server: ReferenceServer,
@@ -231,9 +245,9 @@ async def connect(
     api_key: str | None = None,
     max_message_size: int = 64 * 1024 * 1024,
 ) -> AsyncGenerator[WsClient, None]:
-    """Open a WebSocket to ``path`` on the server; the socket is always closed on exit."""
+    """Open a WebSocket to ``path`` on the server; the connection is always closed on exit."""
     headers = [(b"X-API-Key", api_key.encode())] if api_key is not None else []
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    stream = await open_raw(server)
     try:
         async with trio.open_nursery() as nursery:
             ws = await trio_websocket.wrap_client_stream(
@@ -258,7 +272,7 @@ async def connect(
 async def http_raw(server: ReferenceServer, request: bytes) -> tuple[int, dict[str, str], bytes]:
     """Send raw request bytes; read the reply until the server closes; parse it loosely."""
     with trio.fail_after(RECEIVE_TIMEOUT):
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        stream = await open_raw(server)
         async with stream:
             await stream.send_all(request)
             data = bytearray()
@@ -318,7 +332,7 @@ async def http_raw_upgrade(
     lines.extend(f"{k}: {v}" for k, v in headers.items())
     request = ("\r\n".join(lines) + "\r\n\r\n").encode()
     with trio.fail_after(RECEIVE_TIMEOUT):
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        stream = await open_raw(server)
         async with stream:
             await stream.send_all(request)
             data = bytearray()

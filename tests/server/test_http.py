@@ -10,7 +10,7 @@ import trio_websocket
 from simtrio.server import ReferenceServer, serve
 from simtrio.wire.codec import decode_available_ranges
 
-from .helpers import ack, connect, create, http, open_session, rpc_error, upgrade_status
+from .helpers import ack, connect, create, http, open_raw, open_session, rpc_error, upgrade_status
 
 
 async def test_health_ready_and_draining() -> None:
@@ -108,7 +108,7 @@ async def test_api_key_is_required_when_configured() -> None:
 
 
 async def _rejected_by_trio_websocket(server: ReferenceServer, key: str) -> int | None:
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    stream = await open_raw(server)
     status: int | None = None
     try:
         async with trio.open_nursery() as nursery:

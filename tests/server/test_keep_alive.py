@@ -12,7 +12,7 @@ import trio
 
 from simtrio.server import serve
 
-from .helpers import session_on
+from .helpers import open_raw, session_on
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
 
 
 class _Client:
-    """A raw HTTP/1.1 client on one TCP connection, parsing answers with h11."""
+    """A raw HTTP/1.1 client on one connection, parsing answers with h11."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.parser = h11.Connection(h11.CLIENT)
 
@@ -66,8 +66,8 @@ class _Client:
 
 @asynccontextmanager
 async def _open_client(server: ReferenceServer) -> AsyncIterator[_Client]:
-    """A raw HTTP client on a new TCP connection to ``server``, closed on the way out."""
-    stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+    """A raw HTTP client on a new connection to ``server``, closed on the way out."""
+    stream = await open_raw(server)
     async with stream:
         yield _Client(stream)
 

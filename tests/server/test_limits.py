@@ -8,10 +8,10 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request
 
-from simtrio.server import control, serve
+from simtrio.server import ReferenceServer, control, serve
 from simtrio.server.state import FD_RESERVE, connection_cap
 
-from .helpers import TOKEN, connect, create, http, open_session, subscribe, wait_until
+from .helpers import TOKEN, connect, create, http, open_raw, open_session, subscribe, wait_until
 
 HUGE = 100_000_000_000
 
@@ -101,7 +101,7 @@ async def test_the_disconnect_timeout_is_capped(autojump_clock: trio.abc.Clock) 
 
 async def test_a_request_head_that_never_ends_is_cut_off(autojump_clock: trio.abc.Clock) -> None:
     async with serve(handshake_timeout=3) as server:
-        stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+        stream = await open_raw(server)
         async with stream:
             await stream.send_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
             with trio.fail_after(60):
@@ -112,7 +112,7 @@ async def test_a_request_head_that_never_ends_is_cut_off(autojump_clock: trio.ab
 async def test_connections_past_the_cap_get_503_and_the_rest_are_served() -> None:
     with trio.fail_after(5):
         async with serve(max_connections=2) as server:
-            idle = [await trio.open_tcp_stream("127.0.0.1", server.port) for _ in range(2)]
+            idle = [await open_raw(server) for _ in range(2)]
             await wait_until(lambda: server.tcp_connections == 2)
             status, _, body = await http(server, "GET", "/health")
             assert (status, body) == (503, b"too many connections")
@@ -131,8 +131,10 @@ def test_the_connection_cap_leaves_room_below_the_descriptor_limit() -> None:
     assert connection_cap(100, 10) == 1
 
 
-async def _raw_websocket(server_port: int, path: str) -> tuple[trio.SocketStream, WSConnection]:
-    stream = await trio.open_tcp_stream("127.0.0.1", server_port)
+async def _raw_websocket(
+    server: ReferenceServer, path: str
+) -> tuple[trio.abc.Stream, WSConnection]:
+    stream = await open_raw(server)
     ws = WSConnection(ConnectionType.CLIENT)
     await stream.send_all(ws.send(Request(host="127.0.0.1", target=path)))
     while True:
@@ -141,9 +143,9 @@ async def _raw_websocket(server_port: int, path: str) -> tuple[trio.SocketStream
             return stream, ws
 
 
-async def _close_code_after(server_port: int, raw_frame: bytes) -> int | None:
+async def _close_code_after(server: ReferenceServer, raw_frame: bytes) -> int | None:
     """Send ``raw_frame`` on a fresh control connection; the code of the server's Close."""
-    stream, ws = await _raw_websocket(server_port, "/backtest")
+    stream, ws = await _raw_websocket(server, "/backtest")
     async with stream:
         await stream.send_all(raw_frame)
         while data := await stream.receive_some(65536):
@@ -165,7 +167,7 @@ async def _close_code_after(server_port: int, raw_frame: bytes) -> int | None:
 async def test_protocol_violations_get_a_close_frame_with_the_code(frame: bytes, code: int) -> None:
     with trio.fail_after(5):
         async with serve() as server:
-            assert await _close_code_after(server.port, frame) == code
+            assert await _close_code_after(server, frame) == code
 
 
 async def test_inbound_messages_are_bounded_per_plane() -> None:

@@ -17,18 +17,15 @@ stream the fake owns, so a drop really is abrupt and a stall really stops the Po
 from __future__ import annotations
 
 import contextlib
-import socket
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from functools import partial
 from typing import Any, Literal
 
 import orjson
 import trio
-import trio.testing
 import trio_websocket
 
-from simtrio.transport.streams import current_stream_opener, stream_opener
+from simtrio.server.serving import abort_stream
 from simtrio.wire.compression import ZstdStreamEncoder
 from simtrio.wire.rpc import (
     AccountDiffNotification,
@@ -38,6 +35,7 @@ from simtrio.wire.rpc import (
 )
 from simtrio.wire.rpc_server import encode_rpc
 from simtrio.wire.urls import CONTROL_PATH
+from tests.support.inmemory import serve_streams
 
 __all__ = [
     "ACCOUNT",
@@ -53,14 +51,12 @@ __all__ = [
     "diff_text",
     "hold",
     "read_request_head",
-    "serve_streams",
     "serving",
     "tx_text",
 ]
 
 MAX_MESSAGE_SIZE = 64 * 1024 * 1024
 ACCOUNT = "B6K31RBmUPHnm2xubybB4p9LfJDWykmEnT6bBr5FfsNf"
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost"})
 _SERVE_ERRORS = (trio_websocket.ConnectionClosed, trio.BrokenResourceError, OSError)
 
 
@@ -109,15 +105,7 @@ class OwnedStream(trio.abc.Stream):
 
     def abort(self) -> None:
         """Close at once, without a Close frame: the client sees the connection end."""
-        inner = self.inner
-        if isinstance(inner, trio.SocketStream):
-            inner.socket.close()
-        elif isinstance(inner, trio.StapledStream):
-            for half in (inner.send_stream, inner.receive_stream):
-                if isinstance(
-                    half, trio.testing.MemorySendStream | trio.testing.MemoryReceiveStream
-                ):
-                    half.close()
+        abort_stream(self.inner)
         self._open.set()
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
@@ -465,45 +453,6 @@ async def read_request_head(stream: trio.abc.Stream) -> bytes | None:
             return None
         head += chunk
     return head
-
-
-@asynccontextmanager
-async def serve_streams(
-    handler: Callable[[trio.abc.Stream], Awaitable[None]], *, tcp: bool = False
-) -> AsyncGenerator[int]:
-    """Run ``handler`` for every connection to the yielded port of 127.0.0.1.
-
-    In memory (the default), simtrio's connections to 127.0.0.1 or localhost on that port reach
-    ``handler`` over ``memory_stream_pair``; the port is reserved for the block (bound, never
-    listening), so no other test server gets it, and connections elsewhere go where they went
-    before. With ``tcp=True`` it is a real listening socket. Leaving the block cancels whatever
-    still runs.
-    """
-    async with trio.open_nursery() as nursery:
-        if tcp:
-            listeners = await nursery.start(partial(trio.serve_tcp, handler, 0, host="127.0.0.1"))
-            try:
-                yield listeners[0].socket.getsockname()[1]
-            finally:
-                nursery.cancel_scope.cancel()
-            return
-        fallback = current_stream_opener()
-        with socket.socket() as reserved:
-            reserved.bind(("127.0.0.1", 0))
-            reserved_port: int = reserved.getsockname()[1]
-
-            async def opener(host: str, port: int) -> trio.abc.Stream:
-                if port != reserved_port or host not in _LOCAL_HOSTS:
-                    return await fallback(host, port)
-                client_end, server_end = trio.testing.memory_stream_pair()
-                nursery.start_soon(handler, server_end)
-                return client_end
-
-            with stream_opener(opener):
-                try:
-                    yield reserved_port
-                finally:
-                    nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager

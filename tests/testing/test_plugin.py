@@ -68,6 +68,7 @@ def test_server_fixture_and_its_configuration(pytester: pytest.Pytester) -> None
             assert simtrio_server.config.bundle_size == 100
 
 
+        # On 127.0.0.1, as users get the fixture: the suite's in-memory serving is not theirs.
         @pytest.mark.simtrio_server(faults=FaultPlan(control_connections={1: Faults(drop_after=8)}))
         async def test_faults_with_a_mock_clock(simtrio_server, autojump_clock):
             seen = await strategy(simtrio_server.url)

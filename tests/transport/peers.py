@@ -19,7 +19,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Request, TextMessage
 
 from simtrio.errors import ConnectError
-from tests.support.fakeserver import serve_streams
+from tests.support.inmemory import serve_streams
 
 if TYPE_CHECKING:
     import ssl
