@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["scoped"]
+__all__: list[str] = []
 
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar

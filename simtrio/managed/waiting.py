@@ -10,14 +10,14 @@ own cancel scope and looks again.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 import trio
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
-
-__all__ = ["Waiters"]
 
 
 class Waiters:

@@ -13,6 +13,8 @@ a virtual clock never races a real socket.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager
@@ -26,18 +28,6 @@ from simtrio.core.scoped import scoped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
-
-__all__ = [
-    "ConnectionHandler",
-    "Listener",
-    "abort_stream",
-    "authority",
-    "current_listener",
-    "listen_tcp",
-    "open_listeners",
-    "serving_nursery",
-    "serving_with",
-]
 
 ConnectionHandler: TypeAlias = Callable[[trio.abc.HalfCloseableStream], Awaitable[None]]
 """Serves one accepted connection, given its byte stream."""

@@ -8,6 +8,8 @@ spellings the client decodes with.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TypeAlias
 
 import attrs
@@ -48,17 +50,6 @@ from simtrio.wire.rpc import (
     wrapped_value,
 )
 from simtrio.wire.rules import I64_MAX, I64_MIN
-
-__all__ = [
-    "InvalidRpcRequest",
-    "RpcRequest",
-    "UnknownRpcRequest",
-    "Unsubscribe",
-    "decode_rpc_request",
-    "decode_subscribe_request",
-    "encode_rpc",
-    "encode_unsubscribe_reply",
-]
 
 
 @attrs.frozen
