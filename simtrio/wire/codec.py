@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, get_args
 
 import attrs
 import orjson
@@ -52,20 +52,13 @@ from simtrio.wire.spellings import (
     resolved_fields,
 )
 from simtrio.wire.types import (
-    AttachBacktestSession,
-    AttachParallelControlSessionV2,
     AvailableRange,
     BacktestRequest,
     BacktestResponse,
     BacktestStatus,
-    CloseBacktestSession,
-    CloseSessionRequestV1,
     Completed,
     ContinueParams,
     ContinueSessionRequestV1,
-    ContinueToParams,
-    ContinueToSessionRequestV1,
-    CreateBacktestSessionRequest,
     DiscoveryBatch,
     DiscoveryBatchEvent,
     Error,
@@ -73,7 +66,6 @@ from simtrio.wire.types import (
     Paused,
     PausedEvent,
     ReadyForContinue,
-    ResumeAttachedSession,
     SessionAttached,
     SessionCreated,
     SessionEvent,
@@ -84,6 +76,7 @@ from simtrio.wire.types import (
     SlotNotification,
     Status,
     Success,
+    TopLevelEvent,
     UnknownRequest,
     UnknownResponse,
     UnknownSessionEvent,
@@ -169,9 +162,7 @@ _EVENT_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
 _EVENT_DECODERS_BY_KIND: Final[Mapping[str, _PayloadDecoder]] = {
     kind_key(tag): dec for tag, dec in _EVENT_DECODERS.items()
 }
-_EVENT_CLASSES: Final[frozenset[type]] = frozenset(
-    {ReadyForContinue, SlotNotification, Paused, DiscoveryBatch, Error, Success, Completed, Status}
-)
+_EVENT_CLASSES: Final[frozenset[type]] = frozenset(get_args(TopLevelEvent))
 
 
 def _decode_event(raw: JsonValue) -> SessionEvent:
@@ -281,18 +272,9 @@ _RESPONSE_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
     "sessionEventV2": _d_session_event_v2,
 }
 
-_RESPONSE_CLASSES: Final[frozenset[type]] = frozenset(
-    {
-        SessionCreated,
-        SessionAttached,
-        SessionsCreated,
-        SessionsCreatedV2,
-        ParallelSessionAttachedV2,
-        SessionEventV1,
-        SessionEventV2,
-    }
-    | _EVENT_CLASSES
-)
+_RESPONSE_CLASSES: Final[frozenset[type]] = frozenset(get_args(BacktestResponse)) - {
+    UnknownResponse
+}
 
 
 def _newtype_value_hook(cls: type) -> UHook:
@@ -388,18 +370,7 @@ def encode_response(response: BacktestResponse, seq_id: int | None = None) -> st
 # Requests (§3)
 # ============================================================================================
 
-_REQUEST_CLASSES: Final[tuple[type, ...]] = (
-    CreateBacktestSessionRequest,
-    ContinueParams,
-    ContinueToParams,
-    ContinueSessionRequestV1,
-    ContinueToSessionRequestV1,
-    CloseBacktestSession,
-    CloseSessionRequestV1,
-    AttachBacktestSession,
-    ResumeAttachedSession,
-    AttachParallelControlSessionV2,
-)
+_REQUEST_CLASSES: Final[tuple[type, ...]] = get_args(BacktestRequest)
 
 
 def _request_decoder(cls: type) -> _PayloadDecoder:
