@@ -475,12 +475,8 @@ class ControlLoop(abc.ABC):
             run.reads += 1
             routed, error = self._route(run, messages)
             if routed and tap is not None:
-                run.reading_paused = True
-                try:
+                with run.read_pause:
                     await tap.wait_for_room()
-                finally:
-                    run.reading_paused = False
-                    run.reading_resumed = trio.current_time()
             if error is not None:
                 run.lose(f"protocol error: {error}")
 

@@ -10,6 +10,7 @@ own cancel scope and looks again.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -17,7 +18,7 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
-__all__ = ["Waiters"]
+__all__ = ["ReadPause", "Waiters"]
 
 
 class Waiters:
@@ -54,3 +55,25 @@ class Waiters:
         await trio.lowlevel.checkpoint()
         while not predicate():
             await self._lot.park()
+
+
+class ReadPause:
+    """A connection that stops reading by its own choice (a slow consumer, the recorder's disk).
+
+    ``with pause:`` around such a wait; a silence watchdog skips a connection while
+    :attr:`active` and counts silence from :attr:`ended_at` at the earliest, so the wait is never
+    taken for the peer's silence.
+    """
+
+    __slots__ = ("active", "ended_at")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.ended_at = -math.inf
+
+    def __enter__(self) -> None:
+        self.active = True
+
+    def __exit__(self, *_: object) -> None:
+        self.active = False
+        self.ended_at = trio.current_time()
