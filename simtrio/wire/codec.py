@@ -62,17 +62,11 @@ from simtrio.wire.types import (
     DiscoveryBatch,
     DiscoveryBatchEvent,
     Error,
-    ParallelSessionAttachedV2,
     Paused,
     PausedEvent,
     ReadyForContinue,
-    SessionAttached,
-    SessionCreated,
     SessionEvent,
-    SessionEventV1,
     SessionEventV2,
-    SessionsCreated,
-    SessionsCreatedV2,
     SlotNotification,
     Status,
     Success,
@@ -261,19 +255,19 @@ def _struct_decoder(cls: type) -> _PayloadDecoder:
     return decode
 
 
-_RESPONSE_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
-    **_EVENT_DECODERS,
-    "sessionCreated": _struct_decoder(SessionCreated),
-    "sessionAttached": _struct_decoder(SessionAttached),
-    "sessionsCreated": _struct_decoder(SessionsCreated),
-    "sessionsCreatedV2": _struct_decoder(SessionsCreatedV2),
-    "parallelSessionAttachedV2": _struct_decoder(ParallelSessionAttachedV2),
-    "sessionEventV1": _struct_decoder(SessionEventV1),
-    "sessionEventV2": _d_session_event_v2,
-}
-
 _RESPONSE_CLASSES: Final[frozenset[type]] = frozenset(get_args(BacktestResponse)) - {
     UnknownResponse
+}
+
+_RESPONSE_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
+    **{
+        tag: _struct_decoder(cls)
+        for cls in _RESPONSE_CLASSES - _EVENT_CLASSES
+        if (tag := SPELLINGS[cls][0]) is not None
+    },
+    **_EVENT_DECODERS,
+    # The numbered sub-session event is the hot path of a parallel run: hand-read.
+    "sessionEventV2": _d_session_event_v2,
 }
 
 
