@@ -221,16 +221,16 @@ class _Display:
         if not self.live:
             await trio.sleep_forever()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-        console = Console(file=self.err)
-        with Progress(
+        from simtrio.cli.progress import progress_display
+
+        with progress_display(
+            Console(file=self.err),
             TextColumn("[bold]sweep"),
             BarColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            console=console,
-            auto_refresh=False,
             transient=False,
         ) as bar:
             task = bar.add_task(self._line(), total=max(1, self.progress.total))
