@@ -24,6 +24,7 @@ from simtrio.cli.common import (
     Interrupt,
     Target,
     UsageError,
+    add_json_flag,
     add_target_args,
     resolve_target,
     simtrio_error_of,
@@ -77,7 +78,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="DATE",
         help="ranges starting at or before DATE (UTC)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON array")
+    add_json_flag(p, "a JSON array")
 
 
 def _time(text: str | None) -> dt.datetime | None:

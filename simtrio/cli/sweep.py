@@ -28,6 +28,7 @@ from simtrio.cli.common import (
     EXIT_OK,
     CommandInfo,
     UsageError,
+    add_json_flag,
     add_target_args,
     control_url,
     display_url,
@@ -82,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retries", type=int, metavar="N", help="extra attempts of a failed cell")
     p.add_argument("--record", metavar="DB", type=Path, help="the run store to record into")
-    p.add_argument("--json", action="store_true", help="print the outcome table as JSON")
+    add_json_flag(p, "the outcome table as JSON")
     add_target_args(p)
 
 
