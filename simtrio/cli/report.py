@@ -34,10 +34,12 @@ __all__ = [
 
 
 class SessionState(enum.StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
+    """Where a (sub-)session of a run stands; the value is the lower-case name, as printed."""
+
+    RUNNING = enum.auto()
+    COMPLETED = enum.auto()
+    FAILED = enum.auto()
+    INTERRUPTED = enum.auto()
 
 
 @attrs.frozen
