@@ -9,6 +9,8 @@ and hands it over.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 
 import trio
 
+from simtrio.core.boundary import map_exceptions
 from simtrio.core.discovery import (
     DISCOVERY_SETTLE,
     RUN_ON_COUNT,
@@ -35,7 +38,6 @@ from simtrio.errors import (
 )
 from simtrio.params import Continue, as_continue_params
 from simtrio.rpc.session import SessionRpc, open_session_rpc
-from simtrio.transport.boundary import map_exceptions
 from simtrio.wire import types as wire
 from simtrio.wire.codec import decode_frame, encode
 from simtrio.wire.urls import resolve_rpc_url
@@ -47,17 +49,6 @@ if TYPE_CHECKING:
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.backtest_errors import BacktestError
     from simtrio.wire.redact import Redactor
-
-__all__ = [
-    "GRACEFUL_CLOSE_TIMEOUT",
-    "BacktestSession",
-    "ContinueResult",
-    "OnResponse",
-    "ReadyOutcome",
-    "decode_message",
-    "deadline",
-    "log_skipped",
-]
 
 logger = logging.getLogger("simtrio.client")
 """The plain client's logger, whichever of its modules logs."""

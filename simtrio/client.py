@@ -7,14 +7,14 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 from simtrio.backtest_session import (
     GRACEFUL_CLOSE_TIMEOUT,
     BacktestSession,
-    ContinueResult,
-    ReadyOutcome,
     deadline,
     decode_message,
     log_skipped,
@@ -35,14 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable
 
     from simtrio.transport.connection import WebSocketConnection
-
-__all__ = [
-    "GRACEFUL_CLOSE_TIMEOUT",
-    "BacktestClient",
-    "BacktestSession",
-    "ContinueResult",
-    "ReadyOutcome",
-]
 
 
 _BODY_EXCERPT: Final = 200

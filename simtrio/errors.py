@@ -6,12 +6,6 @@ code never has to catch an ``OSError`` or a ``zstandard.ZstdError`` coming out o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast, overload
-
-if TYPE_CHECKING:
-    from simtrio.wire.backtest_errors import BacktestError
-    from simtrio.wire.jsontext import JsonValue
-
 __all__ = [
     "ConnectError",
     "ConnectionClosed",
@@ -30,6 +24,12 @@ __all__ = [
     "SubscriptionFailed",
     "excerpt",
 ]
+
+from typing import TYPE_CHECKING, cast, overload
+
+if TYPE_CHECKING:
+    from simtrio.wire.backtest_errors import BacktestError
+    from simtrio.wire.jsontext import JsonValue
 
 _EXCERPT_LIMIT = 80
 

@@ -23,6 +23,20 @@ it means. Inside ``simtrio.wire``, which never imports this module, the wire nam
 
 from __future__ import annotations
 
+__all__ = [
+    "AccountDiff",
+    "Completed",
+    "DiscoveryBatch",
+    "ErrorEvent",
+    "Event",
+    "Paused",
+    "ProgramLogs",
+    "ReadyForContinue",
+    "Slot",
+    "Status",
+    "Transaction",
+]
+
 from typing import TypeAlias
 
 import attrs
@@ -39,20 +53,6 @@ from simtrio.wire.types import (
     PausedEvent,
     SessionSummary,
 )
-
-__all__ = [
-    "AccountDiff",
-    "Completed",
-    "DiscoveryBatch",
-    "ErrorEvent",
-    "Event",
-    "Paused",
-    "ProgramLogs",
-    "ReadyForContinue",
-    "Slot",
-    "Status",
-    "Transaction",
-]
 
 
 @attrs.frozen

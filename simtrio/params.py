@@ -7,6 +7,8 @@ constructors, so a bad parameter fails where it was written rather than inside a
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, TypeGuard
@@ -26,14 +28,6 @@ from simtrio.wire.types import (
     ProgramExecuted,
     UnknownDiscoveryFilter,
 )
-
-__all__ = [
-    "MAX_DISCONNECT_TIMEOUT_SECS",
-    "Continue",
-    "CreateSession",
-    "as_continue_params",
-    "as_create_request",
-]
 
 MAX_DISCONNECT_TIMEOUT_SECS = 900
 """The server keeps a detached session at most this long (protocol §3.1)."""

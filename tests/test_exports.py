@@ -56,6 +56,21 @@ _MEMBER = re.compile(r"^\s+- (\w+)\s*$")
 _LINK = re.compile(r"\]\[(simtrio(?:\.\w+)+)\]")
 
 
+def _modules() -> dict[str, Path]:
+    """Every module of the package by its dotted name, a package by its ``__init__``."""
+    modules: dict[str, Path] = {}
+    for path in sorted((ROOT / "simtrio").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = _modules()
+INTERNAL_MODULES = sorted(set(MODULES) - set(PUBLIC_MODULES))
+
+
 def _exports() -> Iterator[tuple[str, str]]:
     for module in PUBLIC_MODULES:
         for name in importlib.import_module(module).__all__:
@@ -132,6 +147,47 @@ def test_top_level_defines_nothing() -> None:
         else:
             assert isinstance(node, ast.ImportFrom), ast.unparse(node)
     assert simtrio.__all__ == sorted(simtrio.__all__)
+
+
+@cache
+def _tree(module: str) -> ast.Module:
+    return ast.parse(MODULES[module].read_text(encoding="utf-8"))
+
+
+def _all_statement(module: str) -> tuple[int, ast.stmt | None]:
+    """Where the module assigns ``__all__`` among its top-level statements, and the statement."""
+    tree = _tree(module)
+    for index, node in enumerate(tree.body):
+        targets = node.targets if isinstance(node, ast.Assign) else []
+        if isinstance(node, ast.AnnAssign):
+            targets = [node.target]
+        if any(isinstance(target, ast.Name) and target.id == "__all__" for target in targets):
+            return index, node
+    return len(tree.body), None
+
+
+def test_every_public_module_is_a_module() -> None:
+    assert set(PUBLIC_MODULES) <= MODULES.keys()
+
+
+@pytest.mark.parametrize("module", INTERNAL_MODULES)
+def test_internal_module_exports_nothing(module: str) -> None:
+    """An empty ``__all__`` tells checkers and IDEs that no name here is public API."""
+    _, statement = _all_statement(module)
+    assert isinstance(statement, ast.Assign | ast.AnnAssign), f"{module} has no __all__"
+    assert statement.value is not None
+    assert ast.literal_eval(statement.value) == [], f"{module} exports names"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_all_comes_before_the_imports(module: str) -> None:
+    """As PEP 8 places module dunders: after the docstring and ``__future__``, before imports."""
+    position, statement = _all_statement(module)
+    assert statement is not None, f"{module} has no __all__"
+    for node in _tree(module).body[:position]:
+        assert not isinstance(node, ast.Import), f"{module}: {ast.unparse(node)} before __all__"
+        if isinstance(node, ast.ImportFrom):
+            assert node.module == "__future__", f"{module}: {ast.unparse(node)} before __all__"
 
 
 @pytest.mark.parametrize("module", PUBLIC_MODULES)

@@ -14,6 +14,8 @@ token account layout: mint at bytes 0..32, owner at 32..64, amount as u64 little
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import json
 from typing import TYPE_CHECKING, Any, Final
 
@@ -31,18 +33,6 @@ if TYPE_CHECKING:
 
     from simtrio.rpc import SessionRpc
     from simtrio.wire.types import AgentStatsReport
-
-__all__ = [
-    "TOKEN_PROGRAMS",
-    "WALLET_KEYS",
-    "Agent",
-    "WalletBalances",
-    "agent_pnl",
-    "load_agents",
-    "read_balances",
-    "render_agents",
-    "stats_json",
-]
 
 WALLET_KEYS: Final = ("wallet", "wallet_pubkey", "walletPubkey")
 """Keys of an agent entry that name its wallet, first found wins."""

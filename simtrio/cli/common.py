@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import os
 import signal
 import threading
@@ -19,28 +21,6 @@ from simtrio.wire.urls import normalize_control_url
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Generator, Iterator, Mapping
-
-__all__ = [
-    "CommandInfo",
-    "ENV_API_KEY",
-    "ENV_URL",
-    "EXIT_FAILED",
-    "EXIT_INTERRUPTED",
-    "EXIT_OK",
-    "EXIT_TERMINATED",
-    "EXIT_USAGE",
-    "Interrupt",
-    "Target",
-    "UsageError",
-    "add_json_flag",
-    "add_target_args",
-    "control_url",
-    "display_url",
-    "iter_csv",
-    "resolve_target",
-    "simtrio_error_of",
-    "url_problem",
-]
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]  # pyright: ignore[reportPrivateUsage]

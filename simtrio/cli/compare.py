@@ -15,31 +15,22 @@ The exit status is 1 when there is a regression, whichever sections are shown.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import sys
 from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
 from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo, add_json_flag
-from simtrio.cli.output import json_object, render_table, write_json
+from simtrio.cli.console import render_table
+from simtrio.cli.output import json_object, write_json
 from simtrio.cli.runfile import RunFile, RunFileError, load_run
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Mapping
 
-
-__all__ = [
-    "SECTIONS",
-    "Comparison",
-    "INFO",
-    "add_arguments",
-    "command",
-    "compare_runs",
-    "load_run",
-    "net_changes",
-    "render_comparison",
-]
 
 SECTIONS = ("regressions", "improvements", "balances", "summary")
 

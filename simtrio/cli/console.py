@@ -12,6 +12,8 @@ file or a pipe gets whole values in whitespace-separated columns.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import io
 import logging
 import shutil
@@ -24,17 +26,6 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-__all__ = [
-    "Cell",
-    "cell_text",
-    "configure_logging",
-    "make_table",
-    "render_table",
-    "reset_logging",
-    "stderr_console",
-    "stdout_width",
-]
 
 Cell = str | int | float | None
 

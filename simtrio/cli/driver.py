@@ -8,6 +8,8 @@ With ``--record``, the managed session itself records the run (``recorder=``).
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
@@ -38,8 +40,6 @@ if TYPE_CHECKING:
     from simtrio.recording.recorder import Recorder
     from simtrio.rpc import SessionRpc
     from simtrio.server import ServerConfig
-
-__all__ = ["DEFAULT_DISCONNECT_TIMEOUT", "RunOptions", "execute_run"]
 
 DEFAULT_DISCONNECT_TIMEOUT = 60
 """Seconds the server keeps a detached session: long enough for managed re-attaches."""

@@ -13,6 +13,8 @@ a usage error before anything connects. Building the states is pure (no RPC).
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 import attrs
@@ -33,8 +35,6 @@ if TYPE_CHECKING:
     from solders.pubkey import Pubkey
 
     from simtrio.wire.types import AccountData
-
-__all__ = ["ProgramBuild", "ProgramBuildError", "injection_states", "load_program_builds"]
 
 _ELF_MAGIC = b"\x7fELF"
 

@@ -1,26 +1,33 @@
 """Entry point of the ``simtrio`` command.
 
-Every subcommand lives in its own module with ``add_parser`` and a ``command(args) -> int``;
-adding one is adding its module to :data:`COMMANDS`. This module only parses, dispatches and
-turns process-level conditions (usage errors, signals, a closed stdout pipe, an unexpected
-failure) into exit statuses with one line on stderr: a traceback only with ``-v``.
+Every subcommand lives in its own module with ``INFO``, ``add_arguments`` and a
+``command(args) -> int``; adding one is adding those to :data:`COMMANDS`. This module only
+parses, dispatches and turns process-level conditions (usage errors, signals, a closed stdout
+pipe, an unexpected failure) into exit statuses with one line on stderr: a traceback only with
+``-v``.
 """
 
 from __future__ import annotations
+
+__all__: list[str] = []
 
 import argparse
 import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from importlib import metadata
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import attrs
 
 from simtrio.cli import compare, ranges, replay, run, runs, serve, summarize, sweep
 from simtrio.cli.common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    CommandInfo,
     UsageError,
     simtrio_error_of,
 )
@@ -29,22 +36,29 @@ from simtrio.core.groups import first_leaf, only
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from simtrio.cli.common import CommandInfo, Subparsers
-
-__all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "build_parser", "main"]
+    from simtrio.cli.common import Subparsers
 
 
-class _Command(Protocol):
-    @property
-    def INFO(self) -> CommandInfo: ...
+@attrs.frozen
+class _Command:
+    """What a command module provides, taken by name from the module that defines it."""
 
-    def add_arguments(self, p: argparse.ArgumentParser, /) -> None: ...
+    INFO: CommandInfo
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    command: Callable[[argparse.Namespace], int]
 
-    def command(self, args: argparse.Namespace, /) -> int: ...
 
-
-COMMANDS: list[_Command] = [run, serve, ranges, runs, compare, summarize, replay, sweep]
-"""The command modules, in the order ``--help`` lists them."""
+COMMANDS: list[_Command] = [
+    _Command(run.INFO, run.add_arguments, run.command),
+    _Command(serve.INFO, serve.add_arguments, serve.command),
+    _Command(ranges.INFO, ranges.add_arguments, ranges.command),
+    _Command(runs.INFO, runs.add_arguments, runs.command),
+    _Command(compare.INFO, compare.add_arguments, compare.command),
+    _Command(summarize.INFO, summarize.add_arguments, summarize.command),
+    _Command(replay.INFO, replay.add_arguments, replay.command),
+    _Command(sweep.INFO, sweep.add_arguments, sweep.command),
+]
+"""The commands, in the order ``--help`` lists them."""
 
 EXIT_BROKEN_PIPE = 141
 """What a shell reports for a process killed by SIGPIPE (128 + 13)."""

@@ -15,12 +15,13 @@ is :mod:`simtrio.cli.runfile`'s job.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import orjson
 
 from simtrio.cli.output import json_object
-from simtrio.cli.runfile import RunFile, RunFileError, read_run_file
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
     from simtrio.cli.report import TxFacts
     from simtrio.events import ProgramLogs
     from simtrio.wire.rpc import AccountDiffNotification
-
-# RunFile, RunFileError and read_run_file live in simtrio.cli.runfile; importing them from
-# here keeps working.
-__all__ = ["NdjsonWriter", "RunFile", "RunFileError", "RunWriter", "read_run_file"]
 
 
 class RunWriter(Protocol):

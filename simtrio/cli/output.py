@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import Any, TextIO, cast
 
 import orjson
-
-from simtrio.cli.console import Cell, render_table
-
-__all__ = ["Cell", "dumps", "format_duration", "json_object", "render_table", "write_json"]
 
 
 def format_duration(seconds: float) -> str:

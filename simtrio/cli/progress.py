@@ -9,6 +9,8 @@ Time comes from trio's clock, so the ETA follows a test's mock clock too.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import time
 from typing import TYPE_CHECKING
 
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from simtrio.cli.report import SessionTally
-
-__all__ = ["RunProgress", "progress_display"]
 
 _MARK = {
     SessionState.RUNNING: " ",

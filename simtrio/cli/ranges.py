@@ -8,6 +8,8 @@ soon as a date is given.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import argparse
 import datetime as dt
 import sys
@@ -29,23 +31,13 @@ from simtrio.cli.common import (
     resolve_target,
     simtrio_error_of,
 )
-from simtrio.cli.output import render_table, write_json
+from simtrio.cli.console import render_table
+from simtrio.cli.output import write_json
 from simtrio.client import BacktestClient
 from simtrio.errors import SimtrioError
 
 if TYPE_CHECKING:
     from simtrio.wire.types import AvailableRange
-
-__all__ = [
-    "INFO",
-    "add_arguments",
-    "command",
-    "fetch_ranges",
-    "filter_ranges",
-    "parse_date",
-    "ranges_json",
-    "render_ranges",
-]
 
 
 def parse_date(text: str) -> dt.datetime:

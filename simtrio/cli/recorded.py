@@ -10,6 +10,8 @@ sequence numbers and counted once, as the client did. Recordings made of driver 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -25,9 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-    from simtrio.recording.store import Entry, RunManifest
-
-__all__ = ["load_recorded_run", "summarize_recording"]
+    from simtrio.recording.records import Entry, RunManifest
 
 
 def _create_of(manifest: RunManifest) -> types.CreateBacktestSessionRequest | None:

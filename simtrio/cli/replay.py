@@ -9,6 +9,8 @@ recording gets an error; the divergences are listed when the server stops (exit 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, TextIO
@@ -33,8 +35,6 @@ if TYPE_CHECKING:
 
     from simtrio.recording.replay import ReplayServer
     from simtrio.recording.script import ReplayScript
-
-__all__ = ["INFO", "add_arguments", "command", "replay_command", "replay_forever"]
 
 _KINDS = {"transactionNotification": "transactions", "accountDiffNotification": "account-diffs"}
 

@@ -9,28 +9,22 @@ notified twice, and a reconnect replays its boundary slot again (protocol §9.7)
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from simtrio.cli.agents import render_agents
-from simtrio.cli.output import format_duration, render_table
+from simtrio.cli.console import render_table
+from simtrio.cli.output import format_duration
 from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.transaction import transaction_outcome
 from simtrio.wire.types import SessionSummary
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-__all__ = [
-    "RunReport",
-    "SessionState",
-    "SessionTally",
-    "TxFacts",
-    "render_summary",
-    "tx_facts",
-]
 
 
 class SessionState(enum.StrEnum):

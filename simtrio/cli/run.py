@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import argparse
 import sys
 from pathlib import Path
@@ -42,18 +44,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from simtrio.cli.ndjson import RunWriter
-
-__all__ = [
-    "SUBSCRIPTION_KINDS",
-    "RunOptions",
-    "INFO",
-    "add_arguments",
-    "command",
-    "execute_run",
-    "exit_status",
-    "options_from_args",
-    "print_report",
-]
 
 SUBSCRIPTION_KINDS = ("transactions", "account-diffs", "logs")
 _KIND_ALIASES = {

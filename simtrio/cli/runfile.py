@@ -20,6 +20,8 @@ Every transaction is normalised to the ``sim`` ``tx`` shape: ``slot``, ``signatu
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from pathlib import Path
 from typing import Any, Final, cast
 
@@ -28,8 +30,6 @@ import orjson
 
 from simtrio.cli.output import json_object
 from simtrio.cli.simfile import error_text
-
-__all__ = ["RunFile", "RunFileError", "load_run", "read_run_file", "tx_record"]
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _SIM_KINDS = frozenset({"metadata", "session_started", "tx", "diff", "summary"})

@@ -6,13 +6,16 @@ Opening a store runs its recovery sweep (runs left RUNNING by a dead process are
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from simtrio.cli import runs_transfer
 from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo, add_json_flag
-from simtrio.cli.output import json_object, render_table, write_json
+from simtrio.cli.console import render_table
+from simtrio.cli.output import json_object, write_json
 from simtrio.cli.recorded import summarize_recording
 from simtrio.cli.report import render_summary
 from simtrio.cli.runfile import RunFileError
@@ -21,9 +24,8 @@ from simtrio.errors import SimtrioError
 if TYPE_CHECKING:
     import argparse
 
-    from simtrio.recording.store import RunManifest, RunStore, VerifyResult
-
-__all__ = ["INFO", "add_arguments", "command", "render_runs", "verify_json"]
+    from simtrio.recording.records import RunManifest, VerifyResult
+    from simtrio.recording.store import RunStore
 
 
 INFO: Final = CommandInfo(

@@ -6,20 +6,21 @@ store (``DB.quarantine/``) and never merged, and the command exits 1.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from simtrio.cli.common import EXIT_FAILED, EXIT_OK, add_json_flag
-from simtrio.cli.output import render_table, write_json
+from simtrio.cli.console import render_table
+from simtrio.cli.output import write_json
 from simtrio.errors import SimtrioError
 
 if TYPE_CHECKING:
     import argparse
 
     from simtrio.cli.common import Subparsers
-
-__all__ = ["add_actions"]
 
 
 def add_actions(actions: Subparsers) -> None:

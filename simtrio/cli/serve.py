@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import os
 import sys
 from pathlib import Path
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
     import argparse
 
     from simtrio.server import ReferenceServer, ServerConfig
-
-__all__ = ["INFO", "add_arguments", "command", "config_from_args", "serve_forever"]
 
 
 INFO: Final = CommandInfo(

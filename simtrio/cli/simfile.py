@@ -18,6 +18,8 @@ listed.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import time
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -32,8 +34,6 @@ if TYPE_CHECKING:
     from simtrio.events import ProgramLogs
     from simtrio.wire.jsontext import JsonValue
     from simtrio.wire.rpc import AccountDiffNotification
-
-__all__ = ["SimWriter", "account_keys", "error_text", "sim_diff", "sim_transaction"]
 
 
 def _list(value: object) -> list[Any]:

@@ -9,18 +9,18 @@ slot gives the opening balance (its ``pre``), the change at the highest slot the
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import sys
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from simtrio.cli.common import EXIT_OK, EXIT_USAGE, CommandInfo, add_json_flag, iter_csv
-from simtrio.cli.output import render_table, write_json
+from simtrio.cli.console import render_table
+from simtrio.cli.output import write_json
 from simtrio.cli.runfile import RunFile, RunFileError, load_run
 
 if TYPE_CHECKING:
     import argparse
-
-
-__all__ = ["INFO", "add_arguments", "command", "wallet_balances"]
 
 
 INFO: Final = CommandInfo(

@@ -10,6 +10,8 @@ Exit status: 0 every cell succeeded, 1 some did not, 2 usage, 130 stopped.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import os
 import signal
 import sys
@@ -33,7 +35,8 @@ from simtrio.cli.common import (
     control_url,
     display_url,
 )
-from simtrio.cli.output import format_duration, json_object, render_table, write_json
+from simtrio.cli.console import render_table
+from simtrio.cli.output import format_duration, json_object, write_json
 from simtrio.errors import SimtrioError
 
 if TYPE_CHECKING:
@@ -43,8 +46,6 @@ if TYPE_CHECKING:
     from simtrio.server import ServerConfig
     from simtrio.sweep import Cell, CellReport, CellTask, Executor, SweepProgress, SweepTable
     from simtrio.sweep.spec import SweepSpec
-
-__all__ = ["INFO", "add_arguments", "command", "render_sweep_table"]
 
 _USAGE = (
     "simtrio sweep SPEC.toml --record DB [--executor {local,processes,ray}] [--address A] "

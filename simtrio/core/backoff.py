@@ -6,6 +6,8 @@ every schedule can be tested without a clock and replayed from a seeded ``random
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,8 +17,6 @@ from simtrio.errors import InvalidParams
 
 if TYPE_CHECKING:
     import random
-
-__all__ = ["MIN_JITTERED_DELAY", "BackoffPolicy", "ReconnectState"]
 
 MIN_JITTERED_DELAY = 0.010
 """Floor of a fully jittered delay, so a retry never spins at zero."""

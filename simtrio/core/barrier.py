@@ -33,19 +33,10 @@ The rules, kept free of I/O:
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import math
 from typing import Final
-
-__all__ = [
-    "PROBE_PREFIX",
-    "PingWatch",
-    "Proofs",
-    "gap_between",
-    "lags_behind",
-    "probe_due",
-    "probe_payload",
-    "probe_slot",
-]
 
 PROBE_PREFIX: Final = b"slot:"
 """Ping payloads of probes start with this; the rest is the slot in ASCII digits."""

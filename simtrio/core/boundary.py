@@ -7,13 +7,13 @@ of an ``except`` clause at each call. Pure Python: no trio, no I/O.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
-
-__all__ = ["map_exceptions"]
 
 
 class map_exceptions:

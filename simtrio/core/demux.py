@@ -9,6 +9,8 @@ steady-state loop is written inline: a type check, one dict lookup, a compare, a
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
@@ -23,17 +25,6 @@ from simtrio.wire.construct import plain_constructor
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-
-__all__ = [
-    "AllCompleted",
-    "DemuxOutput",
-    "ParallelAttached",
-    "ParallelCreated",
-    "ParallelDemux",
-    "Routed",
-    "SubSessionSpec",
-    "TOO_OLD_MESSAGE",
-]
 
 logger = logging.getLogger(__name__)
 

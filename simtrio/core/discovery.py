@@ -9,6 +9,8 @@ stepper each and carry its decisions out.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 from collections import deque
 from typing import Final, TypeAlias
@@ -21,16 +23,6 @@ from simtrio.wire.types import (
     PausedEvent,
     SessionSummary,
 )
-
-__all__ = [
-    "DISCOVERY_SETTLE",
-    "RUN_ON_COUNT",
-    "DiscoveryCompleted",
-    "DiscoveryPaused",
-    "DiscoveryStep",
-    "DiscoveryStepper",
-    "Next",
-]
 
 DISCOVERY_SETTLE: Final = 2.0
 """Seconds to wait, once ready, for a ``discoveryBatch`` before deciding none is coming.

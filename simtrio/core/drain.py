@@ -7,12 +7,12 @@ total one: a busy stream may take long, a silent one is declared stalled.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections.abc import Hashable, Iterable
 from typing import Generic, TypeVar
 
 from simtrio.errors import InvalidParams
-
-__all__ = ["STALLED_MESSAGE", "DrainTracker"]
 
 STALLED_MESSAGE = (
     "completion drain stalled: subscriptions did not deliver their end-of-stream terminals; "

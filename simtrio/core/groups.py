@@ -7,13 +7,13 @@ Plain Python: the types to look for (or to look past, such as ``trio.Cancelled``
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, TypeVar, cast
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Iterator
-
-__all__ = ["find_leaf", "first_leaf", "leaves", "only", "sole_leaf", "unwrapped"]
 
 _E = TypeVar("_E", bound=BaseException)
 

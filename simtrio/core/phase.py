@@ -7,6 +7,8 @@ Both cores move through the same :class:`Phase` values and answer the control lo
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -15,8 +17,6 @@ from simtrio.wire import types as wire
 
 if TYPE_CHECKING:
     import logging
-
-__all__ = ["ControlCore", "Phase", "PhasedCore", "log_dropped"]
 
 
 class Phase(enum.Enum):

@@ -7,6 +7,8 @@ frame into :class:`ManagedSessionCore` and carries out the decisions it returns.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 import logging
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -22,23 +24,6 @@ from simtrio.wire.rules import kind_key
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-__all__ = [
-    "CloseDone",
-    "ContinueResult",
-    "Decision",
-    "Deliver",
-    "Fail",
-    "HandshakeDone",
-    "ManagedSessionCore",
-    "Phase",
-    "ReadinessTracker",
-    "ReadyOutcome",
-    "Retry",
-    "SequenceCursor",
-    "StepAccumulator",
-    "event_for",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ loop; the trio shells read these values, the core never sees a clock.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 import random
 import ssl
@@ -15,15 +17,6 @@ import attrs
 
 from simtrio.core.backoff import BackoffPolicy
 from simtrio.errors import InvalidParams
-
-__all__ = [
-    "DEFAULT_FIRST_CONNECT_MAX_TOTAL",
-    "DEFAULT_IDLE_STEP_TIMEOUT",
-    "DEFAULT_RECONNECT_MAX_TOTAL",
-    "ConnectionStatus",
-    "ManagedConfig",
-    "SessionInfo",
-]
 
 DEFAULT_RECONNECT_MAX_TOTAL: Final = 900.0
 """Outage budget when the session has no ``disconnect_timeout_secs`` (protocol §8.1)."""

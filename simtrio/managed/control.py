@@ -24,6 +24,8 @@ frames and writes.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import abc
 import logging
 import math
@@ -75,8 +77,6 @@ if TYPE_CHECKING:
     from simtrio.managed.sink import EventSink
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.types import BacktestRequest
-
-__all__ = ["ControlLoop"]
 
 logger = logging.getLogger(__name__)
 

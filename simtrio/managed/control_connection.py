@@ -9,6 +9,8 @@ are two of those tasks, which declare a silent connection lost. The control loop
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 import math
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -29,18 +31,6 @@ if TYPE_CHECKING:
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.redact import Redactor
     from simtrio.wire.types import BacktestResponse
-
-__all__ = [
-    "DECODE_CHUNK",
-    "ConnectionRun",
-    "ContinueItem",
-    "Frame",
-    "GiveUp",
-    "decode_batch",
-    "give_up_message",
-    "keepalive",
-    "watch_steps",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ budget. Each (sub-)session reaches it through its own :class:`SessionGate`.
 
 from __future__ import annotations
 
-from simtrio.managed.waiting import Waiters
+__all__: list[str] = []
 
-__all__ = ["ReconnectCoordinator", "SessionGate"]
+from simtrio.managed.waiting import Waiters
 
 
 class ReconnectCoordinator:

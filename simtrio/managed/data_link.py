@@ -8,6 +8,8 @@ session's RPC endpoint for its current slot.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, Final, Literal, cast
@@ -39,23 +41,6 @@ if TYPE_CHECKING:
     from simtrio.wire.compression import ZstdStreamDecoder
     from simtrio.wire.redact import Redactor
     from simtrio.wire.rpc import RpcMessage, Subscribe
-
-__all__ = [
-    "BUDGET_SPENT",
-    "ConsumerGone",
-    "Gap",
-    "Link",
-    "Lost",
-    "Outcome",
-    "Rejected",
-    "Sub",
-    "SubscriptionObserver",
-    "drop",
-    "get_slot",
-    "needed_from",
-    "poll_session_slot",
-    "replay_slot",
-]
 
 logger = logging.getLogger(__name__)
 

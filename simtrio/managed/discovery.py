@@ -4,6 +4,8 @@ class that both session kinds share for it (and for their RPC endpoint)."""
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import abc
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -23,8 +25,6 @@ if TYPE_CHECKING:
     from simtrio.managed.sink import EventSink
     from simtrio.params import Continue
     from simtrio.wire.types import ContinueParams
-
-__all__ = ["ControlledSession", "OnEvent", "step_to_discovery"]
 
 OnEvent = Callable[[events.Event], object]
 """Called with every event ``advance_to_discovery`` reads."""

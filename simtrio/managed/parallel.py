@@ -12,6 +12,8 @@ request as it is written, every notification as it enters its sub-session's stre
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
@@ -48,8 +50,6 @@ if TYPE_CHECKING:
     from simtrio.managed.recording_tap import Recorder
     from simtrio.params import CreateSession
     from simtrio.wire.types import ContinueParams
-
-__all__ = ["ParallelSession", "ParallelSubSession", "open_parallel_session"]
 
 logger = logging.getLogger(__name__)
 

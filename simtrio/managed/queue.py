@@ -24,6 +24,8 @@ one, and a cancelled write has queued nothing.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections import deque
 from typing import TYPE_CHECKING, Final, Generic, NoReturn, Self, TypeVar
 
@@ -33,16 +35,6 @@ from simtrio.errors import InvalidParams
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
-
-__all__ = [
-    "HANDOVER_CHUNK",
-    "YIELD_EVERY",
-    "Queue",
-    "QueueReceiveChannel",
-    "QueueSendChannel",
-    "check_capacity",
-    "open_queue",
-]
 
 YIELD_EVERY: Final = 256
 """A reader that never runs dry still yields to the scheduler after this many items."""

@@ -8,6 +8,8 @@ stop of the whole session, raised when its block is left.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING, Protocol, TypeAlias
 
@@ -24,8 +26,6 @@ if TYPE_CHECKING:
     from simtrio.rpc.session import RpcObserver
     from simtrio.wire.jsontext import JsonValue
     from simtrio.wire.types import BacktestRequest, BacktestResponse
-
-__all__ = ["NotificationRecorder", "Recorder", "RecordingTap"]
 
 logger = logging.getLogger(__name__)
 

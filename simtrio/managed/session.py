@@ -12,20 +12,15 @@ as it enters the driver's stream.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
 from simtrio.core.discovery import RUN_ON_COUNT
-from simtrio.core.session import (
-    CloseDone,
-    Deliver,
-    Fail,
-    HandshakeDone,
-    ManagedSessionCore,
-    Phase,
-    Retry,
-)
+from simtrio.core.phase import Phase
+from simtrio.core.session import CloseDone, Deliver, Fail, HandshakeDone, ManagedSessionCore, Retry
 from simtrio.errors import (
     ContinueSendFailed,
     InvalidParams,
@@ -54,8 +49,6 @@ if TYPE_CHECKING:
     from simtrio.managed.recording_tap import Recorder
     from simtrio.params import CreateSession
     from simtrio.wire.types import ContinueParams
-
-__all__ = ["ManagedSession", "open_managed_session"]
 
 logger = logging.getLogger(__name__)
 

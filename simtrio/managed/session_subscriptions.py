@@ -12,6 +12,8 @@ cancels that service directly. :func:`serve_subscriptions` starts the services o
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 import math
 from typing import TYPE_CHECKING, TypeAlias
@@ -39,8 +41,6 @@ if TYPE_CHECKING:
     from simtrio.managed.streams import EventStream
     from simtrio.managed.subscription_kinds import SubscriptionKind
     from simtrio.wire.redact import Redactor
-
-__all__ = ["AnyManager", "SessionSubscriptions", "serve_subscriptions"]
 
 logger = logging.getLogger(__name__)
 

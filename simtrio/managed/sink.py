@@ -9,6 +9,8 @@ that session's subscriptions deliver into: one object per (sub-)session, with on
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 from simtrio import events
@@ -28,8 +30,6 @@ if TYPE_CHECKING:
     from simtrio.managed.coordinator import ReconnectCoordinator
     from simtrio.managed.recording_tap import RecordingTap
     from simtrio.wire.redact import Redactor
-
-__all__ = ["EventSink", "SessionEvents"]
 
 
 class EventSink(SessionSubscriptions):

@@ -7,6 +7,8 @@ for the block and hand its notifications over through a bounded channel.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Generic
 
@@ -33,13 +35,6 @@ if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
 
     from simtrio.events import AccountDiff, ProgramLogs, Transaction
-
-__all__ = [
-    "DataSubscription",
-    "open_account_diff_subscription",
-    "open_logs_subscription",
-    "open_transaction_subscription",
-]
 
 
 class _ChannelObserver(SubscriptionObserver, Generic[E]):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 from simtrio.managed.config import ConnectionStatus
@@ -9,8 +11,6 @@ from simtrio.managed.waiting import Waiters
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-__all__ = ["StatusCell"]
 
 
 class StatusCell:

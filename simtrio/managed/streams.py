@@ -15,6 +15,8 @@ events, and never loses an event to a cancellation.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
@@ -36,8 +38,6 @@ if TYPE_CHECKING:
     class _Put(Protocol):
         async def __call__(self, event: Event, size: int = 0, /) -> None: ...
 
-
-__all__ = ["EventIterator", "EventStream"]
 
 _checkpoint_if_cancelled: Final = trio.lowlevel.checkpoint_if_cancelled
 _cancel_shielded_checkpoint: Final = trio.lowlevel.cancel_shielded_checkpoint

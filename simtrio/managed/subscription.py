@@ -18,6 +18,8 @@ own last slot is always a gap-free replay point.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 import math
 from typing import TYPE_CHECKING, Generic, NoReturn, cast
@@ -84,8 +86,6 @@ if TYPE_CHECKING:
     from simtrio.managed.coordinator import ReconnectCoordinator, SessionGate
     from simtrio.managed.recording_tap import NotificationRecorder
     from simtrio.wire.redact import Redactor
-
-__all__ = ["SubscriptionManager"]
 
 logger = logging.getLogger(__name__)
 

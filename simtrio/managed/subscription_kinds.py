@@ -6,6 +6,8 @@ transactions, logs) and turns each of its notifications into the driver event of
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Generic, TypeVar
 
@@ -25,17 +27,6 @@ from simtrio.wire.rpc import (
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-__all__ = [
-    "ACCOUNT_DIFFS",
-    "LOGS",
-    "NOTIFICATION_TYPES",
-    "TRANSACTIONS",
-    "E",
-    "Notification",
-    "SubscriptionKind",
-    "check_program_ids",
-]
 
 E = TypeVar("E", bound=AccountDiff | Transaction | ProgramLogs)
 

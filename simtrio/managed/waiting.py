@@ -10,6 +10,8 @@ own cancel scope and looks again.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import math
 from typing import TYPE_CHECKING
 
@@ -17,8 +19,6 @@ import trio
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
-
-__all__ = ["ReadPause", "Waiters"]
 
 
 class Waiters:

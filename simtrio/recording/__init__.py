@@ -14,32 +14,6 @@
 
 from __future__ import annotations
 
-from simtrio.recording.errors import (
-    RecordingClosed,
-    RecordingError,
-    RecordingFailed,
-    ReplayDivergence,
-    RunNotFound,
-    RunUnusable,
-    StoreError,
-)
-from simtrio.recording.format import Plane, RunStatus
-from simtrio.recording.reader import (
-    DecodedEntry,
-    decode_entry,
-    format_runs_table,
-    get_run,
-    list_runs,
-    load_replay_script,
-    read_entries,
-    runs_to_json,
-    verify_run,
-)
-from simtrio.recording.recorder import Recorder, open_recorder
-from simtrio.recording.replay import ReplayServer, replay_server
-from simtrio.recording.store import Entry, RecoveryResult, RunManifest, RunStore, VerifyResult
-from simtrio.recording.transfer import ImportResult, export_run, import_run
-
 __all__ = [
     "DecodedEntry",
     "Entry",
@@ -72,3 +46,30 @@ __all__ = [
     "runs_to_json",
     "verify_run",
 ]
+
+from simtrio.recording.errors import (
+    RecordingClosed,
+    RecordingError,
+    RecordingFailed,
+    ReplayDivergence,
+    RunNotFound,
+    RunUnusable,
+    StoreError,
+)
+from simtrio.recording.format import Plane, RunStatus
+from simtrio.recording.reader import (
+    DecodedEntry,
+    decode_entry,
+    format_runs_table,
+    get_run,
+    list_runs,
+    load_replay_script,
+    read_entries,
+    runs_to_json,
+    verify_run,
+)
+from simtrio.recording.recorder import Recorder, open_recorder
+from simtrio.recording.records import Entry, RecoveryResult, RunManifest, VerifyResult
+from simtrio.recording.replay import ReplayServer, replay_server
+from simtrio.recording.store import RunStore
+from simtrio.recording.transfer import ImportResult, export_run, import_run

@@ -7,6 +7,8 @@ reaches a caller, and every message says what was being done.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import sqlite3
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -15,8 +17,6 @@ from simtrio.recording.errors import StoreError
 
 if TYPE_CHECKING:
     from collections.abc import Generator
-
-__all__ = ["store_errors"]
 
 
 @contextmanager

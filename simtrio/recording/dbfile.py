@@ -8,6 +8,8 @@ that run several queries share one snapshot.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import sqlite3
 from typing import TYPE_CHECKING, Final, Self
@@ -15,8 +17,6 @@ from typing import TYPE_CHECKING, Final, Self
 if TYPE_CHECKING:
     from collections.abc import Generator
     from pathlib import Path
-
-__all__ = ["BUSY_TIMEOUT_MS", "SqliteFile", "connect", "read_snapshot", "write_transaction"]
 
 BUSY_TIMEOUT_MS: Final = 10_000
 """How long a connection waits for another process's write lock before failing."""

@@ -6,17 +6,9 @@ self-contained; every one of them is a :class:`~simtrio.errors.SimtrioError`.
 
 from __future__ import annotations
 
-from simtrio.errors import SimtrioError
+__all__: list[str] = []
 
-__all__ = [
-    "RecordingClosed",
-    "RecordingError",
-    "RecordingFailed",
-    "ReplayDivergence",
-    "RunNotFound",
-    "RunUnusable",
-    "StoreError",
-]
+from simtrio.errors import SimtrioError
 
 
 class RecordingError(SimtrioError):

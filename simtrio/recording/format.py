@@ -11,6 +11,8 @@ batch.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 import hashlib
 import secrets
@@ -27,26 +29,6 @@ from simtrio.errors import excerpt
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "EVENT_KIND_PREFIX",
-    "MAX_PAYLOAD_SIZE",
-    "PLANE_VALUES",
-    "RUN_ENDED",
-    "RUN_STARTED",
-    "ZSTD_LEVEL",
-    "Plane",
-    "RunStatus",
-    "compress_payload",
-    "decompress_payload",
-    "entry_hash",
-    "format_ns",
-    "genesis_hash",
-    "json_field",
-    "new_run_id",
-    "redact_url",
-    "simtrio_version",
-]
 
 RUN_STARTED: Final = "run.started"
 RUN_ENDED: Final = "run.ended"

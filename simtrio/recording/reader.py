@@ -11,6 +11,8 @@ so the CLI can call them directly and trio code through ``trio.to_thread.run_syn
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, TypeAlias
 
 import attrs
@@ -19,8 +21,9 @@ import orjson
 from simtrio.errors import ProtocolError
 from simtrio.recording.errors import RunUnusable, StoreError
 from simtrio.recording.format import Plane, RunStatus, format_ns
+from simtrio.recording.records import Entry, RunManifest, VerifyResult
 from simtrio.recording.script import ReplayScript, build_script
-from simtrio.recording.store import Entry, RunManifest, RunStore, VerifyResult
+from simtrio.recording.store import RunStore
 from simtrio.wire import codec, rpc, types
 
 if TYPE_CHECKING:
@@ -28,19 +31,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "DecodedEntry",
-    "StoreLike",
-    "decode_entry",
-    "format_runs_table",
-    "get_run",
-    "list_runs",
-    "load_replay_script",
-    "read_entries",
-    "runs_to_json",
-    "verify_run",
-]
 
 StoreLike: TypeAlias = "str | os.PathLike[str] | RunStore"
 """A store path, or an open :class:`RunStore` (used as is and left open)."""

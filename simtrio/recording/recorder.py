@@ -26,6 +26,8 @@ or record by hand::
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 import math
 import time
@@ -41,7 +43,8 @@ from simtrio.errors import InvalidParams, SimtrioError
 from simtrio.params import CreateSession
 from simtrio.recording.errors import RecordingClosed, RecordingFailed, StoreError
 from simtrio.recording.format import RUN_ENDED, Plane, json_field, simtrio_version
-from simtrio.recording.store import ActiveRun, PendingEntry, RunStore
+from simtrio.recording.records import ActiveRun, PendingEntry
+from simtrio.recording.store import RunStore
 from simtrio.recording.wireform import (
     ControlItem,
     NotificationItem,
@@ -62,14 +65,6 @@ if TYPE_CHECKING:
     from simtrio.errors import RpcError
     from simtrio.wire.jsontext import JsonValue
     from simtrio.wire.types import CreateBacktestSessionRequest
-
-__all__ = [
-    "DEFAULT_FLUSH_INTERVAL",
-    "DEFAULT_FLUSH_SIZE",
-    "DEFAULT_MAX_PENDING",
-    "Recorder",
-    "open_recorder",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ hands :class:`PendingEntry` batches to it, readers and exports get :class:`Entry
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 import attrs
@@ -16,16 +18,6 @@ from simtrio.recording.runlock import RunLock
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "ActiveRun",
-    "Entry",
-    "PendingEntry",
-    "RecoveryResult",
-    "RunManifest",
-    "VerifyResult",
-    "chain_hash",
-]
 
 
 @attrs.frozen

@@ -27,6 +27,8 @@ the shared control connection) in :mod:`~simtrio.recording.replay_conn`.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import logging
 from contextlib import asynccontextmanager
@@ -60,8 +62,6 @@ from simtrio.wire.urls import CONTROL_PATH
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
-
-__all__ = ["ReplayServer", "replay_server"]
 
 logger = logging.getLogger(__name__)
 

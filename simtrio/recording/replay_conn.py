@@ -3,6 +3,8 @@ per-session JSON-RPC endpoint, and the control connection shared by every sessio
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import Any, Final
 
 import orjson
@@ -11,19 +13,6 @@ import trio_websocket
 
 from simtrio.errors import ProtocolError
 from simtrio.wire import backtest_errors, codec, spellings, types
-
-__all__ = [
-    "ControlConn",
-    "Gone",
-    "PrefixedStream",
-    "decode_request",
-    "error_frame",
-    "http_response",
-    "read_head",
-    "read_http_post",
-    "request_name",
-    "rpc_reply",
-]
 
 _MAX_HEAD: Final = 64 * 1024
 _MAX_RPC_BODY: Final = 64 * 1024 * 1024

@@ -10,6 +10,8 @@ order.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import math
 from typing import TYPE_CHECKING, Final
@@ -24,8 +26,6 @@ from simtrio.wire.compression import ZstdStreamEncoder
 if TYPE_CHECKING:
     from simtrio.recording.errors import ReplayDivergence
     from simtrio.recording.script import DataItem, Track
-
-__all__ = ["DataConn", "DataSub", "Received", "SessionReplay", "serve_data"]
 
 Received = tuple["types.BacktestRequest | types.UnknownRequest", str]
 """A request routed to a session: as decoded, and as the client wrote it."""

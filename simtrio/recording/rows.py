@@ -7,6 +7,8 @@ manifest row comes back as a ``QUARANTINED`` view that says why.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -16,8 +18,6 @@ from simtrio.recording.records import RunManifest
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-__all__ = ["HASH_SIZE", "entry_row", "manifest_row", "text_column"]
 
 HASH_SIZE: Final = 32
 _MALFORMED: Final = "the run's manifest row is malformed"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import os
 import sys
@@ -9,8 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-__all__ = ["RunLock", "lock_path"]
 
 
 def lock_path(store: Path, run_id: str) -> Path:

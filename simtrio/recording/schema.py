@@ -7,6 +7,8 @@ refuses anything else.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import os
 import secrets
@@ -16,17 +18,6 @@ from typing import Final
 
 from simtrio.recording.boundary import store_errors
 from simtrio.recording.errors import StoreError
-
-__all__ = [
-    "APPLICATION_ID",
-    "CHECKED_ENTRY_COLUMNS",
-    "CHECKED_MANIFEST_COLUMNS",
-    "ENTRY_COLUMNS",
-    "MANIFEST_COLUMNS",
-    "SCHEMA_VERSION",
-    "check_identity",
-    "create_store_file",
-]
 
 SCHEMA_VERSION: Final = 1
 APPLICATION_ID: Final = 0x53696D54  # "SimT": marks the file as a simtrio run store

@@ -25,6 +25,8 @@ notification either way.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
@@ -40,18 +42,7 @@ from simtrio.wire import codec, rpc, types
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from simtrio.recording.store import Entry, RunManifest
-
-__all__ = [
-    "DataItem",
-    "Expect",
-    "ReplayScript",
-    "SendFrame",
-    "Track",
-    "RpcCall",
-    "TrackItem",
-    "build_script",
-]
+    from simtrio.recording.records import Entry, RunManifest
 
 
 @attrs.frozen

@@ -19,6 +19,8 @@ and the chain check in :mod:`~simtrio.recording.verify`; every sqlite3 or OS err
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import logging
 import time
@@ -65,7 +67,6 @@ from simtrio.recording.schema import (
     CHECKED_MANIFEST_COLUMNS,
     ENTRY_COLUMNS,
     MANIFEST_COLUMNS,
-    SCHEMA_VERSION,
     check_identity,
     create_store_file,
 )
@@ -77,18 +78,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "SCHEMA_VERSION",
-    "ActiveRun",
-    "Entry",
-    "PendingEntry",
-    "RecoveryResult",
-    "RunManifest",
-    "RunStore",
-    "VerifyResult",
-    "chain_hash",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -13,6 +13,8 @@ Plain blocking code with no trio import, like the store itself.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 import binascii
 import hashlib
@@ -21,7 +23,7 @@ import re
 from collections.abc import Generator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import attrs
 import orjson
@@ -38,20 +40,11 @@ from simtrio.recording.format import (
     RunStatus,
     genesis_hash,
 )
-from simtrio.recording.store import Entry, RunManifest, RunStore, chain_hash
+from simtrio.recording.records import Entry, RunManifest, chain_hash
 from simtrio.wire.jsontext import JsonValue
 
-__all__ = [
-    "EXPORT_FORMAT",
-    "EXPORT_VERSION",
-    "ImportResult",
-    "RunExport",
-    "check_export",
-    "export_run",
-    "import_run",
-    "parse_export",
-    "quarantine_dir",
-]
+if TYPE_CHECKING:
+    from simtrio.recording.store import RunStore
 
 EXPORT_FORMAT: Final = "simtrio-run"
 EXPORT_VERSION: Final = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 from simtrio.recording.format import (
@@ -19,8 +21,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
     from simtrio.recording.records import RunManifest
-
-__all__ = ["check_run"]
 
 
 def check_run(manifest: RunManifest, rows: Iterable[Sequence[object]]) -> VerifyResult:

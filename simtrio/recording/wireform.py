@@ -8,6 +8,8 @@ says so (``event.<method>``), because a replay has to number them itself.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, TypeAlias
 
 import orjson
@@ -19,19 +21,6 @@ from simtrio.wire import codec, rpc, rpc_server, spellings, types
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "ControlItem",
-    "DriverEvent",
-    "NotificationItem",
-    "SentItem",
-    "control_form",
-    "notification_form",
-    "rpc_form",
-    "request_method",
-    "response_method",
-    "sent_form",
-]
 
 DriverEvent: TypeAlias = (
     events.ReadyForContinue

@@ -2,15 +2,6 @@
 
 from __future__ import annotations
 
-from simtrio.rpc.programs import modify_program as modify_program
-from simtrio.rpc.session import (
-    DEFAULT_READ_RETRIES as DEFAULT_READ_RETRIES,
-    DEFAULT_RPC_TIMEOUT as DEFAULT_RPC_TIMEOUT,
-    SessionRpc as SessionRpc,
-    open_session_rpc as open_session_rpc,
-)
-from simtrio.wire.jsonrpc import SimulationResult as SimulationResult
-
 __all__ = [
     "DEFAULT_READ_RETRIES",
     "DEFAULT_RPC_TIMEOUT",
@@ -19,3 +10,12 @@ __all__ = [
     "modify_program",
     "open_session_rpc",
 ]
+
+from simtrio.rpc.programs import modify_program as modify_program
+from simtrio.rpc.session import (
+    DEFAULT_READ_RETRIES as DEFAULT_READ_RETRIES,
+    DEFAULT_RPC_TIMEOUT as DEFAULT_RPC_TIMEOUT,
+    SessionRpc as SessionRpc,
+    open_session_rpc as open_session_rpc,
+)
+from simtrio.wire.jsonrpc import SimulationResult as SimulationResult

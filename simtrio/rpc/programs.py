@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 import random
 from typing import TYPE_CHECKING, Final, TypeVar
@@ -26,8 +28,6 @@ if TYPE_CHECKING:
     from simtrio.rpc.session import SessionRpc
     from simtrio.wire.jsonrpc import AddressInput
     from simtrio.wire.types import AccountData
-
-__all__ = ["MODIFY_PROGRAM_BACKOFF", "MODIFY_PROGRAM_RETRIES", "modify_program"]
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ maps every httpx exception onto simtrio's errors at one place (:meth:`SessionRpc
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import itertools
 import logging
@@ -50,16 +52,6 @@ if TYPE_CHECKING:
     from solders.transaction_status import TransactionStatus
 
     from simtrio.managed.config import ManagedConfig, SessionInfo
-
-__all__ = [
-    "DEFAULT_READ_RETRIES",
-    "DEFAULT_RPC_TIMEOUT",
-    "RpcExchange",
-    "RpcObserver",
-    "SessionRpc",
-    "open_session_rpc",
-    "session_rpc",
-]
 
 logger = logging.getLogger(__name__)
 

@@ -14,24 +14,6 @@ take exception groups apart).
 
 from __future__ import annotations
 
-import functools
-import logging
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
-
-import attrs
-import trio
-
-from simtrio.server.config import ServerConfig
-from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
-from simtrio.server.http import handle_tcp
-from simtrio.server.paths import CONTROL_PATH
-from simtrio.server.serving import authority, open_listeners, serving_nursery
-from simtrio.server.state import ServerState
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Mapping
-
 __all__ = [
     "FaultKind",
     "FaultPlan",
@@ -44,6 +26,24 @@ __all__ = [
     "run_server",
     "serve",
 ]
+
+import functools
+import logging
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from simtrio.server.config import ServerConfig
+from simtrio.server.faults import FaultKind, FaultPlan, Faults, Plane, random_fault_plan
+from simtrio.server.http import handle_tcp
+from simtrio.server.serving import authority, open_listeners, serving_nursery
+from simtrio.server.state import ServerState
+from simtrio.wire.urls import CONTROL_PATH
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncGenerator, Mapping
 
 logger = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ catches, once.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import binascii
 from typing import TYPE_CHECKING, Final
 
@@ -18,15 +20,6 @@ from simtrio.core.boundary import map_exceptions as _MapExceptions
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-__all__ = [
-    "BAD_BASE64",
-    "LITESVM_REJECTS",
-    "PEER_GONE",
-    "SOLDERS_REJECTS",
-    "WEBSOCKET_GONE",
-    "map_exceptions",
-]
 
 PEER_GONE: Final = (trio.BrokenResourceError, trio.ClosedResourceError)
 """A TCP stream whose peer went away (or that was closed under the writer)."""

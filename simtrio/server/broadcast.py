@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import trio
+__all__: list[str] = []
 
-__all__ = ["Signal"]
+import trio
 
 
 class Signal:

@@ -8,6 +8,8 @@ platform, whatever the timing of the connections that carry them.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 import datetime
 import functools
@@ -24,25 +26,6 @@ from solders.transaction import Transaction
 
 from simtrio.wire.base58 import is_address
 from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "DEFAULT_BLOCK_TIME_ORIGIN",
-    "DEFAULT_PROGRAM_IDS",
-    "AccountDiff",
-    "ChainConfig",
-    "SyntheticTransaction",
-    "account_diffs",
-    "b58encode",
-    "batch_transactions",
-    "block_time",
-    "fee_payers",
-    "program_accounts",
-    "serialize_transaction",
-    "slot_transactions",
-    "transaction_error",
-    "transaction_payload",
-    "utc_of",
-]
 
 DEFAULT_PROGRAM_IDS: Final[tuple[str, ...]] = (
     "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Final
 
 from solders.compute_budget import ID as COMPUTE_BUDGET_PROGRAM
 
 if TYPE_CHECKING:
     from solders.message import Message, MessageV0, MessageV1
-
-__all__ = ["DEFAULT_INSTRUCTION_UNITS", "MAX_TRANSACTION_UNITS", "requested_budget"]
 
 DEFAULT_INSTRUCTION_UNITS: Final = 200_000
 """Solana's compute-unit limit per instruction when a transaction asks for none."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Final
 
 import attrs
@@ -13,8 +15,6 @@ from simtrio.wire.types import AvailableRange
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-
-__all__ = ["API_KEY_ENV", "MAX_DISCONNECT_TIMEOUT_SECS", "ServerConfig"]
 
 MAX_DISCONNECT_TIMEOUT_SECS: Final = 900
 """The default cap on ``disconnectTimeoutSecs`` (protocol §3.1)."""

@@ -7,6 +7,8 @@ message-count triggers of a :class:`~simtrio.server.faults.Faults` fire.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import logging
 import math
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 
     from simtrio.server.faults import Faults, Plane
     from simtrio.server.websocket import ServerStream
-
-__all__ = ["CORRUPT_MESSAGE", "MALFORMED_MESSAGE", "Conn", "ConnectionGone"]
 
 logger = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ traffic without any locking.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -49,8 +51,6 @@ from simtrio.wire.types import (
 if TYPE_CHECKING:
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
-
-__all__ = ["ControlHandler", "count_ranges", "split_range"]
 
 logger = logging.getLogger(__name__)
 

@@ -10,6 +10,8 @@ already sent; every subscription still receives its own events gap-free and in o
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING, Final
 
@@ -45,8 +47,6 @@ if TYPE_CHECKING:
     from simtrio.server.conn import Conn
     from simtrio.server.session import Session
     from simtrio.server.state import ServerState
-
-__all__ = ["DataHandler"]
 
 logger = logging.getLogger(__name__)
 

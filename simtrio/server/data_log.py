@@ -8,6 +8,8 @@ from the response log.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections import deque
 from typing import TYPE_CHECKING, Final, Literal, TypeAlias
 
@@ -24,16 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from simtrio.server.conn import Conn
-
-__all__ = [
-    "BucketKey",
-    "DataEvent",
-    "DataKind",
-    "DataLog",
-    "LazyNotification",
-    "Notification",
-    "Subscription",
-]
 
 DataKind: TypeAlias = Literal["account", "transaction"]
 BucketKey: TypeAlias = tuple[DataKind, str]

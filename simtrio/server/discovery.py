@@ -8,6 +8,8 @@ responsive.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -18,15 +20,6 @@ from simtrio.wire.types import DiscoveryBatchEvent, DiscoveryFilter, EncodedBina
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
-
-__all__ = [
-    "DISCOVERY_SCAN_SLOTS",
-    "SCAN_CHECKPOINT_SLOTS",
-    "DiscoveryScan",
-    "Position",
-    "position_after",
-    "unique_filters",
-]
 
 DISCOVERY_SCAN_SLOTS = 10_000
 """How far ahead one discovery announcement looks for a matching batch."""

@@ -14,6 +14,8 @@ requests give byte-identical results on every run.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 import hashlib
 from collections import OrderedDict
@@ -42,23 +44,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from simtrio.wire.types import AccountData
-
-__all__ = [
-    "BLOCKHASH_VALID_SLOTS",
-    "MAX_RECORDS",
-    "UPGRADEABLE_LOADER",
-    "MAX_LIVE_CHAINS",
-    "AccountRejected",
-    "ChainBudget",
-    "ChainUnavailable",
-    "Executed",
-    "SessionChain",
-    "Simulated",
-    "TransactionRejected",
-    "WrittenAccount",
-    "decode_base64_transaction",
-    "decode_transaction",
-]
 
 UPGRADEABLE_LOADER: Final = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 SYSTEM_PROGRAM: Final = Pubkey.from_string("11111111111111111111111111111111")

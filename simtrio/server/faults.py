@@ -17,6 +17,8 @@ Counting rules (the spec leaves these open):
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 import random
 from collections.abc import Mapping, Sequence
@@ -24,8 +26,6 @@ from types import MappingProxyType
 from typing import Any, Final
 
 import attrs
-
-__all__ = ["FaultKind", "FaultPlan", "Faults", "Plane", "random_fault_plan"]
 
 
 class Plane(enum.StrEnum):

@@ -18,6 +18,8 @@ at most ``message_queue_size`` of them buffered per connection.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import hmac
 import http
@@ -32,19 +34,17 @@ from simtrio.server.conn import Conn
 from simtrio.server.control import ControlHandler
 from simtrio.server.data import DataHandler
 from simtrio.server.faults import FaultKind, Plane
-from simtrio.server.paths import CONTROL_PATH, SESSION_PREFIX
+from simtrio.server.paths import SESSION_PREFIX
 from simtrio.server.rpc import rpc_reply
 from simtrio.server.websocket import ServerStream, accept_websocket
 from simtrio.wire.codec import encode_available_ranges
-from simtrio.wire.urls import API_KEY_HEADER
+from simtrio.wire.urls import API_KEY_HEADER, CONTROL_PATH
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from simtrio.server.state import ServerState
     from simtrio.wire.types import AvailableRange
-
-__all__ = ["available_ranges_body", "handle_tcp"]
 
 logger = logging.getLogger(__name__)
 

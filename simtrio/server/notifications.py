@@ -8,6 +8,8 @@ for against ``retained_bytes`` is fixed for synthetic events and measured for th
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import functools
 from typing import TYPE_CHECKING, Final
 
@@ -22,14 +24,6 @@ if TYPE_CHECKING:
     from simtrio.server.data_log import DataLog, Notification
     from simtrio.server.executor import Executed, WrittenAccount
     from simtrio.wire.types import AccountData
-
-__all__ = [
-    "DIFF_OVERHEAD_BYTES",
-    "SYNTHETIC_DIFF_BYTES",
-    "SYNTHETIC_TRANSACTION_BYTES",
-    "append_executed",
-    "append_synthetic",
-]
 
 SYNTHETIC_TRANSACTION_BYTES: Final = 4_096
 """What a synthetic transaction's event counts for against ``retained_bytes`` (its

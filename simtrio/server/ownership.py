@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING
 
@@ -12,8 +14,6 @@ if TYPE_CHECKING:
 
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
-
-__all__ = ["Ownership"]
 
 logger = logging.getLogger(__name__)
 

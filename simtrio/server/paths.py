@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import Final
 
 from simtrio.wire.urls import CONTROL_PATH
-
-__all__ = ["CONTROL_PATH", "SESSION_PREFIX", "session_path"]
 
 SESSION_PREFIX: Final = CONTROL_PATH + "/"
 """``SESSION_PREFIX + <session id>``: the session's data plane (WebSocket) and RPC (POST)."""

@@ -7,6 +7,8 @@ data-plane options in the config (``compression``, ``replayFromSlot``); notifica
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, TypeAlias, cast
 
 import attrs
@@ -24,17 +26,6 @@ from simtrio.wire.rules import I64_MAX, I64_MIN
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "LOGS_NOTIFICATION",
-    "LOGS_SUBSCRIBE",
-    "LOGS_UNSUBSCRIBE",
-    "LogsRequestError",
-    "LogsSubscribe",
-    "LogsUnsubscribe",
-    "decode_logs_request",
-    "logs_notification_text",
-]
 
 _Object: TypeAlias = "dict[str, JsonValue]"
 

@@ -6,6 +6,8 @@ A control connection streams from the log with a cursor, so an attach is just a 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections import deque
 from typing import TypeAlias
 
@@ -17,8 +19,6 @@ from simtrio.wire.types import (
     SlotNotification,
     Success,
 )
-
-__all__ = ["Emitted", "ResponseLog"]
 
 Emitted: TypeAlias = (
     wire.ReadyForContinue

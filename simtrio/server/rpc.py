@@ -10,6 +10,8 @@ transactions). Unknown methods are -32601, bad params -32602.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
@@ -38,8 +40,6 @@ if TYPE_CHECKING:
 
     from simtrio.server.session import Session
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["METHODS", "rpc_reply"]
 
 logger = logging.getLogger(__name__)
 

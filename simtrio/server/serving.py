@@ -7,6 +7,8 @@ was raised rather than wrapped in an exception group.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
@@ -16,8 +18,6 @@ from simtrio.core.groups import unwrapped
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
-
-__all__ = ["authority", "open_listeners", "serving_nursery"]
 
 
 def authority(host: str, port: int) -> str:

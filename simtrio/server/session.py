@@ -12,6 +12,8 @@ data) lags too far behind, in count or in bytes.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from typing import TYPE_CHECKING
 
@@ -57,8 +59,6 @@ if TYPE_CHECKING:
     from simtrio.server.conn import Conn
     from simtrio.server.state import ServerState
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["ParallelGroup", "Session"]
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ Solana node uses (``getAccountInfo`` with ``encoding: base64``, ``getTransaction
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 from typing import TYPE_CHECKING, cast
 
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
     from solders.transaction_status import TransactionErrorType
 
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["account_json", "error_json", "transaction_json", "ui_account"]
 
 
 def account_json(account: Account | None) -> JsonValue:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import collections
 import hashlib
 import logging
@@ -25,8 +27,6 @@ if TYPE_CHECKING:
 
 _Task: TypeAlias = tuple[Callable[..., Awaitable[object]], tuple[object, ...]]
 """A session task handed to :meth:`ServerState.spawn`: the function and its arguments."""
-
-__all__ = ["FD_RESERVE", "ServerState", "connection_cap"]
 
 logger = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ checked first, and the first problem found is the control-plane error it is answ
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 import binascii
 from typing import TYPE_CHECKING
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
     from simtrio.server.executor import AccountRejected
     from simtrio.wire.backtest_errors import BacktestError
     from simtrio.wire.types import AccountData
-
-__all__ = ["account_error", "check_overrides", "decode_transactions"]
 
 
 def decode_transactions(texts: list[str]) -> list[VersionedTransaction] | BacktestError:

@@ -9,6 +9,8 @@ long as its block lasts.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import logging
 from contextlib import asynccontextmanager
@@ -24,8 +26,6 @@ from simtrio.server.boundaries import WEBSOCKET_GONE
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator
-
-__all__ = ["ServerStream", "accept_websocket"]
 
 logger = logging.getLogger(__name__)
 

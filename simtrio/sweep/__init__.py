@@ -13,19 +13,6 @@ Executors: :class:`LocalExecutor` (trio tasks of this process), :class:`ProcessE
 
 from __future__ import annotations
 
-from simtrio.sweep.errors import ExecutorUnavailable, NotShippable, SweepBusy, SweepError
-from simtrio.sweep.executors import (
-    CellRunner,
-    Executor,
-    LocalExecutor,
-    ProcessExecutor,
-    RayExecutor,
-    executor_named,
-)
-from simtrio.sweep.plan import Cell, CellOutcome, Outcome, SweepTable, cell_key, expand_grid
-from simtrio.sweep.runner import SweepProgress, run_sweep, sweep_report
-from simtrio.sweep.worker import CellReport, CellTask, Strategy, StrategyFunction
-
 __all__ = [
     "Cell",
     "CellOutcome",
@@ -51,3 +38,16 @@ __all__ = [
     "run_sweep",
     "sweep_report",
 ]
+
+from simtrio.sweep.errors import ExecutorUnavailable, NotShippable, SweepBusy, SweepError
+from simtrio.sweep.executors import (
+    CellRunner,
+    Executor,
+    LocalExecutor,
+    ProcessExecutor,
+    RayExecutor,
+    executor_named,
+)
+from simtrio.sweep.plan import Cell, CellOutcome, Outcome, SweepTable, cell_key, expand_grid
+from simtrio.sweep.runner import SweepProgress, run_sweep, sweep_report
+from simtrio.sweep.worker import CellReport, CellTask, Strategy, StrategyFunction

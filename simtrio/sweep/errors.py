@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from simtrio.errors import SimtrioError
+__all__: list[str] = []
 
-__all__ = ["ExecutorUnavailable", "NotShippable", "SweepBusy", "SweepError"]
+from simtrio.errors import SimtrioError
 
 
 class SweepError(SimtrioError):

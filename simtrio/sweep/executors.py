@@ -9,6 +9,8 @@ stops the attempt (a worker process is killed, a Ray task cancelled).
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import abc
 import functools
 import importlib
@@ -36,15 +38,6 @@ from simtrio.sweep.worker import (
 if TYPE_CHECKING:
     from contextlib import AbstractAsyncContextManager
     from pathlib import Path
-
-__all__ = [
-    "CellRunner",
-    "Executor",
-    "LocalExecutor",
-    "ProcessExecutor",
-    "RayExecutor",
-    "executor_named",
-]
 
 logger = logging.getLogger(__name__)
 

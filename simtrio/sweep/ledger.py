@@ -10,6 +10,8 @@ Plain blocking code (the driver calls it from a worker thread, one call at a tim
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import hashlib
 import os
 import sqlite3
@@ -27,8 +29,6 @@ from simtrio.sweep.plan import OK, CellAttempt
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["Ledger", "SweepLock"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS sweep_cells (

@@ -6,6 +6,8 @@ is what resume goes by. The outcome table is built from the ledger rows of the s
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, cast
@@ -16,19 +18,6 @@ import orjson
 from simtrio.params import CreateSession
 from simtrio.sweep.errors import SweepError
 from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "OK",
-    "Cell",
-    "CellAttempt",
-    "CellOutcome",
-    "Outcome",
-    "SweepTable",
-    "cell_key",
-    "check_cells",
-    "expand_grid",
-    "key_fields",
-]
 
 
 class Outcome:

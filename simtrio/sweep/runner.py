@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import os
 import pickle
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
     from simtrio.server import ServerConfig
-
-__all__ = ["SweepProgress", "run_sweep", "sweep_report"]
 
 _T = TypeVar("_T")
 

@@ -29,6 +29,8 @@ A spec never holds the API key: one named like a key is refused (it comes from
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -41,8 +43,6 @@ from simtrio.params import CreateSession
 from simtrio.sweep.errors import SweepError
 from simtrio.sweep.plan import Cell, expand_grid
 from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["SweepSpec", "load_spec", "parse_spec"]
 
 _TOP: Final = frozenset(
     {"name", "strategy", "retries", "ranges", "server", "create", "params", "grid"}

@@ -13,6 +13,8 @@ A session that ends with an error fails the cell.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import attrs
@@ -29,8 +31,6 @@ if TYPE_CHECKING:
 
     from simtrio.managed.config import SessionInfo
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["stepping"]
 
 
 class _Driven(Protocol):

@@ -9,6 +9,8 @@ environment (``SIMULATOR_API_KEY``).
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import contextlib
 import importlib
 import os
@@ -30,19 +32,6 @@ from simtrio.sweep.errors import NotShippable, SweepError
 from simtrio.sweep.plan import Outcome
 from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.redact import REDACTED
-
-__all__ = [
-    "ENV_API_KEY",
-    "CellReport",
-    "CellTask",
-    "Strategy",
-    "StrategyFunction",
-    "describe",
-    "resolve_strategy",
-    "run_cell",
-    "run_cell_in_process",
-    "run_cell_shipped",
-]
 
 ENV_API_KEY: Final = "SIMULATOR_API_KEY"
 

@@ -6,6 +6,6 @@ no import; they are re-exported here so that the reference and type checkers can
 
 from __future__ import annotations
 
-from simtrio.testing.plugin import simtrio_replay, simtrio_server
-
 __all__ = ["simtrio_replay", "simtrio_server"]
+
+from simtrio.testing.plugin import simtrio_replay, simtrio_server

@@ -29,6 +29,8 @@ checked before the test's trio loop starts, so a mistake is reported as a setup 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import math
 import os
 from collections.abc import Generator, Mapping
@@ -43,17 +45,6 @@ if TYPE_CHECKING:
 
     from simtrio.recording import ReplayServer
     from simtrio.server import ReferenceServer, ServerConfig
-
-__all__ = [
-    "RECORDED_MARKER",
-    "REPLAY_MARKER",
-    "SERVER_MARKER",
-    "pytest_collection_modifyitems",
-    "pytest_configure",
-    "pytest_runtest_call",
-    "simtrio_replay",
-    "simtrio_server",
-]
 
 SERVER_MARKER: Final = "simtrio_server"
 REPLAY_MARKER: Final = "simtrio_replay"

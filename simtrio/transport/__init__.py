@@ -12,14 +12,4 @@ Modules: ``events`` (what the engine reports), ``endpoint`` (URLs and headers), 
 
 from __future__ import annotations
 
-from simtrio.transport.connection import WebSocketConnection, connect, open_connection
-from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE
-from simtrio.transport.http import http_get
-
-__all__ = [
-    "DEFAULT_MAX_MESSAGE_SIZE",
-    "WebSocketConnection",
-    "connect",
-    "http_get",
-    "open_connection",
-]
+__all__: list[str] = []

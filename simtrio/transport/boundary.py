@@ -8,9 +8,7 @@ error.
 
 from __future__ import annotations
 
-from simtrio.core.boundary import map_exceptions
-
-__all__ = ["map_exceptions", "reason"]
+__all__: list[str] = []
 
 
 def reason(exc: BaseException) -> str:

@@ -8,6 +8,8 @@ and reconnects live above this module.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import logging
 from collections import deque
 from contextlib import asynccontextmanager
@@ -15,8 +17,8 @@ from typing import TYPE_CHECKING, Final, TypeVar
 
 import trio
 
+from simtrio.core.boundary import map_exceptions
 from simtrio.errors import ConnectError, ConnectionClosed, InvalidParams, ProtocolError, excerpt
-from simtrio.transport.boundary import map_exceptions
 from simtrio.transport.endpoint import parse_url
 from simtrio.transport.engine import DEFAULT_MAX_MESSAGE_SIZE, ClientEngine
 from simtrio.transport.events import Accepted, Binary, Closed, PongReceived, Rejected, Text
@@ -27,8 +29,6 @@ if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Sequence
 
     from simtrio.transport.events import Event
-
-__all__ = ["WebSocketConnection", "connect", "open_connection"]
 
 logger = logging.getLogger(__name__)
 

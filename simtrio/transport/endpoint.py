@@ -5,6 +5,8 @@ Shared by the WebSocket upgrade and the plain HTTP requests; this module never i
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import re
 from typing import TYPE_CHECKING, Final
 from urllib.parse import quote, urlsplit
@@ -15,8 +17,6 @@ from simtrio.errors import InvalidParams, excerpt
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-__all__ = ["WEBSOCKET_RESERVED_HEADERS", "Endpoint", "encode_headers", "parse_url"]
 
 
 @attrs.frozen

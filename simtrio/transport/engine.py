@@ -15,6 +15,8 @@ raised.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 from typing import TYPE_CHECKING, Final
 
@@ -27,15 +29,13 @@ from simtrio.errors import ConnectionClosed, InvalidParams, ProtocolError, excer
 from simtrio.transport.endpoint import encode_headers
 from simtrio.transport.events import Accepted, Closed, FrameError, PingReceived
 from simtrio.transport.frames import FrameDecoder
-from simtrio.transport.handshake import REJECT_BODY_LIMIT, HandshakeError, UpgradeHandshake
+from simtrio.transport.handshake import HandshakeError, UpgradeHandshake
 from simtrio.transport.wsproto_reader import WsprotoReader
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from simtrio.transport.events import Event, FrameReader
-
-__all__ = ["DEFAULT_MAX_MESSAGE_SIZE", "REJECT_BODY_LIMIT", "ClientEngine"]
 
 DEFAULT_MAX_MESSAGE_SIZE: Final = 64 * 1024 * 1024
 """Inbound message limit (protocol §1.7)."""

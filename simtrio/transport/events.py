@@ -7,24 +7,13 @@ terms, so neither has to reach into the other. This module never imports trio.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import Protocol, TypeAlias
 
 import attrs
 
 from simtrio.errors import excerpt
-
-__all__ = [
-    "Accepted",
-    "Binary",
-    "Closed",
-    "Event",
-    "FrameError",
-    "FrameReader",
-    "PingReceived",
-    "PongReceived",
-    "Rejected",
-    "Text",
-]
 
 
 def _short(value: str | bytes) -> str:

@@ -29,6 +29,8 @@ differential tests feed both the same byte streams and compare every call):
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import codecs
 from typing import TYPE_CHECKING, Final
 
@@ -40,8 +42,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from simtrio.transport.events import Event
-
-__all__ = ["FrameDecoder"]
 
 # wsproto's names, as plain ints for the hot path's comparisons.
 _PROTOCOL_ERROR: Final = int(CloseReason.PROTOCOL_ERROR)

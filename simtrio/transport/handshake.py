@@ -8,6 +8,8 @@ trio.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Final
 
 import h11
@@ -17,8 +19,6 @@ from simtrio.transport.events import Accepted, Closed, Rejected
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-__all__ = ["REJECT_BODY_LIMIT", "HandshakeError", "UpgradeHandshake"]
 
 REJECT_BODY_LIMIT: Final = 4096
 """Bytes of a rejected upgrade's body kept for the error message."""

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Final
 
 import h11
 import trio
 
+from simtrio.core.boundary import map_exceptions
 from simtrio.errors import ConnectError, InvalidParams
-from simtrio.transport.boundary import map_exceptions
 from simtrio.transport.endpoint import encode_headers, parse_url
 from simtrio.transport.streams import STREAM_ERRORS, open_stream
 
@@ -17,8 +19,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from simtrio.transport.endpoint import Endpoint
-
-__all__ = ["DEFAULT_MAX_BODY", "http_get", "http_post_json"]
 
 DEFAULT_MAX_BODY: Final = 16 * 1024 * 1024
 _RECEIVE_SIZE: Final = 64 * 1024

@@ -9,6 +9,8 @@ whatever stream the opener returned. Every failure is a :class:`~simtrio.errors.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import socket
 import ssl
 from collections.abc import Awaitable, Callable
@@ -18,21 +20,14 @@ from typing import TYPE_CHECKING, Final, TypeAlias, cast
 
 import trio
 
+from simtrio.core.boundary import map_exceptions
 from simtrio.errors import ConnectError, excerpt
-from simtrio.transport.boundary import map_exceptions, reason
+from simtrio.transport.boundary import reason
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
     from simtrio.transport.endpoint import Endpoint
-
-__all__ = [
-    "STREAM_ERRORS",
-    "StreamOpener",
-    "current_stream_opener",
-    "open_stream",
-    "stream_opener",
-]
 
 STREAM_ERRORS: Final = (OSError, trio.BrokenResourceError, trio.ClosedResourceError)
 """What a broken or closed byte stream raises."""

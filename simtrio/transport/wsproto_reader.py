@@ -6,6 +6,8 @@ differential tests feed both the same bytes and compare every call.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Final, cast
 
 from wsproto.connection import ConnectionState
@@ -20,8 +22,6 @@ if TYPE_CHECKING:
     from wsproto.connection import Connection
 
     from simtrio.transport.events import Event
-
-__all__ = ["CLOSE_MESSAGE_TOO_BIG", "CLOSE_PROTOCOL_ERROR", "WsprotoReader"]
 
 CLOSE_MESSAGE_TOO_BIG: Final = 1009
 CLOSE_PROTOCOL_ERROR: Final = 1002

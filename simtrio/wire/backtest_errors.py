@@ -6,39 +6,14 @@ also its ``KIND``. Spelling and tolerance live in :mod:`simtrio.wire.error_codec
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import Any, ClassVar, Final
 
 import attrs
 
 from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.rules import kind_key
-
-__all__ = [
-    "KNOWN_ERRORS",
-    "AdvanceSlotFailed",
-    "BOOKKEEPING_FIELDS",
-    "BacktestError",
-    "BundleNotFound",
-    "ClerkError",
-    "FinalizeSlotFailed",
-    "InitializingSysvarsFailed",
-    "Internal",
-    "InvalidAccountEncoding",
-    "InvalidAccountOwner",
-    "InvalidAccountPubkey",
-    "InvalidBlockhashFormat",
-    "InvalidRequest",
-    "InvalidTransactionEncoding",
-    "InvalidTransactionFormat",
-    "NoMoreBlocks",
-    "NoProducedBlocksInRange",
-    "SessionNameTaken",
-    "SessionNotFound",
-    "SessionOwnerMismatch",
-    "SessionOwnershipBusy",
-    "SimulationError",
-    "UnknownBacktestError",
-]
 
 BOOKKEEPING_FIELDS: Final = frozenset({"raw", "tag"})
 """Attributes of ``BacktestError`` that are bookkeeping, not wire fields."""

@@ -11,6 +11,8 @@ which solders has no type.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING
 
 from solders.pubkey import Pubkey
@@ -20,15 +22,6 @@ from simtrio.errors import InvalidParams
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-__all__ = [
-    "ADDRESS_LEN",
-    "address_value",
-    "b58decode",
-    "b58encode",
-    "is_address",
-    "sort_addresses",
-]
 
 ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 ADDRESS_LEN = 32

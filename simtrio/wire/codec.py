@@ -14,6 +14,8 @@ readers and writers in :mod:`simtrio.wire.converter`, server errors in
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import functools
 import logging
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, get_args
@@ -78,17 +80,6 @@ from simtrio.wire.types import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
-
-__all__ = [
-    "decode_available_ranges",
-    "decode_frame",
-    "decode_request",
-    "decode_response",
-    "encode",
-    "encode_available_ranges",
-    "encode_plain_continue",
-    "encode_response",
-]
 
 logger = logging.getLogger(__name__)
 

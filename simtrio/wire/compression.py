@@ -12,17 +12,11 @@ most 128 KiB and takes at least one input byte, so a slice of ``k`` bytes releas
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import zstandard
 
 from simtrio.errors import InvalidParams, ProtocolError
-
-__all__ = [
-    "BLOCK_MAX",
-    "DEFAULT_LEVEL",
-    "MAX_MESSAGE_SIZE",
-    "ZstdStreamDecoder",
-    "ZstdStreamEncoder",
-]
 
 BLOCK_MAX = 128 * 1024
 """The most one zstd block can decode to."""

@@ -10,14 +10,14 @@ notifications). Only classes with nothing else to run qualify: no validator, no 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import attrs
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-__all__ = ["plain_constructor"]
 
 _T = TypeVar("_T")
 

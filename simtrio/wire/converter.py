@@ -17,6 +17,8 @@ events of :mod:`simtrio.wire.codec`'s fast paths, and the data plane's JSON-RPC 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import NoneType, UnionType
@@ -59,21 +61,6 @@ from simtrio.wire.types import (
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = [
-    "MISSING",
-    "STATUS_BY_TEXT",
-    "FieldReader",
-    "FieldWriter",
-    "Hook",
-    "Mismatch",
-    "UHook",
-    "conv",
-    "fields_reader",
-    "fields_writer",
-    "type_error",
-    "u_u64",
-]
 
 
 class Mismatch(Exception):

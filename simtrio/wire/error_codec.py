@@ -7,6 +7,8 @@ it re-encodes unchanged.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
@@ -34,8 +36,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from simtrio.wire.jsontext import JsonValue
-
-__all__ = ["decode_backtest_error", "encode_backtest_error"]
 
 
 def _as_object(value: Any) -> dict[str, Any] | None:

@@ -10,6 +10,8 @@ too, so that both directions meet at one boundary.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 import binascii
 from collections.abc import Mapping
@@ -27,33 +29,6 @@ from solders.transaction_status import TransactionStatus
 from simtrio.errors import InvalidParams, ProtocolError, RpcError
 from simtrio.wire.jsontext import JsonObject, JsonValue, as_list, as_object, is_int, loads_object
 from simtrio.wire.types import AccountData, EncodedBinary
-
-__all__ = [
-    "READ_METHODS",
-    "AccountInput",
-    "AccountMods",
-    "AddressInput",
-    "SimulationResult",
-    "TransactionInput",
-    "account_data",
-    "account_data_json",
-    "account_mods",
-    "account_result",
-    "address_text",
-    "balance_result",
-    "blockhash_result",
-    "decode_response",
-    "encode_request",
-    "int_result",
-    "multiple_accounts_result",
-    "program_accounts_result",
-    "signature_result",
-    "signature_statuses_result",
-    "signature_text",
-    "simulation_result",
-    "transaction_base64",
-    "transaction_result",
-]
 
 AddressInput: TypeAlias = Pubkey | str
 """An account address as the public API takes it."""

@@ -7,27 +7,14 @@ values with the same strict readers (``as_int`` accepts no ``bool``, nothing is 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import json
 from typing import Any, TypeAlias, cast
 
 import orjson
 
 from simtrio.errors import InvalidParams, ProtocolError
-
-__all__ = [
-    "JsonObject",
-    "JsonValue",
-    "as_int",
-    "as_list",
-    "as_object",
-    "as_uint",
-    "dumps",
-    "dumps_wide",
-    "exact_params",
-    "excerpt_source",
-    "is_int",
-    "loads_object",
-]
 
 JsonValue: TypeAlias = Any
 """Raw JSON as orjson produces it (dict, list, str, int, float, bool or None)."""

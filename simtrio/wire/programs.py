@@ -9,6 +9,8 @@ under a new id.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import base64
 import struct
 from typing import Final
@@ -20,18 +22,6 @@ from simtrio.errors import InvalidParams
 from simtrio.wire.jsonrpc import AddressInput, address_text
 from simtrio.wire.rules import U64_MAX
 from simtrio.wire.types import AccountData, EncodedBinary
-
-__all__ = [
-    "BPF_LOADER_UPGRADEABLE",
-    "PROGRAMDATA_HEADER_LEN",
-    "PROGRAM_ACCOUNT_LEN",
-    "build_program_account",
-    "build_program_injection",
-    "deploy_slot_for",
-    "programdata_address",
-    "programdata_blob",
-    "rent_exempt_minimum",
-]
 
 BPF_LOADER_UPGRADEABLE: Final = Pubkey.from_string("BPFLoaderUpgradeab1e11111111111111111111111")
 """Owner of both accounts of an upgradeable program."""

@@ -18,13 +18,13 @@ ordinary data (a one-letter key is in nearly every message) and replacing them w
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import json
 from typing import TYPE_CHECKING, Final, TypeAlias
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-
-__all__ = ["MIN_SECRET_LENGTH", "REDACTED", "Redactor", "redactor_for"]
 
 REDACTED: Final = "<redacted>"
 """What a secret is replaced with."""

@@ -8,6 +8,8 @@ Raw payloads (``pre``, ``post``, transactions) are kept as parsed JSON and never
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, Any, Final, TypeAlias, cast
 
 import attrs
@@ -29,40 +31,6 @@ from simtrio.wire.rules import I64_MAX, I64_MIN
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-__all__ = [
-    "ACCOUNT_DIFF_NOTIFICATION",
-    "ACCOUNT_DIFF_SUBSCRIBE",
-    "ACCOUNT_DIFF_UNSUBSCRIBE",
-    "INVALID_PARAMS",
-    "LOGS_NOTIFICATION",
-    "LOGS_SUBSCRIBE",
-    "LOGS_UNSUBSCRIBE",
-    "METHOD_NOT_FOUND",
-    "SUBSCRIPTION_COMPLETE",
-    "TRANSACTION_NOTIFICATION",
-    "TRANSACTION_SUBSCRIBE",
-    "TRANSACTION_UNSUBSCRIBE",
-    "CLIENT_SUBSCRIBE_METHODS",
-    "COMPRESSION_ZSTD",
-    "REPLAY_KEYS",
-    "SUBSCRIBE_METHODS",
-    "UNSUBSCRIBE_METHODS",
-    "AccountDiffNotification",
-    "LogsNotification",
-    "RpcContext",
-    "RpcMessage",
-    "Subscribe",
-    "SubscribeAck",
-    "SubscribeError",
-    "SubscriptionComplete",
-    "TransactionNotification",
-    "UnknownRpcMessage",
-    "decode_rpc",
-    "has_slot",
-    "slot_of",
-    "wrapped_value",
-]
 
 # Method names of the data plane, spelled once.
 ACCOUNT_DIFF_SUBSCRIBE: Final = "accountDiffSubscribe"

@@ -8,6 +8,8 @@ spellings the client decodes with.
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TypeAlias
 
 import attrs
@@ -18,17 +20,6 @@ from simtrio.wire import rpc
 from simtrio.wire.jsontext import JsonObject, JsonValue, as_int, as_list, as_object, as_uint, dumps
 from simtrio.wire.rpc import RpcMessage, Subscribe, SubscribeError
 from simtrio.wire.rules import I64_MAX, I64_MIN
-
-__all__ = [
-    "InvalidRpcRequest",
-    "RpcRequest",
-    "UnknownRpcRequest",
-    "Unsubscribe",
-    "decode_rpc_request",
-    "decode_subscribe_request",
-    "encode_rpc",
-    "encode_unsubscribe_reply",
-]
 
 
 @attrs.frozen

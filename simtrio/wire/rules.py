@@ -6,17 +6,9 @@ reference server can all take their limits from here.
 
 from __future__ import annotations
 
-from typing import Final
+__all__: list[str] = []
 
-__all__ = [
-    "I64_MAX",
-    "I64_MIN",
-    "U16_MAX",
-    "U32_MAX",
-    "U64_MAX",
-    "UINT_NAMES",
-    "kind_key",
-]
+from typing import Final
 
 U16_MAX: Final = 2**16 - 1
 U32_MAX: Final = 2**32 - 1

@@ -8,6 +8,8 @@ alternate keys a decoder also accepts (§2.2) and the tolerated error shapes (§
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
@@ -16,23 +18,6 @@ import attrs
 from simtrio.wire import types
 from simtrio.wire.backtest_errors import BOOKKEEPING_FIELDS, KNOWN_ERRORS, BacktestError
 from simtrio.wire.rules import U16_MAX, U32_MAX
-
-__all__ = [
-    "DECODE_DEFAULTS",
-    "ERROR_PAYLOAD_KEYS",
-    "ERROR_TAG_KEYS",
-    "METHOD_KEY",
-    "PARAMS_KEY",
-    "SEQ_ID_ALT",
-    "SEQ_ID_KEY",
-    "SPELLINGS",
-    "UNSIGNED_BOUNDS",
-    "Spelling",
-    "check_tables",
-    "decode_keys",
-    "key",
-    "resolved_fields",
-]
 
 SEQ_ID_KEY: Final = "seqId"
 METHOD_KEY: Final = "method"

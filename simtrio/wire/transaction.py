@@ -6,12 +6,12 @@ both shapes are accepted, and anything missing or of the wrong type reads as abs
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
     from simtrio.wire.jsontext import JsonObject, JsonValue
-
-__all__ = ["transaction_outcome"]
 
 
 def _object(value: object) -> JsonObject:

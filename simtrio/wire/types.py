@@ -13,6 +13,8 @@ wire's newtype variants behave. The errors the server reports are in
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 import enum
 from collections.abc import Mapping
 from typing import TypeAlias
@@ -24,51 +26,6 @@ import attrs
 from simtrio.wire.backtest_errors import BacktestError
 from simtrio.wire.jsontext import JsonValue
 from simtrio.wire.rules import kind_key
-
-__all__ = [
-    "AccountData",
-    "AgentStatsReport",
-    "AttachBacktestSession",
-    "AttachParallelControlSessionV2",
-    "AvailableRange",
-    "BacktestRequest",
-    "BacktestResponse",
-    "BacktestStatus",
-    "CloseBacktestSession",
-    "CloseSessionRequestV1",
-    "Completed",
-    "ContinueParams",
-    "ContinueSessionRequestV1",
-    "ContinueToParams",
-    "ContinueToSessionRequestV1",
-    "CreateBacktestSessionRequest",
-    "DiscoveryBatch",
-    "DiscoveryBatchEvent",
-    "DiscoveryFilter",
-    "EncodedBinary",
-    "Error",
-    "ParallelSessionAttachedV2",
-    "Paused",
-    "PausedEvent",
-    "ProgramExecuted",
-    "ReadyForContinue",
-    "ResumeAttachedSession",
-    "SessionAttached",
-    "SessionCreated",
-    "SessionEvent",
-    "SessionEventV1",
-    "SessionEventV2",
-    "SessionSummary",
-    "SessionsCreated",
-    "SessionsCreatedV2",
-    "SlotNotification",
-    "Status",
-    "Success",
-    "UnknownDiscoveryFilter",
-    "UnknownRequest",
-    "UnknownResponse",
-    "UnknownSessionEvent",
-]
 
 # --------------------------------------------------------------------------------------------
 # Shared payloads

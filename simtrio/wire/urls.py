@@ -7,20 +7,11 @@ endpoints in a few fixed shapes, and a rewrite keeps host, port, path and query 
 
 from __future__ import annotations
 
+__all__: list[str] = []
+
 from typing import Final
 
 from simtrio.errors import InvalidParams
-
-__all__ = [
-    "API_KEY_HEADER",
-    "CONTROL_PATH",
-    "host_header",
-    "http_base_from_ws_url",
-    "http_to_ws_url",
-    "normalize_control_url",
-    "resolve_rpc_url",
-    "split_ws_url",
-]
 
 CONTROL_PATH: Final = "/backtest"
 """Where the control WebSocket lives on a server; session endpoints sit below it."""

@@ -9,8 +9,8 @@ import trio
 from rich.console import Console
 from trio.testing import MockClock
 
-from simtrio.cli.console import configure_logging, reset_logging, stderr_console
-from simtrio.cli.output import format_duration, render_table
+from simtrio.cli.console import configure_logging, render_table, reset_logging, stderr_console
+from simtrio.cli.output import format_duration
 from simtrio.cli.progress import RunProgress
 from simtrio.cli.report import RunReport, SessionState, SessionTally, render_summary, tx_facts
 from simtrio.wire.types import SessionSummary

@@ -16,9 +16,10 @@ import trio
 from rich.console import Console
 
 from simtrio.cli.common import Interrupt, Target
+from simtrio.cli.driver import RunOptions, execute_run
 from simtrio.cli.main import main
 from simtrio.cli.report import RunReport, render_summary
-from simtrio.cli.run import RunOptions, execute_run, exit_status
+from simtrio.cli.run import exit_status
 from simtrio.server import FaultPlan, Faults, ServerConfig, serve
 from simtrio.server.chain import slot_transactions
 

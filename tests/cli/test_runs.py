@@ -18,10 +18,11 @@ import pytest
 import trio
 
 from simtrio.cli.common import Target
+from simtrio.cli.driver import RunOptions, execute_run
 from simtrio.cli.main import build_parser, main
 from simtrio.cli.recorded import load_recorded_run
 from simtrio.cli.replay import replay_forever
-from simtrio.cli.run import RunOptions, execute_run, exit_status, options_from_args
+from simtrio.cli.run import exit_status, options_from_args
 from simtrio.recording import Plane, open_recorder, read_entries
 from simtrio.server import FaultPlan, Faults, ServerConfig
 from simtrio.server.chain import DEFAULT_PROGRAM_IDS

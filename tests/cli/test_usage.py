@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 
 from simtrio.cli.common import Target, UsageError, display_url, resolve_target
@@ -79,12 +80,16 @@ def test_forgotten_url_is_a_usage_error_not_an_embedded_run(
 def test_an_unexpected_failure_is_one_line_without_v(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import simtrio.cli.run as run_module
+    import simtrio.cli.main as main_module
 
     def boom(args: argparse.Namespace) -> int:
         raise ExceptionGroup("outer", [ValueError("the real cause")])
 
-    monkeypatch.setattr(run_module, "command", boom)
+    commands = [
+        attrs.evolve(entry, command=boom) if entry.INFO.name == "run" else entry
+        for entry in main_module.COMMANDS
+    ]
+    monkeypatch.setattr(main_module, "COMMANDS", commands)
     argv = ["run", "--embedded", "--start-slot", "1", "--end-slot", "2"]
     assert main(argv) == 1
     err = capsys.readouterr().err

@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from simtrio import wire
-from simtrio.client import BacktestClient, BacktestSession
+from simtrio.client import BacktestClient
 from simtrio.params import CreateSession
 from tests.client.fakes import (
     CREATED,
@@ -18,6 +18,8 @@ from tests.client.helpers import KEY
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Awaitable, Callable
+
+    from simtrio.backtest_session import BacktestSession
 
 from tests.client.fakes import FakeServer
 

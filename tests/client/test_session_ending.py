@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from simtrio import wire
-from simtrio.client import GRACEFUL_CLOSE_TIMEOUT, BacktestClient
+from simtrio.backtest_session import GRACEFUL_CLOSE_TIMEOUT
+from simtrio.client import BacktestClient
 from simtrio.core.session import ReadyOutcome
 from simtrio.errors import ConnectionClosed, ProtocolError, RemoteError, RequestTimeout
 from simtrio.params import Continue

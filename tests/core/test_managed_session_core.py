@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from simtrio import events, wire
+from simtrio.core.phase import Phase
 from simtrio.core.session import (
     CloseDone,
     Decision,
@@ -14,7 +15,6 @@ from simtrio.core.session import (
     Fail,
     HandshakeDone,
     ManagedSessionCore,
-    Phase,
     Retry,
 )
 from simtrio.errors import ControlFailed, CreateFailed

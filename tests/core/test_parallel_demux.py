@@ -18,7 +18,8 @@ from simtrio.core.demux import (
     ParallelDemux,
     SubSessionSpec,
 )
-from simtrio.core.session import Fail, Phase, Retry
+from simtrio.core.phase import Phase
+from simtrio.core.session import Fail, Retry
 from simtrio.errors import ControlFailed, CreateFailed
 
 CREATE = wire.CreateBacktestSessionRequest(start_slot=0, end_slot=299, parallel=True)

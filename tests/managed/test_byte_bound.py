@@ -8,8 +8,8 @@ from simtrio import CreateSession, open_managed_session
 from simtrio.events import Completed, ReadyForContinue, Transaction
 from simtrio.managed.config import ManagedConfig
 from simtrio.managed.standalone import open_transaction_subscription
-from simtrio.params import ContinueParams
 from simtrio.server import serve
+from simtrio.wire.types import ContinueParams
 from tests.managed.reference import reference_session
 from tests.server import helpers
 

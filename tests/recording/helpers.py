@@ -13,7 +13,7 @@ import trio_websocket
 
 from simtrio.recording import Plane, open_recorder, replay_server
 from simtrio.recording.format import RUN_ENDED
-from simtrio.recording.store import PendingEntry
+from simtrio.recording.records import PendingEntry
 from simtrio.wire import rpc, types
 from simtrio.wire.codec import encode
 from simtrio.wire.compression import ZstdStreamDecoder
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pytest
 
     from simtrio.recording import Recorder, ReplayServer, RunStore
-    from simtrio.recording.store import ActiveRun
+    from simtrio.recording.records import ActiveRun
 
 PROGRAM_A = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 PROGRAM_B = "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL"

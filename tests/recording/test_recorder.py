@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from simtrio.recording import Recorder
-    from simtrio.recording.store import ActiveRun, PendingEntry
+    from simtrio.recording.records import ActiveRun, PendingEntry
 
 API_KEY = "sk_live_7hTq9ZpL2mXvB4nR8cWd"
 

@@ -17,8 +17,8 @@ from simtrio.recording.format import (
     new_run_id,
     redact_url,
 )
-from simtrio.recording.schema import APPLICATION_ID
-from simtrio.recording.store import SCHEMA_VERSION, ActiveRun, PendingEntry
+from simtrio.recording.records import ActiveRun, PendingEntry
+from simtrio.recording.schema import APPLICATION_ID, SCHEMA_VERSION
 from tests.recording.helpers import CREATE_TEXT, end_run, sql
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from simtrio.recording import (
     open_recorder,
 )
 from simtrio.recording.format import Plane
-from simtrio.recording.store import ActiveRun, PendingEntry
+from simtrio.recording.records import ActiveRun, PendingEntry
 from simtrio.wire import types
 from tests.recording.helpers import end_run, sql
 

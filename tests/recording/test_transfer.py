@@ -19,7 +19,7 @@ from simtrio.recording import (
     import_run,
 )
 from simtrio.recording.format import Plane
-from simtrio.recording.store import PendingEntry
+from simtrio.recording.records import PendingEntry
 from simtrio.recording.transfer import parse_export, quarantine_dir
 from tests.recording.helpers import CREATE_TEXT, end_run
 

@@ -154,7 +154,7 @@ async def test_every_method_against_the_executing_server() -> None:
 def test_plain_session_without_endpoint_is_rpc_error() -> None:
     from typing import Any, cast
 
-    from simtrio.client import BacktestSession
+    from simtrio.backtest_session import BacktestSession
 
     session = BacktestSession(cast("Any", None), None, rpc_base="http://127.0.0.1:1")
     assert session.rpc_url is None

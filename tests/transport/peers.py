@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncGenerator, Awaitable, Callable
 
-    from simtrio.transport import WebSocketConnection
+    from simtrio.transport.connection import WebSocketConnection
 
 # A self-signed certificate for 127.0.0.1 / localhost, valid 2020-2120, for TLS tests only.
 TEST_CERT = """-----BEGIN CERTIFICATE-----

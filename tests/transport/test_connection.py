@@ -15,7 +15,7 @@ import trio.lowlevel
 import trio.testing
 
 from simtrio.errors import ConnectError, ConnectionClosed
-from simtrio.transport import connect, open_connection
+from simtrio.transport.connection import connect, open_connection
 from simtrio.transport.endpoint import parse_url
 from simtrio.transport.streams import open_stream, stream_opener
 from tests.client.fakes import refused_port

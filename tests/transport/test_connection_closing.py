@@ -24,8 +24,13 @@ from wsproto.events import (
 )
 
 from simtrio.errors import ConnectionClosed, ProtocolError
-from simtrio.transport import WebSocketConnection, connect, open_connection
-from simtrio.transport.connection import BURST_RECEIVE_SIZE, RECEIVE_SIZE
+from simtrio.transport.connection import (
+    BURST_RECEIVE_SIZE,
+    RECEIVE_SIZE,
+    WebSocketConnection,
+    connect,
+    open_connection,
+)
 from simtrio.transport.engine import ClientEngine
 from simtrio.transport.events import Accepted
 from tests.transport.peers import (

@@ -21,7 +21,7 @@ from wsproto.events import (
 
 from simtrio.errors import ConnectionClosed, InvalidParams, ProtocolError
 from simtrio.transport.endpoint import encode_headers, parse_url
-from simtrio.transport.engine import REJECT_BODY_LIMIT, ClientEngine
+from simtrio.transport.engine import ClientEngine
 from simtrio.transport.events import (
     Accepted,
     Binary,
@@ -32,6 +32,7 @@ from simtrio.transport.events import (
     Rejected,
     Text,
 )
+from simtrio.transport.handshake import REJECT_BODY_LIMIT
 
 KEY = "sk-very-secret-key"
 

@@ -10,8 +10,7 @@ import pytest
 import trio
 
 from simtrio.errors import ConnectError
-from simtrio.transport import http_get
-from simtrio.transport.http import http_post_json
+from simtrio.transport.http import http_get, http_post_json
 from tests.support.fakeserver import read_request_head, serve_streams
 from tests.transport.peers import connect_error
 
