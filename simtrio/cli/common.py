@@ -52,6 +52,11 @@ class UsageError(Exception):
     """Arguments that parse but make no sense together; ``main`` exits with status 2."""
 
 
+def add_json_flag(parser: argparse.ArgumentParser, output: str) -> None:
+    """``--json``: the command prints ``output`` (e.g. "a JSON array") instead of a table."""
+    parser.add_argument("--json", action="store_true", help=f"print {output}")
+
+
 def add_target_args(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("server")
     group.add_argument(

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 import attrs
 
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo, add_json_flag
 from simtrio.cli.console import render_table
 from simtrio.cli.output import json_object, write_json
 from simtrio.cli.runfile import RunFile, RunFileError, load_run
@@ -64,7 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("baseline", metavar="BASELINE")
     p.add_argument("experiment", metavar="EXPERIMENT")
     p.add_argument("section", metavar="SECTION", nargs="?", choices=SECTIONS)
-    p.add_argument("--json", action="store_true", help="print the comparison as one JSON object")
+    add_json_flag(p, "the comparison as one JSON object")
 
 
 def _delta(base: Any, exp: Any) -> int | None:

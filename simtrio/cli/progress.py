@@ -19,6 +19,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -50,6 +51,20 @@ def _now() -> float:
         return time.monotonic()
 
 
+def progress_display(
+    console: Console, *columns: str | ProgressColumn, transient: bool, expand: bool = False
+) -> Progress:
+    """A rich display that its owner redraws from a trio task (no refresh thread), on trio's clock."""
+    return Progress(
+        *columns,
+        console=console,
+        auto_refresh=False,
+        transient=transient,
+        expand=expand,
+        get_time=_now,
+    )
+
+
 class RunProgress:
     """Mirrors the tallies ``source`` returns into a rich progress display."""
 
@@ -63,7 +78,8 @@ class RunProgress:
     ) -> None:
         self._source = source
         self._max_lines = max_lines
-        self.progress = Progress(
+        self.progress = progress_display(
+            console,
             TextColumn("{task.description}"),
             BarColumn(bar_width=None),
             MofNCompleteColumn(),
@@ -71,11 +87,8 @@ class RunProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=console,
-            auto_refresh=False,
             transient=True,
             expand=True,
-            get_time=_now,
         )
         self._total = self.progress.add_task("total", total=total_slots)
         self._tasks: dict[str, TaskID] = {}

@@ -26,6 +26,7 @@ from simtrio.cli.common import (
     Interrupt,
     Target,
     UsageError,
+    add_json_flag,
     add_target_args,
     resolve_target,
     simtrio_error_of,
@@ -60,16 +61,9 @@ INFO: Final = CommandInfo(
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_target_args(p)
-    p.add_argument(
-        "--after", type=parse_date, metavar="DATE", help="ranges ending at or after DATE (UTC)"
-    )
-    p.add_argument(
-        "--before",
-        type=parse_date,
-        metavar="DATE",
-        help="ranges starting at or before DATE (UTC)",
-    )
-    p.add_argument("--json", action="store_true", help="print a JSON array")
+    for flag, keeps in (("--after", "ending at or after"), ("--before", "starting at or before")):
+        p.add_argument(flag, type=parse_date, metavar="DATE", help=f"ranges {keeps} DATE (UTC)")
+    add_json_flag(p, "a JSON array")
 
 
 def _time(text: str | None) -> dt.datetime | None:

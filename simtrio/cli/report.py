@@ -28,10 +28,12 @@ if TYPE_CHECKING:
 
 
 class SessionState(enum.StrEnum):
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
+    """Where a (sub-)session of a run stands; the value is the lower-case name, as printed."""
+
+    RUNNING = enum.auto()
+    COMPLETED = enum.auto()
+    FAILED = enum.auto()
+    INTERRUPTED = enum.auto()
 
 
 @attrs.frozen

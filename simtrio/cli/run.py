@@ -22,6 +22,7 @@ from simtrio.cli.common import (
     CommandInfo,
     Interrupt,
     UsageError,
+    add_json_flag,
     add_target_args,
     iter_csv,
     resolve_target,
@@ -159,7 +160,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="S",
         help="longest outage before giving up (default: the disconnect timeout)",
     )
-    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    add_json_flag(p, "the summary as one JSON line")
     p.add_argument("--record", metavar="DB", type=Path, help="record the run into a run store")
     p.add_argument(
         "--output-file",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from simtrio.cli import runs_transfer
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, EXIT_USAGE, CommandInfo, add_json_flag
 from simtrio.cli.console import render_table
 from simtrio.cli.output import json_object, write_json
 from simtrio.cli.recorded import summarize_recording
@@ -39,17 +39,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     actions = p.add_subparsers(dest="runs_command", metavar="ACTION", required=True)
     ls = actions.add_parser("list", help="list the runs of a store")
     ls.add_argument("db", metavar="DB", type=Path)
-    ls.add_argument("--json", action="store_true", help="print a JSON array")
+    add_json_flag(ls, "a JSON array")
     show = actions.add_parser("show", help="show one run and its summary")
     show.add_argument("db", metavar="DB", type=Path)
     show.add_argument("run_id", metavar="RUN_ID")
-    show.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(show, "one JSON object")
     verify = actions.add_parser(
         "verify", help="check the hash chain of one run or of all (exit 1 if any is broken)"
     )
     verify.add_argument("db", metavar="DB", type=Path)
     verify.add_argument("run_id", metavar="RUN_ID", nargs="?")
-    verify.add_argument("--json", action="store_true", help="print a JSON array")
+    add_json_flag(verify, "a JSON array")
     for parser in (ls, show, verify):
         parser.set_defaults(handler=command, usage_parser=parser)
     runs_transfer.add_actions(actions)

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from simtrio.cli.common import EXIT_FAILED, EXIT_OK
+from simtrio.cli.common import EXIT_FAILED, EXIT_OK, add_json_flag
 from simtrio.cli.console import render_table
 from simtrio.cli.output import write_json
 from simtrio.errors import SimtrioError
@@ -34,7 +34,7 @@ def add_actions(actions: Subparsers) -> None:
     )
     imp.add_argument("db", metavar="DB", type=Path)
     imp.add_argument("files", metavar="FILE", type=Path, nargs="+")
-    imp.add_argument("--json", action="store_true", help="print a JSON array")
+    add_json_flag(imp, "a JSON array")
     export.set_defaults(handler=_export, usage_parser=export)
     imp.set_defaults(handler=_import, usage_parser=imp)
 

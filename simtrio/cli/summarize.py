@@ -14,7 +14,7 @@ __all__: list[str] = []
 import sys
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from simtrio.cli.common import EXIT_OK, EXIT_USAGE, CommandInfo, iter_csv
+from simtrio.cli.common import EXIT_OK, EXIT_USAGE, CommandInfo, add_json_flag, iter_csv
 from simtrio.cli.console import render_table
 from simtrio.cli.output import write_json
 from simtrio.cli.runfile import RunFile, RunFileError, load_run
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="A,B",
         help="wallets whose opening and closing balances to show (comma separated)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_json_flag(p, "one JSON object")
 
 
 def _slot_key(item: tuple[int, dict[str, Any]]) -> tuple[int, int]:

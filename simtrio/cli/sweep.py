@@ -30,6 +30,7 @@ from simtrio.cli.common import (
     EXIT_OK,
     CommandInfo,
     UsageError,
+    add_json_flag,
     add_target_args,
     control_url,
     display_url,
@@ -83,7 +84,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--retries", type=int, metavar="N", help="extra attempts of a failed cell")
     p.add_argument("--record", metavar="DB", type=Path, help="the run store to record into")
-    p.add_argument("--json", action="store_true", help="print the outcome table as JSON")
+    add_json_flag(p, "the outcome table as JSON")
     add_target_args(p)
 
 
@@ -222,16 +223,16 @@ class _Display:
         if not self.live:
             await trio.sleep_forever()
         from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
-        console = Console(file=self.err)
-        with Progress(
+        from simtrio.cli.progress import progress_display
+
+        with progress_display(
+            Console(file=self.err),
             TextColumn("[bold]sweep"),
             BarColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
-            console=console,
-            auto_refresh=False,
             transient=False,
         ) as bar:
             task = bar.add_task(self._line(), total=max(1, self.progress.total))

@@ -32,6 +32,7 @@ import math
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Final
 
+import attrs
 import trio
 
 from simtrio.core.backoff import ReconnectState
@@ -46,7 +47,7 @@ from simtrio.errors import (
     ProtocolError,
     SimtrioError,
 )
-from simtrio.managed.config import ConnectionStatus
+from simtrio.managed.config import ConnectionStatus, ManagedConfig
 from simtrio.managed.control_connection import (
     DECODE_CHUNK,
     ConnectionRun,
@@ -59,11 +60,13 @@ from simtrio.managed.control_connection import (
     watch_steps,
 )
 from simtrio.managed.queue import QueueReceiveChannel, QueueSendChannel, open_queue
+from simtrio.managed.recording_tap import RecordingTap
 from simtrio.managed.session_subscriptions import SessionSubscriptions, serve_subscriptions
 from simtrio.managed.status import StatusCell
 from simtrio.transport.connection import connect
 from simtrio.wire.codec import encode
 from simtrio.wire.redact import redactor_for
+from simtrio.wire.types import CreateBacktestSessionRequest
 from simtrio.wire.urls import API_KEY_HEADER, normalize_control_url
 
 if TYPE_CHECKING:
@@ -71,8 +74,6 @@ if TYPE_CHECKING:
 
     from simtrio.core.phase import ControlCore
     from simtrio.errors import ManagedSessionError
-    from simtrio.managed.config import ManagedConfig
-    from simtrio.managed.recording_tap import RecordingTap
     from simtrio.managed.sink import EventSink
     from simtrio.transport.connection import WebSocketConnection
     from simtrio.wire.types import BacktestRequest
@@ -95,6 +96,17 @@ _cancel_shielded_checkpoint: Final = trio.lowlevel.cancel_shielded_checkpoint
 _FAILED: Final = ConnectionStatus.FAILED
 
 
+@attrs.frozen
+class ControlTarget:
+    """What a control loop connects to and asks for; the key is kept out of the repr."""
+
+    url: str
+    api_key: str = attrs.field(repr=False)
+    request: CreateBacktestSessionRequest
+    config: ManagedConfig
+    tap: RecordingTap | None = None
+
+
 class ControlLoop(abc.ABC):
     """The reconnecting control loop; subclasses drive their sans-IO core through the hooks.
 
@@ -107,29 +119,23 @@ class ControlLoop(abc.ABC):
     are stored in :attr:`failure` and reach the drivers through their event streams.
     """
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str,
-        config: ManagedConfig,
-        core: ControlCore,
-        *,
-        max_total: float | None,
-        tap: RecordingTap | None = None,
-    ) -> None:
-        self.url = normalize_control_url(url)
-        self.redactor = redactor_for((api_key,))
+    def __init__(self, target: ControlTarget, core: ControlCore) -> None:
+        config = target.config
+        self.url = normalize_control_url(target.url)
+        self.redactor = redactor_for((target.api_key,))
         """Takes the API key out of everything the server sends (None: no key to protect)."""
         self._core = core
-        self.tap = tap
+        self.tap = target.tap
         self.config = config
+        self.max_total = config.max_total_for(target.request.disconnect_timeout_secs)
+        """The outage budget (protocol §8.3): how long the loop keeps trying to reconnect."""
         self.status = StatusCell()
         self.failure: ManagedSessionError | None = None
         self.finished = False
         self.done = trio.Event()
-        self._headers = ((API_KEY_HEADER, api_key),)
+        self._headers = ((API_KEY_HEADER, target.api_key),)
         self._state = ReconnectState(
-            config.backoff, max_total, first_max_total=config.first_connect_max_total
+            config.backoff, self.max_total, first_max_total=config.first_connect_max_total
         )
         self._rng = config.make_rng()
         self._last_connect_error: str | None = None
@@ -469,12 +475,8 @@ class ControlLoop(abc.ABC):
             run.reads += 1
             routed, error = self._route(run, messages)
             if routed and tap is not None:
-                run.reading_paused = True
-                try:
+                with run.read_pause:
                     await tap.wait_for_room()
-                finally:
-                    run.reading_paused = False
-                    run.reading_resumed = trio.current_time()
             if error is not None:
                 run.lose(f"protocol error: {error}")
 

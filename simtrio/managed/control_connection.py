@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 import trio
 
 from simtrio.errors import ConnectionClosed, ProtocolError
+from simtrio.managed.waiting import ReadPause
 from simtrio.wire.codec import decode_frame
 
 if TYPE_CHECKING:
@@ -94,8 +95,7 @@ class ConnectionRun:
         "failure",
         "handshake_done",
         "loss",
-        "reading_paused",
-        "reading_resumed",
+        "read_pause",
         "reads",
         "scope",
         "stalled_since",
@@ -115,9 +115,8 @@ class ConnectionRun:
         self.handshake_done = False
         self.up = False
         self.close_done = False
-        self.reading_paused = False
+        self.read_pause = ReadPause()
         """The pump waits for the recorder's disk, so silence on the socket is not the peer's."""
-        self.reading_resumed = -math.inf
         self.reads = 0
         """Reads that brought control frames (a cheap progress mark for the idle-step watch)."""
         self.stalled_since: float | None = None
@@ -190,8 +189,8 @@ async def keepalive(run: ConnectionRun, config: ManagedConfig) -> None:
     interval = config.keepalive_interval
     deadline = config.keepalive_miss_deadline
     while True:
-        silent = trio.current_time() - max(conn.last_received, run.reading_resumed)
-        if silent >= deadline and not run.reading_paused:
+        silent = trio.current_time() - max(conn.last_received, run.read_pause.ended_at)
+        if silent >= deadline and not run.read_pause.active:
             run.lose(
                 f"nothing received for {silent:g} s (keepalive)",
                 stalled_since=trio.current_time() - silent,
@@ -226,7 +225,7 @@ async def watch_steps(run: ConnectionRun, limit: float, core: ControlCore) -> No
     while True:
         await trio.sleep(tick)
         now = trio.current_time()
-        if run.reads != reads or run.reading_paused or not core.step_outstanding:
+        if run.reads != reads or run.read_pause.active or not core.step_outstanding:
             reads = run.reads
             quiet_since = now
             continue

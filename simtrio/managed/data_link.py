@@ -11,7 +11,6 @@ from __future__ import annotations
 __all__: list[str] = []
 
 import logging
-import math
 from collections import deque
 from typing import TYPE_CHECKING, Final, Literal, cast
 
@@ -22,7 +21,7 @@ import trio
 from simtrio.core.barrier import PingWatch, probe_slot
 from simtrio.errors import ConnectError, ConnectionClosed, excerpt
 from simtrio.managed.subscription_kinds import Notification
-from simtrio.managed.waiting import Waiters
+from simtrio.managed.waiting import ReadPause, Waiters
 from simtrio.transport.http import http_post_json
 from simtrio.wire.rpc import (
     INVALID_PARAMS,
@@ -119,11 +118,10 @@ class Link:
         "by_sub",
         "conn",
         "decoder",
-        "delivering",
         "lost",
+        "pause",
         "pending",
         "probe_sent",
-        "resumed_at",
         "scope",
         "slot_held",
         "stalled_since",
@@ -140,8 +138,7 @@ class Link:
         self.by_sub: dict[int, Sub] = {}
         self.scope: trio.CancelScope | None = None
         self.lost: str | None = None
-        self.delivering = False
-        self.resumed_at = -math.inf
+        self.pause = ReadPause()
         self.slot_held = False
         self.stalled_since: float | None = None
         self.streaming = False
@@ -247,15 +244,15 @@ class Link:
         next_ping = trio.current_time()
         while True:
             now = trio.current_time()
-            if not self.delivering:
-                quiet = now - max(conn.last_received, self.resumed_at)
+            if not self.pause.active:
+                quiet = now - max(conn.last_received, self.pause.ended_at)
                 if quiet >= miss_deadline:
                     # A connection that went silent was healthy only until then (outage budget).
                     self.stalled_since = trio.current_time() - quiet
                     self.lose(f"missed keepalive: nothing received for {quiet:g} s")
                     return
-                if watch.overdue(now, conn.last_received, self.resumed_at):
-                    self.stalled_since = max(conn.last_received, self.resumed_at)
+                if watch.overdue(now, conn.last_received, self.pause.ended_at):
+                    self.stalled_since = max(conn.last_received, self.pause.ended_at)
                     self.lose(f"no reply to a ping within {watch.timeout:g} s")
                     return
             payload = next_probe(self)
@@ -270,7 +267,7 @@ class Link:
                 watch.sent(now)
                 next_ping = now + interval
             wake = next_ping
-            pong_deadline = None if self.delivering else watch.deadline(self.resumed_at)
+            pong_deadline = None if self.pause.active else watch.deadline(self.pause.ended_at)
             if pong_deadline is not None:
                 wake = min(wake, pong_deadline)
             with trio.move_on_at(wake):
@@ -282,13 +279,11 @@ class Link:
         That time is neither the peer's silence (keepalive) nor an idle subscription
         (completion drain).
         """
-        self.delivering = True
         observer.delivery_started()
         try:
-            await waiting
+            with self.pause:
+                await waiting
         finally:
-            self.delivering = False
-            self.resumed_at = trio.current_time()
             observer.delivery_finished()
 
 

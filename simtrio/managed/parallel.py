@@ -27,7 +27,7 @@ from simtrio.core.session import Fail, Retry
 from simtrio.errors import ContinueSendFailed
 from simtrio.events import Slot
 from simtrio.managed.config import ManagedConfig, SessionInfo
-from simtrio.managed.control import ControlLoop
+from simtrio.managed.control import ControlLoop, ControlTarget
 from simtrio.managed.coordinator import ReconnectCoordinator
 from simtrio.managed.discovery import ControlledSession
 from simtrio.managed.recording_tap import RecordingTap
@@ -57,17 +57,9 @@ logger = logging.getLogger(__name__)
 class _ParallelControl(ControlLoop):
     """The control loop of one parallel session and all its sub-sessions."""
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str,
-        request: CreateBacktestSessionRequest,
-        config: ManagedConfig,
-        tap: RecordingTap | None = None,
-    ) -> None:
-        self.max_total = config.max_total_for(request.disconnect_timeout_secs)
-        self.demux = ParallelDemux(request)
-        super().__init__(url, api_key, config, self.demux, max_total=self.max_total, tap=tap)
+    def __init__(self, target: ControlTarget) -> None:
+        self.demux = ParallelDemux(target.request)
+        super().__init__(target, self.demux)
         self.coordinator = ReconnectCoordinator()
         self.sink_of: dict[str, EventSink] = {}
         """Every sub-session's sink, by session id, in ``sessionsCreatedV2`` order."""
@@ -251,6 +243,6 @@ async def open_parallel_session(
     if not request.parallel:
         request = attrs.evolve(request, parallel=True)
     tap = RecordingTap(recorder, api_key) if recorder is not None else None
-    control = _ParallelControl(url, api_key, request, config, tap)
+    control = _ParallelControl(ControlTarget(url, api_key, request, config, tap))
     async with control.running():
         yield ParallelSession(control)

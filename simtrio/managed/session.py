@@ -27,7 +27,7 @@ from simtrio.errors import (
     ManagedSessionError,
 )
 from simtrio.managed.config import ManagedConfig, SessionInfo
-from simtrio.managed.control import ControlLoop
+from simtrio.managed.control import ControlLoop, ControlTarget
 from simtrio.managed.discovery import ControlledSession
 from simtrio.managed.recording_tap import RecordingTap
 from simtrio.managed.sink import EventSink
@@ -61,23 +61,15 @@ _CLOSE: Final = encode(_CLOSE_REQUEST)
 class _SingleControl(ControlLoop):
     """The control loop of one managed session."""
 
-    def __init__(
-        self,
-        url: str,
-        api_key: str,
-        request: CreateBacktestSessionRequest,
-        config: ManagedConfig,
-        tap: RecordingTap | None = None,
-    ) -> None:
-        self.core = ManagedSessionCore(request)
-        max_total = config.max_total_for(request.disconnect_timeout_secs)
-        super().__init__(url, api_key, config, self.core, max_total=max_total, tap=tap)
+    def __init__(self, target: ControlTarget) -> None:
+        self.core = ManagedSessionCore(target.request)
+        super().__init__(target, self.core)
         self.sink = EventSink(
-            config,
-            start_slot=request.start_slot,
+            target.config,
+            start_slot=target.request.start_slot,
             launcher=self.launcher,
-            max_total=max_total,
-            tap=tap,
+            max_total=self.max_total,
+            tap=self.tap,
             redactor=self.redactor,
         )
 
@@ -231,6 +223,6 @@ async def open_managed_session(
     if request.parallel:
         raise InvalidParams("a parallel create needs open_parallel_session")
     tap = RecordingTap(recorder, api_key) if recorder is not None else None
-    control = _SingleControl(url, api_key, request, config, tap)
+    control = _SingleControl(ControlTarget(url, api_key, request, config, tap))
     async with control.running():
         yield ManagedSession(control, control.sink, request.end_slot - request.start_slot + 1)

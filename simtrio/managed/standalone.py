@@ -32,6 +32,7 @@ from simtrio.wire.urls import http_to_ws_url, split_ws_url
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Sequence
+    from contextlib import AbstractAsyncContextManager
 
     from simtrio.events import AccountDiff, ProgramLogs, Transaction
 
@@ -82,36 +83,30 @@ class DataSubscription(Generic[E]):
         )
 
 
-@asynccontextmanager
-async def open_account_diff_subscription(
+def open_account_diff_subscription(
     rpc_endpoint: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
-) -> AsyncGenerator[DataSubscription[AccountDiff]]:
+) -> AbstractAsyncContextManager[DataSubscription[AccountDiff]]:
     """Account diffs of ``program_ids`` from a session's data plane, outside a managed session.
 
     ``rpc_endpoint`` is the session's ``http(s)://`` endpoint. ``notifications`` ends once every
     program's terminal arrived. A give-up raises ``SubscriptionFailed`` out of the block.
     """
-    async with _open_standalone(ACCOUNT_DIFFS, rpc_endpoint, program_ids, config) as sub:
-        yield sub
+    return _open_standalone(ACCOUNT_DIFFS, rpc_endpoint, program_ids, config)
 
 
-@asynccontextmanager
-async def open_transaction_subscription(
+def open_transaction_subscription(
     rpc_endpoint: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
-) -> AsyncGenerator[DataSubscription[Transaction]]:
+) -> AbstractAsyncContextManager[DataSubscription[Transaction]]:
     """Transactions involving ``program_ids``; see :func:`open_account_diff_subscription`."""
-    async with _open_standalone(TRANSACTIONS, rpc_endpoint, program_ids, config) as sub:
-        yield sub
+    return _open_standalone(TRANSACTIONS, rpc_endpoint, program_ids, config)
 
 
-@asynccontextmanager
-async def open_logs_subscription(
+def open_logs_subscription(
     rpc_url: str, program_ids: Sequence[str], *, config: ManagedConfig | None = None
-) -> AsyncGenerator[DataSubscription[ProgramLogs]]:
+) -> AbstractAsyncContextManager[DataSubscription[ProgramLogs]]:
     """``logsSubscribe`` for each of ``program_ids`` (its ``mentions`` filter), as
     :class:`~simtrio.events.ProgramLogs` events; see :func:`open_account_diff_subscription`."""
-    async with _open_standalone(LOGS, rpc_url, program_ids, config) as sub:
-        yield sub
+    return _open_standalone(LOGS, rpc_url, program_ids, config)
 
 
 @asynccontextmanager

@@ -22,7 +22,7 @@ __all__: list[str] = []
 
 import logging
 import math
-from typing import TYPE_CHECKING, Final, Generic, NoReturn, cast
+from typing import TYPE_CHECKING, Generic, NoReturn, cast
 
 import trio
 
@@ -69,8 +69,6 @@ from simtrio.managed.subscription_kinds import (
 from simtrio.transport.connection import connect
 from simtrio.wire.compression import ZstdStreamDecoder
 from simtrio.wire.rpc import (
-    INVALID_PARAMS,
-    METHOD_NOT_FOUND,
     AccountDiffNotification,
     LogsNotification,
     RpcMessage,
@@ -90,9 +88,6 @@ if TYPE_CHECKING:
     from simtrio.wire.redact import Redactor
 
 logger = logging.getLogger(__name__)
-
-_TERMINAL_SUBSCRIBE_ERRORS: Final = frozenset({INVALID_PARAMS, METHOD_NOT_FOUND})
-"""JSON-RPC error codes of a subscribe reply that retrying cannot fix (protocol §9.3)."""
 
 
 class SubscriptionManager(Generic[E]):
@@ -201,7 +196,7 @@ class SubscriptionManager(Generic[E]):
     def consumer_behind(self) -> bool:
         """Blocked handing a notification to a consumer that is behind (or to the recorder)."""
         link = self._link
-        return link is not None and link.delivering
+        return link is not None and link.pause.active
 
     def probe(self, slot: int) -> None:
         """Ask for proof that everything up to ``slot`` arrived (a Ping; returns at once)."""
@@ -386,12 +381,8 @@ class SubscriptionManager(Generic[E]):
                     raise Lost("reconnect budget spent during the subscribe handshake")
                 if replay:
                     # Not reading meanwhile is our doing, not the peer's silence.
-                    link.delivering = True
-                    try:
+                    with link.pause:
                         await self._check_gap()
-                    finally:
-                        link.delivering = False
-                        link.resumed_at = trio.current_time()
                 came_up = True
                 self._up(link, state)
                 for message in held:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 __all__: list[str] = []
 
+import math
 from typing import TYPE_CHECKING
 
 import trio
@@ -54,3 +55,25 @@ class Waiters:
         await trio.lowlevel.checkpoint()
         while not predicate():
             await self._lot.park()
+
+
+class ReadPause:
+    """A connection that stops reading by its own choice (a slow consumer, the recorder's disk).
+
+    ``with pause:`` around such a wait; a silence watchdog skips a connection while
+    :attr:`active` and counts silence from :attr:`ended_at` at the earliest, so the wait is never
+    taken for the peer's silence.
+    """
+
+    __slots__ = ("active", "ended_at")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.ended_at = -math.inf
+
+    def __enter__(self) -> None:
+        self.active = True
+
+    def __exit__(self, *_: object) -> None:
+        self.active = False
+        self.ended_at = trio.current_time()

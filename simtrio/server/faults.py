@@ -190,17 +190,18 @@ def _fault_of(
     reject_status: int,
 ) -> Faults:
     match kind:
+        # Triggered by the message count alone, then with a parameter, then not by a count.
         case FaultKind.DROP:
             return Faults(drop_after=at)
+        case FaultKind.MALFORMED:
+            return Faults(malformed_at=at)
+        case FaultKind.CORRUPT:
+            return Faults(corrupt_compressed_at=at)
+        case FaultKind.OVERSIZE:
+            return Faults(oversize_at=at, oversize_bytes=oversize_bytes)
         case FaultKind.STALL:
             return Faults(stall_after=at, stall_for=stall_for)
         case FaultKind.DELAY:
             return Faults(delay=delay)
-        case FaultKind.MALFORMED:
-            return Faults(malformed_at=at)
-        case FaultKind.OVERSIZE:
-            return Faults(oversize_at=at, oversize_bytes=oversize_bytes)
-        case FaultKind.CORRUPT:
-            return Faults(corrupt_compressed_at=at)
         case FaultKind.REJECT:
             return Faults(reject_upgrade=reject_status)

@@ -34,6 +34,8 @@ __all__: list[str] = []
 import codecs
 from typing import TYPE_CHECKING, Final
 
+from wsproto.frame_protocol import CloseReason, Opcode
+
 from simtrio.transport.events import Closed, FrameError, PingReceived, PongReceived
 
 if TYPE_CHECKING:
@@ -41,17 +43,17 @@ if TYPE_CHECKING:
 
     from simtrio.transport.events import Event
 
-_PROTOCOL_ERROR: Final = 1002
-_INVALID_DATA: Final = 1007
-_TOO_BIG: Final = 1009
+# wsproto's names, as plain ints for the hot path's comparisons.
+_PROTOCOL_ERROR: Final = int(CloseReason.PROTOCOL_ERROR)
+_INVALID_DATA: Final = int(CloseReason.INVALID_FRAME_PAYLOAD_DATA)
+_TOO_BIG: Final = int(CloseReason.MESSAGE_TOO_BIG)
 
-_CONTINUATION: Final = 0x0
-_TEXT: Final = 0x1
-_BINARY: Final = 0x2
-_CLOSE: Final = 0x8
-_PING: Final = 0x9
-_PONG: Final = 0xA
-_OPCODES: Final = frozenset({_CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG})
+_CONTINUATION: Final = int(Opcode.CONTINUATION)
+_TEXT: Final = int(Opcode.TEXT)
+_CLOSE: Final = int(Opcode.CLOSE)
+_PING: Final = int(Opcode.PING)
+_PONG: Final = int(Opcode.PONG)
+_OPCODES: Final = frozenset(map(int, Opcode))
 
 
 # Close codes a peer may send (RFC 6455 §7.4): the registered ones below 3000, then 3000-4999.

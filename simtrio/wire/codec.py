@@ -18,7 +18,7 @@ __all__: list[str] = []
 
 import functools
 import logging
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias, get_args
 
 import attrs
 import orjson
@@ -54,38 +54,25 @@ from simtrio.wire.spellings import (
     resolved_fields,
 )
 from simtrio.wire.types import (
-    AttachBacktestSession,
-    AttachParallelControlSessionV2,
     AvailableRange,
     BacktestRequest,
     BacktestResponse,
     BacktestStatus,
-    CloseBacktestSession,
-    CloseSessionRequestV1,
     Completed,
     ContinueParams,
     ContinueSessionRequestV1,
-    ContinueToParams,
-    ContinueToSessionRequestV1,
-    CreateBacktestSessionRequest,
     DiscoveryBatch,
     DiscoveryBatchEvent,
     Error,
-    ParallelSessionAttachedV2,
     Paused,
     PausedEvent,
     ReadyForContinue,
-    ResumeAttachedSession,
-    SessionAttached,
-    SessionCreated,
     SessionEvent,
-    SessionEventV1,
     SessionEventV2,
-    SessionsCreated,
-    SessionsCreatedV2,
     SlotNotification,
     Status,
     Success,
+    TopLevelEvent,
     UnknownRequest,
     UnknownResponse,
     UnknownSessionEvent,
@@ -160,9 +147,7 @@ _EVENT_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
 _EVENT_DECODERS_BY_KIND: Final[Mapping[str, _PayloadDecoder]] = {
     kind_key(tag): dec for tag, dec in _EVENT_DECODERS.items()
 }
-_EVENT_CLASSES: Final[frozenset[type]] = frozenset(
-    {ReadyForContinue, SlotNotification, Paused, DiscoveryBatch, Error, Success, Completed, Status}
-)
+_EVENT_CLASSES: Final[frozenset[type]] = frozenset(get_args(TopLevelEvent))
 
 
 def _decode_event(raw: JsonValue) -> SessionEvent:
@@ -261,29 +246,20 @@ def _struct_decoder(cls: type) -> _PayloadDecoder:
     return decode
 
 
-_RESPONSE_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
-    **_EVENT_DECODERS,
-    "sessionCreated": _struct_decoder(SessionCreated),
-    "sessionAttached": _struct_decoder(SessionAttached),
-    "sessionsCreated": _struct_decoder(SessionsCreated),
-    "sessionsCreatedV2": _struct_decoder(SessionsCreatedV2),
-    "parallelSessionAttachedV2": _struct_decoder(ParallelSessionAttachedV2),
-    "sessionEventV1": _struct_decoder(SessionEventV1),
-    "sessionEventV2": _d_session_event_v2,
+_RESPONSE_CLASSES: Final[frozenset[type]] = frozenset(get_args(BacktestResponse)) - {
+    UnknownResponse
 }
 
-_RESPONSE_CLASSES: Final[frozenset[type]] = frozenset(
-    {
-        SessionCreated,
-        SessionAttached,
-        SessionsCreated,
-        SessionsCreatedV2,
-        ParallelSessionAttachedV2,
-        SessionEventV1,
-        SessionEventV2,
-    }
-    | _EVENT_CLASSES
-)
+_RESPONSE_DECODERS: Final[Mapping[str, _PayloadDecoder]] = {
+    **{
+        tag: _struct_decoder(cls)
+        for cls in _RESPONSE_CLASSES - _EVENT_CLASSES
+        if (tag := SPELLINGS[cls][0]) is not None
+    },
+    **_EVENT_DECODERS,
+    # The numbered sub-session event is the hot path of a parallel run: hand-read.
+    "sessionEventV2": _d_session_event_v2,
+}
 
 
 def _newtype_value_hook(cls: type) -> UHook:
@@ -379,18 +355,7 @@ def encode_response(response: BacktestResponse, seq_id: int | None = None) -> st
 # Requests (§3)
 # ============================================================================================
 
-_REQUEST_CLASSES: Final[tuple[type, ...]] = (
-    CreateBacktestSessionRequest,
-    ContinueParams,
-    ContinueToParams,
-    ContinueSessionRequestV1,
-    ContinueToSessionRequestV1,
-    CloseBacktestSession,
-    CloseSessionRequestV1,
-    AttachBacktestSession,
-    ResumeAttachedSession,
-    AttachParallelControlSessionV2,
-)
+_REQUEST_CLASSES: Final[tuple[type, ...]] = get_args(BacktestRequest)
 
 
 def _request_decoder(cls: type) -> _PayloadDecoder:

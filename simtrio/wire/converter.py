@@ -281,26 +281,6 @@ def _s_filter(value: Any, _: Any) -> DiscoveryFilter:
 _PROGRAM_EXECUTED_KEY: Final = kind_key("ProgramExecuted")
 
 
-def _fail_structure(tp: Any) -> Hook:
-    raise TypeError(f"simtrio codec has no structure hook for {tp!r}")
-
-
-# Later registrations take precedence in cattrs; specific types go last.
-conv.register_structure_hook_factory(lambda _tp: True, _fail_structure)
-conv.register_structure_hook_factory(attrs.has, _s_attrs_factory)
-conv.register_structure_hook_factory(_is_optional, _s_optional_factory)
-conv.register_structure_hook_factory(_is_list, _s_list_factory)
-conv.register_structure_hook_factory(_is_str_map, _s_map_factory)
-# cattrs' built-in class hooks (which coerce) win over predicates, so classes are overridden
-# as classes.
-conv.register_structure_hook(int, _s_u64)
-conv.register_structure_hook(str, _s_str)
-conv.register_structure_hook(bool, _s_bool)
-conv.register_structure_hook(BacktestStatus, _s_status)
-conv.register_structure_hook_func(lambda tp: tp is Any, _s_raw)
-conv.register_structure_hook_func(lambda tp: tp == DiscoveryFilter, _s_filter)
-
-
 # ============================================================================================
 # Unstructure hooks (Python -> JSON value), validating: they raise InvalidParams
 # ============================================================================================
@@ -522,18 +502,44 @@ def _u_filter(value: Any) -> JsonValue:
     raise type_error("a DiscoveryFilter", value)
 
 
-def _fail_unstructure(tp: Any) -> UHook:
-    raise TypeError(f"simtrio codec has no unstructure hook for {tp!r}")
+# ============================================================================================
+# Registration: each predicate or class with its reading hook and its writing hook
+# ============================================================================================
 
 
-conv.register_unstructure_hook_factory(lambda _tp: True, _fail_unstructure)
-conv.register_unstructure_hook_factory(attrs.has, _u_attrs_factory)
-conv.register_unstructure_hook_factory(_is_optional, _u_optional_factory)
-conv.register_unstructure_hook_factory(_is_list, _u_list_factory)
-conv.register_unstructure_hook_factory(_is_str_map, _u_map_factory)
-conv.register_unstructure_hook(int, lambda v: u_u64(v, None))
-conv.register_unstructure_hook(str, lambda v: _u_str(v, None))
-conv.register_unstructure_hook(bool, lambda v: _u_bool(v, None))
-conv.register_unstructure_hook(BacktestStatus, lambda v: _u_status(v, None))
+def _any_type(_tp: Any) -> bool:
+    return True
+
+
+def _no_hook(tp: Any) -> Any:
+    raise TypeError(f"simtrio codec has no hook for {tp!r}")
+
+
+def _without_path(hook: Hook) -> UHook:
+    return lambda value: hook(value, None)
+
+
+# Later registrations take precedence in cattrs, so specific types go last.
+for _predicate, _reader, _writer in (
+    (_any_type, _no_hook, _no_hook),
+    (attrs.has, _s_attrs_factory, _u_attrs_factory),
+    (_is_optional, _s_optional_factory, _u_optional_factory),
+    (_is_list, _s_list_factory, _u_list_factory),
+    (_is_str_map, _s_map_factory, _u_map_factory),
+):
+    conv.register_structure_hook_factory(_predicate, _reader)
+    conv.register_unstructure_hook_factory(_predicate, _writer)
+# cattrs' built-in class hooks (which coerce) win over predicates, so classes are overridden
+# as classes.
+for _cls, _read, _write in (
+    (int, _s_u64, u_u64),
+    (str, _s_str, _u_str),
+    (bool, _s_bool, _u_bool),
+    (BacktestStatus, _s_status, _u_status),
+):
+    conv.register_structure_hook(_cls, _read)
+    conv.register_unstructure_hook(_cls, _without_path(_write))
+conv.register_structure_hook_func(lambda tp: tp is Any, _s_raw)
 conv.register_unstructure_hook_func(lambda tp: tp is Any, lambda v: v)
+conv.register_structure_hook_func(lambda tp: tp == DiscoveryFilter, _s_filter)
 conv.register_unstructure_hook_func(lambda tp: tp == DiscoveryFilter, _u_filter)

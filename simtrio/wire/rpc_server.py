@@ -16,39 +16,9 @@ import attrs
 import orjson
 
 from simtrio.errors import InvalidParams, excerpt
-from simtrio.wire.jsontext import (
-    JsonObject,
-    JsonValue,
-    as_int,
-    as_list,
-    as_object,
-    as_uint,
-    dumps,
-)
-from simtrio.wire.rpc import (
-    ACCOUNT_DIFF_NOTIFICATION,
-    COMPRESSION_ZSTD,
-    INVALID_PARAMS,
-    LOGS_NOTIFICATION,
-    LOGS_SUBSCRIBE,
-    LOGS_UNSUBSCRIBE,
-    METHOD_NOT_FOUND,
-    REPLAY_KEYS,
-    SUBSCRIBE_METHODS,
-    SUBSCRIPTION_COMPLETE,
-    TRANSACTION_NOTIFICATION,
-    UNSUBSCRIBE_METHODS,
-    AccountDiffNotification,
-    LogsNotification,
-    RpcMessage,
-    Subscribe,
-    SubscribeAck,
-    SubscribeError,
-    SubscriptionComplete,
-    TransactionNotification,
-    slot_of,
-    wrapped_value,
-)
+from simtrio.wire import rpc
+from simtrio.wire.jsontext import JsonObject, JsonValue, as_int, as_list, as_object, as_uint, dumps
+from simtrio.wire.rpc import RpcMessage, Subscribe, SubscribeError
 from simtrio.wire.rules import I64_MAX, I64_MIN
 
 
@@ -70,12 +40,12 @@ class UnknownRpcRequest:
 
     @property
     def code(self) -> int:
-        return METHOD_NOT_FOUND
+        return rpc.METHOD_NOT_FOUND
 
     def error_reply(self) -> SubscribeError:
         """The JSON-RPC error the server sends back."""
         return SubscribeError(
-            self.id, METHOD_NOT_FOUND, f"method not found: {excerpt(self.method)}"
+            self.id, rpc.METHOD_NOT_FOUND, f"method not found: {excerpt(self.method)}"
         )
 
 
@@ -88,11 +58,11 @@ class InvalidRpcRequest:
 
     @property
     def code(self) -> int:
-        return INVALID_PARAMS
+        return rpc.INVALID_PARAMS
 
     def error_reply(self) -> SubscribeError:
         """The JSON-RPC error the server sends back."""
-        return SubscribeError(self.id, INVALID_PARAMS, f"invalid params: {self.reason}")
+        return SubscribeError(self.id, rpc.INVALID_PARAMS, f"invalid params: {self.reason}")
 
 
 RpcRequest: TypeAlias = Subscribe | Unsubscribe | UnknownRpcRequest | InvalidRpcRequest
@@ -122,11 +92,11 @@ def decode_rpc_request(text: str | bytes) -> RpcRequest:
     request_id = as_int(obj.get("id"))
     if request_id is None:
         return InvalidRpcRequest(None, "missing or non-integer id")
-    if method in SUBSCRIBE_METHODS:
+    if method in rpc.SUBSCRIBE_METHODS:
         return _decode_subscribe(obj, method, request_id)
-    if method == LOGS_SUBSCRIBE:
+    if method == rpc.LOGS_SUBSCRIBE:
         return _decode_logs_subscribe(obj, request_id)
-    if method in UNSUBSCRIBE_METHODS or method == LOGS_UNSUBSCRIBE:
+    if method in rpc.UNSUBSCRIBE_METHODS or method == rpc.LOGS_UNSUBSCRIBE:
         params = as_list(obj.get("params"))
         subscription = as_uint(params[0]) if params else None
         if subscription is None:
@@ -150,14 +120,14 @@ def _decode_subscribe(obj: JsonObject, method: str, request_id: int) -> RpcReque
     if config is None:
         return Subscribe(method, request_id, program_id, None, compression=False)
     replay: int | None = None
-    for key in REPLAY_KEYS:
+    for key in rpc.REPLAY_KEYS:
         if key in config and config[key] is not None:
             value = as_int(config[key])
             if value is None or not I64_MIN <= value <= I64_MAX:
                 return InvalidRpcRequest(request_id, f"{key} must be a slot number")
             replay = value
             break
-    compression = config.get("compression") == COMPRESSION_ZSTD
+    compression = config.get("compression") == rpc.COMPRESSION_ZSTD
     return Subscribe(method, request_id, program_id, replay, compression=compression)
 
 
@@ -170,7 +140,7 @@ def _decode_logs_subscribe(obj: JsonObject, request_id: int) -> RpcRequest:
         return InvalidRpcRequest(request_id, 'expected [{"mentions": [one program id]}, config]')
     program_id: str = mentions[0]
     rewritten: JsonObject = {"params": [program_id, *params[1:]]}
-    return _decode_subscribe(rewritten, LOGS_SUBSCRIBE, request_id)
+    return _decode_subscribe(rewritten, rpc.LOGS_SUBSCRIBE, request_id)
 
 
 def encode_unsubscribe_reply(request_id: int | None, result: bool = True) -> str:
@@ -188,12 +158,12 @@ def encode_rpc(message: RpcMessage) -> str:
         InvalidParams: a raw value cannot be written as JSON, or a transaction is not an
             object.
     """
-    if isinstance(message, SubscribeAck):
+    if isinstance(message, rpc.SubscribeAck):
         return dumps({"jsonrpc": "2.0", "id": message.id, "result": message.subscription})
     if isinstance(message, SubscribeError):
         error: JsonObject = {"code": message.code, "message": message.message}
         return dumps({"jsonrpc": "2.0", "id": message.id, "error": error})
-    if isinstance(message, AccountDiffNotification):
+    if isinstance(message, rpc.AccountDiffNotification):
         diff: JsonObject = {
             "context": {"slot": message.slot},
             "account": message.account,
@@ -201,27 +171,27 @@ def encode_rpc(message: RpcMessage) -> str:
             "pre": message.pre,
             "post": message.post,
         }
-        return _notification(ACCOUNT_DIFF_NOTIFICATION, message.subscription, diff)
-    if isinstance(message, TransactionNotification):
+        return _notification(rpc.ACCOUNT_DIFF_NOTIFICATION, message.subscription, diff)
+    if isinstance(message, rpc.TransactionNotification):
         tx = as_object(message.transaction)
         if tx is None:
             raise InvalidParams("a transaction must be a JSON object")
-        if wrapped_value(tx) is None and slot_of(tx) == message.slot:
+        if rpc.wrapped_value(tx) is None and rpc.slot_of(tx) == message.slot:
             payload: JsonValue = tx
         else:
             payload = {"context": {"slot": message.slot}, "value": tx}
-        return _notification(TRANSACTION_NOTIFICATION, message.subscription, payload)
-    if isinstance(message, LogsNotification):
+        return _notification(rpc.TRANSACTION_NOTIFICATION, message.subscription, payload)
+    if isinstance(message, rpc.LogsNotification):
         value: JsonObject = {
             "signature": message.signature,
             "err": message.err,
             "logs": list(message.logs),
         }
         logs: JsonObject = {"context": {"slot": message.slot}, "value": value}
-        return _notification(LOGS_NOTIFICATION, message.subscription, logs)
-    if isinstance(message, SubscriptionComplete):
+        return _notification(rpc.LOGS_NOTIFICATION, message.subscription, logs)
+    if isinstance(message, rpc.SubscriptionComplete):
         params: JsonObject = {"subscription": message.subscription}
-        return dumps({"jsonrpc": "2.0", "method": SUBSCRIPTION_COMPLETE, "params": params})
+        return dumps({"jsonrpc": "2.0", "method": rpc.SUBSCRIPTION_COMPLETE, "params": params})
     return dumps(message.raw)
 
 

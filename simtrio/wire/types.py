@@ -414,7 +414,7 @@ class UnknownSessionEvent:
     raw: JsonValue
 
 
-SessionEvent: TypeAlias = (
+TopLevelEvent: TypeAlias = (
     ReadyForContinue
     | SlotNotification
     | Paused
@@ -423,12 +423,13 @@ SessionEvent: TypeAlias = (
     | Success
     | Completed
     | Status
-    | UnknownSessionEvent
 )
+"""What a single session sends at top level (protocol §4.1) and a ``sessionEventV2`` carries."""
+
+SessionEvent: TypeAlias = TopLevelEvent | UnknownSessionEvent
 """The ``event`` of one sub-session in ``sessionEventV2`` (or legacy ``sessionEventV1``).
 
-The responses a single session can also send at top level (protocol §4.1), or
-``UnknownSessionEvent`` for a kind or shape simtrio does not know.
+A :data:`TopLevelEvent`, or ``UnknownSessionEvent`` for a kind or shape simtrio does not know.
 """
 
 
@@ -463,14 +464,7 @@ BacktestResponse: TypeAlias = (
     | SessionsCreated
     | SessionsCreatedV2
     | ParallelSessionAttachedV2
-    | ReadyForContinue
-    | SlotNotification
-    | Paused
-    | DiscoveryBatch
-    | Error
-    | Success
-    | Completed
-    | Status
+    | TopLevelEvent
     | SessionEventV1
     | SessionEventV2
     | UnknownResponse
