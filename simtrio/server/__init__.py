@@ -183,11 +183,9 @@ async def run_server(
     *,
     task_status: trio.TaskStatus[ReferenceServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`.
-
-    It always listens on TCP: it runs in a task of its own, so a listener put in place for
-    the caller (:func:`simtrio.server.serving.serving_with`) would not reach its clients.
-    """
+    """Run a server until cancelled; ``task_status.started`` gets its :class:`ReferenceServer`."""
+    # Always on TCP: this runs in a task of its own, so an in-memory listener's stream opener
+    # (set in this task's context) would not reach the clients in the caller's tasks.
     async with _running(config or ServerConfig(), host, port, listen_tcp) as server:
         task_status.started(server)
         await trio.sleep_forever()
