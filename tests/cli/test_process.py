@@ -36,13 +36,12 @@ def test_a_signal_stops_the_run_gracefully(
     out_file = tmp_path / "run.ndjson"
     proc = spawn(
         "run", "--embedded", "--start-slot", "0", "--end-slot", "999", parallel,
-        "--slot-delay", "0.005", "--record", str(db), "--output-file", str(out_file),
+        "--slot-delay", "0.005", "--record", str(db), "--output-file", str(out_file), "-v",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     with reaped(proc):
-        deadline = time.monotonic() + 5
-        head = wait_for_line(proc.stderr, b"embedded reference server", deadline)
-        time.sleep(0.3)  # let it get going
+        # The signal lands once the server created the session: the run is under way.
+        head = wait_for_line(proc.stderr, b"created ", time.monotonic() + 5)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=5)
     err = head + err
@@ -67,11 +66,10 @@ def test_a_signal_stops_the_run_gracefully(
 def test_a_second_signal_stops_at_once(tmp_path: Path) -> None:
     proc = spawn(
         "run", "--embedded", "--start-slot", "0", "--end-slot", "99999", "--slot-delay", "0.005",
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        "-v", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
     with reaped(proc):
-        wait_for_line(proc.stderr, b"embedded reference server", time.monotonic() + 5)
-        time.sleep(0.3)
+        wait_for_line(proc.stderr, b"created ", time.monotonic() + 5)
         proc.send_signal(signal.SIGTERM)
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=5)
