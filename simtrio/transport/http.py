@@ -104,12 +104,11 @@ async def _exchange(
     payload: bytes | None = None,
 ) -> tuple[int, bytes]:
     conn = h11.Connection(h11.CLIENT)
+    verb = "GET" if payload is None else "POST"
     headers = [(b"Host", endpoint.host_header.encode("idna")), (b"Connection", b"close"), *extra]
     if payload is not None:
         headers.append((b"Content-Length", str(len(payload)).encode("ascii")))
-    request = h11.Request(
-        method="GET" if payload is None else "POST", target=endpoint.target, headers=headers
-    )
+    request = h11.Request(method=verb, target=endpoint.target, headers=headers)
     out = conn.send(request) or b""
     if payload:
         out += conn.send(h11.Data(data=payload)) or b""
@@ -125,10 +124,10 @@ async def _exchange(
         elif isinstance(event, h11.Data):
             if len(body) + len(event.data) > max_body:
                 raise ConnectError(
-                    f"GET {endpoint.display}: response body exceeds {max_body} bytes"
+                    f"{verb} {endpoint.display}: response body exceeds {max_body} bytes"
                 )
             body += event.data
         elif isinstance(event, h11.EndOfMessage):
             return status, bytes(body)
         elif isinstance(event, h11.ConnectionClosed):  # pragma: no cover - h11 raises first
-            raise ConnectError(f"GET {endpoint.display}: connection closed before a response")
+            raise ConnectError(f"{verb} {endpoint.display}: connection closed before a response")

@@ -105,7 +105,12 @@ async def test_body_over_the_limit() -> None:
     async with http_server(response) as url:
         assert await http_get(url, timeout=5, max_body=100) == (200, b"x" * 100)
         await connect_error(
-            http_get(url, timeout=5, max_body=99), fatal=False, match="exceeds 99 bytes"
+            http_get(url, timeout=5, max_body=99), fatal=False, match="^GET .* exceeds 99 bytes"
+        )
+        await connect_error(
+            http_post_json(url, b"{}", timeout=5, max_body=99),
+            fatal=False,
+            match="^POST .* exceeds 99 bytes",
         )
 
 
